@@ -1,0 +1,15 @@
+//! `host`: a push-based horizontal autoscaler for Docker Swarm.
+//!
+//! Layout (see ARCHITECTURE.md for the data path):
+//! - [`model`]: events, service state and decisions as the daemon sees them.
+//! - [`policy`]: the WebAssembly policy runtime (the only user of wasmtime).
+//! - [`daemon`]: the event loop that ties the parts together.
+//! - [`config`], [`telemetry`]: flags and logging.
+//! - [`policy_cmd`]: `host policy check|run` for policy authors.
+
+pub mod config;
+pub mod daemon;
+pub mod model;
+pub mod policy;
+pub mod policy_cmd;
+pub mod telemetry;

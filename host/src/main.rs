@@ -1,0 +1,39 @@
+//! The `host` binary: parse flags, start logging, run the daemon or a
+//! subcommand, and print the whole error chain on failure.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use host::config::{Cli, Command, PolicyCommand};
+use host::{daemon, policy, policy_cmd, telemetry};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log.log_format);
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let runtime = policy::Runtime::new(cli.runtime.runtime_config())?;
+    match cli.command {
+        Some(Command::Policy(PolicyCommand::Check { file, json })) => {
+            let ok = policy_cmd::check(&runtime, &file, json)?;
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Some(Command::Policy(PolicyCommand::Run { file, event, state })) => {
+            println!("{}", policy_cmd::run(&runtime, &file, &event, &state)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            let tokio = tokio::runtime::Runtime::new()?;
+            tokio.block_on(daemon::run(cli.daemon, runtime, daemon::ctrl_c()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

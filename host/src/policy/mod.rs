@@ -1,0 +1,514 @@
+//! The policy runtime: loads WebAssembly components of world
+//! `autoscaler:policy/policy` and runs their `decide` in a sandbox.
+//!
+//! - Sandbox: deny-by-default WASI (see [`sandbox`]): no files, environment,
+//!   arguments or sockets; guest output goes to the log, bounded.
+//! - Time: every call gets an epoch deadline; a ticker thread advances the
+//!   engine's epoch while calls are running, so a looping policy traps.
+//! - Memory: a per-instance cap enforced by a [`wasmtime::ResourceLimiter`].
+//! - Failure: a failed call poisons its instance; the next call starts a
+//!   fresh one from the pre-instantiated [`PolicyPre`]. After
+//!   [`RuntimeConfig::max_consecutive_failures`] failures in a row a policy is
+//!   quarantined until it is loaded again (its file changes).
+//! - Cache: compiled code is cached by content hash, in memory and on disk.
+//!
+//! Invariant: this module knows nothing about Docker, eBPF or files on disk
+//! other than its own cache; it turns bytes into a [`LoadedPolicy`] and
+//! `(Event, State)` into `Option<Decision>`.
+
+mod bindings;
+mod cache;
+mod sandbox;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, Linker, types::ComponentItem};
+use wasmtime::{Config, Engine, Store, Trap};
+
+pub use bindings::{CONTRACT_VERSION, WORLD};
+pub use cache::Origin;
+use bindings::{Policy, PolicyPre};
+use sandbox::Sandbox;
+
+use crate::model::{Decision, Event, State};
+
+/// Granularity of the epoch ticker; time limits are rounded up to it.
+const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Limits and locations for the runtime. Defaults are in [`Default`].
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Wall-clock budget of one `decide` call (default 10 ms).
+    pub time_limit: Duration,
+    /// Largest linear memory of one instance, in bytes (default 64 MiB).
+    pub memory_limit: usize,
+    /// Guest stdout+stderr kept per call, in bytes (default 16 KiB).
+    pub output_limit: usize,
+    /// Failed calls in a row before a policy is quarantined (default 5).
+    pub max_consecutive_failures: u32,
+    /// Disk tier of the compile cache; `None` keeps it in memory only.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            time_limit: Duration::from_millis(10),
+            memory_limit: 64 << 20,
+            output_limit: 16 << 10,
+            max_consecutive_failures: 5,
+            cache_dir: None,
+        }
+    }
+}
+
+/// Why a policy could not be loaded or a call failed. Every message names
+/// the policy and says what happened.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The bytes are not a WebAssembly component.
+    #[error("policy {policy}: not a WebAssembly component: {reason}")]
+    NotAComponent { policy: String, reason: String },
+    /// Cranelift rejected the component.
+    #[error("policy {policy}: failed to compile: {reason}")]
+    Compile { policy: String, reason: String },
+    /// The component is not of world `policy`, or needs imports we do not offer.
+    #[error("policy {policy}: does not fit world {WORLD}@{CONTRACT_VERSION}: {reason}")]
+    WrongWorld { policy: String, reason: String },
+    /// Creating an instance failed (a trap in its start code, limits).
+    #[error("policy {policy}: failed to instantiate: {reason}")]
+    Instantiate { policy: String, reason: String },
+    /// The call ran past its time limit and was interrupted.
+    #[error("policy {policy}: interrupted after exceeding its time limit of {limit_ms} ms")]
+    Timeout { policy: String, limit_ms: u128 },
+    /// The instance tried to grow its memory past the cap.
+    #[error("policy {policy}: stopped at its memory limit of {limit_mib} MiB")]
+    MemoryLimit { policy: String, limit_mib: usize },
+    /// The guest trapped (panic, unreachable, out-of-bounds access...).
+    #[error("policy {policy}: trapped: {reason}")]
+    Trap { policy: String, reason: String },
+    /// Too many failures in a row; calls are refused until it is reloaded.
+    #[error("policy {policy}: quarantined after {failures} failed calls in a row; change its file to load it again")]
+    Quarantined { policy: String, failures: u32 },
+}
+
+impl PolicyError {
+    /// A short stable label for metrics and audit logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PolicyError::NotAComponent { .. } => "not-a-component",
+            PolicyError::Compile { .. } => "compile",
+            PolicyError::WrongWorld { .. } => "wrong-world",
+            PolicyError::Instantiate { .. } => "instantiate",
+            PolicyError::Timeout { .. } => "timeout",
+            PolicyError::MemoryLimit { .. } => "memory-limit",
+            PolicyError::Trap { .. } => "trap",
+            PolicyError::Quarantined { .. } => "quarantined",
+        }
+    }
+}
+
+/// What `host policy check` reports about a file.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Inspection {
+    /// The contract version the component was built against, if it says.
+    pub contract_version: Option<String>,
+    /// Every import name of the component.
+    pub imports: Vec<String>,
+    /// Every export name of the component.
+    pub exports: Vec<String>,
+    /// SHA-256 of the file, hex.
+    pub sha256: String,
+    /// Where the compiled code came from.
+    pub origin: &'static str,
+    /// Time to compile or load from cache.
+    pub load_ms: f64,
+}
+
+/// The wasmtime engine, linker and compile cache shared by all policies.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<Sandbox>,
+    cache: cache::CompileCache,
+    config: RuntimeConfig,
+    ticker: Arc<EpochTicker>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Build the engine (Cranelift, epoch interruption, no component-model
+    /// concurrency), the linker (deny-by-default WASI and the `host` import)
+    /// and the cache.
+    pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
+        let mut wasm = Config::new();
+        wasm.wasm_component_model(true)
+            .epoch_interruption(true)
+            // Component-model async makes every call about 3x slower and
+            // policies do not use it.
+            .concurrency_support(false)
+            .max_wasm_stack(1 << 20);
+        let engine = Engine::new(&wasm).map_err(|e| anyhow::anyhow!("creating the wasm engine: {e}"))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| anyhow::anyhow!("linking WASI: {e}"))?;
+        Policy::add_to_linker::<Sandbox, wasmtime::component::HasSelf<Sandbox>>(&mut linker, |s| s)
+            .map_err(|e| anyhow::anyhow!("linking the host interface: {e}"))?;
+        let cache = cache::CompileCache::new(&engine, config.cache_dir.as_deref());
+        let ticker = EpochTicker::start(engine.clone());
+        Ok(Runtime { engine, linker, cache, config, ticker })
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    /// How many times a component was really compiled (not served by a cache).
+    pub fn compiles(&self) -> u64 {
+        self.cache.compiles()
+    }
+
+    /// Compile (or fetch from cache) and validate `bytes` as policy `name`,
+    /// then instantiate it once so that a component that traps at start-up is
+    /// rejected here rather than on the event path.
+    pub fn load(&self, name: &str, bytes: &[u8]) -> Result<LoadedPolicy, PolicyError> {
+        let (component, hash, origin) = self.compile(name, bytes)?;
+        let pre = self.validate(name, &component)?;
+        let mut policy = LoadedPolicy {
+            name: Arc::from(name),
+            sha256: hex::encode(hash),
+            origin,
+            pre,
+            live: None,
+            config: self.config.clone(),
+            ticker: self.ticker.clone(),
+            failures: 0,
+            quarantined: false,
+        };
+        policy.live = Some(policy.instantiate()?);
+        Ok(policy)
+    }
+
+    /// Describe `bytes` for `host policy check`, validating it like [`Runtime::load`].
+    pub fn inspect(&self, name: &str, bytes: &[u8]) -> Result<(Inspection, Result<(), PolicyError>), PolicyError> {
+        let started = Instant::now();
+        let (component, hash, origin) = self.compile(name, bytes)?;
+        let load_ms = started.elapsed().as_secs_f64() * 1e3;
+        let ty = component.component_type();
+        let imports: Vec<String> = ty.imports(&self.engine).map(|(n, _)| n.to_string()).collect();
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(n, item)| match item.ty {
+                ComponentItem::ComponentFunc(_) => format!("{n} (function)"),
+                _ => n.to_string(),
+            })
+            .collect();
+        let contract_version = imports
+            .iter()
+            .find_map(|i| i.strip_prefix(bindings::PACKAGE_PREFIX))
+            .and_then(|rest| rest.split_once('@').map(|(_, v)| v.to_string()));
+        let inspection = Inspection {
+            contract_version,
+            imports,
+            exports,
+            sha256: hex::encode(hash),
+            origin: match origin {
+                Origin::Memory => "memory cache",
+                Origin::Disk => "disk cache",
+                Origin::Compiled => "compiled",
+            },
+            load_ms,
+        };
+        let runnable = self.validate(name, &component).and_then(|pre| {
+            let mut policy = LoadedPolicy {
+                name: Arc::from(name),
+                sha256: inspection.sha256.clone(),
+                origin,
+                pre,
+                live: None,
+                config: self.config.clone(),
+                ticker: self.ticker.clone(),
+                failures: 0,
+                quarantined: false,
+            };
+            policy.instantiate().map(drop)
+        });
+        Ok((inspection, runnable))
+    }
+
+    fn compile(&self, name: &str, bytes: &[u8]) -> Result<(Component, cache::ContentHash, Origin), PolicyError> {
+        check_component_header(bytes)
+            .map_err(|reason| PolicyError::NotAComponent { policy: name.to_string(), reason })?;
+        self.cache
+            .get_or_compile(&self.engine, bytes)
+            .map_err(|e| PolicyError::Compile { policy: name.to_string(), reason: format!("{e:#}") })
+    }
+
+    fn validate(&self, name: &str, component: &Component) -> Result<PolicyPre<Sandbox>, PolicyError> {
+        let wrong = |e: wasmtime::Error| PolicyError::WrongWorld { policy: name.to_string(), reason: format!("{e:#}") };
+        let instance_pre = self.linker.instantiate_pre(component).map_err(wrong)?;
+        PolicyPre::new(instance_pre).map_err(wrong)
+    }
+}
+
+/// Reject anything that is not a component before handing it to Cranelift,
+/// with a message that says what it is instead.
+fn check_component_header(bytes: &[u8]) -> Result<(), String> {
+    const MAGIC: &[u8] = b"\0asm";
+    if bytes.len() < 8 || &bytes[..4] != MAGIC {
+        return Err(format!(
+            "file does not start with the WebAssembly magic bytes ({} bytes long)",
+            bytes.len()
+        ));
+    }
+    // Bytes 4..8: version (u16) and layer (u16); layer 1 is a component.
+    match (u16::from_le_bytes([bytes[4], bytes[5]]), u16::from_le_bytes([bytes[6], bytes[7]])) {
+        (_, 1) => Ok(()),
+        (1, 0) => Err("it is a core WebAssembly module; turn it into a component \
+                       (cargo build --target wasm32-wasip2, or wasm-tools component new)"
+            .to_string()),
+        (version, layer) => Err(format!("unknown WebAssembly version {version} layer {layer}")),
+    }
+}
+
+/// A live instance: its store and the typed export.
+struct Live {
+    store: Store<Sandbox>,
+    bindings: Policy,
+}
+
+/// One loaded policy, ready to decide. Not shared between threads: wrap it
+/// in a mutex or give it to one worker.
+pub struct LoadedPolicy {
+    name: Arc<str>,
+    sha256: String,
+    origin: Origin,
+    pre: PolicyPre<Sandbox>,
+    /// The current instance; `None` after a failed call poisoned it.
+    live: Option<Live>,
+    config: RuntimeConfig,
+    ticker: Arc<EpochTicker>,
+    /// Failed calls in a row.
+    failures: u32,
+    /// Set after too many failures; cleared only by loading the file again.
+    quarantined: bool,
+}
+
+impl std::fmt::Debug for LoadedPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPolicy")
+            .field("name", &self.name)
+            .field("sha256", &self.sha256)
+            .field("failures", &self.failures)
+            .field("quarantined", &self.quarantined)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoadedPolicy {
+    /// The policy's name (its file stem).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// SHA-256 of the component bytes, hex.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// Where its compiled code came from.
+    pub fn origin(&self) -> Origin {
+        self.origin
+    }
+
+    /// Whether calls are refused until the policy is loaded again.
+    pub fn is_quarantined(&self) -> bool {
+        self.quarantined
+    }
+
+    fn instantiate(&mut self) -> Result<Live, PolicyError> {
+        let mut store = Store::new(
+            self.pre.engine(),
+            Sandbox::new(self.name.clone(), self.config.memory_limit, self.config.output_limit),
+        );
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(self.deadline_ticks());
+        let _running = self.ticker.enter();
+        match self.pre.instantiate(&mut store) {
+            Ok(bindings) => Ok(Live { store, bindings }),
+            Err(e) => {
+                let hit = store.data().limits.hit;
+                store.data_mut().finish_call();
+                Err(match self.classify(&e, hit) {
+                    PolicyError::Trap { policy, reason } => PolicyError::Instantiate { policy, reason },
+                    other => other,
+                })
+            }
+        }
+    }
+
+    fn deadline_ticks(&self) -> u64 {
+        let ticks = self.config.time_limit.as_nanos().div_ceil(EPOCH_TICK.as_nanos());
+        u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
+    }
+
+    /// Run `decide` once. On failure the instance is dropped (a trap poisons
+    /// it) and the next call starts a fresh one.
+    pub fn decide(&mut self, event: &Event, state: &State) -> Result<Option<Decision>, PolicyError> {
+        if self.quarantined {
+            return Err(PolicyError::Quarantined { policy: self.name.to_string(), failures: self.failures });
+        }
+        let result = self.call(event, state);
+        match &result {
+            Ok(_) => self.failures = 0,
+            Err(err) => {
+                self.failures += 1;
+                if self.failures >= self.config.max_consecutive_failures {
+                    self.quarantined = true;
+                    tracing::error!(policy = %self.name, failures = self.failures,
+                        "policy quarantined after {} failed calls in a row (last: {err}); \
+                         it makes no decisions until its file changes", self.failures);
+                }
+            }
+        }
+        result
+    }
+
+    fn call(&mut self, event: &Event, state: &State) -> Result<Option<Decision>, PolicyError> {
+        let mut live = match self.live.take() {
+            Some(live) => live,
+            None => self.instantiate()?,
+        };
+        let wit_event = event.into();
+        let wit_state = state.into();
+        live.store.data_mut().begin_call();
+        live.store.set_epoch_deadline(self.deadline_ticks());
+        let result = {
+            let _running = self.ticker.enter();
+            live.bindings.call_decide(&mut live.store, &wit_event, &wit_state)
+        };
+        live.store.data_mut().finish_call();
+        match result {
+            Ok(decision) => {
+                self.live = Some(live);
+                Ok(decision.map(Into::into))
+            }
+            // The instance is poisoned; drop it (`live` goes out of scope).
+            Err(e) => Err(self.classify(&e, live.store.data().limits.hit)),
+        }
+    }
+
+    fn classify(&self, err: &wasmtime::Error, memory_hit: bool) -> PolicyError {
+        let policy = self.name.to_string();
+        if err.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+            return PolicyError::Timeout { policy, limit_ms: self.config.time_limit.as_millis() };
+        }
+        if memory_hit {
+            return PolicyError::MemoryLimit { policy, limit_mib: self.config.memory_limit >> 20 };
+        }
+        let reason = match err.downcast_ref::<Trap>() {
+            Some(trap) => format!("{trap}"),
+            None => format!("{err:#}"),
+        };
+        // wasmtime appends a wasm backtrace on later lines; keep the cause.
+        let reason = reason.lines().next().unwrap_or_default().to_string();
+        PolicyError::Trap { policy, reason }
+    }
+}
+
+/// Advances the engine epoch every [`EPOCH_TICK`] while at least one call
+/// is running, and sleeps otherwise so that an idle daemon costs nothing.
+struct EpochTicker {
+    /// Calls in flight.
+    active: AtomicUsize,
+    /// Set on drop of the runtime to end the thread.
+    stop: AtomicBool,
+    thread: std::sync::OnceLock<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Arc<Self> {
+        let ticker = Arc::new(EpochTicker {
+            active: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            thread: std::sync::OnceLock::new(),
+        });
+        let weak = Arc::downgrade(&ticker);
+        let handle = std::thread::Builder::new()
+            .name("epoch-ticker".into())
+            .spawn(move || {
+                loop {
+                    let Some(t) = weak.upgrade() else { return };
+                    if t.stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let idle = t.active.load(Ordering::Acquire) == 0;
+                    drop(t);
+                    if idle {
+                        std::thread::park_timeout(Duration::from_millis(250));
+                    } else {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                }
+            });
+        match handle {
+            Ok(handle) => {
+                let _ = ticker.thread.set(handle);
+            }
+            // Without the thread deadlines never fire: say so loudly.
+            Err(err) => tracing::error!("could not start the epoch ticker, policy time limits are not enforced: {err}"),
+        }
+        ticker
+    }
+
+    /// Mark a call as running until the guard drops.
+    fn enter(&self) -> TickerGuard<'_> {
+        if self.active.fetch_add(1, Ordering::AcqRel) == 0 {
+            if let Some(thread) = self.thread.get() {
+                thread.thread().unpark();
+            }
+        }
+        TickerGuard(self)
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.get() {
+            thread.thread().unpark();
+        }
+    }
+}
+
+struct TickerGuard<'a>(&'a EpochTicker);
+
+impl Drop for TickerGuard<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_check_names_what_the_file_is() {
+        assert!(check_component_header(b"").unwrap_err().contains("magic"));
+        let core = b"\0asm\x01\0\0\0";
+        assert!(check_component_header(core).unwrap_err().contains("core WebAssembly module"));
+        let component = b"\0asm\x0d\0\x01\0";
+        assert!(check_component_header(component).is_ok());
+    }
+}

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::policy::RuntimeConfig;
@@ -73,21 +74,22 @@ pub struct DaemonArgs {
 #[derive(Debug, Args)]
 pub struct RuntimeArgs {
     /// Time budget of one `decide` call, in milliseconds.
-    #[arg(long, env = "AUTOSCALER_POLICY_TIME_LIMIT_MS", default_value_t = 10)]
+    #[arg(long, global = true, env = "AUTOSCALER_POLICY_TIME_LIMIT_MS", default_value_t = 10)]
     pub policy_time_limit_ms: u64,
 
     /// Memory cap of one policy instance, in MiB.
-    #[arg(long, env = "AUTOSCALER_POLICY_MEMORY_LIMIT_MIB", default_value_t = 64)]
+    #[arg(long, global = true, env = "AUTOSCALER_POLICY_MEMORY_LIMIT_MIB", default_value_t = 64)]
     pub policy_memory_limit_mib: usize,
 
     /// Failed calls in a row before a policy is quarantined until its file changes.
-    #[arg(long, env = "AUTOSCALER_POLICY_MAX_FAILURES", default_value_t = 5)]
+    #[arg(long, global = true, env = "AUTOSCALER_POLICY_MAX_FAILURES", default_value_t = 5)]
     pub policy_max_failures: u32,
 
     /// Directory for compiled policies, reused across restarts. Empty keeps
     /// the cache in memory only. Default: $XDG_CACHE_HOME/swarm-autoscaler,
     /// else ~/.cache/swarm-autoscaler.
-    #[arg(long, env = "AUTOSCALER_CACHE_DIR")]
+    #[arg(long, global = true, env = "AUTOSCALER_CACHE_DIR",
+          value_parser = clap::builder::OsStringValueParser::new().map(PathBuf::from))]
     pub cache_dir: Option<PathBuf>,
 }
 
@@ -121,7 +123,7 @@ fn default_cache_dir() -> Option<PathBuf> {
 #[derive(Debug, Args)]
 pub struct LogArgs {
     /// Log line format.
-    #[arg(long, env = "AUTOSCALER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, global = true, env = "AUTOSCALER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
 

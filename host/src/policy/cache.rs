@@ -133,11 +133,21 @@ impl CompileCache {
         if !path.exists() {
             return None;
         }
+        // Read into memory rather than mmap the file: a mapped file that is
+        // truncated behind our back would turn into SIGBUS later.
+        let serialized = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(err) => {
+                tracing::warn!(file = %path.display(), "cannot read compile cache entry: {err}");
+                return None;
+            }
+        };
         // SAFETY: the file lives in a directory only this daemon's user can
         // write (checked in `prepare_dir`) and was written by `store_on_disk`
         // from `precompile_component` output of an engine with the same
-        // compatibility hash (part of the path).
-        match unsafe { Component::deserialize_file(engine, &path) } {
+        // compatibility hash (part of the path). wasmtime still checks the
+        // header and version and rejects what it cannot load.
+        match unsafe { Component::deserialize(engine, &serialized) } {
             Ok(component) => Some(component),
             Err(err) => {
                 tracing::warn!(file = %path.display(), "discarding unusable compile cache entry: {err}");

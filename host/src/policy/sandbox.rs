@@ -81,7 +81,7 @@ impl Sandbox {
     pub fn finish_call(&mut self) {
         let (text, truncated) = self.output.take();
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            tracing::info!(target: "policy", policy = %self.policy, stream = "stdout", "{line}");
+            tracing::info!(target: "policy", policy = %self.policy, stream = "output", "{line}");
         }
         if truncated > 0 {
             tracing::warn!(target: "policy", policy = %self.policy,

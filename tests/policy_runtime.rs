@@ -1,0 +1,300 @@
+//! The policy runtime against real compiled components: the shipped
+//! policies and the misbehaving fixtures in `tests/fixtures/` (built by
+//! `tests/fixtures/build.sh`, which `tests/run.sh` runs first).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use host::model::{Decision, Event, EventKind, Metric, State, Unit};
+use host::policy::{LoadedPolicy, Origin, PolicyError, Runtime, RuntimeConfig};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
+}
+
+fn component(path: &str) -> Vec<u8> {
+    let file = repo().join(path);
+    std::fs::read(&file).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build the components first: policies/build.sh && tests/fixtures/build.sh (tests/run.sh does both)",
+            file.display()
+        )
+    })
+}
+
+fn runtime(config: RuntimeConfig) -> Runtime {
+    Runtime::new(config).expect("runtime")
+}
+
+fn event(metric: Metric, value: f64) -> Event {
+    Event {
+        metric,
+        value,
+        unit: Unit::FractionOfLimit,
+        kind: EventKind::Sample,
+        container_id: "0123abcd".into(),
+        service_id: "svc1".into(),
+        service_name: "web".into(),
+        timestamp_ns: 1_000,
+    }
+}
+
+fn state(current: u32, settings: &[(&str, &str)]) -> State {
+    State {
+        current_replicas: current,
+        min_replicas: 1,
+        max_replicas: 6,
+        last_scale_ns: None,
+        settings: settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+    }
+}
+
+fn misbehave(rt: &Runtime) -> LoadedPolicy {
+    rt.load("misbehave", &component("tests/fixtures/out/misbehave.wasm")).expect("fixture loads")
+}
+
+fn fault(name: &str) -> State {
+    state(2, &[("fault", name)])
+}
+
+/// After any failure the same policy must decide correctly again.
+fn assert_recovers(policy: &mut LoadedPolicy) {
+    let decision = policy.decide(&event(Metric::Cpu, 0.5), &fault("none")).expect("recovered call");
+    assert_eq!(decision, Some(Decision { target_replicas: 3, reason: "ok".into() }));
+}
+
+#[test]
+fn shipped_threshold_policy_decides_through_the_runtime() {
+    let rt = runtime(RuntimeConfig::default());
+    let mut policy = rt.load("threshold", &component("policies/threshold.wasm")).expect("loads");
+    let band = [("cpu.upper", "0.8"), ("cpu.lower", "0.2")];
+    let up = policy.decide(&event(Metric::Cpu, 0.93), &state(2, &band)).expect("call").expect("decision");
+    assert_eq!(up.target_replicas, 3);
+    let down = policy.decide(&event(Metric::Cpu, 0.1), &state(2, &band)).expect("call").expect("decision");
+    assert_eq!(down.target_replicas, 1);
+    assert_eq!(policy.decide(&event(Metric::Cpu, 0.5), &state(2, &band)).expect("call"), None);
+}
+
+#[test]
+fn shipped_proportional_policy_decides_through_the_runtime() {
+    let rt = runtime(RuntimeConfig::default());
+    let mut policy = rt.load("proportional", &component("policies/proportional.wasm")).expect("loads");
+    let target = [("cpu.target", "0.5")];
+    let d = policy.decide(&event(Metric::Cpu, 0.9), &state(2, &target)).expect("call").expect("decision");
+    assert_eq!(d.target_replicas, 4, "ceil(2 * 0.9 / 0.5) = 4");
+    assert_eq!(policy.decide(&event(Metric::Cpu, 0.52), &state(2, &target)).expect("call"), None);
+}
+
+#[test]
+fn endless_loop_is_interrupted_within_ten_times_the_limit() {
+    let limit = Duration::from_millis(10);
+    let rt = runtime(RuntimeConfig { time_limit: limit, ..RuntimeConfig::default() });
+    let mut policy = misbehave(&rt);
+    let started = Instant::now();
+    let err = policy.decide(&event(Metric::Cpu, 0.5), &fault("loop")).expect_err("must not return");
+    let took = started.elapsed();
+    assert!(matches!(err, PolicyError::Timeout { .. }), "{err}");
+    assert!(err.to_string().contains("misbehave") && err.to_string().contains("10 ms"), "{err}");
+    assert!(took < limit * 10, "interrupted only after {took:?}");
+    assert_recovers(&mut policy);
+}
+
+#[test]
+fn unbounded_allocation_stops_at_the_memory_cap() {
+    // A generous time limit so that the memory cap, not the clock, stops it.
+    let rt = runtime(RuntimeConfig {
+        time_limit: Duration::from_secs(5),
+        memory_limit: 32 << 20,
+        ..RuntimeConfig::default()
+    });
+    let mut policy = misbehave(&rt);
+    let err = policy.decide(&event(Metric::Cpu, 0.5), &fault("grow")).expect_err("must fail");
+    assert!(matches!(err, PolicyError::MemoryLimit { limit_mib: 32, .. }), "{err}");
+    assert!(err.to_string().contains("memory limit of 32 MiB"), "{err}");
+    assert_recovers(&mut policy);
+}
+
+#[test]
+fn trap_fails_one_call_only() {
+    let rt = runtime(RuntimeConfig::default());
+    let mut policy = misbehave(&rt);
+    let err = policy.decide(&event(Metric::Cpu, 0.5), &fault("trap")).expect_err("must trap");
+    assert!(matches!(err, PolicyError::Trap { .. }), "{err}");
+    assert!(err.to_string().contains("unreachable"), "{err}");
+    assert_recovers(&mut policy);
+}
+
+#[test]
+fn files_environment_and_sockets_are_denied() {
+    let rt = runtime(RuntimeConfig::default());
+    let mut policy = misbehave(&rt);
+    for attempt in ["file", "env", "socket"] {
+        let decision = policy
+            .decide(&event(Metric::Cpu, 0.5), &fault(attempt))
+            .expect("the call itself succeeds")
+            .expect("the fixture always decides");
+        assert!(decision.reason.starts_with("denied"), "{attempt}: {}", decision.reason);
+    }
+}
+
+#[test]
+fn chatty_policy_output_is_bounded_and_the_call_succeeds() {
+    let rt = runtime(RuntimeConfig::default());
+    let mut policy = misbehave(&rt);
+    for chatter in ["print", "log-spam"] {
+        let decision = policy.decide(&event(Metric::Cpu, 0.5), &fault(chatter)).expect("call");
+        assert_eq!(decision.map(|d| d.target_replicas), Some(3), "{chatter}");
+    }
+}
+
+#[test]
+fn bytes_that_are_not_a_component_are_refused_with_a_reason() {
+    let rt = runtime(RuntimeConfig::default());
+    let err = rt.load("junk", b"definitely not wasm").expect_err("junk");
+    assert!(matches!(err, PolicyError::NotAComponent { .. }), "{err}");
+    assert!(err.to_string().contains("policy junk") && err.to_string().contains("magic"), "{err}");
+
+    let core_module = b"\0asm\x01\0\0\0";
+    let err = rt.load("core", core_module).expect_err("core module");
+    assert!(err.to_string().contains("core WebAssembly module"), "{err}");
+
+    let mut truncated = component("policies/threshold.wasm");
+    truncated.truncate(truncated.len() / 2);
+    let err = rt.load("truncated", &truncated).expect_err("truncated");
+    assert!(matches!(err, PolicyError::Compile { .. }), "{err}");
+}
+
+#[test]
+fn component_of_another_world_is_refused_naming_the_missing_export() {
+    let rt = runtime(RuntimeConfig::default());
+    let err = rt.load("other", &component("tests/fixtures/out/other_world.wasm")).expect_err("wrong world");
+    assert!(matches!(err, PolicyError::WrongWorld { .. }), "{err}");
+    assert!(err.to_string().contains("decide"), "{err}");
+    // The same runtime still runs a good policy.
+    let mut good = rt.load("threshold", &component("policies/threshold.wasm")).expect("loads");
+    let band = [("cpu.upper", "0.8"), ("cpu.lower", "0.2")];
+    assert!(good.decide(&event(Metric::Cpu, 0.9), &state(1, &band)).expect("call").is_some());
+}
+
+#[test]
+fn five_failures_in_a_row_quarantine_until_reloaded() {
+    let rt = runtime(RuntimeConfig::default());
+    let bytes = component("tests/fixtures/out/misbehave.wasm");
+    let mut policy = rt.load("misbehave", &bytes).expect("loads");
+    for _ in 0..4 {
+        let _ = policy.decide(&event(Metric::Cpu, 0.5), &fault("trap")).expect_err("trap");
+    }
+    assert!(!policy.is_quarantined(), "four failures are not enough");
+    let _ = policy.decide(&event(Metric::Cpu, 0.5), &fault("trap")).expect_err("trap");
+    assert!(policy.is_quarantined());
+    let err = policy.decide(&event(Metric::Cpu, 0.5), &fault("none")).expect_err("quarantined");
+    assert!(matches!(err, PolicyError::Quarantined { failures: 5, .. }), "{err}");
+    // Loading the file again (what a reload does) lifts it.
+    let mut reloaded = rt.load("misbehave", &bytes).expect("loads");
+    assert_recovers(&mut reloaded);
+}
+
+#[test]
+fn a_success_resets_the_failure_count() {
+    let rt = runtime(RuntimeConfig::default());
+    let mut policy = misbehave(&rt);
+    for _ in 0..3 {
+        for _ in 0..4 {
+            let _ = policy.decide(&event(Metric::Cpu, 0.5), &fault("trap")).expect_err("trap");
+        }
+        assert_recovers(&mut policy);
+    }
+    assert!(!policy.is_quarantined());
+}
+
+#[test]
+fn unchanged_component_is_compiled_once_across_restarts() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let config = RuntimeConfig { cache_dir: Some(cache.path().to_path_buf()), ..RuntimeConfig::default() };
+    let bytes = component("policies/proportional.wasm");
+
+    let first = runtime(config.clone());
+    let a = first.load("proportional", &bytes).expect("loads");
+    let b = first.load("proportional", &bytes).expect("loads");
+    assert_eq!((a.origin(), b.origin()), (Origin::Compiled, Origin::Memory));
+    assert_eq!(first.compiles(), 1);
+
+    // A new runtime (a restart) with the same cache directory.
+    let second = runtime(config);
+    let c = second.load("proportional", &bytes).expect("loads");
+    assert_eq!(c.origin(), Origin::Disk);
+    assert_eq!(second.compiles(), 0);
+
+    // A corrupt cache entry is discarded and recompiled, not trusted.
+    for dir in std::fs::read_dir(cache.path()).expect("cache dir").flatten() {
+        for entry in std::fs::read_dir(dir.path()).expect("engine dir").flatten() {
+            std::fs::write(entry.path(), b"garbage").expect("corrupt entry");
+        }
+    }
+    let third = runtime(RuntimeConfig { cache_dir: Some(cache.path().to_path_buf()), ..RuntimeConfig::default() });
+    let mut d = third.load("proportional", &bytes).expect("recompiles");
+    assert_eq!((d.origin(), third.compiles()), (Origin::Compiled, 1));
+    assert!(d.decide(&event(Metric::Cpu, 0.9), &state(2, &[("cpu.target", "0.5")])).expect("call").is_some());
+}
+
+fn host_cli(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_host"))
+        .args(args)
+        .arg("--cache-dir")
+        .arg("")
+        .current_dir(repo())
+        .output()
+        .expect("run host")
+}
+
+#[test]
+fn cli_check_reports_version_imports_and_refusals() {
+    let ok = host_cli(&["policy", "check", "policies/threshold.wasm"]);
+    let out = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "{out}");
+    assert!(out.contains("OK") && out.contains("contract version: 0.1.0"), "{out}");
+    assert!(out.contains("autoscaler:policy/host@0.1.0") && out.contains("decide"), "{out}");
+
+    let bad = host_cli(&["policy", "check", "tests/fixtures/out/other_world.wasm"]);
+    let out = String::from_utf8_lossy(&bad.stdout);
+    assert!(!bad.status.success(), "{out}");
+    assert!(out.contains("NOT RUNNABLE") && out.contains("no export `decide`"), "{out}");
+
+    let json = host_cli(&["policy", "check", "--json", "Cargo.toml"]);
+    assert!(!json.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json report");
+    assert_eq!(report["ok"], false);
+    assert!(report["error"].as_str().unwrap_or_default().contains("not a WebAssembly component"));
+}
+
+#[test]
+fn cli_run_prints_the_decision_as_json_with_wit_names() {
+    let event = r#"{"metric":"cpu","value":0.93,"unit":"fraction-of-limit",
+        "kind":{"crossing":{"threshold":0.8,"direction":"up"}},
+        "container-id":"c1","service-id":"s1","service-name":"web","timestamp-ns":42}"#;
+    let state = r#"{"current-replicas":2,"min-replicas":1,"max-replicas":5,
+        "settings":[["cpu.upper","0.8"],["cpu.lower","0.2"]]}"#;
+    let run = host_cli(&["policy", "run", "policies/threshold.wasm", "--event", event, "--state", state]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let decision: serde_json::Value = serde_json::from_slice(&run.stdout).expect("json");
+    assert_eq!(decision["target-replicas"], 3);
+    assert!(decision["reason"].as_str().unwrap_or_default().contains("above upper"));
+
+    let quiet = state.replace("0.8\"],[\"cpu.lower", "0.99\"],[\"cpu.lower");
+    let none = host_cli(&["policy", "run", "policies/threshold.wasm", "--event", event, "--state", &quiet]);
+    assert!(none.status.success());
+    assert_eq!(String::from_utf8_lossy(&none.stdout).trim(), "null");
+
+    let broken = host_cli(&["policy", "run", "policies/threshold.wasm", "--event", "{", "--state", state]);
+    assert!(!broken.status.success());
+    let err = String::from_utf8_lossy(&broken.stderr);
+    assert!(err.contains("--event is not a valid event"), "{err}");
+
+    let looping = host_cli(&[
+        "policy", "run", "tests/fixtures/out/misbehave.wasm", "--event", event, "--state",
+        r#"{"current-replicas":1,"min-replicas":1,"max-replicas":2,"settings":[["fault","loop"]]}"#,
+    ]);
+    assert!(!looping.status.success());
+    assert!(String::from_utf8_lossy(&looping.stderr).contains("time limit"));
+}

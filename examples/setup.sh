@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Prepare this machine for the demo and the tests, installing and starting
+# only what is missing: Debian packages (clang for the eBPF programs, Docker
+# Engine, wrk), the wasm32-wasip2 Rust target, a running dockerd and a
+# one-node Swarm. Idempotent; run as root (CI and the demo do).
+set -euo pipefail
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+need_root() {
+    if [ "$(id -u)" -ne 0 ]; then
+        log "must run as root (installs packages, starts dockerd, loads eBPF)"
+        exit 1
+    fi
+}
+
+install_packages() {
+    local wanted=(clang-19 llvm-19 libbpf-dev bpftool docker.io iptables wrk curl)
+    local missing=()
+    for pkg in "${wanted[@]}"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        log "installing ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+}
+
+install_wasm_target() {
+    if ! rustup target list --installed | grep -qx wasm32-wasip2; then
+        log "adding the wasm32-wasip2 Rust target"
+        rustup target add wasm32-wasip2
+    fi
+}
+
+start_dockerd() {
+    if docker info >/dev/null 2>&1; then
+        return
+    fi
+    log "starting dockerd (log: /var/log/dockerd.log)"
+    # setsid: dockerd must outlive this script and not get its signals.
+    setsid dockerd >/var/log/dockerd.log 2>&1 < /dev/null &
+    for _ in $(seq 1 60); do
+        docker info >/dev/null 2>&1 && return
+        sleep 1
+    done
+    log "dockerd did not answer within 60 s; see /var/log/dockerd.log"
+    tail -20 /var/log/dockerd.log >&2 || true
+    exit 1
+}
+
+init_swarm() {
+    if [ "$(docker info --format '{{.Swarm.LocalNodeState}}')" = "active" ]; then
+        return
+    fi
+    log "initialising a one-node Swarm"
+    docker swarm init --advertise-addr 127.0.0.1 >/dev/null
+}
+
+need_root
+install_packages
+install_wasm_target
+start_dockerd
+init_swarm
+log "ready: $(docker version --format 'engine {{.Server.Version}}, API {{.Server.APIVersion}}'), swarm active"

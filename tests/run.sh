@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The test command: prepares the machine (examples/setup.sh), builds the
+# policy and fixture components, then runs every test tier:
+#   - unit tests of the SDK and the shipped policies' decisions (native);
+#   - host unit tests and integration tests against real compiled
+#     components, real eBPF (as root) and a real dockerd with Swarm.
+# Tests build in release mode so that they share one wasmtime build with
+# the benchmarks.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+"$root/examples/setup.sh"
+
+echo "== building components"
+policies/build.sh
+tests/fixtures/build.sh
+
+echo "== policy unit tests (native)"
+(cd policies && cargo test --quiet)
+
+echo "== host and sdk tests"
+cargo test --workspace --release

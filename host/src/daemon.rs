@@ -2,12 +2,12 @@
 //! shutdown.
 
 use std::future::Future;
-use std::path::Path;
 
 use anyhow::{Context, bail};
 
 use crate::config::DaemonArgs;
-use crate::policy::{LoadedPolicy, Runtime};
+use crate::policy::Runtime;
+use crate::reload::{self, PolicySet};
 
 /// Resolves on Ctrl-C or SIGTERM: the shutdown signal `main` passes to [`run`].
 pub async fn ctrl_c() {
@@ -34,35 +34,14 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
             dir.display()
         );
     }
-    let loaded = tokio::task::spawn_blocking(move || load_folder(&runtime, &dir))
+    let policies = PolicySet::default();
+    let set = policies.clone();
+    tokio::task::spawn_blocking(move || reload::load_folder(&runtime, &dir, &set))
         .await
         .context("loading the policies folder")??;
-    tracing::info!(policies = loaded.len(), folder = %args.policies.display(), "policies loaded; waiting for events");
+    tracing::info!(policies = ?policies.names(), folder = %args.policies.display(), "policies loaded; waiting for events");
     shutdown.await;
     tracing::info!("shutting down");
     Ok(())
 }
 
-/// Load every `*.wasm` regular file in `dir`; a bad file is logged and skipped.
-fn load_folder(runtime: &Runtime, dir: &Path) -> anyhow::Result<Vec<LoadedPolicy>> {
-    let mut loaded = Vec::new();
-    let entries = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.extension().is_none_or(|e| e != "wasm") || !path.is_file() {
-            continue;
-        }
-        let name = crate::policy_cmd::policy_name(&path);
-        match std::fs::read(&path) {
-            Ok(bytes) => match runtime.load(&name, &bytes) {
-                Ok(policy) => {
-                    tracing::info!(policy = %name, sha256 = %&policy.sha256()[..12], origin = ?policy.origin(), "policy loaded");
-                    loaded.push(policy);
-                }
-                Err(err) => tracing::error!(file = %path.display(), "policy rejected: {err}"),
-            },
-            Err(err) => tracing::error!(file = %path.display(), "cannot read policy: {err}"),
-        }
-    }
-    Ok(loaded)
-}

@@ -12,4 +12,6 @@ pub mod daemon;
 pub mod model;
 pub mod policy;
 pub mod policy_cmd;
+pub mod probe;
+pub mod reload;
 pub mod telemetry;

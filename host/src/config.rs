@@ -7,6 +7,7 @@ use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::policy::RuntimeConfig;
+use crate::probe::{ProbeKind, ProbeSettings};
 
 /// Push-based horizontal autoscaler for Docker Swarm.
 ///
@@ -119,6 +120,68 @@ fn default_cache_dir() -> Option<PathBuf> {
     Some(base.join("swarm-autoscaler"))
 }
 
+/// Which probe feeds the daemon, and its timing.
+#[derive(Debug, Clone, Args)]
+pub struct ProbeArgs {
+    /// `ebpf`: the kernel pushes events (needs root or CAP_BPF+CAP_PERFMON;
+    /// falls back to cgroupfs with a warning). `cgroupfs`: read cgroup files
+    /// every `--interval` (the pull baseline).
+    #[arg(long, env = "AUTOSCALER_PROBE", value_enum, default_value_t = ProbeChoice::Ebpf)]
+    pub probe: ProbeChoice,
+
+    /// Time between two reads of the cgroupfs probe (15s, 500ms, 1m).
+    #[arg(long, env = "AUTOSCALER_PROBE_INTERVAL", default_value = "15s", value_parser = parse_duration)]
+    pub interval: Duration,
+
+    /// CPU utilisation window of the eBPF probe (100ms, 1s).
+    #[arg(long, env = "AUTOSCALER_PROBE_WINDOW", default_value = "100ms", value_parser = parse_duration)]
+    pub window: Duration,
+
+    /// Least time between two periodic samples of one container.
+    #[arg(long, env = "AUTOSCALER_PROBE_SAMPLE_INTERVAL", default_value = "1000ms", value_parser = parse_duration)]
+    pub sample_interval: Duration,
+}
+
+/// `--probe` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProbeChoice {
+    /// Kernel programs push through a ring buffer.
+    Ebpf,
+    /// Read cgroupfs on an interval.
+    Cgroupfs,
+}
+
+impl ProbeArgs {
+    /// The probe settings these flags describe.
+    pub fn settings(&self) -> ProbeSettings {
+        let kind = match self.probe {
+            ProbeChoice::Ebpf => ProbeKind::Ebpf,
+            ProbeChoice::Cgroupfs => ProbeKind::Cgroupfs { interval: self.interval },
+        };
+        ProbeSettings { kind, window: self.window, sample_interval: self.sample_interval }
+    }
+}
+
+/// Parse a duration written for people: `15s`, `500ms`, `1m`, `1.5s`, `250us`;
+/// a bare number is milliseconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration; write e.g. 15s, 500ms or 1m"))?;
+    let seconds = match unit.trim() {
+        "" | "ms" => number / 1e3,
+        "us" | "µs" => number / 1e6,
+        "s" => number,
+        "m" | "min" => number * 60.0,
+        other => return Err(format!("unknown unit {other:?} in {text:?}; use us, ms, s or m")),
+    };
+    if !(seconds > 0.0 && seconds < 86_400.0) {
+        return Err(format!("{text:?} is out of range; give a duration above zero and under a day"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
 /// Logging options.
 #[derive(Debug, Args)]
 pub struct LogArgs {
@@ -148,6 +211,27 @@ mod tests {
         assert_eq!(rt.memory_limit, 64 << 20);
         assert_eq!(rt.max_consecutive_failures, 5);
         assert_eq!(cli.daemon.policies, PathBuf::from("./policies"));
+    }
+
+    #[test]
+    fn probe_args_parse_humane_durations() {
+        #[derive(Debug, Parser)]
+        struct P {
+            #[command(flatten)]
+            probe: ProbeArgs,
+        }
+        let p = P::try_parse_from(["p"]).expect("parse");
+        let s = p.probe.settings();
+        assert_eq!(s.kind, ProbeKind::Ebpf);
+        assert_eq!(s.window, Duration::from_millis(100));
+        assert_eq!(s.sample_interval, Duration::from_millis(1000));
+        let p = P::try_parse_from(["p", "--probe", "cgroupfs", "--interval", "500ms"]).expect("parse");
+        assert_eq!(p.probe.settings().kind, ProbeKind::Cgroupfs { interval: Duration::from_millis(500) });
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(P::try_parse_from(["p", "--probe", "kprobe"]).is_err());
     }
 
     #[test]

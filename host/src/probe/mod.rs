@@ -7,10 +7,30 @@
 //! Invariant: probes know containers and cgroups, not services or policies.
 //! The event loop tells a probe which containers to track and with which
 //! thresholds; the probe says nothing about anything else.
+//!
+//! The daemon calls [`start`] once, then [`ProbeHandle::track`] and
+//! [`ProbeHandle::untrack`] as containers come and go; events arrive on the
+//! channel it passed. Layout of this module:
+//! - [`cgroup`]: cgroup layout detection, container id <-> cgroup id;
+//! - [`crossing`]: the threshold crossing rule both probes apply;
+//! - [`cgroupfs`]: the pull probe;
+//! - [`ebpf`]: the push probe (aya loader, ring buffer reader, the layout
+//!   check of the event struct shared with `ebpf/probe.bpf.c`).
 
+pub mod cgroup;
+pub mod cgroupfs;
+pub mod crossing;
+pub mod ebpf;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::mpsc;
+
 use crate::model::{EventKind, Metric, Unit};
+use cgroup::{CgroupError, ContainerCgroup, Layout};
 
 /// Upper and lower threshold of one metric; `None` means not watched.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -91,4 +111,257 @@ impl Default for ProbeSettings {
             sample_interval: Duration::from_millis(1000),
         }
     }
+}
+
+/// Counters of a running probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ProbeStats {
+    /// Events handed to the daemon's channel.
+    pub events: u64,
+    /// Events lost: ring-buffer reserve failures in the kernel plus events
+    /// dropped because the daemon's channel was full.
+    pub dropped: u64,
+    /// Kernel events whose cgroup id matched no tracked container (a
+    /// container untracked while its events were in flight). Should stay
+    /// near zero: the kernel pushes nothing for untracked cgroups.
+    pub unattributed: u64,
+}
+
+/// A running probe. Cheap to clone; the probe stops (programs detached,
+/// tasks ended) when the last clone is dropped.
+#[derive(Debug, Clone)]
+pub struct ProbeHandle {
+    inner: Arc<HandleInner>,
+}
+
+struct HandleInner {
+    /// What actually runs, after any fallback.
+    kind: ProbeKind,
+    /// Track and untrack requests, served by the manager task.
+    commands: mpsc::UnboundedSender<Command>,
+    /// Counters shared with the event producers.
+    shared: Arc<Shared>,
+    /// Reads the kernel's ring-buffer reserve failure counter (eBPF only).
+    kernel_drops: Option<Box<dyn Fn() -> u64 + Send + Sync>>,
+    /// Tasks to end when the last handle goes away.
+    tasks: Vec<tokio::task::AbortHandle>,
+}
+
+impl std::fmt::Debug for HandleInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HandleInner").field("kind", &self.kind).finish_non_exhaustive()
+    }
+}
+
+impl Drop for HandleInner {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl ProbeHandle {
+    /// Start accounting a container, or update its thresholds. A container
+    /// whose cgroup does not exist yet (it is starting) is retried for a few
+    /// seconds, then logged and forgotten.
+    pub fn track(&self, tracked: Tracked) {
+        // A send fails only when the manager has stopped, i.e. at shutdown.
+        let _ = self.inner.commands.send(Command::Track(tracked));
+    }
+
+    /// Stop accounting a container; unknown ids are ignored.
+    pub fn untrack(&self, container_id: &str) {
+        let _ = self.inner.commands.send(Command::Untrack(container_id.to_string()));
+    }
+
+    /// The probe that actually runs (after a fallback, the cgroupfs one).
+    pub fn kind(&self) -> ProbeKind {
+        self.inner.kind
+    }
+
+    /// Events delivered and lost so far.
+    pub fn stats(&self) -> ProbeStats {
+        let kernel = self.inner.kernel_drops.as_ref().map_or(0, |read| read());
+        ProbeStats {
+            events: self.inner.shared.events.load(Ordering::Relaxed),
+            dropped: self.inner.shared.channel_drops.load(Ordering::Relaxed) + kernel,
+            unattributed: self.inner.shared.unattributed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Start the probe `settings` asks for; events go to `events`.
+///
+/// With [`ProbeKind::Ebpf`], a failure to load the kernel programs (most
+/// often missing rights: see [`ebpf`]) is logged as a warning and the
+/// cgroupfs probe runs instead, every second; [`ProbeHandle::kind`] says
+/// which one runs. The producers never wait on a full channel: such events
+/// are counted in [`ProbeStats::dropped`] and dropped.
+pub async fn start(settings: ProbeSettings, events: mpsc::Sender<ProbeEvent>) -> anyhow::Result<ProbeHandle> {
+    use anyhow::Context;
+    let layout = Layout::detect().context("detecting the cgroup layout under /sys/fs/cgroup")?;
+    tracing::info!(?layout, "cgroup layout detected");
+    let shared = Arc::new(Shared::new(events));
+    let (commands, command_rx) = mpsc::unbounded_channel();
+    let mut tasks = Vec::new();
+    let mut kernel_drops = None;
+    let kind = match settings.kind {
+        ProbeKind::Ebpf => match ebpf::EbpfProbe::load(&settings, shared.clone()) {
+            Ok(probe) => {
+                kernel_drops = Some(probe.drop_reader());
+                let reader = probe.spawn_reader().context("starting the ring buffer reader")?;
+                tasks.push(reader.abort_handle());
+                tasks.push(spawn_manager(layout, command_rx, Box::new(probe)).abort_handle());
+                ProbeKind::Ebpf
+            }
+            Err(err) => {
+                let interval = Duration::from_secs(1);
+                tracing::warn!(
+                    error = %format!("{err:#}"),
+                    "cannot load the eBPF probes; falling back to the cgroupfs probe every {interval:?} (run as root, or grant CAP_BPF and CAP_PERFMON, to get push events)"
+                );
+                let (probe, task) = cgroupfs::CgroupfsProbe::spawn(interval, &settings, shared.clone());
+                tasks.push(task.abort_handle());
+                tasks.push(spawn_manager(layout, command_rx, Box::new(probe)).abort_handle());
+                ProbeKind::Cgroupfs { interval }
+            }
+        },
+        ProbeKind::Cgroupfs { interval } => {
+            let (probe, task) = cgroupfs::CgroupfsProbe::spawn(interval, &settings, shared.clone());
+            tasks.push(task.abort_handle());
+            tasks.push(spawn_manager(layout, command_rx, Box::new(probe)).abort_handle());
+            settings.kind
+        }
+    };
+    tracing::info!(?kind, window = ?settings.window, sample_interval = ?settings.sample_interval, "probe started");
+    Ok(ProbeHandle { inner: Arc::new(HandleInner { kind, commands, shared, kernel_drops, tasks }) })
+}
+
+/// A request from the daemon.
+#[derive(Debug)]
+enum Command {
+    Track(Tracked),
+    Untrack(String),
+}
+
+/// What the manager task needs from a probe implementation.
+trait Backend: Send {
+    /// Start or update accounting of a resolved container.
+    fn add(&mut self, cgroup: ContainerCgroup, thresholds: Thresholds) -> anyhow::Result<()>;
+    /// Stop accounting a container.
+    fn remove(&mut self, container_id: &str);
+}
+
+/// How often and how long a container whose cgroup is missing is retried:
+/// `docker start` returns before the task has its cgroup on slow hosts.
+const RESOLVE_RETRY: Duration = Duration::from_millis(200);
+const RESOLVE_ATTEMPTS: u32 = 25;
+
+fn spawn_manager(
+    layout: Layout,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    mut backend: Box<dyn Backend>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        // Containers whose cgroup is not there yet, with attempts so far.
+        let mut pending: HashMap<String, (Tracked, u32)> = HashMap::new();
+        let mut retry = tokio::time::interval(RESOLVE_RETRY);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    None => break,
+                    Some(Command::Track(tracked)) => {
+                        pending.remove(&tracked.container_id);
+                        if let Some(again) = try_add(&layout, backend.as_mut(), tracked, 0) {
+                            if pending.is_empty() {
+                                retry.reset();
+                            }
+                            pending.insert(again.0.container_id.clone(), again);
+                        }
+                    }
+                    Some(Command::Untrack(id)) => {
+                        pending.remove(&id);
+                        backend.remove(&id);
+                    }
+                },
+                _ = retry.tick(), if !pending.is_empty() => {
+                    for (_, (tracked, attempts)) in std::mem::take(&mut pending) {
+                        if let Some(again) = try_add(&layout, backend.as_mut(), tracked, attempts) {
+                            pending.insert(again.0.container_id.clone(), again);
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Resolve and add; returns the request back when it should be retried.
+fn try_add(layout: &Layout, backend: &mut dyn Backend, tracked: Tracked, attempts: u32) -> Option<(Tracked, u32)> {
+    match layout.container(&tracked.container_id) {
+        Ok(cgroup) => {
+            let id = cgroup.id;
+            match backend.add(cgroup, tracked.thresholds) {
+                Ok(()) => tracing::debug!(container = %tracked.container_id, cgroup_id = id, "tracking container"),
+                Err(err) => tracing::error!(container = %tracked.container_id, error = %format!("{err:#}"), "cannot track container"),
+            }
+            None
+        }
+        Err(CgroupError::NotFound { .. }) if attempts + 1 < RESOLVE_ATTEMPTS => Some((tracked, attempts + 1)),
+        Err(err) => {
+            tracing::warn!(container = %tracked.container_id, error = %err, "not tracking container");
+            None
+        }
+    }
+}
+
+/// Counters and the daemon's channel, shared by everything that emits.
+#[derive(Debug)]
+struct Shared {
+    tx: mpsc::Sender<ProbeEvent>,
+    events: AtomicU64,
+    channel_drops: AtomicU64,
+    unattributed: AtomicU64,
+}
+
+impl Shared {
+    fn new(tx: mpsc::Sender<ProbeEvent>) -> Shared {
+        Shared { tx, events: AtomicU64::new(0), channel_drops: AtomicU64::new(0), unattributed: AtomicU64::new(0) }
+    }
+
+    /// Hand an event to the daemon without waiting; count it either way.
+    fn emit(&self, event: ProbeEvent) {
+        match self.tx.try_send(event) {
+            Ok(()) => self.events.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.channel_drops.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+}
+
+/// CLOCK_MONOTONIC now, in nanoseconds: the clock `bpf_ktime_get_ns` reads.
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(ts.tv_nsec as u64)
+}
+
+/// The unit a CPU value is reported in: a fraction of the limit when the
+/// container has one, else cores.
+fn cpu_unit(has_limit: bool) -> Unit {
+    if has_limit { Unit::FractionOfLimit } else { Unit::Cores }
+}
+
+/// The extra metric carried by samples: TCP connections accepted since the
+/// previous sample (eBPF probe only).
+pub const ACCEPTED_METRIC: &str = "accepted-connections";
+/// The extra metric carried by samples: the memory limit in bytes, when the
+/// container has one.
+pub const MEMORY_LIMIT_METRIC: &str = "memory-limit";
+
+/// Shorthand to build an event.
+fn event(container_id: &str, metric: Metric, value: f64, unit: Unit, kind: EventKind, timestamp_ns: u64) -> ProbeEvent {
+    ProbeEvent { container_id: container_id.to_string(), metric, value, unit, kind, timestamp_ns }
 }

@@ -1,0 +1,217 @@
+//! The pull probe: reads every tracked container's cgroup files on an
+//! interval and computes the same events the kernel pushes.
+//!
+//! It serves hosts where the daemon has no BPF rights, and it is the
+//! pull-based baseline the benchmarks compare the push probe with. What it
+//! measures differs from the eBPF probe in the ways a pull probe must:
+//! - CPU utilisation is averaged over the whole interval, not a window;
+//! - open connections are the ESTABLISHED TCP sockets held by the
+//!   container's processes (`/proc/<pid>/fd` matched against
+//!   `/proc/<pid>/net/tcp{,6}`), read at each tick;
+//! - accepted connections are not counted (nothing in cgroupfs says so).
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::model::{EventKind, Metric, Unit};
+
+use super::cgroup::ContainerCgroup;
+use super::crossing::BandState;
+use super::{Backend, MEMORY_LIMIT_METRIC, ProbeSettings, Shared, Thresholds, cpu_unit, event, monotonic_ns};
+
+/// The cgroupfs probe's half that the manager task drives.
+#[derive(Debug, Clone)]
+pub(super) struct CgroupfsProbe {
+    /// Tracked containers by container id, shared with the reading task.
+    entries: Arc<Mutex<HashMap<String, Entry>>>,
+}
+
+/// One tracked container and what the previous reading left.
+#[derive(Debug)]
+struct Entry {
+    cgroup: ContainerCgroup,
+    thresholds: Thresholds,
+    /// (monotonic ns, cumulative CPU ns) of the previous reading.
+    last_cpu: Option<(u64, u64)>,
+    cpu: BandState,
+    memory: BandState,
+    connections: BandState,
+    /// When the last periodic sample went out.
+    last_sample_ns: u64,
+}
+
+impl CgroupfsProbe {
+    /// Start reading every `interval`; returns the probe and its task.
+    pub(super) fn spawn(
+        interval: Duration,
+        settings: &ProbeSettings,
+        shared: Arc<Shared>,
+    ) -> (CgroupfsProbe, tokio::task::JoinHandle<()>) {
+        let probe = CgroupfsProbe { entries: Arc::new(Mutex::new(HashMap::new())) };
+        let entries = probe.entries.clone();
+        let sample_ns = settings.sample_interval.as_nanos() as u64;
+        let interval = interval.max(Duration::from_millis(10));
+        let task = tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                let entries = entries.clone();
+                let shared = shared.clone();
+                // File reads block: keep them off the runtime's workers.
+                let done = tokio::task::spawn_blocking(move || read_all(&entries, &shared, sample_ns)).await;
+                if let Err(err) = done {
+                    tracing::error!(error = %err, "cgroupfs probe read failed");
+                }
+            }
+        });
+        (probe, task)
+    }
+}
+
+impl Backend for CgroupfsProbe {
+    fn add(&mut self, cgroup: ContainerCgroup, thresholds: Thresholds) -> anyhow::Result<()> {
+        let mut entries = lock(&self.entries);
+        match entries.get_mut(&cgroup.container_id) {
+            // Same container, new thresholds: keep the previous reading.
+            Some(entry) if entry.cgroup == cgroup => entry.thresholds = thresholds,
+            _ => {
+                let entry = Entry {
+                    cgroup: cgroup.clone(),
+                    thresholds,
+                    last_cpu: None,
+                    cpu: BandState::default(),
+                    memory: BandState::default(),
+                    connections: BandState::default(),
+                    last_sample_ns: 0,
+                };
+                entries.insert(cgroup.container_id, entry);
+            }
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, container_id: &str) {
+        lock(&self.entries).remove(container_id);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the lock leaves plain data behind: keep going.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One pass over every tracked container.
+fn read_all(entries: &Mutex<HashMap<String, Entry>>, shared: &Shared, sample_ns: u64) {
+    let mut entries = lock(entries);
+    for entry in entries.values_mut() {
+        if let Err(err) = read_one(entry, shared, sample_ns) {
+            // The container may have just stopped; the daemon untracks it.
+            tracing::debug!(container = %entry.cgroup.container_id, error = %err, "cgroupfs read failed");
+        }
+    }
+}
+
+fn read_one(entry: &mut Entry, shared: &Shared, sample_ns: u64) -> anyhow::Result<()> {
+    let reading = entry.cgroup.read()?;
+    let now = monotonic_ns();
+    let id = entry.cgroup.container_id.clone();
+    let sample = now.saturating_sub(entry.last_sample_ns) >= sample_ns;
+    let emit = |metric: Metric, value: f64, unit: Unit, band: &super::Band, state: &mut BandState, in_sample: bool| {
+        for crossing in state.update(band, value) {
+            shared.emit(event(&id, metric.clone(), value, unit.clone(), EventKind::Crossing(crossing), now));
+        }
+        if in_sample {
+            shared.emit(event(&id, metric, value, unit, EventKind::Sample, now));
+        }
+    };
+
+    // CPU needs two readings; the first one only sets the baseline.
+    if let Some((then, cpu_then)) = entry.last_cpu {
+        let elapsed = now.saturating_sub(then).max(1);
+        let cores = reading.cpu_ns.saturating_sub(cpu_then) as f64 / elapsed as f64;
+        let value = reading.cpu_limit_cores.map_or(cores, |limit| cores / limit);
+        emit(Metric::Cpu, value, cpu_unit(reading.cpu_limit_cores.is_some()), &entry.thresholds.cpu, &mut entry.cpu, sample);
+    }
+    entry.last_cpu = Some((now, reading.cpu_ns));
+
+    emit(Metric::Memory, reading.memory_bytes as f64, Unit::Bytes, &entry.thresholds.memory, &mut entry.memory, sample);
+    if sample && let Some(limit) = reading.memory_limit {
+        shared.emit(event(&id, Metric::Other(MEMORY_LIMIT_METRIC.into()), limit as f64, Unit::Bytes, EventKind::Sample, now));
+    }
+
+    let open = established_connections(&entry.cgroup.pids()?);
+    emit(Metric::Connections, open as f64, Unit::Count, &entry.thresholds.connections, &mut entry.connections, sample);
+    if sample {
+        entry.last_sample_ns = now;
+    }
+    Ok(())
+}
+
+/// ESTABLISHED TCP sockets (v4 and v6) held open by any of `pids`.
+pub fn established_connections(pids: &[u32]) -> usize {
+    let mut inodes = HashSet::new();
+    for pid in pids {
+        let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
+        for fd in fds.flatten() {
+            if let Ok(target) = std::fs::read_link(fd.path())
+                && let Some(inode) = target.to_str().and_then(|t| t.strip_prefix("socket:[")).and_then(|t| t.strip_suffix(']'))
+                && let Ok(inode) = inode.parse::<u64>()
+            {
+                inodes.insert(inode);
+            }
+        }
+    }
+    if inodes.is_empty() {
+        return 0;
+    }
+    // Each network namespace's table once: read it through one of its pids.
+    let mut seen_netns = HashSet::new();
+    let mut count = 0;
+    for pid in pids {
+        let Ok(netns) = std::fs::read_link(format!("/proc/{pid}/ns/net")) else { continue };
+        if !seen_netns.insert(netns) {
+            continue;
+        }
+        for table in ["tcp", "tcp6"] {
+            count += count_established(&Path::new("/proc").join(pid.to_string()).join("net").join(table), &inodes);
+        }
+    }
+    count
+}
+
+/// Rows of a `/proc/net/tcp`-style table in state 01 (ESTABLISHED) whose
+/// inode is in `inodes`.
+fn count_established(path: &Path, inodes: &HashSet<u64>) -> usize {
+    let Ok(text) = std::fs::read_to_string(path) else { return 0 };
+    count_established_in(&text, inodes)
+}
+
+fn count_established_in(text: &str, inodes: &HashSet<u64>) -> usize {
+    text.lines()
+        .skip(1)
+        .filter(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            cols.len() > 9 && cols[3] == "01" && cols[9].parse::<u64>().is_ok_and(|i| inodes.contains(&i))
+        })
+        .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_only_established_rows_of_our_inodes() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1 0 100 0 0 10 0
+   1: 0100007F:1F90 0100007F:D2F0 01 00000000:00000000 00:00000000 00000000     0        0 222 1 0 20 4 30 10 -1
+   2: 0100007F:1F90 0100007F:D2F2 01 00000000:00000000 00:00000000 00000000     0        0 333 1 0 20 4 30 10 -1
+   3: 0100007F:D2F4 0100007F:1F90 06 00000000:00000000 03:00000000 00000000     0        0 0 3 0 0 0 0 0 0
+";
+        let ours: HashSet<u64> = [111, 222].into_iter().collect();
+        assert_eq!(count_established_in(table, &ours), 1);
+    }
+}

@@ -1,0 +1,80 @@
+//! Threshold crossing rules, the same in the kernel (`ebpf/probe.bpf.c`,
+//! `check_band`) and in the cgroupfs probe.
+//!
+//! Each threshold is watched on its own: a crossing is a change of "value at
+//! or above the threshold". A container starts inside its band (below the
+//! upper threshold, at or above the lower one), so a first reading above the
+//! upper threshold is an upward crossing and one below the lower threshold a
+//! downward crossing.
+
+use crate::model::{Crossing, Direction};
+
+use super::Band;
+
+/// Which side of its thresholds a metric was on at the last reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BandState {
+    /// Last value was at or above the upper threshold.
+    above_upper: bool,
+    /// Last value was at or above the lower threshold.
+    above_lower: bool,
+}
+
+impl Default for BandState {
+    fn default() -> Self {
+        BandState { above_upper: false, above_lower: true }
+    }
+}
+
+impl BandState {
+    /// Feed one reading; returns the crossings it makes (at most two, when
+    /// a value jumps over the whole band at once), upper first.
+    pub fn update(&mut self, band: &Band, value: f64) -> Vec<Crossing> {
+        let mut out = Vec::new();
+        if let Some(upper) = band.upper {
+            let above = value >= upper;
+            if above != self.above_upper {
+                out.push(Crossing { threshold: upper, direction: if above { Direction::Up } else { Direction::Down } });
+            }
+            self.above_upper = above;
+        }
+        if let Some(lower) = band.lower {
+            let above = value >= lower;
+            if above != self.above_lower {
+                out.push(Crossing { threshold: lower, direction: if above { Direction::Up } else { Direction::Down } });
+            }
+            self.above_lower = above;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dirs(v: Vec<Crossing>) -> Vec<(f64, Direction)> {
+        v.into_iter().map(|c| (c.threshold, c.direction)).collect()
+    }
+
+    #[test]
+    fn crossings_in_both_directions_once_each() {
+        let band = Band { upper: Some(0.8), lower: Some(0.2) };
+        let mut s = BandState::default();
+        assert!(s.update(&band, 0.5).is_empty());
+        assert_eq!(dirs(s.update(&band, 0.9)), vec![(0.8, Direction::Up)]);
+        assert!(s.update(&band, 0.95).is_empty());
+        assert_eq!(dirs(s.update(&band, 0.5)), vec![(0.8, Direction::Down)]);
+        assert_eq!(dirs(s.update(&band, 0.1)), vec![(0.2, Direction::Down)]);
+        assert!(s.update(&band, 0.0).is_empty());
+        assert_eq!(dirs(s.update(&band, 0.9)), vec![(0.8, Direction::Up), (0.2, Direction::Up)]);
+    }
+
+    #[test]
+    fn first_reading_outside_the_band_is_a_crossing() {
+        let band = Band { upper: Some(10.0), lower: Some(2.0) };
+        assert_eq!(dirs(BandState::default().update(&band, 11.0)), vec![(10.0, Direction::Up)]);
+        assert_eq!(dirs(BandState::default().update(&band, 1.0)), vec![(2.0, Direction::Down)]);
+        assert!(BandState::default().update(&Band::default(), 1e9).is_empty());
+    }
+}

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::policy::RuntimeConfig;
 use crate::probe::{ProbeKind, ProbeSettings};
+use crate::reload::ReloadSettings;
 
 /// Push-based horizontal autoscaler for Docker Swarm.
 ///
@@ -69,6 +70,17 @@ pub struct DaemonArgs {
     /// Folder of policy components (`NAME.wasm`); the name is the file stem.
     #[arg(long, env = "AUTOSCALER_POLICIES", default_value = "./policies")]
     pub policies: PathBuf,
+
+    /// Largest policy file accepted, in MiB; bigger files are refused.
+    #[arg(long, env = "AUTOSCALER_POLICY_MAX_FILE_SIZE_MIB", default_value_t = 64)]
+    pub policy_max_file_size_mib: u64,
+}
+
+impl DaemonArgs {
+    /// Settings of the policies folder watcher.
+    pub fn reload_settings(&self) -> ReloadSettings {
+        ReloadSettings { max_file_size: self.policy_max_file_size_mib.max(1) << 20, ..ReloadSettings::default() }
+    }
 }
 
 /// Limits of the policy sandbox and the compile cache.

@@ -2,6 +2,7 @@
 //! shutdown.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 
@@ -35,12 +36,21 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
         );
     }
     let policies = PolicySet::default();
-    let set = policies.clone();
-    tokio::task::spawn_blocking(move || reload::load_folder(&runtime, &dir, &set))
+    let (changes_tx, mut changes) = tokio::sync::mpsc::unbounded_channel();
+    // Hot reload: loads the folder now, then follows it until dropped.
+    let _watcher = reload::watch(Arc::new(runtime), &dir, policies.clone(), args.reload_settings(), changes_tx)
         .await
-        .context("loading the policies folder")??;
+        .context("loading the policies folder")?;
     tracing::info!(policies = ?policies.names(), folder = %args.policies.display(), "policies loaded; waiting for events");
-    shutdown.await;
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(change) = changes.recv() => {
+                tracing::debug!(?change, "policies folder changed");
+            }
+        }
+    }
     tracing::info!("shutting down");
     Ok(())
 }

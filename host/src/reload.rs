@@ -1,55 +1,112 @@
 //! The policies folder: the set of loaded policies by name, kept in step
-//! with `*.wasm` files in the folder.
+//! with the `*.wasm` files in the folder while the daemon runs.
 //!
-//! [`PolicySet`] is what the event loop asks for a policy by name. Each name
-//! maps to a [`PolicySlot`]; swapping a slot's policy is atomic: a call that
-//! is running finishes on the old version, the next call uses the new one.
+//! - [`PolicySet`] is what the event loop asks for a policy by name. Each
+//!   name maps to a [`PolicySlot`] whose version is swapped atomically: a
+//!   call already running finishes on the old version, the next call uses the
+//!   new one. No event waits on a compile.
+//! - [`watch`] follows the folder with `notify` and reads it only through a
+//!   `cap-std` [`Dir`]: only regular `*.wasm` files directly in it, never a
+//!   path that leads outside (a symlink out of the folder is refused), never a
+//!   file over the size cap. Compiles run on the blocking pool.
+//! - Writes are debounced per file. A file that is still open for writing is
+//!   not read until the writer closes it (inotify's close-after-write), so a
+//!   writer that pauses mid-file is never loaded half-written; a file renamed
+//!   into place is complete when it appears. Unchanged bytes (same SHA-256)
+//!   are skipped.
+//! - A file that fails to load leaves the previous good version running;
+//!   deleting a file unloads its policy.
+//!
+//! Invariant: this module knows files and policies, not services; it
+//! reports what changed on a channel and the event loop decides what that
+//! means for the services bound to a policy.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
 
 use anyhow::Context;
+use cap_std::fs::Dir;
+use notify::event::{AccessKind, AccessMode, EventKind};
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use crate::model::{Decision, Event, State};
 use crate::policy::{LoadedPolicy, PolicyError, Runtime};
 
+/// One version of a policy: the loaded component and the hash of its bytes.
+#[derive(Debug)]
+struct Version {
+    /// SHA-256 of the component bytes, hex.
+    sha256: String,
+    /// The instance; the mutex serialises calls into it.
+    policy: Mutex<LoadedPolicy>,
+}
+
 /// One named policy, swappable while in use.
 #[derive(Debug)]
 pub struct PolicySlot {
-    /// The current version. The mutex serialises calls into one instance;
-    /// the outer `RwLock` lets a reload replace the whole version at once.
-    current: RwLock<Arc<Mutex<LoadedPolicy>>>,
+    /// The current version; replaced whole by a reload.
+    current: RwLock<Arc<Version>>,
 }
 
 impl PolicySlot {
     fn new(policy: LoadedPolicy) -> Self {
-        PolicySlot { current: RwLock::new(Arc::new(Mutex::new(policy))) }
+        PolicySlot { current: RwLock::new(Arc::new(Version::from(policy))) }
+    }
+
+    fn version(&self) -> Arc<Version> {
+        // The lock only guards an Arc swap; a poisoned lock still holds a valid Arc.
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Run `decide` on the current version.
     pub fn decide(&self, event: &Event, state: &State) -> Result<Option<Decision>, PolicyError> {
-        let version = self.current.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let mut policy = version.lock().unwrap_or_else(|p| p.into_inner());
+        let version = self.version();
+        let mut policy = version.policy.lock().unwrap_or_else(|p| p.into_inner());
         policy.decide(event, state)
     }
 
-    /// SHA-256 of the current version.
+    /// SHA-256 of the current version, hex.
     pub fn sha256(&self) -> String {
-        let version = self.current.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let policy = version.lock().unwrap_or_else(|p| p.into_inner());
-        policy.sha256().to_string()
+        self.version().sha256.clone()
     }
 
     fn replace(&self, policy: LoadedPolicy) {
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Mutex::new(policy));
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Version::from(policy));
     }
+}
+
+impl From<LoadedPolicy> for Version {
+    fn from(policy: LoadedPolicy) -> Self {
+        Version { sha256: policy.sha256().to_string(), policy: Mutex::new(policy) }
+    }
+}
+
+/// Counts of what happened to the folder, for logs and metrics.
+#[derive(Debug, Default)]
+pub struct ReloadStats {
+    /// First loads of a policy name.
+    pub loads: AtomicU64,
+    /// New versions of an already loaded policy.
+    pub reloads: AtomicU64,
+    /// Files refused or failed (the previous version, if any, kept running).
+    pub rejections: AtomicU64,
+    /// Policies removed because their file was deleted.
+    pub unloads: AtomicU64,
+    /// File events whose bytes matched the running version.
+    pub unchanged: AtomicU64,
 }
 
 /// The loaded policies by name (file stem). Cheap to clone and share.
 #[derive(Debug, Clone, Default)]
 pub struct PolicySet {
     slots: Arc<RwLock<HashMap<String, Arc<PolicySlot>>>>,
+    stats: Arc<ReloadStats>,
 }
 
 impl PolicySet {
@@ -60,19 +117,34 @@ impl PolicySet {
 
     /// Names of the loaded policies, sorted.
     pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.slots.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect();
+        let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
+        let mut names: Vec<String> = slots.keys().cloned().collect();
         names.sort();
         names
     }
 
+    /// Load, reload, rejection and unload counts.
+    pub fn stats(&self) -> &ReloadStats {
+        &self.stats
+    }
+
     /// Install `policy` under its name, replacing any previous version.
-    pub fn install(&self, policy: LoadedPolicy) {
-        let name = policy.name().to_string();
-        let existing = self.get(&name);
-        match existing {
-            Some(slot) => slot.replace(policy),
+    /// Returns true if the name was already loaded.
+    pub fn install(&self, policy: LoadedPolicy) -> bool {
+        if let Some(slot) = self.get(policy.name()) {
+            slot.replace(policy);
+            return true;
+        }
+        let mut slots = self.slots.write().unwrap_or_else(|p| p.into_inner());
+        match slots.get(policy.name()) {
+            // Installed concurrently between the read and the write lock.
+            Some(slot) => {
+                slot.replace(policy);
+                true
+            }
             None => {
-                self.slots.write().unwrap_or_else(|p| p.into_inner()).insert(name, Arc::new(PolicySlot::new(policy)));
+                slots.insert(policy.name().to_string(), Arc::new(PolicySlot::new(policy)));
+                false
             }
         }
     }
@@ -83,26 +155,344 @@ impl PolicySet {
     }
 }
 
-/// Load every `*.wasm` regular file in `dir` into `set`; a bad file is
-/// logged and skipped, never fatal.
-pub fn load_folder(runtime: &Runtime, dir: &Path, set: &PolicySet) -> anyhow::Result<()> {
-    let entries = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.extension().is_none_or(|e| e != "wasm") || !path.is_file() {
-            continue;
-        }
-        let name = crate::policy_cmd::policy_name(&path);
-        match std::fs::read(&path) {
-            Ok(bytes) => match runtime.load(&name, &bytes) {
-                Ok(policy) => {
-                    tracing::info!(policy = %name, sha256 = %&policy.sha256()[..12], origin = ?policy.origin(), "policy loaded");
-                    set.install(policy);
-                }
-                Err(err) => tracing::error!(file = %path.display(), "policy rejected: {err}"),
-            },
-            Err(err) => tracing::error!(file = %path.display(), "cannot read policy: {err}"),
+/// What happened to a policy, as reported to the event loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A policy name was loaded for the first time.
+    Loaded(String),
+    /// A new version replaced a running one.
+    Reloaded(String),
+    /// A file was refused or failed; the previous version, if any, runs on.
+    Rejected {
+        /// The policy name (file stem).
+        name: String,
+        /// Why, for the log.
+        error: String,
+    },
+    /// A policy was removed because its file was deleted.
+    Unloaded(String),
+}
+
+/// Settings of the folder watcher; defaults in [`Default`].
+#[derive(Debug, Clone)]
+pub struct ReloadSettings {
+    /// Largest component accepted, in bytes (default 64 MiB).
+    pub max_file_size: u64,
+    /// Quiet time after the last event on a file before it is read
+    /// (default 50 ms). Close-after-write and rename skip the wait.
+    pub debounce: Duration,
+    /// A file still open for writing this long is read anyway (default 10 s),
+    /// for writers whose close the watcher never sees.
+    pub open_write_timeout: Duration,
+}
+
+impl Default for ReloadSettings {
+    fn default() -> Self {
+        ReloadSettings {
+            max_file_size: 64 << 20,
+            debounce: Duration::from_millis(50),
+            open_write_timeout: Duration::from_secs(10),
         }
     }
-    Ok(())
+}
+
+/// Why a file in the folder was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// Not a regular file (a folder named `x.wasm`, a device, ...).
+    #[error("{path}: not a regular file; only regular *.wasm files directly in the folder are loaded")]
+    NotRegular { path: PathBuf },
+    /// Over the size cap.
+    #[error("{path}: {size} bytes is over the {limit}-byte limit (--policy-max-file-size)")]
+    TooLarge { path: PathBuf, size: u64, limit: u64 },
+    /// cap-std refused the path (a symlink leading out of the folder) or reading failed.
+    #[error("{path}: cannot be read inside the policies folder ({source}); symlinks must not lead outside it")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+/// Read-only access to the policies folder through a capability handle.
+#[derive(Debug)]
+struct Folder {
+    /// The folder as the user named it, for messages.
+    path: PathBuf,
+    /// Capability on the folder: paths cannot escape it.
+    dir: Dir,
+    /// Size cap.
+    max_file_size: u64,
+}
+
+impl Folder {
+    fn open(path: &Path, max_file_size: u64) -> anyhow::Result<Self> {
+        let dir = Dir::open_ambient_dir(path, cap_std::ambient_authority())
+            .with_context(|| format!("opening the policies folder {}", path.display()))?;
+        Ok(Folder { path: path.to_path_buf(), dir, max_file_size })
+    }
+
+    /// Names of the `*.wasm` entries directly in the folder.
+    fn wasm_names(&self) -> anyhow::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in self.dir.entries().with_context(|| format!("listing {}", self.path.display()))? {
+            let entry = entry.with_context(|| format!("listing {}", self.path.display()))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if is_policy_file_name(&name) {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn exists(&self, file: &str) -> bool {
+        self.dir.symlink_metadata(file).is_ok()
+    }
+
+    /// The bytes of `file`, refusing anything but a regular file within the
+    /// size cap inside the folder.
+    fn read(&self, file: &str) -> Result<Vec<u8>, FileError> {
+        let path = self.path.join(file);
+        let io = |source| FileError::Io { path: path.clone(), source };
+        let handle = self.dir.open(file).map_err(io)?;
+        let meta = handle.metadata().map_err(io)?;
+        if !meta.is_file() {
+            return Err(FileError::NotRegular { path });
+        }
+        if meta.len() > self.max_file_size {
+            return Err(FileError::TooLarge { path, size: meta.len(), limit: self.max_file_size });
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+        // Bound the read too: the file may grow between metadata and read.
+        handle.take(self.max_file_size + 1).read_to_end(&mut bytes).map_err(io)?;
+        if bytes.len() as u64 > self.max_file_size {
+            return Err(FileError::TooLarge { path, size: bytes.len() as u64, limit: self.max_file_size });
+        }
+        Ok(bytes)
+    }
+}
+
+fn is_policy_file_name(name: &str) -> bool {
+    name.len() > ".wasm".len() && name.ends_with(".wasm") && !name.starts_with('.')
+}
+
+fn policy_name_of(file: &str) -> &str {
+    file.strip_suffix(".wasm").unwrap_or(file)
+}
+
+/// Load or reload `file` from the folder into `set`. Blocking: compiles.
+fn apply(runtime: &Runtime, folder: &Folder, set: &PolicySet, file: &str) -> Option<Change> {
+    let name = policy_name_of(file).to_string();
+    let stats = set.stats();
+    if !folder.exists(file) {
+        if set.remove(&name) {
+            stats.unloads.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(policy = %name, file = %folder.path.join(file).display(), "policy unloaded: its file was deleted");
+            return Some(Change::Unloaded(name));
+        }
+        return None;
+    }
+    let reject = |error: String| {
+        stats.rejections.fetch_add(1, Ordering::Relaxed);
+        let kept = if set.get(&name).is_some() { "; the previous version keeps running" } else { "" };
+        tracing::error!(policy = %name, "policy rejected: {error}{kept}");
+        Some(Change::Rejected { name: name.clone(), error })
+    };
+    let bytes = match folder.read(file) {
+        Ok(bytes) => bytes,
+        Err(err) => return reject(err.to_string()),
+    };
+    let sha256 = hex::encode(crate::policy::content_hash(&bytes));
+    if set.get(&name).is_some_and(|slot| slot.sha256() == sha256) {
+        stats.unchanged.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(policy = %name, "file event without a content change; nothing to do");
+        return None;
+    }
+    let started = std::time::Instant::now();
+    match runtime.load(&name, &bytes) {
+        Ok(policy) => {
+            let origin = policy.origin();
+            let replaced = set.install(policy);
+            let ms = started.elapsed().as_secs_f64() * 1e3;
+            if replaced {
+                stats.reloads.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(policy = %name, sha256 = %&sha256[..12], ?origin, ms, "policy reloaded");
+                Some(Change::Reloaded(name))
+            } else {
+                stats.loads.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(policy = %name, sha256 = %&sha256[..12], ?origin, ms, "policy loaded");
+                Some(Change::Loaded(name))
+            }
+        }
+        Err(err) => reject(format!("{}: {err}", folder.path.join(file).display())),
+    }
+}
+
+/// Load every policy file in `dir` into `set` (blocking; compiles). A bad
+/// file is logged and counted, never fatal.
+pub fn load_folder(runtime: &Runtime, dir: &Path, set: &PolicySet, settings: &ReloadSettings) -> anyhow::Result<Vec<Change>> {
+    let folder = Folder::open(dir, settings.max_file_size)?;
+    let mut changes = Vec::new();
+    for file in folder.wasm_names()? {
+        changes.extend(apply(runtime, &folder, set, &file));
+    }
+    Ok(changes)
+}
+
+/// Per-file state of the debouncer.
+#[derive(Debug)]
+struct Pending {
+    /// When to read the file, unless more events arrive.
+    due: Instant,
+    /// A writer has it open (data written, close not seen yet).
+    open_for_write: bool,
+    /// When the current write began, to bound waiting for a close.
+    write_started: Instant,
+}
+
+/// Handle to a running folder watcher. Dropping it stops the watcher.
+#[derive(Debug)]
+pub struct WatchHandle {
+    _watcher: notify::RecommendedWatcher,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for WatchHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Load the folder, then follow it: every change is applied to `set` and
+/// reported on `changes`. Must be called inside a tokio runtime.
+pub async fn watch(
+    runtime: Arc<Runtime>,
+    dir: &Path,
+    set: PolicySet,
+    settings: ReloadSettings,
+    changes: mpsc::UnboundedSender<Change>,
+) -> anyhow::Result<WatchHandle> {
+    let folder = Arc::new(Folder::open(dir, settings.max_file_size)?);
+    let (raw_tx, raw_rx) = mpsc::unbounded_channel::<notify::Result<notify::Event>>();
+    // Start watching before the initial scan so no change falls in between.
+    let mut watcher = notify::recommended_watcher(move |event| {
+        let _ = raw_tx.send(event);
+    })
+    .context("starting the policies folder watcher (inotify)")?;
+    watcher
+        .watch(dir, RecursiveMode::NonRecursive)
+        .with_context(|| format!("watching {}", dir.display()))?;
+
+    let initial = {
+        let (runtime, folder, set) = (runtime.clone(), folder.clone(), set.clone());
+        tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Change>> {
+            let mut out = Vec::new();
+            for file in folder.wasm_names()? {
+                out.extend(apply(&runtime, &folder, &set, &file));
+            }
+            Ok(out)
+        })
+        .await
+        .context("initial load of the policies folder")??
+    };
+    for change in initial {
+        let _ = changes.send(change);
+    }
+    let task = tokio::spawn(follow(runtime, folder, set, settings, raw_rx, changes));
+    Ok(WatchHandle { _watcher: watcher, task })
+}
+
+/// The watcher loop: debounce file events, then apply them one at a time.
+async fn follow(
+    runtime: Arc<Runtime>,
+    folder: Arc<Folder>,
+    set: PolicySet,
+    settings: ReloadSettings,
+    mut raw: mpsc::UnboundedReceiver<notify::Result<notify::Event>>,
+    changes: mpsc::UnboundedSender<Change>,
+) {
+    let mut pending: HashMap<String, Pending> = HashMap::new();
+    loop {
+        let next_due = pending
+            .values()
+            .map(|p| if p.open_for_write { p.write_started + settings.open_write_timeout } else { p.due })
+            .min();
+        let sleep = async {
+            match next_due {
+                Some(due) => tokio::time::sleep_until(due).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            event = raw.recv() => {
+                let Some(event) = event else { return };
+                match event {
+                    Ok(event) => note(&mut pending, &folder, &event, &settings),
+                    Err(err) => tracing::warn!(folder = %folder.path.display(), "policies folder watcher error: {err}"),
+                }
+            }
+            () = sleep => {
+                let now = Instant::now();
+                let ready: Vec<String> = pending
+                    .iter()
+                    .filter(|(_, p)| if p.open_for_write { now >= p.write_started + settings.open_write_timeout } else { now >= p.due })
+                    .map(|(file, _)| file.clone())
+                    .collect();
+                for file in ready {
+                    if pending.remove(&file).is_some_and(|p| p.open_for_write) {
+                        tracing::warn!(file = %folder.path.join(&file).display(),
+                            "file still open for writing after {:?}; reading it anyway", settings.open_write_timeout);
+                    }
+                    let (runtime, folder2, set2) = (runtime.clone(), folder.clone(), set.clone());
+                    let file2 = file.clone();
+                    match tokio::task::spawn_blocking(move || apply(&runtime, &folder2, &set2, &file2)).await {
+                        Ok(Some(change)) => { let _ = changes.send(change); }
+                        Ok(None) => {}
+                        Err(err) => tracing::error!(file = %folder.path.join(&file).display(), "policy load task failed: {err}"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Record one notify event in the debouncer.
+fn note(pending: &mut HashMap<String, Pending>, folder: &Folder, event: &notify::Event, settings: &ReloadSettings) {
+    tracing::trace!(kind = ?event.kind, paths = ?event.paths, "policies folder event");
+    let now = Instant::now();
+    for path in &event.paths {
+        let Some(file) = path.file_name().map(|f| f.to_string_lossy().into_owned()) else { continue };
+        // The watch is not recursive: every path is directly in the folder.
+        // Opens and reads (including our own) change nothing; only writes,
+        // closes after writing, renames and removals do.
+        let relevant = match event.kind {
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+            EventKind::Access(_) => false,
+            _ => true,
+        };
+        if !relevant || !is_policy_file_name(&file) {
+            continue;
+        }
+        // Only a regular file can be open for writing; a symlink or a folder
+        // named `x.wasm` just settles and is then refused with a reason.
+        let regular = folder.dir.symlink_metadata(&file).is_ok_and(|m| m.is_file());
+        let entry = pending.entry(file).or_insert(Pending { due: now, open_for_write: false, write_started: now });
+        match event.kind {
+            // The writer closed the file: it is complete now.
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => {
+                entry.open_for_write = false;
+                entry.due = now;
+            }
+            // Data written: wait for the close.
+            EventKind::Modify(notify::event::ModifyKind::Data(_)) | EventKind::Create(_) if regular => {
+                if !entry.open_for_write {
+                    entry.write_started = now;
+                }
+                entry.open_for_write = true;
+                entry.due = now + settings.debounce;
+            }
+            // Renamed into place, removed, metadata: settle briefly.
+            _ => {
+                entry.open_for_write = false;
+                entry.due = now + settings.debounce;
+            }
+        }
+    }
 }

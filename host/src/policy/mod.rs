@@ -30,7 +30,7 @@ use wasmtime::component::{Component, Linker, types::ComponentItem};
 use wasmtime::{Config, Engine, Store, Trap};
 
 pub use bindings::{CONTRACT_VERSION, WORLD};
-pub use cache::Origin;
+pub use cache::{Origin, content_hash};
 use bindings::{Policy, PolicyPre};
 use sandbox::Sandbox;
 

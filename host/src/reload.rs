@@ -488,7 +488,14 @@ fn note(pending: &mut HashMap<String, Pending>, folder: &Folder, event: &notify:
                 entry.open_for_write = true;
                 entry.due = now + settings.debounce;
             }
-            // Renamed into place, removed, metadata: settle briefly.
+            // Renamed into place: complete on arrival.
+            EventKind::Modify(notify::event::ModifyKind::Name(
+                notify::event::RenameMode::To | notify::event::RenameMode::Both,
+            )) => {
+                entry.open_for_write = false;
+                entry.due = now;
+            }
+            // Removed, renamed away, metadata: settle briefly.
             _ => {
                 entry.open_for_write = false;
                 entry.due = now + settings.debounce;

@@ -1,0 +1,150 @@
+//! `cargo bench -p host --bench reload`: time from a policy file being
+//! renamed into the watched folder to the first decision by the new version.
+//!
+//! - `reload_ms_p50/p99`: every file is new content (a unique custom section
+//!   is appended), so each reload is a real compile.
+//! - `cached_reload_ms_p50/p99`: two contents alternate after both were
+//!   compiled once; each reload must hit the compile cache (`recompiles=0`).
+//! - `unchanged_ms_p50`: identical bytes renamed over the file: the time
+//!   until the watcher has checked and skipped them.
+//!
+//! Needs `policies/build.sh` to have run.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use host::model::{Event, EventKind, Metric, State, Unit};
+use host::policy::{Runtime, RuntimeConfig, content_hash};
+use host::reload::{self, PolicySet, ReloadSettings};
+
+const RELOADS: usize = 50;
+
+fn main() -> anyhow::Result<()> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root");
+    let read = |name: &str| {
+        let file = repo.join("policies").join(name);
+        std::fs::read(&file).map_err(|e| anyhow::anyhow!("{}: {e}; run policies/build.sh first", file.display()))
+    };
+    let threshold = read("threshold.wasm")?;
+    let proportional = read("proportional.wasm")?;
+    println!("machine: {}", machine());
+
+    let tokio = tokio::runtime::Runtime::new()?;
+    let dir = tempfile::tempdir()?;
+    let cache = tempfile::tempdir()?;
+    let runtime = Arc::new(Runtime::new(RuntimeConfig { cache_dir: Some(cache.path().into()), ..RuntimeConfig::default() })?);
+    let set = PolicySet::default();
+    let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
+    let _watch = tokio.block_on(reload::watch(runtime.clone(), dir.path(), set.clone(), ReloadSettings::default(), tx))?;
+
+    let event = Event {
+        metric: Metric::Cpu,
+        value: 0.9,
+        unit: Unit::FractionOfLimit,
+        kind: EventKind::Sample,
+        container_id: "c".into(),
+        service_id: "s".into(),
+        service_name: "web".into(),
+        timestamp_ns: 1,
+    };
+    let state = State {
+        current_replicas: 2,
+        min_replicas: 1,
+        max_replicas: 9,
+        last_scale_ns: None,
+        settings: vec![("cpu.upper".into(), "0.8".into()), ("cpu.lower".into(), "0.2".into()), ("cpu.target".into(), "0.5".into())],
+    };
+
+    // Rename `bytes` into place as p.wasm and time until a decision comes
+    // from exactly that version.
+    let reload_once = |bytes: &[u8]| -> anyhow::Result<f64> {
+        let want = hex::encode(content_hash(bytes));
+        let tmp = dir.path().join(".p.partial");
+        std::fs::write(&tmp, bytes)?;
+        let started = Instant::now();
+        std::fs::rename(&tmp, dir.path().join("p.wasm"))?;
+        loop {
+            if let Some(slot) = set.get("p").filter(|s| s.sha256() == want) {
+                slot.decide(&event, &state)?;
+                return Ok(started.elapsed().as_secs_f64() * 1e3);
+            }
+            anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "version {want} never answered");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    };
+
+    let mut fresh = Vec::new();
+    for i in 0..RELOADS {
+        fresh.push(reload_once(&with_custom_section(&threshold, i as u64))?);
+    }
+
+    let a = with_custom_section(&threshold, 1_000_000);
+    let b = with_custom_section(&proportional, 1_000_001);
+    reload_once(&a)?;
+    reload_once(&b)?;
+    let compiles_before = runtime.compiles();
+    let mut cached = Vec::new();
+    for i in 0..RELOADS {
+        cached.push(reload_once(if i % 2 == 0 { &a } else { &b })?);
+    }
+    let recompiles = runtime.compiles() - compiles_before;
+
+    let mut unchanged = Vec::new();
+    for _ in 0..RELOADS {
+        let before = set.stats().unchanged.load(Ordering::Relaxed);
+        let tmp = dir.path().join(".p.partial");
+        std::fs::write(&tmp, &b)?;
+        let started = Instant::now();
+        std::fs::rename(&tmp, dir.path().join("p.wasm"))?;
+        while set.stats().unchanged.load(Ordering::Relaxed) == before {
+            anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "identical rewrite never noticed");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        unchanged.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+
+    println!("reloads={RELOADS} policy_size_bytes={} debounce_ms={}", threshold.len(), ReloadSettings::default().debounce.as_millis());
+    println!("reload_ms_p50={:.1}", percentile(&mut fresh, 50));
+    println!("reload_ms_p99={:.1}", percentile(&mut fresh, 99));
+    println!("cached_reload_ms_p50={:.1}", percentile(&mut cached, 50));
+    println!("cached_reload_ms_p99={:.1}", percentile(&mut cached, 99));
+    println!("unchanged_ms_p50={:.1}", percentile(&mut unchanged, 50));
+    println!("recompiles={recompiles}");
+    println!(
+        "target: reload p99 under 500 ms ({}), cached reloads never recompile ({})",
+        if percentile(&mut fresh, 99) < 500.0 { "met" } else { "MISSED" },
+        if recompiles == 0 { "met" } else { "MISSED" }
+    );
+    Ok(())
+}
+
+/// `bytes` (a component) with a custom section appended that makes its hash unique.
+fn with_custom_section(bytes: &[u8], n: u64) -> Vec<u8> {
+    let name = b"bench-nonce";
+    let mut payload = vec![name.len() as u8];
+    payload.extend_from_slice(name);
+    payload.extend_from_slice(&n.to_le_bytes());
+    let mut out = bytes.to_vec();
+    out.push(0); // custom section id
+    out.push(payload.len() as u8); // fits in one LEB128 byte
+    out.extend_from_slice(&payload);
+    out
+}
+
+fn percentile(values: &mut [f64], p: usize) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let idx = ((values.len() * p).div_ceil(100)).saturating_sub(1).min(values.len() - 1);
+    values[idx]
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_else(|| "unknown cpu".into());
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cpu}, {cores} cores, kernel {}", kernel.trim())
+}

@@ -6,7 +6,8 @@
 //! measures differs from the eBPF probe in the ways a pull probe must:
 //! - CPU utilisation is averaged over the whole interval, not a window;
 //! - open connections are the ESTABLISHED TCP sockets held by the
-//!   container's processes (`/proc/<pid>/fd` matched against
+//!   container's processes on a port one of them listens on, i.e. accepted
+//!   connections (`/proc/<pid>/fd` matched against
 //!   `/proc/<pid>/net/tcp{,6}`), read at each tick;
 //! - accepted connections are not counted (nothing in cgroupfs says so).
 
@@ -150,7 +151,8 @@ fn read_one(entry: &mut Entry, shared: &Shared, sample_ns: u64) -> anyhow::Resul
     Ok(())
 }
 
-/// ESTABLISHED TCP sockets (v4 and v6) held open by any of `pids`.
+/// Accepted TCP connections (v4 and v6) held open by any of `pids`:
+/// ESTABLISHED sockets of theirs whose local port one of them listens on.
 pub fn established_connections(pids: &[u32]) -> usize {
     let mut inodes = HashSet::new();
     for pid in pids {
@@ -176,27 +178,31 @@ pub fn established_connections(pids: &[u32]) -> usize {
             continue;
         }
         for table in ["tcp", "tcp6"] {
-            count += count_established(&Path::new("/proc").join(pid.to_string()).join("net").join(table), &inodes);
+            let path = Path::new("/proc").join(pid.to_string()).join("net").join(table);
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                count += count_accepted_in(&text, &inodes);
+            }
         }
     }
     count
 }
 
 /// Rows of a `/proc/net/tcp`-style table in state 01 (ESTABLISHED) whose
-/// inode is in `inodes`.
-fn count_established(path: &Path, inodes: &HashSet<u64>) -> usize {
-    let Ok(text) = std::fs::read_to_string(path) else { return 0 };
-    count_established_in(&text, inodes)
-}
-
-fn count_established_in(text: &str, inodes: &HashSet<u64>) -> usize {
-    text.lines()
+/// inode is in `inodes` and whose local port is that of a row in state 0A
+/// (LISTEN) with an inode in `inodes`.
+fn count_accepted_in(text: &str, inodes: &HashSet<u64>) -> usize {
+    let rows: Vec<(&str, &str)> = text
+        .lines()
         .skip(1)
-        .filter(|line| {
+        .filter_map(|line| {
             let cols: Vec<&str> = line.split_whitespace().collect();
-            cols.len() > 9 && cols[3] == "01" && cols[9].parse::<u64>().is_ok_and(|i| inodes.contains(&i))
+            let ours = cols.len() > 9 && cols[9].parse::<u64>().is_ok_and(|i| inodes.contains(&i));
+            let port = cols.get(1).and_then(|local| local.rsplit(':').next());
+            ours.then_some((port?, cols[3]))
         })
-        .count()
+        .collect();
+    let listening: HashSet<&str> = rows.iter().filter(|(_, st)| *st == "0A").map(|(port, _)| *port).collect();
+    rows.iter().filter(|(port, st)| *st == "01" && listening.contains(port)).count()
 }
 
 #[cfg(test)]
@@ -204,14 +210,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counts_only_established_rows_of_our_inodes() {
+    fn counts_only_accepted_established_rows_of_our_inodes() {
         let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1 0 100 0 0 10 0
    1: 0100007F:1F90 0100007F:D2F0 01 00000000:00000000 00:00000000 00000000     0        0 222 1 0 20 4 30 10 -1
    2: 0100007F:1F90 0100007F:D2F2 01 00000000:00000000 00:00000000 00000000     0        0 333 1 0 20 4 30 10 -1
    3: 0100007F:D2F4 0100007F:1F90 06 00000000:00000000 03:00000000 00000000     0        0 0 3 0 0 0 0 0 0
 ";
-        let ours: HashSet<u64> = [111, 222].into_iter().collect();
-        assert_eq!(count_established_in(table, &ours), 1);
+        // 111 listens on 1F90; 222 was accepted on it; 444 is our client
+        // side of another connection; 333 is someone else's.
+        let table = format!("{table}   4: 0100007F:D2F6 0100007F:0050 01 00000000:00000000 00:00000000 00000000     0        0 444 1 0 20 4 30 10 -1\n");
+        let ours: HashSet<u64> = [111, 222, 444].into_iter().collect();
+        assert_eq!(count_accepted_in(&table, &ours), 1);
     }
 }

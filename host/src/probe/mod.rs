@@ -208,7 +208,7 @@ pub async fn start(settings: ProbeSettings, events: mpsc::Sender<ProbeEvent>) ->
     let mut kernel_drops = None;
     let kind = match settings.kind {
         ProbeKind::Ebpf => match ebpf::EbpfProbe::load(&settings, shared.clone()) {
-            Ok(probe) => {
+            Ok(mut probe) => {
                 kernel_drops = Some(probe.drop_reader());
                 let reader = probe.spawn_reader().context("starting the ring buffer reader")?;
                 tasks.push(reader.abort_handle());
@@ -218,7 +218,7 @@ pub async fn start(settings: ProbeSettings, events: mpsc::Sender<ProbeEvent>) ->
             Err(err) => {
                 let interval = Duration::from_secs(1);
                 tracing::warn!(
-                    error = %format!("{err:#}"),
+                    error = %err,
                     "cannot load the eBPF probes; falling back to the cgroupfs probe every {interval:?} (run as root, or grant CAP_BPF and CAP_PERFMON, to get push events)"
                 );
                 let (probe, task) = cgroupfs::CgroupfsProbe::spawn(interval, &settings, shared.clone());

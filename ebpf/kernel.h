@@ -1,0 +1,78 @@
+/* The few kernel structures the probes read, declared by hand with only the
+ * fields used. `preserve_access_index` makes every field access a CO-RE
+ * relocation: the loader (aya) rewrites offsets against the running kernel's
+ * BTF (/sys/kernel/btf/vmlinux), so layout differences between kernels do
+ * not matter, only field names and types do.
+ */
+#ifndef PROBE_KERNEL_H
+#define PROBE_KERNEL_H
+
+#include <linux/types.h>
+#include <stdbool.h>
+
+#pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
+
+struct kernfs_node {
+	__u64 id; /* the cgroup id: equals the cgroup directory's inode */
+};
+
+struct cgroup {
+	struct kernfs_node *kn;
+};
+
+struct cgroup_subsys_state {
+	struct cgroup *cgroup;
+};
+
+/* Only the count matters for the array's element size; indexing with a
+ * relocated enum value keeps it correct whatever the kernel's config. */
+struct css_set {
+	struct cgroup_subsys_state *subsys[16];
+	struct cgroup *dfl_cgrp; /* the task's cgroup in the v2 hierarchy */
+};
+
+struct task_struct {
+	struct css_set *cgroups;
+};
+
+typedef struct {
+	__s64 counter;
+} atomic_long_t;
+
+/* The memcg charge counter: usage and max in pages. */
+struct page_counter {
+	atomic_long_t usage;
+	unsigned long max;
+};
+
+struct mem_cgroup {
+	struct cgroup_subsys_state css;
+	struct page_counter memory;
+};
+
+struct sock_cgroup_data {
+	struct cgroup *cgroup; /* v2 cgroup of the process that made the socket */
+};
+
+struct sock {
+	struct sock_cgroup_data sk_cgrp_data;
+	__u16 sk_protocol;
+};
+
+#pragma clang attribute pop
+
+enum cgroup_subsys_id {
+	memory_cgrp_id = 4, /* placeholder: relocated by bpf_core_enum_value */
+};
+
+/* include/net/tcp_states.h: stable UAPI-like values. */
+enum {
+	TCP_ESTABLISHED = 1,
+	TCP_SYN_SENT = 2,
+	TCP_SYN_RECV = 3,
+};
+
+#define IPPROTO_TCP 6
+#define CLOCK_MONOTONIC 1
+
+#endif

@@ -34,6 +34,14 @@ install_wasm_target() {
     fi
 }
 
+install_componentize_py() {
+    # Builds the Python example policy (examples/policies/python).
+    if ! python3 -c 'import componentize_py' 2>/dev/null; then
+        log "installing componentize-py (PyPI)"
+        python3 -m pip install --quiet --disable-pip-version-check componentize-py
+    fi
+}
+
 start_dockerd() {
     if docker info >/dev/null 2>&1; then
         return
@@ -61,6 +69,7 @@ init_swarm() {
 need_root
 install_packages
 install_wasm_target
+install_componentize_py
 start_dockerd
 init_swarm
 log "ready: $(docker version --format 'engine {{.Server.Version}}, API {{.Server.APIVersion}}'), swarm active"

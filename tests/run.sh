@@ -15,6 +15,7 @@ cd "$root"
 echo "== building components"
 policies/build.sh
 tests/fixtures/build.sh
+examples/policies/python/build.sh
 
 echo "== policy unit tests (native)"
 (cd policies && cargo test --quiet)

@@ -225,3 +225,35 @@ async fn cgroupfs_probe_reports_the_same_container_within_its_interval() {
     assert_eq!(conns.value, 5.0, "accepted connections held by the server's processes");
     assert!(seen.iter().all(|e| e.container_id == burner.id || e.container_id == server.id));
 }
+
+/// Run in a child process without capabilities (see the next test): the
+/// eBPF probe must refuse to load and `start` must fall back to cgroupfs.
+#[tokio::test]
+async fn fallback_child_without_capabilities() {
+    if std::env::var_os("PROBE_FALLBACK_CHILD").is_none() {
+        return; // only meaningful when started by the test below
+    }
+    let (tx, _rx) = mpsc::channel(16);
+    let handle = probe::start(ProbeSettings::default(), tx).await.expect("start falls back instead of failing");
+    assert_eq!(handle.kind(), ProbeKind::Cgroupfs { interval: Duration::from_secs(1) });
+}
+
+#[test]
+fn without_bpf_rights_the_daemon_falls_back_to_cgroupfs() {
+    if !root_or_explain("fallback without rights") {
+        return;
+    }
+    // Root with an empty bounding set gets no capabilities at exec.
+    let exe = std::env::current_exe().expect("test binary path");
+    let out = std::process::Command::new("setpriv")
+        .args(["--bounding-set=-all", "--inh-caps=-all"])
+        .arg(exe)
+        .args(["--exact", "fallback_child_without_capabilities", "--nocapture", "--test-threads=1"])
+        .env("PROBE_FALLBACK_CHILD", "1")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run setpriv (util-linux)");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "child without capabilities failed:\n{text}");
+    assert!(text.contains("1 passed"), "the child test did not run:\n{text}");
+}

@@ -3,15 +3,20 @@
 //! Layout (see ARCHITECTURE.md for the data path):
 //! - [`model`]: events, service state and decisions as the daemon sees them.
 //! - [`policy`]: the WebAssembly policy runtime (the only user of wasmtime).
+//! - [`swarm`]: Docker Swarm: service labels, the inventory of services and
+//!   their containers, the guarded actuator and the audit log (the only user
+//!   of bollard).
 //! - [`daemon`]: the event loop that ties the parts together.
 //! - [`config`], [`telemetry`]: flags and logging.
 //! - [`policy_cmd`]: `host policy check|run` for policy authors.
 
 pub mod config;
 pub mod daemon;
+pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod policy_cmd;
 pub mod probe;
 pub mod reload;
+pub mod swarm;
 pub mod telemetry;

@@ -1,0 +1,198 @@
+//! The connection to Docker: where the engine is, which API version to
+//! speak, and whether it is a Swarm manager this daemon can work with.
+//!
+//! The engine is found the way the `docker` CLI finds it: `DOCKER_HOST`
+//! (`unix://`, `tcp://`, `https://`; `DOCKER_TLS_VERIFY` and
+//! `DOCKER_CERT_PATH` for TLS), else the local socket
+//! `/var/run/docker.sock`. The API version is negotiated down to what the
+//! engine speaks (Debian's engine 20.10 speaks 1.41).
+//!
+//! This module also classifies bollard's errors for the rest of `swarm`:
+//! "Docker is away" (retry with back-off), "the service changed under us"
+//! (re-read and retry), or anything else.
+
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::errors::Error as DockerError;
+use bollard::models::LocalNodeState;
+
+/// How long one request may take to answer before it counts as failed.
+/// Streams (the event stream) are not bounded by it once they answer.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the daemon cannot work with the engine it was pointed at. Each
+/// message is one line that names the engine and says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// No engine answers at the endpoint.
+    #[error(
+        "cannot reach the docker engine at {endpoint}: {source}; start dockerd (examples/setup.sh does) or set DOCKER_HOST to a reachable swarm manager"
+    )]
+    Unreachable {
+        /// Where we looked.
+        endpoint: String,
+        /// What bollard said.
+        source: DockerError,
+    },
+    /// The engine answers but is not part of a Swarm.
+    #[error(
+        "the docker engine at {endpoint} is not part of a swarm (swarm state: {state}); run `docker swarm init` there, or set DOCKER_HOST to a swarm manager"
+    )]
+    NotInSwarm {
+        /// Where we looked.
+        endpoint: String,
+        /// `LocalNodeState` as the engine reports it.
+        state: String,
+    },
+    /// The engine is a Swarm worker: it cannot list or update services.
+    #[error(
+        "the docker engine at {endpoint} is a swarm worker, not a manager; set DOCKER_HOST to a manager node (services are read and scaled through a manager)"
+    )]
+    NotManager {
+        /// Where we looked.
+        endpoint: String,
+    },
+}
+
+/// A connected engine that is a Swarm manager.
+#[derive(Debug, Clone)]
+pub struct SwarmClient {
+    /// The bollard client, version negotiated.
+    pub docker: Docker,
+    /// `DOCKER_HOST` or the local socket: for log lines.
+    pub endpoint: String,
+    /// This manager's Swarm node id.
+    pub node_id: String,
+    /// Engine version and API version, for the startup log line.
+    pub version: String,
+}
+
+/// Where the engine is expected, as the user would write it.
+pub fn endpoint() -> String {
+    std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "unix:///var/run/docker.sock".into())
+}
+
+/// Connect, negotiate the API version and check that the engine is an
+/// active Swarm manager.
+pub async fn connect() -> Result<SwarmClient, ConnectError> {
+    let endpoint = endpoint();
+    let unreachable = |source| ConnectError::Unreachable { endpoint: endpoint.clone(), source };
+    let docker = Docker::connect_with_defaults().map_err(unreachable)?.with_timeout(REQUEST_TIMEOUT);
+    let docker = docker.negotiate_version().await.map_err(unreachable)?;
+    let info = docker.info().await.map_err(unreachable)?;
+    let swarm = info.swarm.unwrap_or_default();
+    match swarm.local_node_state {
+        Some(LocalNodeState::ACTIVE) => {}
+        other => {
+            let state = other.map_or_else(|| "unknown".to_string(), |s| s.to_string());
+            let state = if state.is_empty() { "inactive".to_string() } else { state };
+            return Err(ConnectError::NotInSwarm { endpoint, state });
+        }
+    }
+    if swarm.control_available != Some(true) {
+        return Err(ConnectError::NotManager { endpoint });
+    }
+    let api = docker.client_version();
+    let version = format!(
+        "engine {}, API {}.{}",
+        info.server_version.unwrap_or_else(|| "unknown".into()),
+        api.major_version,
+        api.minor_version
+    );
+    Ok(SwarmClient { docker, endpoint, node_id: swarm.node_id.unwrap_or_default(), version })
+}
+
+/// Docker did not answer (down, restarting, network): worth retrying.
+pub fn is_unreachable(err: &DockerError) -> bool {
+    matches!(
+        err,
+        DockerError::IOError { .. }
+            | DockerError::HyperLegacyError { .. }
+            | DockerError::HyperResponseError { .. }
+            | DockerError::HttpClientError { .. }
+            | DockerError::RequestTimeoutError
+            | DockerError::SocketNotFoundError(_)
+    ) || matches!(err, DockerError::DockerResponseServerError { status_code, .. } if *status_code == 503)
+}
+
+/// The service changed between our read and our write (Swarm's optimistic
+/// concurrency on the spec's version): re-read and decide again.
+pub fn is_version_conflict(err: &DockerError) -> bool {
+    match err {
+        DockerError::DockerResponseServerError { message, .. } => {
+            message.contains("update out of sequence") || message.contains("version mismatch")
+        }
+        _ => false,
+    }
+}
+
+/// The object is gone (404).
+pub fn is_not_found(err: &DockerError) -> bool {
+    matches!(err, DockerError::DockerResponseServerError { status_code: 404, .. })
+}
+
+/// Back-off between retries while Docker is away: doubles from `BASE` up
+/// to `MAX`.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    /// The next delay.
+    next: Duration,
+}
+
+impl Backoff {
+    const BASE: Duration = Duration::from_millis(100);
+    const MAX: Duration = Duration::from_secs(5);
+
+    /// A back-off at its first, shortest delay.
+    pub fn new() -> Self {
+        Backoff { next: Self::BASE }
+    }
+
+    /// The delay to wait now; the one after is twice as long, up to `MAX`.
+    pub fn next_delay(&mut self) -> Duration {
+        let delay = self.next;
+        self.next = (self.next * 2).min(Self::MAX);
+        delay
+    }
+
+    /// Start again from the shortest delay (after a success).
+    pub fn reset(&mut self) {
+        self.next = Self::BASE;
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_a_cap_and_resets() {
+        let mut b = Backoff::new();
+        let delays: Vec<u128> = (0..9).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(delays, [100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
+        b.reset();
+        assert_eq!(b.next_delay(), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn errors_are_classified() {
+        let conflict = DockerError::DockerResponseServerError {
+            status_code: 500,
+            message: "rpc error: code = Unknown desc = update out of sequence".into(),
+        };
+        assert!(is_version_conflict(&conflict));
+        assert!(!is_unreachable(&conflict));
+        let gone = DockerError::DockerResponseServerError { status_code: 404, message: "service web not found".into() };
+        assert!(is_not_found(&gone) && !is_version_conflict(&gone));
+        assert!(is_unreachable(&DockerError::RequestTimeoutError));
+        let io = DockerError::IOError { err: std::io::Error::from(std::io::ErrorKind::ConnectionRefused) };
+        assert!(is_unreachable(&io));
+    }
+}

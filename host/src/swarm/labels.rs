@@ -1,0 +1,497 @@
+//! Service labels: how a Swarm service opts in to autoscaling and what it
+//! asks for.
+//!
+//! A service opts in with `autoscale.enable=true` and must then name its
+//! policy and bounds (`autoscale.policy`, `autoscale.min`, `autoscale.max`).
+//! Optional, checked here because the daemon itself uses them:
+//! - `autoscale.<metric>.upper` / `.lower` for `cpu` (fraction of the
+//!   container's CPU limit, or cores without one), `memory` (bytes; `k`, `M`,
+//!   `G`, `T`, `Ki`, `Mi`, `Gi`, `Ti` suffixes) and `connections` (open
+//!   connections per container): the thresholds the probes push crossings of;
+//! - `autoscale.cooldown.up` / `.down` (`30s`, `500ms`, `2m`, or `0`);
+//! - `autoscale.step.max`: most replicas added or removed by one update.
+//!
+//! Every `autoscale.*` label, known or not, reaches the policy as a setting
+//! with the prefix removed (`autoscale.cpu.upper=0.8` -> `cpu.upper=0.8`).
+//!
+//! Invariant: this module only reads labels. A label that does not parse
+//! yields a [`LabelError`] naming the service, the label and the value; the
+//! caller logs it and leaves the service alone until its labels change.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::time::Duration;
+
+use crate::probe::{Band, Thresholds};
+
+/// The prefix of every autoscaling label.
+pub const PREFIX: &str = "autoscale.";
+
+/// Tolerance assumed when thresholds are derived from `<metric>.target`;
+/// the same default as the shipped `proportional` policy (and Kubernetes).
+const DEFAULT_TOLERANCE: f64 = 0.1;
+
+/// What a service that opted in asked for, parsed and checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceConfig {
+    /// `autoscale.policy`: the policy's name, i.e. the file stem of its
+    /// `.wasm` in the policies folder.
+    pub policy: String,
+    /// `autoscale.min`: fewest replicas the daemon will scale to (>= 1).
+    pub min: u32,
+    /// `autoscale.max`: most replicas the daemon will scale to (>= min).
+    pub max: u32,
+    /// Crossing thresholds the probe watches for this service's containers.
+    pub thresholds: Thresholds,
+    /// `autoscale.cooldown.up`; `None`: the daemon's default.
+    pub cooldown_up: Option<Duration>,
+    /// `autoscale.cooldown.down`; `None`: the daemon's default.
+    pub cooldown_down: Option<Duration>,
+    /// `autoscale.step.max`; `None`: no step limit.
+    pub step_max: Option<u32>,
+    /// Every `autoscale.*` label without the prefix, sorted by key: the
+    /// settings handed to the policy.
+    pub settings: Vec<(String, String)>,
+}
+
+/// One label that is missing or does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.describe())]
+pub struct LabelError {
+    /// The service's name.
+    pub service: String,
+    /// The full label name (`autoscale.max`).
+    pub label: String,
+    /// The label's value; `None` when the label is missing.
+    pub value: Option<String>,
+    /// What is wrong and what is expected, lowercase.
+    pub problem: String,
+}
+
+impl LabelError {
+    fn describe(&self) -> String {
+        match &self.value {
+            Some(value) => format!(
+                "service {}: label {}={:?} {}; the service is not scaled until the label is fixed",
+                self.service, self.label, value, self.problem
+            ),
+            None => format!(
+                "service {}: label {} is missing ({}); the service is not scaled until it is added",
+                self.service, self.label, self.problem
+            ),
+        }
+    }
+}
+
+/// Every problem found in one service's labels.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct LabelErrors(pub Vec<LabelError>);
+
+/// Parse a service's labels. `Ok(None)`: the service did not opt in
+/// (`autoscale.enable` missing or false). `Err`: it opted in, but some
+/// labels are missing or malformed; each error names its label.
+pub fn parse(service: &str, labels: &HashMap<String, String>) -> Result<Option<ServiceConfig>, LabelErrors> {
+    let mut errors = Vec::new();
+    let mut fail = |label: &str, value: Option<&str>, problem: &str| {
+        errors.push(LabelError {
+            service: service.to_string(),
+            label: label.to_string(),
+            value: value.map(str::to_string),
+            problem: problem.to_string(),
+        });
+    };
+    let get = |key: &str| labels.get(&format!("{PREFIX}{key}")).map(String::as_str);
+
+    match get("enable").map(|v| parse_bool(v).ok_or(v)) {
+        None | Some(Ok(false)) => return Ok(None),
+        Some(Ok(true)) => {}
+        Some(Err(value)) => {
+            fail("autoscale.enable", Some(value), "is not true or false");
+            return Err(LabelErrors(errors));
+        }
+    }
+
+    let policy = match get("policy") {
+        None => {
+            fail("autoscale.policy", None, "name the policy, the file stem of a .wasm in the policies folder");
+            String::new()
+        }
+        Some(name) if is_policy_name(name) => name.to_string(),
+        Some(name) => {
+            fail("autoscale.policy", Some(name), "is not a policy name (letters, digits, '-', '_', '.')");
+            String::new()
+        }
+    };
+
+    let mut replicas = |key: &str| match get(key) {
+        None => {
+            fail(&format!("{PREFIX}{key}"), None, "a whole number of replicas, at least 1");
+            None
+        }
+        Some(value) => match value.trim().parse::<u32>() {
+            Ok(n) if n >= 1 => Some(n),
+            Ok(_) => {
+                fail(
+                    &format!("{PREFIX}{key}"),
+                    Some(value),
+                    "must be at least 1 (a service at 0 replicas has no containers to measure)",
+                );
+                None
+            }
+            Err(_) => {
+                fail(&format!("{PREFIX}{key}"), Some(value), "is not a whole number of replicas");
+                None
+            }
+        },
+    };
+    let min = replicas("min");
+    let max = replicas("max");
+    if let (Some(lo), Some(hi)) = (min, max)
+        && lo > hi
+    {
+        let value = get("max").unwrap_or_default();
+        fail("autoscale.max", Some(value), &format!("is below autoscale.min={lo}"));
+    }
+
+    let mut band = |metric: &str, parse_value: fn(&str) -> Option<f64>| {
+        let mut side = |edge: &str| {
+            let label = format!("{PREFIX}{metric}.{edge}");
+            let value = labels.get(&label)?;
+            match parse_value(value) {
+                Some(v) if v >= 0.0 => Some(v),
+                _ => {
+                    fail(&label, Some(value), unit_hint(metric));
+                    None
+                }
+            }
+        };
+        let (upper, lower) = (side("upper"), side("lower"));
+        if let (Some(up), Some(low)) = (upper, lower)
+            && low >= up
+        {
+            let label = format!("{PREFIX}{metric}.lower");
+            let value = labels.get(&label).map(String::as_str);
+            fail(&label, value, &format!("must be below {metric}.upper={up}"));
+        }
+        Band { upper, lower }
+    };
+    let mut thresholds = Thresholds {
+        cpu: band("cpu", parse_number),
+        memory: band("memory", parse_quantity),
+        connections: band("connections", parse_number),
+    };
+    derive_bands_from_targets(labels, &mut thresholds);
+
+    let mut cooldown = |key: &str| {
+        let label = format!("{PREFIX}{key}");
+        let value = labels.get(&label)?;
+        match parse_cooldown(value) {
+            Ok(d) => Some(d),
+            Err(problem) => {
+                fail(&label, Some(value), &problem);
+                None
+            }
+        }
+    };
+    let cooldown_up = cooldown("cooldown.up");
+    let cooldown_down = cooldown("cooldown.down");
+
+    let step_max = match get("step.max") {
+        None => None,
+        Some(value) => match value.trim().parse::<u32>() {
+            Ok(n) if n >= 1 => Some(n),
+            _ => {
+                fail("autoscale.step.max", Some(value), "is not a whole number of replicas, at least 1");
+                None
+            }
+        },
+    };
+
+    if !errors.is_empty() {
+        return Err(LabelErrors(errors));
+    }
+    let mut settings: Vec<(String, String)> =
+        labels.iter().filter_map(|(k, v)| k.strip_prefix(PREFIX).map(|k| (k.to_string(), v.clone()))).collect();
+    settings.sort();
+    // Both are `Some` here: a `None` always pushed an error above.
+    let (Some(min), Some(max)) = (min, max) else { return Err(LabelErrors(errors)) };
+    Ok(Some(ServiceConfig { policy, min, max, thresholds, cooldown_up, cooldown_down, step_max, settings }))
+}
+
+/// A metric watched through a `<metric>.target` (the `proportional` policy's
+/// setting) but without explicit thresholds gets the band
+/// `target * (1 ± tolerance)`, so its containers still push a crossing the
+/// moment the policy would act, instead of waiting for the next sample.
+fn derive_bands_from_targets(labels: &HashMap<String, String>, thresholds: &mut Thresholds) {
+    let tolerance = labels
+        .get(&format!("{PREFIX}tolerance"))
+        .and_then(|t| parse_number(t))
+        .filter(|t| (0.0..1.0).contains(t))
+        .unwrap_or(DEFAULT_TOLERANCE);
+    type Parse = fn(&str) -> Option<f64>;
+    let bands: [(&str, &mut Band, Parse); 3] = [
+        ("cpu", &mut thresholds.cpu, parse_number),
+        ("memory", &mut thresholds.memory, parse_quantity),
+        ("connections", &mut thresholds.connections, parse_number),
+    ];
+    for (metric, band, parse_value) in bands {
+        if band.upper.is_some() || band.lower.is_some() {
+            continue;
+        }
+        let target = labels.get(&format!("{PREFIX}{metric}.target")).and_then(|t| parse_value(t));
+        if let Some(target) = target.filter(|t| *t > 0.0) {
+            *band = Band { upper: Some(target * (1.0 + tolerance)), lower: Some(target * (1.0 - tolerance)) };
+        }
+    }
+}
+
+fn unit_hint(metric: &str) -> &'static str {
+    match metric {
+        "cpu" => "is not a non-negative number (a fraction of the CPU limit, or cores without one, e.g. 0.8)",
+        "memory" => "is not a non-negative size in bytes (e.g. 268435456, 256Mi, 1G)",
+        _ => "is not a non-negative number of open connections",
+    }
+}
+
+fn parse_bool(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn is_policy_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn parse_number(value: &str) -> Option<f64> {
+    value.trim().parse::<f64>().ok().filter(|v| v.is_finite())
+}
+
+/// A number with an optional SI (`k`, `M`, `G`, `T`) or binary (`Ki`, `Mi`,
+/// `Gi`, `Ti`) suffix; the same rule as the SDK's `parse_quantity`, so the
+/// daemon and the policies read `autoscale.memory.*` alike.
+pub fn parse_quantity(value: &str) -> Option<f64> {
+    let value = value.trim();
+    let split = value.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(value.len());
+    let (number, suffix) = value.split_at(split);
+    let factor = match suffix {
+        "" => 1.0,
+        "k" | "K" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0 * 1024.0,
+        "Gi" => 1024.0 * 1024.0 * 1024.0,
+        "Ti" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    parse_number(number).map(|n| n * factor).filter(|v| v.is_finite())
+}
+
+/// A cooldown: `0`, or a duration with its unit (`30s`, `500ms`, `2m`).
+/// A bare number is refused: seconds or milliseconds would be a guess.
+pub fn parse_cooldown(value: &str) -> Result<Duration, String> {
+    let value = value.trim();
+    if value.chars().all(|c| c == '0' || c == '.') && !value.is_empty() {
+        return Ok(Duration::ZERO);
+    }
+    if value.parse::<f64>().is_ok() {
+        return Err("has no unit; write e.g. 30s, 500ms or 2m".into());
+    }
+    let number = value.strip_suffix("ms").or_else(|| value.strip_suffix('s')).or_else(|| value.strip_suffix('m'));
+    if number.is_some_and(|n| n.parse::<f64>().is_ok_and(|z| z == 0.0)) {
+        return Ok(Duration::ZERO);
+    }
+    crate::config::parse_duration(value)
+}
+
+impl fmt::Display for ServiceConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "policy {} replicas {}..={}", self.policy, self.min, self.max)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    const BASE: &[(&str, &str)] = &[
+        ("autoscale.enable", "true"),
+        ("autoscale.policy", "threshold"),
+        ("autoscale.min", "1"),
+        ("autoscale.max", "5"),
+    ];
+
+    fn with(extra: &[(&str, &str)]) -> HashMap<String, String> {
+        let mut l = labels(BASE);
+        for (k, v) in extra {
+            l.insert(k.to_string(), v.to_string());
+        }
+        l
+    }
+
+    fn errors(result: Result<Option<ServiceConfig>, LabelErrors>) -> Vec<LabelError> {
+        match result {
+            Err(LabelErrors(errors)) => errors,
+            Ok(config) => panic!("expected label errors, got {config:?}"),
+        }
+    }
+
+    #[test]
+    fn services_without_enable_or_with_false_are_left_alone() {
+        assert_eq!(parse("web", &labels(&[])), Ok(None));
+        assert_eq!(parse("web", &labels(&[("autoscale.policy", "threshold"), ("other", "x")])), Ok(None));
+        assert_eq!(parse("web", &with(&[("autoscale.enable", "false")])), Ok(None));
+    }
+
+    #[test]
+    fn a_complete_service_parses() {
+        let config = parse(
+            "web",
+            &with(&[
+                ("autoscale.cpu.upper", "0.8"),
+                ("autoscale.cpu.lower", "0.2"),
+                ("autoscale.memory.upper", "256Mi"),
+                ("autoscale.connections.upper", "100"),
+                ("autoscale.cooldown.up", "5s"),
+                ("autoscale.cooldown.down", "2m"),
+                ("autoscale.step.max", "2"),
+                ("autoscale.custom.knob", "anything"),
+                ("com.example.unrelated", "x"),
+            ]),
+        )
+        .expect("valid labels")
+        .expect("opted in");
+        assert_eq!(config.policy, "threshold");
+        assert_eq!((config.min, config.max), (1, 5));
+        assert_eq!(config.thresholds.cpu, Band { upper: Some(0.8), lower: Some(0.2) });
+        assert_eq!(config.thresholds.memory, Band { upper: Some(256.0 * 1024.0 * 1024.0), lower: None });
+        assert_eq!(config.thresholds.connections, Band { upper: Some(100.0), lower: None });
+        assert_eq!(config.cooldown_up, Some(Duration::from_secs(5)));
+        assert_eq!(config.cooldown_down, Some(Duration::from_secs(120)));
+        assert_eq!(config.step_max, Some(2));
+        // Every autoscale.* label reaches the policy, sorted, prefix removed;
+        // other labels do not.
+        let keys: Vec<&str> = config.settings.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "connections.upper",
+                "cooldown.down",
+                "cooldown.up",
+                "cpu.lower",
+                "cpu.upper",
+                "custom.knob",
+                "enable",
+                "max",
+                "memory.upper",
+                "min",
+                "policy",
+                "step.max"
+            ]
+        );
+        assert!(config.settings.contains(&("custom.knob".into(), "anything".into())));
+    }
+
+    #[test]
+    fn missing_required_labels_are_each_named() {
+        let errs = errors(parse("web", &labels(&[("autoscale.enable", "true")])));
+        let named: Vec<&str> = errs.iter().map(|e| e.label.as_str()).collect();
+        assert_eq!(named, ["autoscale.policy", "autoscale.min", "autoscale.max"]);
+        assert!(errs.iter().all(|e| e.value.is_none() && e.service == "web"));
+        let text = errs[0].to_string();
+        assert!(text.contains("service web") && text.contains("autoscale.policy is missing"), "{text}");
+    }
+
+    #[test]
+    fn malformed_values_name_service_label_and_value() {
+        let errs = errors(parse("api", &with(&[("autoscale.max", "lots")])));
+        assert_eq!(errs.len(), 1);
+        assert_eq!(errs[0].label, "autoscale.max");
+        assert_eq!(errs[0].value.as_deref(), Some("lots"));
+        let text = errs[0].to_string();
+        assert!(text.contains("service api") && text.contains("autoscale.max=\"lots\""), "{text}");
+        assert!(text.contains("not scaled until the label is fixed"), "{text}");
+
+        for (label, value) in [
+            ("autoscale.enable", "maybe"),
+            ("autoscale.policy", "../etc/passwd"),
+            ("autoscale.min", "0"),
+            ("autoscale.min", "-1"),
+            ("autoscale.cpu.upper", "high"),
+            ("autoscale.cpu.lower", "-0.5"),
+            ("autoscale.memory.upper", "64MB"),
+            ("autoscale.connections.lower", "NaN"),
+            ("autoscale.cooldown.up", "30"),
+            ("autoscale.cooldown.down", "soon"),
+            ("autoscale.step.max", "0"),
+        ] {
+            let errs = errors(parse("api", &with(&[(label, value)])));
+            assert!(
+                errs.iter().any(|e| e.label == label && e.value.as_deref() == Some(value)),
+                "{label}={value}: {errs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bounds_and_bands_must_be_ordered() {
+        let errs = errors(parse("web", &with(&[("autoscale.min", "4"), ("autoscale.max", "2")])));
+        assert_eq!(errs[0].label, "autoscale.max");
+        assert!(errs[0].problem.contains("below autoscale.min=4"), "{}", errs[0].problem);
+        let errs = errors(parse("web", &with(&[("autoscale.cpu.upper", "0.2"), ("autoscale.cpu.lower", "0.8")])));
+        assert_eq!(errs[0].label, "autoscale.cpu.lower");
+    }
+
+    #[test]
+    fn all_problems_are_reported_at_once() {
+        let errs = errors(parse(
+            "web",
+            &with(&[("autoscale.max", "x"), ("autoscale.cpu.upper", "y"), ("autoscale.step.max", "z")]),
+        ));
+        assert_eq!(errs.len(), 3, "{errs:?}");
+        let all = LabelErrors(errs).to_string();
+        assert!(
+            all.contains("autoscale.max") && all.contains("autoscale.cpu.upper") && all.contains("autoscale.step.max")
+        );
+    }
+
+    #[test]
+    fn targets_without_bands_derive_crossing_thresholds() {
+        let config = parse("web", &with(&[("autoscale.cpu.target", "0.5"), ("autoscale.tolerance", "0.2")]))
+            .expect("valid")
+            .expect("opted in");
+        let cpu = config.thresholds.cpu;
+        assert!((cpu.upper.expect("upper") - 0.6).abs() < 1e-9);
+        assert!((cpu.lower.expect("lower") - 0.4).abs() < 1e-9);
+        // Explicit bands win over targets.
+        let config = parse("web", &with(&[("autoscale.cpu.target", "0.5"), ("autoscale.cpu.upper", "0.9")]))
+            .expect("valid")
+            .expect("opted in");
+        assert_eq!(config.thresholds.cpu, Band { upper: Some(0.9), lower: None });
+    }
+
+    #[test]
+    fn quantities_and_cooldowns() {
+        assert_eq!(parse_quantity("1.5G"), Some(1.5e9));
+        assert_eq!(parse_quantity("64Mi"), Some(64.0 * 1024.0 * 1024.0));
+        assert_eq!(parse_quantity(" 2k "), Some(2000.0));
+        assert_eq!(parse_quantity("64MB"), None);
+        assert_eq!(parse_cooldown("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_cooldown("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_cooldown("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_cooldown("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_cooldown("30").is_err());
+        assert!(parse_cooldown("").is_err());
+    }
+}

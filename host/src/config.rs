@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::policy::RuntimeConfig;
 use crate::probe::{ProbeKind, ProbeSettings};
 use crate::reload::ReloadSettings;
+use crate::swarm::ActuatorOptions;
 
 /// Push-based horizontal autoscaler for Docker Swarm.
 ///
@@ -74,12 +75,51 @@ pub struct DaemonArgs {
     /// Largest policy file accepted, in MiB; bigger files are refused.
     #[arg(long, env = "AUTOSCALER_POLICY_MAX_FILE_SIZE_MIB", default_value_t = 64)]
     pub policy_max_file_size_mib: u64,
+
+    /// Decide and log every decision (audit log included), write nothing
+    /// to Swarm.
+    #[arg(long, env = "AUTOSCALER_DRY_RUN")]
+    pub dry_run: bool,
+
+    /// Also append every applied or skipped decision to FILE, one JSON
+    /// object per line.
+    #[arg(long, env = "AUTOSCALER_AUDIT_LOG", value_name = "FILE")]
+    pub audit_log: Option<PathBuf>,
+
+    /// Least time from a scale action to the next scale-up, for services
+    /// without `autoscale.cooldown.up` (30s, 500ms, 0).
+    #[arg(long, env = "AUTOSCALER_COOLDOWN_UP", default_value = "10s", value_parser = crate::swarm::labels::parse_cooldown)]
+    pub cooldown_up: Duration,
+
+    /// Least time from a scale action to the next scale-down, for services
+    /// without `autoscale.cooldown.down`.
+    #[arg(long, env = "AUTOSCALER_COOLDOWN_DOWN", default_value = "60s", value_parser = crate::swarm::labels::parse_cooldown)]
+    pub cooldown_down: Duration,
+
+    /// Decisions whose triggering event is older than this when they could
+    /// be written (Docker was away, say) are dropped, not applied.
+    #[arg(long, env = "AUTOSCALER_MAX_DECISION_AGE", default_value = "10s", value_parser = parse_duration)]
+    pub max_decision_age: Duration,
+
+    /// The probe that measures the containers.
+    #[command(flatten)]
+    pub probe: ProbeArgs,
 }
 
 impl DaemonArgs {
     /// Settings of the policies folder watcher.
     pub fn reload_settings(&self) -> ReloadSettings {
         ReloadSettings { max_file_size: self.policy_max_file_size_mib.max(1) << 20, ..ReloadSettings::default() }
+    }
+
+    /// Settings of the Swarm actuator.
+    pub fn actuator_options(&self) -> ActuatorOptions {
+        ActuatorOptions {
+            dry_run: self.dry_run,
+            max_decision_age: self.max_decision_age,
+            cooldown_up: self.cooldown_up,
+            cooldown_down: self.cooldown_down,
+        }
     }
 }
 
@@ -244,6 +284,26 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("5 parsecs").is_err());
         assert!(P::try_parse_from(["p", "--probe", "kprobe"]).is_err());
+    }
+
+    #[test]
+    fn actuator_flags_have_safe_defaults() {
+        let cli = Cli::try_parse_from(["host"]).expect("parse");
+        let opts = cli.daemon.actuator_options();
+        assert!(!opts.dry_run);
+        assert_eq!(opts, ActuatorOptions::default());
+        assert_eq!(cli.daemon.audit_log, None);
+        let cli = Cli::try_parse_from([
+            "host", "--dry-run", "--audit-log", "a.jsonl", "--cooldown-up", "0", "--cooldown-down", "3s",
+            "--probe", "cgroupfs", "--interval", "250ms",
+        ])
+        .expect("parse");
+        let opts = cli.daemon.actuator_options();
+        assert!(opts.dry_run);
+        assert_eq!((opts.cooldown_up, opts.cooldown_down), (Duration::ZERO, Duration::from_secs(3)));
+        assert_eq!(cli.daemon.audit_log, Some(PathBuf::from("a.jsonl")));
+        assert_eq!(cli.daemon.probe.settings().kind, ProbeKind::Cgroupfs { interval: Duration::from_millis(250) });
+        assert!(Cli::try_parse_from(["host", "--cooldown-up", "30"]).is_err(), "a cooldown needs a unit");
     }
 
     #[test]

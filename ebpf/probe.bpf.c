@@ -13,7 +13,8 @@
  * - tp_btf/sched_switch: adds each tracked task's on-CPU time to its
  *   container, reads the container's memcg page counter when one of its tasks
  *   leaves the CPU (memory is charged in task context, so growth is seen at
- *   the latest when the task that grew it is switched out), and arms the
+ *   the latest when the task that grew it is switched out; at most once a
+ *   millisecond per container), and arms the
  *   window timer once.
  * - tp_btf/inet_sock_set_state: counts accepted TCP connections and those
  *   still open, attributed by the socket's cgroup (the transition runs in
@@ -42,6 +43,10 @@ const volatile __u64 page_size = 4096;
 const volatile __u32 nr_cpus = 1;
 
 #define MAX_CPUS 256
+/* Least time between two memcg reads from sched_switch for one container:
+ * a context-switch-heavy container would otherwise pay for the reads on
+ * every switch, for no news (usage moves by pages, not per switch). */
+#define MEM_READ_MIN_NS 1000000ULL
 #define MAX_TRACKED 4096
 
 /* Kernel-side accounting of one container. */
@@ -58,7 +63,8 @@ struct cg_state {
 	__u64 memcg;           /* address of the memcg, for the timer's reads */
 	__u64 cpu_value;       /* last CPU window value, event unit */
 	__u64 bits;            /* crossing state, see check_band() */
-	__u64 _reserved[4];
+	__u64 mem_read_ns;     /* when sched_switch last read the memcg */
+	__u64 _reserved[3];
 };
 _Static_assert(sizeof(struct cg_state) == PROBE_STATE_SIZE, "cg_state size is shared with the loader");
 _Static_assert(sizeof(struct probe_event) == PROBE_EVENT_SIZE, "probe_event size");
@@ -252,9 +258,12 @@ int BPF_PROG(on_sched_switch, bool preempt, struct task_struct *prev, struct tas
 		if (st && cfg) {
 			if (since && now > since)
 				__sync_fetch_and_add(&st->cpu_ns, now - since);
-			struct mem_cgroup *memcg = task_memcg(prev);
-			st->memcg = (__u64)memcg;
-			update_memory(prev_cg, st, cfg, memcg, now);
+			if (now - st->mem_read_ns >= MEM_READ_MIN_NS) {
+				st->mem_read_ns = now;
+				struct mem_cgroup *memcg = task_memcg(prev);
+				st->memcg = (__u64)memcg;
+				update_memory(prev_cg, st, cfg, memcg, now);
+			}
 		}
 	}
 

@@ -17,6 +17,9 @@ policies/build.sh
 tests/fixtures/build.sh
 examples/policies/python/build.sh
 
+echo "== building the demo image (the Swarm end-to-end tests run it)"
+examples/demo/build-image.sh
+
 echo "== policy unit tests (native)"
 (cd policies && cargo test --quiet)
 

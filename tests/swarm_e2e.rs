@@ -1,0 +1,552 @@
+//! The whole loop on a real Swarm: the built `host` binary runs as a child
+//! process against the local dockerd (a one-node Swarm manager, started by
+//! examples/setup.sh), with the shipped policies and the default (eBPF)
+//! probe, while the tests drive real load on the demo workload
+//! (examples/demo, image `swarm-autoscaler-demo:local`).
+//!
+//! Root and a Swarm manager are needed; elsewhere each test prints why it
+//! skips. CI (tests/run.sh, as root) builds the image and the policies and
+//! runs these for real. The tests share one Swarm and one machine, so they
+//! run one at a time (a lock), each with its own services (`e2e-*`, own
+//! port) and its own daemon, and clean up after themselves.
+//!
+//! Assertions are about behaviour: replicas move within bounds, nothing is
+//! written in dry-run, an operator's value stands, the daemon outlives
+//! dockerd, a mislabelled service is left alone. Times are measured and
+//! printed, never asserted to the millisecond.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const IMAGE: &str = "swarm-autoscaler-demo:local";
+
+/// One test at a time: they share the Swarm, dockerd and two CPU cores.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repository root").to_path_buf()
+}
+
+/// Why this machine cannot run the tests, if it cannot.
+fn cannot_run() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not running as root (needs dockerd, a Swarm manager and eBPF rights)".into());
+    }
+    match Command::new("docker")
+        .args(["info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}"])
+        .output()
+    {
+        Err(err) => Some(format!("no docker client: {err}")),
+        Ok(out) if !out.status.success() => {
+            Some("no docker engine answers; run examples/setup.sh as root (tests/run.sh does)".into())
+        }
+        Ok(out) => {
+            let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            (state != "active true")
+                .then(|| format!("docker is not a swarm manager (swarm: {state}); run examples/setup.sh"))
+        }
+    }
+}
+
+/// Take the lock and check the machine; `None`: skip (said why, loudly).
+fn setup(test: &str) -> Option<MutexGuard<'static, ()>> {
+    let guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(reason) = cannot_run() {
+        eprintln!("\n*** SKIPPED swarm_e2e::{test}: {reason} ***\n");
+        return None;
+    }
+    let image = Command::new("docker").args(["image", "inspect", IMAGE]).output().expect("docker");
+    assert!(
+        image.status.success(),
+        "image {IMAGE} is missing: build it with examples/demo/build-image.sh (tests/run.sh does)"
+    );
+    for policy in ["threshold", "proportional"] {
+        let file = repo().join("policies").join(format!("{policy}.wasm"));
+        assert!(file.is_file(), "{} is missing: run policies/build.sh (tests/run.sh does)", file.display());
+    }
+    // Leftovers of an interrupted run would be scaled by our daemons too.
+    let out = docker(&["service", "ls", "--filter", "name=e2e-", "--format", "{{.Name}}"]);
+    for name in out.lines().filter(|n| n.starts_with("e2e-")) {
+        let _ = Command::new("docker").args(["service", "rm", name]).output();
+    }
+    Some(guard)
+}
+
+/// Run the docker CLI; panics with its stderr on failure.
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().expect("run docker");
+    assert!(out.status.success(), "docker {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    start.elapsed()
+}
+
+fn unix_now() -> Duration {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970")
+}
+
+/// A Swarm service running the demo workload on the host network, removed
+/// on drop.
+struct Service {
+    name: String,
+    port: u16,
+}
+
+impl Service {
+    /// Create `e2e-<name>` with the autoscaling labels and wait for its
+    /// first task to run.
+    fn create(name: &str, port: u16, labels: &[(&str, &str)]) -> Service {
+        let name = format!("e2e-{name}");
+        let env = format!("PORT={port}");
+        let mut args = vec![
+            "service",
+            "create",
+            "--detach",
+            "--quiet",
+            "--name",
+            &name,
+            "--network",
+            "host",
+            "--limit-cpu",
+            "0.5",
+            "--env",
+            &env,
+            "--stop-grace-period",
+            "2s",
+        ];
+        let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        for label in &labels {
+            args.extend(["--label", label.as_str()]);
+        }
+        args.push(IMAGE);
+        docker(&args);
+        let service = Service { name, port };
+        wait_until(&format!("{} to run", service.name), Duration::from_secs(60), || service.running() >= 1);
+        wait_until(&format!("{} to answer", service.name), Duration::from_secs(30), || service.answers());
+        service
+    }
+
+    /// Replicas in the spec.
+    fn replicas(&self) -> u32 {
+        docker(&["service", "inspect", &self.name, "--format", "{{.Spec.Mode.Replicated.Replicas}}"])
+            .parse()
+            .expect("replicas")
+    }
+
+    /// The spec's version index: changes on every write.
+    fn version(&self) -> u64 {
+        docker(&["service", "inspect", &self.name, "--format", "{{.Version.Index}}"]).parse().expect("version")
+    }
+
+    /// Tasks running now.
+    fn running(&self) -> usize {
+        let out = Command::new("docker")
+            .args(["service", "ps", &self.name, "--filter", "desired-state=running", "--format", "{{.CurrentState}}"])
+            .output()
+            .expect("docker service ps");
+        String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with("Running")).count()
+    }
+
+    fn answers(&self) -> bool {
+        request(self.port, "/healthz").is_some_and(|body| body.starts_with("ok"))
+    }
+
+    /// Container start times (Unix ns) of this service's tasks since `since`.
+    fn container_starts_since(&self, since: Duration) -> Vec<u128> {
+        let since = format!("{:.3}", since.as_secs_f64());
+        let until = format!("{:.3}", unix_now().as_secs_f64());
+        let label = format!("label=com.docker.swarm.service.name={}", self.name);
+        let out = docker(&[
+            "events",
+            "--since",
+            &since,
+            "--until",
+            &until,
+            "--filter",
+            "type=container",
+            "--filter",
+            "event=start",
+            "--filter",
+            &label,
+            "--format",
+            "{{.TimeNano}}",
+        ]);
+        out.lines().filter_map(|l| l.trim().parse().ok()).collect()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["service", "rm", &self.name]).output();
+    }
+}
+
+/// One GET on 127.0.0.1:port with `Connection: close`; the body, if any.
+fn request(port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(15))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
+}
+
+/// Closed-loop CPU load: `threads` clients each asking for 50 ms of CPU
+/// burn, one connection per request (so the kernel spreads them over the
+/// replicas), until dropped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    served: Arc<AtomicU64>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(port: u16, threads: usize) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let served = Arc::new(AtomicU64::new(0));
+        let threads = (0..threads)
+            .map(|_| {
+                let (stop, served) = (stop.clone(), served.clone());
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        match request(port, "/burn?ms=50") {
+                            Some(_) => served.fetch_add(1, Ordering::Relaxed),
+                            None => {
+                                std::thread::sleep(Duration::from_millis(20));
+                                0
+                            }
+                        };
+                    }
+                })
+            })
+            .collect();
+        Load { stop, served, threads }
+    }
+
+    fn stop(mut self) -> u64 {
+        self.halt();
+        self.served.load(Ordering::Relaxed)
+    }
+
+    fn halt(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// The `host` daemon as a child process; stopped with SIGTERM on drop.
+struct Daemon {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    fn start(extra: &[&str]) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = std::fs::File::create(dir.path().join("host.log")).expect("log file");
+        let audit = dir.path().join("audit.jsonl");
+        let child = Command::new(env!("CARGO_BIN_EXE_host"))
+            .current_dir(repo())
+            .args(["--policies", "./policies", "--audit-log"])
+            .arg(&audit)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .env_remove("DOCKER_HOST")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start host");
+        let mut daemon = Daemon { child, dir };
+        let start = Instant::now();
+        while !daemon.log().contains("following docker events") {
+            assert!(!daemon.exited(), "host exited at startup:\n{}", daemon.log());
+            assert!(start.elapsed() < Duration::from_secs(60), "host did not start:\n{}", daemon.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        daemon
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("host.log")).unwrap_or_default()
+    }
+
+    fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// Wait until the daemon reports the service as autoscaled.
+    fn wait_enabled(&self, service: &Service) {
+        let line = format!("service {} autoscaled", service.name);
+        wait_until(&line, Duration::from_secs(30), || self.log().contains(&line));
+    }
+
+    /// Every audit record so far.
+    fn audit(&self) -> Vec<serde_json::Value> {
+        let file = match std::fs::File::open(self.dir.path().join("audit.jsonl")) {
+            Ok(f) => f,
+            Err(_) => return Vec::new(),
+        };
+        BufReader::new(file).lines().map_while(Result::ok).filter_map(|l| serde_json::from_str(&l).ok()).collect()
+    }
+
+    fn audit_for(&self, service: &Service, outcome: &str) -> Vec<serde_json::Value> {
+        self.audit().into_iter().filter(|r| r["service"] == service.name.as_str() && r["outcome"] == outcome).collect()
+    }
+
+    fn stop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("--- host log (last 60 lines) ---");
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+/// Labels of a threshold-policy service with short cooldowns.
+fn threshold_labels<'a>(max: &'a str, cooldown_down: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("autoscale.enable", "true"),
+        ("autoscale.policy", "threshold"),
+        ("autoscale.min", "1"),
+        ("autoscale.max", max),
+        ("autoscale.cpu.upper", "0.6"),
+        ("autoscale.cpu.lower", "0.15"),
+        ("autoscale.cooldown.up", "1s"),
+        ("autoscale.cooldown.down", cooldown_down),
+    ]
+}
+
+#[test]
+fn load_scales_up_within_bounds_and_back_down_after_the_cooldown() {
+    let Some(_serial) = setup("load_scales_up_within_bounds_and_back_down_after_the_cooldown") else { return };
+    let web = Service::create("scale", 18081, &threshold_labels("3", "3s"));
+    let daemon = Daemon::start(&[]);
+    daemon.wait_enabled(&web);
+
+    let load_start = unix_now();
+    let started = Instant::now();
+    let load = Load::start(web.port, 4);
+    let mut highest = 1;
+    wait_until("replicas to reach the max (3)", Duration::from_secs(90), || {
+        highest = highest.max(web.replicas());
+        highest >= 3
+    });
+    // Hold the load a little: the bound holds whatever the policy says.
+    let hold = Instant::now();
+    while hold.elapsed() < Duration::from_secs(3) {
+        highest = highest.max(web.replicas());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(highest, 3, "replicas went past autoscale.max");
+    let ups: Vec<_> = daemon.audit_for(&web, "applied");
+    let first = ups.first().expect("an applied scale-up in the audit log");
+    assert_eq!(first["policy"], "threshold");
+    assert_eq!(first["event"]["metric"], "cpu");
+    assert!(first["reason"].as_str().is_some_and(|r| r.contains("above upper")), "{first}");
+
+    // Figures: load start -> spec updated (the daemon's audit record is
+    // written right after Docker accepted the update) -> new task running
+    // (Docker's container start event).
+    let spec_updated_ms = first["time_unix_ms"].as_u64().expect("time") as f64 - load_start.as_millis() as f64;
+    let starts = web.container_starts_since(load_start);
+    let running_ms = starts.first().map(|ns| (*ns as f64 / 1e6) - load_start.as_millis() as f64);
+    eprintln!(
+        "e2e scale-up 1 -> 2: load start -> spec updated {spec_updated_ms:.0} ms; -> new task running {}; kernel event -> spec updated {} us; reached max 3 after {:.1} s",
+        running_ms.map_or("n/a".into(), |ms| format!("{ms:.0} ms")),
+        first["event_to_outcome_us"],
+        started.elapsed().as_secs_f64()
+    );
+
+    let served = load.stop();
+    assert!(served > 0, "the load generator got no answers");
+    let load_stop = Instant::now();
+    wait_until("replicas back at min (1) after the load", Duration::from_secs(90), || web.replicas() == 1);
+    eprintln!("e2e scale-down to min took {:.1} s after the load stopped", load_stop.elapsed().as_secs_f64());
+    let applied = daemon.audit_for(&web, "applied");
+    let downs: Vec<&serde_json::Value> = applied.iter().filter(|r| r["to"].as_u64() < r["from"].as_u64()).collect();
+    assert!(downs.len() >= 2, "expected 3 -> 2 -> 1, got {downs:?}");
+    assert_eq!(downs.last().map(|r| r["to"].clone()), Some(serde_json::json!(1)));
+    // Each scale-down waited cooldown.down (3 s) after the previous action.
+    let times: Vec<u64> = applied.iter().filter_map(|r| r["time_unix_ms"].as_u64()).collect();
+    for pair in applied.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        if b["to"].as_u64() < b["from"].as_u64() {
+            let gap = b["time_unix_ms"].as_u64().unwrap_or(0).saturating_sub(a["time_unix_ms"].as_u64().unwrap_or(0));
+            assert!(gap >= 2800, "scale-down {b} came {gap} ms after the previous action (cooldown 3 s); {times:?}");
+        }
+    }
+}
+
+#[test]
+fn dry_run_logs_decisions_and_writes_nothing() {
+    let Some(_serial) = setup("dry_run_logs_decisions_and_writes_nothing") else { return };
+    let web = Service::create("dryrun", 18082, &threshold_labels("3", "3s"));
+    let version = web.version();
+    let daemon = Daemon::start(&["--dry-run"]);
+    daemon.wait_enabled(&web);
+    assert!(daemon.log().contains("dry run"), "the daemon should say it runs dry");
+    let load = Load::start(web.port, 4);
+    wait_until("a dry-run decision in the audit log", Duration::from_secs(60), || {
+        !daemon.audit_for(&web, "dry-run").is_empty()
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    load.stop();
+    let would = daemon.audit_for(&web, "dry-run");
+    assert_eq!(would[0]["from"], 1);
+    assert_eq!(would[0]["to"], 2);
+    assert!(daemon.log().contains("dry-run: would scale e2e-dryrun 1 -> 2"), "decision not in the log");
+    assert!(daemon.audit_for(&web, "applied").is_empty());
+    assert_eq!(web.replicas(), 1, "dry-run changed the replicas");
+    assert_eq!(web.version(), version, "dry-run wrote to the service spec");
+}
+
+#[test]
+fn a_manual_scale_during_a_run_is_respected() {
+    let Some(_serial) = setup("a_manual_scale_during_a_run_is_respected") else { return };
+    let web = Service::create("manual", 18083, &threshold_labels("6", "3s"));
+    let daemon = Daemon::start(&[]);
+    daemon.wait_enabled(&web);
+    let load = Load::start(web.port, 4);
+    wait_until("the daemon to scale up", Duration::from_secs(60), || web.replicas() >= 2);
+
+    // The operator steps in.
+    let manual_at = unix_now().as_millis() as u64;
+    docker(&["service", "scale", "--detach", &format!("{}=5", web.name)]);
+    assert_eq!(web.replicas(), 5);
+    std::thread::sleep(Duration::from_secs(4));
+    load.stop();
+    // The daemon's next change starts from the operator's 5: no decision
+    // taken on the old count is written over it.
+    wait_until("the daemon's next change after the manual scale", Duration::from_secs(60), || {
+        daemon.audit_for(&web, "applied").iter().any(|r| r["time_unix_ms"].as_u64() > Some(manual_at))
+    });
+    let after: Vec<serde_json::Value> = daemon
+        .audit_for(&web, "applied")
+        .into_iter()
+        .filter(|r| r["time_unix_ms"].as_u64() > Some(manual_at))
+        .collect();
+    assert_eq!(after[0]["from"], 5, "the first change after the manual scale must start from 5: {}", after[0]);
+    assert_eq!(after[0]["seen"], 5, "the policy must have decided on the operator's value: {}", after[0]);
+    // Decisions taken on the old count that were still around were skipped.
+    let stale_writes =
+        after.iter().filter(|r| r["seen"].as_u64().is_some_and(|seen| seen < 5) && r["to"].as_u64() < Some(5)).count();
+    assert_eq!(stale_writes, 0, "a stale decision overwrote the operator's value");
+}
+
+#[test]
+fn the_daemon_outlives_a_dockerd_restart_and_resumes_scaling() {
+    let Some(_serial) = setup("the_daemon_outlives_a_dockerd_restart_and_resumes_scaling") else { return };
+    let web = Service::create("restart", 18084, &threshold_labels("3", "30s"));
+    let mut daemon = Daemon::start(&[]);
+    daemon.wait_enabled(&web);
+
+    // Kill the dockerd examples/setup.sh started (ours on this machine).
+    let pid = docker_pid().expect("dockerd runs");
+    // SAFETY: sending SIGKILL to dockerd, which this test suite's setup started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0, "kill dockerd");
+    wait_until("dockerd to die", Duration::from_secs(10), || docker_pid() != Some(pid));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(!daemon.exited(), "the daemon died with dockerd:\n{}", daemon.log());
+
+    start_dockerd();
+    wait_until("the daemon to resync after the restart", Duration::from_secs(90), || {
+        daemon.log().contains("reconnected to docker")
+    });
+    wait_until("the service to run again", Duration::from_secs(90), || web.running() >= 1 && web.answers());
+    assert!(!daemon.exited(), "the daemon exited:\n{}", daemon.log());
+
+    let before = daemon.audit_for(&web, "applied").len();
+    let load = Load::start(web.port, 4);
+    wait_until("scaling to resume after the restart", Duration::from_secs(90), || web.replicas() >= 2);
+    load.stop();
+    assert!(daemon.audit_for(&web, "applied").len() > before, "the scale-up was not the daemon's");
+}
+
+#[test]
+fn a_service_with_malformed_labels_is_left_alone_while_another_scales() {
+    let Some(_serial) = setup("a_service_with_malformed_labels_is_left_alone_while_another_scales") else { return };
+    let good = Service::create("good", 18085, &threshold_labels("3", "30s"));
+    let bad = Service::create("bad", 18086, &threshold_labels("lots", "30s"));
+    let bad_version = bad.version();
+    let daemon = Daemon::start(&[]);
+    daemon.wait_enabled(&good);
+    let log = daemon.log();
+    let complaint = log.lines().find(|l| l.contains("service e2e-bad") && l.contains("autoscale.max"));
+    let complaint = complaint.unwrap_or_else(|| panic!("no line naming service e2e-bad and autoscale.max:\n{log}"));
+    assert!(complaint.contains("lots"), "the line should show the value: {complaint}");
+
+    let load_good = Load::start(good.port, 3);
+    let load_bad = Load::start(bad.port, 3);
+    wait_until("the good service to scale up", Duration::from_secs(90), || good.replicas() >= 2);
+    std::thread::sleep(Duration::from_secs(2));
+    load_good.stop();
+    load_bad.stop();
+    assert_eq!(bad.replicas(), 1, "the mislabelled service was scaled");
+    assert_eq!(bad.version(), bad_version, "the mislabelled service's spec was written");
+    assert!(daemon.audit().iter().all(|r| r["service"] != "e2e-bad"), "decisions were taken for e2e-bad");
+    let count = daemon.log().matches("label autoscale.max=\"lots\"").count();
+    assert_eq!(count, 1, "the bad label should be logged once, not per event");
+}
+
+/// The pid of the running dockerd, if any.
+fn docker_pid() -> Option<libc::pid_t> {
+    let out = Command::new("pidof").arg("dockerd").output().ok()?;
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next()?.parse().ok()
+}
+
+/// Start dockerd again the way examples/setup.sh does, detached, and wait
+/// until it answers as a Swarm manager.
+fn start_dockerd() {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open("/var/log/dockerd.log").expect("dockerd log");
+    let err = log.try_clone().expect("dockerd log");
+    Command::new("setsid")
+        .args(["-f", "dockerd"])
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err)
+        .status()
+        .expect("start dockerd");
+    wait_until("dockerd to answer as a swarm manager", Duration::from_secs(90), || cannot_run().is_none());
+}

@@ -27,13 +27,13 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum ConnectError {
     /// No engine answers at the endpoint.
     #[error(
-        "cannot reach the docker engine at {endpoint}: {source}; start dockerd (examples/setup.sh does) or set DOCKER_HOST to a reachable swarm manager"
+        "cannot reach the docker engine at {endpoint} ({cause}); start dockerd (examples/setup.sh does) or set DOCKER_HOST to a reachable swarm manager"
     )]
     Unreachable {
         /// Where we looked.
         endpoint: String,
-        /// What bollard said.
-        source: DockerError,
+        /// The innermost cause bollard reported (refused, no socket...).
+        cause: String,
     },
     /// The engine answers but is not part of a Swarm.
     #[error(
@@ -77,7 +77,8 @@ pub fn endpoint() -> String {
 /// active Swarm manager.
 pub async fn connect() -> Result<SwarmClient, ConnectError> {
     let endpoint = endpoint();
-    let unreachable = |source| ConnectError::Unreachable { endpoint: endpoint.clone(), source };
+    let unreachable =
+        |err: DockerError| ConnectError::Unreachable { endpoint: endpoint.clone(), cause: root_cause(&err) };
     let docker = Docker::connect_with_defaults().map_err(unreachable)?.with_timeout(REQUEST_TIMEOUT);
     let docker = docker.negotiate_version().await.map_err(unreachable)?;
     let info = docker.info().await.map_err(unreachable)?;
@@ -101,6 +102,16 @@ pub async fn connect() -> Result<SwarmClient, ConnectError> {
         api.minor_version
     );
     Ok(SwarmClient { docker, endpoint, node_id: swarm.node_id.unwrap_or_default(), version })
+}
+
+/// The innermost error of a chain: "connection refused" says more than
+/// "client error (Connect)".
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = err;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
 }
 
 /// Docker did not answer (down, restarting, network): worth retrying.

@@ -59,7 +59,9 @@ fn cannot_run() -> Option<String> {
 fn setup(test: &str) -> Option<MutexGuard<'static, ()>> {
     let guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(reason) = cannot_run() {
-        eprintln!("\n*** SKIPPED swarm_e2e::{test}: {reason} ***\n");
+        // Straight to the process's stderr: libtest captures eprintln! of
+        // passing tests, and a skip must be seen.
+        let _ = writeln!(std::io::stderr(), "\n*** SKIPPED swarm_e2e::{test}: {reason} ***\n");
         return None;
     }
     let image = Command::new("docker").args(["image", "inspect", IMAGE]).output().expect("docker");
@@ -288,8 +290,24 @@ impl Daemon {
         daemon
     }
 
+    /// The daemon's log so far, without terminal colour codes.
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("host.log")).unwrap_or_default()
+        let raw = std::fs::read_to_string(self.dir.path().join("host.log")).unwrap_or_default();
+        let mut plain = String::with_capacity(raw.len());
+        let mut chars = raw.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                // Skip `ESC [ ... m`.
+                for c in chars.by_ref() {
+                    if c == 'm' {
+                        break;
+                    }
+                }
+            } else {
+                plain.push(c);
+            }
+        }
+        plain
     }
 
     fn exited(&mut self) -> bool {
@@ -392,6 +410,9 @@ fn load_scales_up_within_bounds_and_back_down_after_the_cooldown() {
     let spec_updated_ms = first["time_unix_ms"].as_u64().expect("time") as f64 - load_start.as_millis() as f64;
     let starts = web.container_starts_since(load_start);
     let running_ms = starts.first().map(|ns| (*ns as f64 / 1e6) - load_start.as_millis() as f64);
+    let log = daemon.log();
+    let probe = log.lines().find(|l| l.contains("probe started")).and_then(|l| l.split("kind=").nth(1));
+    eprintln!("e2e probe: {}", probe.unwrap_or("unknown").split_whitespace().next().unwrap_or("unknown"));
     eprintln!(
         "e2e scale-up 1 -> 2: load start -> spec updated {spec_updated_ms:.0} ms; -> new task running {}; kernel event -> spec updated {} us; reached max 3 after {:.1} s",
         running_ms.map_or("n/a".into(), |ms| format!("{ms:.0} ms")),
@@ -451,9 +472,11 @@ fn a_manual_scale_during_a_run_is_respected() {
     let load = Load::start(web.port, 4);
     wait_until("the daemon to scale up", Duration::from_secs(60), || web.replicas() >= 2);
 
-    // The operator steps in.
-    let manual_at = unix_now().as_millis() as u64;
+    // The operator steps in. Any write of the daemon that Docker accepts
+    // after this command returned was read after the operator's write (the
+    // spec version guarantees it).
     docker(&["service", "scale", "--detach", &format!("{}=5", web.name)]);
+    let manual_at = unix_now().as_millis() as u64;
     assert_eq!(web.replicas(), 5);
     std::thread::sleep(Duration::from_secs(4));
     load.stop();

@@ -17,7 +17,9 @@
 //!   target); a version conflict on write means the same: read again;
 //! - survives Docker going away: backs off and retries, and never acts on a
 //!   decision whose triggering event is older than `--max-decision-age`;
-//! - with `--dry-run`, judges and audits everything and writes nothing.
+//! - with `--dry-run`, judges and audits everything and writes nothing; a
+//!   would-be scale starts the cooldowns as a real one would, so the audit
+//!   shows the cadence the daemon would act at.
 //!
 //! The guardrail rules are the pure function [`judge`], tested with a fake
 //! clock; the Docker I/O is the thin [`Writer`] trait ([`DockerWriter`] in

@@ -528,11 +528,18 @@ fn the_daemon_outlives_a_dockerd_restart_and_resumes_scaling() {
 }
 
 #[test]
-fn a_service_with_malformed_labels_is_left_alone_while_another_scales() {
-    let Some(_serial) = setup("a_service_with_malformed_labels_is_left_alone_while_another_scales") else { return };
+fn services_with_malformed_labels_or_no_policy_are_left_alone_while_another_scales() {
+    let Some(_serial) = setup("services_with_malformed_labels_or_no_policy_are_left_alone_while_another_scales") else {
+        return;
+    };
     let good = Service::create("good", 18085, &threshold_labels("3", "30s"));
     let bad = Service::create("bad", 18086, &threshold_labels("lots", "30s"));
     let bad_version = bad.version();
+    // Well labelled, but bound to a policy that is not in the folder.
+    let mut orphan_labels = threshold_labels("3", "30s");
+    orphan_labels.retain(|(k, _)| *k != "autoscale.policy");
+    orphan_labels.push(("autoscale.policy", "no-such-policy"));
+    let orphan = Service::create("orphan", 18087, &orphan_labels);
     let daemon = Daemon::start(&[]);
     daemon.wait_enabled(&good);
     let log = daemon.log();
@@ -541,12 +548,17 @@ fn a_service_with_malformed_labels_is_left_alone_while_another_scales() {
     assert!(complaint.contains("lots"), "the line should show the value: {complaint}");
 
     let load_good = Load::start(good.port, 3);
-    let load_bad = Load::start(bad.port, 3);
+    let load_bad = Load::start(bad.port, 2);
+    let load_orphan = Load::start(orphan.port, 2);
     wait_until("the good service to scale up", Duration::from_secs(90), || good.replicas() >= 2);
     std::thread::sleep(Duration::from_secs(2));
     load_good.stop();
     load_bad.stop();
+    load_orphan.stop();
     assert_eq!(bad.replicas(), 1, "the mislabelled service was scaled");
+    assert_eq!(orphan.replicas(), 1, "the service without a loaded policy was scaled");
+    let missing = daemon.log().matches("bound to policy no-such-policy, which is not loaded").count();
+    assert_eq!(missing, 1, "a missing policy should be logged once");
     assert_eq!(bad.version(), bad_version, "the mislabelled service's spec was written");
     assert!(daemon.audit().iter().all(|r| r["service"] != "e2e-bad"), "decisions were taken for e2e-bad");
     let count = daemon.log().matches("label autoscale.max=\"lots\"").count();

@@ -38,6 +38,7 @@ use tokio::sync::Notify;
 
 use super::audit::{Audit, AuditEvent, AuditRecord, Outcome, unix_ms};
 use super::client::{Backoff, is_not_found, is_unreachable, is_version_conflict};
+use super::inventory::spec_replicas;
 use super::labels::ServiceConfig;
 use crate::model::{Decision, Event};
 
@@ -344,11 +345,7 @@ impl Writer for DockerWriter {
     async fn read(&self, service_id: &str) -> Result<Current, WriteError> {
         let service = self.docker.inspect_service(service_id, None).await?;
         let spec = service.spec.unwrap_or_default();
-        let replicas = spec
-            .mode
-            .as_ref()
-            .and_then(|m| m.replicated.as_ref())
-            .map(|r| u32::try_from(r.replicas.unwrap_or(1).max(0)).unwrap_or(u32::MAX));
+        let replicas = spec_replicas(&spec);
         let version = service.version.and_then(|v| v.index).unwrap_or(0);
         Ok(Current { replicas, version, spec })
     }

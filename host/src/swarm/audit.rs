@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::model::{Direction, Event, EventKind};
+use crate::model::{Direction, Event, EventKind, Unit};
 
 /// What became of a decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -67,10 +67,14 @@ impl AuditEvent {
                 }),
             ),
         };
-        let unit = serde_json::to_value(&event.unit)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_else(|| format!("{:?}", event.unit).to_lowercase());
+        let unit = match &event.unit {
+            Unit::FractionOfLimit => "fraction-of-limit",
+            Unit::Cores => "cores",
+            Unit::Bytes => "bytes",
+            Unit::Count => "count",
+            Unit::Other(unit) => unit,
+        }
+        .to_string();
         AuditEvent {
             metric: event.metric.name().to_string(),
             value: event.value,
@@ -209,7 +213,7 @@ pub fn unix_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Crossing, Metric, Unit};
+    use crate::model::{Crossing, Metric};
 
     fn record() -> AuditRecord {
         let event = Event {

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bollard::Docker;
-use bollard::models::{EventMessage, EventMessageTypeEnum, Service};
+use bollard::models::{EventMessage, EventMessageTypeEnum, Service, ServiceSpec};
 use bollard::query_parameters::{EventsOptions, ListContainersOptions};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
@@ -53,20 +53,23 @@ pub struct ServiceInfo {
 impl ServiceInfo {
     /// Read the parts we use from bollard's service; `None` without an id.
     pub fn from_service(service: &Service) -> Option<ServiceInfo> {
-        let spec = service.spec.clone().unwrap_or_default();
-        let replicas = spec
-            .mode
-            .as_ref()
-            .and_then(|m| m.replicated.as_ref())
-            .map(|r| u32::try_from(r.replicas.unwrap_or(1).max(0)).unwrap_or(u32::MAX));
+        let spec = service.spec.as_ref();
         Some(ServiceInfo {
             id: service.id.clone()?,
-            name: spec.name.unwrap_or_default(),
+            name: spec.and_then(|s| s.name.clone()).unwrap_or_default(),
             version: service.version.as_ref().and_then(|v| v.index).unwrap_or(0),
-            replicas,
-            labels: spec.labels.unwrap_or_default(),
+            replicas: spec.and_then(spec_replicas),
+            labels: spec.and_then(|s| s.labels.clone()).unwrap_or_default(),
         })
     }
+}
+
+/// Replicas in a service spec; `None` unless the service is replicated
+/// (global and job services have no replica count of ours to set).
+pub fn spec_replicas(spec: &ServiceSpec) -> Option<u32> {
+    let replicated = spec.mode.as_ref()?.replicated.as_ref()?;
+    // Docker's default for a replicated service without a count is 1.
+    Some(u32::try_from(replicated.replicas.unwrap_or(1).max(0)).unwrap_or(u32::MAX))
 }
 
 /// A running task container on this node.

@@ -1,0 +1,277 @@
+//! Prometheus metrics: counters and histograms kept in memory and served in
+//! the text exposition format on `--metrics-addr` (default 127.0.0.1:9464).
+//!
+//! Hand-rolled on purpose: a handful of families, no registry crate, no
+//! globals. The daemon owns one [`Metrics`] behind an `Arc` and passes it to
+//! whoever counts. Values that other parts already count (probe drops,
+//! reloads) are read at scrape time through [`Metrics::set_source`].
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Bucket bounds (seconds) of the `decide` latency histogram.
+const DECIDE_BUCKETS: &[f64] = &[1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2];
+/// Bucket bounds (seconds) of the kernel-to-decision latency histogram.
+const PIPELINE_BUCKETS: &[f64] = &[1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5, 1.0, 5.0];
+
+/// A cumulative histogram.
+#[derive(Debug, Clone)]
+struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Histogram { bounds, counts: vec![0; bounds.len()], sum: 0.0, count: 0 }
+    }
+
+    fn observe(&mut self, seconds: f64) {
+        for (bound, count) in self.bounds.iter().zip(self.counts.iter_mut()) {
+            if seconds <= *bound {
+                *count += 1;
+            }
+        }
+        self.sum += seconds;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str) {
+        for (bound, count) in self.bounds.iter().zip(&self.counts) {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{name}_sum {}", self.sum);
+        let _ = writeln!(out, "{name}_count {}", self.count);
+    }
+}
+
+/// A value read at scrape time from another part of the daemon.
+type Source = Box<dyn Fn() -> f64 + Send + Sync>;
+
+#[derive(Default)]
+struct Inner {
+    /// `autoscaler_events_total{metric}`
+    events: BTreeMap<String, u64>,
+    /// `autoscaler_decisions_total{policy,outcome}`
+    decisions: BTreeMap<(String, String), u64>,
+    /// `autoscaler_policy_failures_total{policy,kind}`
+    failures: BTreeMap<(String, String), u64>,
+    /// `autoscaler_scale_actions_total{service,direction}`
+    scale_actions: BTreeMap<(String, String), u64>,
+    decide: Option<Histogram>,
+    pipeline: Option<Histogram>,
+    /// Families read from elsewhere: name -> (help, type, source).
+    sources: BTreeMap<String, (String, &'static str, Source)>,
+}
+
+/// The daemon's metrics. Cheap to share (`Arc<Metrics>`).
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            inner: Mutex::new(Inner {
+                decide: Some(Histogram::new(DECIDE_BUCKETS)),
+                pipeline: Some(Histogram::new(PIPELINE_BUCKETS)),
+                ..Inner::default()
+            }),
+        }
+    }
+}
+
+fn bump<K: Ord>(map: &mut BTreeMap<K, u64>, key: K) {
+    *map.entry(key).or_insert(0) += 1;
+}
+
+impl Metrics {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // Counters stay consistent between statements; poisoning carries no meaning.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A probe event arrived for a tracked container.
+    pub fn event_received(&self, metric: &str) {
+        bump(&mut self.lock().events, metric.to_string());
+    }
+
+    /// A policy call ended with `outcome` (`scale`, `none`, `error`, ...).
+    pub fn decision(&self, policy: &str, outcome: &str) {
+        bump(&mut self.lock().decisions, (policy.to_string(), outcome.to_string()));
+    }
+
+    /// A policy call failed; `kind` is `PolicyError::kind()`.
+    pub fn policy_failure(&self, policy: &str, kind: &str) {
+        bump(&mut self.lock().failures, (policy.to_string(), kind.to_string()));
+    }
+
+    /// The actuator changed a service's replicas.
+    pub fn scale_action(&self, service: &str, direction: &str) {
+        bump(&mut self.lock().scale_actions, (service.to_string(), direction.to_string()));
+    }
+
+    /// Time spent in one `decide` call.
+    pub fn observe_decide(&self, took: Duration) {
+        if let Some(h) = self.lock().decide.as_mut() {
+            h.observe(took.as_secs_f64());
+        }
+    }
+
+    /// Time from the kernel's timestamp to the decision being handed on.
+    pub fn observe_kernel_to_decision(&self, took: Duration) {
+        if let Some(h) = self.lock().pipeline.as_mut() {
+            h.observe(took.as_secs_f64());
+        }
+    }
+
+    /// Export a value owned elsewhere, read at every scrape. `kind` is
+    /// `counter` or `gauge`.
+    pub fn set_source(&self, name: &str, help: &str, kind: &'static str, source: impl Fn() -> f64 + Send + Sync + 'static) {
+        self.lock().sources.insert(name.to_string(), (help.to_string(), kind, Box::new(source)));
+    }
+
+    /// The text exposition of every family.
+    pub fn render(&self) -> String {
+        let inner = self.lock();
+        let mut out = String::new();
+        family(&mut out, "autoscaler_events_total", "Probe events received, by metric.", "counter");
+        for (metric, n) in &inner.events {
+            let _ = writeln!(out, "autoscaler_events_total{{metric=\"{}\"}} {n}", escape(metric));
+        }
+        family(&mut out, "autoscaler_decisions_total", "Policy calls, by policy and outcome.", "counter");
+        for ((policy, outcome), n) in &inner.decisions {
+            let _ = writeln!(out, "autoscaler_decisions_total{{policy=\"{}\",outcome=\"{}\"}} {n}", escape(policy), escape(outcome));
+        }
+        family(&mut out, "autoscaler_policy_failures_total", "Failed policy calls, by policy and cause.", "counter");
+        for ((policy, kind), n) in &inner.failures {
+            let _ = writeln!(out, "autoscaler_policy_failures_total{{policy=\"{}\",kind=\"{}\"}} {n}", escape(policy), escape(kind));
+        }
+        family(&mut out, "autoscaler_scale_actions_total", "Replica changes written to Swarm, by service and direction.", "counter");
+        for ((service, direction), n) in &inner.scale_actions {
+            let _ = writeln!(out, "autoscaler_scale_actions_total{{service=\"{}\",direction=\"{}\"}} {n}", escape(service), escape(direction));
+        }
+        family(&mut out, "autoscaler_decide_seconds", "Time of one policy decide call.", "histogram");
+        if let Some(h) = &inner.decide {
+            h.render(&mut out, "autoscaler_decide_seconds");
+        }
+        family(&mut out, "autoscaler_kernel_to_decision_seconds", "Kernel timestamp to decision handed to the actuator.", "histogram");
+        if let Some(h) = &inner.pipeline {
+            h.render(&mut out, "autoscaler_kernel_to_decision_seconds");
+        }
+        for (name, (help, kind, source)) in &inner.sources {
+            family(&mut out, name, help, kind);
+            let _ = writeln!(out, "{name} {}", source());
+        }
+        out
+    }
+}
+
+fn family(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Escape a label value for the text format.
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// Serve `GET /metrics` on `addr` until the task is dropped. Returns the
+/// bound address (useful with port 0).
+pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind(addr).await.with_context(|| format!("binding the metrics endpoint on {addr}"))?;
+    let bound = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else { continue };
+            let metrics = metrics.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut len = 0;
+                // Read until the end of the request head (or the buffer is full).
+                while len < buf.len() {
+                    match tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf[len..])).await {
+                        Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
+                        Ok(Ok(n)) => len += n,
+                    }
+                    if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf[..len]);
+                let path = head.split_whitespace().nth(1).unwrap_or("");
+                let response = if head.starts_with("GET ") && (path == "/metrics" || path == "/") {
+                    let body = metrics.render();
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                } else {
+                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
+                };
+                let _ = conn.write_all(response.as_bytes()).await;
+                let _ = conn.shutdown().await;
+            });
+        }
+    });
+    Ok((bound, task))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_is_cumulative() {
+        let mut h = Histogram::new(&[1.0, 2.0]);
+        h.observe(0.5);
+        h.observe(1.5);
+        h.observe(3.0);
+        let mut out = String::new();
+        h.render(&mut out, "x");
+        assert!(out.contains("x_bucket{le=\"1\"} 1\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"2\"} 2\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"+Inf\"} 3\n"), "{out}");
+        assert!(out.contains("x_count 3\n"), "{out}");
+    }
+
+    #[tokio::test]
+    async fn scrape_over_http_returns_the_counters() {
+        let metrics = Arc::new(Metrics::default());
+        metrics.event_received("cpu");
+        metrics.event_received("cpu");
+        metrics.decision("threshold", "scale");
+        metrics.policy_failure("bad\"name", "timeout");
+        metrics.observe_decide(Duration::from_micros(3));
+        metrics.set_source("autoscaler_ring_buffer_drops_total", "Ring-buffer records lost.", "counter", || 7.0);
+        let (addr, task) = serve("127.0.0.1:0".parse().expect("addr"), metrics).await.expect("serve");
+        let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("request");
+        let mut body = String::new();
+        conn.read_to_string(&mut body).await.expect("response");
+        task.abort();
+        assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");
+        assert!(body.contains("autoscaler_events_total{metric=\"cpu\"} 2"), "{body}");
+        assert!(body.contains("autoscaler_decisions_total{policy=\"threshold\",outcome=\"scale\"} 1"), "{body}");
+        assert!(body.contains("policy=\"bad\\\"name\""), "{body}");
+        assert!(body.contains("autoscaler_decide_seconds_bucket{le=\"0.000005\"} 1"), "{body}");
+        assert!(body.contains("autoscaler_ring_buffer_drops_total 7"), "{body}");
+    }
+}

@@ -10,6 +10,9 @@
 //! run one at a time (a lock), each with its own services (`e2e-*`, own
 //! port) and its own daemon, and clean up after themselves.
 //!
+//! `SWARM_E2E_HOST_ARGS` adds flags to every daemon, for example
+//! `--probe cgroupfs --interval 1s` to compare with the pull baseline.
+//!
 //! Assertions are about behaviour: replicas move within bounds, nothing is
 //! written in dry-run, an operator's value stands, the daemon outlives
 //! dockerd, a mislabelled service is left alone. Times are measured and
@@ -274,6 +277,7 @@ impl Daemon {
             .args(["--policies", "./policies", "--audit-log"])
             .arg(&audit)
             .args(extra)
+            .args(std::env::var("SWARM_E2E_HOST_ARGS").unwrap_or_default().split_whitespace())
             .env("RUST_LOG", "info")
             .env_remove("DOCKER_HOST")
             .stdout(Stdio::null())

@@ -76,10 +76,15 @@ pub fn endpoint() -> String {
 /// Connect, negotiate the API version and check that the engine is an
 /// active Swarm manager.
 pub async fn connect() -> Result<SwarmClient, ConnectError> {
-    let endpoint = endpoint();
+    connect_to(&endpoint()).await
+}
+
+/// [`connect`] to the engine at `endpoint` (`unix://`, `tcp://`, `https://`).
+pub async fn connect_to(endpoint: &str) -> Result<SwarmClient, ConnectError> {
+    let endpoint = endpoint.to_string();
     let unreachable =
         |err: DockerError| ConnectError::Unreachable { endpoint: endpoint.clone(), cause: root_cause(&err) };
-    let docker = Docker::connect_with_defaults().map_err(unreachable)?.with_timeout(REQUEST_TIMEOUT);
+    let docker = Docker::connect_with_host(&endpoint).map_err(unreachable)?.with_timeout(REQUEST_TIMEOUT);
     let docker = docker.negotiate_version().await.map_err(unreachable)?;
     let info = docker.info().await.map_err(unreachable)?;
     let swarm = info.swarm.unwrap_or_default();
@@ -190,6 +195,70 @@ mod tests {
         assert_eq!(delays, [100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
         b.reset();
         assert_eq!(b.next_delay(), Duration::from_millis(100));
+    }
+
+    /// A fake engine on a Unix socket: answers `/version` and `/info` with
+    /// the given swarm state, every other path with 404.
+    async fn fake_engine(dir: &std::path::Path, swarm: &'static str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let path = dir.join("docker.sock");
+        let listener = tokio::net::UnixListener::bind(&path).expect("bind");
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 4096];
+                    let n = stream.read(&mut buf).await.unwrap_or(0);
+                    let head = String::from_utf8_lossy(&buf[..n]);
+                    let path = head.split_whitespace().nth(1).unwrap_or("/");
+                    let (status, body) = if path.ends_with("/version") {
+                        ("200 OK", r#"{"Version":"20.10.24","ApiVersion":"1.41"}"#.to_string())
+                    } else if path.ends_with("/info") {
+                        ("200 OK", format!(r#"{{"ServerVersion":"20.10.24","Swarm":{swarm}}}"#))
+                    } else {
+                        ("404 Not Found", r#"{"message":"no such route"}"#.to_string())
+                    };
+                    let response = format!(
+                        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(response.as_bytes()).await;
+                });
+            }
+        });
+        format!("unix://{}", path.display())
+    }
+
+    #[tokio::test]
+    async fn refuses_an_engine_that_is_not_a_swarm_manager() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let endpoint = fake_engine(dir.path(), r#"{"LocalNodeState":"inactive"}"#).await;
+        let err = connect_to(&endpoint).await.expect_err("not in a swarm");
+        assert!(matches!(err, ConnectError::NotInSwarm { ref state, .. } if state == "inactive"), "{err}");
+        assert!(err.to_string().contains("docker swarm init"), "{err}");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let worker = r#"{"LocalNodeState":"active","ControlAvailable":false,"NodeID":"n1"}"#;
+        let endpoint = fake_engine(dir.path(), worker).await;
+        let err = connect_to(&endpoint).await.expect_err("a worker");
+        assert!(matches!(err, ConnectError::NotManager { .. }), "{err}");
+        assert!(err.to_string().contains("set DOCKER_HOST to a manager"), "{err}");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let manager = r#"{"LocalNodeState":"active","ControlAvailable":true,"NodeID":"n1"}"#;
+        let endpoint = fake_engine(dir.path(), manager).await;
+        let client = connect_to(&endpoint).await.expect("a manager");
+        assert_eq!(client.node_id, "n1");
+        assert!(client.version.contains("API 1.41"), "{}", client.version);
+    }
+
+    #[tokio::test]
+    async fn refuses_an_endpoint_where_nothing_answers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let endpoint = format!("unix://{}", dir.path().join("absent.sock").display());
+        let err = connect_to(&endpoint).await.expect_err("nothing there");
+        let line = err.to_string();
+        assert!(matches!(err, ConnectError::Unreachable { .. }));
+        assert!(line.contains(&endpoint) && line.contains("start dockerd") && !line.contains('\n'), "{line}");
     }
 
     #[test]

@@ -265,6 +265,8 @@ impl Drop for Load {
 struct Daemon {
     child: Child,
     dir: tempfile::TempDir,
+    /// Port of the daemon's Prometheus endpoint on 127.0.0.1.
+    metrics_port: u16,
 }
 
 impl Daemon {
@@ -272,10 +274,17 @@ impl Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = std::fs::File::create(dir.path().join("host.log")).expect("log file");
         let audit = dir.path().join("audit.jsonl");
+        // A free port for the metrics endpoint, so runs never collide.
+        let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
         let child = Command::new(env!("CARGO_BIN_EXE_host"))
             .current_dir(repo())
             .args(["--policies", "./policies", "--audit-log"])
             .arg(&audit)
+            .arg("--metrics-addr")
+            .arg(format!("127.0.0.1:{metrics_port}"))
             .args(extra)
             .args(std::env::var("SWARM_E2E_HOST_ARGS").unwrap_or_default().split_whitespace())
             .env("RUST_LOG", "info")
@@ -284,7 +293,7 @@ impl Daemon {
             .stderr(log)
             .spawn()
             .expect("start host");
-        let mut daemon = Daemon { child, dir };
+        let mut daemon = Daemon { child, dir, metrics_port };
         let start = Instant::now();
         while !daemon.log().contains("following docker events") {
             assert!(!daemon.exited(), "host exited at startup:\n{}", daemon.log());
@@ -294,24 +303,21 @@ impl Daemon {
         daemon
     }
 
-    /// The daemon's log so far, without terminal colour codes.
+    /// One scrape of the daemon's Prometheus endpoint, over real HTTP.
+    fn scrape_metrics(&self) -> String {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).expect("connect to metrics");
+        conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("request");
+        let mut response = String::new();
+        conn.read_to_string(&mut response).expect("response");
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        response
+    }
+
+    /// The daemon's log so far (plain text: the daemon writes colour codes
+    /// only to a terminal).
     fn log(&self) -> String {
-        let raw = std::fs::read_to_string(self.dir.path().join("host.log")).unwrap_or_default();
-        let mut plain = String::with_capacity(raw.len());
-        let mut chars = raw.chars();
-        while let Some(c) = chars.next() {
-            if c == '\u{1b}' {
-                // Skip `ESC [ ... m`.
-                for c in chars.by_ref() {
-                    if c == 'm' {
-                        break;
-                    }
-                }
-            } else {
-                plain.push(c);
-            }
-        }
-        plain
+        std::fs::read_to_string(self.dir.path().join("host.log")).unwrap_or_default()
     }
 
     fn exited(&mut self) -> bool {
@@ -423,6 +429,23 @@ fn load_scales_up_within_bounds_and_back_down_after_the_cooldown() {
         first["event_to_outcome_us"],
         started.elapsed().as_secs_f64()
     );
+
+    // The metrics endpoint saw the same story.
+    let metrics = daemon.scrape_metrics();
+    let value = |prefix: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {prefix} in\n{metrics}"))
+    };
+    assert!(value("autoscaler_events_total{metric=\"cpu\"}") > 0.0);
+    assert!(value("autoscaler_decisions_total{policy=\"threshold\",outcome=\"decision\"}") >= 1.0);
+    assert!(value(&format!("autoscaler_scale_actions_total{{service=\"{}\",direction=\"up\"}}", web.name)) >= 1.0);
+    assert!(value("autoscaler_decide_seconds_count") >= 1.0);
+    assert!(value("autoscaler_kernel_to_decision_seconds_count") >= 1.0);
+    assert_eq!(value("autoscaler_policies_quarantined"), 0.0);
 
     let served = load.stop();
     assert!(served > 0, "the load generator got no answers");

@@ -101,6 +101,10 @@ pub struct DaemonArgs {
     #[arg(long, env = "AUTOSCALER_MAX_DECISION_AGE", default_value = "10s", value_parser = parse_duration)]
     pub max_decision_age: Duration,
 
+    /// Serve Prometheus metrics at http://ADDR/metrics; empty turns it off.
+    #[arg(long, env = "AUTOSCALER_METRICS_ADDR", default_value = "127.0.0.1:9464", value_name = "ADDR")]
+    pub metrics_addr: String,
+
     /// The probe that measures the containers.
     #[command(flatten)]
     pub probe: ProbeArgs,
@@ -110,6 +114,17 @@ impl DaemonArgs {
     /// Settings of the policies folder watcher.
     pub fn reload_settings(&self) -> ReloadSettings {
         ReloadSettings { max_file_size: self.policy_max_file_size_mib.max(1) << 20, ..ReloadSettings::default() }
+    }
+
+    /// The metrics endpoint's address, `None` when turned off.
+    pub fn metrics_addr(&self) -> anyhow::Result<Option<std::net::SocketAddr>> {
+        let addr = self.metrics_addr.trim();
+        if addr.is_empty() {
+            return Ok(None);
+        }
+        addr.parse().map(Some).map_err(|_| {
+            anyhow::anyhow!("--metrics-addr {addr:?} is not an address like 127.0.0.1:9464 (empty turns metrics off)")
+        })
     }
 
     /// Settings of the Swarm actuator.

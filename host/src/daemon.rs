@@ -26,6 +26,7 @@ use anyhow::{Context, bail};
 use tokio::sync::mpsc;
 
 use crate::config::DaemonArgs;
+use crate::metrics::Metrics;
 use crate::model::{Decision, Event, State};
 use crate::policy::{PolicyError, Runtime};
 use crate::probe::{self, ProbeEvent, ProbeHandle};
@@ -79,10 +80,22 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
         .context("loading the policies folder")?;
     tracing::info!(policies = ?policies.names(), folder = %args.policies.display(), "policies loaded");
 
-    let audit = Arc::new(match &args.audit_log {
-        Some(path) => Audit::to_file(path)?,
-        None => Audit::log_only(),
-    });
+    let metrics = Arc::new(Metrics::default());
+    let _metrics_server = match args.metrics_addr()? {
+        Some(addr) => {
+            let (bound, task) = crate::metrics::serve(addr, metrics.clone()).await?;
+            tracing::info!(address = %bound, "prometheus metrics on http://{bound}/metrics");
+            Some(AbortOnDrop(task))
+        }
+        None => None,
+    };
+    let audit = Arc::new(
+        match &args.audit_log {
+            Some(path) => Audit::to_file(path)?,
+            None => Audit::log_only(),
+        }
+        .with_metrics(metrics.clone()),
+    );
     let options = args.actuator_options();
     if options.dry_run {
         tracing::info!("dry run: decisions are judged and logged, nothing is written to swarm");
@@ -91,6 +104,8 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
 
     let (probe_tx, mut probe_events) = mpsc::channel(PROBE_CHANNEL);
     let probe = probe::start(args.probe.settings(), probe_tx).await.context("starting the probe")?;
+
+    export_owned_counters(&metrics, &probe, &policies);
 
     let (inventory_tx, mut inventory_changes) = mpsc::channel(256);
     let watcher = AbortOnDrop(tokio::spawn(inventory::watch(swarm.docker.clone(), inventory_tx)));
@@ -105,6 +120,7 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
         actuator,
         deciders,
         warned: HashSet::new(),
+        metrics,
         dropped_jobs: 0,
         unknown_containers: 0,
     };
@@ -131,6 +147,33 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
     Ok(())
 }
 
+/// Export counters that the probe and the policy set keep themselves; they
+/// are read at scrape time.
+fn export_owned_counters(metrics: &Metrics, probe: &ProbeHandle, policies: &PolicySet) {
+    let p = probe.clone();
+    metrics.set_source("autoscaler_probe_events_total", "Events the probe produced.", "counter", move || p.stats().events as f64);
+    let p = probe.clone();
+    metrics.set_source(
+        "autoscaler_probe_dropped_events_total",
+        "Events lost: ring-buffer reserve failures in the kernel plus events dropped on a full channel.",
+        "counter",
+        move || p.stats().dropped as f64,
+    );
+    type Counter = fn(&reload::ReloadStats) -> &std::sync::atomic::AtomicU64;
+    let counters: [(&str, &str, Counter); 4] = [
+        ("autoscaler_policy_loads_total", "Policies loaded for the first time.", |s| &s.loads),
+        ("autoscaler_policy_reloads_total", "New versions of loaded policies swapped in.", |s| &s.reloads),
+        ("autoscaler_policy_rejections_total", "Policy files refused or failed to load.", |s| &s.rejections),
+        ("autoscaler_policy_unloads_total", "Policies unloaded because their file was deleted.", |s| &s.unloads),
+    ];
+    for (name, help, counter) in counters {
+        let set = policies.clone();
+        metrics.set_source(name, help, "counter", move || counter(set.stats()).load(std::sync::atomic::Ordering::Relaxed) as f64);
+    }
+    let set = policies.clone();
+    metrics.set_source("autoscaler_policies_quarantined", "Loaded policies currently quarantined.", "gauge", move || set.quarantined() as f64);
+}
+
 /// Aborts a task when dropped: the inventory watcher ends with the loop.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -155,6 +198,8 @@ struct Loop {
     /// (service id, policy) pairs already warned about (missing policy or
     /// quarantine), so each is logged once.
     warned: HashSet<(String, String)>,
+    /// Counters and histograms for the metrics endpoint.
+    metrics: Arc<Metrics>,
     /// Events dropped because a decider queue was full.
     dropped_jobs: u64,
     /// Events from containers the inventory does not know (yet).
@@ -164,6 +209,7 @@ struct Loop {
 impl Loop {
     /// A probe event: find the service, build its state, queue a decision.
     fn on_probe_event(&mut self, event: ProbeEvent) {
+        self.metrics.event_received(event.metric.name());
         let Some(service) = self.inventory.service_of(&event.container_id) else {
             self.unknown_containers += 1;
             return;
@@ -250,11 +296,23 @@ impl Loop {
 
     /// A policy answered: hand its decision to the actuator.
     fn on_decided(&mut self, done: Decided) {
-        let Decided { job, result, decided_ns } = done;
+        let Decided { job, result, decided_ns, took } = done;
         let service_id = &job.event.service_id;
+        self.metrics.observe_decide(took);
+        let outcome = match &result {
+            Ok(None) => "none",
+            Ok(Some(_)) => "decision",
+            Err(err) => {
+                self.metrics.policy_failure(&job.policy, err.kind());
+                "error"
+            }
+        };
+        self.metrics.decision(&job.policy, outcome);
         match result {
             Ok(None) => {}
             Ok(Some(decision)) => {
+                self.metrics
+                    .observe_kernel_to_decision(Duration::from_nanos(decided_ns.saturating_sub(job.event.timestamp_ns)));
                 // The service may have been removed or relabelled meanwhile.
                 let current = self.inventory.service(service_id).and_then(|s| s.config());
                 if current.is_none_or(|c| c.policy != job.policy) {
@@ -335,6 +393,8 @@ struct Decided {
     result: Result<Option<Decision>, PolicyError>,
     /// CLOCK_MONOTONIC ns when it answered.
     decided_ns: u64,
+    /// Time spent in `decide`.
+    took: Duration,
 }
 
 /// Threads that call policies, one queue each; a service always maps to
@@ -362,11 +422,12 @@ impl Deciders {
                         let started = Instant::now();
                         let result = span.in_scope(|| job.slot.decide(&job.event, &job.state));
                         let decided_ns = probe::monotonic_ns();
-                        if started.elapsed() > Duration::from_millis(50) {
-                            tracing::debug!(policy = %job.policy, took = ?started.elapsed(), "slow decide");
+                        let took = started.elapsed();
+                        if took > Duration::from_millis(50) {
+                            tracing::debug!(policy = %job.policy, ?took, "slow decide");
                         }
                         // The loop is gone: shutting down.
-                        if answers.blocking_send(Decided { job, result, decided_ns }).is_err() {
+                        if answers.blocking_send(Decided { job, result, decided_ns, took }).is_err() {
                             return;
                         }
                     }

@@ -123,6 +123,15 @@ impl PolicySet {
         names
     }
 
+    /// How many loaded policies are quarantined.
+    pub fn quarantined(&self) -> usize {
+        let slots: Vec<Arc<PolicySlot>> = self.slots.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        slots
+            .iter()
+            .filter(|slot| slot.version().policy.lock().unwrap_or_else(|p| p.into_inner()).is_quarantined())
+            .count()
+    }
+
     /// Load, reload, rejection and unload counts.
     pub fn stats(&self) -> &ReloadStats {
         &self.stats

@@ -133,12 +133,14 @@ pub struct AuditRecord {
 pub struct Audit {
     /// The `--audit-log` file, opened for appending.
     file: Option<Mutex<File>>,
+    /// Counts applied scale actions for the metrics endpoint, when on.
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 impl Audit {
     /// Log only (no `--audit-log`).
     pub fn log_only() -> Audit {
-        Audit { file: None }
+        Audit { file: None, metrics: None }
     }
 
     /// Log, and append JSON lines to `path` (created if missing).
@@ -146,11 +148,20 @@ impl Audit {
         let file = OpenOptions::new().create(true).append(true).open(path).with_context(|| {
             format!("cannot open the audit log {} for appending; check the path and its permissions", path.display())
         })?;
-        Ok(Audit { file: Some(Mutex::new(file)) })
+        Ok(Audit { file: Some(Mutex::new(file)), metrics: None })
+    }
+
+    /// Also count applied scale actions in `metrics`.
+    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Audit {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Record one outcome: a log line, and a JSON line if a file is set.
     pub fn record(&self, rec: &AuditRecord) {
+        if let (Some(metrics), Outcome::Applied, Some(from), Some(to)) = (&self.metrics, rec.outcome, rec.from, rec.to) {
+            metrics.scale_action(&rec.service, if to > from { "up" } else { "down" });
+        }
         let event = &rec.event;
         let trigger = match (event.kind, event.threshold, event.direction) {
             ("crossing", Some(threshold), Some(direction)) => {

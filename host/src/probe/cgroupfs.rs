@@ -107,15 +107,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// One pass over every tracked container.
 fn read_all(entries: &Mutex<HashMap<String, Entry>>, shared: &Shared, sample_ns: u64) {
     let mut entries = lock(entries);
+    // Containers that share a network namespace (host networking, or tasks
+    // of one pod-like group) share one read of its TCP tables per pass.
+    let mut tables = TcpTables::default();
     for entry in entries.values_mut() {
-        if let Err(err) = read_one(entry, shared, sample_ns) {
+        if let Err(err) = read_one(entry, shared, sample_ns, &mut tables) {
             // The container may have just stopped; the daemon untracks it.
             tracing::debug!(container = %entry.cgroup.container_id, error = %err, "cgroupfs read failed");
         }
     }
 }
 
-fn read_one(entry: &mut Entry, shared: &Shared, sample_ns: u64) -> anyhow::Result<()> {
+fn read_one(entry: &mut Entry, shared: &Shared, sample_ns: u64, tables: &mut TcpTables) -> anyhow::Result<()> {
     let reading = entry.cgroup.read()?;
     let now = monotonic_ns();
     let id = entry.cgroup.container_id.clone();
@@ -143,7 +146,7 @@ fn read_one(entry: &mut Entry, shared: &Shared, sample_ns: u64) -> anyhow::Resul
         shared.emit(event(&id, Metric::Other(MEMORY_LIMIT_METRIC.into()), limit as f64, Unit::Bytes, EventKind::Sample, now));
     }
 
-    let open = established_connections(&entry.cgroup.pids()?);
+    let open = established_connections(&entry.cgroup.pids()?, tables);
     emit(Metric::Connections, open as f64, Unit::Count, &entry.thresholds.connections, &mut entry.connections, sample);
     if sample {
         entry.last_sample_ns = now;
@@ -151,9 +154,44 @@ fn read_one(entry: &mut Entry, shared: &Shared, sample_ns: u64) -> anyhow::Resul
     Ok(())
 }
 
+/// One row of a `/proc/net/tcp`-style table: what the connection count needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TcpRow {
+    /// Local port (hex, as in the table).
+    port: u32,
+    /// State 0A: a listening socket.
+    listening: bool,
+    /// State 01: an established connection.
+    established: bool,
+    /// Socket inode.
+    inode: u64,
+}
+
+/// The TCP tables (v4 and v6) of each network namespace met during one
+/// pass, read once each.
+#[derive(Debug, Default)]
+pub struct TcpTables {
+    by_netns: HashMap<std::path::PathBuf, Vec<TcpRow>>,
+}
+
+impl TcpTables {
+    /// The rows of the network namespace `pid` lives in.
+    fn rows_of(&mut self, pid: u32) -> Option<&[TcpRow]> {
+        let netns = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok()?;
+        let rows = self.by_netns.entry(netns).or_insert_with(|| {
+            ["tcp", "tcp6"]
+                .iter()
+                .filter_map(|table| std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("net").join(table)).ok())
+                .flat_map(|text| parse_rows(&text))
+                .collect()
+        });
+        Some(rows)
+    }
+}
+
 /// Accepted TCP connections (v4 and v6) held open by any of `pids`:
 /// ESTABLISHED sockets of theirs whose local port one of them listens on.
-pub fn established_connections(pids: &[u32]) -> usize {
+pub fn established_connections(pids: &[u32], tables: &mut TcpTables) -> usize {
     let mut inodes = HashSet::new();
     for pid in pids {
         let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
@@ -169,40 +207,41 @@ pub fn established_connections(pids: &[u32]) -> usize {
     if inodes.is_empty() {
         return 0;
     }
-    // Each network namespace's table once: read it through one of its pids.
-    let mut seen_netns = HashSet::new();
+    // Each network namespace once, through the first pid that lives in it.
+    let mut seen = HashSet::new();
     let mut count = 0;
     for pid in pids {
         let Ok(netns) = std::fs::read_link(format!("/proc/{pid}/ns/net")) else { continue };
-        if !seen_netns.insert(netns) {
+        if !seen.insert(netns) {
             continue;
         }
-        for table in ["tcp", "tcp6"] {
-            let path = Path::new("/proc").join(pid.to_string()).join("net").join(table);
-            if let Ok(text) = std::fs::read_to_string(&path) {
-                count += count_accepted_in(&text, &inodes);
-            }
+        if let Some(rows) = tables.rows_of(*pid) {
+            count += count_accepted(rows, &inodes);
         }
     }
     count
 }
 
-/// Rows of a `/proc/net/tcp`-style table in state 01 (ESTABLISHED) whose
-/// inode is in `inodes` and whose local port is that of a row in state 0A
-/// (LISTEN) with an inode in `inodes`.
-fn count_accepted_in(text: &str, inodes: &HashSet<u64>) -> usize {
-    let rows: Vec<(&str, &str)> = text
-        .lines()
+/// Parse the rows of a `/proc/net/tcp`-style table.
+fn parse_rows(text: &str) -> Vec<TcpRow> {
+    text.lines()
         .skip(1)
         .filter_map(|line| {
             let cols: Vec<&str> = line.split_whitespace().collect();
-            let ours = cols.len() > 9 && cols[9].parse::<u64>().is_ok_and(|i| inodes.contains(&i));
-            let port = cols.get(1).and_then(|local| local.rsplit(':').next());
-            ours.then_some((port?, cols[3]))
+            let port = u32::from_str_radix(cols.get(1)?.rsplit(':').next()?, 16).ok()?;
+            let inode = cols.get(9)?.parse::<u64>().ok()?;
+            let state = *cols.get(3)?;
+            Some(TcpRow { port, listening: state == "0A", established: state == "01", inode })
         })
-        .collect();
-    let listening: HashSet<&str> = rows.iter().filter(|(_, st)| *st == "0A").map(|(port, _)| *port).collect();
-    rows.iter().filter(|(port, st)| *st == "01" && listening.contains(port)).count()
+        .collect()
+}
+
+/// Established rows with an inode in `inodes` on a local port where a socket
+/// with an inode in `inodes` listens: connections the container accepted.
+fn count_accepted(rows: &[TcpRow], inodes: &HashSet<u64>) -> usize {
+    let listening: HashSet<u32> =
+        rows.iter().filter(|r| r.listening && inodes.contains(&r.inode)).map(|r| r.port).collect();
+    rows.iter().filter(|r| r.established && inodes.contains(&r.inode) && listening.contains(&r.port)).count()
 }
 
 #[cfg(test)]
@@ -221,6 +260,6 @@ mod tests {
         // side of another connection; 333 is someone else's.
         let table = format!("{table}   4: 0100007F:D2F6 0100007F:0050 01 00000000:00000000 00:00000000 00000000     0        0 444 1 0 20 4 30 10 -1\n");
         let ours: HashSet<u64> = [111, 222, 444].into_iter().collect();
-        assert_eq!(count_accepted_in(&table, &ours), 1);
+        assert_eq!(count_accepted(&parse_rows(&table), &ours), 1);
     }
 }

@@ -272,27 +272,14 @@ fn parse_number(value: &str) -> Option<f64> {
     value.trim().parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
-/// A number with an optional SI (`k`, `M`, `G`, `T`) or binary (`Ki`, `Mi`,
-/// `Gi`, `Ti`) suffix; the same rule as the SDK's `parse_quantity`, so the
-/// daemon and the policies read `autoscale.memory.*` alike.
-pub fn parse_quantity(value: &str) -> Option<f64> {
-    let value = value.trim();
-    let split = value.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(value.len());
-    let (number, suffix) = value.split_at(split);
-    let factor = match suffix {
-        "" => 1.0,
-        "k" | "K" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "Ki" => 1024.0,
-        "Mi" => 1024.0 * 1024.0,
-        "Gi" => 1024.0 * 1024.0 * 1024.0,
-        "Ti" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        _ => return None,
-    };
-    parse_number(number).map(|n| n * factor).filter(|v| v.is_finite())
-}
+/// The SDK's quantity parser, compiled into the daemon from the same file
+/// so that the daemon and the policies read `autoscale.memory.*` alike:
+/// plain numbers, SI suffixes `k M G T`, binary suffixes `Ki Mi Gi Ti`.
+#[path = "../../../sdk/src/settings.rs"]
+#[allow(dead_code, reason = "the daemon uses parse_quantity only; SettingError serves policies")]
+mod quantity;
+
+pub use quantity::parse_quantity;
 
 /// A cooldown: `0`, or a duration with its unit (`30s`, `500ms`, `2m`).
 /// A bare number is refused: seconds or milliseconds would be a guess.

@@ -13,6 +13,8 @@
 //!   push probe's userspace side on the same containers;
 //! - the machine it ran on.
 
+mod common;
+
 #[path = "../../tests/probe/workload.rs"]
 mod workload;
 
@@ -40,7 +42,7 @@ fn main() -> ExitCode {
 }
 
 async fn run() -> anyhow::Result<()> {
-    machine();
+    println!("machine: {}", common::machine());
     eprintln!("starting {CONTAINERS} idle containers ...");
     let idle: Vec<Container> = (0..CONTAINERS).map(|_| Container::start(&[], &["idle"])).collect();
     let switcher = Container::start(&[], &["switch", "8"]);
@@ -63,9 +65,10 @@ async fn run() -> anyhow::Result<()> {
     drain_for(&mut rx, Duration::from_secs(2)).await;
     let cpu0 = process_cpu();
     let wall0 = Instant::now();
-    let latencies = latencies_for(&mut rx, Duration::from_secs(10)).await;
+    let mut latencies = latencies_for(&mut rx, Duration::from_secs(10)).await;
+    anyhow::ensure!(!latencies.is_empty(), "no events from the probe in 10 s");
     let ebpf_cpu = (process_cpu() - cpu0).as_secs_f64() * 1e3 / wall0.elapsed().as_secs_f64();
-    let (p50, p99) = (percentile(&latencies, 0.50), percentile(&latencies, 0.99));
+    let (p50, p99) = (common::percentile(&mut latencies, 50), common::percentile(&mut latencies, 99));
     println!("probe_events={}", latencies.len());
     println!("probe_latency_us_p50={p50:.1}");
     println!("probe_latency_us_p99={p99:.1}");
@@ -136,15 +139,6 @@ async fn latencies_for(rx: &mut mpsc::Receiver<ProbeEvent>, dur: Duration) -> Ve
     out
 }
 
-fn percentile(values: &[f64], q: f64) -> f64 {
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[((v.len() - 1) as f64 * q).round() as usize]
-}
-
 /// (run time ns, run count) summed over loaded programs named on_sched_switch.
 fn sched_switch_stats() -> (u64, u64) {
     aya::programs::loaded_programs()
@@ -163,18 +157,4 @@ fn process_cpu() -> Duration {
     };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-fn machine() {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo.lines().find_map(|l| l.strip_prefix("model name")).map(|v| v.trim_start_matches([' ', '\t', ':']));
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let mem = meminfo.lines().find(|l| l.starts_with("MemTotal")).unwrap_or("").split_whitespace().nth(1).unwrap_or("?");
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    println!(
-        "machine: cpu=\"{}\" cores={} mem_kib={mem} kernel={}",
-        model.unwrap_or("?"),
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        kernel.trim()
-    );
 }

@@ -10,6 +10,8 @@
 //!
 //! Needs `policies/build.sh` to have run.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -29,7 +31,7 @@ fn main() -> anyhow::Result<()> {
     };
     let threshold = read("threshold.wasm")?;
     let proportional = read("proportional.wasm")?;
-    println!("machine: {}", machine());
+    println!("machine: {}", common::machine());
 
     let tokio = tokio::runtime::Runtime::new()?;
     let dir = tempfile::tempdir()?;
@@ -106,15 +108,15 @@ fn main() -> anyhow::Result<()> {
     }
 
     println!("reloads={RELOADS} policy_size_bytes={} debounce_ms={}", threshold.len(), ReloadSettings::default().debounce.as_millis());
-    println!("reload_ms_p50={:.1}", percentile(&mut fresh, 50));
-    println!("reload_ms_p99={:.1}", percentile(&mut fresh, 99));
-    println!("cached_reload_ms_p50={:.1}", percentile(&mut cached, 50));
-    println!("cached_reload_ms_p99={:.1}", percentile(&mut cached, 99));
-    println!("unchanged_ms_p50={:.1}", percentile(&mut unchanged, 50));
+    println!("reload_ms_p50={:.1}", common::percentile(&mut fresh, 50));
+    println!("reload_ms_p99={:.1}", common::percentile(&mut fresh, 99));
+    println!("cached_reload_ms_p50={:.1}", common::percentile(&mut cached, 50));
+    println!("cached_reload_ms_p99={:.1}", common::percentile(&mut cached, 99));
+    println!("unchanged_ms_p50={:.1}", common::percentile(&mut unchanged, 50));
     println!("recompiles={recompiles}");
     println!(
         "target: reload p99 under 500 ms ({}), cached reloads never recompile ({})",
-        if percentile(&mut fresh, 99) < 500.0 { "met" } else { "MISSED" },
+        if common::percentile(&mut fresh, 99) < 500.0 { "met" } else { "MISSED" },
         if recompiles == 0 { "met" } else { "MISSED" }
     );
     Ok(())
@@ -131,20 +133,4 @@ fn with_custom_section(bytes: &[u8], n: u64) -> Vec<u8> {
     out.push(payload.len() as u8); // fits in one LEB128 byte
     out.extend_from_slice(&payload);
     out
-}
-
-fn percentile(values: &mut [f64], p: usize) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let idx = ((values.len() * p).div_ceil(100)).saturating_sub(1).min(values.len() - 1);
-    values[idx]
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
-        .unwrap_or_else(|| "unknown cpu".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    format!("{cpu}, {cores} cores, kernel {}", kernel.trim())
 }

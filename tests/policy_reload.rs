@@ -22,7 +22,8 @@ fn repo() -> PathBuf {
 
 fn component(path: &str) -> Vec<u8> {
     let file = repo().join(path);
-    std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}; run tests/run.sh (it builds the components)", file.display()))
+    std::fs::read(&file)
+        .unwrap_or_else(|e| panic!("{}: {e}; run tests/run.sh (it builds the components)", file.display()))
 }
 
 /// Which version answered a call, read from the decision's reason.
@@ -141,7 +142,12 @@ fn drain(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Change>) -> Vec<Change> {
     out
 }
 
-fn wait_change(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Change>, log: &mut Vec<Change>, pred: impl Fn(&Change) -> bool, what: &str) {
+fn wait_change(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<Change>,
+    log: &mut Vec<Change>,
+    pred: impl Fn(&Change) -> bool,
+    what: &str,
+) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         log.extend(drain(rx));
@@ -155,7 +161,10 @@ fn wait_change(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Change>, log: &mut 
 
 #[test]
 fn folder_changes_swap_versions_without_losing_or_mixing_decisions() {
-    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_test_writer().try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let tokio = tokio::runtime::Runtime::new().expect("tokio");
     let dir = tempfile::tempdir().expect("tempdir");
     let outside = tempfile::tempdir().expect("tempdir");
@@ -168,14 +177,13 @@ fn folder_changes_swap_versions_without_losing_or_mixing_decisions() {
     let largest = threshold.len().max(proportional.len()).max(misbehave.len()) as u64;
 
     let runtime = Arc::new(
-        Runtime::new(RuntimeConfig { cache_dir: Some(cache.path().into()), ..RuntimeConfig::default() }).expect("runtime"),
+        Runtime::new(RuntimeConfig { cache_dir: Some(cache.path().into()), ..RuntimeConfig::default() })
+            .expect("runtime"),
     );
     let set = PolicySet::default();
     let settings = ReloadSettings { max_file_size: largest + 1024, ..ReloadSettings::default() };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let watcher = tokio
-        .block_on(reload::watch(runtime.clone(), folder, set.clone(), settings, tx))
-        .expect("watch");
+    let watcher = tokio.block_on(reload::watch(runtime.clone(), folder, set.clone(), settings, tx)).expect("watch");
     let mut changes = Vec::new();
 
     let stream = Stream::start(set.clone());
@@ -202,7 +210,12 @@ fn folder_changes_swap_versions_without_losing_or_mixing_decisions() {
 
     // Corrupt in place: rejected, the previous version keeps answering.
     std::fs::write(folder.join("p.wasm"), &misbehave[..misbehave.len() / 2]).expect("corrupt");
-    wait_change(&mut rx, &mut changes, |c| matches!(c, Change::Rejected { name, .. } if name == "p"), "corrupt file rejected");
+    wait_change(
+        &mut rx,
+        &mut changes,
+        |c| matches!(c, Change::Rejected { name, .. } if name == "p"),
+        "corrupt file rejected",
+    );
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(stream.last(), Some(Seen::Misbehave), "the last good version must keep running");
 

@@ -292,7 +292,12 @@ fn cli_run_prints_the_decision_as_json_with_wit_names() {
     assert!(err.contains("--event is not a valid event"), "{err}");
 
     let looping = host_cli(&[
-        "policy", "run", "tests/fixtures/out/misbehave.wasm", "--event", event, "--state",
+        "policy",
+        "run",
+        "tests/fixtures/out/misbehave.wasm",
+        "--event",
+        event,
+        "--state",
         r#"{"current-replicas":1,"min-replicas":1,"max-replicas":2,"settings":[["fault","loop"]]}"#,
     ]);
     assert!(!looping.status.success());

@@ -48,9 +48,7 @@ async fn until(
 }
 
 fn crossing(ev: &ProbeEvent, id: &str, metric: Metric, dir: Direction) -> bool {
-    ev.container_id == id
-        && ev.metric == metric
-        && matches!(ev.kind, EventKind::Crossing(c) if c.direction == dir)
+    ev.container_id == id && ev.metric == metric && matches!(ev.kind, EventKind::Crossing(c) if c.direction == dir)
 }
 
 async fn start_ebpf() -> (ProbeHandle, mpsc::Receiver<ProbeEvent>) {
@@ -69,7 +67,8 @@ async fn track_and_wait(
     thresholds: Thresholds,
 ) {
     handle.track(Tracked { container_id: c.id.clone(), thresholds });
-    let first = until(rx, seen, Duration::from_secs(15), |e| e.container_id == c.id && e.kind == EventKind::Sample).await;
+    let first =
+        until(rx, seen, Duration::from_secs(15), |e| e.container_id == c.id && e.kind == EventKind::Sample).await;
     assert!(first.is_some(), "no sample for tracked container {} within 15 s; events: {seen:?}", c.id);
 }
 
@@ -89,9 +88,10 @@ async fn ebpf_cpu_crossings_go_up_and_down_for_the_tracked_container_only() {
     burner.go();
     untracked.go();
 
-    let up = until(&mut rx, &mut seen, Duration::from_secs(20), |e| crossing(e, &burner.id, Metric::Cpu, Direction::Up))
-        .await
-        .unwrap_or_else(|| panic!("no upward CPU crossing; events: {seen:?}"));
+    let up =
+        until(&mut rx, &mut seen, Duration::from_secs(20), |e| crossing(e, &burner.id, Metric::Cpu, Direction::Up))
+            .await
+            .unwrap_or_else(|| panic!("no upward CPU crossing; events: {seen:?}"));
     assert_eq!(up.unit, Unit::FractionOfLimit, "the container has a CPU limit");
     assert!((0.6..=1.6).contains(&up.value), "CPU of a busy loop limited to 0.5 cores: {up:?}");
     assert!(matches!(up.kind, EventKind::Crossing(c) if (c.threshold - 0.6).abs() < 1e-9));
@@ -99,7 +99,8 @@ async fn ebpf_cpu_crossings_go_up_and_down_for_the_tracked_container_only() {
     // The load stops after 3 s: the window timer notices the quiet
     // container without any context switch of its own.
     let down = until(&mut rx, &mut seen, Duration::from_secs(20), |e| {
-        crossing(e, &burner.id, Metric::Cpu, Direction::Down) && matches!(e.kind, EventKind::Crossing(c) if c.threshold < 0.2)
+        crossing(e, &burner.id, Metric::Cpu, Direction::Down)
+            && matches!(e.kind, EventKind::Crossing(c) if c.threshold < 0.2)
     })
     .await
     .unwrap_or_else(|| panic!("no downward CPU crossing of the lower threshold; events: {seen:?}"));
@@ -124,14 +125,16 @@ async fn ebpf_memory_crossings_follow_allocation_and_release() {
     let band = Band { upper: Some(100.0 * MIB), lower: None };
     track_and_wait(&handle, &mut rx, &mut seen, &hog, Thresholds { memory: band, ..Default::default() }).await;
     hog.go();
-    let up = until(&mut rx, &mut seen, Duration::from_secs(20), |e| crossing(e, &hog.id, Metric::Memory, Direction::Up))
-        .await
-        .unwrap_or_else(|| panic!("no upward memory crossing; events: {seen:?}"));
+    let up =
+        until(&mut rx, &mut seen, Duration::from_secs(20), |e| crossing(e, &hog.id, Metric::Memory, Direction::Up))
+            .await
+            .unwrap_or_else(|| panic!("no upward memory crossing; events: {seen:?}"));
     assert_eq!(up.unit, Unit::Bytes);
     assert!(up.value >= 100.0 * MIB && up.value <= 512.0 * MIB, "{up:?}");
-    let down = until(&mut rx, &mut seen, Duration::from_secs(20), |e| crossing(e, &hog.id, Metric::Memory, Direction::Down))
-        .await
-        .unwrap_or_else(|| panic!("no downward memory crossing after the release; events: {seen:?}"));
+    let down =
+        until(&mut rx, &mut seen, Duration::from_secs(20), |e| crossing(e, &hog.id, Metric::Memory, Direction::Down))
+            .await
+            .unwrap_or_else(|| panic!("no downward memory crossing after the release; events: {seen:?}"));
     assert!(down.value < 100.0 * MIB, "{down:?}");
     // The memcg limit set with --memory comes with the samples.
     let limit = seen.iter().find(|e| e.metric == Metric::Other(probe::MEMORY_LIMIT_METRIC.into()));
@@ -150,9 +153,11 @@ async fn ebpf_connections_are_attributed_by_socket_cgroup() {
     let band = Band { upper: Some(10.0), lower: Some(1.0) };
     track_and_wait(&handle, &mut rx, &mut seen, &server, Thresholds { connections: band, ..Default::default() }).await;
     server.go();
-    let up = until(&mut rx, &mut seen, Duration::from_secs(20), |e| crossing(e, &server.id, Metric::Connections, Direction::Up))
-        .await
-        .unwrap_or_else(|| panic!("no upward connections crossing; events: {seen:?}"));
+    let up = until(&mut rx, &mut seen, Duration::from_secs(20), |e| {
+        crossing(e, &server.id, Metric::Connections, Direction::Up)
+    })
+    .await
+    .unwrap_or_else(|| panic!("no upward connections crossing; events: {seen:?}"));
     assert_eq!((up.unit.clone(), up.value), (Unit::Count, 10.0), "crossing pushed at the 10th accepted connection");
     let peak = until(&mut rx, &mut seen, Duration::from_secs(10), |e| {
         e.container_id == server.id && e.metric == Metric::Connections && e.kind == EventKind::Sample && e.value >= 20.0
@@ -165,11 +170,8 @@ async fn ebpf_connections_are_attributed_by_socket_cgroup() {
     .await
     .unwrap_or_else(|| panic!("no downward crossing when the connections closed; events: {seen:?}"));
     assert_eq!(down.value, 0.0);
-    let accepted: f64 = seen
-        .iter()
-        .filter(|e| e.metric == Metric::Other(probe::ACCEPTED_METRIC.into()))
-        .map(|e| e.value)
-        .sum();
+    let accepted: f64 =
+        seen.iter().filter(|e| e.metric == Metric::Other(probe::ACCEPTED_METRIC.into())).map(|e| e.value).sum();
     assert!(accepted <= 20.0, "accepted connections over the samples: {accepted}");
     assert!(seen.iter().all(|e| e.container_id == server.id));
 }
@@ -204,13 +206,14 @@ async fn cgroupfs_probe_reports_the_same_container_within_its_interval() {
     let burner = Container::start(&[], &["burn", "30"]);
     let server = Container::start(&[], &["conns", "5", "30"]);
     let band = Band { upper: Some(0.5), lower: None };
-    handle.track(Tracked { container_id: burner.id.clone(), thresholds: Thresholds { cpu: band, ..Default::default() } });
+    handle
+        .track(Tracked { container_id: burner.id.clone(), thresholds: Thresholds { cpu: band, ..Default::default() } });
     handle.track(Tracked {
         container_id: server.id.clone(),
         thresholds: Thresholds { connections: Band { upper: Some(3.0), lower: None }, ..Default::default() },
     });
-    let first = until(&mut rx, &mut seen, interval * 5, |e| e.container_id == burner.id && e.metric == Metric::Memory)
-        .await;
+    let first =
+        until(&mut rx, &mut seen, interval * 5, |e| e.container_id == burner.id && e.metric == Metric::Memory).await;
     assert!(first.is_some_and(|e| e.value > 0.0), "memory reading within a few intervals; events: {seen:?}");
     burner.go();
     server.go();
@@ -219,9 +222,10 @@ async fn cgroupfs_probe_reports_the_same_container_within_its_interval() {
         .unwrap_or_else(|| panic!("cgroupfs probe saw no CPU crossing; events: {seen:?}"));
     assert_eq!(up.unit, Unit::Cores);
     assert!((0.5..=2.2).contains(&up.value), "{up:?}");
-    let conns = until(&mut rx, &mut seen, interval * 10, |e| crossing(e, &server.id, Metric::Connections, Direction::Up))
-        .await
-        .unwrap_or_else(|| panic!("cgroupfs probe saw no connections crossing; events: {seen:?}"));
+    let conns =
+        until(&mut rx, &mut seen, interval * 10, |e| crossing(e, &server.id, Metric::Connections, Direction::Up))
+            .await
+            .unwrap_or_else(|| panic!("cgroupfs probe saw no connections crossing; events: {seen:?}"));
     assert_eq!(conns.value, 5.0, "accepted connections held by the server's processes");
     assert!(seen.iter().all(|e| e.container_id == burner.id || e.container_id == server.id));
 }

@@ -94,7 +94,8 @@ async fn run() -> anyhow::Result<()> {
     drain_for(&mut rx, Duration::from_millis(500)).await;
 
     // 3. Pull baseline: the cgroupfs probe on the same 50 containers.
-    for (interval, window) in [(Duration::from_secs(1), Duration::from_secs(15)), (Duration::from_secs(15), Duration::from_secs(30))]
+    for (interval, window) in
+        [(Duration::from_secs(1), Duration::from_secs(15)), (Duration::from_secs(15), Duration::from_secs(30))]
     {
         let (tx, mut rx) = mpsc::channel(1 << 16);
         let settings = ProbeSettings { kind: ProbeKind::Cgroupfs { interval }, ..ProbeSettings::default() };

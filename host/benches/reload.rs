@@ -36,10 +36,12 @@ fn main() -> anyhow::Result<()> {
     let tokio = tokio::runtime::Runtime::new()?;
     let dir = tempfile::tempdir()?;
     let cache = tempfile::tempdir()?;
-    let runtime = Arc::new(Runtime::new(RuntimeConfig { cache_dir: Some(cache.path().into()), ..RuntimeConfig::default() })?);
+    let runtime =
+        Arc::new(Runtime::new(RuntimeConfig { cache_dir: Some(cache.path().into()), ..RuntimeConfig::default() })?);
     let set = PolicySet::default();
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-    let _watch = tokio.block_on(reload::watch(runtime.clone(), dir.path(), set.clone(), ReloadSettings::default(), tx))?;
+    let _watch =
+        tokio.block_on(reload::watch(runtime.clone(), dir.path(), set.clone(), ReloadSettings::default(), tx))?;
 
     let event = Event {
         metric: Metric::Cpu,
@@ -56,7 +58,11 @@ fn main() -> anyhow::Result<()> {
         min_replicas: 1,
         max_replicas: 9,
         last_scale_ns: None,
-        settings: vec![("cpu.upper".into(), "0.8".into()), ("cpu.lower".into(), "0.2".into()), ("cpu.target".into(), "0.5".into())],
+        settings: vec![
+            ("cpu.upper".into(), "0.8".into()),
+            ("cpu.lower".into(), "0.2".into()),
+            ("cpu.target".into(), "0.5".into()),
+        ],
     };
 
     // Rename `bytes` into place as p.wasm and time until a decision comes
@@ -107,7 +113,11 @@ fn main() -> anyhow::Result<()> {
         unchanged.push(started.elapsed().as_secs_f64() * 1e3);
     }
 
-    println!("reloads={RELOADS} policy_size_bytes={} debounce_ms={}", threshold.len(), ReloadSettings::default().debounce.as_millis());
+    println!(
+        "reloads={RELOADS} policy_size_bytes={} debounce_ms={}",
+        threshold.len(),
+        ReloadSettings::default().debounce.as_millis()
+    );
     println!("reload_ms_p50={:.1}", common::percentile(&mut fresh, 50));
     println!("reload_ms_p99={:.1}", common::percentile(&mut fresh, 99));
     println!("cached_reload_ms_p50={:.1}", common::percentile(&mut cached, 50));

@@ -309,8 +309,18 @@ mod tests {
         assert_eq!(opts, ActuatorOptions::default());
         assert_eq!(cli.daemon.audit_log, None);
         let cli = Cli::try_parse_from([
-            "host", "--dry-run", "--audit-log", "a.jsonl", "--cooldown-up", "0", "--cooldown-down", "3s",
-            "--probe", "cgroupfs", "--interval", "250ms",
+            "host",
+            "--dry-run",
+            "--audit-log",
+            "a.jsonl",
+            "--cooldown-up",
+            "0",
+            "--cooldown-down",
+            "3s",
+            "--probe",
+            "cgroupfs",
+            "--interval",
+            "250ms",
         ])
         .expect("parse");
         let opts = cli.daemon.actuator_options();

@@ -151,7 +151,9 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
 /// are read at scrape time.
 fn export_owned_counters(metrics: &Metrics, probe: &ProbeHandle, policies: &PolicySet) {
     let p = probe.clone();
-    metrics.set_source("autoscaler_probe_events_total", "Events the probe produced.", "counter", move || p.stats().events as f64);
+    metrics.set_source("autoscaler_probe_events_total", "Events the probe produced.", "counter", move || {
+        p.stats().events as f64
+    });
     let p = probe.clone();
     metrics.set_source(
         "autoscaler_probe_dropped_events_total",
@@ -168,10 +170,17 @@ fn export_owned_counters(metrics: &Metrics, probe: &ProbeHandle, policies: &Poli
     ];
     for (name, help, counter) in counters {
         let set = policies.clone();
-        metrics.set_source(name, help, "counter", move || counter(set.stats()).load(std::sync::atomic::Ordering::Relaxed) as f64);
+        metrics.set_source(name, help, "counter", move || {
+            counter(set.stats()).load(std::sync::atomic::Ordering::Relaxed) as f64
+        });
     }
     let set = policies.clone();
-    metrics.set_source("autoscaler_policies_quarantined", "Loaded policies currently quarantined.", "gauge", move || set.quarantined() as f64);
+    metrics.set_source(
+        "autoscaler_policies_quarantined",
+        "Loaded policies currently quarantined.",
+        "gauge",
+        move || set.quarantined() as f64,
+    );
 }
 
 /// Aborts a task when dropped: the inventory watcher ends with the loop.
@@ -311,8 +320,9 @@ impl Loop {
         match result {
             Ok(None) => {}
             Ok(Some(decision)) => {
-                self.metrics
-                    .observe_kernel_to_decision(Duration::from_nanos(decided_ns.saturating_sub(job.event.timestamp_ns)));
+                self.metrics.observe_kernel_to_decision(Duration::from_nanos(
+                    decided_ns.saturating_sub(job.event.timestamp_ns),
+                ));
                 // The service may have been removed or relabelled meanwhile.
                 let current = self.inventory.service(service_id).and_then(|s| s.config());
                 if current.is_none_or(|c| c.policy != job.policy) {

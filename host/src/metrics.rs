@@ -143,7 +143,13 @@ impl Metrics {
 
     /// Export a value owned elsewhere, read at every scrape. `kind` is
     /// `counter` or `gauge`.
-    pub fn set_source(&self, name: &str, help: &str, kind: &'static str, source: impl Fn() -> f64 + Send + Sync + 'static) {
+    pub fn set_source(
+        &self,
+        name: &str,
+        help: &str,
+        kind: &'static str,
+        source: impl Fn() -> f64 + Send + Sync + 'static,
+    ) {
         self.lock().sources.insert(name.to_string(), (help.to_string(), kind, Box::new(source)));
     }
 
@@ -157,21 +163,46 @@ impl Metrics {
         }
         family(&mut out, "autoscaler_decisions_total", "Policy calls, by policy and outcome.", "counter");
         for ((policy, outcome), n) in &inner.decisions {
-            let _ = writeln!(out, "autoscaler_decisions_total{{policy=\"{}\",outcome=\"{}\"}} {n}", escape(policy), escape(outcome));
+            let _ = writeln!(
+                out,
+                "autoscaler_decisions_total{{policy=\"{}\",outcome=\"{}\"}} {n}",
+                escape(policy),
+                escape(outcome)
+            );
         }
         family(&mut out, "autoscaler_policy_failures_total", "Failed policy calls, by policy and cause.", "counter");
         for ((policy, kind), n) in &inner.failures {
-            let _ = writeln!(out, "autoscaler_policy_failures_total{{policy=\"{}\",kind=\"{}\"}} {n}", escape(policy), escape(kind));
+            let _ = writeln!(
+                out,
+                "autoscaler_policy_failures_total{{policy=\"{}\",kind=\"{}\"}} {n}",
+                escape(policy),
+                escape(kind)
+            );
         }
-        family(&mut out, "autoscaler_scale_actions_total", "Replica changes written to Swarm, by service and direction.", "counter");
+        family(
+            &mut out,
+            "autoscaler_scale_actions_total",
+            "Replica changes written to Swarm, by service and direction.",
+            "counter",
+        );
         for ((service, direction), n) in &inner.scale_actions {
-            let _ = writeln!(out, "autoscaler_scale_actions_total{{service=\"{}\",direction=\"{}\"}} {n}", escape(service), escape(direction));
+            let _ = writeln!(
+                out,
+                "autoscaler_scale_actions_total{{service=\"{}\",direction=\"{}\"}} {n}",
+                escape(service),
+                escape(direction)
+            );
         }
         family(&mut out, "autoscaler_decide_seconds", "Time of one policy decide call.", "histogram");
         if let Some(h) = &inner.decide {
             h.render(&mut out, "autoscaler_decide_seconds");
         }
-        family(&mut out, "autoscaler_kernel_to_decision_seconds", "Kernel timestamp to decision handed to the actuator.", "histogram");
+        family(
+            &mut out,
+            "autoscaler_kernel_to_decision_seconds",
+            "Kernel timestamp to decision handed to the actuator.",
+            "histogram",
+        );
         if let Some(h) = &inner.pipeline {
             h.render(&mut out, "autoscaler_kernel_to_decision_seconds");
         }
@@ -195,7 +226,10 @@ fn escape(value: &str) -> String {
 
 /// Serve `GET /metrics` on `addr` until the task is dropped. Returns the
 /// bound address (useful with port 0).
-pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await.with_context(|| format!("binding the metrics endpoint on {addr}"))?;
     let bound = listener.local_addr()?;
     let task = tokio::spawn(async move {

@@ -152,10 +152,7 @@ mod tests {
         let event: Event = serde_json::from_str(json).expect("valid event json");
         assert_eq!(event.metric, Metric::Cpu);
         assert_eq!(event.unit, Unit::FractionOfLimit);
-        assert_eq!(
-            event.kind,
-            EventKind::Crossing(Crossing { threshold: 0.8, direction: Direction::Up })
-        );
+        assert_eq!(event.kind, EventKind::Crossing(Crossing { threshold: 0.8, direction: Direction::Up }));
         assert_eq!(event.service_name, "web");
         let back = serde_json::to_value(&event).expect("serialise");
         assert_eq!(back["container-id"], "c1");

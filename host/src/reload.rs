@@ -125,7 +125,8 @@ impl PolicySet {
 
     /// How many loaded policies are quarantined.
     pub fn quarantined(&self) -> usize {
-        let slots: Vec<Arc<PolicySlot>> = self.slots.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let slots: Vec<Arc<PolicySlot>> =
+            self.slots.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
         slots
             .iter()
             .filter(|slot| slot.version().policy.lock().unwrap_or_else(|p| p.into_inner()).is_quarantined())
@@ -336,7 +337,12 @@ fn apply(runtime: &Runtime, folder: &Folder, set: &PolicySet, file: &str) -> Opt
 
 /// Load every policy file in `dir` into `set` (blocking; compiles). A bad
 /// file is logged and counted, never fatal.
-pub fn load_folder(runtime: &Runtime, dir: &Path, set: &PolicySet, settings: &ReloadSettings) -> anyhow::Result<Vec<Change>> {
+pub fn load_folder(
+    runtime: &Runtime,
+    dir: &Path,
+    set: &PolicySet,
+    settings: &ReloadSettings,
+) -> anyhow::Result<Vec<Change>> {
     let folder = Folder::open(dir, settings.max_file_size)?;
     let mut changes = Vec::new();
     for file in folder.wasm_names()? {
@@ -385,9 +391,7 @@ pub async fn watch(
         let _ = raw_tx.send(event);
     })
     .context("starting the policies folder watcher (inotify)")?;
-    watcher
-        .watch(dir, RecursiveMode::NonRecursive)
-        .with_context(|| format!("watching {}", dir.display()))?;
+    watcher.watch(dir, RecursiveMode::NonRecursive).with_context(|| format!("watching {}", dir.display()))?;
 
     let initial = {
         let (runtime, folder, set) = (runtime.clone(), folder.clone(), set.clone());

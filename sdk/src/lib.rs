@@ -87,9 +87,7 @@ pub mod bindings {
 }
 
 pub use bindings::autoscaler::policy::host::Level;
-pub use bindings::autoscaler::policy::types::{
-    Crossing, Decision, Direction, Event, EventKind, Metric, State, Unit,
-};
+pub use bindings::autoscaler::policy::types::{Crossing, Decision, Direction, Event, EventKind, Metric, State, Unit};
 
 mod settings;
 pub use settings::{SettingError, parse_quantity};

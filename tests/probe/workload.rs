@@ -19,7 +19,9 @@ pub fn root_or_explain(what: &str) -> bool {
     if unsafe { libc::geteuid() } == 0 {
         return true;
     }
-    eprintln!("\n*** SKIPPING {what}: it loads eBPF programs and runs containers, which needs root (CI runs it as root) ***\n");
+    eprintln!(
+        "\n*** SKIPPING {what}: it loads eBPF programs and runs containers, which needs root (CI runs it as root) ***\n"
+    );
     false
 }
 
@@ -82,12 +84,14 @@ impl Container {
 
     /// Tell the workload to start its load (SIGUSR1).
     pub fn go(&self) {
-        run(Command::new("docker").args(["kill", "-s", "USR1", &self.id])).unwrap_or_else(|e| panic!("signalling {}: {e}", self.id));
+        run(Command::new("docker").args(["kill", "-s", "USR1", &self.id]))
+            .unwrap_or_else(|e| panic!("signalling {}: {e}", self.id));
     }
 }
 
 impl Drop for Container {
     fn drop(&mut self) {
-        let _ = Command::new("docker").args(["rm", "-f", &self.id]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        let _ =
+            Command::new("docker").args(["rm", "-f", &self.id]).stdout(Stdio::null()).stderr(Stdio::null()).status();
     }
 }

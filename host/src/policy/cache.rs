@@ -70,11 +70,7 @@ impl CompileCache {
                 }
             }
         });
-        CompileCache {
-            disk,
-            memory: Mutex::new((HashMap::new(), VecDeque::new())),
-            compiles: AtomicU64::new(0),
-        }
+        CompileCache { disk, memory: Mutex::new((HashMap::new(), VecDeque::new())), compiles: AtomicU64::new(0) }
     }
 
     /// Number of real compilations so far.
@@ -83,11 +79,7 @@ impl CompileCache {
     }
 
     /// The compiled component for `bytes`, compiling only on a miss in both tiers.
-    pub fn get_or_compile(
-        &self,
-        engine: &Engine,
-        bytes: &[u8],
-    ) -> wasmtime::Result<(Component, ContentHash, Origin)> {
+    pub fn get_or_compile(&self, engine: &Engine, bytes: &[u8]) -> wasmtime::Result<(Component, ContentHash, Origin)> {
         let hash = content_hash(bytes);
         if let Some(component) = self.lock().0.get(&hash) {
             return Ok((component.clone(), hash, Origin::Memory));
@@ -161,12 +153,8 @@ impl CompileCache {
         let Some(path) = self.entry_path(hash) else { return };
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         let result = (|| -> std::io::Result<()> {
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(&tmp)?;
+            let mut file =
+                std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
             file.write_all(serialized)?;
             file.sync_all()?;
             std::fs::rename(&tmp, &path)

@@ -30,8 +30,8 @@ use wasmtime::component::{Component, Linker, types::ComponentItem};
 use wasmtime::{Config, Engine, Store, Trap};
 
 pub use bindings::{CONTRACT_VERSION, WORLD};
-pub use cache::{Origin, content_hash};
 use bindings::{Policy, PolicyPre};
+pub use cache::{Origin, content_hash};
 use sandbox::Sandbox;
 
 use crate::model::{Decision, Event, State};
@@ -158,8 +158,7 @@ impl Runtime {
             .max_wasm_stack(1 << 20);
         let engine = Engine::new(&wasm).map_err(|e| anyhow::anyhow!("creating the wasm engine: {e}"))?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .map_err(|e| anyhow::anyhow!("linking WASI: {e}"))?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("linking WASI: {e}"))?;
         Policy::add_to_linker::<Sandbox, wasmtime::component::HasSelf<Sandbox>>(&mut linker, |s| s)
             .map_err(|e| anyhow::anyhow!("linking the host interface: {e}"))?;
         let cache = cache::CompileCache::new(&engine, config.cache_dir.as_deref());
@@ -265,10 +264,7 @@ impl Runtime {
 fn check_component_header(bytes: &[u8]) -> Result<(), String> {
     const MAGIC: &[u8] = b"\0asm";
     if bytes.len() < 8 || &bytes[..4] != MAGIC {
-        return Err(format!(
-            "file does not start with the WebAssembly magic bytes ({} bytes long)",
-            bytes.len()
-        ));
+        return Err(format!("file does not start with the WebAssembly magic bytes ({} bytes long)", bytes.len()));
     }
     // Bytes 4..8: version (u16) and layer (u16); layer 1 is a component.
     match (u16::from_le_bytes([bytes[4], bytes[5]]), u16::from_le_bytes([bytes[6], bytes[7]])) {
@@ -443,24 +439,22 @@ impl EpochTicker {
             thread: std::sync::OnceLock::new(),
         });
         let weak = Arc::downgrade(&ticker);
-        let handle = std::thread::Builder::new()
-            .name("epoch-ticker".into())
-            .spawn(move || {
-                loop {
-                    let Some(t) = weak.upgrade() else { return };
-                    if t.stop.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    let idle = t.active.load(Ordering::Acquire) == 0;
-                    drop(t);
-                    if idle {
-                        std::thread::park_timeout(Duration::from_millis(250));
-                    } else {
-                        std::thread::sleep(EPOCH_TICK);
-                        engine.increment_epoch();
-                    }
+        let handle = std::thread::Builder::new().name("epoch-ticker".into()).spawn(move || {
+            loop {
+                let Some(t) = weak.upgrade() else { return };
+                if t.stop.load(Ordering::Relaxed) {
+                    return;
                 }
-            });
+                let idle = t.active.load(Ordering::Acquire) == 0;
+                drop(t);
+                if idle {
+                    std::thread::park_timeout(Duration::from_millis(250));
+                } else {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            }
+        });
         match handle {
             Ok(handle) => {
                 let _ = ticker.thread.set(handle);

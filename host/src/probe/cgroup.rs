@@ -128,8 +128,10 @@ impl Layout {
         }
         // Docker's two cgroup drivers: cgroupfs (`docker/<id>`) and systemd
         // (`system.slice/docker-<id>.scope`), in either layout.
-        let relatives =
-            [PathBuf::from(format!("docker/{container_id}")), PathBuf::from(format!("system.slice/docker-{container_id}.scope"))];
+        let relatives = [
+            PathBuf::from(format!("docker/{container_id}")),
+            PathBuf::from(format!("system.slice/docker-{container_id}.scope")),
+        ];
         let v2_root = self.v2_root();
         let mut looked = Vec::new();
         for rel in &relatives {
@@ -147,7 +149,13 @@ impl Layout {
                     (Files::V1 { dir: cpu, acct }, Files::V1 { dir: mem.clone(), acct: mem })
                 }
             };
-            return Ok(ContainerCgroup { container_id: container_id.to_string(), id: cgroup_id(&v2_dir)?, v2_dir, cpu, memory });
+            return Ok(ContainerCgroup {
+                container_id: container_id.to_string(),
+                id: cgroup_id(&v2_dir)?,
+                v2_dir,
+                cpu,
+                memory,
+            });
         }
         Err(CgroupError::NotFound { container: container_id.to_string(), looked: looked.join(", ") })
     }
@@ -255,7 +263,10 @@ fn parse_u64(path: &Path) -> Result<u64, CgroupError> {
 }
 
 fn bad(path: &Path, what: &str) -> CgroupError {
-    CgroupError::Io { path: path.to_path_buf(), source: std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string()) }
+    CgroupError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string()),
+    }
 }
 
 /// `cpu.max`: "max 100000" (no limit) or "50000 100000" (half a core).
@@ -295,7 +306,10 @@ mod tests {
         assert!(matches!(layout, Layout::Hybrid { .. }));
         let cg = layout.container(&id).expect("found");
         assert_eq!(cg.id, cgroup_id(&hybrid.join("unified/docker").join(&id)).expect("ino"));
-        assert_eq!(cg.memory, Files::V1 { dir: hybrid.join("memory/docker").join(&id), acct: hybrid.join("memory/docker").join(&id) });
+        assert_eq!(
+            cg.memory,
+            Files::V1 { dir: hybrid.join("memory/docker").join(&id), acct: hybrid.join("memory/docker").join(&id) }
+        );
 
         let v2 = tmp.path().join("v2");
         std::fs::create_dir_all(v2.join("system.slice").join(format!("docker-{id}.scope"))).expect("mkdir");
@@ -325,6 +339,9 @@ mod tests {
             memory: Files::V2(dir),
         };
         let r = cg.read().expect("read");
-        assert_eq!(r, Reading { cpu_ns: 1_500_000, cpu_limit_cores: Some(0.5), memory_bytes: 4096, memory_limit: None });
+        assert_eq!(
+            r,
+            Reading { cpu_ns: 1_500_000, cpu_limit_cores: Some(0.5), memory_bytes: 4096, memory_limit: None }
+        );
     }
 }

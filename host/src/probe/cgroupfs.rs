@@ -137,13 +137,27 @@ fn read_one(entry: &mut Entry, shared: &Shared, sample_ns: u64, tables: &mut Tcp
         let elapsed = now.saturating_sub(then).max(1);
         let cores = reading.cpu_ns.saturating_sub(cpu_then) as f64 / elapsed as f64;
         let value = reading.cpu_limit_cores.map_or(cores, |limit| cores / limit);
-        emit(Metric::Cpu, value, cpu_unit(reading.cpu_limit_cores.is_some()), &entry.thresholds.cpu, &mut entry.cpu, sample);
+        emit(
+            Metric::Cpu,
+            value,
+            cpu_unit(reading.cpu_limit_cores.is_some()),
+            &entry.thresholds.cpu,
+            &mut entry.cpu,
+            sample,
+        );
     }
     entry.last_cpu = Some((now, reading.cpu_ns));
 
     emit(Metric::Memory, reading.memory_bytes as f64, Unit::Bytes, &entry.thresholds.memory, &mut entry.memory, sample);
     if sample && let Some(limit) = reading.memory_limit {
-        shared.emit(event(&id, Metric::Other(MEMORY_LIMIT_METRIC.into()), limit as f64, Unit::Bytes, EventKind::Sample, now));
+        shared.emit(event(
+            &id,
+            Metric::Other(MEMORY_LIMIT_METRIC.into()),
+            limit as f64,
+            Unit::Bytes,
+            EventKind::Sample,
+            now,
+        ));
     }
 
     let open = established_connections(&entry.cgroup.pids()?, tables);
@@ -181,7 +195,9 @@ impl TcpTables {
         let rows = self.by_netns.entry(netns).or_insert_with(|| {
             ["tcp", "tcp6"]
                 .iter()
-                .filter_map(|table| std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("net").join(table)).ok())
+                .filter_map(|table| {
+                    std::fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("net").join(table)).ok()
+                })
                 .flat_map(|text| parse_rows(&text))
                 .collect()
         });
@@ -197,7 +213,8 @@ pub fn established_connections(pids: &[u32], tables: &mut TcpTables) -> usize {
         let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { continue };
         for fd in fds.flatten() {
             if let Ok(target) = std::fs::read_link(fd.path())
-                && let Some(inode) = target.to_str().and_then(|t| t.strip_prefix("socket:[")).and_then(|t| t.strip_suffix(']'))
+                && let Some(inode) =
+                    target.to_str().and_then(|t| t.strip_prefix("socket:[")).and_then(|t| t.strip_suffix(']'))
                 && let Ok(inode) = inode.parse::<u64>()
             {
                 inodes.insert(inode);
@@ -258,7 +275,9 @@ mod tests {
 ";
         // 111 listens on 1F90; 222 was accepted on it; 444 is our client
         // side of another connection; 333 is someone else's.
-        let table = format!("{table}   4: 0100007F:D2F6 0100007F:0050 01 00000000:00000000 00:00000000 00000000     0        0 444 1 0 20 4 30 10 -1\n");
+        let table = format!(
+            "{table}   4: 0100007F:D2F6 0100007F:0050 01 00000000:00000000 00:00000000 00000000     0        0 444 1 0 20 4 30 10 -1\n"
+        );
         let ours: HashSet<u64> = [111, 222, 444].into_iter().collect();
         assert_eq!(count_accepted(&parse_rows(&table), &ours), 1);
     }

@@ -322,7 +322,10 @@ impl Backend for EbpfProbe {
         // Registry first, so the first event finds its container; state
         // before tracked, so the kernel never sees a tracked id without
         // accounting. NOEXIST keeps the accounting on a threshold update.
-        self.registry.write().map_err(|_| anyhow::anyhow!("probe registry lock poisoned"))?.insert(cgroup.id, cgroup.container_id.clone());
+        self.registry
+            .write()
+            .map_err(|_| anyhow::anyhow!("probe registry lock poisoned"))?
+            .insert(cgroup.id, cgroup.container_id.clone());
         match self.state.insert(cgroup.id, StateBlob([0; abi::PROBE_STATE_SIZE as usize]), BPF_NOEXIST) {
             Ok(()) => {}
             Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => {}
@@ -404,7 +407,14 @@ pub fn decode(raw: &RawEvent, container_id: String) -> Option<ProbeEvent> {
         abi::PROBE_KIND_DOWN => EventKind::Crossing(Crossing { threshold, direction: Direction::Down }),
         _ => return None,
     };
-    Some(ProbeEvent { container_id, metric, value: raw.value as f64 / scale, unit, kind, timestamp_ns: raw.timestamp_ns })
+    Some(ProbeEvent {
+        container_id,
+        metric,
+        value: raw.value as f64 / scale,
+        unit,
+        kind,
+        timestamp_ns: raw.timestamp_ns,
+    })
 }
 
 /// The effective capability mask of this process (`CapEff`).

@@ -23,8 +23,8 @@ pub mod crossing;
 pub mod ebpf;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -305,7 +305,9 @@ fn try_add(layout: &Layout, backend: &mut dyn Backend, tracked: Tracked, attempt
             let id = cgroup.id;
             match backend.add(cgroup, tracked.thresholds) {
                 Ok(()) => tracing::debug!(container = %tracked.container_id, cgroup_id = id, "tracking container"),
-                Err(err) => tracing::error!(container = %tracked.container_id, error = %format!("{err:#}"), "cannot track container"),
+                Err(err) => {
+                    tracing::error!(container = %tracked.container_id, error = %format!("{err:#}"), "cannot track container")
+                }
             }
             None
         }

@@ -159,7 +159,8 @@ impl Audit {
 
     /// Record one outcome: a log line, and a JSON line if a file is set.
     pub fn record(&self, rec: &AuditRecord) {
-        if let (Some(metrics), Outcome::Applied, Some(from), Some(to)) = (&self.metrics, rec.outcome, rec.from, rec.to) {
+        if let (Some(metrics), Outcome::Applied, Some(from), Some(to)) = (&self.metrics, rec.outcome, rec.from, rec.to)
+        {
             metrics.scale_action(&rec.service, if to > from { "up" } else { "down" });
         }
         let event = &rec.event;

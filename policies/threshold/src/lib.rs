@@ -28,10 +28,7 @@ export_policy!(Threshold);
 /// The decision rule, separate from the export so it can be unit-tested.
 pub fn decide(event: &Event, state: &State) -> Option<Decision> {
     let metric = event.metric_name();
-    let (upper, lower) = match (
-        state.number(&format!("{metric}.upper")),
-        state.number(&format!("{metric}.lower")),
-    ) {
+    let (upper, lower) = match (state.number(&format!("{metric}.upper")), state.number(&format!("{metric}.lower"))) {
         (Ok(Some(upper)), Ok(Some(lower))) => (upper, lower),
         (Ok(_), Ok(_)) => return None, // no band for this metric
         (Err(err), _) | (_, Err(err)) => {
@@ -68,10 +65,7 @@ pub fn decide(event: &Event, state: &State) -> Option<Decision> {
     }
     Some(Decision::new(
         target,
-        format!(
-            "{metric} {:.3} {relation} {bound}: {} -> {target}",
-            event.value, state.current_replicas
-        ),
+        format!("{metric} {:.3} {relation} {bound}: {} -> {target}", event.value, state.current_replicas),
     ))
 }
 

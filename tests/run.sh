@@ -12,6 +12,11 @@ cd "$root"
 
 "$root/examples/setup.sh"
 
+echo "== format"
+cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+cargo fmt --all --check
+(cd policies && cargo fmt --all --check)
+
 echo "== building components"
 policies/build.sh
 tests/fixtures/build.sh

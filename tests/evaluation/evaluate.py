@@ -352,11 +352,12 @@ def write_latency(results: Results, reps: int) -> list[list]:
             if values:
                 rows.append([mode, stage, len(values), statistics.mean(values), statistics.median(values), p95(values)])
     with open(OUT / "scale-latency.csv", "w", newline="") as f:
-        f.write(f"# {machine()}; {reps} repetitions per mode; {time.strftime('%Y-%m-%d')}\n")
         w = csv.writer(f)
         w.writerow(["mode", "stage", "n", "mean_s", "median_s", "p95_s"])
         for row in rows:
             w.writerow([row[0], row[1], row[2], f"{row[3]:.4f}", f"{row[4]:.4f}", f"{row[5]:.4f}"])
+        # The header stays the first line; the machine goes last, as a comment.
+        f.write(f"# {machine()}; {reps} repetitions per mode; {time.strftime('%Y-%m-%d')}\n")
     write_chart(rows)
     return rows
 
@@ -460,11 +461,11 @@ def overhead(window: float) -> list[list]:
     finally:
         remove_service()
     with open(OUT / "overhead.csv", "w", newline="") as f:
-        f.write(f"# {machine()}; window {window} s; {time.strftime('%Y-%m-%d')}\n")
         w = csv.writer(f)
         w.writerow(["mode", "containers", "phase", "window_s", "cpu_s", "cpu_percent_of_core", "peak_rss_mib"])
         for r in rows:
             w.writerow([r[0], r[1], r[2], r[3], f"{r[4]:.3f}", f"{r[5]:.3f}", f"{r[6]:.1f}"])
+        f.write(f"# {machine()}; window {window} s; {time.strftime('%Y-%m-%d')}\n")
     return rows
 
 
@@ -485,7 +486,7 @@ def overhead_markdown(rows: list[list]) -> str:
 def update_doc(section: str, body: str) -> None:
     """Replace the block between markers in docs/evaluation.md."""
     doc = DOCS / "evaluation.md"
-    text = doc.read_text() if doc.exists() else "# Evaluation\n"
+    text = doc.read_text() if doc.exists() else "# Evaluation\n"  # the prose around the blocks is kept
     begin, end = f"<!-- {section}:begin -->", f"<!-- {section}:end -->"
     block = f"{begin}\n{body}\n{end}"
     if begin in text and end in text:
@@ -512,7 +513,7 @@ def main() -> None:
         table = latency_markdown(rows, args.reps)
         print(table)
         update_doc("scale-latency", f"Measured {time.strftime('%Y-%m-%d')} on {machine()}, {args.reps} repetitions per mode "
-                   f"(`tests/evaluation/evaluate.py scale-latency`).\n\n{table}\n\n![stages per mode](evaluation/scale-latency.svg)")
+                   f"(`tests/evaluation/evaluate.py scale-latency`).\n\n{table}\n\n![load start to each stage, median seconds per mode](evaluation/scale-latency.svg)")
     if args.what in ("overhead", "all"):
         rows = overhead(args.window)
         table = overhead_markdown(rows)

@@ -235,7 +235,7 @@ mod tests {
         assert_eq!(s.number("cpu.upper"), Ok(Some(0.8)));
         assert_eq!(s.number("memory.upper"), Ok(Some(512.0 * 1024.0 * 1024.0)));
         assert_eq!(s.number("missing"), Ok(None));
-        let err = s.number("bad").unwrap_err();
+        let err = s.number("bad").expect_err("x1 is not a number");
         assert_eq!(err.key, "bad");
         assert!(err.to_string().contains("x1"));
     }

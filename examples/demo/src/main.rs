@@ -116,14 +116,14 @@ fn read_head(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<Reques
         if header.is_empty() {
             break;
         }
-        if let Some((name, value)) = header.split_once(':') {
-            if name.eq_ignore_ascii_case("connection") {
-                let value = value.trim();
-                if value.eq_ignore_ascii_case("close") {
-                    keep_alive = false;
-                } else if value.eq_ignore_ascii_case("keep-alive") {
-                    keep_alive = true;
-                }
+        if let Some((name, value)) = header.split_once(':')
+            && name.eq_ignore_ascii_case("connection")
+        {
+            let value = value.trim();
+            if value.eq_ignore_ascii_case("close") {
+                keep_alive = false;
+            } else if value.eq_ignore_ascii_case("keep-alive") {
+                keep_alive = true;
             }
         }
     }

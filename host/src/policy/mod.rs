@@ -467,10 +467,10 @@ impl EpochTicker {
 
     /// Mark a call as running until the guard drops.
     fn enter(&self) -> TickerGuard<'_> {
-        if self.active.fetch_add(1, Ordering::AcqRel) == 0 {
-            if let Some(thread) = self.thread.get() {
-                thread.thread().unpark();
-            }
+        if self.active.fetch_add(1, Ordering::AcqRel) == 0
+            && let Some(thread) = self.thread.get()
+        {
+            thread.thread().unpark();
         }
         TickerGuard(self)
     }
@@ -499,9 +499,9 @@ mod tests {
 
     #[test]
     fn header_check_names_what_the_file_is() {
-        assert!(check_component_header(b"").unwrap_err().contains("magic"));
+        assert!(check_component_header(b"").expect_err("empty").contains("magic"));
         let core = b"\0asm\x01\0\0\0";
-        assert!(check_component_header(core).unwrap_err().contains("core WebAssembly module"));
+        assert!(check_component_header(core).expect_err("core module").contains("core WebAssembly module"));
         let component = b"\0asm\x0d\0\x01\0";
         assert!(check_component_header(component).is_ok());
     }

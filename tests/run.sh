@@ -28,5 +28,9 @@ examples/demo/build-image.sh
 echo "== policy unit tests (native)"
 (cd policies && cargo test --quiet)
 
+echo "== lints"
+cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+cargo clippy --workspace --release --all-targets --quiet -- -D warnings
+
 echo "== host and sdk tests"
 cargo test --workspace --release

@@ -93,7 +93,9 @@ async fn ebpf_cpu_crossings_go_up_and_down_for_the_tracked_container_only() {
             .await
             .unwrap_or_else(|| panic!("no upward CPU crossing; events: {seen:?}"));
     assert_eq!(up.unit, Unit::FractionOfLimit, "the container has a CPU limit");
-    assert!((0.6..=1.6).contains(&up.value), "CPU of a busy loop limited to 0.5 cores: {up:?}");
+    // At most 2.0: a 100 ms window can hold the quota of two CFS periods
+    // (50 ms each) when it straddles a period boundary.
+    assert!((0.6..=2.05).contains(&up.value), "CPU of a busy loop limited to 0.5 cores: {up:?}");
     assert!(matches!(up.kind, EventKind::Crossing(c) if (c.threshold - 0.6).abs() < 1e-9));
 
     // The load stops after 3 s: the window timer notices the quiet
@@ -222,10 +224,14 @@ async fn cgroupfs_probe_reports_the_same_container_within_its_interval() {
         .unwrap_or_else(|| panic!("cgroupfs probe saw no CPU crossing; events: {seen:?}"));
     assert_eq!(up.unit, Unit::Cores);
     assert!((0.5..=2.2).contains(&up.value), "{up:?}");
-    let conns =
-        until(&mut rx, &mut seen, interval * 10, |e| crossing(e, &server.id, Metric::Connections, Direction::Up))
-            .await
-            .unwrap_or_else(|| panic!("cgroupfs probe saw no connections crossing; events: {seen:?}"));
+    // Both containers run at once: the connections crossing may already have
+    // arrived while the CPU one was awaited.
+    let conns_up = |e: &ProbeEvent| crossing(e, &server.id, Metric::Connections, Direction::Up);
+    let conns = match seen.iter().find(|e| conns_up(e)).cloned() {
+        Some(event) => Some(event),
+        None => until(&mut rx, &mut seen, interval * 10, conns_up).await,
+    }
+    .unwrap_or_else(|| panic!("cgroupfs probe saw no connections crossing; events: {seen:?}"));
     assert_eq!(conns.value, 5.0, "accepted connections held by the server's processes");
     assert!(seen.iter().all(|e| e.container_id == burner.id || e.container_id == server.id));
 }

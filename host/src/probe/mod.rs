@@ -335,10 +335,14 @@ impl Shared {
 
     /// Hand an event to the daemon without waiting; count it either way.
     fn emit(&self, event: ProbeEvent) {
-        match self.tx.try_send(event) {
-            Ok(()) => self.events.fetch_add(1, Ordering::Relaxed),
-            Err(_) => self.channel_drops.fetch_add(1, Ordering::Relaxed),
-        };
+        // Count before sending: whoever receives the event and then reads
+        // the stats must never see fewer events than it received (the
+        // channel orders the increment before the receive).
+        self.events.fetch_add(1, Ordering::Relaxed);
+        if self.tx.try_send(event).is_err() {
+            self.events.fetch_sub(1, Ordering::Relaxed);
+            self.channel_drops.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 

@@ -182,17 +182,7 @@ impl Runtime {
     pub fn load(&self, name: &str, bytes: &[u8]) -> Result<LoadedPolicy, PolicyError> {
         let (component, hash, origin) = self.compile(name, bytes)?;
         let pre = self.validate(name, &component)?;
-        let mut policy = LoadedPolicy {
-            name: Arc::from(name),
-            sha256: hex::encode(hash),
-            origin,
-            pre,
-            live: None,
-            config: self.config.clone(),
-            ticker: self.ticker.clone(),
-            failures: 0,
-            quarantined: false,
-        };
+        let mut policy = self.loaded(name, hex::encode(hash), origin, pre);
         policy.live = Some(policy.instantiate()?);
         Ok(policy)
     }
@@ -227,21 +217,25 @@ impl Runtime {
             },
             load_ms,
         };
-        let runnable = self.validate(name, &component).and_then(|pre| {
-            let mut policy = LoadedPolicy {
-                name: Arc::from(name),
-                sha256: inspection.sha256.clone(),
-                origin,
-                pre,
-                live: None,
-                config: self.config.clone(),
-                ticker: self.ticker.clone(),
-                failures: 0,
-                quarantined: false,
-            };
-            policy.instantiate().map(drop)
-        });
+        let runnable = self
+            .validate(name, &component)
+            .and_then(|pre| self.loaded(name, inspection.sha256.clone(), origin, pre).instantiate().map(drop));
         Ok((inspection, runnable))
+    }
+
+    /// A validated policy with no instance yet and a clean failure record.
+    fn loaded(&self, name: &str, sha256: String, origin: Origin, pre: PolicyPre<Sandbox>) -> LoadedPolicy {
+        LoadedPolicy {
+            name: Arc::from(name),
+            sha256,
+            origin,
+            pre,
+            live: None,
+            config: self.config.clone(),
+            ticker: self.ticker.clone(),
+            failures: 0,
+            quarantined: false,
+        }
     }
 
     fn compile(&self, name: &str, bytes: &[u8]) -> Result<(Component, cache::ContentHash, Origin), PolicyError> {

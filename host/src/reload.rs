@@ -343,10 +343,14 @@ pub fn load_folder(
     set: &PolicySet,
     settings: &ReloadSettings,
 ) -> anyhow::Result<Vec<Change>> {
-    let folder = Folder::open(dir, settings.max_file_size)?;
+    apply_all(runtime, &Folder::open(dir, settings.max_file_size)?, set)
+}
+
+/// Apply every policy file in `folder` to `set`; the changes, in file order.
+fn apply_all(runtime: &Runtime, folder: &Folder, set: &PolicySet) -> anyhow::Result<Vec<Change>> {
     let mut changes = Vec::new();
     for file in folder.wasm_names()? {
-        changes.extend(apply(runtime, &folder, set, &file));
+        changes.extend(apply(runtime, folder, set, &file));
     }
     Ok(changes)
 }
@@ -395,15 +399,9 @@ pub async fn watch(
 
     let initial = {
         let (runtime, folder, set) = (runtime.clone(), folder.clone(), set.clone());
-        tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Change>> {
-            let mut out = Vec::new();
-            for file in folder.wasm_names()? {
-                out.extend(apply(&runtime, &folder, &set, &file));
-            }
-            Ok(out)
-        })
-        .await
-        .context("initial load of the policies folder")??
+        tokio::task::spawn_blocking(move || apply_all(&runtime, &folder, &set))
+            .await
+            .context("initial load of the policies folder")??
     };
     for change in initial {
         let _ = changes.send(change);

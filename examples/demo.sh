@@ -92,7 +92,7 @@ for _ in $(seq 1 120); do
     sleep 0.5
 done
 grep -q "service $service autoscaled" "$work/host.log" || sleep 1
-grep "service $service autoscaled\|probe started" "$work/host.log" | sed 's/^.*INFO[^:]*: /host: /; s/\x1b\[[0-9;]*m//g' || true
+grep "service $service autoscaled\|probe started" "$work/host.log" | sed 's/^.*INFO[^:]*: /host: /' || true
 
 start=$(date +%s.%N)
 elapsed() { awk -v s="$start" -v n="$(date +%s.%N)" 'BEGIN { printf "%6.1fs", n - s }'; }

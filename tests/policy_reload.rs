@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use host::model::{Event, EventKind, Metric, State, Unit};
 use host::policy::{Runtime, RuntimeConfig};
-use host::reload::{self, Change, PolicySet, ReloadSettings};
+use host::policy::PolicySet;
+use host::reload::{self, Change, ReloadSettings};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()

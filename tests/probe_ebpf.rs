@@ -13,8 +13,8 @@ mod workload;
 
 use std::time::{Duration, Instant};
 
-use host::model::{Direction, EventKind, Metric, Unit};
-use host::probe::{self, Band, ProbeEvent, ProbeHandle, ProbeKind, ProbeSettings, Thresholds, Tracked};
+use host::model::{Band, Direction, EventKind, Metric, Thresholds, Tracked, Unit};
+use host::probe::{self, ProbeEvent, ProbeHandle, ProbeKind, ProbeSettings};
 use tokio::sync::mpsc;
 use workload::{Container, root_or_explain};
 

@@ -21,7 +21,8 @@ mod workload;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use host::probe::{self, Band, ProbeEvent, ProbeKind, ProbeSettings, Thresholds, Tracked, monotonic_ns};
+use host::model::{Band, Thresholds, Tracked, monotonic_ns};
+use host::probe::{self, ProbeEvent, ProbeKind, ProbeSettings};
 use tokio::sync::mpsc;
 use workload::Container;
 

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use host::model::{Event, EventKind, Metric, State, Unit};
 use host::policy::{Runtime, RuntimeConfig, content_hash};
-use host::reload::{self, PolicySet, ReloadSettings};
+use host::policy::PolicySet;
+use host::reload::{self, ReloadSettings};
 
 const RELOADS: usize = 50;
 

@@ -10,6 +10,7 @@ use crate::policy::RuntimeConfig;
 use crate::probe::{ProbeKind, ProbeSettings};
 use crate::reload::ReloadSettings;
 use crate::swarm::ActuatorOptions;
+use crate::units::{parse_duration, parse_positive_duration};
 
 /// Push-based horizontal autoscaler for Docker Swarm.
 ///
@@ -88,17 +89,17 @@ pub struct DaemonArgs {
 
     /// Least time from a scale action to the next scale-up, for services
     /// without `autoscale.cooldown.up` (30s, 500ms, 0).
-    #[arg(long, env = "AUTOSCALER_COOLDOWN_UP", default_value = "10s", value_parser = crate::swarm::labels::parse_cooldown)]
+    #[arg(long, env = "AUTOSCALER_COOLDOWN_UP", default_value = "10s", value_parser = parse_duration)]
     pub cooldown_up: Duration,
 
     /// Least time from a scale action to the next scale-down, for services
     /// without `autoscale.cooldown.down`.
-    #[arg(long, env = "AUTOSCALER_COOLDOWN_DOWN", default_value = "60s", value_parser = crate::swarm::labels::parse_cooldown)]
+    #[arg(long, env = "AUTOSCALER_COOLDOWN_DOWN", default_value = "60s", value_parser = parse_duration)]
     pub cooldown_down: Duration,
 
     /// Decisions whose triggering event is older than this when they could
     /// be written (Docker was away, say) are dropped, not applied.
-    #[arg(long, env = "AUTOSCALER_MAX_DECISION_AGE", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "AUTOSCALER_MAX_DECISION_AGE", default_value = "10s", value_parser = parse_positive_duration)]
     pub max_decision_age: Duration,
 
     /// Serve Prometheus metrics at http://ADDR/metrics; empty turns it off.
@@ -197,15 +198,15 @@ pub struct ProbeArgs {
     pub probe: ProbeChoice,
 
     /// Time between two reads of the cgroupfs probe (15s, 500ms, 1m).
-    #[arg(long, env = "AUTOSCALER_PROBE_INTERVAL", default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, env = "AUTOSCALER_PROBE_INTERVAL", default_value = "15s", value_parser = parse_positive_duration)]
     pub interval: Duration,
 
     /// CPU utilisation window of the eBPF probe (100ms, 1s).
-    #[arg(long, env = "AUTOSCALER_PROBE_WINDOW", default_value = "100ms", value_parser = parse_duration)]
+    #[arg(long, env = "AUTOSCALER_PROBE_WINDOW", default_value = "100ms", value_parser = parse_positive_duration)]
     pub window: Duration,
 
     /// Least time between two periodic samples of one container.
-    #[arg(long, env = "AUTOSCALER_PROBE_SAMPLE_INTERVAL", default_value = "1000ms", value_parser = parse_duration)]
+    #[arg(long, env = "AUTOSCALER_PROBE_SAMPLE_INTERVAL", default_value = "1000ms", value_parser = parse_positive_duration)]
     pub sample_interval: Duration,
 }
 
@@ -227,26 +228,6 @@ impl ProbeArgs {
         };
         ProbeSettings { kind, window: self.window, sample_interval: self.sample_interval }
     }
-}
-
-/// Parse a duration written for people: `15s`, `500ms`, `1m`, `1.5s`, `250us`;
-/// a bare number is milliseconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number.parse().map_err(|_| format!("{text:?} is not a duration; write e.g. 15s, 500ms or 1m"))?;
-    let seconds = match unit.trim() {
-        "" | "ms" => number / 1e3,
-        "us" | "µs" => number / 1e6,
-        "s" => number,
-        "m" | "min" => number * 60.0,
-        other => return Err(format!("unknown unit {other:?} in {text:?}; use us, ms, s or m")),
-    };
-    if !(seconds > 0.0 && seconds < 86_400.0) {
-        return Err(format!("{text:?} is out of range; give a duration above zero and under a day"));
-    }
-    Ok(Duration::from_secs_f64(seconds))
 }
 
 /// Logging options.
@@ -294,10 +275,8 @@ mod tests {
         assert_eq!(s.sample_interval, Duration::from_millis(1000));
         let p = P::try_parse_from(["p", "--probe", "cgroupfs", "--interval", "500ms"]).expect("parse");
         assert_eq!(p.probe.settings().kind, ProbeKind::Cgroupfs { interval: Duration::from_millis(500) });
-        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
-        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-        assert!(parse_duration("0s").is_err());
-        assert!(parse_duration("5 parsecs").is_err());
+        assert!(P::try_parse_from(["p", "--interval", "15"]).is_err(), "a bare number is refused");
+        assert!(P::try_parse_from(["p", "--window", "0"]).is_err(), "a window must be above zero");
         assert!(P::try_parse_from(["p", "--probe", "kprobe"]).is_err());
     }
 

@@ -27,10 +27,10 @@ use tokio::sync::mpsc;
 
 use crate::config::DaemonArgs;
 use crate::metrics::Metrics;
-use crate::model::{Decision, Event, State};
-use crate::policy::{PolicyError, Runtime};
+use crate::model::{self, Decision, Event, State};
+use crate::policy::{PolicyError, PolicySet, PolicySlot, ReloadStats, Runtime};
 use crate::probe::{self, ProbeEvent, ProbeHandle};
-use crate::reload::{self, PolicySet, PolicySlot};
+use crate::reload;
 use crate::swarm::inventory::{self, Notice};
 use crate::swarm::{Actuator, Audit, DockerWriter, Inventory, Limits, Request};
 
@@ -161,7 +161,7 @@ fn export_owned_counters(metrics: &Metrics, probe: &ProbeHandle, policies: &Poli
         "counter",
         move || p.stats().dropped as f64,
     );
-    type Counter = fn(&reload::ReloadStats) -> &std::sync::atomic::AtomicU64;
+    type Counter = fn(&ReloadStats) -> &std::sync::atomic::AtomicU64;
     let counters: [(&str, &str, Counter); 4] = [
         ("autoscaler_policy_loads_total", "Policies loaded for the first time.", |s| &s.loads),
         ("autoscaler_policy_reloads_total", "New versions of loaded policies swapped in.", |s| &s.reloads),
@@ -431,7 +431,7 @@ impl Deciders {
                         );
                         let started = Instant::now();
                         let result = span.in_scope(|| job.slot.decide(&job.event, &job.state));
-                        let decided_ns = probe::monotonic_ns();
+                        let decided_ns = model::monotonic_ns();
                         let took = started.elapsed();
                         if took > Duration::from_millis(50) {
                             tracing::debug!(policy = %job.policy, ?took, "slow decide");

@@ -7,7 +7,8 @@
 //!   their containers, the guarded actuator and the audit log (the only user
 //!   of bollard).
 //! - [`daemon`]: the event loop that ties the parts together.
-//! - [`config`], [`telemetry`]: flags and logging.
+//! - [`config`], [`telemetry`]: flags and logging; [`units`]: the one grammar
+//!   for durations, booleans and quantities.
 //! - [`policy_cmd`]: `host policy check|run` for policy authors.
 
 pub mod config;
@@ -20,3 +21,4 @@ pub mod probe;
 pub mod reload;
 pub mod swarm;
 pub mod telemetry;
+pub mod units;

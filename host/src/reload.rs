@@ -1,14 +1,12 @@
 //! The policies folder: the set of loaded policies by name, kept in step
 //! with the `*.wasm` files in the folder while the daemon runs.
 //!
-//! - [`PolicySet`] is what the event loop asks for a policy by name. Each
-//!   name maps to a [`PolicySlot`] whose version is swapped atomically: a
-//!   call already running finishes on the old version, the next call uses the
-//!   new one. No event waits on a compile.
-//! - [`watch`] follows the folder with `notify` and reads it only through a
-//!   `cap-std` [`Dir`]: only regular `*.wasm` files directly in it, never a
-//!   path that leads outside (a symlink out of the folder is refused), never a
-//!   file over the size cap. Compiles run on the blocking pool.
+//! - [`watch`] keeps a [`PolicySet`] (the registry the event loop asks for
+//!   a policy by name) in step with the folder. It follows the folder with
+//!   `notify` and reads it only through a `cap-std` [`Dir`]: only regular
+//!   `*.wasm` files directly in it, never a path that leads outside (a
+//!   symlink out of the folder is refused), never a file over the size cap.
+//!   Compiles run on the blocking pool.
 //! - Writes are debounced per file. A file that is still open for writing is
 //!   not read until the writer closes it (inotify's close-after-write), so a
 //!   writer that pauses mid-file is never loaded half-written; a file renamed
@@ -24,8 +22,8 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -35,135 +33,7 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::model::{Decision, Event, State};
-use crate::policy::{LoadedPolicy, PolicyError, Runtime};
-
-/// One version of a policy: the loaded component and the hash of its bytes.
-#[derive(Debug)]
-struct Version {
-    /// SHA-256 of the component bytes, hex.
-    sha256: String,
-    /// The instance; the mutex serialises calls into it.
-    policy: Mutex<LoadedPolicy>,
-}
-
-/// One named policy, swappable while in use.
-#[derive(Debug)]
-pub struct PolicySlot {
-    /// The current version; replaced whole by a reload.
-    current: RwLock<Arc<Version>>,
-}
-
-impl PolicySlot {
-    fn new(policy: LoadedPolicy) -> Self {
-        PolicySlot { current: RwLock::new(Arc::new(Version::from(policy))) }
-    }
-
-    fn version(&self) -> Arc<Version> {
-        // The lock only guards an Arc swap; a poisoned lock still holds a valid Arc.
-        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Run `decide` on the current version.
-    pub fn decide(&self, event: &Event, state: &State) -> Result<Option<Decision>, PolicyError> {
-        let version = self.version();
-        let mut policy = version.policy.lock().unwrap_or_else(|p| p.into_inner());
-        policy.decide(event, state)
-    }
-
-    /// SHA-256 of the current version, hex.
-    pub fn sha256(&self) -> String {
-        self.version().sha256.clone()
-    }
-
-    fn replace(&self, policy: LoadedPolicy) {
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Version::from(policy));
-    }
-}
-
-impl From<LoadedPolicy> for Version {
-    fn from(policy: LoadedPolicy) -> Self {
-        Version { sha256: policy.sha256().to_string(), policy: Mutex::new(policy) }
-    }
-}
-
-/// Counts of what happened to the folder, for logs and metrics.
-#[derive(Debug, Default)]
-pub struct ReloadStats {
-    /// First loads of a policy name.
-    pub loads: AtomicU64,
-    /// New versions of an already loaded policy.
-    pub reloads: AtomicU64,
-    /// Files refused or failed (the previous version, if any, kept running).
-    pub rejections: AtomicU64,
-    /// Policies removed because their file was deleted.
-    pub unloads: AtomicU64,
-    /// File events whose bytes matched the running version.
-    pub unchanged: AtomicU64,
-}
-
-/// The loaded policies by name (file stem). Cheap to clone and share.
-#[derive(Debug, Clone, Default)]
-pub struct PolicySet {
-    slots: Arc<RwLock<HashMap<String, Arc<PolicySlot>>>>,
-    stats: Arc<ReloadStats>,
-}
-
-impl PolicySet {
-    /// The policy called `name`, if loaded.
-    pub fn get(&self, name: &str) -> Option<Arc<PolicySlot>> {
-        self.slots.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
-    }
-
-    /// Names of the loaded policies, sorted.
-    pub fn names(&self) -> Vec<String> {
-        let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
-        let mut names: Vec<String> = slots.keys().cloned().collect();
-        names.sort();
-        names
-    }
-
-    /// How many loaded policies are quarantined.
-    pub fn quarantined(&self) -> usize {
-        let slots: Vec<Arc<PolicySlot>> =
-            self.slots.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
-        slots
-            .iter()
-            .filter(|slot| slot.version().policy.lock().unwrap_or_else(|p| p.into_inner()).is_quarantined())
-            .count()
-    }
-
-    /// Load, reload, rejection and unload counts.
-    pub fn stats(&self) -> &ReloadStats {
-        &self.stats
-    }
-
-    /// Install `policy` under its name, replacing any previous version.
-    /// Returns true if the name was already loaded.
-    pub fn install(&self, policy: LoadedPolicy) -> bool {
-        if let Some(slot) = self.get(policy.name()) {
-            slot.replace(policy);
-            return true;
-        }
-        let mut slots = self.slots.write().unwrap_or_else(|p| p.into_inner());
-        match slots.get(policy.name()) {
-            // Installed concurrently between the read and the write lock.
-            Some(slot) => {
-                slot.replace(policy);
-                true
-            }
-            None => {
-                slots.insert(policy.name().to_string(), Arc::new(PolicySlot::new(policy)));
-                false
-            }
-        }
-    }
-
-    /// Remove the policy called `name`; true if it was loaded.
-    pub fn remove(&self, name: &str) -> bool {
-        self.slots.write().unwrap_or_else(|p| p.into_inner()).remove(name).is_some()
-    }
-}
+use crate::policy::{LoadedPolicy, PolicySet, Runtime};
 
 /// What happened to a policy, as reported to the event loop.
 #[derive(Debug, Clone, PartialEq, Eq)]

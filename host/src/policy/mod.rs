@@ -18,6 +18,7 @@
 
 mod bindings;
 mod cache;
+pub mod registry;
 mod sandbox;
 
 use std::path::PathBuf;
@@ -32,6 +33,7 @@ use wasmtime::{Config, Engine, Store, Trap};
 pub use bindings::{CONTRACT_VERSION, WORLD};
 use bindings::{Policy, PolicyPre};
 pub use cache::{Origin, content_hash};
+pub use registry::{PolicySet, PolicySlot, ReloadStats};
 use sandbox::Sandbox;
 
 use crate::model::{Decision, Event, State};

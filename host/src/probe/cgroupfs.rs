@@ -16,11 +16,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::model::{EventKind, Metric, Unit};
+use crate::model::{Band, EventKind, Metric, Thresholds, Unit, monotonic_ns};
 
 use super::cgroup::ContainerCgroup;
 use super::crossing::BandState;
-use super::{Backend, MEMORY_LIMIT_METRIC, ProbeSettings, Shared, Thresholds, cpu_unit, event, monotonic_ns};
+use super::{Backend, MEMORY_LIMIT_METRIC, ProbeSettings, Shared, cpu_unit, event};
 
 /// The cgroupfs probe's half that the manager task drives.
 #[derive(Debug, Clone)]
@@ -123,7 +123,7 @@ fn read_one(entry: &mut Entry, shared: &Shared, sample_ns: u64, tables: &mut Tcp
     let now = monotonic_ns();
     let id = entry.cgroup.container_id.clone();
     let sample = now.saturating_sub(entry.last_sample_ns) >= sample_ns;
-    let emit = |metric: Metric, value: f64, unit: Unit, band: &super::Band, state: &mut BandState, in_sample: bool| {
+    let emit = |metric: Metric, value: f64, unit: Unit, band: &Band, state: &mut BandState, in_sample: bool| {
         for crossing in state.update(band, value) {
             shared.emit(event(&id, metric.clone(), value, unit.clone(), EventKind::Crossing(crossing), now));
         }

@@ -7,9 +7,8 @@
 //! upper threshold is an upward crossing and one below the lower threshold a
 //! downward crossing.
 
-use crate::model::{Crossing, Direction};
+use crate::model::{Band, Crossing, Direction};
 
-use super::Band;
 
 /// Which side of its thresholds a metric was on at the last reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -46,10 +46,10 @@ use aya::programs::BtfTracePoint;
 use aya::{Btf, Ebpf, EbpfLoader, Pod};
 use tokio::io::unix::AsyncFd;
 
-use crate::model::{Crossing, Direction, EventKind, Metric, Unit};
+use crate::model::{Crossing, Direction, EventKind, Metric, Thresholds, Unit};
 
 use super::{
-    ACCEPTED_METRIC, Backend, ContainerCgroup, MEMORY_LIMIT_METRIC, ProbeEvent, ProbeSettings, Shared, Thresholds,
+    ACCEPTED_METRIC, Backend, ContainerCgroup, MEMORY_LIMIT_METRIC, ProbeEvent, ProbeSettings, Shared,
     cpu_unit,
 };
 
@@ -439,7 +439,7 @@ fn has_bpf_rights(caps: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::Band;
+    use crate::model::Band;
 
     #[test]
     fn rights_need_sys_admin_or_bpf_and_perfmon() {

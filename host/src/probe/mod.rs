@@ -29,39 +29,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::model::{EventKind, Metric, Unit};
+use crate::model::{EventKind, Metric, Thresholds, Tracked, Unit};
 use cgroup::{CgroupError, ContainerCgroup, Layout};
-
-/// Upper and lower threshold of one metric; `None` means not watched.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct Band {
-    /// Crossing upward pushes an event at once.
-    pub upper: Option<f64>,
-    /// Crossing downward pushes an event at once.
-    pub lower: Option<f64>,
-}
-
-/// Per-container thresholds, in the units the probe reports: CPU as a
-/// fraction of the container's limit (or cores without a limit), memory in
-/// bytes, connections as a count of open connections.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct Thresholds {
-    /// CPU band.
-    pub cpu: Band,
-    /// Memory band.
-    pub memory: Band,
-    /// Open connections band.
-    pub connections: Band,
-}
-
-/// A container the probe should account, with its thresholds.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Tracked {
-    /// Full Docker container id (64 hex characters).
-    pub container_id: String,
-    /// When to push crossing events.
-    pub thresholds: Thresholds,
-}
 
 /// One measurement of one tracked container.
 #[derive(Debug, Clone, PartialEq)]
@@ -346,13 +315,6 @@ impl Shared {
     }
 }
 
-/// CLOCK_MONOTONIC now, in nanoseconds: the clock `bpf_ktime_get_ns` reads.
-pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    (ts.tv_sec as u64).wrapping_mul(1_000_000_000).wrapping_add(ts.tv_nsec as u64)
-}
 
 /// The unit a CPU value is reported in: a fraction of the limit when the
 /// container has one, else cores.

@@ -416,7 +416,7 @@ impl<W: Writer> std::fmt::Debug for Actuator<W> {
 impl<W: Writer> Actuator<W> {
     /// An actuator writing through `writer`, auditing to `audit`.
     pub fn new(writer: W, options: ActuatorOptions, audit: Arc<Audit>) -> Self {
-        Self::with_clock(writer, options, audit, Arc::new(crate::probe::monotonic_ns))
+        Self::with_clock(writer, options, audit, Arc::new(crate::model::monotonic_ns))
     }
 
     /// [`Actuator::new`] with another clock (tests).

@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 
 use super::client::{Backoff, is_not_found};
 use super::labels::{self, LabelErrors, ServiceConfig};
-use crate::probe::{Thresholds, Tracked};
+use crate::model::{Thresholds, Tracked};
 
 /// The Swarm label Docker puts on every task container: its service id.
 pub const SERVICE_ID_LABEL: &str = "com.docker.swarm.service.id";
@@ -467,7 +467,7 @@ async fn interpret(docker: &Docker, event: EventMessage) -> Result<Vec<Change>, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::Band;
+    use crate::model::Band;
 
     fn service(id: &str, name: &str, replicas: Option<u32>, labels: &[(&str, &str)]) -> ServiceInfo {
         ServiceInfo {

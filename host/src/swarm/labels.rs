@@ -22,7 +22,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
-use crate::probe::{Band, Thresholds};
+use crate::model::{Band, Thresholds};
+use crate::units::{parse_bool, parse_duration, parse_quantity};
 
 /// The prefix of every autoscaling label.
 pub const PREFIX: &str = "autoscale.";
@@ -186,7 +187,7 @@ pub fn parse(service: &str, labels: &HashMap<String, String>) -> Result<Option<S
     let mut cooldown = |key: &str| {
         let label = format!("{PREFIX}{key}");
         let value = labels.get(&label)?;
-        match parse_cooldown(value) {
+        match parse_duration(value) {
             Ok(d) => Some(d),
             Err(problem) => {
                 fail(&label, Some(value), &problem);
@@ -254,14 +255,6 @@ fn unit_hint(metric: &str) -> &'static str {
     }
 }
 
-fn parse_bool(value: &str) -> Option<bool> {
-    match value.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Some(true),
-        "false" | "0" | "no" | "off" => Some(false),
-        _ => None,
-    }
-}
-
 fn is_policy_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with('.')
@@ -270,32 +263,6 @@ fn is_policy_name(name: &str) -> bool {
 
 fn parse_number(value: &str) -> Option<f64> {
     value.trim().parse::<f64>().ok().filter(|v| v.is_finite())
-}
-
-/// The SDK's quantity parser, compiled into the daemon from the same file
-/// so that the daemon and the policies read `autoscale.memory.*` alike:
-/// plain numbers, SI suffixes `k M G T`, binary suffixes `Ki Mi Gi Ti`.
-#[path = "../../../sdk/src/settings.rs"]
-#[allow(dead_code, reason = "the daemon uses parse_quantity only; SettingError serves policies")]
-mod quantity;
-
-pub use quantity::parse_quantity;
-
-/// A cooldown: `0`, or a duration with its unit (`30s`, `500ms`, `2m`).
-/// A bare number is refused: seconds or milliseconds would be a guess.
-pub fn parse_cooldown(value: &str) -> Result<Duration, String> {
-    let value = value.trim();
-    if value.chars().all(|c| c == '0' || c == '.') && !value.is_empty() {
-        return Ok(Duration::ZERO);
-    }
-    if value.parse::<f64>().is_ok() {
-        return Err("has no unit; write e.g. 30s, 500ms or 2m".into());
-    }
-    let number = value.strip_suffix("ms").or_else(|| value.strip_suffix('s')).or_else(|| value.strip_suffix('m'));
-    if number.is_some_and(|n| n.parse::<f64>().is_ok_and(|z| z == 0.0)) {
-        return Ok(Duration::ZERO);
-    }
-    crate::config::parse_duration(value)
 }
 
 impl fmt::Display for ServiceConfig {
@@ -474,11 +441,11 @@ mod tests {
         assert_eq!(parse_quantity("64Mi"), Some(64.0 * 1024.0 * 1024.0));
         assert_eq!(parse_quantity(" 2k "), Some(2000.0));
         assert_eq!(parse_quantity("64MB"), None);
-        assert_eq!(parse_cooldown("0"), Ok(Duration::ZERO));
-        assert_eq!(parse_cooldown("0s"), Ok(Duration::ZERO));
-        assert_eq!(parse_cooldown("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_cooldown("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_cooldown("30").is_err());
-        assert!(parse_cooldown("").is_err());
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("30").is_err());
+        assert!(parse_duration("").is_err());
     }
 }

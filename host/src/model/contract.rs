@@ -1,4 +1,4 @@
-//! The daemon's own view of events, service state and decisions.
+//! Events, service state and decisions as the daemon sees them.
 //!
 //! These types mirror the WIT contract (`wit/policy.wit`) one to one and carry
 //! serde derives whose field names are the WIT names, so the JSON a user

@@ -77,7 +77,7 @@
 #[allow(missing_docs, reason = "generated code; the WIT carries the docs")]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "../wit/v0.1",
         world: "policy",
         pub_export_macro: true,
         export_macro_name: "__export_policy_world",

@@ -14,6 +14,6 @@ if [ ! -x "$tool" ]; then
     echo "componentize-py not found: pip install componentize-py" >&2
     exit 1
 fi
-"$tool" -d ../../../wit -w policy componentize burst -o .burst.wasm.tmp
+"$tool" -d ../../../wit/v0.1 -w policy componentize burst -o .burst.wasm.tmp
 mv .burst.wasm.tmp burst.wasm
 echo "examples/policies/python/burst.wasm ($(stat -c %s burst.wasm) bytes)"

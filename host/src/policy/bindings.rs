@@ -5,7 +5,7 @@
 use crate::model;
 
 wasmtime::component::bindgen!({
-    path: "../wit",
+    path: "../wit/v0.1",
     world: "policy",
 });
 

@@ -43,16 +43,16 @@ fn python_policy_decides_through_the_runtime() {
         current_replicas: 2,
         min_replicas: 1,
         max_replicas: 10,
-        last_scale_ns: None,
         settings: vec![("burst.step".into(), "3".into()), ("connections.lower".into(), "10".into())],
+        ..State::default()
     };
 
     let up = policy.decide(&event(120.0, crossing(100.0, Direction::Up)), &state).expect("call").expect("decision");
-    assert_eq!(up.target_replicas, 5);
+    assert_eq!(up.target().expect("a scale decision"), 5);
     assert!(up.reason.contains("crossed 100"), "{}", up.reason);
 
     let down = policy.decide(&event(4.0, crossing(10.0, Direction::Down)), &state).expect("call").expect("decision");
-    assert_eq!(down.target_replicas, 1);
+    assert_eq!(down.target().expect("a scale decision"), 1);
 
     // A downward crossing of the upper threshold is not low enough to step in.
     assert_eq!(policy.decide(&event(80.0, crossing(100.0, Direction::Down)), &state).expect("call"), None);

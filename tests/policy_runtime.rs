@@ -45,8 +45,8 @@ fn state(current: u32, settings: &[(&str, &str)]) -> State {
         current_replicas: current,
         min_replicas: 1,
         max_replicas: 6,
-        last_scale_ns: None,
         settings: settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        ..State::default()
     }
 }
 
@@ -61,7 +61,7 @@ fn fault(name: &str) -> State {
 /// After any failure the same policy must decide correctly again.
 fn assert_recovers(policy: &mut LoadedPolicy) {
     let decision = policy.decide(&event(Metric::Cpu, 0.5), &fault("none")).expect("recovered call");
-    assert_eq!(decision, Some(Decision { target_replicas: 3, reason: "ok".into() }));
+    assert_eq!(decision, Some(Decision::scale(3, "ok")));
 }
 
 #[test]
@@ -70,9 +70,9 @@ fn shipped_threshold_policy_decides_through_the_runtime() {
     let mut policy = rt.load("threshold", &component("policies/threshold.wasm")).expect("loads");
     let band = [("cpu.upper", "0.8"), ("cpu.lower", "0.2")];
     let up = policy.decide(&event(Metric::Cpu, 0.93), &state(2, &band)).expect("call").expect("decision");
-    assert_eq!(up.target_replicas, 3);
+    assert_eq!(up.target().expect("a scale decision"), 3);
     let down = policy.decide(&event(Metric::Cpu, 0.1), &state(2, &band)).expect("call").expect("decision");
-    assert_eq!(down.target_replicas, 1);
+    assert_eq!(down.target().expect("a scale decision"), 1);
     assert_eq!(policy.decide(&event(Metric::Cpu, 0.5), &state(2, &band)).expect("call"), None);
 }
 
@@ -82,7 +82,7 @@ fn shipped_proportional_policy_decides_through_the_runtime() {
     let mut policy = rt.load("proportional", &component("policies/proportional.wasm")).expect("loads");
     let target = [("cpu.target", "0.5")];
     let d = policy.decide(&event(Metric::Cpu, 0.9), &state(2, &target)).expect("call").expect("decision");
-    assert_eq!(d.target_replicas, 4, "ceil(2 * 0.9 / 0.5) = 4");
+    assert_eq!(d.target().expect("a scale decision"), 4, "ceil(2 * 0.9 / 0.5) = 4");
     assert_eq!(policy.decide(&event(Metric::Cpu, 0.52), &state(2, &target)).expect("call"), None);
 }
 
@@ -144,7 +144,7 @@ fn chatty_policy_output_is_bounded_and_the_call_succeeds() {
     let mut policy = misbehave(&rt);
     for chatter in ["print", "log-spam"] {
         let decision = policy.decide(&event(Metric::Cpu, 0.5), &fault(chatter)).expect("call");
-        assert_eq!(decision.map(|d| d.target_replicas), Some(3), "{chatter}");
+        assert_eq!(decision.and_then(|d| d.target()), Some(3), "{chatter}");
     }
 }
 

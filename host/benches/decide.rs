@@ -25,13 +25,13 @@ fn main() -> anyhow::Result<()> {
         current_replicas: 3,
         min_replicas: 1,
         max_replicas: 10,
-        last_scale_ns: None,
         settings: vec![
             ("cpu.upper".into(), "0.8".into()),
             ("cpu.lower".into(), "0.2".into()),
             ("cpu.target".into(), "0.5".into()),
             ("cooldown.up".into(), "3s".into()),
         ],
+        ..State::default()
     };
     for name in ["threshold", "proportional"] {
         let file = repo.join("policies").join(format!("{name}.wasm"));

@@ -58,12 +58,12 @@ fn main() -> anyhow::Result<()> {
         current_replicas: 2,
         min_replicas: 1,
         max_replicas: 9,
-        last_scale_ns: None,
         settings: vec![
             ("cpu.upper".into(), "0.8".into()),
             ("cpu.lower".into(), "0.2".into()),
             ("cpu.target".into(), "0.5".into()),
         ],
+        ..State::default()
     };
 
     // Rename `bytes` into place as p.wasm and time until a decision comes

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 
 use crate::model::{Event, State};
-use crate::policy::{CONTRACT_VERSION, Runtime, WORLD};
+use crate::policy::{CONTRACT_VERSION, Runtime, SUPPORTED_VERSIONS, WORLD};
 
 /// The policy name for a file: its stem.
 pub fn policy_name(file: &Path) -> String {
@@ -43,9 +43,23 @@ pub fn check(runtime: &Runtime, file: &Path, json: bool) -> anyhow::Result<bool>
         Err(err) => println!("{}: NOT RUNNABLE\n  {err}", file.display()),
     }
     match &inspection.contract_version {
-        Some(v) if v == CONTRACT_VERSION => println!("  contract version: {v}"),
-        Some(v) => println!("  contract version: {v} (this daemon speaks {CONTRACT_VERSION})"),
+        Some(v) if v == CONTRACT_VERSION => println!("  contract version: {v} (current)"),
+        Some(v) if SUPPORTED_VERSIONS.contains(&v.as_str()) => {
+            println!("  contract version: {v} (supported; the current one is {CONTRACT_VERSION})")
+        }
+        Some(v) => println!("  contract version: {v} (this daemon runs {})", SUPPORTED_VERSIONS.join(", ")),
         None => println!("  contract version: unknown (imports nothing from autoscaler:policy)"),
+    }
+    if !inspection.settings.is_empty() {
+        println!("  settings (labels autoscale.NAME on a bound service):");
+        for spec in &inspection.settings {
+            let need = match (&spec.default, spec.required) {
+                (Some(default), _) => format!("default {default}"),
+                (None, true) => "required".to_string(),
+                (None, false) => "optional".to_string(),
+            };
+            println!("    {:<22} {:<9} {:<14} {}", spec.name, spec.kind.name(), need, spec.doc);
+        }
     }
     println!("  sha256: {}", inspection.sha256);
     println!("  code: {} in {:.1} ms", inspection.origin, inspection.load_ms);
@@ -68,6 +82,10 @@ pub fn run(runtime: &Runtime, file: &Path, event: &str, state: &str) -> anyhow::
         .context("--state is not a valid state (fields use the WIT names, e.g. \"current-replicas\")")?;
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let mut policy = runtime.load(&policy_name(file), &bytes)?;
+    let mut state = state;
+    if state.now_ns == 0 {
+        state.now_ns = event.timestamp_ns;
+    }
     let decision = policy.decide(&event, &state)?;
     Ok(serde_json::to_string(&decision)?)
 }

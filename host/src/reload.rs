@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -33,7 +33,7 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::policy::{LoadedPolicy, PolicySet, Runtime};
+use crate::policy::{PolicySet, Runtime};
 
 /// What happened to a policy, as reported to the event loop.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -89,7 +89,7 @@ pub enum EventKind {
 
 /// One measurement of one container.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Event {
     /// What was measured.
     pub metric: Metric,
@@ -109,9 +109,121 @@ pub struct Event {
     pub timestamp_ns: u64,
 }
 
+/// Mean, min, max and sum of the latest values of the counted replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Stats {
+    /// Mean.
+    pub mean: f64,
+    /// Smallest.
+    pub min: f64,
+    /// Largest.
+    pub max: f64,
+    /// Sum.
+    pub sum: f64,
+}
+
+impl Stats {
+    /// The statistics of `values`; all zero when there are none.
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Stats {
+        let (mut n, mut sum, mut min, mut max) = (0u32, 0.0, f64::INFINITY, f64::NEG_INFINITY);
+        for v in values {
+            n += 1;
+            sum += v;
+            min = min.min(v);
+            max = max.max(v);
+        }
+        if n == 0 {
+            return Stats::default();
+        }
+        Stats { mean: sum / f64::from(n), min, max, sum }
+    }
+}
+
+/// One metric over a service's running replicas: the service view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Aggregate {
+    /// What was measured.
+    pub metric: Metric,
+    /// The unit of `value`.
+    pub unit: Unit,
+    /// Replicas counted: running, warmed up, measured within the window.
+    pub reporting: u32,
+    /// Replicas still warming up, left out of `value`.
+    pub warming: u32,
+    /// The latest values of the reporting replicas.
+    pub value: Stats,
+    /// The same as a fraction of each replica's limit, for absolute units
+    /// when every reporting replica has a limit.
+    #[serde(default)]
+    pub of_limit: Option<Stats>,
+    /// How long a replica's latest value counts, ns.
+    pub window_ns: u64,
+}
+
+/// The type of a setting a policy declares (contract 0.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SettingType {
+    /// A plain number.
+    Number,
+    /// A number with an optional SI or binary suffix.
+    Quantity,
+    /// A duration with a unit, delivered in ns.
+    Duration,
+    /// A boolean.
+    Flag,
+    /// Free text.
+    Text,
+}
+
+impl SettingType {
+    /// The WIT name, for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            SettingType::Number => "number",
+            SettingType::Quantity => "quantity",
+            SettingType::Duration => "duration",
+            SettingType::Flag => "flag",
+            SettingType::Text => "text",
+        }
+    }
+}
+
+/// A setting a policy reads: the label `autoscale.<name>`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct SettingSpec {
+    /// The label without the `autoscale.` prefix.
+    pub name: String,
+    /// How its value is parsed.
+    pub kind: SettingType,
+    /// A bound service without it is refused.
+    pub required: bool,
+    /// The value used when the label is absent, as a label would say it.
+    pub default: Option<String>,
+    /// One line for people.
+    pub doc: String,
+}
+
+/// A parsed setting value; the case follows the declared type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SettingValue {
+    /// `number` and `quantity` settings.
+    Number(f64),
+    /// `duration` settings, ns.
+    DurationNs(u64),
+    /// `flag` settings.
+    Flag(bool),
+    /// `text` settings.
+    Text(String),
+}
+
 /// What the daemon knows about a service when it asks a policy.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct State {
     /// Replicas in the current service spec.
     pub current_replicas: u32,
@@ -119,27 +231,125 @@ pub struct State {
     pub min_replicas: u32,
     /// `autoscale.max`.
     pub max_replicas: u32,
-    /// When the daemon last scaled this service (CLOCK_MONOTONIC ns).
+    /// Now, CLOCK_MONOTONIC ns (0 in hand-written states: the policy runner
+    /// fills in the clock).
     #[serde(default)]
-    pub last_scale_ns: Option<u64>,
-    /// `autoscale.*` labels without the prefix, in label order.
+    pub now_ns: u64,
+    /// When the daemon last raised the replicas (CLOCK_MONOTONIC ns).
+    #[serde(default)]
+    pub last_scale_up_ns: Option<u64>,
+    /// When the daemon last lowered the replicas (CLOCK_MONOTONIC ns).
+    #[serde(default)]
+    pub last_scale_down_ns: Option<u64>,
+    /// Until when scale-in is held by this policy's `hold` (CLOCK_MONOTONIC ns).
+    #[serde(default)]
+    pub hold_until_ns: Option<u64>,
+    /// The service view: one aggregate per metric.
+    #[serde(default)]
+    pub metrics: Vec<Aggregate>,
+    /// `autoscale.*` labels without the prefix, sorted by name: what a 0.1
+    /// policy receives, and what the 0.2 settings are parsed from.
     #[serde(default)]
     pub settings: Vec<(String, String)>,
+    /// The settings the policy declared, parsed, in its declared order: what
+    /// a 0.2 policy receives. Filled by the daemon when it binds a service;
+    /// when absent the runtime parses `settings` against the declaration.
+    #[serde(skip)]
+    pub typed_settings: Option<std::sync::Arc<[Option<SettingValue>]>>,
 }
 
-/// What a policy asked for.
+impl State {
+    /// When the daemon last changed the replicas, in either direction.
+    pub fn last_scale_ns(&self) -> Option<u64> {
+        self.last_scale_up_ns.max(self.last_scale_down_ns)
+    }
+
+    /// The aggregate of `metric`, if the service has one.
+    pub fn aggregate(&self, metric: &Metric) -> Option<&Aggregate> {
+        self.metrics.iter().find(|a| &a.metric == metric)
+    }
+}
+
+/// What a policy asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Run this many replicas.
+    Scale(u32),
+    /// Keep the current count and refuse scale-in for this long, ns.
+    Hold(u64),
+}
+
+/// What a policy asked for, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Decision {
-    /// Replicas the service should run.
-    pub target_replicas: u32,
-    /// Why, for the audit log.
+    /// Scale to a count, or hold.
+    pub action: Action,
+    /// Why, for the audit log; at most [`MAX_REASON_BYTES`] are kept.
     pub reason: String,
+}
+
+/// The longest reason kept from a policy; a longer one is cut on a
+/// character boundary and marked.
+pub const MAX_REASON_BYTES: usize = 1024;
+
+impl Decision {
+    /// A decision to run `replicas`.
+    pub fn scale(replicas: u32, reason: impl Into<String>) -> Decision {
+        Decision { action: Action::Scale(replicas), reason: reason.into() }.bounded()
+    }
+
+    /// A decision to hold scale-in for `for_ns` nanoseconds.
+    pub fn hold(for_ns: u64, reason: impl Into<String>) -> Decision {
+        Decision { action: Action::Hold(for_ns), reason: reason.into() }.bounded()
+    }
+
+    /// The target replica count, for a scale decision.
+    pub fn target(&self) -> Option<u32> {
+        match self.action {
+            Action::Scale(n) => Some(n),
+            Action::Hold(_) => None,
+        }
+    }
+
+    /// This decision with its reason cut to [`MAX_REASON_BYTES`] on a
+    /// character boundary, marked `… (cut)` when cut.
+    pub fn bounded(mut self) -> Decision {
+        if self.reason.len() > MAX_REASON_BYTES {
+            const MARK: &str = "… (cut)";
+            let mut end = MAX_REASON_BYTES - MARK.len();
+            while !self.reason.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.reason.truncate(end);
+            self.reason.push_str(MARK);
+        }
+        self
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn misspelt_fields_are_refused() {
+        let json = r#"{"curent-replicas": 2, "min-replicas": 1, "max-replicas": 5}"#;
+        let err = serde_json::from_str::<State>(json).expect_err("unknown field").to_string();
+        assert!(err.contains("curent-replicas"), "{err}");
+    }
+
+    #[test]
+    fn stats_and_reasons_are_bounded() {
+        let s = Stats::of([1.0, 0.0, 0.5]);
+        assert_eq!((s.mean, s.min, s.max, s.sum), (0.5, 0.0, 1.0, 1.5));
+        assert_eq!(Stats::of([]), Stats::default());
+        let long = Decision::scale(3, "é".repeat(4000));
+        assert!(long.reason.len() <= MAX_REASON_BYTES && long.reason.ends_with("(cut)"), "{}", long.reason.len());
+        assert_eq!(Decision::scale(3, "short").reason, "short");
+        assert_eq!(Decision::hold(5, "x").target(), None);
+    }
 
     #[test]
     fn event_json_uses_wit_names() {
@@ -175,7 +385,7 @@ mod tests {
         let json = r#"{"current-replicas": 2, "min-replicas": 1, "max-replicas": 5,
             "settings": [["cpu.upper", "0.8"]]}"#;
         let state: State = serde_json::from_str(json).expect("valid state json");
-        assert_eq!(state.last_scale_ns, None);
+        assert_eq!(state.last_scale_ns(), None);
         assert_eq!(state.settings, vec![("cpu.upper".to_string(), "0.8".to_string())]);
     }
 }

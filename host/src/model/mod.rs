@@ -2,15 +2,20 @@
 //! `policy` and `swarm` have in common. Those three never import each
 //! other; they meet here and in the event loop (`daemon`).
 //!
-//! - [`contract`]: events, service state and decisions, mirroring the WIT
-//!   contract one to one (re-exported at this level);
+//! - [`contract`]: events, service state (with the service view) and
+//!   decisions, mirroring the WIT contract (re-exported at this level);
+//! - [`settings`]: settings a policy declares, resolved against a service's
+//!   labels;
 //! - [`tracking`]: what a probe is asked to watch ([`Tracked`], [`Thresholds`]);
-//! - [`clock`]: [`monotonic_ns`], the clock of every timestamp.
+//! - [`clock`]: [`monotonic_ns`], the clock of every timestamp;
+//! - `builders`: short constructors for events and states (tests, benches).
 
+mod builders;
 pub mod clock;
 pub mod contract;
+pub mod settings;
 pub mod tracking;
 
-pub use clock::monotonic_ns;
+pub use clock::{monotonic_ns, monotonic_of_unix, unix_ns};
 pub use contract::*;
 pub use tracking::{Band, Thresholds, Tracked};

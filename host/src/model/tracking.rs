@@ -36,3 +36,15 @@ pub struct Tracked {
     pub thresholds: Thresholds,
 }
 
+
+impl std::fmt::Display for Band {
+    /// `off`, `<= 0.2`, `>= 0.8`, or `0.2..0.8`, for log lines people read.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.lower, self.upper) {
+            (None, None) => f.write_str("off"),
+            (Some(lower), None) => write!(f, "<= {lower}"),
+            (None, Some(upper)) => write!(f, ">= {upper}"),
+            (Some(lower), Some(upper)) => write!(f, "{lower}..{upper}"),
+        }
+    }
+}

@@ -30,13 +30,19 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker, types::ComponentItem};
 use wasmtime::{Config, Engine, Store, Trap};
 
-pub use bindings::{CONTRACT_VERSION, WORLD};
-use bindings::{Policy, PolicyPre};
+pub use bindings::{CONTRACT_VERSION, SUPPORTED_VERSIONS, WORLD};
+use bindings::{v0_1, v0_2};
 pub use cache::{Origin, content_hash};
 pub use registry::{PolicySet, PolicySlot, ReloadStats};
 use sandbox::Sandbox;
 
-use crate::model::{Decision, Event, State};
+use crate::model::settings::{SettingProblem, resolve};
+use crate::model::{Decision, Event, SettingSpec, State};
+
+/// Most settings a policy may declare; a longer list is refused at load.
+const MAX_DECLARED_SETTINGS: usize = 64;
+/// Longest setting name or doc line kept from a declaration.
+const MAX_DECLARED_TEXT: usize = 256;
 
 /// Granularity of the epoch ticker; time limits are rounded up to it.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
@@ -79,8 +85,14 @@ pub enum PolicyError {
     #[error("policy {policy}: failed to compile: {reason}")]
     Compile { policy: String, reason: String },
     /// The component is not of world `policy`, or needs imports we do not offer.
-    #[error("policy {policy}: does not fit world {WORLD}@{CONTRACT_VERSION}: {reason}")]
+    #[error("policy {policy}: does not fit world {WORLD} of any supported contract version (0.2.0, 0.1.0): {reason}")]
     WrongWorld { policy: String, reason: String },
+    /// The settings the policy declared are unusable (too many, duplicated).
+    #[error("policy {policy}: declares unusable settings: {reason}")]
+    Declaration { policy: String, reason: String },
+    /// The service's settings do not fit what the policy declared.
+    #[error("policy {policy}: settings do not fit its declaration: {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Settings { policy: String, problems: Vec<SettingProblem> },
     /// Creating an instance failed (a trap in its start code, limits).
     #[error("policy {policy}: failed to instantiate: {reason}")]
     Instantiate { policy: String, reason: String },
@@ -105,6 +117,8 @@ impl PolicyError {
             PolicyError::NotAComponent { .. } => "not-a-component",
             PolicyError::Compile { .. } => "compile",
             PolicyError::WrongWorld { .. } => "wrong-world",
+            PolicyError::Declaration { .. } => "declaration",
+            PolicyError::Settings { .. } => "settings",
             PolicyError::Instantiate { .. } => "instantiate",
             PolicyError::Timeout { .. } => "timeout",
             PolicyError::MemoryLimit { .. } => "memory-limit",
@@ -119,6 +133,8 @@ impl PolicyError {
 pub struct Inspection {
     /// The contract version the component was built against, if it says.
     pub contract_version: Option<String>,
+    /// The settings it declares (contract 0.2 and later).
+    pub settings: Vec<SettingSpec>,
     /// Every import name of the component.
     pub imports: Vec<String>,
     /// Every export name of the component.
@@ -161,8 +177,10 @@ impl Runtime {
         let engine = Engine::new(&wasm).map_err(|e| anyhow::anyhow!("creating the wasm engine: {e}"))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("linking WASI: {e}"))?;
-        Policy::add_to_linker::<Sandbox, wasmtime::component::HasSelf<Sandbox>>(&mut linker, |s| s)
-            .map_err(|e| anyhow::anyhow!("linking the host interface: {e}"))?;
+        v0_2::Policy::add_to_linker::<Sandbox, wasmtime::component::HasSelf<Sandbox>>(&mut linker, |s| s)
+            .map_err(|e| anyhow::anyhow!("linking the host interface 0.2: {e}"))?;
+        v0_1::Policy::add_to_linker::<Sandbox, wasmtime::component::HasSelf<Sandbox>>(&mut linker, |s| s)
+            .map_err(|e| anyhow::anyhow!("linking the host interface 0.1: {e}"))?;
         let cache = cache::CompileCache::new(&engine, config.cache_dir.as_deref());
         let ticker = EpochTicker::start(engine.clone());
         Ok(Runtime { engine, linker, cache, config, ticker })
@@ -186,6 +204,7 @@ impl Runtime {
         let pre = self.validate(name, &component)?;
         let mut policy = self.loaded(name, hex::encode(hash), origin, pre);
         policy.live = Some(policy.instantiate()?);
+        policy.declare()?;
         Ok(policy)
     }
 
@@ -207,8 +226,16 @@ impl Runtime {
             .iter()
             .find_map(|i| i.strip_prefix(bindings::PACKAGE_PREFIX))
             .and_then(|rest| rest.split_once('@').map(|(_, v)| v.to_string()));
+        let runnable = self.validate(name, &component).and_then(|pre| {
+            let mut policy = self.loaded(name, hex::encode(hash), origin, pre);
+            policy.live = Some(policy.instantiate()?);
+            policy.declare()?;
+            Ok(policy)
+        });
+        let settings = runnable.as_ref().map(|p| p.settings().to_vec()).unwrap_or_default();
         let inspection = Inspection {
             contract_version,
+            settings,
             imports,
             exports,
             sha256: hex::encode(hash),
@@ -219,19 +246,17 @@ impl Runtime {
             },
             load_ms,
         };
-        let runnable = self
-            .validate(name, &component)
-            .and_then(|pre| self.loaded(name, inspection.sha256.clone(), origin, pre).instantiate().map(drop));
-        Ok((inspection, runnable))
+        Ok((inspection, runnable.map(drop)))
     }
 
     /// A validated policy with no instance yet and a clean failure record.
-    fn loaded(&self, name: &str, sha256: String, origin: Origin, pre: PolicyPre<Sandbox>) -> LoadedPolicy {
+    fn loaded(&self, name: &str, sha256: String, origin: Origin, pre: Pre) -> LoadedPolicy {
         LoadedPolicy {
             name: Arc::from(name),
             sha256,
             origin,
             pre,
+            settings: Arc::from([]),
             live: None,
             config: self.config.clone(),
             ticker: self.ticker.clone(),
@@ -248,10 +273,17 @@ impl Runtime {
             .map_err(|e| PolicyError::Compile { policy: name.to_string(), reason: format!("{e:#}") })
     }
 
-    fn validate(&self, name: &str, component: &Component) -> Result<PolicyPre<Sandbox>, PolicyError> {
-        let wrong = |e: wasmtime::Error| PolicyError::WrongWorld { policy: name.to_string(), reason: format!("{e:#}") };
-        let instance_pre = self.linker.instantiate_pre(component).map_err(wrong)?;
-        PolicyPre::new(instance_pre).map_err(wrong)
+    /// Bind `component` to the newest contract version whose world it fits.
+    fn validate(&self, name: &str, component: &Component) -> Result<Pre, PolicyError> {
+        let wrong = |reason: String| PolicyError::WrongWorld { policy: name.to_string(), reason };
+        let instance_pre = self.linker.instantiate_pre(component).map_err(|e| wrong(first_line(&e)))?;
+        match v0_2::PolicyPre::new(instance_pre.clone()) {
+            Ok(pre) => Ok(Pre::V0_2(pre)),
+            Err(newest) => match v0_1::PolicyPre::new(instance_pre) {
+                Ok(pre) => Ok(Pre::V0_1(pre)),
+                Err(_) => Err(wrong(format!("as 0.2.0: {}", first_line(&newest)))),
+            },
+        }
     }
 }
 
@@ -272,10 +304,61 @@ fn check_component_header(bytes: &[u8]) -> Result<(), String> {
     }
 }
 
-/// A live instance: its store and the typed export.
+/// The first line of a wasmtime error chain that says what went wrong:
+/// wasmtime puts a backtrace header (`error while executing at wasm
+/// backtrace:`) first when it has one.
+fn first_line(err: &wasmtime::Error) -> String {
+    let text = format!("{err:#}");
+    text.lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty() && !line.starts_with("error while executing at wasm backtrace"))
+        .unwrap_or("unknown error")
+        .to_string()
+}
+
+/// A validated component, bound to the contract version it was built for.
+enum Pre {
+    /// Contract 0.1.0.
+    V0_1(v0_1::PolicyPre<Sandbox>),
+    /// Contract 0.2.0.
+    V0_2(v0_2::PolicyPre<Sandbox>),
+}
+
+impl Pre {
+    fn engine(&self) -> &Engine {
+        match self {
+            Pre::V0_1(pre) => pre.engine(),
+            Pre::V0_2(pre) => pre.engine(),
+        }
+    }
+
+    fn instantiate(&self, store: &mut Store<Sandbox>) -> wasmtime::Result<Bound> {
+        match self {
+            Pre::V0_1(pre) => pre.instantiate(store).map(Bound::V0_1),
+            Pre::V0_2(pre) => pre.instantiate(store).map(Bound::V0_2),
+        }
+    }
+
+    fn version(&self) -> &'static str {
+        match self {
+            Pre::V0_1(_) => "0.1.0",
+            Pre::V0_2(_) => "0.2.0",
+        }
+    }
+}
+
+/// The typed exports of an instance.
+enum Bound {
+    /// Contract 0.1.0.
+    V0_1(v0_1::Policy),
+    /// Contract 0.2.0.
+    V0_2(v0_2::Policy),
+}
+
+/// A live instance: its store and the typed exports.
 struct Live {
     store: Store<Sandbox>,
-    bindings: Policy,
+    bindings: Bound,
 }
 
 /// One loaded policy, ready to decide. Not shared between threads: wrap it
@@ -284,7 +367,9 @@ pub struct LoadedPolicy {
     name: Arc<str>,
     sha256: String,
     origin: Origin,
-    pre: PolicyPre<Sandbox>,
+    pre: Pre,
+    /// The settings it declared (empty for 0.1 components).
+    settings: Arc<[SettingSpec]>,
     /// The current instance; `None` after a failed call poisoned it.
     live: Option<Live>,
     config: RuntimeConfig,
@@ -320,6 +405,63 @@ impl LoadedPolicy {
     /// Where its compiled code came from.
     pub fn origin(&self) -> Origin {
         self.origin
+    }
+
+    /// The contract version the component was built for.
+    pub fn contract_version(&self) -> &'static str {
+        self.pre.version()
+    }
+
+    /// The settings it declared, in the order `decide` receives them
+    /// (empty for 0.1 components, which receive every label as text).
+    pub fn settings(&self) -> &Arc<[SettingSpec]> {
+        &self.settings
+    }
+
+    /// Ask a 0.2 component for its settings, once, at load; bound the answer.
+    fn declare(&mut self) -> Result<(), PolicyError> {
+        let mut live = match self.live.take() {
+            Some(live) => live,
+            None => self.instantiate()?,
+        };
+        let Bound::V0_2(bindings) = &live.bindings else {
+            self.live = Some(live);
+            return Ok(());
+        };
+        live.store.data_mut().begin_call();
+        live.store.set_epoch_deadline(self.deadline_ticks());
+        let result = {
+            let _running = self.ticker.enter();
+            bindings.call_settings(&mut live.store)
+        };
+        live.store.data_mut().finish_call();
+        let specs = match result {
+            Ok(specs) => specs,
+            Err(e) => return Err(self.classify(&e, live.store.data().limits.hit)),
+        };
+        self.live = Some(live);
+        let declaration = |reason: String| PolicyError::Declaration { policy: self.name.to_string(), reason };
+        if specs.len() > MAX_DECLARED_SETTINGS {
+            return Err(declaration(format!("{} settings, at most {MAX_DECLARED_SETTINGS}", specs.len())));
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let mut spec = SettingSpec::from(spec);
+            if spec.name.is_empty() || spec.name.len() > MAX_DECLARED_TEXT || !seen.insert(spec.name.clone()) {
+                return Err(declaration(format!("setting name {:?} is empty, too long or declared twice", spec.name)));
+            }
+            if spec.doc.len() > MAX_DECLARED_TEXT {
+                let mut end = MAX_DECLARED_TEXT;
+                while !spec.doc.is_char_boundary(end) {
+                    end -= 1;
+                }
+                spec.doc.truncate(end);
+            }
+            out.push(spec);
+        }
+        self.settings = Arc::from(out);
+        Ok(())
     }
 
     /// Whether calls are refused until the policy is loaded again.
@@ -380,19 +522,34 @@ impl LoadedPolicy {
             Some(live) => live,
             None => self.instantiate()?,
         };
-        let wit_event = event.into();
-        let wit_state = state.into();
+        let resolved;
+        let settings: &[Option<crate::model::SettingValue>] = match (&live.bindings, &state.typed_settings) {
+            (Bound::V0_1(_), _) => &[],
+            (Bound::V0_2(_), Some(typed)) => typed,
+            (Bound::V0_2(_), None) => {
+                resolved = resolve(&self.settings, &state.settings)
+                    .map_err(|problems| PolicyError::Settings { policy: self.name.to_string(), problems })?;
+                &resolved
+            }
+        };
         live.store.data_mut().begin_call();
         live.store.set_epoch_deadline(self.deadline_ticks());
         let result = {
             let _running = self.ticker.enter();
-            live.bindings.call_decide(&mut live.store, &wit_event, &wit_state)
+            match &live.bindings {
+                Bound::V0_1(bindings) => {
+                    bindings.call_decide(&mut live.store, &event.into(), &state.into()).map(|d| d.map(Decision::from))
+                }
+                Bound::V0_2(bindings) => bindings
+                    .call_decide(&mut live.store, &event.into(), &bindings::state_v0_2(state, settings))
+                    .map(|d| d.map(Decision::from)),
+            }
         };
         live.store.data_mut().finish_call();
         match result {
             Ok(decision) => {
                 self.live = Some(live);
-                Ok(decision.map(Into::into))
+                Ok(decision)
             }
             // The instance is poisoned; drop it (`live` goes out of scope).
             Err(e) => Err(self.classify(&e, live.store.data().limits.hit)),
@@ -409,10 +566,8 @@ impl LoadedPolicy {
         }
         let reason = match err.downcast_ref::<Trap>() {
             Some(trap) => format!("{trap}"),
-            None => format!("{err:#}"),
+            None => first_line(err),
         };
-        // wasmtime appends a wasm backtrace on later lines; keep the cause.
-        let reason = reason.lines().next().unwrap_or_default().to_string();
         PolicyError::Trap { policy, reason }
     }
 }

@@ -11,13 +11,17 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 
 use super::{LoadedPolicy, PolicyError};
-use crate::model::{Decision, Event, State};
+use crate::model::{Decision, Event, SettingSpec, State};
 
 /// One version of a policy: the loaded component and the hash of its bytes.
 #[derive(Debug)]
 struct Version {
     /// SHA-256 of the component bytes, hex.
     sha256: String,
+    /// The contract version it was built for.
+    contract_version: &'static str,
+    /// The settings it declared (contract 0.2), read without the mutex.
+    settings: Arc<[SettingSpec]>,
     /// The instance; the mutex serialises calls into it.
     policy: Mutex<LoadedPolicy>,
 }
@@ -51,6 +55,12 @@ impl PolicySlot {
         self.version().sha256.clone()
     }
 
+    /// The contract version and declared settings of the current version.
+    pub fn declaration(&self) -> (String, &'static str, Arc<[SettingSpec]>) {
+        let version = self.version();
+        (version.sha256.clone(), version.contract_version, version.settings.clone())
+    }
+
     fn replace(&self, policy: LoadedPolicy) {
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Version::from(policy));
     }
@@ -58,7 +68,12 @@ impl PolicySlot {
 
 impl From<LoadedPolicy> for Version {
     fn from(policy: LoadedPolicy) -> Self {
-        Version { sha256: policy.sha256().to_string(), policy: Mutex::new(policy) }
+        Version {
+            sha256: policy.sha256().to_string(),
+            contract_version: policy.contract_version(),
+            settings: policy.settings().clone(),
+            policy: Mutex::new(policy),
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{Level, autoscaler};
+use super::bindings::{v0_1, v0_2};
 
 /// Longest single `log` message kept; the rest is cut with a marker.
 const MAX_LOG_MESSAGE: usize = 4096;
@@ -101,26 +101,51 @@ impl WasiView for Sandbox {
     }
 }
 
-impl autoscaler::policy::host::Host for Sandbox {
-    fn log(&mut self, level: Level, message: String) {
+impl Sandbox {
+    /// A `host.log` call of either contract version: bounded, then logged
+    /// with the policy's name.
+    fn log_line(&mut self, level: tracing::Level, message: &str) {
         self.log_lines += 1;
         if self.log_lines > MAX_LOG_LINES_PER_CALL {
             self.log_dropped += 1;
             return;
         }
-        let message = truncate(&message, MAX_LOG_MESSAGE);
+        let message = truncate(message, MAX_LOG_MESSAGE);
         let policy = &*self.policy;
         match level {
-            Level::Trace => tracing::trace!(target: "policy", policy, "{message}"),
-            Level::Debug => tracing::debug!(target: "policy", policy, "{message}"),
-            Level::Info => tracing::info!(target: "policy", policy, "{message}"),
-            Level::Warn => tracing::warn!(target: "policy", policy, "{message}"),
-            Level::Error => tracing::error!(target: "policy", policy, "{message}"),
+            tracing::Level::TRACE => tracing::trace!(target: "policy", policy, "{message}"),
+            tracing::Level::DEBUG => tracing::debug!(target: "policy", policy, "{message}"),
+            tracing::Level::INFO => tracing::info!(target: "policy", policy, "{message}"),
+            tracing::Level::WARN => tracing::warn!(target: "policy", policy, "{message}"),
+            _ => tracing::error!(target: "policy", policy, "{message}"),
         }
     }
 }
 
-impl autoscaler::policy::types::Host for Sandbox {}
+/// The `host` interface of each contract version, generated with its own
+/// `level` enum; both end in [`Sandbox::log_line`].
+macro_rules! host_interface {
+    ($version:ident) => {
+        impl $version::autoscaler::policy::host::Host for Sandbox {
+            fn log(&mut self, level: $version::autoscaler::policy::host::Level, message: String) {
+                use $version::autoscaler::policy::host::Level;
+                let level = match level {
+                    Level::Trace => tracing::Level::TRACE,
+                    Level::Debug => tracing::Level::DEBUG,
+                    Level::Info => tracing::Level::INFO,
+                    Level::Warn => tracing::Level::WARN,
+                    Level::Error => tracing::Level::ERROR,
+                };
+                self.log_line(level, &message);
+            }
+        }
+
+        impl $version::autoscaler::policy::types::Host for Sandbox {}
+    };
+}
+
+host_interface!(v0_1);
+host_interface!(v0_2);
 
 /// Cut `text` to at most `max` bytes on a character boundary.
 fn truncate(text: &str, max: usize) -> std::borrow::Cow<'_, str> {

@@ -220,6 +220,17 @@ pub enum ProbeChoice {
 }
 
 impl ProbeArgs {
+    /// How long a replica's latest reading counts in the service view:
+    /// three of the probe's reporting periods, so one late sample does not
+    /// drop a replica, while a replica (or node) that went silent does.
+    pub fn view_window(&self) -> Duration {
+        let period = match self.probe {
+            ProbeChoice::Ebpf => self.sample_interval,
+            ProbeChoice::Cgroupfs => self.interval.max(self.sample_interval),
+        };
+        period * 3
+    }
+
     /// The probe settings these flags describe.
     pub fn settings(&self) -> ProbeSettings {
         let kind = match self.probe {

@@ -2,381 +2,72 @@
 //!
 //! The daemon hands it every decision a policy makes ([`Actuator::submit`]);
 //! whatever the policy returned, the actuator
-//! - clamps the target to `[autoscale.min, autoscale.max]` and limits the
-//!   change to `autoscale.step.max` replicas ([`judge`]);
-//! - applies the cooldowns: a scale-up waits `cooldown.up` and a scale-down
-//!   waits `cooldown.down` after the last scale action of either kind;
+//! - judges it with the pure guardrails ([`super::guardrails::judge`]:
+//!   bounds, step limit, staleness, cooldowns, holds);
 //! - coalesces per service: one worker task per service, at most one update
 //!   in flight, and a decision that arrives while one is in flight replaces
 //!   any decision still waiting (the latest target wins; the replaced one
-//!   is audited as superseded); no update when the target equals the
-//!   current replicas;
+//!   is audited as superseded);
 //! - reads the current spec and its version right before writing, and skips
 //!   a decision made on replicas that are no longer current (an operator's
-//!   `docker service scale` is respected, never overwritten by a stale
-//!   target); a version conflict on write means the same: read again;
+//!   `docker service scale` is respected); a version conflict on write means
+//!   the same: read again;
 //! - survives Docker going away: backs off and retries, and never acts on a
-//!   decision whose triggering event is older than `--max-decision-age`;
+//!   decision whose triggering event is older than `--max-decision-age`. A
+//!   write whose answer was lost is settled by the next read: if Swarm shows
+//!   its target, it counts as applied (and starts the cooldown) even when a
+//!   newer decision is already waiting;
+//! - takes the last scale from Swarm itself (the spec's previous replicas
+//!   and update time) the first time it reads a service, so cooldowns
+//!   survive a restart of the daemon;
 //! - with `--dry-run`, judges and audits everything and writes nothing; a
-//!   would-be scale starts the cooldowns as a real one would, so the audit
-//!   shows the cadence the daemon would act at.
+//!   would-be scale starts the cooldowns as a real one would.
 //!
-//! The guardrail rules are the pure function [`judge`], tested with a fake
-//! clock; the Docker I/O is the thin [`Writer`] trait ([`DockerWriter`] in
-//! production, a fake in the tests of the worker).
+//! Each decision ends in one [`Verdict`], audited once by the worker.
+//! Shutdown drains: [`Actuator::shutdown`] closes every mailbox and waits
+//! for the workers within a grace period, then names what was left.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bollard::Docker;
-use bollard::models::{ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated};
-use bollard::query_parameters::UpdateServiceOptions;
 use tokio::sync::Notify;
+use tokio::task::JoinSet;
 
-use super::audit::{Audit, AuditEvent, AuditRecord, Outcome, unix_ms};
-use super::client::{Backoff, is_not_found, is_unreachable, is_version_conflict};
-use super::inventory::spec_replicas;
+use super::audit::{Audit, Verdict};
+use super::client::Backoff;
+use super::guardrails::{ActuatorOptions, History, Judgement, Limits, Request, Skip, judge};
 use super::labels::ServiceConfig;
-use crate::model::{Decision, Event};
+use super::writer::{Current, WriteError, Writer};
+use crate::model::Action;
 
 /// Version conflicts in a row before a decision is given up.
 const MAX_CONFLICTS: u32 = 5;
 
-/// Daemon-wide actuator settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ActuatorOptions {
-    /// Judge and audit, never write.
-    pub dry_run: bool,
-    /// Decisions whose triggering event is older than this are dropped.
-    pub max_decision_age: Duration,
-    /// Cooldown after a scale action before a scale-up, unless the service
-    /// sets `autoscale.cooldown.up`.
-    pub cooldown_up: Duration,
-    /// Cooldown after a scale action before a scale-down, unless the
-    /// service sets `autoscale.cooldown.down`.
-    pub cooldown_down: Duration,
-}
-
-impl Default for ActuatorOptions {
-    fn default() -> Self {
-        ActuatorOptions {
-            dry_run: false,
-            max_decision_age: Duration::from_secs(10),
-            cooldown_up: Duration::from_secs(10),
-            cooldown_down: Duration::from_secs(60),
-        }
-    }
-}
-
-/// The guardrails of one service, defaults resolved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Fewest replicas.
-    pub min: u32,
-    /// Most replicas.
-    pub max: u32,
-    /// Least time from the last scale action to a scale-up.
-    pub cooldown_up: Duration,
-    /// Least time from the last scale action to a scale-down.
-    pub cooldown_down: Duration,
-    /// Most replicas added or removed at once.
-    pub step_max: Option<u32>,
-}
-
-impl Limits {
-    /// A service's limits, with the daemon's default cooldowns where the
-    /// service sets none.
-    pub fn new(config: &ServiceConfig, options: &ActuatorOptions) -> Limits {
-        Limits {
-            min: config.min,
-            max: config.max,
-            cooldown_up: config.cooldown_up.unwrap_or(options.cooldown_up),
-            cooldown_down: config.cooldown_down.unwrap_or(options.cooldown_down),
-            step_max: config.step_max,
-        }
-    }
-}
-
-/// A policy's decision with everything needed to judge and audit it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Request {
-    /// Swarm service id.
-    pub service_id: String,
-    /// Service name.
-    pub service_name: String,
-    /// The policy that decided.
-    pub policy: String,
-    /// The event the policy decided on.
-    pub event: Event,
-    /// What it decided.
-    pub decision: Decision,
-    /// The replicas the policy saw (`State::current_replicas`).
-    pub seen: u32,
-    /// The service's guardrails when it decided.
-    pub limits: Limits,
-    /// CLOCK_MONOTONIC ns when the policy answered.
-    pub decided_ns: u64,
-}
-
-/// Something a guardrail changed in a target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Adjustment {
-    /// Above `autoscale.max`.
-    ClampedToMax {
-        /// What was asked.
-        asked: u32,
-        /// The bound.
-        max: u32,
-    },
-    /// Below `autoscale.min`.
-    ClampedToMin {
-        /// What was asked.
-        asked: u32,
-        /// The bound.
-        min: u32,
-    },
-    /// More than `autoscale.step.max` away from the current replicas.
-    StepLimited {
-        /// The target before the limit.
-        asked: u32,
-        /// The target after it.
-        allowed: u32,
-        /// The limit.
-        step_max: u32,
-    },
-}
-
-impl std::fmt::Display for Adjustment {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Adjustment::ClampedToMax { asked, max } => write!(f, "clamped to max {max} (asked {asked})"),
-            Adjustment::ClampedToMin { asked, min } => write!(f, "clamped to min {min} (asked {asked})"),
-            Adjustment::StepLimited { asked, allowed, step_max } => {
-                write!(f, "step limit {step_max}: {asked} -> {allowed}")
-            }
-        }
-    }
-}
-
-/// Why a decision is not applied.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Skip {
-    /// The triggering event is older than the bound.
-    Stale {
-        /// Its age.
-        age: Duration,
-        /// The bound.
-        bound: Duration,
-    },
-    /// The replicas changed since the policy looked (an operator, or our
-    /// own previous update): the decision is stale.
-    ReplicasChanged {
-        /// What the policy saw.
-        seen: u32,
-        /// What the spec says now.
-        now: u32,
-    },
-    /// After the guardrails the target is the current replica count.
-    Unchanged {
-        /// The current replicas.
-        current: u32,
-    },
-    /// Too soon after the last scale action.
-    Cooldown {
-        /// `up` or `down`.
-        direction: &'static str,
-        /// Time still to wait.
-        remaining: Duration,
-    },
-    /// A newer decision arrived before this one was handled.
-    Superseded,
-    /// The service is gone, or is no longer a replicated service.
-    ServiceGone,
-}
-
-impl std::fmt::Display for Skip {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Skip::Stale { age, bound } => write!(f, "stale: the event is {age:.1?} old (bound {bound:?})"),
-            Skip::ReplicasChanged { seen, now } => {
-                write!(f, "replicas changed since the policy decided ({seen} -> {now}); the newer value stands")
-            }
-            Skip::Unchanged { current } => write!(f, "already at {current} replicas"),
-            Skip::Cooldown { direction, remaining } => {
-                write!(f, "cooldown.{direction}: {remaining:.1?} to go")
-            }
-            Skip::Superseded => write!(f, "superseded by a newer decision"),
-            Skip::ServiceGone => write!(f, "the service is gone or no longer replicated"),
-        }
-    }
-}
-
-impl Skip {
-    /// Skips that every busy service produces all the time (a cooldown
-    /// running, a target already reached, a newer decision): the text log
-    /// shows them at debug level only.
-    pub fn is_routine(&self) -> bool {
-        matches!(self, Skip::Cooldown { .. } | Skip::Unchanged { .. } | Skip::Superseded | Skip::ReplicasChanged { .. })
-    }
-}
-
-/// The guardrails' verdict on one decision.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Judgement {
-    /// The target after clamping and the step limit.
-    pub target: u32,
-    /// What the guardrails changed.
-    pub adjustments: Vec<Adjustment>,
-    /// `None`: apply `target`. `Some`: do not, and why.
-    pub skip: Option<Skip>,
-}
-
-/// Judge a decision against the current replicas, the last scale action
-/// (CLOCK_MONOTONIC ns) and the clock `now_ns`. Pure: no I/O, no clock.
-pub fn judge(request: &Request, current: u32, last_scale_ns: Option<u64>, now_ns: u64, max_age: Duration) -> Judgement {
-    let limits = &request.limits;
-    let asked = request.decision.target_replicas;
-    let mut adjustments = Vec::new();
-    let mut target = asked;
-    if target > limits.max {
-        adjustments.push(Adjustment::ClampedToMax { asked, max: limits.max });
-        target = limits.max;
-    }
-    if target < limits.min {
-        adjustments.push(Adjustment::ClampedToMin { asked, min: limits.min });
-        target = limits.min;
-    }
-    if let Some(step_max) = limits.step_max {
-        let allowed = if target > current {
-            target.min(current.saturating_add(step_max))
-        } else {
-            target.max(current.saturating_sub(step_max))
-        };
-        if allowed != target {
-            adjustments.push(Adjustment::StepLimited { asked: target, allowed, step_max });
-            target = allowed;
-        }
-    }
-    let age = Duration::from_nanos(now_ns.saturating_sub(request.event.timestamp_ns));
-    let skip = if age > max_age {
-        Some(Skip::Stale { age, bound: max_age })
-    } else if current != request.seen {
-        Some(Skip::ReplicasChanged { seen: request.seen, now: current })
-    } else if target == current {
-        Some(Skip::Unchanged { current })
-    } else {
-        let (direction, cooldown) =
-            if target > current { ("up", limits.cooldown_up) } else { ("down", limits.cooldown_down) };
-        let since = last_scale_ns.map(|last| Duration::from_nanos(now_ns.saturating_sub(last)));
-        match since {
-            Some(since) if since < cooldown => Some(Skip::Cooldown { direction, remaining: cooldown - since }),
-            _ => None,
-        }
-    };
-    Judgement { target, adjustments, skip }
-}
-
-/// A service's spec as read right before a write.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Current {
-    /// Replicas in the spec; `None` for a service that is not replicated.
-    pub replicas: Option<u32>,
-    /// The spec's version index, sent back with the update.
-    pub version: u64,
-    /// The whole spec, written back with only the replicas changed.
-    pub spec: ServiceSpec,
-}
-
-/// Why a read or write failed, as the worker needs to know it.
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    /// Docker did not answer: back off and retry.
-    #[error("docker is unreachable: {0}")]
-    Unreachable(String),
-    /// The spec changed since it was read: read again.
-    #[error("the service changed since it was read (version conflict)")]
-    Conflict,
-    /// The service does not exist.
-    #[error("the service does not exist")]
-    NotFound,
-    /// Anything else Docker refused.
-    #[error("docker refused: {0}")]
-    Other(String),
-}
-
-impl From<bollard::errors::Error> for WriteError {
-    fn from(err: bollard::errors::Error) -> Self {
-        if is_version_conflict(&err) {
-            WriteError::Conflict
-        } else if is_not_found(&err) {
-            WriteError::NotFound
-        } else if is_unreachable(&err) {
-            WriteError::Unreachable(err.to_string())
-        } else {
-            WriteError::Other(err.to_string())
-        }
-    }
-}
-
-/// Reads and writes a service's spec: the actuator's only I/O.
-pub trait Writer: Send + Sync + 'static {
-    /// The service's current spec and version.
-    fn read(&self, service_id: &str) -> impl Future<Output = Result<Current, WriteError>> + Send;
-    /// Write `current.spec` with `replicas`, guarded by `current.version`.
-    fn scale(
-        &self,
-        service_id: &str,
-        current: Current,
-        replicas: u32,
-    ) -> impl Future<Output = Result<(), WriteError>> + Send;
-}
-
-/// The production [`Writer`]: bollard's service inspect and update.
+/// A decision with the service configuration it was made under.
 #[derive(Debug, Clone)]
-pub struct DockerWriter {
-    /// The connected engine.
-    pub docker: Docker,
-}
-
-impl Writer for DockerWriter {
-    async fn read(&self, service_id: &str) -> Result<Current, WriteError> {
-        let service = self.docker.inspect_service(service_id, None).await?;
-        let spec = service.spec.unwrap_or_default();
-        let replicas = spec_replicas(&spec);
-        let version = service.version.and_then(|v| v.index).unwrap_or(0);
-        Ok(Current { replicas, version, spec })
-    }
-
-    async fn scale(&self, service_id: &str, current: Current, replicas: u32) -> Result<(), WriteError> {
-        let mut spec = current.spec;
-        spec.mode = Some(ServiceSpecMode {
-            replicated: Some(ServiceSpecModeReplicated { replicas: Some(i64::from(replicas)) }),
-            ..Default::default()
-        });
-        let version = i32::try_from(current.version)
-            .map_err(|_| WriteError::Other(format!("service version {} does not fit the API", current.version)))?;
-        let options = UpdateServiceOptions { version, ..Default::default() };
-        self.docker.update_service(service_id, spec, options, None).await?;
-        Ok(())
-    }
+struct Pending {
+    /// The decision.
+    request: Request,
+    /// The service's labels when the policy decided.
+    config: Arc<ServiceConfig>,
 }
 
 /// One service's pending decision and its worker's wake-up.
 #[derive(Debug, Default)]
 struct Mailbox {
     /// The decision waiting to be handled; a newer one replaces it.
-    pending: Mutex<Option<Request>>,
+    pending: Mutex<Option<Pending>>,
     /// Wakes the worker.
     notify: Notify,
-    /// Set when the service is retired: the worker finishes and exits.
+    /// Set when the service is retired or the daemon stops: the worker
+    /// finishes what it holds and exits.
     closed: AtomicBool,
 }
 
 impl Mailbox {
-    fn take(&self) -> Option<Request> {
+    fn take(&self) -> Option<Pending> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }
@@ -389,10 +80,9 @@ struct Shared<W> {
     options: ActuatorOptions,
     /// The audit trail.
     audit: Arc<Audit>,
-    /// CLOCK_MONOTONIC ns of the last scale action (or dry-run would-be
-    /// action) per service id.
-    last_scale: Mutex<HashMap<String, u64>>,
-    /// The clock: `probe::monotonic_ns` in production, fake in tests.
+    /// Scale history per service id (CLOCK_MONOTONIC ns).
+    history: Mutex<HashMap<String, History>>,
+    /// The clock: `model::monotonic_ns` in production, fake in tests.
     clock: Arc<dyn Fn() -> u64 + Send + Sync>,
 }
 
@@ -402,6 +92,8 @@ pub struct Actuator<W: Writer> {
     shared: Arc<Shared<W>>,
     /// Mailbox of each service that has a worker.
     mailboxes: HashMap<String, Arc<Mailbox>>,
+    /// The workers, joined on shutdown.
+    workers: JoinSet<()>,
 }
 
 impl<W: Writer> std::fmt::Debug for Actuator<W> {
@@ -426,8 +118,8 @@ impl<W: Writer> Actuator<W> {
         audit: Arc<Audit>,
         clock: Arc<dyn Fn() -> u64 + Send + Sync>,
     ) -> Self {
-        let shared = Arc::new(Shared { writer, options, audit, last_scale: Mutex::default(), clock });
-        Actuator { shared, mailboxes: HashMap::new() }
+        let shared = Arc::new(Shared { writer, options, audit, history: Mutex::default(), clock });
+        Actuator { shared, mailboxes: HashMap::new(), workers: JoinSet::new() }
     }
 
     /// The settings.
@@ -435,23 +127,25 @@ impl<W: Writer> Actuator<W> {
         &self.shared.options
     }
 
-    /// Hand over a decision. Never waits: the service's worker picks it up;
-    /// a decision still waiting for that worker is replaced (and audited as
-    /// superseded).
-    pub fn submit(&mut self, request: Request) {
+    /// Hand over a decision made under `config`. Never waits: the
+    /// service's worker picks it up; a decision still waiting for that
+    /// worker is replaced (and audited as superseded).
+    pub fn submit(&mut self, request: Request, config: Arc<ServiceConfig>) {
+        let shared = &self.shared;
+        let workers = &mut self.workers;
         let mailbox = self
             .mailboxes
-            .entry(request.service_id.clone())
+            .entry(request.service_id().to_string())
             .or_insert_with(|| {
                 let mailbox = Arc::new(Mailbox::default());
-                tokio::spawn(worker(self.shared.clone(), mailbox.clone()));
+                workers.spawn(worker(shared.clone(), mailbox.clone()));
                 mailbox
             })
             .clone();
-        let replaced = mailbox.pending.lock().unwrap_or_else(|p| p.into_inner()).replace(request);
+        let replaced = mailbox.pending.lock().unwrap_or_else(|p| p.into_inner()).replace(Pending { request, config });
         mailbox.notify.notify_one();
         if let Some(old) = replaced {
-            self.shared.audit_skip(&old, None, None, Vec::new(), Skip::Superseded);
+            self.shared.audit.record(&old.request, Verdict::skipped(Skip::Superseded), (self.shared.clock)());
         }
     }
 
@@ -461,58 +155,165 @@ impl<W: Writer> Actuator<W> {
         if let Some(mailbox) = self.mailboxes.remove(service_id) {
             mailbox.closed.store(true, Ordering::Release);
             if let Some(old) = mailbox.take() {
-                self.shared.audit_skip(&old, None, None, Vec::new(), Skip::ServiceGone);
+                self.shared.audit.record(&old.request, Verdict::skipped(Skip::ServiceGone), (self.shared.clock)());
             }
             mailbox.notify.notify_one();
         }
+        self.shared.history.lock().unwrap_or_else(|p| p.into_inner()).remove(service_id);
     }
 
-    /// When this service was last scaled (CLOCK_MONOTONIC ns), for the
-    /// policy's `State::last_scale_ns`.
-    pub fn last_scale_ns(&self, service_id: &str) -> Option<u64> {
-        self.shared.last_scale.lock().unwrap_or_else(|p| p.into_inner()).get(service_id).copied()
+    /// This service's scale history, for the policy's state.
+    pub fn history(&self, service_id: &str) -> History {
+        self.shared.history.lock().unwrap_or_else(|p| p.into_inner()).get(service_id).copied().unwrap_or_default()
+    }
+
+    /// Stop taking decisions and let every worker finish the update it has
+    /// in flight, within `grace`. Decisions still waiting are audited as
+    /// not applied; workers still busy after `grace` are named and cancelled.
+    pub async fn shutdown(mut self, grace: Duration) {
+        for mailbox in self.mailboxes.values() {
+            mailbox.closed.store(true, Ordering::Release);
+            mailbox.notify.notify_one();
+        }
+        let drained = tokio::time::timeout(grace, async { while self.workers.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            let busy: Vec<&str> = self
+                .mailboxes
+                .iter()
+                .filter(|(_, m)| Arc::strong_count(m) > 1)
+                .map(|(id, _)| id.as_str())
+                .collect();
+            tracing::warn!(
+                "{} actuator worker(s) still writing after {grace:?}, cancelled (services {}); \
+                 their outcome is unknown and will be read from swarm at the next start",
+                self.workers.len(),
+                busy.join(", ")
+            );
+            self.workers.abort_all();
+        }
     }
 }
 
-/// One service's worker: handles the latest decision, one at a time.
+/// One service's worker: handles the latest decision, one at a time, and
+/// audits each outcome once.
 async fn worker<W: Writer>(shared: Arc<Shared<W>>, mailbox: Arc<Mailbox>) {
     loop {
-        mailbox.notify.notified().await;
-        while let Some(request) = mailbox.take() {
-            shared.handle(request, &mailbox).await;
+        while let Some(pending) = mailbox.take() {
+            if mailbox.closed.load(Ordering::Acquire) {
+                shared.audit.record(&pending.request, Verdict::skipped(Skip::ShuttingDown), (shared.clock)());
+                continue;
+            }
+            shared.handle(pending, &mailbox).await;
         }
         if mailbox.closed.load(Ordering::Acquire) {
             return;
         }
+        mailbox.notify.notified().await;
     }
 }
 
+/// A write whose answer was lost: if a later read shows its target, it
+/// was applied.
+#[derive(Debug, Clone)]
+struct Unsettled {
+    /// The decision it carried out.
+    request: Request,
+    /// Replicas before it.
+    from: u32,
+    /// Its target.
+    to: u32,
+}
+
 impl<W: Writer> Shared<W> {
-    /// Apply one decision: read, judge, write; retry on conflicts and while
-    /// Docker is away, as long as the decision is fresh and not superseded.
-    async fn handle(&self, mut request: Request, mailbox: &Mailbox) {
+    fn now(&self) -> u64 {
+        (self.clock)()
+    }
+
+    fn history_of(&self, service_id: &str) -> Option<History> {
+        self.history.lock().unwrap_or_else(|p| p.into_inner()).get(service_id).copied()
+    }
+
+    fn record_scale(&self, service_id: &str, from: u32, to: u32) {
+        let now = self.now();
+        self.history.lock().unwrap_or_else(|p| p.into_inner()).entry(service_id.to_string()).or_default().record(
+            from, to, now,
+        );
+    }
+
+    /// Seed a service's history from what Swarm remembers of its last
+    /// scale, the first time the worker reads it (a daemon restart must
+    /// not reset the cooldowns).
+    fn seed_history(&self, service_id: &str, current: &Current) {
+        let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        if history.contains_key(service_id) {
+            return;
+        }
+        let mut seeded = History::default();
+        if let Some((way, at_unix_ns)) = current.last_scale {
+            let ago = (crate::model::unix_ns() - at_unix_ns).max(0);
+            let at = self.now().saturating_sub(u64::try_from(ago).unwrap_or(u64::MAX));
+            match way {
+                super::guardrails::Way::Up => seeded.last_up_ns = Some(at),
+                super::guardrails::Way::Down => seeded.last_down_ns = Some(at),
+            }
+        }
+        history.insert(service_id.to_string(), seeded);
+    }
+
+    /// Carry out one decision and audit its outcome once.
+    async fn handle(&self, pending: Pending, mailbox: &Mailbox) {
+        if let Action::Hold(for_ns) = pending.request.decision.action {
+            self.hold(&pending.request, for_ns);
+            return;
+        }
+        let (request, verdict) = self.apply(pending, mailbox).await;
+        self.audit.record(&request, verdict, self.now());
+    }
+
+    /// A `hold` decision: refuse scale-in of the service for `for_ns`.
+    fn hold(&self, request: &Request, for_ns: u64) {
+        let until = self.now().saturating_add(for_ns);
+        self.history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(request.service_id().to_string())
+            .or_default()
+            .hold_until_ns = Some(until);
+        self.audit.record(request, Verdict::Held { for_ns }, self.now());
+    }
+
+    /// Read, judge, write; retry on conflicts and while Docker is away, as
+    /// long as the decision is fresh. Returns the decision finally handled
+    /// (a newer one may have replaced the first) and its verdict.
+    async fn apply(&self, mut pending: Pending, mailbox: &Mailbox) -> (Request, Verdict) {
         let mut backoff = Backoff::new();
         let mut conflicts = 0;
-        // The target of a write whose answer was lost (Docker went away
-        // mid-request): if a re-read shows it, it was applied.
-        let mut attempted: Option<(u32, u32)> = None;
+        // A write whose answer was lost, settled by the next read.
+        let mut unsettled: Option<Unsettled> = None;
         loop {
             if let Some(newer) = mailbox.take() {
-                self.audit_skip(&request, None, None, Vec::new(), Skip::Superseded);
-                request = newer;
-                attempted = None;
+                match newer.request.decision.action {
+                    // A hold does not replace a scale in flight; it takes effect now.
+                    Action::Hold(for_ns) => self.hold(&newer.request, for_ns),
+                    Action::Scale(_) => {
+                        // An unsettled write of the replaced decision stays on
+                        // record until a read settles it.
+                        if unsettled.as_ref().is_none_or(|u| u.request != pending.request) {
+                            self.audit.record(&pending.request, Verdict::skipped(Skip::Superseded), self.now());
+                        }
+                        pending = newer;
+                    }
+                }
             }
-            let current = match self.writer.read(&request.service_id).await {
+            let request = &pending.request;
+            let current = match self.writer.read(request.service_id()).await {
                 Ok(current) => current,
                 Err(WriteError::Unreachable(err)) => {
-                    if self.stale(&request) {
-                        let age = self.age(&request);
-                        let bound = self.options.max_decision_age;
-                        self.audit_skip(&request, None, None, Vec::new(), Skip::Stale { age, bound });
-                        return;
+                    if let Some(verdict) = self.stale(request) {
+                        return (pending.request, verdict);
                     }
                     let delay = backoff.next_delay();
-                    tracing::warn!(service = %request.service_name, "cannot read the service: {err}; retrying in {delay:?}");
+                    tracing::warn!(service = %request.service_name(), "cannot read the service: {err}; retrying in {delay:?}");
                     // Wake early for a newer decision; it is picked up above.
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
@@ -520,240 +321,99 @@ impl<W: Writer> Shared<W> {
                     }
                     continue;
                 }
-                Err(WriteError::NotFound) => {
-                    self.audit_skip(&request, None, None, Vec::new(), Skip::ServiceGone);
-                    return;
-                }
-                Err(err) => {
-                    self.audit(&request, Outcome::Failed, None, None, Vec::new(), Some(err.to_string()));
-                    return;
-                }
+                Err(WriteError::NotFound) => return (pending.request, Verdict::skipped(Skip::ServiceGone)),
+                Err(err) => return (pending.request, Verdict::failed(None, None, err.to_string())),
             };
+            self.seed_history(request.service_id(), &current);
             let Some(replicas) = current.replicas else {
-                self.audit_skip(&request, None, None, Vec::new(), Skip::ServiceGone);
-                return;
+                return (pending.request, Verdict::skipped(Skip::ServiceGone));
             };
-            if let Some((from, to)) = attempted
-                && replicas == to
-            {
-                self.record_scale(&request.service_id);
-                self.audit(&request, Outcome::Applied, Some(from), Some(to), Vec::new(), None);
-                return;
+            if let Some(u) = unsettled.take() {
+                if replicas == u.to {
+                    // The lost write landed: it counts, cooldown included.
+                    self.record_scale(u.request.service_id(), u.from, u.to);
+                    let verdict = Verdict::Applied { from: u.from, to: u.to, adjustments: Vec::new() };
+                    if u.request == *request {
+                        return (u.request, verdict);
+                    }
+                    self.audit.record(&u.request, verdict, self.now());
+                } else if u.request != *request {
+                    self.audit.record(&u.request, Verdict::skipped(Skip::Superseded), self.now());
+                }
             }
-            let now = (self.clock)();
-            let last = self.last_scale_ns(&request.service_id);
-            let judgement = judge(&request, replicas, last, now, self.options.max_decision_age);
-            let Judgement { target, adjustments, skip } = judgement;
+            let asked = request.decision.target().unwrap_or(replicas);
+            let limits = Limits::new(&pending.config, &self.options);
+            let history = self.history_of(request.service_id()).unwrap_or_default();
+            let now = self.now();
+            let Judgement { target, adjustments, skip } =
+                judge(request, asked, &limits, replicas, &history, now, self.options.max_decision_age);
             if let Some(skip) = skip {
-                self.audit_skip(&request, Some(replicas), Some(target), adjustments, skip);
-                return;
+                return (pending.request, Verdict::Skipped { from: Some(replicas), to: Some(target), adjustments, skip });
             }
             if self.options.dry_run {
-                self.record_scale(&request.service_id);
-                self.audit(&request, Outcome::DryRun, Some(replicas), Some(target), adjustments, None);
-                return;
+                self.record_scale(request.service_id(), replicas, target);
+                return (pending.request, Verdict::DryRun { from: replicas, to: target, adjustments });
             }
-            match self.writer.scale(&request.service_id, current, target).await {
+            match self.writer.scale(request.service_id(), current, target).await {
                 Ok(()) => {
-                    self.record_scale(&request.service_id);
-                    self.audit(&request, Outcome::Applied, Some(replicas), Some(target), adjustments, None);
-                    return;
+                    self.record_scale(request.service_id(), replicas, target);
+                    return (pending.request, Verdict::Applied { from: replicas, to: target, adjustments });
                 }
                 Err(WriteError::Conflict) if conflicts < MAX_CONFLICTS => {
                     conflicts += 1;
-                    tracing::debug!(service = %request.service_name, "version conflict on update; reading again");
+                    tracing::debug!(service = %request.service_name(), "version conflict on update; reading again");
                 }
                 Err(WriteError::Unreachable(err)) => {
-                    attempted = Some((replicas, target));
+                    unsettled = Some(Unsettled { request: request.clone(), from: replicas, to: target });
                     let delay = backoff.next_delay();
-                    tracing::warn!(service = %request.service_name, "cannot update the service: {err}; retrying in {delay:?}");
+                    tracing::warn!(service = %request.service_name(), "cannot update the service: {err}; retrying in {delay:?}");
                     tokio::time::sleep(delay).await;
                 }
                 Err(err) => {
-                    self.audit(
-                        &request,
-                        Outcome::Failed,
-                        Some(replicas),
-                        Some(target),
-                        adjustments,
-                        Some(err.to_string()),
-                    );
-                    return;
+                    return (pending.request, Verdict::failed(Some(replicas), Some(target), err.to_string()));
                 }
             }
         }
     }
 
-    fn age(&self, request: &Request) -> Duration {
-        Duration::from_nanos((self.clock)().saturating_sub(request.event.timestamp_ns))
-    }
-
-    fn stale(&self, request: &Request) -> bool {
-        self.age(request) > self.options.max_decision_age
-    }
-
-    fn last_scale_ns(&self, service_id: &str) -> Option<u64> {
-        self.last_scale.lock().unwrap_or_else(|p| p.into_inner()).get(service_id).copied()
-    }
-
-    fn record_scale(&self, service_id: &str) {
-        let now = (self.clock)();
-        self.last_scale.lock().unwrap_or_else(|p| p.into_inner()).insert(service_id.to_string(), now);
-    }
-
-    fn audit_skip(
-        &self,
-        request: &Request,
-        from: Option<u32>,
-        to: Option<u32>,
-        adjustments: Vec<Adjustment>,
-        skip: Skip,
-    ) {
-        let routine = skip.is_routine();
-        self.record(request, Outcome::Skipped, from, to, adjustments, Some(skip.to_string()), routine);
-    }
-
-    fn audit(
-        &self,
-        request: &Request,
-        outcome: Outcome,
-        from: Option<u32>,
-        to: Option<u32>,
-        adjustments: Vec<Adjustment>,
-        skip: Option<String>,
-    ) {
-        self.record(request, outcome, from, to, adjustments, skip, false);
-    }
-
-    #[expect(clippy::too_many_arguments, reason = "one flat record; callers go through audit and audit_skip")]
-    fn record(
-        &self,
-        request: &Request,
-        outcome: Outcome,
-        from: Option<u32>,
-        to: Option<u32>,
-        adjustments: Vec<Adjustment>,
-        skip: Option<String>,
-        routine: bool,
-    ) {
-        let now = (self.clock)();
-        let since_event = |t: u64| t.saturating_sub(request.event.timestamp_ns) / 1000;
-        self.audit.record(&AuditRecord {
-            time_unix_ms: unix_ms(),
-            service: request.service_name.clone(),
-            service_id: request.service_id.clone(),
-            policy: request.policy.clone(),
-            outcome,
-            seen: request.seen,
-            from,
-            to,
-            requested: request.decision.target_replicas,
-            reason: request.decision.reason.clone(),
-            guardrails: adjustments.iter().map(ToString::to_string).collect(),
-            skip,
-            routine,
-            event: AuditEvent::from_event(&request.event),
-            event_to_decision_us: since_event(request.decided_ns),
-            event_to_outcome_us: since_event(now),
-        });
+    /// The verdict for a decision too old to apply, if it is.
+    fn stale(&self, request: &Request) -> Option<Verdict> {
+        let age = Duration::from_nanos(self.now().saturating_sub(request.event.timestamp_ns));
+        let bound = self.options.max_decision_age;
+        (age > bound).then(|| Verdict::skipped(Skip::Stale { age, bound }))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{EventKind, Metric, Unit};
+    use crate::model::{Decision, Event};
+    use bollard::models::ServiceSpec;
     use std::sync::atomic::AtomicU64;
 
     const SEC: u64 = 1_000_000_000;
 
-    fn limits() -> Limits {
-        Limits {
-            min: 1,
-            max: 5,
-            cooldown_up: Duration::from_secs(10),
-            cooldown_down: Duration::from_secs(60),
-            step_max: None,
-        }
+    fn config() -> Arc<ServiceConfig> {
+        let labels: HashMap<String, String> = [
+            ("autoscale.enable", "true"),
+            ("autoscale.policy", "threshold"),
+            ("autoscale.min", "1"),
+            ("autoscale.max", "5"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        Arc::new(super::super::labels::parse("web", &labels).expect("valid").expect("enabled"))
     }
 
     fn request(seen: u32, target: u32, event_ns: u64) -> Request {
         Request {
-            service_id: "s1".into(),
-            service_name: "web".into(),
             policy: "threshold".into(),
-            event: Event {
-                metric: Metric::Cpu,
-                value: 0.9,
-                unit: Unit::FractionOfLimit,
-                kind: EventKind::Sample,
-                container_id: "c1".into(),
-                service_id: "s1".into(),
-                service_name: "web".into(),
-                timestamp_ns: event_ns,
-            },
-            decision: Decision { target_replicas: target, reason: "test".into() },
+            event: Event::cpu(0.9).at(event_ns),
+            decision: Decision::scale(target, "test"),
             seen,
-            limits: limits(),
             decided_ns: event_ns,
         }
-    }
-
-    const AGE: Duration = Duration::from_secs(10);
-
-    #[test]
-    fn applies_a_plain_decision() {
-        let j = judge(&request(2, 3, 100 * SEC), 2, None, 100 * SEC, AGE);
-        assert_eq!(j, Judgement { target: 3, adjustments: vec![], skip: None });
-    }
-
-    #[test]
-    fn clamps_to_bounds_whatever_the_policy_says() {
-        let j = judge(&request(2, 50, 0), 2, None, 0, AGE);
-        assert_eq!(j.target, 5);
-        assert_eq!(j.adjustments, [Adjustment::ClampedToMax { asked: 50, max: 5 }]);
-        assert_eq!(j.skip, None);
-        let j = judge(&request(2, 0, 0), 2, None, 0, AGE);
-        assert_eq!(j.target, 1);
-        assert_eq!(j.adjustments, [Adjustment::ClampedToMin { asked: 0, min: 1 }]);
-        // Clamped onto the current value: nothing to do.
-        let j = judge(&request(5, 9, 0), 5, None, 0, AGE);
-        assert_eq!(j.skip, Some(Skip::Unchanged { current: 5 }));
-    }
-
-    #[test]
-    fn step_limit_bounds_each_change() {
-        let mut r = request(1, 5, 0);
-        r.limits.step_max = Some(2);
-        let j = judge(&r, 1, None, 0, AGE);
-        assert_eq!(j.target, 3);
-        assert_eq!(j.adjustments, [Adjustment::StepLimited { asked: 5, allowed: 3, step_max: 2 }]);
-        let mut r = request(5, 1, 0);
-        r.limits.step_max = Some(1);
-        assert_eq!(judge(&r, 5, None, 0, AGE).target, 4);
-    }
-
-    #[test]
-    fn cooldowns_are_separate_for_up_and_down() {
-        let last = Some(100 * SEC);
-        // 5 s after a scale: up waits 10 s, down waits 60 s.
-        let j = judge(&request(2, 3, 105 * SEC), 2, last, 105 * SEC, AGE);
-        assert_eq!(j.skip, Some(Skip::Cooldown { direction: "up", remaining: Duration::from_secs(5) }));
-        let j = judge(&request(2, 3, 110 * SEC), 2, last, 110 * SEC, AGE);
-        assert_eq!(j.skip, None, "up cooldown over after 10 s");
-        let j = judge(&request(2, 1, 110 * SEC), 2, last, 110 * SEC, AGE);
-        assert_eq!(j.skip, Some(Skip::Cooldown { direction: "down", remaining: Duration::from_secs(50) }));
-        let j = judge(&request(2, 1, 160 * SEC), 2, last, 160 * SEC, AGE);
-        assert_eq!(j.skip, None, "down cooldown over after 60 s");
-    }
-
-    #[test]
-    fn stale_decisions_and_changed_replicas_are_not_applied() {
-        let j = judge(&request(2, 3, 100 * SEC), 2, None, 111 * SEC, AGE);
-        assert!(matches!(j.skip, Some(Skip::Stale { .. })), "{j:?}");
-        // An operator scaled to 4 after the policy saw 2: 3 would undo it.
-        let j = judge(&request(2, 3, 100 * SEC), 4, None, 100 * SEC, AGE);
-        assert_eq!(j.skip, Some(Skip::ReplicasChanged { seen: 2, now: 4 }));
     }
 
     /// A fake Swarm service: replicas, version, and scripted failures.
@@ -765,6 +425,10 @@ mod tests {
         operator_scale: Option<u32>,
         /// Reads and writes fail as unreachable while this is > 0.
         unreachable: u32,
+        /// Writes land but their answer is lost while this is > 0.
+        lose_answers: u32,
+        /// What Swarm remembers of the last scale.
+        last_scale: Option<(crate::swarm::guardrails::Way, i128)>,
         writes: Vec<u32>,
         reads: u32,
     }
@@ -780,7 +444,12 @@ mod tests {
                 s.unreachable -= 1;
                 return Err(WriteError::Unreachable("connection refused".into()));
             }
-            Ok(Current { replicas: Some(s.replicas), version: s.version, spec: ServiceSpec::default() })
+            Ok(Current {
+                replicas: Some(s.replicas),
+                version: s.version,
+                spec: ServiceSpec::default(),
+                last_scale: s.last_scale,
+            })
         }
 
         async fn scale(&self, _: &str, current: Current, replicas: u32) -> Result<(), WriteError> {
@@ -797,6 +466,10 @@ mod tests {
             s.replicas = replicas;
             s.version += 1;
             s.writes.push(replicas);
+            if s.lose_answers > 0 {
+                s.lose_answers -= 1;
+                return Err(WriteError::Unreachable("connection reset".into()));
+            }
             Ok(())
         }
     }
@@ -826,16 +499,16 @@ mod tests {
         fake.0.lock().expect("lock").replicas = 1;
         let clock = Arc::new(AtomicU64::new(100 * SEC));
         let (mut act, dir) = actuator(&fake, false, clock.clone());
-        act.submit(request(1, 2, 100 * SEC));
+        act.submit_test(request(1, 2, 100 * SEC));
         settle().await;
         assert_eq!(fake.0.lock().expect("lock").writes, [2]);
-        assert_eq!(act.last_scale_ns("s1"), Some(100 * SEC));
+        assert_eq!(act.history("s1").last_up_ns, Some(100 * SEC));
         let lines = audit_lines(&dir);
         assert_eq!(lines[0]["outcome"], "applied");
         assert_eq!((lines[0]["from"].as_u64(), lines[0]["to"].as_u64()), (Some(1), Some(2)));
         // The next decision within cooldown.up is skipped and audited.
         clock.store(105 * SEC, Ordering::SeqCst);
-        act.submit(request(2, 3, 105 * SEC));
+        act.submit_test(request(2, 3, 105 * SEC));
         settle().await;
         assert_eq!(fake.0.lock().expect("lock").writes, [2]);
         let lines = audit_lines(&dir);
@@ -853,7 +526,7 @@ mod tests {
         }
         let clock = Arc::new(AtomicU64::new(0));
         let (mut act, dir) = actuator(&fake, false, clock);
-        act.submit(request(2, 3, 0));
+        act.submit_test(request(2, 3, 0));
         settle().await;
         let s = fake.0.lock().expect("lock");
         assert_eq!(s.replicas, 4, "the operator's value stands");
@@ -868,7 +541,7 @@ mod tests {
         let fake = FakeWriter::default();
         fake.0.lock().expect("lock").replicas = 1;
         let (mut act, dir) = actuator(&fake, true, Arc::new(AtomicU64::new(0)));
-        act.submit(request(1, 3, 0));
+        act.submit_test(request(1, 3, 0));
         settle().await;
         assert!(fake.0.lock().expect("lock").writes.is_empty());
         let lines = audit_lines(&dir);
@@ -885,7 +558,7 @@ mod tests {
             s.unreachable = 3;
         }
         let (mut act, dir) = actuator(&fake, false, Arc::new(AtomicU64::new(0)));
-        act.submit(request(1, 2, 0));
+        act.submit_test(request(1, 2, 0));
         // Back-off: 100 + 200 + 400 ms.
         tokio::time::sleep(Duration::from_millis(1200)).await;
         let s = fake.0.lock().expect("lock");
@@ -904,7 +577,7 @@ mod tests {
         }
         let clock = Arc::new(AtomicU64::new(0));
         let (mut act, dir) = actuator(&fake, false, clock.clone());
-        act.submit(request(1, 2, 0));
+        act.submit_test(request(1, 2, 0));
         tokio::time::sleep(Duration::from_millis(400)).await;
         // Docker comes back 20 s of (fake) monotonic time later.
         clock.store(20 * SEC, Ordering::SeqCst);
@@ -925,14 +598,96 @@ mod tests {
             s.unreachable = 2; // keeps the first decision in flight for a while
         }
         let (mut act, dir) = actuator(&fake, false, Arc::new(AtomicU64::new(0)));
-        act.submit(request(1, 2, 0));
+        act.submit_test(request(1, 2, 0));
         tokio::task::yield_now().await;
-        act.submit(request(1, 3, 0));
-        act.submit(request(1, 4, 0));
+        act.submit_test(request(1, 3, 0));
+        act.submit_test(request(1, 4, 0));
         tokio::time::sleep(Duration::from_millis(800)).await;
         assert_eq!(fake.0.lock().expect("lock").writes, [4], "one write, with the latest target");
         let outcomes: Vec<String> = audit_lines(&dir).iter().map(|l| l["outcome"].to_string()).collect();
         assert_eq!(outcomes.iter().filter(|o| o.contains("applied")).count(), 1);
         assert_eq!(outcomes.iter().filter(|o| o.contains("skipped")).count(), 2, "{outcomes:?}");
+    }
+
+    impl Actuator<FakeWriter> {
+        fn submit_test(&mut self, request: Request) {
+            self.submit(request, config());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lost_answer_followed_by_a_newer_decision_counts_as_applied() {
+        let fake = FakeWriter::default();
+        {
+            let mut s = fake.0.lock().expect("lock");
+            s.replicas = 1;
+            s.lose_answers = 1; // the write lands, its answer does not
+        }
+        let clock = Arc::new(AtomicU64::new(100 * SEC));
+        let (mut act, dir) = actuator(&fake, false, clock.clone());
+        act.submit_test(request(1, 2, 100 * SEC));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // A newer decision, made on the replicas the policy saw before.
+        act.submit_test(request(1, 3, 100 * SEC));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(fake.0.lock().expect("lock").writes, [2], "no second write inside the cooldown");
+        let lines = audit_lines(&dir);
+        assert_eq!(lines[0]["outcome"], "applied", "{lines:?}");
+        assert_eq!((lines[0]["from"].as_u64(), lines[0]["to"].as_u64()), (Some(1), Some(2)));
+        assert_eq!(lines[1]["outcome"], "skipped", "{lines:?}");
+        assert_eq!(act.history("s1").last_up_ns, Some(100 * SEC), "the cooldown counts from the lost write");
+    }
+
+    #[tokio::test]
+    async fn cooldowns_survive_a_restart_through_what_swarm_remembers() {
+        let fake = FakeWriter::default();
+        {
+            let mut s = fake.0.lock().expect("lock");
+            s.replicas = 3;
+            // Swarm says the service was scaled down 5 s ago.
+            s.last_scale = Some((crate::swarm::guardrails::Way::Down, crate::model::unix_ns() - 5_000_000_000));
+        }
+        let clock = Arc::new(AtomicU64::new(1000 * SEC));
+        let (mut act, dir) = actuator(&fake, false, clock);
+        act.submit_test(request(3, 4, 1000 * SEC));
+        settle().await;
+        assert!(fake.0.lock().expect("lock").writes.is_empty(), "cooldown.up (10 s) still runs after a restart");
+        let lines = audit_lines(&dir);
+        assert!(lines[0]["skip"].as_str().is_some_and(|s| s.contains("cooldown.up")), "{lines:?}");
+    }
+
+    #[tokio::test]
+    async fn a_hold_blocks_scale_in_and_is_audited() {
+        let fake = FakeWriter::default();
+        fake.0.lock().expect("lock").replicas = 3;
+        let clock = Arc::new(AtomicU64::new(1000 * SEC));
+        let (mut act, dir) = actuator(&fake, false, clock);
+        let mut hold = request(3, 3, 1000 * SEC);
+        hold.decision = Decision::hold(300 * SEC, "stabilising");
+        act.submit_test(hold);
+        settle().await;
+        act.submit_test(request(3, 2, 1000 * SEC));
+        settle().await;
+        assert!(fake.0.lock().expect("lock").writes.is_empty());
+        let lines = audit_lines(&dir);
+        assert_eq!(lines[0]["outcome"], "held");
+        assert!(lines[1]["skip"].as_str().is_some_and(|s| s.contains("held")), "{lines:?}");
+        assert_eq!(act.history("s1").hold_until_ns, Some(1300 * SEC));
+    }
+
+    #[tokio::test]
+    async fn shutdown_lets_the_update_in_flight_finish_and_audits_it() {
+        let fake = FakeWriter::default();
+        {
+            let mut s = fake.0.lock().expect("lock");
+            s.replicas = 1;
+            s.unreachable = 1; // the first read fails: the write happens after a back-off
+        }
+        let (mut act, dir) = actuator(&fake, false, Arc::new(AtomicU64::new(0)));
+        act.submit_test(request(1, 2, 0));
+        tokio::task::yield_now().await;
+        act.shutdown(Duration::from_secs(5)).await;
+        assert_eq!(fake.0.lock().expect("lock").writes, [2], "the update in flight completed");
+        assert_eq!(audit_lines(&dir)[0]["outcome"], "applied");
     }
 }

@@ -1,24 +1,115 @@
-//! The audit trail: one record per decision the actuator applied, skipped
-//! or failed to apply, with the event that caused it, the policy's reason
-//! and what the guardrails changed.
+//! The audit trail: one record per decision the actuator applied, held,
+//! skipped or failed to apply, with the event that caused it, the policy's
+//! reason and what the guardrails changed.
 //!
-//! Every record is a log line (`tracing`, target `audit`; routine skips such
-//! as a running cooldown at debug level, everything else at info); with
-//! `--audit-log FILE` it is also appended to FILE as one JSON object per
-//! line. Each line is written with a single `write` on a file opened for
-//! appending, so lines from concurrent workers never interleave.
+//! The actuator hands over a typed [`Verdict`]; this module alone turns it
+//! into words. Every record is a log line (`tracing`, target `audit`;
+//! routine skips such as a running cooldown at debug level, everything else
+//! at info); with `--audit-log FILE` it is also appended to FILE as one JSON
+//! object per line. Each line is written with a single `write` on a file
+//! opened for appending, so lines from concurrent workers never interleave.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::model::{Direction, Event, EventKind, Unit};
+use super::guardrails::{Adjustment, Request, Skip};
+use crate::metrics::Metrics;
+use crate::model::{Direction, EventKind, Metric, Unit};
 
-/// What became of a decision.
+/// What became of one decision: the actuator's answer, typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The service spec was updated.
+    Applied {
+        /// Replicas before.
+        from: u32,
+        /// Replicas after.
+        to: u32,
+        /// What the guardrails changed.
+        adjustments: Vec<Adjustment>,
+    },
+    /// `--dry-run`: it would have been applied.
+    DryRun {
+        /// Replicas now.
+        from: u32,
+        /// Replicas it would set.
+        to: u32,
+        /// What the guardrails changed.
+        adjustments: Vec<Adjustment>,
+    },
+    /// A `hold`: scale-in refused for a while.
+    Held {
+        /// How long, ns.
+        for_ns: u64,
+    },
+    /// Not applied, on purpose.
+    Skipped {
+        /// Replicas when judged, if read.
+        from: Option<u32>,
+        /// The target after the guardrails, if judged.
+        to: Option<u32>,
+        /// What the guardrails changed.
+        adjustments: Vec<Adjustment>,
+        /// Why.
+        skip: Skip,
+    },
+    /// Docker refused the update.
+    Failed {
+        /// Replicas when judged, if read.
+        from: Option<u32>,
+        /// The target, if judged.
+        to: Option<u32>,
+        /// Docker's answer.
+        error: String,
+    },
+}
+
+impl Verdict {
+    /// Skipped before the service was read.
+    pub fn skipped(skip: Skip) -> Verdict {
+        Verdict::Skipped { from: None, to: None, adjustments: Vec::new(), skip }
+    }
+
+    /// Failed with `error`.
+    pub fn failed(from: Option<u32>, to: Option<u32>, error: String) -> Verdict {
+        Verdict::Failed { from, to, error }
+    }
+
+    fn outcome(&self) -> Outcome {
+        match self {
+            Verdict::Applied { .. } => Outcome::Applied,
+            Verdict::DryRun { .. } => Outcome::DryRun,
+            Verdict::Held { .. } => Outcome::Held,
+            Verdict::Skipped { .. } => Outcome::Skipped,
+            Verdict::Failed { .. } => Outcome::Failed,
+        }
+    }
+
+    fn replicas(&self) -> (Option<u32>, Option<u32>) {
+        match self {
+            Verdict::Applied { from, to, .. } | Verdict::DryRun { from, to, .. } => (Some(*from), Some(*to)),
+            Verdict::Skipped { from, to, .. } | Verdict::Failed { from, to, .. } => (*from, *to),
+            Verdict::Held { .. } => (None, None),
+        }
+    }
+
+    fn adjustments(&self) -> &[Adjustment] {
+        match self {
+            Verdict::Applied { adjustments, .. }
+            | Verdict::DryRun { adjustments, .. }
+            | Verdict::Skipped { adjustments, .. } => adjustments,
+            _ => &[],
+        }
+    }
+}
+
+/// The kind of outcome, as the JSON line names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
@@ -26,64 +117,76 @@ pub enum Outcome {
     Applied,
     /// `--dry-run`: it would have been applied.
     DryRun,
+    /// Scale-in held by the policy.
+    Held,
     /// Not applied, on purpose (see `skip`).
     Skipped,
     /// Docker refused the update (see `skip`).
     Failed,
 }
 
+/// The kind of the triggering event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuditKind {
+    /// A periodic sample.
+    Sample,
+    /// A threshold crossing.
+    Crossing,
+}
+
 /// The triggering event as the audit log shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AuditEvent {
-    /// `cpu`, `memory`, `connections`, ...
-    pub metric: String,
+    /// What was measured.
+    #[serde(serialize_with = "metric_name")]
+    pub metric: Metric,
     /// The measured value.
     pub value: f64,
-    /// Its unit (`fraction-of-limit`, `cores`, `bytes`, `count`).
-    pub unit: String,
-    /// `sample` or `crossing`.
-    pub kind: &'static str,
+    /// Its unit.
+    pub unit: Unit,
+    /// Sample or crossing.
+    pub kind: AuditKind,
     /// The threshold crossed, for a crossing.
     pub threshold: Option<f64>,
-    /// `up` or `down`, for a crossing.
-    pub direction: Option<&'static str>,
+    /// Which way, for a crossing.
+    pub direction: Option<Direction>,
     /// The container measured.
     pub container: String,
     /// CLOCK_MONOTONIC ns when the kernel (or the cgroupfs probe) measured it.
     pub timestamp_ns: u64,
 }
 
+fn metric_name<S: serde::Serializer>(metric: &Metric, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(metric.name())
+}
+
 impl AuditEvent {
-    /// The audit view of a model event.
-    pub fn from_event(event: &Event) -> AuditEvent {
+    fn of(request: &Request) -> AuditEvent {
+        let event = &request.event;
         let (kind, threshold, direction) = match event.kind {
-            EventKind::Sample => ("sample", None, None),
-            EventKind::Crossing(c) => (
-                "crossing",
-                Some(c.threshold),
-                Some(match c.direction {
-                    Direction::Up => "up",
-                    Direction::Down => "down",
-                }),
-            ),
+            EventKind::Sample => (AuditKind::Sample, None, None),
+            EventKind::Crossing(c) => (AuditKind::Crossing, Some(c.threshold), Some(c.direction)),
         };
-        let unit = match &event.unit {
-            Unit::FractionOfLimit => "fraction-of-limit",
-            Unit::Cores => "cores",
-            Unit::Bytes => "bytes",
-            Unit::Count => "count",
-            Unit::Other(unit) => unit,
-        }
-        .to_string();
         AuditEvent {
-            metric: event.metric.name().to_string(),
+            metric: event.metric.clone(),
             value: event.value,
-            unit,
+            unit: event.unit.clone(),
             kind,
             threshold,
             direction,
             container: event.container_id.clone(),
             timestamp_ns: event.timestamp_ns,
+        }
+    }
+
+    fn trigger(&self) -> String {
+        match (self.threshold, self.direction) {
+            (Some(threshold), Some(direction)) => {
+                let way = if direction == Direction::Up { "up" } else { "down" };
+                format!("{} {:.3} crossed {way} {threshold}", self.metric, self.value)
+            }
+            _ => format!("{} {:.3} sample", self.metric, self.value),
         }
     }
 }
@@ -99,7 +202,7 @@ pub struct AuditRecord {
     pub service_id: String,
     /// The policy that decided.
     pub policy: String,
-    /// Applied, dry-run, skipped or failed.
+    /// Applied, dry-run, held, skipped or failed.
     pub outcome: Outcome,
     /// Replicas the policy saw when it decided.
     pub seen: u32,
@@ -107,18 +210,16 @@ pub struct AuditRecord {
     pub from: Option<u32>,
     /// The target after the guardrails (None if never judged).
     pub to: Option<u32>,
-    /// What the policy asked for.
-    pub requested: u32,
-    /// The policy's reason.
+    /// What the policy asked for (None for a hold).
+    pub requested: Option<u32>,
+    /// For a hold: how long scale-in is held, ms.
+    pub hold_ms: Option<u64>,
+    /// The policy's reason (bounded to 1 KiB).
     pub reason: String,
     /// What the guardrails changed, one phrase each; empty if nothing.
     pub guardrails: Vec<String>,
     /// Why it was skipped or failed.
     pub skip: Option<String>,
-    /// A routine skip (cooldown, unchanged, superseded): logged at debug
-    /// level only; the JSON line is written all the same.
-    #[serde(skip)]
-    pub routine: bool,
     /// The triggering event.
     pub event: AuditEvent,
     /// Kernel timestamp to the policy's answer, microseconds.
@@ -128,13 +229,47 @@ pub struct AuditRecord {
     pub event_to_outcome_us: u64,
 }
 
+impl AuditRecord {
+    /// The record of `verdict` on `request`, at CLOCK_MONOTONIC `now_ns`.
+    pub fn new(request: &Request, verdict: &Verdict, now_ns: u64) -> AuditRecord {
+        let since_event = |t: u64| t.saturating_sub(request.event.timestamp_ns) / 1000;
+        let (from, to) = verdict.replicas();
+        let skip = match verdict {
+            Verdict::Skipped { skip, .. } => Some(skip.to_string()),
+            Verdict::Failed { error, .. } => Some(error.clone()),
+            _ => None,
+        };
+        AuditRecord {
+            time_unix_ms: unix_ms(),
+            service: request.service_name().to_string(),
+            service_id: request.service_id().to_string(),
+            policy: request.policy.clone(),
+            outcome: verdict.outcome(),
+            seen: request.seen,
+            from,
+            to,
+            requested: request.decision.target(),
+            hold_ms: match verdict {
+                Verdict::Held { for_ns } => Some(for_ns / 1_000_000),
+                _ => None,
+            },
+            reason: request.decision.reason.clone(),
+            guardrails: verdict.adjustments().iter().map(ToString::to_string).collect(),
+            skip,
+            event: AuditEvent::of(request),
+            event_to_decision_us: since_event(request.decided_ns),
+            event_to_outcome_us: since_event(now_ns),
+        }
+    }
+}
+
 /// Where audit records go.
 #[derive(Debug, Default)]
 pub struct Audit {
     /// The `--audit-log` file, opened for appending.
     file: Option<Mutex<File>>,
     /// Counts applied scale actions for the metrics endpoint, when on.
-    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Audit {
@@ -152,109 +287,94 @@ impl Audit {
     }
 
     /// Also count applied scale actions in `metrics`.
-    pub fn with_metrics(mut self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Audit {
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Audit {
         self.metrics = Some(metrics);
         self
     }
 
-    /// Record one outcome: a log line, and a JSON line if a file is set.
-    pub fn record(&self, rec: &AuditRecord) {
-        if let (Some(metrics), Outcome::Applied, Some(from), Some(to)) = (&self.metrics, rec.outcome, rec.from, rec.to)
-        {
+    /// Record the verdict on one decision: a log line, and a JSON line if a
+    /// file is set.
+    pub fn record(&self, request: &Request, verdict: Verdict, now_ns: u64) {
+        let rec = AuditRecord::new(request, &verdict, now_ns);
+        if let (Some(metrics), Verdict::Applied { from, to, .. }) = (&self.metrics, &verdict) {
             metrics.scale_action(&rec.service, if to > from { "up" } else { "down" });
         }
-        let event = &rec.event;
-        let trigger = match (event.kind, event.threshold, event.direction) {
-            ("crossing", Some(threshold), Some(direction)) => {
-                format!("{} {:.3} crossed {direction} {threshold}", event.metric, event.value)
-            }
-            _ => format!("{} {:.3} sample", event.metric, event.value),
-        };
-        let change = match (rec.from, rec.to) {
-            (Some(from), Some(to)) => format!("{from} -> {to}"),
-            _ => format!("seen {} -> asked {}", rec.seen, rec.requested),
+        self.log(&rec, &verdict);
+        self.append(&rec);
+    }
+
+    fn log(&self, rec: &AuditRecord, verdict: &Verdict) {
+        let trigger = rec.event.trigger();
+        let change = match (rec.from, rec.to, rec.requested) {
+            (Some(from), Some(to), _) => format!("{from} -> {to}"),
+            (_, _, Some(asked)) => format!("seen {} -> asked {asked}", rec.seen),
+            _ => format!("at {}", rec.seen),
         };
         let guardrails = if rec.guardrails.is_empty() { "none".to_string() } else { rec.guardrails.join(", ") };
-        let skip = rec.skip.as_deref().unwrap_or("");
-        match rec.outcome {
-            Outcome::Applied => tracing::info!(
-                target: "audit", service = %rec.service, policy = %rec.policy, kernel_ns = event.timestamp_ns,
-                latency_us = rec.event_to_outcome_us,
-                "scaled {} {change}: {} (trigger: {trigger}; guardrails: {guardrails})", rec.service, rec.reason
+        let (service, policy, kernel_ns) = (&rec.service, &rec.policy, rec.event.timestamp_ns);
+        match verdict {
+            Verdict::Applied { .. } => tracing::info!(
+                target: "audit", service = %service, policy = %policy, kernel_ns, latency_us = rec.event_to_outcome_us,
+                "scaled {service} {change}: {} (trigger: {trigger}; guardrails: {guardrails})", rec.reason
             ),
-            Outcome::DryRun => tracing::info!(
-                target: "audit", service = %rec.service, policy = %rec.policy, kernel_ns = event.timestamp_ns,
-                "dry-run: would scale {} {change}: {} (trigger: {trigger}; guardrails: {guardrails})", rec.service, rec.reason
+            Verdict::DryRun { .. } => tracing::info!(
+                target: "audit", service = %service, policy = %policy, kernel_ns,
+                "dry-run: would scale {service} {change}: {} (trigger: {trigger}; guardrails: {guardrails})", rec.reason
+            ),
+            Verdict::Held { for_ns } => tracing::info!(
+                target: "audit", service = %service, policy = %policy, kernel_ns,
+                "holding {service} at {}: no scale-in for {:.1?}: {}", rec.seen, Duration::from_nanos(*for_ns), rec.reason
             ),
             // Routine skips (a cooldown running, a target already reached, a
             // newer decision) come with every event of a busy service: the
             // JSON audit log keeps them all, the text log at debug level.
-            Outcome::Skipped if rec.routine => tracing::debug!(
-                target: "audit", service = %rec.service, policy = %rec.policy, kernel_ns = event.timestamp_ns,
-                "skipped {} {change}: {skip} (policy: {}; trigger: {trigger}; guardrails: {guardrails})", rec.service, rec.reason
+            Verdict::Skipped { skip, .. } if skip.is_routine() => tracing::debug!(
+                target: "audit", service = %service, policy = %policy, kernel_ns,
+                "skipped {service} {change}: {skip} (policy: {}; trigger: {trigger}; guardrails: {guardrails})", rec.reason
             ),
-            Outcome::Skipped => tracing::info!(
-                target: "audit", service = %rec.service, policy = %rec.policy, kernel_ns = event.timestamp_ns,
-                "skipped {} {change}: {skip} (policy: {}; trigger: {trigger}; guardrails: {guardrails})", rec.service, rec.reason
+            Verdict::Skipped { skip, .. } => tracing::info!(
+                target: "audit", service = %service, policy = %policy, kernel_ns,
+                "skipped {service} {change}: {skip} (policy: {}; trigger: {trigger}; guardrails: {guardrails})", rec.reason
             ),
-            Outcome::Failed => tracing::warn!(
-                target: "audit", service = %rec.service, policy = %rec.policy, kernel_ns = event.timestamp_ns,
-                "failed to scale {} {change}: {skip} (policy: {}; trigger: {trigger})", rec.service, rec.reason
+            Verdict::Failed { error, .. } => tracing::warn!(
+                target: "audit", service = %service, policy = %policy, kernel_ns,
+                "failed to scale {service} {change}: {error} (policy: {}; trigger: {trigger})", rec.reason
             ),
         }
-        if let Some(file) = &self.file {
-            match serde_json::to_string(rec) {
-                Ok(mut line) => {
-                    line.push('\n');
-                    let mut file = file.lock().unwrap_or_else(|p| p.into_inner());
-                    if let Err(err) = file.write_all(line.as_bytes()) {
-                        tracing::error!("cannot write to the audit log: {err}");
-                    }
+    }
+
+    fn append(&self, rec: &AuditRecord) {
+        let Some(file) = &self.file else { return };
+        match serde_json::to_string(rec) {
+            Ok(mut line) => {
+                line.push('\n');
+                let mut file = file.lock().unwrap_or_else(|p| p.into_inner());
+                if let Err(err) = file.write_all(line.as_bytes()) {
+                    tracing::error!("cannot write to the audit log: {err}");
                 }
-                Err(err) => tracing::error!("cannot encode an audit record: {err}"),
             }
+            Err(err) => tracing::error!("cannot encode an audit record: {err}"),
         }
     }
 }
 
 /// Milliseconds since the Unix epoch, for the audit record.
 pub fn unix_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    u64::try_from(crate::model::unix_ns() / 1_000_000).unwrap_or(0)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Crossing, Metric};
+    use crate::model::{Decision, Event};
 
-    fn record() -> AuditRecord {
-        let event = Event {
-            metric: Metric::Cpu,
-            value: 0.93,
-            unit: Unit::FractionOfLimit,
-            kind: EventKind::Crossing(Crossing { threshold: 0.8, direction: Direction::Up }),
-            container_id: "c1".into(),
-            service_id: "s1".into(),
-            service_name: "web".into(),
-            timestamp_ns: 42,
-        };
-        AuditRecord {
-            time_unix_ms: 1,
-            service: "web".into(),
-            service_id: "s1".into(),
+    fn request() -> Request {
+        Request {
             policy: "threshold".into(),
-            outcome: Outcome::Applied,
+            event: Event::cpu(0.93).crossing(0.8, Direction::Up).at(42),
+            decision: Decision::scale(3, "cpu high"),
             seen: 1,
-            from: Some(1),
-            to: Some(2),
-            requested: 3,
-            reason: "cpu high".into(),
-            guardrails: vec!["step limit 1: 3 -> 2".into()],
-            skip: None,
-            routine: false,
-            event: AuditEvent::from_event(&event),
-            event_to_decision_us: 5,
-            event_to_outcome_us: 900,
+            decided_ns: 5_042,
         }
     }
 
@@ -263,17 +383,26 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("audit.jsonl");
         let audit = Audit::to_file(&path).expect("open");
-        audit.record(&record());
-        audit.record(&AuditRecord { outcome: Outcome::Skipped, skip: Some("cooldown".into()), ..record() });
+        let step = Adjustment::StepLimited { asked: 3, allowed: 2, step_max: 1 };
+        audit.record(&request(), Verdict::Applied { from: 1, to: 2, adjustments: vec![step] }, 900_042);
+        audit.record(
+            &request(),
+            Verdict::Skipped { from: Some(1), to: Some(2), adjustments: vec![], skip: Skip::Superseded },
+            900_042,
+        );
+        let mut hold = request();
+        hold.decision = Decision::hold(30_000_000_000, "stabilise");
+        audit.record(&hold, Verdict::Held { for_ns: 30_000_000_000 }, 900_042);
         let text = std::fs::read_to_string(&path).expect("read");
         let lines: Vec<serde_json::Value> =
             text.lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect();
-        assert_eq!(lines.len(), 2);
+        assert_eq!(lines.len(), 3);
         let first = &lines[0];
         assert_eq!(first["outcome"], "applied");
         assert_eq!(first["service"], "web");
         assert_eq!(first["policy"], "threshold");
         assert_eq!(first["reason"], "cpu high");
+        assert_eq!(first["requested"], 3);
         assert_eq!(first["guardrails"][0], "step limit 1: 3 -> 2");
         assert_eq!(first["event"]["metric"], "cpu");
         assert_eq!(first["event"]["unit"], "fraction-of-limit");
@@ -281,7 +410,12 @@ mod tests {
         assert_eq!(first["event"]["threshold"], 0.8);
         assert_eq!(first["event"]["direction"], "up");
         assert_eq!(first["event"]["timestamp_ns"], 42);
+        assert_eq!(first["event_to_decision_us"], 5);
+        assert_eq!(first["event_to_outcome_us"], 900);
         assert_eq!(lines[1]["outcome"], "skipped");
-        assert_eq!(lines[1]["skip"], "cooldown");
+        assert_eq!(lines[1]["skip"], "superseded by a newer decision");
+        assert_eq!(lines[2]["outcome"], "held");
+        assert_eq!(lines[2]["hold_ms"], 30_000);
+        assert_eq!(lines[2]["requested"], serde_json::Value::Null);
     }
 }

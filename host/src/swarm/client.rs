@@ -148,6 +148,43 @@ pub fn is_not_found(err: &DockerError) -> bool {
     matches!(err, DockerError::DockerResponseServerError { status_code: 404, .. })
 }
 
+/// An RFC 3339 time as Docker writes it (`2026-11-28T04:10:21.041417123Z`,
+/// or with an offset) in nanoseconds since the Unix epoch; `None` if it
+/// does not parse.
+pub fn rfc3339_unix_ns(rfc3339: &str) -> Option<i128> {
+    let (date, rest) = rfc3339.split_once('T')?;
+    let mut ymd = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (year, month, day) = (ymd.next()??, ymd.next()??, ymd.next()??);
+    // Time, fraction and offset: 04:10:21.041417123Z or ...+02:00.
+    let zone_at = rest.find(['Z', 'z', '+', '-']).unwrap_or(rest.len());
+    let (clock, zone) = rest.split_at(zone_at);
+    let (hms, fraction) = clock.split_once('.').unwrap_or((clock, ""));
+    let mut hms = hms.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (hour, minute, second) = (hms.next()??, hms.next()??, hms.next()??);
+    let offset = match zone.as_bytes().first() {
+        Some(b'+' | b'-') => {
+            let (h, m) = zone[1..].split_once(':')?;
+            let seconds = h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60;
+            if zone.starts_with('-') { -seconds } else { seconds }
+        }
+        _ => 0,
+    };
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's days_from_civil).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset;
+    let nanos: String = fraction.chars().chain(std::iter::repeat('0')).take(9).collect();
+    Some(i128::from(seconds) * 1_000_000_000 + nanos.parse::<i128>().ok()?)
+}
+
 /// Back-off between retries while Docker is away: doubles from `BASE` up
 /// to `MAX`.
 #[derive(Debug, Clone)]

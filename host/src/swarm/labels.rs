@@ -28,6 +28,32 @@ use crate::units::{parse_bool, parse_duration, parse_quantity};
 /// The prefix of every autoscaling label.
 pub const PREFIX: &str = "autoscale.";
 
+/// How long a new replica warms up before it counts in the service view.
+pub const DEFAULT_WARMUP: Duration = Duration::from_secs(10);
+
+/// Every label the daemon itself reads, without the prefix. A bound policy
+/// may declare more; any other `autoscale.*` label is probably a typo.
+pub const DAEMON_LABELS: &[&str] = &[
+    "enable",
+    "policy",
+    "min",
+    "max",
+    "cpu.upper",
+    "cpu.lower",
+    "memory.upper",
+    "memory.lower",
+    "connections.upper",
+    "connections.lower",
+    "cpu.target",
+    "memory.target",
+    "connections.target",
+    "tolerance",
+    "cooldown.up",
+    "cooldown.down",
+    "step.max",
+    "warmup",
+];
+
 /// Tolerance assumed when thresholds are derived from `<metric>.target`;
 /// the same default as the shipped `proportional` policy (and Kubernetes).
 const DEFAULT_TOLERANCE: f64 = 0.1;
@@ -50,6 +76,9 @@ pub struct ServiceConfig {
     pub cooldown_down: Option<Duration>,
     /// `autoscale.step.max`; `None`: no step limit.
     pub step_max: Option<u32>,
+    /// `autoscale.warmup` (default 10s): a replica younger than this is
+    /// counted apart and left out of the service view.
+    pub warmup: Duration,
     /// Every `autoscale.*` label without the prefix, sorted by key: the
     /// settings handed to the policy.
     pub settings: Vec<(String, String)>,
@@ -197,6 +226,7 @@ pub fn parse(service: &str, labels: &HashMap<String, String>) -> Result<Option<S
     };
     let cooldown_up = cooldown("cooldown.up");
     let cooldown_down = cooldown("cooldown.down");
+    let warmup = cooldown("warmup").unwrap_or(DEFAULT_WARMUP);
 
     let step_max = match get("step.max") {
         None => None,
@@ -217,7 +247,7 @@ pub fn parse(service: &str, labels: &HashMap<String, String>) -> Result<Option<S
     settings.sort();
     // Both are `Some` here: a `None` always pushed an error above.
     let (Some(min), Some(max)) = (min, max) else { return Err(LabelErrors(errors)) };
-    Ok(Some(ServiceConfig { policy, min, max, thresholds, cooldown_up, cooldown_down, step_max, settings }))
+    Ok(Some(ServiceConfig { policy, min, max, thresholds, cooldown_up, cooldown_down, step_max, warmup, settings }))
 }
 
 /// A metric watched through a `<metric>.target` (the `proportional` policy's

@@ -6,25 +6,30 @@
 //! - [`labels`]: `autoscale.*` service labels -> a checked [`ServiceConfig`].
 //! - [`inventory`]: services and their task containers on this node, kept
 //!   current by Docker's event stream, resynchronised after reconnecting.
-//! - [`actuator`]: guardrails (bounds, cooldowns, step limit, staleness) and
-//!   the per-service, coalescing writer of replica counts: the only code
-//!   that writes to Swarm.
-//! - [`audit`]: one record per applied or skipped decision.
+//! - [`guardrails`]: the pure rules every decision passes (bounds, step
+//!   limit, staleness, cooldowns, holds).
+//! - [`actuator`]: the per-service, coalescing workers that apply decisions:
+//!   the only code that writes to Swarm; [`writer`] is its Docker I/O.
+//! - [`audit`]: one record per applied, held or skipped decision.
 //!
 //! Invariants: Swarm knows nothing of WebAssembly or eBPF. It takes
 //! decisions as plain [`crate::model::Decision`]s and hands out
-//! [`crate::probe::Tracked`] containers; the daemon wires the two together.
+//! [`crate::model::Tracked`] containers; the daemon wires the two together.
 //! Nothing here polls: Docker's events drive the inventory, decisions drive
 //! the actuator.
 
 pub mod actuator;
 pub mod audit;
 pub mod client;
+pub mod guardrails;
 pub mod inventory;
 pub mod labels;
+pub mod writer;
 
-pub use actuator::{Actuator, ActuatorOptions, DockerWriter, Limits, Request};
+pub use actuator::Actuator;
 pub use audit::Audit;
 pub use client::{ConnectError, SwarmClient, connect};
+pub use guardrails::{ActuatorOptions, History, Limits, Request};
 pub use inventory::{Change, Inventory};
 pub use labels::ServiceConfig;
+pub use writer::DockerWriter;

@@ -1,39 +1,16 @@
-//! What runs: Swarm services, their autoscaling labels, and the task
-//! containers of each on this node, learnt from Docker's event stream.
-//!
-//! Two halves:
-//! - [`Inventory`]: plain state, changed only by [`Inventory::apply`] with a
-//!   [`Change`]; it answers "which service runs this container" and says
-//!   which containers the probe must track (and with which thresholds) or
-//!   stop tracking. No I/O: unit-tested with made-up changes.
-//! - [`watch`]: the task that turns Docker's event stream (service create,
-//!   update, remove; container start, die) into [`Change`]s. After every
-//!   (re)connection it sends a full [`Change::Resync`] read from the engine,
-//!   so nothing missed while Docker was away survives. There is no polling
-//!   loop: between resyncs, only events move the inventory.
-//!
-//! Invariant: this module knows nothing of policies or probes beyond the
-//! [`Tracked`] values it hands out; the daemon does the tracking.
+//! The inventory's state: services, their autoscaling status and their
+//! running task containers, changed only by [`Inventory::apply`] with a
+//! [`Change`]. It answers "which service runs this container" and says which
+//! containers the probe must track (and with which thresholds) or stop
+//! tracking. No I/O: unit-tested with made-up changes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use bollard::Docker;
-use bollard::models::{EventMessage, EventMessageTypeEnum, Service, ServiceSpec};
-use bollard::query_parameters::{EventsOptions, ListContainersOptions};
-use futures_util::StreamExt;
-use tokio::sync::mpsc;
+use bollard::models::{Service, ServiceSpec};
 
-use super::client::{Backoff, is_not_found};
-use super::labels::{self, LabelErrors, ServiceConfig};
+use super::super::labels::{self, LabelErrors, ServiceConfig};
 use crate::model::{Thresholds, Tracked};
-
-/// The Swarm label Docker puts on every task container: its service id.
-pub const SERVICE_ID_LABEL: &str = "com.docker.swarm.service.id";
-
-/// An event stream that lasted this long was healthy: the back-off
-/// starts again from its shortest delay.
-const HEALTHY_SESSION: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A service as read from Docker.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,13 +49,15 @@ pub fn spec_replicas(spec: &ServiceSpec) -> Option<u32> {
     Some(u32::try_from(replicated.replicas.unwrap_or(1).max(0)).unwrap_or(u32::MAX))
 }
 
-/// A running task container on this node.
+/// A running task container on this node, as Swarm lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerInfo {
     /// Full container id.
     pub id: String,
     /// The service its task belongs to.
     pub service_id: String,
+    /// When it started running, CLOCK_MONOTONIC ns (warm-up counts from here).
+    pub started_ns: u64,
 }
 
 /// One thing that happened, as the watcher reports it.
@@ -193,8 +172,8 @@ pub struct Effects {
 pub struct Inventory {
     /// Services by id.
     services: HashMap<String, ServiceEntry>,
-    /// Running task containers on this node: container id -> service id.
-    containers: HashMap<String, String>,
+    /// Running task containers on this node by container id.
+    containers: HashMap<String, ContainerInfo>,
     /// What the probe was told to track: container id -> thresholds.
     /// Ordered so that effects come out in a stable order.
     tracked: BTreeMap<String, Thresholds>,
@@ -203,12 +182,17 @@ pub struct Inventory {
 impl Inventory {
     /// The service a container belongs to, if known.
     pub fn service_of(&self, container_id: &str) -> Option<&ServiceEntry> {
-        self.containers.get(container_id).and_then(|id| self.services.get(id))
+        self.containers.get(container_id).and_then(|c| self.services.get(&c.service_id))
     }
 
     /// A service by id.
     pub fn service(&self, id: &str) -> Option<&ServiceEntry> {
         self.services.get(id)
+    }
+
+    /// A running container by id.
+    pub fn container(&self, id: &str) -> Option<&ContainerInfo> {
+        self.containers.get(id)
     }
 
     /// Autoscaled services.
@@ -234,12 +218,12 @@ impl Inventory {
                 for service in services {
                     self.upsert_service(service, &mut effects);
                 }
-                self.containers = containers.into_iter().map(|c| (c.id, c.service_id)).collect();
+                self.containers = containers.into_iter().map(|c| (c.id.clone(), c)).collect();
             }
             Change::Service(service) => self.upsert_service(service, &mut effects),
             Change::ServiceRemoved { id } => self.remove_service(&id, &mut effects),
             Change::ContainerStarted(container) => {
-                self.containers.insert(container.id, container.service_id);
+                self.containers.insert(container.id.clone(), container);
             }
             Change::ContainerDied { id } => {
                 self.containers.remove(&id);
@@ -295,8 +279,8 @@ impl Inventory {
     /// container of an autoscaled service, with that service's thresholds.
     fn sync_tracking(&mut self, effects: &mut Effects) {
         let mut wanted: BTreeMap<String, Thresholds> = BTreeMap::new();
-        for (container, service_id) in &self.containers {
-            if let Some(config) = self.services.get(service_id).and_then(ServiceEntry::config) {
+        for (container, info) in &self.containers {
+            if let Some(config) = self.services.get(&info.service_id).and_then(ServiceEntry::config) {
                 wanted.insert(container.clone(), config.thresholds);
             }
         }
@@ -311,156 +295,6 @@ impl Inventory {
             }
         }
         self.tracked = wanted;
-    }
-}
-
-/// Follow Docker's event stream and send [`Change`]s until `changes` is
-/// closed. Never returns early on Docker errors: it logs, backs off and
-/// reconnects, and resyncs everything after each reconnection.
-pub async fn watch(docker: Docker, changes: mpsc::Sender<Change>) {
-    let mut backoff = Backoff::new();
-    let mut connected_before = false;
-    loop {
-        let started = std::time::Instant::now();
-        let result = session(&docker, &changes, &mut connected_before).await;
-        if changes.is_closed() {
-            return;
-        }
-        // A stream that held for a while was healthy: reconnect promptly.
-        // One that fails at once must not become a busy loop.
-        if started.elapsed() > HEALTHY_SESSION {
-            backoff.reset();
-        }
-        let delay = backoff.next_delay();
-        match result {
-            Ok(()) => tracing::warn!("docker closed the event stream; reconnecting in {delay:?}"),
-            Err(err) => tracing::warn!("lost the docker event stream: {err}; reconnecting in {delay:?}"),
-        }
-        tokio::time::sleep(delay).await;
-    }
-}
-
-/// One connection: subscribe, resync, then follow events until the stream
-/// ends or fails.
-async fn session(
-    docker: &Docker,
-    changes: &mpsc::Sender<Change>,
-    connected_before: &mut bool,
-) -> Result<(), bollard::errors::Error> {
-    // Subscribe from the engine's own "now", read before the resync: events
-    // that happen while we list everything are replayed from Docker's event
-    // buffer, and applying them again is harmless.
-    let since = docker.info().await?.system_time.as_deref().and_then(api_timestamp);
-    let filters = HashMap::from([
-        ("type".to_string(), vec!["service".to_string(), "container".to_string()]),
-        ("event".to_string(), ["create", "update", "remove", "start", "die"].iter().map(|e| e.to_string()).collect()),
-    ]);
-    let mut events = std::pin::pin!(docker.events(Some(EventsOptions { since, until: None, filters: Some(filters) })));
-
-    let resync = read_everything(docker).await?;
-    let (services, containers) = match &resync {
-        Change::Resync { services, containers } => (services.len(), containers.len()),
-        _ => (0, 0),
-    };
-    if changes.send(resync).await.is_err() {
-        return Ok(());
-    }
-    if *connected_before {
-        tracing::info!(services, containers, "reconnected to docker; inventory resynchronised");
-    } else {
-        tracing::info!(services, containers, "inventory read; following docker events");
-    }
-    *connected_before = true;
-
-    while let Some(event) = events.next().await {
-        let event = event?;
-        for change in interpret(docker, event).await? {
-            if changes.send(change).await.is_err() {
-                return Ok(());
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The engine's clock (`SystemTime` in `/info`, RFC 3339 with nanoseconds)
-/// as the events API's `since` wants it: `seconds.nanoseconds` since the
-/// Unix epoch. `None` if it does not parse (then we subscribe from "now"
-/// and rely on the resync alone).
-fn api_timestamp(rfc3339: &str) -> Option<String> {
-    let (date, rest) = rfc3339.split_once('T')?;
-    let mut ymd = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
-    let (year, month, day) = (ymd.next()??, ymd.next()??, ymd.next()??);
-    // Time, fraction and offset: 04:10:21.041417123Z or ...+02:00.
-    let zone_at = rest.find(['Z', 'z', '+', '-']).unwrap_or(rest.len());
-    let (clock, zone) = rest.split_at(zone_at);
-    let (hms, fraction) = clock.split_once('.').unwrap_or((clock, ""));
-    let mut hms = hms.splitn(3, ':').map(|p| p.parse::<i64>().ok());
-    let (hour, minute, second) = (hms.next()??, hms.next()??, hms.next()??);
-    let offset = match zone.as_bytes().first() {
-        Some(b'+' | b'-') => {
-            let (h, m) = zone[1..].split_once(':')?;
-            let seconds = h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60;
-            if zone.starts_with('-') { -seconds } else { seconds }
-        }
-        _ => 0,
-    };
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || !fraction.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    // Days from the civil date (Howard Hinnant's days_from_civil).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset;
-    let nanos: String = fraction.chars().chain(std::iter::repeat('0')).take(9).collect();
-    Some(format!("{seconds}.{nanos}"))
-}
-
-/// Every service, and every running task container on this node.
-async fn read_everything(docker: &Docker) -> Result<Change, bollard::errors::Error> {
-    let services = docker.list_services(None).await?.iter().filter_map(ServiceInfo::from_service).collect();
-    let options = ListContainersOptions {
-        filters: Some(HashMap::from([("label".to_string(), vec![SERVICE_ID_LABEL.to_string()])])),
-        ..Default::default()
-    };
-    let containers = docker
-        .list_containers(Some(options))
-        .await?
-        .into_iter()
-        .filter_map(|c| {
-            let service_id = c.labels.as_ref()?.get(SERVICE_ID_LABEL)?.clone();
-            Some(ContainerInfo { id: c.id?, service_id })
-        })
-        .collect();
-    Ok(Change::Resync { services, containers })
-}
-
-/// What one Docker event means for the inventory.
-async fn interpret(docker: &Docker, event: EventMessage) -> Result<Vec<Change>, bollard::errors::Error> {
-    let action = event.action.as_deref().unwrap_or_default();
-    let actor = event.actor.unwrap_or_default();
-    let Some(id) = actor.id else { return Ok(Vec::new()) };
-    match (event.typ, action) {
-        (Some(EventMessageTypeEnum::SERVICE), "create" | "update") => match docker.inspect_service(&id, None).await {
-            Ok(service) => Ok(ServiceInfo::from_service(&service).map(Change::Service).into_iter().collect()),
-            Err(err) if is_not_found(&err) => Ok(vec![Change::ServiceRemoved { id }]),
-            Err(err) => Err(err),
-        },
-        (Some(EventMessageTypeEnum::SERVICE), "remove") => Ok(vec![Change::ServiceRemoved { id }]),
-        (Some(EventMessageTypeEnum::CONTAINER), "start") => {
-            let service_id = actor.attributes.as_ref().and_then(|a| a.get(SERVICE_ID_LABEL)).cloned();
-            Ok(service_id
-                .map(|service_id| Change::ContainerStarted(ContainerInfo { id, service_id }))
-                .into_iter()
-                .collect())
-        }
-        (Some(EventMessageTypeEnum::CONTAINER), "die") => Ok(vec![Change::ContainerDied { id }]),
-        _ => Ok(Vec::new()),
     }
 }
 
@@ -489,20 +323,11 @@ mod tests {
     ];
 
     fn container(id: &str, service_id: &str) -> ContainerInfo {
-        ContainerInfo { id: id.into(), service_id: service_id.into() }
+        ContainerInfo { id: id.into(), service_id: service_id.into(), started_ns: 0 }
     }
 
     fn tracked_ids(effects: &Effects) -> Vec<&str> {
         effects.track.iter().map(|t| t.container_id.as_str()).collect()
-    }
-
-    #[test]
-    fn engine_time_becomes_an_events_api_timestamp() {
-        assert_eq!(api_timestamp("1970-01-01T00:00:00Z").as_deref(), Some("0.000000000"));
-        assert_eq!(api_timestamp("2026-11-28T04:10:21.041417123Z").as_deref(), Some("1795839021.041417123"));
-        assert_eq!(api_timestamp("2026-11-28T05:10:21.5+01:00").as_deref(), Some("1795839021.500000000"));
-        assert_eq!(api_timestamp("2000-02-29T12:00:00Z").as_deref(), Some("951825600.000000000"));
-        assert_eq!(api_timestamp("yesterday"), None);
     }
 
     #[test]

@@ -1,0 +1,374 @@
+//! The event loop's state and what each source of the loop does.
+//!
+//! A probe event is attributed to its service through the inventory,
+//! recorded in the service view, and turned into a job for the service's
+//! policy with the service's state (aggregate included); the answer comes
+//! back from the deciders and goes to the actuator. Inventory changes tell
+//! the probe what to track; policy changes re-check the services bound to
+//! the policy.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::deciders::{Decided, Deciders, Job};
+use super::service_view::ServiceView;
+use crate::metrics::Metrics;
+use crate::model::settings::{closest, resolve};
+use crate::model::{self, Event, SettingValue, State};
+use crate::policy::{PolicyError, PolicySet};
+use crate::probe::{ProbeEvent, ProbeHandle};
+use crate::reload;
+use crate::swarm::inventory::{self, Notice, ServiceEntry};
+use crate::swarm::labels::DAEMON_LABELS;
+use crate::swarm::{Actuator, DockerWriter, Inventory, Request, ServiceConfig};
+
+/// How a service's labels fit its policy's declaration, for one version of
+/// that policy.
+#[derive(Debug, Clone)]
+struct Binding {
+    /// The policy version (SHA-256) this was checked against.
+    sha256: String,
+    /// The typed settings, or `None` when they do not fit (already logged).
+    typed: Option<Arc<[Option<SettingValue>]>>,
+}
+
+/// The event loop's state; each `on_*` handles one select branch.
+pub struct Loop {
+    /// Services and containers, from Docker's events.
+    inventory: Inventory,
+    /// The latest readings of every replica.
+    view: ServiceView,
+    /// How long a replica's reading counts in the view.
+    view_window: Duration,
+    /// The running probe: told what to track.
+    probe: ProbeHandle,
+    /// Loaded policies by name.
+    policies: PolicySet,
+    /// Applies decisions under the guardrails.
+    actuator: Actuator<DockerWriter>,
+    /// One thread per policy.
+    deciders: Deciders,
+    /// Each service's settings checked against its policy, by service id.
+    bindings: HashMap<String, Binding>,
+    /// (service id, policy) pairs already warned about (missing policy or
+    /// quarantine), so each is logged once.
+    warned: HashSet<(String, String)>,
+    /// Counters and histograms for the metrics endpoint.
+    metrics: Arc<Metrics>,
+    /// Events from containers the inventory does not know (yet).
+    unknown_containers: u64,
+}
+
+impl std::fmt::Debug for Loop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loop")
+            .field("services", &self.inventory.active().count())
+            .field("bindings", &self.bindings.len())
+            .field("unknown_containers", &self.unknown_containers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Loop {
+    /// The loop's state, empty until the first inventory resync.
+    pub fn new(
+        probe: ProbeHandle,
+        policies: PolicySet,
+        actuator: Actuator<DockerWriter>,
+        deciders: Deciders,
+        metrics: Arc<Metrics>,
+        view_window: Duration,
+    ) -> Loop {
+        Loop {
+            inventory: Inventory::default(),
+            view: ServiceView::default(),
+            view_window,
+            probe,
+            policies,
+            actuator,
+            deciders,
+            bindings: HashMap::new(),
+            warned: HashSet::new(),
+            metrics,
+            unknown_containers: 0,
+        }
+    }
+
+    /// A probe event: find the service, update its view, queue a decision.
+    pub fn on_probe_event(&mut self, event: ProbeEvent) {
+        self.metrics.event_received(event.metric.name());
+        let Some(container) = self.inventory.container(&event.container_id) else {
+            self.unknown_containers += 1;
+            return;
+        };
+        let (service_id, started_ns) = (container.service_id.clone(), container.started_ns);
+        let Some(service) = self.inventory.service(&service_id) else { return };
+        let Some(config) = service.config().cloned() else { return };
+        let (name, replicas) = (service.name.clone(), service.replicas);
+        let worth_deciding = self.view.record(
+            &service_id,
+            &event.container_id,
+            started_ns,
+            &event.metric,
+            event.value,
+            &event.unit,
+            event.timestamp_ns,
+        );
+        if !worth_deciding {
+            return;
+        }
+        let Some(slot) = self.policies.get(&config.policy) else {
+            if self.warned.insert((service_id.clone(), config.policy.clone())) {
+                tracing::warn!(
+                    service = %name, policy = %config.policy,
+                    "service {name} is bound to policy {}, which is not loaded; it is left alone until {}.wasm appears in the policies folder",
+                    config.policy, config.policy
+                );
+            }
+            return;
+        };
+        let Some(typed) = self.binding(&service_id, &name, &config) else { return };
+        let now_ns = model::monotonic_ns();
+        let history = self.actuator.history(&service_id);
+        let state = State {
+            current_replicas: replicas,
+            min_replicas: config.min,
+            max_replicas: config.max,
+            now_ns,
+            last_scale_up_ns: history.last_up_ns,
+            last_scale_down_ns: history.last_down_ns,
+            hold_until_ns: history.hold_until_ns.filter(|until| *until > now_ns),
+            metrics: self.view.aggregates(&service_id, now_ns, config.warmup, self.view_window),
+            settings: config.settings.clone(),
+            typed_settings: Some(typed),
+        };
+        let event = Event {
+            metric: event.metric,
+            value: event.value,
+            unit: event.unit,
+            kind: event.kind,
+            container_id: event.container_id,
+            service_id,
+            service_name: name,
+            timestamp_ns: event.timestamp_ns,
+        };
+        let job = Job { slot, policy: config.policy.clone(), config, event, state };
+        if let Err(err) = self.deciders.submit(job) {
+            tracing::error!("{err:#}");
+        }
+    }
+
+    /// The service's settings typed for its policy's current version,
+    /// checked once per (service labels, policy version); `None` when they
+    /// do not fit, after one log line listing every problem.
+    fn binding(&mut self, id: &str, name: &str, config: &ServiceConfig) -> Option<Arc<[Option<SettingValue>]>> {
+        let slot = self.policies.get(&config.policy)?;
+        let (sha256, contract, specs) = slot.declaration();
+        if let Some(binding) = self.bindings.get(id)
+            && binding.sha256 == sha256
+        {
+            return binding.typed.clone();
+        }
+        let mut problems: Vec<String> = Vec::new();
+        let typed = match resolve(&specs, &config.settings) {
+            Ok(values) => Some(Arc::from(values)),
+            Err(found) => {
+                problems.extend(found.iter().map(ToString::to_string));
+                None
+            }
+        };
+        // A 0.1 policy reads any label it likes; a 0.2 policy says which.
+        if contract != "0.1.0" {
+            let known: Vec<&str> = DAEMON_LABELS.iter().copied().chain(specs.iter().map(|s| s.name.as_str())).collect();
+            for (label, _) in &config.settings {
+                if !known.contains(&label.as_str()) {
+                    let hint = closest(label, known.iter().copied())
+                        .map(|c| format!("; did you mean autoscale.{c}?"))
+                        .unwrap_or_else(|| format!("; policy {} reads none such", config.policy));
+                    tracing::warn!(service = %name, label = %format!("autoscale.{label}"),
+                        "service {name}: label autoscale.{label} is not known to the daemon or to policy {}{hint}", config.policy);
+                }
+            }
+        }
+        if !problems.is_empty() {
+            tracing::warn!(
+                service = %name, policy = %config.policy,
+                "service {name} is not scaled: its labels do not fit policy {}: {}",
+                config.policy, problems.join("; ")
+            );
+        }
+        self.bindings.insert(id.to_string(), Binding { sha256, typed: typed.clone() });
+        typed
+    }
+
+    /// A change from Docker: update the inventory and act on its effects.
+    pub fn on_inventory_change(&mut self, change: inventory::Change) {
+        let died = match &change {
+            inventory::Change::ContainerDied { id } => Some(id.clone()),
+            _ => None,
+        };
+        let effects = self.inventory.apply(change);
+        if let Some(id) = died {
+            self.view.forget_container(&id);
+        }
+        for tracked in effects.track {
+            self.probe.track(tracked);
+        }
+        for container in &effects.untrack {
+            self.probe.untrack(container);
+            self.view.forget_container(container);
+        }
+        for service_id in &effects.retired {
+            self.actuator.retire(service_id);
+            self.view.forget_service(service_id);
+            self.bindings.remove(service_id);
+            self.warned.retain(|(id, _)| id != service_id);
+        }
+        for notice in effects.notices {
+            self.on_notice(notice);
+        }
+    }
+
+    fn on_notice(&mut self, notice: Notice) {
+        match notice {
+            Notice::Enabled { service, config } => {
+                let t = &config.thresholds;
+                let loaded = self.policies.get(&config.policy).is_some();
+                tracing::info!(
+                    service = %service, policy = %config.policy,
+                    "service {service} autoscaled by policy {}{} within {}..={} replicas (cpu {}, memory {}, connections {})",
+                    config.policy, if loaded { "" } else { " (not loaded yet)" }, config.min, config.max,
+                    t.cpu, t.memory, t.connections
+                );
+                let ids: Vec<(String, String)> = self
+                    .inventory
+                    .active()
+                    .filter(|s| s.name == service)
+                    .map(|s| (s.id.clone(), s.name.clone()))
+                    .collect();
+                for (id, name) in ids {
+                    self.bindings.remove(&id);
+                    self.binding(&id, &name, &config);
+                }
+            }
+            Notice::Invalid { service, errors } => {
+                for error in &errors.0 {
+                    tracing::warn!(service = %service, label = %error.label, "{error}");
+                }
+            }
+            Notice::NotReplicated { service } => tracing::warn!(
+                service = %service,
+                "service {service} has autoscale.enable=true but is not a replicated service (global or job mode); it is left alone"
+            ),
+            Notice::Disabled { service } => {
+                tracing::info!(service = %service, "service {service} is no longer autoscaled")
+            }
+        }
+    }
+
+    /// A policy answered: hand its decision to the actuator.
+    pub fn on_decided(&mut self, done: Decided) {
+        let Decided { job, result, decided_ns, took } = done;
+        let service_id = &job.event.service_id;
+        self.metrics.observe_decide(took);
+        let outcome = match &result {
+            Ok(None) => "none",
+            Ok(Some(_)) => "decision",
+            Err(err) => {
+                self.metrics.policy_failure(&job.policy, err.kind());
+                "error"
+            }
+        };
+        self.metrics.decision(&job.policy, outcome);
+        match result {
+            Ok(None) => {}
+            Ok(Some(decision)) => {
+                self.metrics.observe_kernel_to_decision(Duration::from_nanos(
+                    decided_ns.saturating_sub(job.event.timestamp_ns),
+                ));
+                // The service may have been removed or relabelled meanwhile.
+                let current = self.inventory.service(service_id).and_then(ServiceEntry::config).cloned();
+                let Some(config) = current.filter(|c| c.policy == job.policy) else { return };
+                let request = Request {
+                    policy: job.policy,
+                    seen: job.state.current_replicas,
+                    decision,
+                    event: job.event,
+                    decided_ns,
+                };
+                self.actuator.submit(request, config);
+            }
+            Err(err @ PolicyError::Quarantined { .. }) => {
+                if self.warned.insert((service_id.clone(), job.policy.clone())) {
+                    tracing::error!(
+                        service = %job.event.service_name, policy = %job.policy,
+                        "{err}; service {} keeps its replicas", job.event.service_name
+                    );
+                }
+            }
+            Err(err) => tracing::warn!(
+                service = %job.event.service_name, policy = %job.policy, kind = err.kind(),
+                "{err}; service {} keeps its replicas", job.event.service_name
+            ),
+        }
+    }
+
+    /// The policies folder changed.
+    pub fn on_policy_change(&mut self, change: reload::Change) {
+        match change {
+            reload::Change::Loaded(name) | reload::Change::Reloaded(name) => {
+                // A (re)loaded policy gets a fresh chance: warn again if it
+                // fails, and check its services against its declaration.
+                self.warned.retain(|(_, policy)| *policy != name);
+                let bound: Vec<(String, String, Arc<ServiceConfig>)> = self
+                    .inventory
+                    .active()
+                    .filter_map(|s| s.config().filter(|c| c.policy == name).map(|c| (s.id.clone(), s.name.clone(), c.clone())))
+                    .collect();
+                for (id, service, config) in bound {
+                    self.binding(&id, &service, &config);
+                }
+            }
+            reload::Change::Unloaded(name) => {
+                self.deciders.retire(&name);
+                let bound: Vec<&str> = self
+                    .inventory
+                    .active()
+                    .filter(|s| s.config().is_some_and(|c| c.policy == name))
+                    .map(|s| s.name.as_str())
+                    .collect();
+                if !bound.is_empty() {
+                    tracing::warn!(
+                        policy = %name,
+                        "policy {name} was unloaded; services left at their current replicas: {}",
+                        bound.join(", ")
+                    );
+                }
+            }
+            reload::Change::Rejected { .. } => {}
+        }
+    }
+
+    /// Drain: stop the deciders (answers still in the channel are applied,
+    /// the rest dropped), then let the actuator finish its updates.
+    pub async fn shut_down(mut self, mut answers: mpsc::Receiver<Decided>, decider_grace: Duration, actuator_grace: Duration) {
+        let stats = self.probe.stats();
+        tracing::info!(
+            probe_events = stats.events,
+            probe_dropped = stats.dropped,
+            unknown_containers = self.unknown_containers,
+            "shutting down"
+        );
+        let deciders = std::mem::replace(&mut self.deciders, Deciders::new(mpsc::channel(1).0));
+        tokio::task::spawn_blocking(move || deciders.shutdown(decider_grace)).await.ok();
+        answers.close();
+        while let Ok(done) = answers.try_recv() {
+            self.on_decided(done);
+        }
+        self.actuator.shutdown(actuator_grace).await;
+        tracing::info!("stopped");
+    }
+}

@@ -1,0 +1,183 @@
+//! The daemon: connects to Swarm, loads the policies folder, starts the
+//! probe, and runs the event loop until shutdown; then drains.
+//!
+//! - [`event_loop`]: the one `tokio::select!` over the sources (shutdown,
+//!   probe events, inventory changes, decisions coming back, policy folder
+//!   changes) and what each does;
+//! - [`service_view`]: the aggregate over a service's replicas that policies
+//!   decide on;
+//! - [`deciders`]: one thread per policy, coalescing per service, never on
+//!   tokio's workers (wasmtime's sync calls block for up to the time limit).
+//!
+//! Shutdown, like mini-redis: the loop stops taking events, the deciders
+//! are closed (a call in progress ends within its time limit), then the
+//! actuator closes its mailboxes and waits for the updates in flight within
+//! a grace period, and names what was left.
+
+pub mod deciders;
+pub mod event_loop;
+pub mod service_view;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::sync::mpsc;
+
+use crate::config::DaemonArgs;
+use crate::metrics::Metrics;
+use crate::policy::{PolicySet, ReloadStats, Runtime};
+use crate::probe::{self, ProbeHandle};
+use crate::reload;
+use crate::swarm::{Actuator, Audit, DockerWriter, inventory};
+use deciders::Deciders;
+use event_loop::Loop;
+
+/// Probe events buffered between the probe and the loop; beyond this the
+/// probe drops (and counts) events rather than wait.
+const PROBE_CHANNEL: usize = 4096;
+/// Answers buffered between the deciders and the loop.
+const ANSWER_CHANNEL: usize = 1024;
+/// How long shutdown waits for the deciders to finish their calls.
+const DECIDER_GRACE: Duration = Duration::from_secs(2);
+/// How long shutdown waits for Swarm updates in flight.
+const ACTUATOR_GRACE: Duration = Duration::from_secs(5);
+
+/// Resolves on Ctrl-C or SIGTERM: the shutdown signal `main` passes to [`run`].
+pub async fn ctrl_c() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+/// Run the daemon until `shutdown` resolves.
+pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let dir = args.policies.clone();
+    if !dir.is_dir() {
+        bail!(
+            "policies folder {} does not exist or is not a folder; build the shipped policies with policies/build.sh or pass --policies DIR",
+            dir.display()
+        );
+    }
+    // Swarm first: without a manager there is nothing to do, say so at once.
+    let swarm = crate::swarm::connect().await?;
+    tracing::info!(endpoint = %swarm.endpoint, node = %swarm.node_id, "connected to the swarm manager ({})", swarm.version);
+
+    let policies = PolicySet::default();
+    let (policy_changes_tx, mut policy_changes) = mpsc::unbounded_channel();
+    // Hot reload: loads the folder now, then follows it until dropped.
+    let _reload = reload::watch(Arc::new(runtime), &dir, policies.clone(), args.reload_settings(), policy_changes_tx)
+        .await
+        .context("loading the policies folder")?;
+    tracing::info!(policies = %policies.names().join(", "), folder = %args.policies.display(), "policies loaded");
+
+    let metrics = Arc::new(Metrics::default());
+    let _metrics_server = match args.metrics_addr()? {
+        Some(addr) => {
+            let (bound, task) = crate::metrics::serve(addr, metrics.clone()).await?;
+            tracing::info!(address = %bound, "prometheus metrics on http://{bound}/metrics");
+            Some(AbortOnDrop(task))
+        }
+        None => None,
+    };
+    let audit = Arc::new(
+        match &args.audit_log {
+            Some(path) => Audit::to_file(path)?,
+            None => Audit::log_only(),
+        }
+        .with_metrics(metrics.clone()),
+    );
+    let options = args.actuator_options();
+    if options.dry_run {
+        tracing::info!("dry run: decisions are judged and logged, nothing is written to swarm");
+    }
+    let actuator = Actuator::new(DockerWriter { docker: swarm.docker.clone() }, options, audit);
+
+    let (probe_tx, mut probe_events) = mpsc::channel(PROBE_CHANNEL);
+    let probe = probe::start(args.probe.settings(), probe_tx).await.context("starting the probe")?;
+
+    let (inventory_tx, mut inventory_changes) = mpsc::channel(256);
+    let watcher = AbortOnDrop(tokio::spawn(inventory::watch(swarm.docker.clone(), inventory_tx)));
+
+    let (decided_tx, mut decided) = mpsc::channel(ANSWER_CHANNEL);
+    let deciders = Deciders::new(decided_tx);
+    export_owned_counters(&metrics, &probe, &policies, &deciders);
+
+    let mut state = Loop::new(probe, policies, actuator, deciders, metrics, args.probe.view_window());
+    tracing::info!("autoscaler running");
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(event) = probe_events.recv() => state.on_probe_event(event),
+            Some(change) = inventory_changes.recv() => state.on_inventory_change(change),
+            Some(done) = decided.recv() => state.on_decided(done),
+            Some(change) = policy_changes.recv() => state.on_policy_change(change),
+        }
+    }
+    drop(watcher);
+    state.shut_down(decided, DECIDER_GRACE, ACTUATOR_GRACE).await;
+    Ok(())
+}
+
+/// Export counters that the probe and the policy set keep themselves; they
+/// are read at scrape time.
+fn export_owned_counters(metrics: &Metrics, probe: &ProbeHandle, policies: &PolicySet, deciders: &Deciders) {
+    let p = probe.clone();
+    metrics.set_source("autoscaler_probe_events_total", "Events the probe produced.", "counter", move || {
+        p.stats().events as f64
+    });
+    let p = probe.clone();
+    metrics.set_source(
+        "autoscaler_probe_dropped_events_total",
+        "Events lost: ring-buffer reserve failures in the kernel plus events dropped on a full channel.",
+        "counter",
+        move || p.stats().dropped as f64,
+    );
+    type Counter = fn(&ReloadStats) -> &std::sync::atomic::AtomicU64;
+    let counters: [(&str, &str, Counter); 4] = [
+        ("autoscaler_policy_loads_total", "Policies loaded for the first time.", |s| &s.loads),
+        ("autoscaler_policy_reloads_total", "New versions of loaded policies swapped in.", |s| &s.reloads),
+        ("autoscaler_policy_rejections_total", "Policy files refused or failed to load.", |s| &s.rejections),
+        ("autoscaler_policy_unloads_total", "Policies unloaded because their file was deleted.", |s| &s.unloads),
+    ];
+    for (name, help, counter) in counters {
+        let set = policies.clone();
+        metrics.set_source(name, help, "counter", move || {
+            counter(set.stats()).load(std::sync::atomic::Ordering::Relaxed) as f64
+        });
+    }
+    let coalesced = deciders.coalesced();
+    metrics.set_source(
+        "autoscaler_events_coalesced_total",
+        "Decisions not asked for because a newer event of the same service replaced the waiting one.",
+        "counter",
+        move || coalesced.load(std::sync::atomic::Ordering::Relaxed) as f64,
+    );
+    let set = policies.clone();
+    metrics.set_source(
+        "autoscaler_policies_quarantined",
+        "Loaded policies currently quarantined.",
+        "gauge",
+        move || set.quarantined() as f64,
+    );
+}
+
+/// Aborts a task when dropped: the inventory watcher ends with the loop.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

@@ -1,0 +1,231 @@
+//! The service view: the latest value of every metric of every running
+//! replica of a service, and the aggregate over them that policies decide on
+//! (contract 0.2's `state.metrics`), as the Kubernetes HPA decides on the
+//! mean over ready pods.
+//!
+//! A replica counts in an aggregate when it is past its warm-up
+//! (`autoscale.warmup`) and its latest value of that metric was measured
+//! within the window; replicas still warming up are counted apart. The
+//! window is a few sample intervals long, so a replica (or a node) that
+//! stops reporting drops out of the aggregate on its own.
+//!
+//! Pure state, no I/O: the event loop feeds it readings and asks for
+//! aggregates.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::model::{Aggregate, Metric, Stats, Unit};
+
+/// The probe's extra metric carrying a container's memory limit in bytes;
+/// it feeds `of-limit` and is not an aggregate of its own.
+const MEMORY_LIMIT: &str = "memory-limit";
+
+/// One measured value.
+#[derive(Debug, Clone, PartialEq)]
+struct Reading {
+    /// The value, in `unit`.
+    value: f64,
+    /// Its unit.
+    unit: Unit,
+    /// When it was measured, CLOCK_MONOTONIC ns.
+    at_ns: u64,
+}
+
+/// One running replica.
+#[derive(Debug, Clone, Default)]
+struct Replica {
+    /// When it started, CLOCK_MONOTONIC ns.
+    started_ns: u64,
+    /// Its memory limit in bytes, when it has one.
+    memory_limit: Option<f64>,
+    /// The latest reading of each metric.
+    latest: Vec<(Metric, Reading)>,
+}
+
+/// The latest readings of every replica of every service.
+#[derive(Debug, Default)]
+pub struct ServiceView {
+    /// Service id -> container id -> replica.
+    services: HashMap<String, HashMap<String, Replica>>,
+    /// Container id -> service id, to forget a container by id.
+    owners: HashMap<String, String>,
+}
+
+impl ServiceView {
+    /// Record a reading of `metric` for `container` of `service`.
+    /// Returns false for readings that only update what the view knows of
+    /// the replica (its memory limit) and need no decision.
+    #[expect(clippy::too_many_arguments, reason = "one reading, flat; the caller has the parts at hand")]
+    pub fn record(
+        &mut self,
+        service: &str,
+        container: &str,
+        started_ns: u64,
+        metric: &Metric,
+        value: f64,
+        unit: &Unit,
+        at_ns: u64,
+    ) -> bool {
+        let replica = self
+            .services
+            .entry(service.to_string())
+            .or_default()
+            .entry(container.to_string())
+            .or_insert_with(|| Replica { started_ns, ..Replica::default() });
+        self.owners.entry(container.to_string()).or_insert_with(|| service.to_string());
+        replica.started_ns = started_ns;
+        if matches!(metric, Metric::Other(name) if name == MEMORY_LIMIT) {
+            replica.memory_limit = (value > 0.0).then_some(value);
+            return false;
+        }
+        let reading = Reading { value, unit: unit.clone(), at_ns };
+        match replica.latest.iter_mut().find(|(m, _)| m == metric) {
+            Some((_, latest)) if latest.at_ns <= at_ns => *latest = reading,
+            Some(_) => {}
+            None => replica.latest.push((metric.clone(), reading)),
+        }
+        true
+    }
+
+    /// A container stopped: it no longer counts.
+    pub fn forget_container(&mut self, container: &str) {
+        if let Some(service) = self.owners.remove(container)
+            && let Some(replicas) = self.services.get_mut(&service)
+        {
+            replicas.remove(container);
+            if replicas.is_empty() {
+                self.services.remove(&service);
+            }
+        }
+    }
+
+    /// A service is gone or no longer autoscaled.
+    pub fn forget_service(&mut self, service: &str) {
+        if let Some(replicas) = self.services.remove(service) {
+            for container in replicas.keys() {
+                self.owners.remove(container);
+            }
+        }
+    }
+
+    /// The aggregate of every metric measured for `service`, at `now_ns`.
+    pub fn aggregates(&self, service: &str, now_ns: u64, warmup: Duration, window: Duration) -> Vec<Aggregate> {
+        let Some(replicas) = self.services.get(service) else { return Vec::new() };
+        let warmup_ns = u64::try_from(warmup.as_nanos()).unwrap_or(u64::MAX);
+        let window_ns = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
+        let is_warming = |r: &Replica| now_ns.saturating_sub(r.started_ns) < warmup_ns;
+        let warming = u32::try_from(replicas.values().filter(|r| is_warming(r)).count()).unwrap_or(u32::MAX);
+        let mut metrics: Vec<&Metric> = Vec::new();
+        for replica in replicas.values() {
+            for (metric, _) in &replica.latest {
+                if !metrics.contains(&metric) {
+                    metrics.push(metric);
+                }
+            }
+        }
+        metrics
+            .into_iter()
+            .map(|metric| {
+                let counted: Vec<(&Reading, Option<f64>)> = replicas
+                    .values()
+                    .filter(|r| !is_warming(r))
+                    .filter_map(|r| {
+                        let reading = r.latest.iter().find(|(m, _)| m == metric).map(|(_, reading)| reading)?;
+                        (now_ns.saturating_sub(reading.at_ns) <= window_ns).then_some((reading, r.memory_limit))
+                    })
+                    .collect();
+                let unit = counted
+                    .first()
+                    .map(|(r, _)| r.unit.clone())
+                    .or_else(|| replicas.values().flat_map(|r| &r.latest).find(|(m, _)| m == metric).map(|(_, r)| r.unit.clone()))
+                    .unwrap_or(Unit::Count);
+                let of_limit = (unit == Unit::Bytes && !counted.is_empty() && counted.iter().all(|(_, l)| l.is_some()))
+                    .then(|| Stats::of(counted.iter().map(|(r, limit)| r.value / limit.unwrap_or(1.0))));
+                Aggregate {
+                    metric: metric.clone(),
+                    unit,
+                    reporting: u32::try_from(counted.len()).unwrap_or(u32::MAX),
+                    warming,
+                    value: Stats::of(counted.iter().map(|(r, _)| r.value)),
+                    of_limit,
+                    window_ns,
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: u64 = 1_000_000_000;
+    const WARMUP: Duration = Duration::from_secs(10);
+    const WINDOW: Duration = Duration::from_secs(3);
+
+    fn cpu(view: &mut ServiceView, container: &str, started: u64, value: f64, at: u64) {
+        view.record("s1", container, started, &Metric::Cpu, value, &Unit::FractionOfLimit, at);
+    }
+
+    fn cpu_of(view: &ServiceView, now: u64) -> Aggregate {
+        view.aggregates("s1", now, WARMUP, WINDOW).into_iter().find(|a| a.metric == Metric::Cpu).expect("cpu")
+    }
+
+    #[test]
+    fn two_saturated_and_one_idle_replica_average_out() {
+        let mut view = ServiceView::default();
+        cpu(&mut view, "a", 0, 1.0, 100 * SEC);
+        cpu(&mut view, "b", 0, 0.9, 100 * SEC);
+        cpu(&mut view, "c", 0, 0.05, 100 * SEC);
+        let agg = cpu_of(&view, 101 * SEC);
+        assert_eq!((agg.reporting, agg.warming), (3, 0));
+        assert!((agg.value.mean - 0.65).abs() < 1e-9, "{agg:?}");
+        assert_eq!((agg.value.min, agg.value.max), (0.05, 1.0));
+        assert!((agg.value.sum - 1.95).abs() < 1e-9);
+        assert_eq!(agg.window_ns, 3 * SEC);
+    }
+
+    #[test]
+    fn a_new_replica_warms_up_apart() {
+        let mut view = ServiceView::default();
+        cpu(&mut view, "a", 0, 0.9, 100 * SEC);
+        cpu(&mut view, "new", 95 * SEC, 0.0, 100 * SEC);
+        let agg = cpu_of(&view, 100 * SEC);
+        assert_eq!((agg.reporting, agg.warming), (1, 1));
+        assert_eq!(agg.value.mean, 0.9, "the idle newcomer does not pull the mean down");
+        let agg = cpu_of(&view, 105 * SEC + 1);
+        assert_eq!(agg.warming, 0);
+    }
+
+    #[test]
+    fn a_silent_replica_drops_out_after_the_window_and_when_it_stops() {
+        let mut view = ServiceView::default();
+        cpu(&mut view, "a", 0, 0.9, 100 * SEC);
+        cpu(&mut view, "b", 0, 0.1, 96 * SEC);
+        assert_eq!(cpu_of(&view, 100 * SEC).reporting, 1, "b's value is older than the window");
+        view.forget_container("a");
+        assert_eq!(cpu_of(&view, 100 * SEC).reporting, 0);
+        view.forget_container("b");
+        assert!(view.aggregates("s1", 100 * SEC, WARMUP, WINDOW).is_empty());
+    }
+
+    #[test]
+    fn memory_comes_in_bytes_and_as_a_fraction_of_the_limit() {
+        let mut view = ServiceView::default();
+        let limit = Metric::Other(MEMORY_LIMIT.into());
+        assert!(!view.record("s1", "a", 0, &limit, 1000.0, &Unit::Bytes, 100 * SEC), "a limit needs no decision");
+        view.record("s1", "b", 0, &limit, 2000.0, &Unit::Bytes, 100 * SEC);
+        view.record("s1", "a", 0, &Metric::Memory, 500.0, &Unit::Bytes, 100 * SEC);
+        view.record("s1", "b", 0, &Metric::Memory, 1500.0, &Unit::Bytes, 100 * SEC);
+        view.record("s1", "a", 0, &Metric::Connections, 3.0, &Unit::Count, 100 * SEC);
+        let all = view.aggregates("s1", 100 * SEC, WARMUP, WINDOW);
+        let memory = all.iter().find(|a| a.metric == Metric::Memory).expect("memory");
+        assert_eq!((memory.value.sum, memory.unit.clone()), (2000.0, Unit::Bytes));
+        let of_limit = memory.of_limit.expect("both replicas have limits");
+        assert_eq!((of_limit.min, of_limit.max), (0.5, 0.75));
+        let conns = all.iter().find(|a| a.metric == Metric::Connections).expect("connections");
+        assert_eq!((conns.reporting, conns.value.sum, conns.of_limit), (1, 3.0, None));
+        assert!(all.iter().all(|a| a.metric != limit));
+    }
+}

@@ -124,6 +124,7 @@ pub use bindings::autoscaler::policy::types::{
 };
 
 mod declared;
+mod figure;
 mod settings;
 mod spec;
 mod state;
@@ -131,6 +132,7 @@ pub mod testing;
 #[cfg(test)]
 mod tests;
 
+pub use figure::Figure;
 pub use settings::{BOOL_FORMS, DURATION_FORMS, parse_bool, parse_duration, parse_number, parse_quantity};
 
 /// A scaling policy. Implement it on a type and export it with

@@ -17,7 +17,7 @@
 
 use std::fmt::Write as _;
 
-use autoscaler_sdk::{Aggregate, Decision, Event, Policy, SettingSpec, State, export_policy, warn};
+use autoscaler_sdk::{Aggregate, Decision, Event, Figure, Policy, SettingSpec, State, export_policy, warn};
 
 /// Default tolerance, as in Kubernetes (`--horizontal-pod-autoscaler-tolerance`).
 const DEFAULT_TOLERANCE: &str = "0.1";
@@ -115,8 +115,13 @@ fn decide(event: &Event, state: &State) -> Option<Decision> {
     let ratio = best.mean / best.target;
     let _ = write!(
         reason,
-        "{} mean {:.3} / target {} = {ratio:.2}: ceil({current} * {ratio:.2}) = {}",
-        best.metric, best.mean, best.target, best.desired
+        "{} mean {} / target {} = {}: ceil({current} * {}) = {}",
+        best.metric,
+        Figure(best.mean),
+        Figure(best.target),
+        Figure(ratio),
+        Figure(ratio),
+        best.desired
     );
     if i64::from(replicas) != best.desired {
         let _ = write!(reason, ", bounded to {replicas}");

@@ -25,7 +25,7 @@ fn hpa_rule_scales_out() {
     // ceil(2 * 0.9 / 0.5) = ceil(3.6) = 4
     let d = decide(cpu_target(2).cpu(&[0.85, 0.95]).build_for::<Proportional>()).expect("decision");
     assert_eq!(d.target(), Some(4));
-    assert_eq!(d.reason, "cpu mean 0.900 / target 0.5 = 1.80: ceil(2 * 1.80) = 4");
+    assert_eq!(d.reason, "cpu mean 0.9 / target 0.5 = 1.8: ceil(2 * 1.8) = 4");
 }
 
 #[test]

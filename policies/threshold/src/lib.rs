@@ -25,7 +25,7 @@
 
 use std::fmt::Write as _;
 
-use autoscaler_sdk::{Aggregate, Decision, Event, Policy, SettingSpec, State, export_policy, warn};
+use autoscaler_sdk::{Aggregate, Decision, Event, Figure, Policy, SettingSpec, State, export_policy, warn};
 
 /// The exported policy.
 pub struct Threshold;
@@ -139,36 +139,29 @@ fn decide(event: &Event, state: &State) -> Option<Decision> {
     }
 
     let current = state.current_replicas;
+    let wanted = match over {
+        Some(_) => i64::from(current) + step,
+        None if any_lower && all_below => i64::from(current) - step,
+        None => return None,
+    };
+    let target = state.clamp(wanted);
+    if target == current {
+        return None; // at a bound: no reason to build
+    }
     let mut reason = String::with_capacity(96);
-    let target = if let Some((watched, value, upper)) = over {
-        let _ = write!(reason, "{} {figure} {} >= {} {}", watched.name, Num(value), watched.upper, Num(upper));
-        state.clamp(i64::from(current) + step)
-    } else if any_lower && all_below {
+    if let Some((watched, value, upper)) = over {
+        let _ = write!(reason, "{} {figure} {} >= {} {}", watched.name, Figure(value), watched.upper, Figure(upper));
+    } else {
         reason.push_str("every lower reached:");
         for watched in &WATCHED {
             let Some(lower) = state.number(watched.lower) else { continue };
             let value = (watched.aggregate)(state).map_or(0.0, |a| if use_max { a.value.max } else { a.value.mean });
-            let _ = write!(reason, " {} {figure} {} <= {},", watched.name, Num(value), Num(lower));
+            let _ = write!(reason, " {} {figure} {} <= {},", watched.name, Figure(value), Figure(lower));
         }
         reason.pop();
-        state.clamp(i64::from(current) - step)
-    } else {
-        return None;
-    };
-    if target == current {
-        return None;
     }
     let _ = write!(reason, ": {current} -> {target}");
     Some(Decision::scale(target, reason))
-}
-
-/// A value for a reason: three decimals, none for large values (bytes).
-struct Num(f64);
-
-impl std::fmt::Display for Num {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.0.abs() >= 1000.0 { write!(f, "{:.0}", self.0) } else { write!(f, "{:.3}", self.0) }
-    }
 }
 
 #[cfg(test)]

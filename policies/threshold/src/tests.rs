@@ -24,7 +24,7 @@ fn cpu_band() -> StateBuilder {
 fn steps_out_when_the_mean_is_at_or_above_upper() {
     let d = decide(cpu_band().cpu(&[0.9, 0.95, 0.85]).build_for::<Threshold>()).expect("decision");
     assert_eq!(d.target(), Some(4));
-    assert_eq!(d.reason, "cpu mean 0.900 >= cpu.upper 0.800: 3 -> 4");
+    assert_eq!(d.reason, "cpu mean 0.9 >= cpu.upper 0.8: 3 -> 4");
     assert_eq!(target(cpu_band().cpu_mean(0.8, 3).build_for::<Threshold>()), Some(4));
 }
 
@@ -42,14 +42,14 @@ fn max_aggregate_scales_out_on_the_hottest_replica() {
     let state = cpu_band().label("aggregate", "max").cpu(&[0.95, 0.95, 0.05]).build_for::<Threshold>();
     let d = decide(state).expect("decision");
     assert_eq!(d.target(), Some(4));
-    assert!(d.reason.starts_with("cpu max 0.950 >= cpu.upper"), "{}", d.reason);
+    assert!(d.reason.starts_with("cpu max 0.95 >= cpu.upper"), "{}", d.reason);
 }
 
 #[test]
 fn all_idle_scales_in() {
     let d = decide(cpu_band().cpu(&[0.05, 0.1, 0.02]).build_for::<Threshold>()).expect("decision");
     assert_eq!(d.target(), Some(2));
-    assert_eq!(d.reason, "every lower reached: cpu mean 0.057 <= 0.200: 3 -> 2");
+    assert_eq!(d.reason, "every lower reached: cpu mean 0.057 <= 0.2: 3 -> 2");
 }
 
 #[test]
@@ -90,7 +90,7 @@ fn scales_in_only_when_every_lower_is_reached() {
     let all_cold = both.clone().cpu_mean(0.05, 3).memory_mean(32.0 * 1024.0 * 1024.0, 3);
     let d = decide(all_cold.build_for::<Threshold>()).expect("decision");
     assert_eq!(d.target(), Some(2));
-    assert!(d.reason.contains("cpu mean 0.050 <= 0.200, memory mean 33554432 <= 67108864"), "{}", d.reason);
+    assert!(d.reason.contains("cpu mean 0.05 <= 0.2, memory mean 33554432 <= 67108864"), "{}", d.reason);
     // A watched lower without any measurement blocks scale-in.
     assert_eq!(decide(both.cpu_mean(0.05, 3).build_for::<Threshold>()), None);
 }

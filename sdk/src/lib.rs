@@ -27,7 +27,9 @@
 //!
 //! Policies run sandboxed: no files, network or environment, a time budget per
 //! call (10 ms by default) and a memory cap (64 MiB by default). Keep
-//! `decide` small, deterministic and cheap: it runs for every event.
+//! `decide` small, deterministic and cheap: it runs for every event. Return
+//! `None` early when nothing changes, and build the reason only for a
+//! decision you return ([`Figure`] prints numbers for it cheaply).
 //!
 //! ## A complete policy
 //!

@@ -160,3 +160,18 @@ fn declared_defaults_parse() {
     assert_eq!(state.text("aggregate"), Some("mean"));
     assert_eq!(state.number("cpu.upper"), None);
 }
+
+#[test]
+fn the_exported_functions_work_in_a_fresh_instance() {
+    // The component's decide may run where settings() never ran: a thread
+    // that declared nothing stands for such an instance.
+    let state = cpu_band().cpu_mean(0.9, 3).build_for::<Threshold>();
+    std::thread::spawn(move || {
+        use autoscaler_sdk::bindings::Guest;
+        let decision = <Threshold as Guest>::decide(EventBuilder::cpu(0.9).build(), state);
+        assert_eq!(decision.and_then(|d| d.target()), Some(4));
+        assert_eq!(<Threshold as Guest>::settings(), <Threshold as Policy>::settings());
+    })
+    .join()
+    .expect("fresh thread");
+}

@@ -2,17 +2,34 @@
 //!
 //! Write scaling policies for the Docker Swarm autoscaler `host` in Rust.
 //!
-//! A policy is a WebAssembly component of world `autoscaler:policy/policy`
-//! (see `wit/policy.wit` in the repository). The daemon calls its `decide`
-//! function for every event the kernel pushes about a container of a service
-//! bound to it, and applies the returned target after its own guardrails
-//! (the service's min/max, cooldowns, step limit). Returning `None` leaves
-//! the service alone.
+//! A policy is a WebAssembly component of world `autoscaler:policy/policy`,
+//! contract version 0.2.0 (see `wit/policy.wit` in the repository). It does
+//! two things:
+//!
+//! - [`Policy::settings`] declares the settings it reads, each an
+//!   `autoscale.<name>` label on the services bound to it, with a type, an
+//!   optional default and one line of documentation. The daemon asks once,
+//!   when it loads the policy, refuses services whose labels do not parse
+//!   as declared, and passes the parsed values to every call.
+//! - [`Policy::decide`] is called when the kernel pushes an event about a
+//!   replica of a bound service. The [`State`] carries the service view: one
+//!   [`Aggregate`] per metric over all the service's running replicas (mean,
+//!   min, max, sum of the replicas that report, how many are still warming
+//!   up), the clock, the last scale in each direction and the settings. It
+//!   returns a [`Decision`] (scale to a count, or hold scale-in for a while)
+//!   or `None`. The daemon applies a decision after its own guardrails
+//!   (bounds, cooldowns, step limit).
+//!
+//! Settings are read by name and type, without parsing text:
+//! [`State::number`], [`State::duration`], [`State::flag`], [`State::text`].
+//! The SDK keeps the declared names and maps a name to its position in the
+//! state with a short scan, no allocation.
 //!
 //! Policies run sandboxed: no files, network or environment, a time budget per
 //! call (10 ms by default) and a memory cap (64 MiB by default). Keep
-//! `decide` small and deterministic; use [`State::settings`] (the service's
-//! `autoscale.*` labels, prefix removed) for anything configurable.
+//! `decide` small, deterministic and cheap: it runs for every event. Return
+//! `None` early when nothing changes, and build the reason only for a
+//! decision you return ([`Figure`] prints numbers for it cheaply).
 //!
 //! ## A complete policy
 //!
@@ -34,40 +51,56 @@
 //! `src/lib.rs`:
 //!
 //! ```
-//! use autoscaler_sdk::{Decision, Event, Metric, Policy, State, export_policy, info};
+//! use autoscaler_sdk::{Decision, Event, Policy, SettingSpec, State, export_policy};
 //!
-//! /// Adds a replica whenever CPU goes over `cpu.upper` (default 0.8).
-//! struct ScaleOutOnCpu;
+//! /// Adds a replica while the service's mean CPU is at or over `cpu.upper`.
+//! pub struct ScaleOutOnCpu;
 //!
 //! impl Policy for ScaleOutOnCpu {
-//!     fn decide(event: Event, state: State) -> Option<Decision> {
-//!         if event.metric != Metric::Cpu {
+//!     fn settings() -> Vec<SettingSpec> {
+//!         vec![
+//!             SettingSpec::number("cpu.upper")
+//!                 .default("0.8")
+//!                 .doc("mean CPU (fraction of the limit) at which to add a replica"),
+//!         ]
+//!     }
+//!
+//!     fn decide(_event: Event, state: State) -> Option<Decision> {
+//!         let cpu = state.cpu().filter(|cpu| cpu.reporting > 0)?;
+//!         let upper = state.number("cpu.upper")?;
+//!         if cpu.value.mean < upper || state.current_replicas >= state.max_replicas {
 //!             return None;
 //!         }
-//!         let upper = state.number("cpu.upper").ok().flatten().unwrap_or(0.8);
-//!         if event.value < upper || state.current_replicas >= state.max_replicas {
-//!             return None;
-//!         }
-//!         info!("{} is busy: {:.2}", event.service_name, event.value);
-//!         Some(Decision::new(
-//!             state.current_replicas + 1,
-//!             format!("cpu {:.2} over {upper}", event.value),
-//!         ))
+//!         Some(Decision::scale(state.current_replicas + 1, "mean cpu at or over cpu.upper"))
 //!     }
 //! }
 //!
 //! export_policy!(ScaleOutOnCpu);
-//! # fn main() {}
+//!
+//! // A native unit test, with the builders of `autoscaler_sdk::testing`.
+//! # fn main() {
+//! use autoscaler_sdk::testing::{EventBuilder, StateBuilder};
+//!
+//! let state = StateBuilder::new().replicas(2, 1, 5).cpu(&[0.9, 0.95]).build_for::<ScaleOutOnCpu>();
+//! let decision = ScaleOutOnCpu::decide(EventBuilder::cpu(0.95).build(), state);
+//! assert_eq!(decision.and_then(|d| d.target()), Some(3));
+//!
+//! // Below the declared default of 0.8: nothing to do.
+//! let state = StateBuilder::new().replicas(2, 1, 5).cpu(&[0.5, 0.6]).build_for::<ScaleOutOnCpu>();
+//! assert_eq!(ScaleOutOnCpu::decide(EventBuilder::cpu(0.6).build(), state), None);
+//! # }
 //! ```
 //!
 //! Build it with `cargo build --release --target wasm32-wasip2` (after
 //! `rustup target add wasm32-wasip2`), check it with
-//! `host policy check target/wasm32-wasip2/release/my_policy.wasm`, try it with
-//! `host policy run FILE --event JSON --state JSON`, and drop the `.wasm` into
-//! the daemon's policies folder: it is loaded within milliseconds.
+//! `host policy check target/wasm32-wasip2/release/my_policy.wasm` (it lists
+//! the declared settings), and drop the `.wasm` into the daemon's policies
+//! folder: it is loaded within milliseconds. Bind a service with the labels
+//! `autoscale.enable=true`, `autoscale.policy=my_policy` and the settings.
 //!
-//! The decision logic is plain Rust, so it can be unit-tested natively with
-//! `cargo test`; [`log`] and the logging macros print to stderr there.
+//! The decision logic is plain Rust, so it is unit-tested natively with
+//! `cargo test` and the builders in [`testing`]; [`log`] and the logging
+//! macros print to stderr there.
 
 #![deny(missing_docs)]
 
@@ -77,7 +110,7 @@
 #[allow(missing_docs, reason = "generated code; the WIT carries the docs")]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit/v0.1",
+        path: "../wit",
         world: "policy",
         pub_export_macro: true,
         export_macro_name: "__export_policy_world",
@@ -87,30 +120,55 @@ pub mod bindings {
 }
 
 pub use bindings::autoscaler::policy::host::Level;
-pub use bindings::autoscaler::policy::types::{Crossing, Decision, Direction, Event, EventKind, Metric, State, Unit};
+pub use bindings::autoscaler::policy::types::{
+    Action, Aggregate, Crossing, Decision, Direction, Event, EventKind, Metric, SettingSpec, SettingType, SettingValue,
+    State, Stats, Unit,
+};
 
+mod declared;
+mod figure;
 mod settings;
-pub use settings::{SettingError, parse_quantity};
+mod spec;
+mod state;
+pub mod testing;
+#[cfg(test)]
+mod tests;
+
+pub use figure::Figure;
+pub use settings::{BOOL_FORMS, DURATION_FORMS, parse_bool, parse_duration, parse_number, parse_quantity};
 
 /// A scaling policy. Implement it on a type and export it with
 /// [`export_policy!`].
 pub trait Policy {
-    /// Decide what to do about `event` for the service described by `state`.
-    /// Return `None` to leave the service as it is.
+    /// The settings this policy reads, in a fixed order. Build them with
+    /// [`SettingSpec::number`], [`SettingSpec::quantity`],
+    /// [`SettingSpec::duration`], [`SettingSpec::flag`] or
+    /// [`SettingSpec::text`]. Return the same list every time: the daemon
+    /// asks once per load and the SDK asks again in a fresh instance.
+    fn settings() -> Vec<SettingSpec>;
+
+    /// Decide what to do about the service described by `state`, now that
+    /// `event` arrived. Return `None` to leave the service as it is.
     fn decide(event: Event, state: State) -> Option<Decision>;
 }
 
-/// Export a [`Policy`] implementation as the component's `decide`.
+/// Export a [`Policy`] implementation as the component's `settings` and
+/// `decide`.
 ///
 /// Use it once per crate, at the top level: `export_policy!(MyPolicy);`
 #[macro_export]
 macro_rules! export_policy {
     ($policy:ident) => {
         impl $crate::bindings::Guest for $policy {
+            fn settings() -> ::std::vec::Vec<$crate::SettingSpec> {
+                $crate::__declare_settings(<$policy as $crate::Policy>::settings())
+            }
+
             fn decide(
                 event: $crate::Event,
                 state: $crate::State,
             ) -> ::core::option::Option<$crate::Decision> {
+                $crate::__ensure_declared(<$policy as $crate::Policy>::settings);
                 <$policy as $crate::Policy>::decide(event, state)
             }
         }
@@ -118,67 +176,8 @@ macro_rules! export_policy {
     };
 }
 
-impl Decision {
-    /// A decision to run `target_replicas`, with a reason for the audit log.
-    pub fn new(target_replicas: u32, reason: impl Into<String>) -> Self {
-        Decision { target_replicas, reason: reason.into() }
-    }
-}
-
-impl Event {
-    /// The crossing, if this event is one.
-    pub fn crossing(&self) -> Option<&Crossing> {
-        match &self.kind {
-            EventKind::Crossing(c) => Some(c),
-            EventKind::Sample => None,
-        }
-    }
-
-    /// The metric's name as used in settings keys: `cpu`, `memory`,
-    /// `connections`, or the name of a newer metric.
-    pub fn metric_name(&self) -> &str {
-        self.metric.name()
-    }
-}
-
-impl Metric {
-    /// The WIT case name: `cpu`, `memory`, `connections`, or the other name.
-    pub fn name(&self) -> &str {
-        match self {
-            Metric::Cpu => "cpu",
-            Metric::Memory => "memory",
-            Metric::Connections => "connections",
-            Metric::Other(name) => name,
-        }
-    }
-}
-
-impl State {
-    /// The raw value of setting `key` (an `autoscale.KEY` label).
-    pub fn setting(&self, key: &str) -> Option<&str> {
-        self.settings.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
-    }
-
-    /// Setting `key` as a number. Accepts plain numbers and the suffixes
-    /// k, M, G, T (powers of 1000) and Ki, Mi, Gi, Ti (powers of 1024), so
-    /// `512Mi` and `0.75` both work. `Ok(None)` when the setting is absent.
-    pub fn number(&self, key: &str) -> Result<Option<f64>, SettingError> {
-        match self.setting(key) {
-            None => Ok(None),
-            Some(raw) => parse_quantity(raw)
-                .map(Some)
-                .ok_or_else(|| SettingError { key: key.to_string(), value: raw.to_string() }),
-        }
-    }
-
-    /// Clamp a wished-for replica count to this service's `[min, max]`.
-    pub fn clamp(&self, replicas: i64) -> u32 {
-        let lo = i64::from(self.min_replicas);
-        let hi = i64::from(self.max_replicas.max(self.min_replicas));
-        // The clamped value lies within two u32s, so the conversion holds.
-        u32::try_from(replicas.clamp(lo, hi)).unwrap_or(self.min_replicas)
-    }
-}
+#[doc(hidden)]
+pub use declared::{declare_settings as __declare_settings, ensure_declared as __ensure_declared};
 
 /// Write a line to the daemon's log, tagged with the policy's name.
 ///
@@ -212,39 +211,4 @@ macro_rules! warn {
 #[macro_export]
 macro_rules! error {
     ($($arg:tt)*) => { $crate::log($crate::Level::Error, &::std::format!($($arg)*)) };
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn state(settings: &[(&str, &str)]) -> State {
-        State {
-            current_replicas: 2,
-            min_replicas: 1,
-            max_replicas: 5,
-            last_scale_ns: None,
-            settings: settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        }
-    }
-
-    #[test]
-    fn settings_lookup_and_numbers() {
-        let s = state(&[("cpu.upper", "0.8"), ("memory.upper", "512Mi"), ("bad", "x1")]);
-        assert_eq!(s.setting("cpu.upper"), Some("0.8"));
-        assert_eq!(s.number("cpu.upper"), Ok(Some(0.8)));
-        assert_eq!(s.number("memory.upper"), Ok(Some(512.0 * 1024.0 * 1024.0)));
-        assert_eq!(s.number("missing"), Ok(None));
-        let err = s.number("bad").expect_err("x1 is not a number");
-        assert_eq!(err.key, "bad");
-        assert!(err.to_string().contains("x1"));
-    }
-
-    #[test]
-    fn clamp_respects_bounds() {
-        let s = state(&[]);
-        assert_eq!(s.clamp(-3), 1);
-        assert_eq!(s.clamp(3), 3);
-        assert_eq!(s.clamp(99), 5);
-    }
 }

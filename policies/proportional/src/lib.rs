@@ -1,25 +1,54 @@
 //! `proportional`: the Kubernetes HPA rule,
-//! `desired = ceil(current * value / target)`, skipped while `value / target`
-//! is within a tolerance of 1.0.
+//! `desired = ceil(current * mean / target)`, over the mean of the replicas
+//! that report (the daemon leaves out replicas still warming up, as the HPA
+//! leaves out pods that are not ready).
 //!
-//! Settings (service labels `autoscale.<key>`):
-//! - `<metric>.target` for `cpu`, `memory`, `connections`: the value each
-//!   container should run at (for example `cpu.target=0.5`: half its CPU
-//!   limit). Events of a metric without a target are ignored.
-//! - `tolerance` (default 0.1): no change while the ratio is within 1 ± tolerance.
+//! Settings (service labels `autoscale.<name>`):
+//! - `<metric>.target` for `cpu` (a fraction of the CPU limit, or cores
+//!   without one), `memory` (bytes: `512Mi`) and `connections`: the value
+//!   each replica should run at on average (for example `cpu.target=0.5`:
+//!   half its CPU limit). Metrics without a target are not looked at.
+//! - `tolerance` (default 0.1): a metric whose `mean / target` is within
+//!   1 ± tolerance asks for the current count.
 //!
-//! Each event carries one container's value; behind Swarm's load balancer it
-//! stands for the service's average, which is what HPA divides by.
+//! With several targets, each metric proposes a count and the largest wins,
+//! as in the HPA: one metric can scale out on its own, scale-in needs all.
+//! No replica reporting: no decision.
 
-use autoscaler_sdk::{Decision, Event, Policy, State, export_policy, warn};
+use std::fmt::Write as _;
+
+use autoscaler_sdk::{Aggregate, Decision, Event, Figure, Policy, SettingSpec, State, export_policy, warn};
 
 /// Default tolerance, as in Kubernetes (`--horizontal-pod-autoscaler-tolerance`).
-const DEFAULT_TOLERANCE: f64 = 0.1;
+const DEFAULT_TOLERANCE: &str = "0.1";
 
 /// The exported policy.
 pub struct Proportional;
 
+/// Where a metric's aggregate is in the state.
+type AggregateOf = fn(&State) -> Option<&Aggregate>;
+
+/// The metrics with a target: the setting's name, the metric's name and
+/// where its aggregate is.
+const TARGETS: [(&str, &str, AggregateOf); 3] = [
+    ("cpu.target", "cpu", State::cpu),
+    ("memory.target", "memory", State::memory),
+    ("connections.target", "connections", State::connections),
+];
+
 impl Policy for Proportional {
+    fn settings() -> Vec<SettingSpec> {
+        vec![
+            SettingSpec::quantity("cpu.target")
+                .doc("mean CPU per replica to aim for (fraction of the limit, or cores without one)"),
+            SettingSpec::quantity("memory.target").doc("mean memory per replica to aim for (bytes: 512Mi, 1G)"),
+            SettingSpec::quantity("connections.target").doc("mean open connections per replica to aim for"),
+            SettingSpec::number("tolerance")
+                .default(DEFAULT_TOLERANCE)
+                .doc("no change while mean / target is within 1 +- tolerance (0 to below 1)"),
+        ]
+    }
+
     fn decide(event: Event, state: State) -> Option<Decision> {
         decide(&event, &state)
     }
@@ -27,118 +56,78 @@ impl Policy for Proportional {
 
 export_policy!(Proportional);
 
-/// The decision rule, separate from the export so it can be unit-tested.
-pub fn decide(event: &Event, state: &State) -> Option<Decision> {
-    let metric = event.metric_name();
-    let target = match state.number(&format!("{metric}.target")) {
-        Ok(Some(target)) if target > 0.0 => target,
-        Ok(None) => return None,
-        Ok(Some(_)) => {
-            warn!("{}: {metric}.target must be above 0", event.service_name);
+/// One metric's proposal.
+struct Proposal {
+    /// The metric's name.
+    metric: &'static str,
+    /// The mean over the reporting replicas.
+    mean: f64,
+    /// The target.
+    target: f64,
+    /// The count it asks for, before the bounds.
+    desired: i64,
+}
+
+/// The decision rule, on borrowed values.
+fn decide(event: &Event, state: &State) -> Option<Decision> {
+    let tolerance = state.number("tolerance").unwrap_or(0.1);
+    if !(0.0..1.0).contains(&tolerance) {
+        warn!(
+            "{}: autoscale.tolerance is {tolerance}; write a number from 0 to below 1. No decision.",
+            event.service_name
+        );
+        return None;
+    }
+    let current = state.current_replicas;
+    if current == 0 {
+        return None; // nothing to multiply; waking a service is the daemon's job
+    }
+    let mut best: Option<Proposal> = None;
+    for (setting, metric, aggregate) in TARGETS {
+        let Some(target) = state.number(setting) else { continue };
+        if target <= 0.0 {
+            warn!("{}: autoscale.{setting} is {target}; it must be above 0. No decision.", event.service_name);
             return None;
         }
-        Err(err) => {
-            warn!("{}: {err}", event.service_name);
-            return None;
+        let Some(aggregate) = aggregate(state).filter(|a| a.reporting > 0) else { continue };
+        let mean = aggregate.value.mean;
+        if !mean.is_finite() || mean < 0.0 {
+            continue;
         }
-    };
-    let tolerance = match state.number("tolerance") {
-        Ok(Some(t)) if (0.0..1.0).contains(&t) => t,
-        Ok(None) => DEFAULT_TOLERANCE,
-        Ok(Some(_)) | Err(_) => {
-            warn!("{}: tolerance must be a number in [0, 1); using {DEFAULT_TOLERANCE}", event.service_name);
-            DEFAULT_TOLERANCE
+        let ratio = mean / target;
+        let desired = if (ratio - 1.0).abs() <= tolerance {
+            i64::from(current)
+        } else {
+            // Saturate absurd ratios before converting; clamp handles the bounds.
+            let desired = (f64::from(current) * ratio).ceil();
+            if desired >= i64::MAX as f64 { i64::MAX } else { desired as i64 }
+        };
+        if best.as_ref().is_none_or(|b| desired > b.desired) {
+            best = Some(Proposal { metric, mean, target, desired });
         }
-    };
-    if state.current_replicas == 0 || !event.value.is_finite() || event.value < 0.0 {
+    }
+    let best = best?;
+    let replicas = state.clamp(best.desired);
+    if replicas == current {
         return None;
     }
-    let ratio = event.value / target;
-    if (ratio - 1.0).abs() <= tolerance {
-        return None;
+    let mut reason = String::with_capacity(96);
+    let ratio = best.mean / best.target;
+    let _ = write!(
+        reason,
+        "{} mean {} / target {} = {}: ceil({current} * {}) = {}",
+        best.metric,
+        Figure(best.mean),
+        Figure(best.target),
+        Figure(ratio),
+        Figure(ratio),
+        best.desired
+    );
+    if i64::from(replicas) != best.desired {
+        let _ = write!(reason, ", bounded to {replicas}");
     }
-    let desired = (f64::from(state.current_replicas) * ratio).ceil();
-    // Saturate absurd ratios before converting; clamp handles the bounds.
-    let desired = if desired >= i64::MAX as f64 { i64::MAX } else { desired as i64 };
-    let replicas = state.clamp(desired);
-    if replicas == state.current_replicas {
-        return None;
-    }
-    Some(Decision::new(
-        replicas,
-        format!(
-            "{metric} {:.3} vs target {target} (ratio {ratio:.2}): ceil({} * {ratio:.2}) = {desired}, bounded to {replicas}",
-            event.value, state.current_replicas
-        ),
-    ))
+    Some(Decision::scale(replicas, reason))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::decide;
-    use autoscaler_sdk::{Event, EventKind, Metric, State, Unit};
-
-    fn event(value: f64) -> Event {
-        Event {
-            metric: Metric::Cpu,
-            value,
-            unit: Unit::FractionOfLimit,
-            kind: EventKind::Sample,
-            container_id: "c".into(),
-            service_id: "s".into(),
-            service_name: "web".into(),
-            timestamp_ns: 1,
-        }
-    }
-
-    fn state(current: u32, settings: &[(&str, &str)]) -> State {
-        State {
-            current_replicas: current,
-            min_replicas: 1,
-            max_replicas: 10,
-            last_scale_ns: None,
-            settings: settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        }
-    }
-
-    const TARGET: &[(&str, &str)] = &[("cpu.target", "0.5")];
-
-    #[test]
-    fn hpa_rule_scales_out() {
-        // ceil(2 * 0.9 / 0.5) = ceil(3.6) = 4
-        let d = decide(&event(0.9), &state(2, TARGET)).expect("decision");
-        assert_eq!(d.target_replicas, 4);
-        assert!(d.reason.contains("ratio 1.80"), "{}", d.reason);
-    }
-
-    #[test]
-    fn hpa_rule_scales_in() {
-        // ceil(4 * 0.1 / 0.5) = ceil(0.8) = 1
-        assert_eq!(decide(&event(0.1), &state(4, TARGET)).map(|d| d.target_replicas), Some(1));
-        // ceil(4 * 0.3 / 0.5) = ceil(2.4) = 3
-        assert_eq!(decide(&event(0.3), &state(4, TARGET)).map(|d| d.target_replicas), Some(3));
-    }
-
-    #[test]
-    fn within_tolerance_does_nothing() {
-        assert_eq!(decide(&event(0.54), &state(2, TARGET)), None);
-        assert_eq!(decide(&event(0.46), &state(2, TARGET)), None);
-        let wide = state(2, &[("cpu.target", "0.5"), ("tolerance", "0.5")]);
-        assert_eq!(decide(&event(0.7), &wide), None);
-    }
-
-    #[test]
-    fn bounded_by_max_and_min() {
-        assert_eq!(decide(&event(100.0), &state(2, TARGET)).map(|d| d.target_replicas), Some(10));
-        assert_eq!(decide(&event(f64::MAX), &state(2, TARGET)).map(|d| d.target_replicas), Some(10));
-        assert_eq!(decide(&event(0.0), &state(1, TARGET)), None);
-    }
-
-    #[test]
-    fn missing_or_bad_target_is_ignored() {
-        assert_eq!(decide(&event(0.9), &state(2, &[])), None);
-        assert_eq!(decide(&event(0.9), &state(2, &[("cpu.target", "0")])), None);
-        assert_eq!(decide(&event(0.9), &state(2, &[("cpu.target", "half")])), None);
-        assert_eq!(decide(&event(f64::NAN), &state(2, TARGET)), None);
-    }
-}
+mod tests;

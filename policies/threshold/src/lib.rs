@@ -1,23 +1,81 @@
-//! `threshold`: one step out above an upper threshold, one step in below a
-//! lower one, nothing in between.
+//! `threshold`: one step out when the service runs hot, one step in when it
+//! runs cold everywhere, nothing in between.
 //!
-//! Settings (service labels `autoscale.<key>`):
-//! - `<metric>.upper`, `<metric>.lower` for `cpu`, `memory`, `connections`:
-//!   the band. `lower` must be below `upper`; the gap is the hysteresis that
-//!   keeps the service from flapping. Memory accepts `512Mi`, `1G`, ...
-//!   Without both, events of that metric are ignored.
+//! It decides on the service view (the aggregate over the replicas that
+//! report), not on the value of the event that triggered the call: a single
+//! idle replica behind a busy service does not scale it in, and replicas
+//! still warming up are left out of the aggregate by the daemon.
+//!
+//! Settings (service labels `autoscale.<name>`), all optional:
+//! - `<metric>.upper`, `<metric>.lower` for `cpu` (a fraction of the CPU
+//!   limit, or cores without one), `memory` (bytes: `512Mi`, `1G`) and
+//!   `connections` (per replica): the band. A metric with at least one of the
+//!   two is watched. `lower` must be below `upper`.
 //! - `step` (default 1): replicas added or removed per decision.
+//! - `aggregate` (`mean` or `max`, default `mean`): which figure of the
+//!   service view is compared with the band.
 //!
-//! Every event (crossing or periodic sample) is judged on its value, so a
-//! service that stays hot keeps stepping out, at the pace the daemon's
-//! cooldowns allow, until it reaches `autoscale.max`.
+//! The rule: scale out by `step` when any watched metric is at or above its
+//! upper; scale in by `step` only when every watched metric that has a lower
+//! is at or below it (and none is at or above its upper); a metric with a
+//! lower but no reporting replica blocks scale-in. No replica reporting (all
+//! warming up): no decision. Every event is judged again, so a service that
+//! stays hot keeps stepping out, at the pace the daemon's cooldowns allow,
+//! until `autoscale.max`.
 
-use autoscaler_sdk::{Decision, Event, Policy, State, export_policy, warn};
+use std::fmt::Write as _;
+
+use autoscaler_sdk::{Aggregate, Decision, Event, Figure, Policy, SettingSpec, State, export_policy, warn};
 
 /// The exported policy.
 pub struct Threshold;
 
+/// A metric the policy can watch: its name and where its aggregate is.
+struct Watched {
+    /// The metric's name, the prefix of its settings.
+    name: &'static str,
+    /// The setting holding the upper threshold.
+    upper: &'static str,
+    /// The setting holding the lower threshold.
+    lower: &'static str,
+    /// The metric's aggregate in the state.
+    aggregate: fn(&State) -> Option<&Aggregate>,
+}
+
+/// Every metric the policy watches, in the order reasons name them.
+const WATCHED: [Watched; 3] = [
+    Watched { name: "cpu", upper: "cpu.upper", lower: "cpu.lower", aggregate: State::cpu },
+    Watched { name: "memory", upper: "memory.upper", lower: "memory.lower", aggregate: State::memory },
+    Watched {
+        name: "connections",
+        upper: "connections.upper",
+        lower: "connections.lower",
+        aggregate: State::connections,
+    },
+];
+
 impl Policy for Threshold {
+    fn settings() -> Vec<SettingSpec> {
+        vec![
+            SettingSpec::quantity("cpu.upper")
+                .doc("scale out at or above this CPU (fraction of the limit, or cores without one)"),
+            SettingSpec::quantity("cpu.lower").doc("scale in at or below this CPU (same unit as cpu.upper)"),
+            SettingSpec::quantity("memory.upper")
+                .doc("scale out at or above this memory per replica (bytes: 512Mi, 1G)"),
+            SettingSpec::quantity("memory.lower").doc("scale in at or below this memory per replica (bytes)"),
+            SettingSpec::quantity("connections.upper")
+                .doc("scale out at or above this many open connections per replica"),
+            SettingSpec::quantity("connections.lower")
+                .doc("scale in at or below this many open connections per replica"),
+            SettingSpec::number("step")
+                .default("1")
+                .doc("replicas added or removed per decision (a whole number >= 1)"),
+            SettingSpec::text("aggregate")
+                .default("mean")
+                .doc("which figure over the reporting replicas is compared: mean or max"),
+        ]
+    }
+
     fn decide(event: Event, state: State) -> Option<Decision> {
         decide(&event, &state)
     }
@@ -25,129 +83,86 @@ impl Policy for Threshold {
 
 export_policy!(Threshold);
 
-/// The decision rule, separate from the export so it can be unit-tested.
-pub fn decide(event: &Event, state: &State) -> Option<Decision> {
-    let metric = event.metric_name();
-    let (upper, lower) = match (state.number(&format!("{metric}.upper")), state.number(&format!("{metric}.lower"))) {
-        (Ok(Some(upper)), Ok(Some(lower))) => (upper, lower),
-        (Ok(_), Ok(_)) => return None, // no band for this metric
-        (Err(err), _) | (_, Err(err)) => {
-            warn!("{}: {err}", event.service_name);
+/// The decision rule, on borrowed values.
+fn decide(event: &Event, state: &State) -> Option<Decision> {
+    let use_max = match state.text("aggregate") {
+        None | Some("mean") => false,
+        Some("max") => true,
+        Some(other) => {
+            warn!("{}: autoscale.aggregate is {other:?}; write mean or max. No decision.", event.service_name);
             return None;
         }
     };
-    if lower >= upper {
-        warn!(
-            "{}: {metric}.lower ({lower}) must be below {metric}.upper ({upper}); ignoring {metric}",
-            event.service_name
-        );
-        return None;
-    }
+    let figure = if use_max { "max" } else { "mean" };
     let step = match state.number("step") {
-        Ok(Some(step)) if step >= 1.0 => step as i64,
-        Ok(None) => 1,
-        Ok(Some(_)) | Err(_) => {
-            warn!("{}: step must be a whole number >= 1; using 1", event.service_name);
-            1
+        Some(step) if step >= 1.0 && step.fract() == 0.0 && step <= f64::from(u32::MAX) => step as i64,
+        Some(step) => {
+            warn!("{}: autoscale.step is {step}; write a whole number >= 1. No decision.", event.service_name);
+            return None;
         }
+        None => 1,
     };
-    let current = i64::from(state.current_replicas);
-    let (wanted, relation, bound) = if event.value >= upper {
-        (current + step, "at or above upper", upper)
-    } else if event.value <= lower {
-        (current - step, "at or below lower", lower)
-    } else {
-        return None;
+
+    // The first metric at or above its upper, and whether every metric with
+    // a lower is at or below it.
+    let mut over: Option<(&Watched, f64, f64)> = None;
+    let mut any_lower = false;
+    let mut all_below = true;
+    for watched in &WATCHED {
+        let (upper, lower) = (state.number(watched.upper), state.number(watched.lower));
+        if let (Some(upper), Some(lower)) = (upper, lower)
+            && lower >= upper
+        {
+            warn!(
+                "{}: autoscale.{} ({lower}) must be below autoscale.{} ({upper}). No decision.",
+                event.service_name, watched.lower, watched.upper
+            );
+            return None;
+        }
+        if upper.is_none() && lower.is_none() {
+            continue;
+        }
+        any_lower |= lower.is_some();
+        let Some(aggregate) = (watched.aggregate)(state).filter(|a| a.reporting > 0) else {
+            // Nothing measured: cannot tell it is low.
+            all_below &= lower.is_none();
+            continue;
+        };
+        let value = if use_max { aggregate.value.max } else { aggregate.value.mean };
+        if let Some(upper) = upper
+            && value >= upper
+            && over.is_none()
+        {
+            over = Some((watched, value, upper));
+        }
+        all_below &= lower.is_none_or(|lower| value <= lower);
+    }
+
+    let current = state.current_replicas;
+    let wanted = match over {
+        Some(_) => i64::from(current) + step,
+        None if any_lower && all_below => i64::from(current) - step,
+        None => return None,
     };
     let target = state.clamp(wanted);
-    if target == state.current_replicas {
-        return None;
+    if target == current {
+        return None; // at a bound: no reason to build
     }
-    Some(Decision::new(
-        target,
-        format!("{metric} {:.3} {relation} {bound}: {} -> {target}", event.value, state.current_replicas),
-    ))
+    let mut reason = String::with_capacity(96);
+    if let Some((watched, value, upper)) = over {
+        let _ = write!(reason, "{} {figure} {} >= {} {}", watched.name, Figure(value), watched.upper, Figure(upper));
+    } else {
+        reason.push_str("every lower reached:");
+        for watched in &WATCHED {
+            let Some(lower) = state.number(watched.lower) else { continue };
+            let value = (watched.aggregate)(state).map_or(0.0, |a| if use_max { a.value.max } else { a.value.mean });
+            let _ = write!(reason, " {} {figure} {} <= {},", watched.name, Figure(value), Figure(lower));
+        }
+        reason.pop();
+    }
+    let _ = write!(reason, ": {current} -> {target}");
+    Some(Decision::scale(target, reason))
 }
 
 #[cfg(test)]
-mod tests {
-    use super::decide;
-    use autoscaler_sdk::{Event, EventKind, Metric, State, Unit};
-
-    fn event(metric: Metric, value: f64) -> Event {
-        Event {
-            metric,
-            value,
-            unit: Unit::FractionOfLimit,
-            kind: EventKind::Sample,
-            container_id: "c".into(),
-            service_id: "s".into(),
-            service_name: "web".into(),
-            timestamp_ns: 1,
-        }
-    }
-
-    fn state(current: u32, settings: &[(&str, &str)]) -> State {
-        State {
-            current_replicas: current,
-            min_replicas: 1,
-            max_replicas: 4,
-            last_scale_ns: None,
-            settings: settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        }
-    }
-
-    const BAND: &[(&str, &str)] = &[("cpu.upper", "0.8"), ("cpu.lower", "0.2")];
-
-    #[test]
-    fn steps_out_above_upper() {
-        let d = decide(&event(Metric::Cpu, 0.95), &state(2, BAND)).expect("decision");
-        assert_eq!(d.target_replicas, 3);
-        assert!(d.reason.contains("above upper"), "{}", d.reason);
-    }
-
-    #[test]
-    fn steps_in_below_lower() {
-        let d = decide(&event(Metric::Cpu, 0.05), &state(3, BAND)).expect("decision");
-        assert_eq!(d.target_replicas, 2);
-    }
-
-    #[test]
-    fn holds_inside_the_band() {
-        assert_eq!(decide(&event(Metric::Cpu, 0.5), &state(2, BAND)), None);
-        assert_eq!(decide(&event(Metric::Cpu, 0.79), &state(2, BAND)), None);
-        assert_eq!(decide(&event(Metric::Cpu, 0.21), &state(2, BAND)), None);
-    }
-
-    #[test]
-    fn respects_min_and_max() {
-        assert_eq!(decide(&event(Metric::Cpu, 0.99), &state(4, BAND)), None);
-        assert_eq!(decide(&event(Metric::Cpu, 0.01), &state(1, BAND)), None);
-    }
-
-    #[test]
-    fn step_setting_is_used_and_clamped() {
-        let s = state(1, &[("cpu.upper", "0.8"), ("cpu.lower", "0.2"), ("step", "2")]);
-        assert_eq!(decide(&event(Metric::Cpu, 0.9), &s).map(|d| d.target_replicas), Some(3));
-        let s = state(3, &[("cpu.upper", "0.8"), ("cpu.lower", "0.2"), ("step", "5")]);
-        assert_eq!(decide(&event(Metric::Cpu, 0.9), &s).map(|d| d.target_replicas), Some(4));
-    }
-
-    #[test]
-    fn other_metrics_use_their_own_band_and_units() {
-        let s = state(1, &[("memory.upper", "256Mi"), ("memory.lower", "64Mi")]);
-        let mut e = event(Metric::Memory, 300.0 * 1024.0 * 1024.0);
-        e.unit = Unit::Bytes;
-        assert_eq!(decide(&e, &s).map(|d| d.target_replicas), Some(2));
-        // No connections band configured: ignored.
-        assert_eq!(decide(&event(Metric::Connections, 1e6), &s), None);
-    }
-
-    #[test]
-    fn inverted_or_malformed_band_is_ignored() {
-        let inverted = state(2, &[("cpu.upper", "0.2"), ("cpu.lower", "0.8")]);
-        assert_eq!(decide(&event(Metric::Cpu, 0.95), &inverted), None);
-        let malformed = state(2, &[("cpu.upper", "high"), ("cpu.lower", "0.2")]);
-        assert_eq!(decide(&event(Metric::Cpu, 0.95), &malformed), None);
-    }
-}
+mod tests;

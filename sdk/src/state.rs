@@ -1,0 +1,164 @@
+//! Convenience methods on the generated types: typed settings and the
+//! service view on [`State`], constructors on [`Decision`], small helpers on
+//! [`Event`] and [`Metric`].
+
+use std::time::Duration;
+
+use crate::declared::position;
+use crate::{Action, Aggregate, Crossing, Decision, Event, EventKind, Metric, SettingValue, State};
+
+impl State {
+    /// The value of declared setting `name`: the label's value parsed to the
+    /// declared type, else the declared default, else `None`.
+    pub fn setting(&self, name: &str) -> Option<&SettingValue> {
+        self.settings.get(position(name)?)?.as_ref()
+    }
+
+    /// A `number` or `quantity` setting (`0.8`, `512Mi` as 536870912.0).
+    pub fn number(&self, name: &str) -> Option<f64> {
+        match self.setting(name)? {
+            SettingValue::Number(value) => Some(*value),
+            other => mismatch(name, "number", other),
+        }
+    }
+
+    /// A `duration` setting.
+    pub fn duration(&self, name: &str) -> Option<Duration> {
+        match self.setting(name)? {
+            SettingValue::DurationNs(ns) => Some(Duration::from_nanos(*ns)),
+            other => mismatch(name, "duration", other),
+        }
+    }
+
+    /// A `flag` setting.
+    pub fn flag(&self, name: &str) -> Option<bool> {
+        match self.setting(name)? {
+            SettingValue::Flag(value) => Some(*value),
+            other => mismatch(name, "flag", other),
+        }
+    }
+
+    /// A `text` setting, as written in the label.
+    pub fn text(&self, name: &str) -> Option<&str> {
+        match self.setting(name)? {
+            SettingValue::Text(value) => Some(value),
+            other => mismatch(name, "text", other),
+        }
+    }
+
+    /// The service-wide aggregate of `metric`, if the daemon measures it for
+    /// this service.
+    pub fn metric(&self, metric: &Metric) -> Option<&Aggregate> {
+        self.metrics.iter().find(|aggregate| aggregate.metric == *metric)
+    }
+
+    /// The service-wide CPU aggregate.
+    pub fn cpu(&self) -> Option<&Aggregate> {
+        self.metric(&Metric::Cpu)
+    }
+
+    /// The service-wide memory aggregate.
+    pub fn memory(&self) -> Option<&Aggregate> {
+        self.metric(&Metric::Memory)
+    }
+
+    /// The service-wide connections aggregate.
+    pub fn connections(&self) -> Option<&Aggregate> {
+        self.metric(&Metric::Connections)
+    }
+
+    /// Clamp a wished-for replica count to this service's `[min, max]`.
+    pub fn clamp(&self, replicas: i64) -> u32 {
+        let lo = i64::from(self.min_replicas);
+        let hi = i64::from(self.max_replicas.max(self.min_replicas));
+        // The clamped value lies within two u32s, so the conversion holds.
+        u32::try_from(replicas.clamp(lo, hi)).unwrap_or(self.min_replicas)
+    }
+
+    /// Time since the daemon last raised the replicas; `None` if it never has.
+    pub fn since_last_scale_up(&self) -> Option<Duration> {
+        self.last_scale_up_ns.map(|then| Duration::from_nanos(self.now_ns.saturating_sub(then)))
+    }
+
+    /// Time since the daemon last lowered the replicas; `None` if it never has.
+    pub fn since_last_scale_down(&self) -> Option<Duration> {
+        self.last_scale_down_ns.map(|then| Duration::from_nanos(self.now_ns.saturating_sub(then)))
+    }
+
+    /// How much longer scale-in is held by an earlier `hold`; `None` if no
+    /// hold is in force.
+    pub fn hold_remaining(&self) -> Option<Duration> {
+        self.hold_until_ns.filter(|until| *until > self.now_ns).map(|until| Duration::from_nanos(until - self.now_ns))
+    }
+}
+
+/// A setting read as another type than it was declared with: a bug in the
+/// policy. Loud in native debug builds (unit tests), `None` in the component.
+fn mismatch<T>(name: &str, wanted: &str, found: &SettingValue) -> Option<T> {
+    #[cfg(all(debug_assertions, not(target_family = "wasm")))]
+    panic!("setting {name:?} is read as a {wanted} but holds {found:?}; read it as declared");
+    #[cfg(not(all(debug_assertions, not(target_family = "wasm"))))]
+    {
+        let _ = (name, wanted, found);
+        None
+    }
+}
+
+impl Decision {
+    /// Run `replicas` replicas, with a reason for the audit log.
+    pub fn scale(replicas: u32, reason: impl Into<String>) -> Self {
+        Decision { action: Action::Scale(replicas), reason: reason.into() }
+    }
+
+    /// Keep the current count and refuse any scale-in for `duration` (a
+    /// stabilisation window; scale-out stays possible). Durations beyond
+    /// `u64::MAX` nanoseconds (584 years) saturate.
+    pub fn hold(duration: Duration, reason: impl Into<String>) -> Self {
+        let ns = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+        Decision { action: Action::Hold(ns), reason: reason.into() }
+    }
+
+    /// The replica count asked for, if this is a scale decision.
+    pub fn target(&self) -> Option<u32> {
+        match self.action {
+            Action::Scale(replicas) => Some(replicas),
+            Action::Hold(_) => None,
+        }
+    }
+
+    /// The hold asked for, if this is a hold decision.
+    pub fn held_for(&self) -> Option<Duration> {
+        match self.action {
+            Action::Hold(ns) => Some(Duration::from_nanos(ns)),
+            Action::Scale(_) => None,
+        }
+    }
+}
+
+impl Event {
+    /// The crossing, if this event is one.
+    pub fn crossing(&self) -> Option<&Crossing> {
+        match &self.kind {
+            EventKind::Crossing(c) => Some(c),
+            EventKind::Sample => None,
+        }
+    }
+
+    /// The metric's name as used in setting names: `cpu`, `memory`,
+    /// `connections`, or the name of a newer metric.
+    pub fn metric_name(&self) -> &str {
+        self.metric.name()
+    }
+}
+
+impl Metric {
+    /// The WIT case name: `cpu`, `memory`, `connections`, or the other name.
+    pub fn name(&self) -> &str {
+        match self {
+            Metric::Cpu => "cpu",
+            Metric::Memory => "memory",
+            Metric::Connections => "connections",
+            Metric::Other(name) => name,
+        }
+    }
+}

@@ -115,8 +115,16 @@ impl Service {
     /// Create `e2e-<name>` with the autoscaling labels and wait for its
     /// first task to run.
     fn create(name: &str, port: u16, labels: &[(&str, &str)]) -> Service {
+        Service::create_replicated(name, port, 1, labels)
+    }
+
+    /// [`Service::create`] with `replicas` tasks, each also listening on its
+    /// own port `port + 10 + slot` (see [`Service::slot_port`]).
+    fn create_replicated(name: &str, port: u16, replicas: u32, labels: &[(&str, &str)]) -> Service {
         let name = format!("e2e-{name}");
         let env = format!("PORT={port}");
+        let slot_base = format!("SLOT_PORT_BASE={}", port + 10);
+        let replicas = replicas.to_string();
         let mut args = vec![
             "service",
             "create",
@@ -130,6 +138,12 @@ impl Service {
             "0.5",
             "--env",
             &env,
+            "--env",
+            &slot_base,
+            "--env",
+            "SLOT={{.Task.Slot}}",
+            "--replicas",
+            &replicas,
             "--stop-grace-period",
             "2s",
         ];
@@ -143,6 +157,11 @@ impl Service {
         wait_until(&format!("{} to run", service.name), Duration::from_secs(60), || service.running() >= 1);
         wait_until(&format!("{} to answer", service.name), Duration::from_secs(30), || service.answers());
         service
+    }
+
+    /// The port only the replica in Swarm slot `slot` listens on.
+    fn slot_port(&self, slot: u16) -> u16 {
+        self.port + 10 + slot
     }
 
     /// Replicas in the spec.
@@ -611,4 +630,78 @@ fn start_dockerd() {
         .status()
         .expect("start dockerd");
     wait_until("dockerd to answer as a swarm manager", Duration::from_secs(90), || cannot_run().is_none());
+}
+
+/// Labels of a threshold-policy service deciding on the service mean, with
+/// a long up cooldown (at most one scale-out in a test) and a short down
+/// cooldown (a wrong scale-in would show at once).
+fn view_labels<'a>(max: &'a str, lower: &'a str, warmup: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("autoscale.enable", "true"),
+        ("autoscale.policy", "threshold"),
+        ("autoscale.min", "1"),
+        ("autoscale.max", max),
+        ("autoscale.cpu.upper", "0.9"),
+        ("autoscale.cpu.lower", lower),
+        ("autoscale.cooldown.up", "90s"),
+        ("autoscale.cooldown.down", "2s"),
+        ("autoscale.warmup", warmup),
+    ]
+}
+
+#[test]
+fn a_half_loaded_service_is_judged_by_its_mean_and_scales_in_only_when_all_idle() {
+    let Some(_serial) = setup("a_half_loaded_service_is_judged_by_its_mean_and_scales_in_only_when_all_idle") else {
+        return;
+    };
+    let web = Service::create_replicated("view", 18091, 3, &view_labels("4", "0.2", "2s"));
+    wait_until("3 tasks to run", Duration::from_secs(60), || web.running() >= 3);
+    let daemon = Daemon::start(&[]);
+    daemon.wait_enabled(&web);
+    std::thread::sleep(Duration::from_secs(3)); // past the warm-up
+
+    // Two replicas saturated, one idle: the mean sits between the thresholds.
+    let version_before = web.version();
+    let loads = [Load::start(web.slot_port(1), 2), Load::start(web.slot_port(2), 2)];
+    let watched = Instant::now();
+    let mut lowest = u32::MAX;
+    while watched.elapsed() < Duration::from_secs(60) {
+        lowest = lowest.min(web.replicas());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let served: u64 = loads.into_iter().map(Load::stop).sum();
+    assert!(served > 100, "the load did not run ({served} requests)");
+    assert!(lowest >= 3, "scaled in to {lowest} while two of three replicas were saturated");
+    let actions = daemon.audit_for(&web, "applied").len();
+    assert!(actions <= 1, "{actions} scale actions in 60 s on a steady load: {:?}", daemon.audit_for(&web, "applied"));
+    assert!(web.version() <= version_before + 1, "the spec changed more than once");
+
+    // All idle: the mean falls below lower and the service scales in.
+    wait_until("a scale-in once every replica is idle", Duration::from_secs(30), || web.replicas() < 3);
+    let down = daemon.audit_for(&web, "applied");
+    let last = down.last().expect("an applied scale-in");
+    assert!(last["to"].as_u64() < last["from"].as_u64(), "{last}");
+}
+
+#[test]
+fn a_new_idle_replica_does_not_pull_the_service_back_in() {
+    let Some(_serial) = setup("a_new_idle_replica_does_not_pull_the_service_back_in") else { return };
+    let web = Service::create_replicated("warmup", 18101, 1, &view_labels("3", "0.3", "5s"));
+    let daemon = Daemon::start(&[]);
+    daemon.wait_enabled(&web);
+
+    // Only replica 1 is loaded, through its own port; the new replica stays idle.
+    let load = Load::start(web.slot_port(1), 2);
+    wait_until("a scale-out to 2", Duration::from_secs(60), || web.replicas() >= 2);
+    let watched = Instant::now();
+    let mut lowest = u32::MAX;
+    while watched.elapsed() < Duration::from_secs(20) {
+        lowest = lowest.min(web.replicas());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(load.stop() > 50, "the load did not run");
+    assert!(lowest >= 2, "scaled back in to {lowest} because of the idle newcomer");
+    let ins: Vec<_> =
+        daemon.audit_for(&web, "applied").into_iter().filter(|r| r["to"].as_u64() < r["from"].as_u64()).collect();
+    assert!(ins.is_empty(), "scale-ins while loaded: {ins:?}");
 }

@@ -18,8 +18,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use host::model::{Event, EventKind, Metric, State, Unit};
-use host::policy::{Runtime, RuntimeConfig, content_hash};
 use host::policy::PolicySet;
+use host::policy::{Runtime, RuntimeConfig, content_hash};
 use host::reload::{self, ReloadSettings};
 
 const RELOADS: usize = 50;

@@ -11,6 +11,9 @@
 //! - `/hold?mb=N&ms=M`: allocate and touch N MiB (default 64, at most 4096),
 //!   keep them for M ms (default 1000, at most 60000), then free them.
 //!
+//! With `SLOT_PORT_BASE` and `SLOT` set, each replica also listens on its
+//! own port `SLOT_PORT_BASE + SLOT`, so that a test can load one replica.
+//!
 //! The socket is bound with `SO_REUSEPORT`: the demo stack runs every replica
 //! on the host network (Swarm's ingress mesh needs IPVS, which hosts like
 //! the CI machines lack), all on the same port, and the kernel spreads new
@@ -44,6 +47,30 @@ fn main() {
     let host = hostname();
     eprintln!("demo: {host} listening on :{port}");
     let open = Arc::new(AtomicUsize::new(0));
+    // A replica's own port, `SLOT_PORT_BASE + SLOT` (Swarm fills SLOT from
+    // `--env SLOT={{.Task.Slot}}`): lets a test load one replica and not
+    // the others, which the shared port cannot do.
+    let own_port = std::env::var("SLOT_PORT_BASE")
+        .ok()
+        .and_then(|b| b.parse::<u16>().ok())
+        .zip(std::env::var("SLOT").ok().and_then(|s| s.parse::<u16>().ok()))
+        .and_then(|(base, slot)| base.checked_add(slot));
+    if let Some(own) = own_port {
+        match listen_reuseport(own) {
+            Ok(listener) => {
+                eprintln!("demo: {host} also listening on its own port :{own}");
+                let (open, host) = (Arc::clone(&open), host.clone());
+                std::thread::spawn(move || accept_loop(&listener, &host, &open));
+            }
+            Err(err) => eprintln!("demo: cannot listen on its own port {own}: {err}"),
+        }
+    }
+    accept_loop(&listener, &host, &open);
+}
+
+/// Accept connections and serve each on a thread of its own, at most
+/// `MAX_CONNECTIONS` at once across every listener.
+fn accept_loop(listener: &TcpListener, host: &str, open: &Arc<AtomicUsize>) {
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
         if open.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
@@ -52,8 +79,8 @@ fn main() {
             let _ = respond(&mut stream, 503, "busy\n", false);
             continue;
         }
-        let open = Arc::clone(&open);
-        let host = host.clone();
+        let open = Arc::clone(open);
+        let host = host.to_string();
         std::thread::spawn(move || {
             let _ = serve(stream, &host);
             open.fetch_sub(1, Ordering::AcqRel);

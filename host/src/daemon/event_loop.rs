@@ -326,7 +326,9 @@ impl Loop {
                 let bound: Vec<(String, String, Arc<ServiceConfig>)> = self
                     .inventory
                     .active()
-                    .filter_map(|s| s.config().filter(|c| c.policy == name).map(|c| (s.id.clone(), s.name.clone(), c.clone())))
+                    .filter_map(|s| {
+                        s.config().filter(|c| c.policy == name).map(|c| (s.id.clone(), s.name.clone(), c.clone()))
+                    })
                     .collect();
                 for (id, service, config) in bound {
                     self.binding(&id, &service, &config);
@@ -354,7 +356,12 @@ impl Loop {
 
     /// Drain: stop the deciders (answers still in the channel are applied,
     /// the rest dropped), then let the actuator finish its updates.
-    pub async fn shut_down(mut self, mut answers: mpsc::Receiver<Decided>, decider_grace: Duration, actuator_grace: Duration) {
+    pub async fn shut_down(
+        mut self,
+        mut answers: mpsc::Receiver<Decided>,
+        decider_grace: Duration,
+        actuator_grace: Duration,
+    ) {
         let stats = self.probe.stats();
         tracing::info!(
             probe_events = stats.events,

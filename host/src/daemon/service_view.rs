@@ -138,7 +138,13 @@ impl ServiceView {
                 let unit = counted
                     .first()
                     .map(|(r, _)| r.unit.clone())
-                    .or_else(|| replicas.values().flat_map(|r| &r.latest).find(|(m, _)| m == metric).map(|(_, r)| r.unit.clone()))
+                    .or_else(|| {
+                        replicas
+                            .values()
+                            .flat_map(|r| &r.latest)
+                            .find(|(m, _)| m == metric)
+                            .map(|(_, r)| r.unit.clone())
+                    })
                     .unwrap_or(Unit::Count);
                 let of_limit = (unit == Unit::Bytes && !counted.is_empty() && counted.iter().all(|(_, l)| l.is_some()))
                     .then(|| Stats::of(counted.iter().map(|(r, limit)| r.value / limit.unwrap_or(1.0))));

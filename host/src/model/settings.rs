@@ -29,13 +29,9 @@ impl std::fmt::Display for SettingProblem {
 /// Parse one value as `kind`.
 pub fn parse_value(kind: SettingType, text: &str) -> Result<SettingValue, String> {
     match kind {
-        SettingType::Number => text
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|v| v.is_finite())
-            .map(SettingValue::Number)
-            .ok_or_else(|| "is not a number (e.g. 0.8)".to_string()),
+        SettingType::Number => {
+            units::parse_number(text).map(SettingValue::Number).ok_or_else(|| "is not a number (e.g. 0.8)".to_string())
+        }
         SettingType::Quantity => units::parse_quantity(text)
             .map(SettingValue::Number)
             .ok_or_else(|| "is not a quantity (e.g. 0.8, 512Mi, 1.5G, 2k)".to_string()),

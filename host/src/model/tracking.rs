@@ -36,7 +36,6 @@ pub struct Tracked {
     pub thresholds: Thresholds,
 }
 
-
 impl std::fmt::Display for Band {
     /// `off`, `<= 0.2`, `>= 0.8`, or `0.2..0.8`, for log lines people read.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

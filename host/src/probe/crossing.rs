@@ -9,7 +9,6 @@
 
 use crate::model::{Band, Crossing, Direction};
 
-
 /// Which side of its thresholds a metric was on at the last reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BandState {

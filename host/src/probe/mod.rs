@@ -315,7 +315,6 @@ impl Shared {
     }
 }
 
-
 /// The unit a CPU value is reported in: a fraction of the limit when the
 /// container has one, else cores.
 fn cpu_unit(has_limit: bool) -> Unit {

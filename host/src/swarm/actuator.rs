@@ -177,12 +177,8 @@ impl<W: Writer> Actuator<W> {
         }
         let drained = tokio::time::timeout(grace, async { while self.workers.join_next().await.is_some() {} }).await;
         if drained.is_err() {
-            let busy: Vec<&str> = self
-                .mailboxes
-                .iter()
-                .filter(|(_, m)| Arc::strong_count(m) > 1)
-                .map(|(id, _)| id.as_str())
-                .collect();
+            let busy: Vec<&str> =
+                self.mailboxes.iter().filter(|(_, m)| Arc::strong_count(m) > 1).map(|(id, _)| id.as_str()).collect();
             tracing::warn!(
                 "{} actuator worker(s) still writing after {grace:?}, cancelled (services {}); \
                  their outcome is unknown and will be read from swarm at the next start",
@@ -198,6 +194,9 @@ impl<W: Writer> Actuator<W> {
 /// audits each outcome once.
 async fn worker<W: Writer>(shared: Arc<Shared<W>>, mailbox: Arc<Mailbox>) {
     loop {
+        // Every submit stores a wake-up; waiting first consumes it, so that
+        // the back-off inside `apply` sleeps instead of waking at once.
+        mailbox.notify.notified().await;
         while let Some(pending) = mailbox.take() {
             if mailbox.closed.load(Ordering::Acquire) {
                 shared.audit.record(&pending.request, Verdict::skipped(Skip::ShuttingDown), (shared.clock)());
@@ -208,7 +207,6 @@ async fn worker<W: Writer>(shared: Arc<Shared<W>>, mailbox: Arc<Mailbox>) {
         if mailbox.closed.load(Ordering::Acquire) {
             return;
         }
-        mailbox.notify.notified().await;
     }
 }
 
@@ -235,9 +233,12 @@ impl<W: Writer> Shared<W> {
 
     fn record_scale(&self, service_id: &str, from: u32, to: u32) {
         let now = self.now();
-        self.history.lock().unwrap_or_else(|p| p.into_inner()).entry(service_id.to_string()).or_default().record(
-            from, to, now,
-        );
+        self.history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(service_id.to_string())
+            .or_default()
+            .record(from, to, now);
     }
 
     /// Seed a service's history from what Swarm remembers of its last
@@ -348,7 +349,10 @@ impl<W: Writer> Shared<W> {
             let Judgement { target, adjustments, skip } =
                 judge(request, asked, &limits, replicas, &history, now, self.options.max_decision_age);
             if let Some(skip) = skip {
-                return (pending.request, Verdict::Skipped { from: Some(replicas), to: Some(target), adjustments, skip });
+                return (
+                    pending.request,
+                    Verdict::Skipped { from: Some(replicas), to: Some(target), adjustments, skip },
+                );
             }
             if self.options.dry_run {
                 self.record_scale(request.service_id(), replicas, target);

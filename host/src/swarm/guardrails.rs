@@ -312,7 +312,8 @@ pub fn judge(
     } else if target == current {
         Some(Skip::Unchanged { current })
     } else {
-        let (way, cooldown) = if target > current { (Way::Up, limits.cooldown_up) } else { (Way::Down, limits.cooldown_down) };
+        let (way, cooldown) =
+            if target > current { (Way::Up, limits.cooldown_up) } else { (Way::Down, limits.cooldown_down) };
         match (history.last_scale_ns().map(since), history.hold_until_ns) {
             (Some(since), _) if since < cooldown => Some(Skip::Cooldown { way, remaining: cooldown - since }),
             (_, Some(until)) if way == Way::Down && until > now_ns => {

@@ -23,7 +23,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::model::{Band, Thresholds};
-use crate::units::{parse_bool, parse_duration, parse_quantity};
+use crate::units::{parse_bool, parse_duration, parse_number, parse_quantity};
 
 /// The prefix of every autoscaling label.
 pub const PREFIX: &str = "autoscale.";
@@ -289,10 +289,6 @@ fn is_policy_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with('.')
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
-
-fn parse_number(value: &str) -> Option<f64> {
-    value.trim().parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
 impl fmt::Display for ServiceConfig {

@@ -140,10 +140,8 @@ mod tests {
         assert_eq!(parse_last_scale("up soon"), None);
         let mut labels = std::collections::HashMap::new();
         labels.insert(LAST_SCALE_LABEL.to_string(), "down 7".to_string());
-        let service = Service {
-            spec: Some(ServiceSpec { labels: Some(labels), ..Default::default() }),
-            ..Default::default()
-        };
+        let service =
+            Service { spec: Some(ServiceSpec { labels: Some(labels), ..Default::default() }), ..Default::default() };
         assert_eq!(Current::from_service(service).last_scale, Some((Way::Down, 7_000_000)));
     }
 }

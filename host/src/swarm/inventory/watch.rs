@@ -110,10 +110,8 @@ fn api_timestamp(rfc3339: &str) -> Option<String> {
 async fn read_everything(docker: &Docker) -> Result<Change, bollard::errors::Error> {
     let services = docker.list_services(None).await?.iter().filter_map(ServiceInfo::from_service).collect();
     let node = docker.info().await?.swarm.and_then(|s| s.node_id).unwrap_or_default();
-    let filters = HashMap::from([
-        ("desired-state".to_string(), vec!["running".to_string()]),
-        ("node".to_string(), vec![node]),
-    ]);
+    let filters =
+        HashMap::from([("desired-state".to_string(), vec!["running".to_string()]), ("node".to_string(), vec![node])]);
     let tasks = docker.list_tasks(Some(ListTasksOptions { filters: Some(filters) })).await?;
     let containers = tasks.iter().filter_map(running_container).collect();
     Ok(Change::Resync { services, containers })

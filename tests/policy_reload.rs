@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use host::model::{Event, EventKind, Metric, State, Unit};
+use host::model::{Event, State};
 use host::policy::PolicySet;
 use host::policy::{Runtime, RuntimeConfig};
 use host::reload::{self, Change, ReloadSettings};
@@ -40,8 +40,8 @@ enum Seen {
 fn classify(set: &PolicySet, event: &Event, state: &State) -> Seen {
     let Some(slot) = set.get("p") else { return Seen::Absent };
     match slot.decide(event, state) {
-        Ok(Some(d)) if d.reason.contains("above upper") => Seen::Threshold,
-        Ok(Some(d)) if d.reason.contains("ratio") => Seen::Proportional,
+        Ok(Some(d)) if d.reason.contains(">= cpu.upper") => Seen::Threshold,
+        Ok(Some(d)) if d.reason.contains("/ target") => Seen::Proportional,
         Ok(Some(d)) if d.reason == "ok" => Seen::Misbehave,
         Ok(other) => Seen::Failed(format!("unexpected decision {other:?}")),
         Err(err) => Seen::Failed(err.to_string()),
@@ -59,28 +59,11 @@ impl Stream {
     fn start(set: PolicySet) -> Self {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
-        let event = Event {
-            metric: Metric::Cpu,
-            value: 0.95,
-            unit: Unit::FractionOfLimit,
-            kind: EventKind::Sample,
-            container_id: "c".into(),
-            service_id: "s".into(),
-            service_name: "web".into(),
-            timestamp_ns: 1,
-        };
+        let event = Event::cpu(0.95).at(1);
         // Chosen so that each shipped policy and the fixture decide, differently.
-        let state = State {
-            current_replicas: 2,
-            min_replicas: 1,
-            max_replicas: 9,
-            settings: vec![
-                ("cpu.upper".into(), "0.8".into()),
-                ("cpu.lower".into(), "0.2".into()),
-                ("cpu.target".into(), "0.5".into()),
-            ],
-            ..State::default()
-        };
+        let state = State::replicas(2, 1, 9)
+            .with_settings(&[("cpu.upper", "0.8"), ("cpu.lower", "0.2"), ("cpu.target", "0.5")])
+            .with_cpu(&[0.95, 0.95]);
         let thread = {
             let (seen, stop) = (seen.clone(), stop.clone());
             std::thread::spawn(move || {

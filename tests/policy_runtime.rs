@@ -65,25 +65,62 @@ fn assert_recovers(policy: &mut LoadedPolicy) {
 }
 
 #[test]
-fn shipped_threshold_policy_decides_through_the_runtime() {
+fn shipped_threshold_policy_decides_on_the_service_mean() {
     let rt = runtime(RuntimeConfig::default());
     let mut policy = rt.load("threshold", &component("policies/threshold.wasm")).expect("loads");
+    assert_eq!(policy.contract_version(), "0.2.0");
+    let names: Vec<&str> = policy.settings().iter().map(|s| s.name.as_str()).collect();
+    assert!(names.contains(&"cpu.upper") && names.contains(&"aggregate"), "{names:?}");
     let band = [("cpu.upper", "0.8"), ("cpu.lower", "0.2")];
+    let hot = state(2, &band).with_cpu(&[0.95, 0.91]);
+    let up = policy.decide(&event(Metric::Cpu, 0.93), &hot).expect("call").expect("decision");
+    assert_eq!(up.target(), Some(3), "{}", up.reason);
+    let idle = state(2, &band).with_cpu(&[0.1, 0.05]);
+    let down = policy.decide(&event(Metric::Cpu, 0.1), &idle).expect("call").expect("decision");
+    assert_eq!(down.target(), Some(1), "{}", down.reason);
+    // One idle replica among saturated ones: the mean stays in the band.
+    let mixed = state(3, &band).with_cpu(&[1.0, 1.0, 0.05]);
+    assert_eq!(policy.decide(&event(Metric::Cpu, 0.05), &mixed).expect("call"), None);
+    // A replica warming up is left out of the mean by the daemon: only the
+    // hot one reports, and the service still scales out.
+    let warming = state(2, &band).with_metric(Metric::Cpu, Unit::FractionOfLimit, &[0.9], 1);
+    assert_eq!(policy.decide(&event(Metric::Cpu, 0.0), &warming).expect("call").and_then(|d| d.target()), Some(3));
+}
+
+#[test]
+fn shipped_proportional_policy_is_the_hpa_rule_over_the_mean() {
+    let rt = runtime(RuntimeConfig::default());
+    let mut policy = rt.load("proportional", &component("policies/proportional.wasm")).expect("loads");
+    let target = [("cpu.target", "0.5")];
+    let busy = state(2, &target).with_cpu(&[0.95, 0.85]);
+    let d = policy.decide(&event(Metric::Cpu, 0.9), &busy).expect("call").expect("decision");
+    assert_eq!(d.target(), Some(4), "ceil(2 * 0.9 / 0.5) = 4: {}", d.reason);
+    let near = state(2, &target).with_cpu(&[0.52, 0.52]);
+    assert_eq!(policy.decide(&event(Metric::Cpu, 0.52), &near).expect("call"), None, "within the tolerance");
+}
+
+#[test]
+fn a_component_built_for_contract_0_1_still_runs() {
+    let rt = runtime(RuntimeConfig::default());
+    let mut policy = rt.load("v01", &component("tests/fixtures/out/contract_v0_1.wasm")).expect("loads");
+    assert_eq!(policy.contract_version(), "0.1.0");
+    assert!(policy.settings().is_empty(), "0.1 declares nothing");
+    let band = [("cpu.upper", "0.8"), ("cpu.lower", "0.2"), ("log", "yes")];
     let up = policy.decide(&event(Metric::Cpu, 0.93), &state(2, &band)).expect("call").expect("decision");
-    assert_eq!(up.target().expect("a scale decision"), 3);
-    let down = policy.decide(&event(Metric::Cpu, 0.1), &state(2, &band)).expect("call").expect("decision");
-    assert_eq!(down.target().expect("a scale decision"), 1);
+    assert_eq!(up.target(), Some(3));
+    assert!(up.reason.starts_with("v0.1"), "{}", up.reason);
     assert_eq!(policy.decide(&event(Metric::Cpu, 0.5), &state(2, &band)).expect("call"), None);
 }
 
 #[test]
-fn shipped_proportional_policy_decides_through_the_runtime() {
+fn settings_that_do_not_fit_the_declaration_fail_with_every_problem() {
     let rt = runtime(RuntimeConfig::default());
-    let mut policy = rt.load("proportional", &component("policies/proportional.wasm")).expect("loads");
-    let target = [("cpu.target", "0.5")];
-    let d = policy.decide(&event(Metric::Cpu, 0.9), &state(2, &target)).expect("call").expect("decision");
-    assert_eq!(d.target().expect("a scale decision"), 4, "ceil(2 * 0.9 / 0.5) = 4");
-    assert_eq!(policy.decide(&event(Metric::Cpu, 0.52), &state(2, &target)).expect("call"), None);
+    let mut policy = rt.load("threshold", &component("policies/threshold.wasm")).expect("loads");
+    let bad = state(2, &[("cpu.upper", "lots"), ("step", "two")]).with_cpu(&[0.9]);
+    let err = policy.decide(&event(Metric::Cpu, 0.9), &bad).expect_err("labels do not parse");
+    let text = err.to_string();
+    assert!(matches!(err, PolicyError::Settings { .. }), "{text}");
+    assert!(text.contains("autoscale.cpu.upper") && text.contains("autoscale.step"), "{text}");
 }
 
 #[test]
@@ -174,7 +211,7 @@ fn component_of_another_world_is_refused_naming_the_missing_export() {
     // The same runtime still runs a good policy.
     let mut good = rt.load("threshold", &component("policies/threshold.wasm")).expect("loads");
     let band = [("cpu.upper", "0.8"), ("cpu.lower", "0.2")];
-    assert!(good.decide(&event(Metric::Cpu, 0.9), &state(1, &band)).expect("call").is_some());
+    assert!(good.decide(&event(Metric::Cpu, 0.9), &state(1, &band).with_cpu(&[0.9])).expect("call").is_some());
 }
 
 #[test]
@@ -235,7 +272,8 @@ fn unchanged_component_is_compiled_once_across_restarts() {
     let third = runtime(RuntimeConfig { cache_dir: Some(cache.path().to_path_buf()), ..RuntimeConfig::default() });
     let mut d = third.load("proportional", &bytes).expect("recompiles");
     assert_eq!((d.origin(), third.compiles()), (Origin::Compiled, 1));
-    assert!(d.decide(&event(Metric::Cpu, 0.9), &state(2, &[("cpu.target", "0.5")])).expect("call").is_some());
+    let busy = state(2, &[("cpu.target", "0.5")]).with_cpu(&[0.9, 0.9]);
+    assert!(d.decide(&event(Metric::Cpu, 0.9), &busy).expect("call").is_some());
 }
 
 fn host_cli(args: &[&str]) -> std::process::Output {
@@ -253,8 +291,12 @@ fn cli_check_reports_version_imports_and_refusals() {
     let ok = host_cli(&["policy", "check", "policies/threshold.wasm"]);
     let out = String::from_utf8_lossy(&ok.stdout);
     assert!(ok.status.success(), "{out}");
-    assert!(out.contains("OK") && out.contains("contract version: 0.1.0"), "{out}");
-    assert!(out.contains("autoscaler:policy/host@0.1.0") && out.contains("decide"), "{out}");
+    assert!(out.contains("OK") && out.contains("contract version: 0.2.0 (current)"), "{out}");
+    assert!(out.contains("autoscaler:policy/host@0.2.0") && out.contains("decide"), "{out}");
+    assert!(out.contains("settings (labels autoscale.NAME") && out.contains("cpu.upper"), "{out}");
+    let old = host_cli(&["policy", "check", "tests/fixtures/out/contract_v0_1.wasm"]);
+    let out = String::from_utf8_lossy(&old.stdout);
+    assert!(old.status.success() && out.contains("contract version: 0.1.0 (supported"), "{out}");
 
     let bad = host_cli(&["policy", "check", "tests/fixtures/out/other_world.wasm"]);
     let out = String::from_utf8_lossy(&bad.stdout);
@@ -274,12 +316,14 @@ fn cli_run_prints_the_decision_as_json_with_wit_names() {
         "kind":{"crossing":{"threshold":0.8,"direction":"up"}},
         "container-id":"c1","service-id":"s1","service-name":"web","timestamp-ns":42}"#;
     let state = r#"{"current-replicas":2,"min-replicas":1,"max-replicas":5,
+        "metrics":[{"metric":"cpu","unit":"fraction-of-limit","reporting":2,"warming":0,
+            "value":{"mean":0.9,"min":0.87,"max":0.93,"sum":1.8},"window-ns":3000000000}],
         "settings":[["cpu.upper","0.8"],["cpu.lower","0.2"]]}"#;
     let run = host_cli(&["policy", "run", "policies/threshold.wasm", "--event", event, "--state", state]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let decision: serde_json::Value = serde_json::from_slice(&run.stdout).expect("json");
-    assert_eq!(decision["target-replicas"], 3);
-    assert!(decision["reason"].as_str().unwrap_or_default().contains("above upper"));
+    assert_eq!(decision["action"]["scale"], 3, "{decision}");
+    assert!(decision["reason"].as_str().unwrap_or_default().contains(">= cpu.upper"), "{decision}");
 
     let quiet = state.replace("0.8\"],[\"cpu.lower", "0.99\"],[\"cpu.lower");
     let none = host_cli(&["policy", "run", "policies/threshold.wasm", "--event", event, "--state", &quiet]);

@@ -431,7 +431,7 @@ fn load_scales_up_within_bounds_and_back_down_after_the_cooldown() {
     let first = ups.first().expect("an applied scale-up in the audit log");
     assert_eq!(first["policy"], "threshold");
     assert_eq!(first["event"]["metric"], "cpu");
-    assert!(first["reason"].as_str().is_some_and(|r| r.contains("above upper")), "{first}");
+    assert!(first["reason"].as_str().is_some_and(|r| r.contains(">= cpu.upper")), "{first}");
 
     // Figures: load start -> spec updated (the daemon's audit record is
     // written right after Docker accepted the update) -> new task running

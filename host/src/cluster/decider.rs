@@ -31,6 +31,9 @@ use super::wire::{AgentMsg, DeciderMsg, WireTracked};
 use super::{ChannelSettings, Leadership, Membership, RemoteEvent};
 use crate::model::{Tracked, monotonic_ns};
 
+/// What a session watches for its node's tracking set.
+type TrackingRx = watch::Receiver<Option<Arc<Vec<WireTracked>>>>;
+
 /// Counters of the decider, for metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DeciderStats {

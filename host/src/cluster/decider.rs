@@ -288,10 +288,7 @@ async fn serve(stream: TcpStream, addr: SocketAddr, shared: &Arc<Shared>) {
 
 /// Register the node for this session; returns the session id and the
 /// receivers the session watches.
-fn register(
-    shared: &Shared,
-    peer: &Peer,
-) -> (u64, watch::Receiver<u64>, watch::Receiver<Option<Arc<Vec<WireTracked>>>>) {
+fn register(shared: &Shared, peer: &Peer) -> (u64, watch::Receiver<u64>, TrackingRx) {
     let id = shared.next_session.fetch_add(1, Ordering::Relaxed);
     let mut nodes = lock(&shared.nodes);
     let node = nodes.entry(peer.node_id.clone()).or_insert_with(|| Node::new(peer.hostname.clone()));

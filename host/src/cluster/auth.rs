@@ -8,6 +8,10 @@
 //! can neither join nor inject into, replay or reorder a session. Frames
 //! are authenticated, not encrypted: put the swarm's data plane on an
 //! encrypted network if the measurements themselves are secret.
+//!
+//! Trust model: the token is per deployment, not per node. Any holder of
+//! it is trusted to speak for the node id it announces (a node's secret
+//! mount is as good as its engine socket, which the task also holds).
 
 use std::path::{Path, PathBuf};
 

@@ -14,7 +14,6 @@
 //! node1 leading and no service behind.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
@@ -22,7 +21,9 @@ use host::cluster::docker::{EngineManagers, identity, leadership};
 use host::cluster::lease::{HOLDER, LeaseTiming, watch_lease};
 use host::cluster::{DEFAULT_PORT, ManagerSource};
 
-static SERIAL: Mutex<()> = Mutex::new(());
+/// One test at a time: they change the same cluster. (A tokio mutex: the
+/// guard is held across awaits.)
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const ENV_FILE: &str = "/var/lib/swarm-autoscaler-cluster/cluster.env";
 
@@ -83,7 +84,7 @@ async fn wait_for(within: Duration, what: &str, mut check: impl AsyncFnMut() -> 
 
 #[tokio::test]
 async fn every_node_knows_itself_and_finds_the_managers() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = SERIAL.lock().await;
     let vars = require_cluster!();
     let mut ids = Vec::new();
     for k in 1..=3 {
@@ -166,7 +167,7 @@ impl Drop for Promote<'_> {
 
 #[tokio::test]
 async fn leadership_follows_a_demotion_of_the_leader() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = SERIAL.lock().await;
     let vars = require_cluster!();
     let engines = [engine(&vars, 1).await, engine(&vars, 2).await];
     let n3 = engine(&vars, 3).await;
@@ -206,7 +207,7 @@ async fn leadership_follows_a_demotion_of_the_leader() {
 
 #[tokio::test]
 async fn the_lease_moves_when_its_holder_stops_and_is_never_held_twice() {
-    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let _serial = SERIAL.lock().await;
     let vars = require_cluster!();
     let (n1, n2) = (engine(&vars, 1).await, engine(&vars, 2).await);
     let (id1, id2) = (identity(&n1).await.expect("id").node_id, identity(&n2).await.expect("id").node_id);

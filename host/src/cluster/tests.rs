@@ -13,9 +13,9 @@ use crate::model::{Band, EventKind, Metric, Thresholds, Unit, monotonic_ns};
 fn settings() -> ChannelSettings {
     ChannelSettings {
         listen: "127.0.0.1:0".parse().expect("addr"),
-        heartbeat: Duration::from_millis(100),
+        heartbeat: Duration::from_millis(200),
         handshake_timeout: Duration::from_millis(500),
-        node_timeout: Duration::from_millis(600),
+        node_timeout: Duration::from_millis(1000),
         reconnect_base: Duration::from_millis(20),
         reconnect_max: Duration::from_millis(200),
         ..ChannelSettings::default()

@@ -6,11 +6,14 @@
 //! - [`swarm`]: Docker Swarm: service labels, the inventory of services and
 //!   their containers, the guarded actuator and the audit log (the only user
 //!   of bollard).
+//! - [`cluster`]: multi-node Swarm: the agent on every node and the decider
+//!   endpoint on the leader, over an authenticated channel.
 //! - [`daemon`]: the event loop that ties the parts together.
 //! - [`config`], [`telemetry`]: flags and logging; [`units`]: the one grammar
 //!   for durations, booleans and quantities.
 //! - [`policy_cmd`]: `host policy check|run` for policy authors.
 
+pub mod cluster;
 pub mod config;
 pub mod daemon;
 pub mod metrics;

@@ -1,0 +1,360 @@
+//! The agent's end of the channel: every node forwards what its own probe
+//! measures to the decider on the leader, and receives the containers it
+//! should measure.
+//!
+//! The agent asks a [`ManagerSource`] for the managers' channel addresses
+//! (on a real node: its own engine's `docker info`, see
+//! [`super::docker::EngineManagers`]), tries them in order, follows a
+//! [`DeciderMsg::NotLeader`] redirect to the leader, and keeps one session.
+//! When the session ends it reconnects with a jittered back-off. While no
+//! decider is reachable the probe keeps measuring and keeps its last
+//! tracking set; the agent logs one warning when it loses the last
+//! decider and one line when forwarding resumes.
+//!
+//! Bounds: the queue between the probe and the connection holds
+//! `agent_queue` events and [`AgentHandle::forward`] never waits (full
+//! means dropped and counted); events older than `max_event_age` are
+//! dropped rather than sent late; one frame carries at most
+//! `batch` events.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+
+use super::ChannelSettings;
+use super::auth::{Side, Token};
+use super::backoff::Backoff;
+use super::frame::{FrameReader, FrameWriter};
+use super::handshake;
+use super::wire::{AgentMsg, DeciderMsg, WireEvent};
+use crate::model::{Tracked, monotonic_ns};
+use crate::probe::ProbeEvent;
+
+/// Where the deciders may be: the managers' channel addresses
+/// (`host:port`), in the order to try them.
+pub trait ManagerSource: Send + Sync + 'static {
+    /// The current candidates; an empty list counts as "none reachable".
+    fn managers(&self) -> impl std::future::Future<Output = Vec<String>> + Send;
+}
+
+/// A fixed list (`--cluster-managers`, tests).
+impl ManagerSource for Vec<String> {
+    async fn managers(&self) -> Vec<String> {
+        self.clone()
+    }
+}
+
+/// The tracking set the decider last sent: `None` until the first one.
+pub type TrackingSet = Option<Arc<Vec<Tracked>>>;
+
+/// Counters of the agent, for metrics and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AgentStats {
+    /// Events written to a decider.
+    pub forwarded: u64,
+    /// Events dropped: queue full, or older than `max_event_age` when a
+    /// connection could take them.
+    pub dropped: u64,
+    /// Sessions established since start.
+    pub sessions: u64,
+    /// The decider connected to right now.
+    pub connected_to: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    forwarded: AtomicU64,
+    dropped: AtomicU64,
+    sessions: AtomicU64,
+    connected: AtomicBool,
+    connected_to: Mutex<Option<String>>,
+}
+
+/// A running agent. Dropping it ends the agent and its connection.
+#[derive(Debug)]
+pub struct AgentHandle {
+    queue: mpsc::Sender<ProbeEvent>,
+    shared: Arc<Shared>,
+    tracking: watch::Receiver<TrackingSet>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for AgentHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl AgentHandle {
+    /// Start the agent of node `node_id` (its Swarm node id) on this node.
+    pub fn spawn<M: ManagerSource>(
+        settings: ChannelSettings,
+        token: Token,
+        node_id: String,
+        hostname: String,
+        managers: M,
+    ) -> AgentHandle {
+        let (queue, rx) = mpsc::channel(settings.agent_queue.max(1));
+        let (tracking_tx, tracking) = watch::channel(None);
+        let shared = Arc::new(Shared::default());
+        let agent = Agent { settings, token, node_id, hostname, shared: shared.clone(), tracking: tracking_tx };
+        let task = tokio::spawn(agent.run(managers, rx)).abort_handle();
+        AgentHandle { queue, shared, tracking, task }
+    }
+
+    /// Queue one measurement for the decider. Never waits: when the queue
+    /// is full (no decider, or a slow one) the event is dropped and counted.
+    pub fn forward(&self, event: ProbeEvent) {
+        if self.queue.try_send(event).is_err() {
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The containers this node should measure, as the decider last said.
+    /// The set survives a lost connection: the probe keeps measuring them.
+    pub fn tracking(&self) -> watch::Receiver<TrackingSet> {
+        self.tracking.clone()
+    }
+
+    /// Whether a decider session is up right now.
+    pub fn is_connected(&self) -> bool {
+        self.shared.connected.load(Ordering::Relaxed)
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> AgentStats {
+        let s = &self.shared;
+        AgentStats {
+            forwarded: s.forwarded.load(Ordering::Relaxed),
+            dropped: s.dropped.load(Ordering::Relaxed),
+            sessions: s.sessions.load(Ordering::Relaxed),
+            connected_to: s.connected_to.lock().map(|c| c.clone()).unwrap_or(None),
+        }
+    }
+}
+
+/// What a manager that does not decide says, in the list of failures.
+const NOT_LEADER: &str = "not the leader";
+
+/// How one connection attempt went.
+enum Attempt {
+    /// A session with the leader ran and ended; maybe with a hint where
+    /// the new leader is.
+    Ended { why: String, hint: Option<String> },
+    /// An authenticated manager that is not the leader.
+    NotLeader { leader_addr: Option<String> },
+}
+
+struct Agent {
+    settings: ChannelSettings,
+    token: Token,
+    node_id: String,
+    hostname: String,
+    shared: Arc<Shared>,
+    tracking: watch::Sender<TrackingSet>,
+}
+
+/// The outage the agent is in, if any: since when, and the drop counter
+/// at its start, for the line that says forwarding resumed.
+#[derive(Debug, Default)]
+struct Outage {
+    /// Set once the "no decider reachable" line was logged.
+    since: Option<(Instant, u64)>,
+}
+
+impl Agent {
+    async fn run<M: ManagerSource>(self, managers: M, mut rx: mpsc::Receiver<ProbeEvent>) {
+        let s = &self.settings;
+        let mut backoff = Backoff::new(s.reconnect_base, s.reconnect_max);
+        let mut hint: Option<String> = None;
+        let mut outage = Outage::default();
+        loop {
+            let mut candidates: VecDeque<String> = managers.managers().await.into();
+            if let Some(h) = hint.take() {
+                candidates.retain(|c| *c != h);
+                candidates.push_front(h);
+            }
+            let mut tried = Vec::new();
+            let mut failures = Vec::new();
+            let mut had_session = false;
+            while let Some(addr) = candidates.pop_front() {
+                if tried.contains(&addr) {
+                    continue;
+                }
+                tried.push(addr.clone());
+                match self.attempt(&addr, &mut rx, &mut outage).await {
+                    Ok(Attempt::Ended { why, hint: next }) => {
+                        tracing::info!(decider = %addr, "cluster: session with the decider ended ({why}); reconnecting");
+                        hint = next;
+                        had_session = true;
+                        break;
+                    }
+                    Ok(Attempt::NotLeader { leader_addr }) => {
+                        failures.push(format!("{addr}: {NOT_LEADER}"));
+                        if let Some(leader) = leader_addr.filter(|l| !tried.contains(l)) {
+                            candidates.push_front(leader);
+                        }
+                    }
+                    Err(err) => failures.push(format!("{addr}: {err}")),
+                }
+            }
+            // Only managers that said "not the leader": leadership is moving
+            // and Swarm has not told every manager yet. Not an outage.
+            let moving = !failures.is_empty() && failures.iter().all(|f| f.ends_with(NOT_LEADER));
+            if had_session {
+                // The leader may have moved: look again soon.
+                backoff.reset();
+            } else if moving {
+                tracing::debug!(node = %self.node_id, "cluster: leadership is moving: {}", failures.join("; "));
+            } else if outage.since.is_none() {
+                let tried_text = if failures.is_empty() { "no manager known".to_string() } else { failures.join("; ") };
+                tracing::warn!(
+                    node = %self.node_id,
+                    "cluster: no autoscaler decider reachable ({tried_text}); still measuring, forwarding resumes when a manager answers (retrying with back-off up to {:?})",
+                    backoff.max()
+                );
+                outage.since = Some((Instant::now(), self.shared.dropped.load(Ordering::Relaxed)));
+            } else {
+                tracing::debug!(node = %self.node_id, "cluster: still no decider reachable: {}", failures.join("; "));
+            }
+            tokio::time::sleep(backoff.next_delay()).await;
+        }
+    }
+
+    /// Connect to `addr`, authenticate, and if it is the leader run the
+    /// session until it ends.
+    async fn attempt(
+        &self,
+        addr: &str,
+        rx: &mut mpsc::Receiver<ProbeEvent>,
+        outage: &mut Outage,
+    ) -> Result<Attempt, String> {
+        let s = &self.settings;
+        let stream = match tokio::time::timeout(s.handshake_timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(err)) => return Err(err.to_string()),
+            Err(_) => return Err(format!("no answer within {:?}", s.handshake_timeout)),
+        };
+        let _ = stream.set_nodelay(true);
+        let (read_half, write_half) = stream.into_split();
+        let mut reader = FrameReader::new(read_half, Side::Decider);
+        let mut writer = FrameWriter::new(write_half, Side::Agent);
+        let welcome = tokio::time::timeout(s.handshake_timeout, async {
+            handshake::agent(&mut reader, &mut writer, &self.token, &self.node_id, &self.hostname, s.max_frame).await?;
+            Ok::<DeciderMsg, handshake::HandshakeError>(reader.read::<DeciderMsg>().await?)
+        })
+        .await;
+        match welcome {
+            Ok(Ok(DeciderMsg::Welcome)) => {}
+            Ok(Ok(DeciderMsg::NotLeader { leader_addr })) => return Ok(Attempt::NotLeader { leader_addr }),
+            Ok(Ok(other)) => return Err(format!("unexpected first message {other:?}")),
+            Ok(Err(handshake::HandshakeError::BadProof)) => {
+                return Err("it does not hold this cluster's token (check the autoscaler_token secret)".into());
+            }
+            Ok(Err(err)) => return Err(err.to_string()),
+            Err(_) => return Err(format!("handshake not done within {:?}", s.handshake_timeout)),
+        }
+        match outage.since.take() {
+            Some((since, dropped_before)) => tracing::info!(
+                decider = %addr,
+                "cluster: decider reachable again after {:.1}s; forwarding resumes ({} events dropped meanwhile)",
+                since.elapsed().as_secs_f64(),
+                self.shared.dropped.load(Ordering::Relaxed).saturating_sub(dropped_before)
+            ),
+            None => tracing::info!(decider = %addr, node = %self.node_id, "cluster: connected to the decider"),
+        }
+        self.shared.sessions.fetch_add(1, Ordering::Relaxed);
+        self.set_connected(Some(addr));
+        let ended = self.session(reader, writer, rx).await;
+        self.set_connected(None);
+        Ok(ended)
+    }
+
+    fn set_connected(&self, to: Option<&str>) {
+        self.shared.connected.store(to.is_some(), Ordering::Relaxed);
+        if let Ok(mut c) = self.shared.connected_to.lock() {
+            *c = to.map(str::to_string);
+        }
+    }
+
+    /// Forward events and receive tracking sets until the connection ends.
+    async fn session(
+        &self,
+        mut reader: FrameReader<tokio::net::tcp::OwnedReadHalf>,
+        mut writer: FrameWriter<tokio::net::tcp::OwnedWriteHalf>,
+        rx: &mut mpsc::Receiver<ProbeEvent>,
+    ) -> Attempt {
+        let s = &self.settings;
+        let silence = s.heartbeat * 3;
+        // Reads run in a task of their own: a read cut by select! would lose
+        // its place in the stream.
+        let tracking = self.tracking.clone();
+        let mut read_task = tokio::spawn(async move {
+            loop {
+                let msg = match tokio::time::timeout(silence, reader.read::<DeciderMsg>()).await {
+                    Ok(Ok(msg)) => msg,
+                    Ok(Err(err)) => return Attempt::Ended { why: err.to_string(), hint: None },
+                    Err(_) => return Attempt::Ended { why: format!("nothing received for {silence:?}"), hint: None },
+                };
+                match msg {
+                    DeciderMsg::Track { containers } => {
+                        let set: Vec<Tracked> = containers.into_iter().map(Tracked::from).collect();
+                        tracing::debug!(containers = set.len(), "cluster: new tracking set from the decider");
+                        tracking.send_replace(Some(Arc::new(set)));
+                    }
+                    DeciderMsg::NotLeader { leader_addr } => {
+                        return Attempt::Ended { why: "the decider is no longer the leader".into(), hint: leader_addr };
+                    }
+                    DeciderMsg::Welcome | DeciderMsg::Heartbeat => {}
+                }
+            }
+        });
+        let mut tick = tokio::time::interval(s.heartbeat);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_write = Instant::now();
+        let mut batch = Vec::with_capacity(s.batch);
+        let ended = loop {
+            tokio::select! {
+                ended = &mut read_task => break ended.unwrap_or_else(|e| Attempt::Ended { why: format!("reader failed: {e}"), hint: None }),
+                received = rx.recv_many(&mut batch, s.batch.max(1)) => {
+                    if received == 0 {
+                        break Attempt::Ended { why: "the probe stopped".into(), hint: None };
+                    }
+                    let now = monotonic_ns();
+                    let max_age = s.max_event_age.as_nanos() as u64;
+                    let before = batch.len();
+                    let events: Vec<WireEvent> = batch
+                        .drain(..)
+                        .filter(|e| now.saturating_sub(e.timestamp_ns) <= max_age)
+                        .map(|e| WireEvent::from_probe(&e, now))
+                        .collect();
+                    let stale = (before - events.len()) as u64;
+                    let dropped = self.shared.dropped.fetch_add(stale, Ordering::Relaxed) + stale;
+                    if events.is_empty() { continue; }
+                    let n = events.len() as u64;
+                    if let Err(err) = writer.write(&AgentMsg::Events { events, dropped }).await {
+                        break Attempt::Ended { why: err.to_string(), hint: None };
+                    }
+                    self.shared.forwarded.fetch_add(n, Ordering::Relaxed);
+                    last_write = Instant::now();
+                }
+                _ = tick.tick() => {
+                    if last_write.elapsed() >= s.heartbeat / 2 {
+                        let dropped = self.shared.dropped.load(Ordering::Relaxed);
+                        if let Err(err) = writer.write(&AgentMsg::Heartbeat { dropped }).await {
+                            break Attempt::Ended { why: err.to_string(), hint: None };
+                        }
+                        last_write = Instant::now();
+                    }
+                }
+            }
+        };
+        read_task.abort();
+        writer.shutdown().await;
+        ended
+    }
+}

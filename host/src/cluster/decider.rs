@@ -1,0 +1,429 @@
+//! The decider's end of the agent channel: a TCP listener on every
+//! manager that accepts authenticated agents, hands their measurements to
+//! the event loop, and sends each node the containers it should measure.
+//!
+//! Only the Raft leader keeps agents: a manager that is not the leader
+//! answers an authenticated agent with [`DeciderMsg::NotLeader`] (and the
+//! leader's address when it knows it) and closes; a leader that loses
+//! leadership does the same to every agent it holds, at once. Agents then
+//! find the new leader.
+//!
+//! Bounds: at most `max_connections` connections (handshakes included), a
+//! handshake must finish within `handshake_timeout` in frames of a few KiB,
+//! authenticated frames are capped at `max_frame`, events go to the event
+//! loop with `try_send` (a full queue drops and counts, it never blocks a
+//! connection), and a node sends a frame at least every heartbeat or is
+//! disconnected after three.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use super::auth::{Side, Token};
+use super::frame::{FrameReader, FrameWriter};
+use super::handshake::{self, HandshakeError, Peer};
+use super::wire::{AgentMsg, DeciderMsg, WireTracked};
+use super::{ChannelSettings, Leadership, Membership, RemoteEvent};
+use crate::model::{Tracked, monotonic_ns};
+
+/// What a session watches for its node's tracking set.
+type TrackingRx = watch::Receiver<Option<Arc<Vec<WireTracked>>>>;
+
+/// Counters of the decider, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeciderStats {
+    /// Sessions authenticated since start.
+    pub sessions: u64,
+    /// Connections refused: failed handshakes, over the connection cap.
+    pub refused: u64,
+    /// Events handed to the event loop.
+    pub events: u64,
+    /// Events dropped because the event loop's queue was full.
+    pub dropped: u64,
+    /// Events agents report they dropped (their queue full or stale).
+    pub agent_dropped: u64,
+    /// Nodes connected right now.
+    pub connected: u64,
+}
+
+/// One node as the decider knows it.
+#[derive(Debug)]
+struct Node {
+    /// The containers it should measure; `None` until the event loop set it.
+    tracking: watch::Sender<Option<Arc<Vec<WireTracked>>>>,
+    /// Id of the session that owns the node: a newer connection from the
+    /// same node replaces an older one.
+    session: watch::Sender<u64>,
+    /// Hostname from its last hello.
+    hostname: String,
+    /// Last frame received from it.
+    last_seen: Instant,
+    /// Whether it is part of the aggregate (reported within the timeout).
+    live: bool,
+    /// Drops the agent reported in its last frame (a running total).
+    agent_dropped: u64,
+}
+
+/// State shared by the accept loop, the sessions and the handle.
+#[derive(Debug)]
+struct Shared {
+    token: Token,
+    settings: ChannelSettings,
+    nodes: Mutex<HashMap<String, Node>>,
+    events: mpsc::Sender<RemoteEvent>,
+    membership: mpsc::UnboundedSender<Membership>,
+    leadership: watch::Receiver<Leadership>,
+    next_session: AtomicU64,
+    sessions: AtomicU64,
+    refused: AtomicU64,
+    delivered: AtomicU64,
+    dropped: AtomicU64,
+    connected: AtomicU64,
+    /// Second of the last refusal logged at warn level (the rest go to debug,
+    /// so a port scan cannot flood the log).
+    last_refusal_log: AtomicU64,
+    /// Closed when the [`Decider`] is dropped: every session ends.
+    stop: watch::Receiver<()>,
+}
+
+/// A running decider endpoint. Dropping it stops the listener and every
+/// session.
+#[derive(Debug)]
+pub struct Decider {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    /// The listener and the reaper, aborted on drop.
+    tasks: Vec<tokio::task::AbortHandle>,
+    /// Dropped with the decider: sessions watch it and end.
+    _stop: watch::Sender<()>,
+}
+
+impl Drop for Decider {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Decider {
+    /// Listen on `settings.listen`. Measurements of every authenticated node
+    /// go to `events` (bounded: full means dropped and counted); nodes
+    /// joining and going silent go to `membership`. `leadership` says
+    /// whether this manager decides; it is re-read on every change.
+    pub async fn bind(
+        settings: ChannelSettings,
+        token: Token,
+        leadership: watch::Receiver<Leadership>,
+        events: mpsc::Sender<RemoteEvent>,
+        membership: mpsc::UnboundedSender<Membership>,
+    ) -> std::io::Result<Decider> {
+        let listener = TcpListener::bind(settings.listen).await?;
+        let local_addr = listener.local_addr()?;
+        let (stop_tx, stop) = watch::channel(());
+        let shared = Arc::new(Shared {
+            token,
+            settings,
+            nodes: Mutex::new(HashMap::new()),
+            events,
+            membership,
+            leadership,
+            next_session: AtomicU64::new(1),
+            sessions: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            connected: AtomicU64::new(0),
+            last_refusal_log: AtomicU64::new(0),
+            stop,
+        });
+        tracing::info!(addr = %local_addr, "cluster channel listening for agents");
+        let accept = tokio::spawn(accept_loop(listener, shared.clone()));
+        let reaper = tokio::spawn(reap_silent_nodes(shared.clone()));
+        Ok(Decider { shared, local_addr, tasks: vec![accept.abort_handle(), reaper.abort_handle()], _stop: stop_tx })
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The complete set of containers node `node_id` should measure. Sent
+    /// at once if the node is connected, else when it connects; replaces
+    /// the node's earlier set.
+    pub fn set_tracking(&self, node_id: &str, tracked: &[Tracked]) {
+        let set = Arc::new(tracked.iter().map(WireTracked::from).collect::<Vec<_>>());
+        let mut nodes = lock(&self.shared.nodes);
+        let node = nodes.entry(node_id.to_string()).or_insert_with(|| Node::new(String::new()));
+        node.tracking.send_replace(Some(set));
+    }
+
+    /// Nodes that reported within the node timeout, with their hostnames.
+    pub fn live_nodes(&self) -> Vec<(String, String)> {
+        let nodes = lock(&self.shared.nodes);
+        let mut live: Vec<_> =
+            nodes.iter().filter(|(_, n)| n.live).map(|(id, n)| (id.clone(), n.hostname.clone())).collect();
+        live.sort();
+        live
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> DeciderStats {
+        let s = &self.shared;
+        DeciderStats {
+            sessions: s.sessions.load(Ordering::Relaxed),
+            refused: s.refused.load(Ordering::Relaxed),
+            events: s.delivered.load(Ordering::Relaxed),
+            dropped: s.dropped.load(Ordering::Relaxed),
+            agent_dropped: lock(&s.nodes).values().map(|n| n.agent_dropped).sum(),
+            connected: s.connected.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Node {
+    fn new(hostname: String) -> Node {
+        Node {
+            tracking: watch::channel(None).0,
+            session: watch::channel(0).0,
+            hostname,
+            last_seen: Instant::now(),
+            live: false,
+            agent_dropped: 0,
+        }
+    }
+}
+
+/// The node map's lock. Never held across an await; a panic while holding
+/// it would be a bug in this file, and the map is still consistent after
+/// any single statement, so a poisoned lock is used as is.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let permits = Arc::new(Semaphore::new(shared.settings.max_connections));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                // EMFILE and friends: wait rather than spin.
+                tracing::warn!(error = %err, "cluster channel: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            shared.refused.fetch_add(1, Ordering::Relaxed);
+            log_refusal(&shared, peer, "too many connections");
+            continue;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            serve(stream, peer, &shared).await;
+            drop(permit);
+        });
+    }
+}
+
+fn log_refusal(shared: &Shared, peer: SocketAddr, reason: &str) {
+    let now = monotonic_ns() / 1_000_000_000;
+    if shared.last_refusal_log.swap(now, Ordering::Relaxed) != now {
+        tracing::warn!(%peer, reason, "cluster channel: refused a peer");
+    } else {
+        tracing::debug!(%peer, reason, "cluster channel: refused a peer");
+    }
+}
+
+/// One connection, from the handshake to its end.
+async fn serve(stream: TcpStream, addr: SocketAddr, shared: &Arc<Shared>) {
+    let _ = stream.set_nodelay(true);
+    let (read_half, write_half) = stream.into_split();
+    let mut reader = FrameReader::new(read_half, Side::Agent);
+    let mut writer = FrameWriter::new(write_half, Side::Decider);
+    let settings = &shared.settings;
+    let shook = tokio::time::timeout(
+        settings.handshake_timeout,
+        handshake::decider(&mut reader, &mut writer, &shared.token, settings.max_frame),
+    )
+    .await;
+    let peer = match shook {
+        Ok(Ok(peer)) => peer,
+        Ok(Err(err)) => {
+            shared.refused.fetch_add(1, Ordering::Relaxed);
+            let reason = match &err {
+                HandshakeError::BadProof => "wrong cluster token".to_string(),
+                other => other.to_string(),
+            };
+            log_refusal(shared, addr, &reason);
+            return;
+        }
+        Err(_) => {
+            shared.refused.fetch_add(1, Ordering::Relaxed);
+            log_refusal(shared, addr, "handshake timed out");
+            return;
+        }
+    };
+    let leadership = shared.leadership.borrow().clone();
+    if !leadership.is_leader {
+        let _ = writer.write(&DeciderMsg::NotLeader { leader_addr: leadership.leader_addr }).await;
+        writer.shutdown().await;
+        return;
+    }
+    if writer.write(&DeciderMsg::Welcome).await.is_err() {
+        return;
+    }
+    shared.sessions.fetch_add(1, Ordering::Relaxed);
+    shared.connected.fetch_add(1, Ordering::Relaxed);
+    let why = session(reader, &mut writer, addr, &peer, shared).await;
+    shared.connected.fetch_sub(1, Ordering::Relaxed);
+    tracing::info!(node = %peer.node_id, hostname = %peer.hostname, %addr, "cluster channel: agent disconnected: {why}");
+    writer.shutdown().await;
+}
+
+/// Register the node for this session; returns the session id and the
+/// receivers the session watches.
+fn register(shared: &Shared, peer: &Peer) -> (u64, watch::Receiver<u64>, TrackingRx) {
+    let id = shared.next_session.fetch_add(1, Ordering::Relaxed);
+    let mut nodes = lock(&shared.nodes);
+    let node = nodes.entry(peer.node_id.clone()).or_insert_with(|| Node::new(peer.hostname.clone()));
+    node.hostname = peer.hostname.clone();
+    node.last_seen = Instant::now();
+    node.session.send_replace(id);
+    if !node.live {
+        node.live = true;
+        let _ =
+            shared.membership.send(Membership::Live { node_id: peer.node_id.clone(), hostname: peer.hostname.clone() });
+    }
+    let mut tracking = node.tracking.subscribe();
+    // Send the current set, if there is one, as the first frame.
+    tracking.mark_changed();
+    (id, node.session.subscribe(), tracking)
+}
+
+/// The authenticated part of a connection. Returns why it ended.
+async fn session(
+    mut reader: FrameReader<tokio::net::tcp::OwnedReadHalf>,
+    writer: &mut FrameWriter<tokio::net::tcp::OwnedWriteHalf>,
+    addr: SocketAddr,
+    peer: &Peer,
+    shared: &Arc<Shared>,
+) -> String {
+    let (id, mut owner, mut tracking) = register(shared, peer);
+    tracing::info!(node = %peer.node_id, hostname = %peer.hostname, %addr, "cluster channel: agent connected");
+    let mut leadership = shared.leadership.clone();
+    let mut stop = shared.stop.clone();
+    let heartbeat = shared.settings.heartbeat;
+    let silence = heartbeat * 3;
+    // Frames are read in a task of their own: a read cut by select! would
+    // lose its place in the stream.
+    let mut read_task = {
+        let shared = shared.clone();
+        let node_id = peer.node_id.clone();
+        tokio::spawn(async move {
+            loop {
+                let msg = match tokio::time::timeout(silence, reader.read::<AgentMsg>()).await {
+                    Ok(Ok(msg)) => msg,
+                    Ok(Err(err)) => return err.to_string(),
+                    Err(_) => return format!("nothing received for {silence:?}"),
+                };
+                receive(&shared, &node_id, msg);
+            }
+        })
+    };
+    let mut tick = tokio::time::interval(heartbeat);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let why = loop {
+        tokio::select! {
+            ended = &mut read_task => break ended.unwrap_or_else(|e| format!("reader failed: {e}")),
+            _ = stop.changed() => break "the decider stopped".into(),
+            changed = tracking.changed() => {
+                if changed.is_err() { break "node forgotten".into(); }
+                let set = tracking.borrow_and_update().clone();
+                if let Some(set) = set {
+                    let msg = DeciderMsg::Track { containers: set.as_ref().clone() };
+                    if let Err(err) = writer.write(&msg).await { break err.to_string(); }
+                }
+            }
+            _ = tick.tick() => {
+                if let Err(err) = writer.write(&DeciderMsg::Heartbeat).await { break err.to_string(); }
+            }
+            changed = leadership.changed() => {
+                let now = leadership.borrow_and_update().clone();
+                if changed.is_err() || !now.is_leader {
+                    let _ = writer.write(&DeciderMsg::NotLeader { leader_addr: now.leader_addr }).await;
+                    break "this manager is no longer the leader".into();
+                }
+            }
+            changed = owner.changed() => {
+                if changed.is_err() || *owner.borrow_and_update() != id {
+                    break "replaced by a newer connection from the same node".into();
+                }
+            }
+        }
+    };
+    read_task.abort();
+    why
+}
+
+/// Handle one frame from node `node_id`.
+fn receive(shared: &Shared, node_id: &str, msg: AgentMsg) {
+    let dropped = match &msg {
+        AgentMsg::Events { dropped, .. } | AgentMsg::Heartbeat { dropped } => *dropped,
+    };
+    {
+        let mut nodes = lock(&shared.nodes);
+        if let Some(node) = nodes.get_mut(node_id) {
+            node.last_seen = Instant::now();
+            node.agent_dropped = dropped;
+            if !node.live {
+                node.live = true;
+                tracing::info!(node = %node_id, hostname = %node.hostname, "cluster: node reports again");
+                let _ = shared
+                    .membership
+                    .send(Membership::Live { node_id: node_id.to_string(), hostname: node.hostname.clone() });
+            }
+        }
+    }
+    let AgentMsg::Events { events, .. } = msg else { return };
+    let now = monotonic_ns();
+    for event in events {
+        let remote = RemoteEvent { node_id: node_id.to_string(), event: event.into_probe(now) };
+        match shared.events.try_send(remote) {
+            Ok(()) => shared.delivered.fetch_add(1, Ordering::Relaxed),
+            Err(_) => shared.dropped.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+}
+
+/// Every second, drop nodes silent for longer than the node timeout from
+/// the aggregate, and say so once per node.
+async fn reap_silent_nodes(shared: Arc<Shared>) {
+    let timeout = shared.settings.node_timeout;
+    let mut tick = tokio::time::interval(Duration::from_secs(1).min(timeout));
+    loop {
+        tick.tick().await;
+        let mut nodes = lock(&shared.nodes);
+        for (node_id, node) in nodes.iter_mut() {
+            let silent = node.last_seen.elapsed();
+            if node.live && silent > timeout {
+                node.live = false;
+                tracing::warn!(
+                    node = %node_id, hostname = %node.hostname,
+                    "cluster: node silent for {:.1}s (timeout {timeout:?}); its replicas leave the service aggregates until it reports again",
+                    silent.as_secs_f64()
+                );
+                let _ = shared.membership.send(Membership::Lost {
+                    node_id: node_id.clone(),
+                    hostname: node.hostname.clone(),
+                    silent_for: silent,
+                });
+            }
+        }
+    }
+}

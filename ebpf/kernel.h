@@ -42,8 +42,17 @@ struct task_group {
 	struct cfs_bandwidth cfs_bandwidth;
 };
 
+/* The scheduler's accounting of a task: sum_exec_runtime is brought up to
+ * date (update_curr) before sched_switch fires, for the task leaving the
+ * CPU; exec_start is the runqueue clock of that update (ns). */
+struct sched_entity {
+	__u64 exec_start;
+	__u64 sum_exec_runtime;
+};
+
 struct task_struct {
 	int pid; /* 0: the idle task of a CPU */
+	struct sched_entity se;
 	struct css_set *cgroups;
 	struct task_group *sched_task_group;
 };

@@ -16,16 +16,19 @@
  *   host. It resolves the incoming task's container through a small per-CPU
  *   cache (cgroup id -> slot, valid for one generation), so a switch between
  *   untracked tasks costs four pointer loads, one array load and no helper
- *   call. Only when a tracked task leaves or takes the CPU does it read the
- *   clock and add the slice to a per-CPU counter of the slot (no atomics, no
- *   shared cache line). At most once a millisecond per container it also
+ *   call. When a tracked task leaves the CPU it adds the task's run time
+ *   since it came on (the scheduler's own `se.sum_exec_runtime`, brought up
+ *   to date just before this tracepoint, so no clock is read) to a per-CPU
+ *   counter of the slot (no atomics, no shared cache line). At most once a millisecond per container it also
  *   reads the memcg page counter (memory is charged in task context, so
  *   growth is seen when the task that grew it is switched out) and notes the
  *   task group, whose CFS bandwidth counters tell throttling.
  * - tp_btf/inet_sock_set_state: counts accepted TCP connections and those
  *   still open, attributed by the socket's cgroup (the transition runs in
  *   softirq context, where the current task is unrelated).
- * - the tick (one bpf_timer, every `check_ns`, 1 ms by default): for every
+ * - the tick (one bpf_timer, every `check_ns`, 1 ms by default): it notes
+ *   since when each CPU runs its current task (the running slice of a task
+ *   never switched out counts from there, less than a tick short); for every
  *   CPU running a tracked task, whether the container's on-CPU time in the
  *   current window already proves an upward CPU crossing (more than
  *   `upper x window` of CPU within the window: the window will close at or
@@ -266,14 +269,17 @@ static __attribute__((noinline)) int arm_tick(void)
 	return 0;
 }
 
-/* Once a millisecond per container: memory, and the task group. */
-static __always_inline void read_container(struct task_struct *prev, __u32 slot, __u64 now)
+/* Once a millisecond per container: memory, and the task group. The
+ * runqueue clock of prev's last update paces it without a clock read. */
+static __always_inline void read_container(struct task_struct *prev, __u32 slot)
 {
 	struct cg_state *st = bpf_map_lookup_elem(&state, &slot);
 	struct tracked_cfg *cfg = bpf_map_lookup_elem(&configs, &slot);
-	if (!st || !cfg || now - st->mem_read_ns < MEM_READ_MIN_NS)
+	__u64 rq_now = prev->se.exec_start;
+	if (!st || !cfg || rq_now - st->mem_read_ns < MEM_READ_MIN_NS)
 		return;
-	st->mem_read_ns = now;
+	st->mem_read_ns = rq_now;
+	__u64 now = bpf_ktime_get_ns();
 	st->tg = (__u64)prev->sched_task_group;
 	struct mem_cgroup *memcg = task_memcg(prev);
 	st->memcg = (__u64)memcg;
@@ -296,7 +302,8 @@ int BPF_PROG(on_sched_switch, bool preempt, struct task_struct *prev, struct tas
 	if (!prev_slot1 && !next_slot1)
 		return 0; /* untracked to untracked: the common case */
 
-	__u64 now = bpf_ktime_get_ns();
+	/* No clock read: the scheduler has just brought prev's run time up
+	 * to date, and reading the clock (bpf_ktime_get_ns) cost 75 ns here. */
 	/* A slot resolved before the last change of `slots` may since belong
 	 * to another container: check it again before charging it. */
 	if (prev_slot1 && run->generation != gen && slot_of(run, task_cgroup_id(prev), gen) != prev_slot1)
@@ -306,18 +313,18 @@ int BPF_PROG(on_sched_switch, bool preempt, struct task_struct *prev, struct tas
 	if (prev_slot1) {
 		__u32 slot = prev_slot1 - 1;
 		__u64 *acc = bpf_map_lookup_elem(&cpu_time, &slot);
-		__u64 since = run->since_ns;
-		if (acc && now > since)
-			WRITE_ONCE(*acc, *acc + (now - since));
+		__u64 ran = prev->se.sum_exec_runtime, start = run->start_runtime;
+		if (acc && ran > start)
+			WRITE_ONCE(*acc, *acc + (ran - start));
 	}
-	run->since_ns = now;
+	run->start_runtime = next->se.sum_exec_runtime;
 	run->slot1 = next_slot1;
 	run->generation = gen;
 	barrier();
 	WRITE_ONCE(run->seq, run->seq + 1);
 
 	if (prev_slot1)
-		read_container(prev, prev_slot1 - 1, now);
+		read_container(prev, prev_slot1 - 1);
 	return 0;
 }
 
@@ -381,14 +388,16 @@ static long add_cpu(__u64 cpu, struct total_ctx *c)
 	for (int tries = 0; tries < 4; tries++) {
 		__u64 seq = READ_ONCE(run->seq);
 		barrier();
-		__u64 done = READ_ONCE(*acc), since = READ_ONCE(run->since_ns);
+		__u64 done = READ_ONCE(*acc);
 		__u32 slot1 = READ_ONCE(run->slot1);
 		barrier();
 		if ((seq & 1) || READ_ONCE(run->seq) != seq)
 			continue;
 		c->total += done;
-		if (slot1 == slot + 1 && c->now > since)
-			c->total += c->now - since;
+		/* The running slice: at least since the tick first saw this
+		 * switch (less than a tick short); exact once switched out. */
+		if (slot1 == slot + 1 && run->tick_seq == seq && c->now > run->tick_since_ns)
+			c->total += c->now - run->tick_since_ns;
 		return 0;
 	}
 	c->total += READ_ONCE(*acc);
@@ -516,9 +525,25 @@ static long close_window(void *map, __u64 *key, __u32 *slotp, __u64 *nowp)
 	return 0;
 }
 
+/* Note, for each CPU, since when the tick has seen its current switch. */
+static long observe_cpu(__u64 cpu, __u64 *now)
+{
+	__u32 zero = 0;
+	struct cpu_run *run = bpf_map_lookup_percpu_elem(&cpu_run, &zero, cpu);
+	if (!run)
+		return 1;
+	__u64 seq = READ_ONCE(run->seq);
+	if (seq != run->tick_seq) {
+		run->tick_seq = seq;
+		run->tick_since_ns = *now;
+	}
+	return 0;
+}
+
 static int tick_fired(void *map, int *key, struct tick_timer *t)
 {
 	__u64 now = bpf_ktime_get_ns();
+	bpf_loop(nr_cpus < MAX_CPUS ? nr_cpus : MAX_CPUS, observe_cpu, &now, 0);
 	if (now - t->last_close_ns >= window_ns) {
 		t->last_close_ns = now;
 		bpf_for_each_map_elem(&slots, close_window, &now, 0);

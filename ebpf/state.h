@@ -28,8 +28,9 @@ struct cg_state {
 	__u64 _reserved[3];
 };
 
-/* What runs on this CPU. Written only by this CPU's sched_switch; read by
- * the tick on any CPU, consistently thanks to `seq` (odd while written). */
+/* What runs on this CPU. The switch fields are written only by this CPU's
+ * sched_switch and read by the tick on any CPU, consistently thanks to
+ * `seq` (odd while written); the tick_* fields only by the tick. */
 struct slot_cache {
 	__u64 cgroup_id;
 	__u64 generation;
@@ -39,10 +40,14 @@ struct slot_cache {
 
 struct cpu_run {
 	__u64 seq;
-	__u64 since_ns;   /* when the tracked task on this CPU came on */
-	__u64 generation; /* generation `slot1` was resolved at */
-	__u32 slot1;      /* slot + 1 of the running task's container; 0: none */
+	__u64 start_runtime; /* the running tracked task's se.sum_exec_runtime
+			      * when it came on this CPU */
+	__u64 generation;    /* generation `slot1` was resolved at */
+	__u32 slot1;         /* slot + 1 of the running task's container; 0: none */
 	__u32 _pad;
+	__u64 tick_seq;      /* `seq` when the tick first saw it */
+	__u64 tick_since_ns; /* when the tick first saw `tick_seq`: the task
+			      * running then has run at least since */
 	struct slot_cache cache[CACHE_WAYS];
 };
 

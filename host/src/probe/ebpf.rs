@@ -55,8 +55,9 @@
 //! with plain BTF pointer loads, finds it in a per-CPU cache of cgroup id ->
 //! slot (valid until userspace changes the tracked set) and returns, without
 //! a helper call. Tracked containers are kept in slot-indexed arrays, their
-//! on-CPU time in per-CPU counters, so a tracked switch takes no lock and
-//! touches no cache line another CPU writes.
+//! on-CPU time in per-CPU counters fed from the scheduler's own per-task run
+//! time, so a tracked switch reads no clock, takes no lock and touches no
+//! cache line another CPU writes.
 
 use std::collections::HashMap;
 use std::os::fd::AsRawFd;

@@ -131,7 +131,8 @@ static __always_inline int take_budget(struct cg_state *st, const struct tracked
  * lower bit only at `lower + h`. A compare-and-swap makes each change,
  * hence each event, happen once even when several CPUs see it together. A
  * change is held back (the bits stay) when the container is over its event
- * budget, or for connections within `conn_gap_ns` of the last event; the
+ * budget, or for a connection threshold within `conn_gap_ns` of its own
+ * last crossing; the
  * next evaluation, at the latest the next window close, makes it. */
 static __always_inline void check_band(__u64 cgid, struct cg_state *st, const struct tracked_cfg *cfg, __u32 idx,
 				       __u32 metric, __u64 value, __u64 upper, __u64 lower, int has_upper,
@@ -150,8 +151,13 @@ static __always_inline void check_band(__u64 cgid, struct cg_state *st, const st
 		}
 		if (new == old)
 			return;
-		if (metric == PROBE_METRIC_CONNECTIONS && cfg->conn_gap_ns && st->conn_event_ns &&
-		    now - READ_ONCE(st->conn_event_ns) < cfg->conn_gap_ns)
+		/* The gap bounds how often one threshold flaps; crossing the
+		 * other one is news and goes out at once. */
+		if (metric == PROBE_METRIC_CONNECTIONS && cfg->conn_gap_ns &&
+		    ((((old ^ new) & ub) && st->conn_event_ns &&
+		      now - READ_ONCE(st->conn_event_ns) < cfg->conn_gap_ns) ||
+		     (((old ^ new) & lb) && st->conn_low_event_ns &&
+		      now - READ_ONCE(st->conn_low_event_ns) < cfg->conn_gap_ns)))
 			return;
 		__u64 n = (((old ^ new) & ub) ? 1 : 0) + (((old ^ new) & lb) ? 1 : 0);
 		if (!take_budget(st, cfg, n)) {
@@ -162,8 +168,10 @@ static __always_inline void check_band(__u64 cgid, struct cg_state *st, const st
 			__sync_fetch_and_sub(&st->spent, n);
 			continue;
 		}
-		if (metric == PROBE_METRIC_CONNECTIONS)
+		if (metric == PROBE_METRIC_CONNECTIONS && ((old ^ new) & ub))
 			WRITE_ONCE(st->conn_event_ns, now);
+		if (metric == PROBE_METRIC_CONNECTIONS && ((old ^ new) & lb))
+			WRITE_ONCE(st->conn_low_event_ns, now);
 		if ((old ^ new) & ub)
 			emit(cgid, metric, (new & ub) ? PROBE_KIND_UP : PROBE_KIND_DOWN, value, upper, flags, now);
 		if ((old ^ new) & lb)

@@ -71,8 +71,9 @@ struct tracked_cfg {
 				       * conn_upper is undone below
 				       * conn_upper - this, a downward one of
 				       * conn_lower at conn_lower + this */
-	__u64 conn_gap_ns;            /* least time between two connection
-				       * crossing events; a later one waits */
+	__u64 conn_gap_ns;            /* least time between two crossings of
+				       * one connection threshold; a later one
+				       * waits */
 	__u64 cgroup_id;              /* the container's v2 cgroup id */
 	__u32 flags;                  /* PROBE_HAS_* */
 	__u32 budget;                 /* most crossing events per window; 0: no bound */

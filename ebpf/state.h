@@ -21,11 +21,12 @@ struct cg_state {
 	__u64 cpu_value;        /* last CPU window value, event unit */
 	__u64 bits;             /* crossing state, see check_band() */
 	__u64 mem_read_ns;      /* when sched_switch last read the memcg */
-	__u64 conn_event_ns;    /* when the last connection crossing went out */
+	__u64 conn_event_ns;    /* when the last crossing of conn_upper went out */
 	__u64 spent;            /* events pushed in the current window */
 	__s64 win_throttled;    /* nr_throttled + 1 when the window opened; 0: unknown */
 	__u64 early;            /* an early upward CPU crossing in this window */
-	__u64 _reserved[3];
+	__u64 conn_low_event_ns; /* when the last crossing of conn_lower went out */
+	__u64 _reserved[2];
 };
 
 /* What runs on this CPU. The switch fields are written only by this CPU's

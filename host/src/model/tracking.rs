@@ -42,9 +42,9 @@ pub struct EventBounds {
     /// of `connections.lower` reach `lower + hysteresis` to cross back up.
     /// `None` (default): a tenth of the threshold, at least 1.
     pub connection_hysteresis: Option<f64>,
-    /// Least time between two connection crossing events of the container
-    /// (default 100 ms); a crossing within it waits, at most until the first
-    /// window close after the gap.
+    /// Least time between two crossings of one connection threshold of the
+    /// container (default 100 ms); a crossing within it waits, at most until
+    /// the first window close after the gap.
     pub connection_min_gap: Duration,
     /// Most crossing events the container pushes per CPU window (default
     /// 16; 0: no bound). A crossing over it waits for the next window.

@@ -401,9 +401,7 @@ fn cfs_throttling(container_id: &str) -> Option<(u64, u64)> {
         format!("/sys/fs/cgroup/docker/{container_id}/cpu.stat"),
     ];
     let text = candidates.iter().find_map(|p| std::fs::read_to_string(p).ok())?;
-    let field = |name: &str| {
-        text.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse::<u64>().ok())
-    };
+    let field = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse::<u64>().ok());
     Some((field("nr_periods ")?, field("nr_throttled ")?))
 }
 

@@ -465,7 +465,7 @@ pub struct KernelDrops {
 pub fn ring_buffer_size(bytes: u32) -> Result<u32, String> {
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u32;
-    if !bytes.is_power_of_two() || bytes < page || bytes > 1 << 30 {
+    if !bytes.is_power_of_two() || !(page..=1 << 30).contains(&bytes) {
         return Err(format!(
             "ring buffer size {bytes} bytes: must be a power of two between the page size ({page}) and 1 GiB"
         ));

@@ -110,7 +110,7 @@ pub fn parse_ring_buffer_size(text: &str) -> Result<u32, String> {
     let n: u64 = digits.parse().map_err(|_| format!("ring buffer size {text:?}: not a number of bytes"))?;
     let bytes =
         u32::try_from(n.saturating_mul(scale)).map_err(|_| format!("ring buffer size {text:?}: above 1 GiB"))?;
-    if !bytes.is_power_of_two() || bytes < 4096 || bytes > 1 << 30 {
+    if !bytes.is_power_of_two() || !(4096..=1 << 30).contains(&bytes) {
         return Err(format!("ring buffer size {text:?}: must be a power of two between 4KiB and 1GiB"));
     }
     Ok(bytes)

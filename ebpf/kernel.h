@@ -31,8 +31,30 @@ struct css_set {
 	struct cgroup *dfl_cgrp; /* the task's cgroup in the v2 hierarchy */
 };
 
+/* CFS bandwidth control of a task group (the cpu controller's cgroup,
+ * v1 or v2): nr_throttled counts the periods that ended throttled. */
+struct cfs_bandwidth {
+	__u64 quota;
+	int nr_throttled;
+};
+
+struct task_group {
+	struct cfs_bandwidth cfs_bandwidth;
+};
+
+/* The scheduler's accounting of a task: sum_exec_runtime is brought up to
+ * date (update_curr) before sched_switch fires, for the task leaving the
+ * CPU; exec_start is the runqueue clock of that update (ns). */
+struct sched_entity {
+	__u64 exec_start;
+	__u64 sum_exec_runtime;
+};
+
 struct task_struct {
+	int pid; /* 0: the idle task of a CPU */
+	struct sched_entity se;
 	struct css_set *cgroups;
+	struct task_group *sched_task_group;
 };
 
 typedef struct {

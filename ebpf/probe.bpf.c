@@ -5,26 +5,50 @@
  *
  * Keys: a container is its cgroup in the v2 (default) hierarchy, whose id is
  * what both `task->cgroups->dfl_cgrp` and `sk->sk_cgrp_data.cgroup` give, on
- * hybrid and on pure v2 hosts alike. Userspace writes the tracked ids and
- * their thresholds into `tracked`; everything else here only reads it, and
- * nothing is pushed for a cgroup that is not in it.
+ * hybrid and on pure v2 hosts alike. Userspace gives each tracked container
+ * a slot (0..PROBE_MAX_TRACKED) and writes `configs[slot]`, zeroes
+ * `state[slot]`, then maps the cgroup id to the slot in `slots` and bumps
+ * `control.generation`. Everything here only reads those, and nothing is
+ * pushed for a cgroup that is not in `slots`.
  *
  * Programs:
- * - tp_btf/sched_switch: adds each tracked task's on-CPU time to its
- *   container, reads the container's memcg page counter when one of its tasks
- *   leaves the CPU (memory is charged in task context, so growth is seen at
- *   the latest when the task that grew it is switched out; at most once a
- *   millisecond per container), and arms the
- *   window timer once.
+ * - tp_btf/sched_switch: the hot path, run on every context switch of the
+ *   host. It resolves the incoming task's container through a small per-CPU
+ *   cache (cgroup id -> slot, valid for one generation), so a switch between
+ *   untracked tasks costs four pointer loads, one array load and no helper
+ *   call. When a tracked task leaves the CPU it adds the task's run time
+ *   since it came on (the scheduler's own `se.sum_exec_runtime`, brought up
+ *   to date just before this tracepoint, so no clock is read) to a per-CPU
+ *   counter of the slot (no atomics, no shared cache line). At most once a millisecond per container it also
+ *   reads the memcg page counter (memory is charged in task context, so
+ *   growth is seen when the task that grew it is switched out) and notes the
+ *   task group, whose CFS bandwidth counters tell throttling.
  * - tp_btf/inet_sock_set_state: counts accepted TCP connections and those
  *   still open, attributed by the socket's cgroup (the transition runs in
  *   softirq context, where the current task is unrelated).
- * - the window timer (bpf_timer, every `window_ns`): closes each container's
- *   CPU window, including time of tasks still on a CPU, re-reads memory, and
- *   emits periodic samples. It is what notices a container going quiet: an
- *   idle container makes no context switches.
+ * - the tick (one bpf_timer, every `check_ns`, 1 ms by default): it notes
+ *   since when each CPU runs its current task (the running slice of a task
+ *   never switched out counts from there, less than a tick short); for every
+ *   CPU running a tracked task, whether the container's on-CPU time in the
+ *   current window already proves an upward CPU crossing (more than
+ *   `upper x window` of CPU within the window: the window will close at or
+ *   above `upper` whatever happens next); and every `window_ns` it closes
+ *   the window of every container (CPU value, memory re-read, connection
+ *   crossings held back by the rate bound, samples). The close is what
+ *   notices a container going quiet: an idle container makes no switches.
+ *
+ * The CPU value of a container with a limit is a fraction of it, never above
+ * 1: a window in which the kernel throttled the container (a CFS period
+ * ended with its quota used up) reads 1.0, because the on-CPU time of one
+ * window says anything from 0.1 to 1.2 of the limit for a container held at
+ * it (CFS hands quota out in per-CPU slices that straddle periods).
+ *
  * Crossings are pushed the moment a value is computed on the other side of a
- * threshold; samples at most every `sample_ns` per container.
+ * threshold; connection thresholds have hysteresis and a least gap between
+ * two events; every container has a budget of crossing events per window,
+ * so that one cannot fill the ring buffer that all share (samples are
+ * bounded by the sample interval). A crossing over budget is
+ * held (the band state does not change) and re-evaluated at the next close.
  */
 #include "kernel.h"
 #include <linux/bpf.h>
@@ -38,118 +62,40 @@ char LICENSE[] SEC("license") = "GPL";
 
 /* Set by the loader before load (read-only afterwards). */
 const volatile __u64 window_ns = 100000000ULL;
+const volatile __u64 check_ns = 1000000ULL;
 const volatile __u64 sample_ns = 1000000000ULL;
 const volatile __u64 page_size = 4096;
 const volatile __u32 nr_cpus = 1;
 
-#define MAX_CPUS 256
+#define MAX_CPUS 1024
+#define MAX_TRACKED PROBE_MAX_TRACKED
 /* Least time between two memcg reads from sched_switch for one container:
  * a context-switch-heavy container would otherwise pay for the reads on
  * every switch, for no news (usage moves by pages, not per switch). */
 #define MEM_READ_MIN_NS 1000000ULL
-#define MAX_TRACKED 4096
+/* Entries of the per-CPU cgroup id -> slot cache (a power of two). */
+#define CACHE_WAYS 8
+#define PPM 1000000ULL
 
-/* Kernel-side accounting of one container. */
-struct cg_state {
-	__u64 cpu_ns;          /* on-CPU time so far */
-	__u64 win_cpu_ns;      /* cpu_ns when the current window opened */
-	__u64 win_start_ns;    /* when the current window opened; 0: not yet */
-	__u64 last_sample_ns;  /* when the last samples went out */
-	__s64 open_conns;      /* accepted connections still ESTABLISHED */
-	__u64 accepted;        /* accepted connections so far */
-	__u64 accepted_sampled;/* `accepted` at the last sample */
-	__u64 mem_bytes;       /* last memcg usage read */
-	__u64 mem_limit;       /* last memcg limit read; 0: none */
-	__u64 memcg;           /* address of the memcg, for the timer's reads */
-	__u64 cpu_value;       /* last CPU window value, event unit */
-	__u64 bits;            /* crossing state, see check_band() */
-	__u64 mem_read_ns;     /* when sched_switch last read the memcg */
-	__u64 _reserved[3];
-};
-_Static_assert(sizeof(struct cg_state) == PROBE_STATE_SIZE, "cg_state size is shared with the loader");
-_Static_assert(sizeof(struct probe_event) == PROBE_EVENT_SIZE, "probe_event size");
-_Static_assert(__builtin_offsetof(struct probe_event, timestamp_ns) == PROBE_EVENT_OFF_TIMESTAMP, "timestamp_ns");
-_Static_assert(__builtin_offsetof(struct probe_event, cgroup_id) == PROBE_EVENT_OFF_CGROUP, "cgroup_id");
-_Static_assert(__builtin_offsetof(struct probe_event, value) == PROBE_EVENT_OFF_VALUE, "value");
-_Static_assert(__builtin_offsetof(struct probe_event, threshold) == PROBE_EVENT_OFF_THRESHOLD, "threshold");
-_Static_assert(__builtin_offsetof(struct probe_event, metric) == PROBE_EVENT_OFF_METRIC, "metric");
-_Static_assert(__builtin_offsetof(struct probe_event, kind) == PROBE_EVENT_OFF_KIND, "kind");
-_Static_assert(__builtin_offsetof(struct probe_event, flags) == PROBE_EVENT_OFF_FLAGS, "flags");
-_Static_assert(sizeof(struct tracked_cfg) == PROBE_CFG_SIZE, "tracked_cfg size");
-_Static_assert(__builtin_offsetof(struct tracked_cfg, cpu_limit_ppm) == PROBE_CFG_OFF_CPU_LIMIT, "cpu_limit_ppm");
-_Static_assert(__builtin_offsetof(struct tracked_cfg, flags) == PROBE_CFG_OFF_FLAGS, "flags");
+#define barrier() asm volatile("" ::: "memory")
+#define READ_ONCE(x) (*(volatile typeof(x) *)&(x))
+#define WRITE_ONCE(x, v) (*(volatile typeof(x) *)&(x) = (v))
 
-/* What runs on this CPU: since when, and its container if tracked. */
-struct cpu_run {
-	__u64 since_ns;
-	__u64 cgroup_id; /* 0: not a tracked container */
-};
+#include "state.h"
 
-struct window_timer {
-	struct bpf_timer timer;
-	__u64 armed;
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_TRACKED);
-	__type(key, __u64);
-	__type(value, struct tracked_cfg);
-} tracked SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_TRACKED);
-	__type(key, __u64);
-	__type(value, struct cg_state);
-} state SEC(".maps");
-
-/* Accepted sockets still counted as open, socket address -> cgroup id:
- * a socket leaving ESTABLISHED is subtracted only if it was added, so
- * connections older than the tracking never drive the count negative. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64);
-	__type(value, __u64);
-} open_socks SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct cpu_run);
-} cpu_run SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct window_timer);
-} window SEC(".maps");
-
-/* Ring-buffer reserve failures (events lost because the buffer was full). */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-} drops SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 256 * 1024);
-} events SEC(".maps");
+static __always_inline void count_drop(__u32 which)
+{
+	__u64 *n = bpf_map_lookup_elem(&drops, &which);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+}
 
 static __always_inline void emit(__u64 cgid, __u32 metric, __u32 kind, __u64 value, __u64 threshold, __u32 flags,
 				 __u64 now)
 {
 	struct probe_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
-		__u32 zero = 0;
-		__u64 *n = bpf_map_lookup_elem(&drops, &zero);
-		if (n)
-			__sync_fetch_and_add(n, 1);
+		count_drop(PROBE_DROP_RING);
 		return;
 	}
 	e->timestamp_ns = now;
@@ -164,26 +110,68 @@ static __always_inline void emit(__u64 cgid, __u32 metric, __u32 kind, __u64 val
 	bpf_ringbuf_submit(e, kind == PROBE_KIND_SAMPLE ? 0 : BPF_RB_FORCE_WAKEUP);
 }
 
+/* Take `n` crossing events from the container's budget for this window
+ * (samples are bounded by `sample_ns` and do not count). Racy
+ * between CPUs by design: the bound can be overshot by a few events, never
+ * by a flood. */
+static __always_inline int take_budget(struct cg_state *st, const struct tracked_cfg *cfg, __u64 n)
+{
+	if (!cfg->budget)
+		return 1;
+	if (READ_ONCE(st->spent) + n > cfg->budget)
+		return 0;
+	__sync_fetch_and_add(&st->spent, n);
+	return 1;
+}
+
 /* Crossing state: per metric m (0 cpu, 1 memory, 2 connections) bit 2m is
  * "at or above the upper threshold", bit 2m+1 "below the lower threshold".
- * All zero is "inside the band", the state a container starts in. A
- * compare-and-swap makes each change, hence each event, happen once even
- * when several CPUs see it together. */
-static __always_inline void check_band(__u64 cgid, struct cg_state *st, __u32 idx, __u32 metric, __u64 value,
-				       __u64 upper, __u64 lower, int has_upper, int has_lower, __u32 flags,
-				       __u64 now)
+ * All zero is "inside the band", the state a container starts in. With
+ * hysteresis h, a set upper bit clears only below `upper - h` and a set
+ * lower bit only at `lower + h`. A compare-and-swap makes each change,
+ * hence each event, happen once even when several CPUs see it together. A
+ * change is held back (the bits stay) when the container is over its event
+ * budget, or for a connection threshold within `conn_gap_ns` of its own
+ * last crossing; the
+ * next evaluation, at the latest the next window close, makes it. */
+static __always_inline void check_band(__u64 cgid, struct cg_state *st, const struct tracked_cfg *cfg, __u32 idx,
+				       __u32 metric, __u64 value, __u64 upper, __u64 lower, int has_upper,
+				       int has_lower, __u64 hyst, __u32 flags, __u64 now)
 {
 	__u64 ub = 1ULL << (2 * idx), lb = 1ULL << (2 * idx + 1);
 	for (int tries = 0; tries < 4; tries++) {
-		__u64 old = st->bits, new = old;
-		if (has_upper)
-			new = value >= upper ? new | ub : new & ~ub;
-		if (has_lower)
-			new = value < lower ? new | lb : new & ~lb;
+		__u64 old = READ_ONCE(st->bits), new = old;
+		if (has_upper) {
+			int above = (old & ub) ? value + hyst >= upper : value >= upper;
+			new = above ? new | ub : new & ~ub;
+		}
+		if (has_lower) {
+			int below = (old & lb) ? value < lower + hyst : value < lower;
+			new = below ? new | lb : new & ~lb;
+		}
 		if (new == old)
 			return;
-		if (__sync_val_compare_and_swap(&st->bits, old, new) != old)
+		/* The gap bounds how often one threshold flaps; crossing the
+		 * other one is news and goes out at once. */
+		if (metric == PROBE_METRIC_CONNECTIONS && cfg->conn_gap_ns &&
+		    ((((old ^ new) & ub) && st->conn_event_ns &&
+		      now - READ_ONCE(st->conn_event_ns) < cfg->conn_gap_ns) ||
+		     (((old ^ new) & lb) && st->conn_low_event_ns &&
+		      now - READ_ONCE(st->conn_low_event_ns) < cfg->conn_gap_ns)))
+			return;
+		__u64 n = (((old ^ new) & ub) ? 1 : 0) + (((old ^ new) & lb) ? 1 : 0);
+		if (!take_budget(st, cfg, n)) {
+			count_drop(PROBE_DROP_HELD);
+			return;
+		}
+		if (__sync_val_compare_and_swap(&st->bits, old, new) != old) {
+			__sync_fetch_and_sub(&st->spent, n);
 			continue;
+		}
+		if (metric == PROBE_METRIC_CONNECTIONS && ((old ^ new) & ub))
+			WRITE_ONCE(st->conn_event_ns, now);
+		if (metric == PROBE_METRIC_CONNECTIONS && ((old ^ new) & lb))
+			WRITE_ONCE(st->conn_low_event_ns, now);
 		if ((old ^ new) & ub)
 			emit(cgid, metric, (new & ub) ? PROBE_KIND_UP : PROBE_KIND_DOWN, value, upper, flags, now);
 		if ((old ^ new) & lb)
@@ -197,8 +185,22 @@ static __always_inline __u32 cpu_flags(const struct tracked_cfg *cfg)
 	return cfg->cpu_limit_ppm ? PROBE_EVENT_CPU_OF_LIMIT : 0;
 }
 
+static __always_inline void check_cpu(struct cg_state *st, const struct tracked_cfg *cfg, __u64 value, __u64 now)
+{
+	check_band(cfg->cgroup_id, st, cfg, 0, PROBE_METRIC_CPU, value, cfg->cpu_upper, cfg->cpu_lower,
+		   cfg->flags & PROBE_HAS_CPU_UPPER, cfg->flags & PROBE_HAS_CPU_LOWER, 0, cpu_flags(cfg), now);
+}
+
+static __always_inline void check_connections(struct cg_state *st, const struct tracked_cfg *cfg, __u64 now)
+{
+	__s64 open = READ_ONCE(st->open_conns);
+	check_band(cfg->cgroup_id, st, cfg, 2, PROBE_METRIC_CONNECTIONS, open > 0 ? open : 0, cfg->conn_upper,
+		   cfg->conn_lower, cfg->flags & PROBE_HAS_CONN_UPPER, cfg->flags & PROBE_HAS_CONN_LOWER,
+		   cfg->conn_hysteresis, 0, now);
+}
+
 /* Read the memcg page counter at `memcg` and check the memory band. */
-static __always_inline void update_memory(__u64 cgid, struct cg_state *st, const struct tracked_cfg *cfg,
+static __always_inline void update_memory(struct cg_state *st, const struct tracked_cfg *cfg,
 					  struct mem_cgroup *memcg, __u64 now)
 {
 	if (!memcg)
@@ -212,8 +214,8 @@ static __always_inline void update_memory(__u64 cgid, struct cg_state *st, const
 	__u64 limit = max >= (0x7fffffffffffffffULL / page_size) ? 0 : max * page_size;
 	st->mem_bytes = bytes;
 	st->mem_limit = limit;
-	check_band(cgid, st, 1, PROBE_METRIC_MEMORY, bytes, cfg->mem_upper, cfg->mem_lower,
-		   cfg->flags & PROBE_HAS_MEM_UPPER, cfg->flags & PROBE_HAS_MEM_LOWER, 0, now);
+	check_band(cfg->cgroup_id, st, cfg, 1, PROBE_METRIC_MEMORY, bytes, cfg->mem_upper, cfg->mem_lower,
+		   cfg->flags & PROBE_HAS_MEM_UPPER, cfg->flags & PROBE_HAS_MEM_LOWER, 0, 0, now);
 }
 
 static __always_inline struct mem_cgroup *task_memcg(struct task_struct *task)
@@ -227,72 +229,125 @@ static __always_inline struct mem_cgroup *task_memcg(struct task_struct *task)
 	return (struct mem_cgroup *)((char *)css - bpf_core_field_offset(struct mem_cgroup, css));
 }
 
-static int window_timer_fired(void *map, int *key, struct window_timer *wt);
+static __always_inline __u64 generation(void)
+{
+	__u32 zero = 0;
+	struct probe_control *c = bpf_map_lookup_elem(&control, &zero);
+	return c ? READ_ONCE(c->generation) : 0;
+}
+
+/* Slot + 1 of a cgroup id (0: untracked), through this CPU's cache. */
+static __always_inline __u32 slot_of(struct cpu_run *run, __u64 cgid, __u64 gen)
+{
+	struct slot_cache *e = &run->cache[cgid & (CACHE_WAYS - 1)];
+	if (e->cgroup_id == cgid && e->generation == gen)
+		return e->slot1;
+	__u32 *slot = bpf_map_lookup_elem(&slots, &cgid);
+	__u32 slot1 = slot && *slot < MAX_TRACKED ? *slot + 1 : 0;
+	e->cgroup_id = cgid;
+	e->generation = gen;
+	e->slot1 = slot1;
+	return slot1;
+}
+
+static __always_inline __u64 task_cgroup_id(struct task_struct *task)
+{
+	/* Plain loads of BTF pointers: the verifier makes them fault-safe
+	 * without a bpf_probe_read_kernel call per hop. */
+	return task->cgroups->dfl_cgrp->kn->id;
+}
+
+static int tick_fired(void *map, int *key, struct tick_timer *t);
+
+/* Set once the tick runs: one load on the switch path instead of a lookup. */
+volatile __u64 tick_armed;
+
+/* Start the tick from the first context switch (a bpf_timer can only be
+ * set up by a program). */
+static __attribute__((noinline)) int arm_tick(void)
+{
+	__u32 zero = 0;
+	struct tick_timer *t = bpf_map_lookup_elem(&tick, &zero);
+	tick_armed = 1;
+	if (t && !t->armed && __sync_val_compare_and_swap(&t->armed, 0, 1) == 0) {
+		bpf_timer_init(&t->timer, &tick, CLOCK_MONOTONIC);
+		bpf_timer_set_callback(&t->timer, tick_fired);
+		bpf_timer_start(&t->timer, check_ns, 0);
+	}
+	return 0;
+}
+
+/* Once a millisecond per container: memory, and the task group. The
+ * runqueue clock of prev's last update paces it without a clock read. */
+static __always_inline void read_container(struct task_struct *prev, __u32 slot)
+{
+	struct cg_state *st = bpf_map_lookup_elem(&state, &slot);
+	struct tracked_cfg *cfg = bpf_map_lookup_elem(&configs, &slot);
+	__u64 rq_now = prev->se.exec_start;
+	if (!st || !cfg || rq_now - st->mem_read_ns < MEM_READ_MIN_NS)
+		return;
+	st->mem_read_ns = rq_now;
+	__u64 now = bpf_ktime_get_ns();
+	st->tg = (__u64)prev->sched_task_group;
+	struct mem_cgroup *memcg = task_memcg(prev);
+	st->memcg = (__u64)memcg;
+	update_memory(st, cfg, memcg, now);
+}
 
 SEC("tp_btf/sched_switch")
 int BPF_PROG(on_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
 	     unsigned int prev_state)
 {
 	__u32 zero = 0;
-	__u64 now = bpf_ktime_get_ns();
-
-	/* Arm the window timer once, from the first context switch. */
-	struct window_timer *wt = bpf_map_lookup_elem(&window, &zero);
-	if (wt && !wt->armed && __sync_val_compare_and_swap(&wt->armed, 0, 1) == 0) {
-		bpf_timer_init(&wt->timer, &window, CLOCK_MONOTONIC);
-		bpf_timer_set_callback(&wt->timer, window_timer_fired);
-		bpf_timer_start(&wt->timer, window_ns, 0);
-	}
-
+	if (!tick_armed)
+		arm_tick();
 	struct cpu_run *run = bpf_map_lookup_elem(&cpu_run, &zero);
 	if (!run)
 		return 0;
-	__u64 prev_cg = run->cgroup_id;
-	/* The timer may have accounted part of this slice already: it moves
-	 * `since_ns` forward with a compare-and-swap, we take the rest here
-	 * with an exchange, so every nanosecond is counted once. */
-	__u64 since = __sync_lock_test_and_set(&run->since_ns, now);
-	if (prev_cg) {
-		struct cg_state *st = bpf_map_lookup_elem(&state, &prev_cg);
-		struct tracked_cfg *cfg = bpf_map_lookup_elem(&tracked, &prev_cg);
-		if (st && cfg) {
-			if (since && now > since)
-				__sync_fetch_and_add(&st->cpu_ns, now - since);
-			if (now - st->mem_read_ns >= MEM_READ_MIN_NS) {
-				st->mem_read_ns = now;
-				struct mem_cgroup *memcg = task_memcg(prev);
-				st->memcg = (__u64)memcg;
-				update_memory(prev_cg, st, cfg, memcg, now);
-			}
-		}
-	}
+	__u64 gen = generation();
+	__u32 prev_slot1 = run->slot1;
+	__u32 next_slot1 = next->pid ? slot_of(run, task_cgroup_id(next), gen) : 0;
+	if (!prev_slot1 && !next_slot1)
+		return 0; /* untracked to untracked: the common case */
 
-	__u64 next_cg = BPF_CORE_READ(next, cgroups, dfl_cgrp, kn, id);
-	run->cgroup_id = bpf_map_lookup_elem(&tracked, &next_cg) ? next_cg : 0;
+	/* No clock read: the scheduler has just brought prev's run time up
+	 * to date, and reading the clock (bpf_ktime_get_ns) cost 75 ns here. */
+	/* A slot resolved before the last change of `slots` may since belong
+	 * to another container: check it again before charging it. */
+	if (prev_slot1 && run->generation != gen && slot_of(run, task_cgroup_id(prev), gen) != prev_slot1)
+		prev_slot1 = 0;
+	WRITE_ONCE(run->seq, run->seq + 1);
+	barrier();
+	if (prev_slot1) {
+		__u32 slot = prev_slot1 - 1;
+		__u64 *acc = bpf_map_lookup_elem(&cpu_time, &slot);
+		__u64 ran = prev->se.sum_exec_runtime, start = run->start_runtime;
+		if (acc && ran > start)
+			WRITE_ONCE(*acc, *acc + (ran - start));
+	}
+	run->start_runtime = next->se.sum_exec_runtime;
+	run->slot1 = next_slot1;
+	run->generation = gen;
+	barrier();
+	WRITE_ONCE(run->seq, run->seq + 1);
+
+	if (prev_slot1)
+		read_container(prev, prev_slot1 - 1);
 	return 0;
 }
 
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(on_inet_sock_set_state, const struct sock *sk, const int oldstate, const int newstate)
 {
-	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
-		return 0;
-	__u64 key = (__u64)sk;
-	__u64 cgid;
+	__u64 key, cgid;
 	__s64 delta;
 	if (newstate == TCP_ESTABLISHED && oldstate == TCP_SYN_RECV) {
-		cgid = BPF_CORE_READ(sk, sk_cgrp_data.cgroup, kn, id);
-		if (!bpf_map_lookup_elem(&tracked, &cgid))
+		if (sk->sk_protocol != IPPROTO_TCP)
 			return 0;
-		struct cg_state *st = bpf_map_lookup_elem(&state, &cgid);
-		if (!st)
-			return 0;
-		__sync_fetch_and_add(&st->accepted, 1);
-		/* Not remembered (map full): not counted as open either. */
-		if (bpf_map_update_elem(&open_socks, &key, &cgid, BPF_NOEXIST))
-			return 0;
+		cgid = sk->sk_cgrp_data.cgroup->kn->id;
 		delta = 1;
 	} else if (oldstate == TCP_ESTABLISHED) {
+		key = (__u64)sk;
 		__u64 *owner = bpf_map_lookup_elem(&open_socks, &key);
 		if (!owner)
 			return 0;
@@ -302,75 +357,164 @@ int BPF_PROG(on_inet_sock_set_state, const struct sock *sk, const int oldstate, 
 	} else {
 		return 0;
 	}
-	struct tracked_cfg *cfg = bpf_map_lookup_elem(&tracked, &cgid);
-	struct cg_state *st = bpf_map_lookup_elem(&state, &cgid);
-	if (!cfg || !st)
+	__u32 *slot = bpf_map_lookup_elem(&slots, &cgid);
+	if (!slot)
 		return 0;
-	__s64 open = __sync_fetch_and_add(&st->open_conns, delta) + delta;
-	if (open < 0)
-		open = 0;
-	check_band(cgid, st, 2, PROBE_METRIC_CONNECTIONS, (__u64)open, cfg->conn_upper, cfg->conn_lower,
-		   cfg->flags & PROBE_HAS_CONN_UPPER, cfg->flags & PROBE_HAS_CONN_LOWER, 0, bpf_ktime_get_ns());
+	__u32 s = *slot;
+	struct cg_state *st = bpf_map_lookup_elem(&state, &s);
+	struct tracked_cfg *cfg = bpf_map_lookup_elem(&configs, &s);
+	if (!st || !cfg)
+		return 0;
+	if (delta > 0) {
+		__sync_fetch_and_add(&st->accepted, 1);
+		/* Not remembered (map full): not counted as open either. */
+		key = (__u64)sk;
+		if (bpf_map_update_elem(&open_socks, &key, &cgid, BPF_NOEXIST))
+			return 0;
+	}
+	__sync_fetch_and_add(&st->open_conns, delta);
+	check_connections(st, cfg, bpf_ktime_get_ns());
 	return 0;
 }
 
-struct window_ctx {
+/* On-CPU total of a slot now: every CPU's counter plus the running slice of
+ * each CPU on which one of its tasks runs (a busy loop that is never
+ * switched out still counts). */
+struct total_ctx {
 	__u64 now;
+	__u64 total;
+	__u32 slot;
 };
 
-/* Close one container's window; called for each `tracked` entry. */
-static long close_window(void *map, __u64 *key, struct tracked_cfg *cfg, struct window_ctx *ctx)
+static long add_cpu(__u64 cpu, struct total_ctx *c)
 {
-	__u64 cgid = *key;
-	__u64 now = ctx->now;
-	struct cg_state *st = bpf_map_lookup_elem(&state, &cgid);
-	if (!st)
+	__u32 zero = 0, slot = c->slot;
+	__u64 *acc = bpf_map_lookup_percpu_elem(&cpu_time, &slot, cpu);
+	struct cpu_run *run = bpf_map_lookup_percpu_elem(&cpu_run, &zero, cpu);
+	if (!acc || !run)
+		return 1;
+	for (int tries = 0; tries < 4; tries++) {
+		__u64 seq = READ_ONCE(run->seq);
+		barrier();
+		__u64 done = READ_ONCE(*acc);
+		__u32 slot1 = READ_ONCE(run->slot1);
+		barrier();
+		if ((seq & 1) || READ_ONCE(run->seq) != seq)
+			continue;
+		c->total += done;
+		/* The running slice: at least since the tick first saw this
+		 * switch (less than a tick short); exact once switched out. */
+		if (slot1 == slot + 1 && run->tick_seq == seq && c->now > run->tick_since_ns)
+			c->total += c->now - run->tick_since_ns;
 		return 0;
-
-	/* Time of the container's tasks still on a CPU: a busy loop that is
-	 * never switched out still counts. */
-	__u32 zero = 0;
-	for (__u32 cpu = 0; cpu < MAX_CPUS; cpu++) {
-		if (cpu >= nr_cpus)
-			break;
-		struct cpu_run *run = bpf_map_lookup_percpu_elem(&cpu_run, &zero, cpu);
-		if (!run)
-			break;
-		if (run->cgroup_id != cgid)
-			continue;
-		__u64 since = run->since_ns;
-		if (run->cgroup_id != cgid || !since || now <= since)
-			continue;
-		if (__sync_val_compare_and_swap(&run->since_ns, since, now) == since)
-			__sync_fetch_and_add(&st->cpu_ns, now - since);
 	}
+	c->total += READ_ONCE(*acc);
+	return 0;
+}
 
-	__u64 cpu_total = st->cpu_ns;
+static __always_inline __u64 slot_total(__u32 slot, __u64 now)
+{
+	struct total_ctx c = { .now = now, .total = 0, .slot = slot };
+	bpf_loop(nr_cpus < MAX_CPUS ? nr_cpus : MAX_CPUS, add_cpu, &c, 0);
+	return c.total;
+}
+
+/* The early upward crossing: on-CPU time within the window so far above
+ * `upper x window` means the window closes above `upper`. */
+static long check_early(__u64 cpu, __u64 *now)
+{
+	__u32 zero = 0;
+	struct cpu_run *run = bpf_map_lookup_percpu_elem(&cpu_run, &zero, cpu);
+	if (!run)
+		return 1;
+	__u32 slot1 = READ_ONCE(run->slot1);
+	if (!slot1 || slot1 > MAX_TRACKED)
+		return 0;
+	__u32 slot = slot1 - 1;
+	struct tracked_cfg *cfg = bpf_map_lookup_elem(&configs, &slot);
+	struct cg_state *st = bpf_map_lookup_elem(&state, &slot);
+	if (!cfg || !st || !cfg->cpu_upper_ns || !(cfg->flags & PROBE_HAS_CPU_UPPER) || !st->win_start_ns ||
+	    (READ_ONCE(st->bits) & 1))
+		return 0;
+	__u64 used = slot_total(slot, *now) - st->win_cpu_ns;
+	if (used < cfg->cpu_upper_ns)
+		return 0;
+	/* The least the window can close at: what is proven so far. */
+	__u64 value = used * PPM / window_ns;
+	if (cfg->cpu_limit_ppm)
+		value = value * PPM / cfg->cpu_limit_ppm;
+	if (value < cfg->cpu_upper)
+		value = cfg->cpu_upper;
+	if (cfg->cpu_limit_ppm && value > PPM)
+		value = PPM;
+	st->early = 1;
+	check_cpu(st, cfg, value, *now);
+	return 0;
+}
+
+/* The container's task group ended a CFS period throttled since the last
+ * call (the kernel's `nr_throttled` of cpu.stat moved); the first call only
+ * takes the baseline. `win_throttled` holds the count plus one, 0: none. */
+static __always_inline int throttled_since(struct cg_state *st)
+{
+	if (!st->tg || !bpf_core_field_exists(struct task_group, cfs_bandwidth))
+		return 0;
+	struct task_group *tg = (struct task_group *)st->tg;
+	__s64 seen = (__s64)BPF_CORE_READ(tg, cfs_bandwidth.nr_throttled) + 1;
+	__s64 before = st->win_throttled;
+	st->win_throttled = seen;
+	return before && seen != before;
+}
+
+/* Close one container's window; called for each `slots` entry. */
+static long close_window(void *map, __u64 *key, __u32 *slotp, __u64 *nowp)
+{
+	__u32 slot = *slotp;
+	__u64 now = *nowp;
+	struct cg_state *st = bpf_map_lookup_elem(&state, &slot);
+	struct tracked_cfg *cfg = bpf_map_lookup_elem(&configs, &slot);
+	if (!st || !cfg)
+		return 0;
+	__u64 cgid = cfg->cgroup_id;
+	__u64 total = slot_total(slot, now);
+	int throttled = throttled_since(st);
 	if (!st->win_start_ns) {
 		st->win_start_ns = now;
-		st->win_cpu_ns = cpu_total;
+		st->win_cpu_ns = total;
 		st->last_sample_ns = now;
 		return 0;
 	}
 	__u64 elapsed = now - st->win_start_ns;
 	if (!elapsed)
 		return 0;
-	__u64 used = cpu_total - st->win_cpu_ns;
+	__u64 used = total - st->win_cpu_ns;
 	st->win_start_ns = now;
-	st->win_cpu_ns = cpu_total;
-	__u64 ppm = used * 1000000ULL / elapsed; /* millionths of a core */
-	if (cfg->cpu_limit_ppm)
-		ppm = ppm * 1000000ULL / cfg->cpu_limit_ppm;
+	st->win_cpu_ns = total;
+	st->spent = 0; /* a new window: a new budget */
+	__u64 ppm = used * PPM / elapsed; /* millionths of a core */
+	if (cfg->cpu_limit_ppm) {
+		ppm = ppm * PPM / cfg->cpu_limit_ppm;
+		/* At most the limit: more is quota of a neighbouring period
+		 * that this window's edges cut into. Throttled: at the limit. */
+		if (ppm > PPM || throttled)
+			ppm = PPM;
+	}
+	/* An early crossing proved the window at or above `upper`; a late
+	 * tick must not turn that into a crossing back down. */
+	if (st->early && ppm < cfg->cpu_upper)
+		ppm = cfg->cpu_upper;
+	st->early = 0;
 	st->cpu_value = ppm;
 	__u32 flags = cpu_flags(cfg);
-	check_band(cgid, st, 0, PROBE_METRIC_CPU, ppm, cfg->cpu_upper, cfg->cpu_lower,
-		   cfg->flags & PROBE_HAS_CPU_UPPER, cfg->flags & PROBE_HAS_CPU_LOWER, flags, now);
+	check_cpu(st, cfg, ppm, now);
 
 	/* Memory can shrink without the container running (reclaim): re-read
 	 * it from the memcg seen at the container's last switch. The read is
 	 * a fault-safe probe read; userspace untracks a container when it
 	 * dies, before its memcg goes away. */
-	update_memory(cgid, st, cfg, (struct mem_cgroup *)st->memcg, now);
+	update_memory(st, cfg, (struct mem_cgroup *)st->memcg, now);
+	/* Connection crossings held back by the gap or the budget. */
+	check_connections(st, cfg, now);
 
 	if (now - st->last_sample_ns >= sample_ns) {
 		st->last_sample_ns = now;
@@ -389,10 +533,31 @@ static long close_window(void *map, __u64 *key, struct tracked_cfg *cfg, struct 
 	return 0;
 }
 
-static int window_timer_fired(void *map, int *key, struct window_timer *wt)
+/* Note, for each CPU, since when the tick has seen its current switch. */
+static long observe_cpu(__u64 cpu, __u64 *now)
 {
-	struct window_ctx ctx = { .now = bpf_ktime_get_ns() };
-	bpf_for_each_map_elem(&tracked, close_window, &ctx, 0);
-	bpf_timer_start(&wt->timer, window_ns, 0);
+	__u32 zero = 0;
+	struct cpu_run *run = bpf_map_lookup_percpu_elem(&cpu_run, &zero, cpu);
+	if (!run)
+		return 1;
+	__u64 seq = READ_ONCE(run->seq);
+	if (seq != run->tick_seq) {
+		run->tick_seq = seq;
+		run->tick_since_ns = *now;
+	}
+	return 0;
+}
+
+static int tick_fired(void *map, int *key, struct tick_timer *t)
+{
+	__u64 now = bpf_ktime_get_ns();
+	bpf_loop(nr_cpus < MAX_CPUS ? nr_cpus : MAX_CPUS, observe_cpu, &now, 0);
+	if (now - t->last_close_ns >= window_ns) {
+		t->last_close_ns = now;
+		bpf_for_each_map_elem(&slots, close_window, &now, 0);
+	} else {
+		bpf_loop(nr_cpus < MAX_CPUS ? nr_cpus : MAX_CPUS, check_early, &now, 0);
+	}
+	bpf_timer_start(&t->timer, check_ns, 0);
 	return 0;
 }

@@ -54,23 +54,53 @@ struct probe_event {
 #define PROBE_HAS_CONN_UPPER (1u << 4)
 #define PROBE_HAS_CONN_LOWER (1u << 5)
 
-/* Value of the `tracked` map, key = v2 cgroup id. Written by userspace. */
+/* Most containers tracked at once: the size of the slot-indexed maps. */
+#define PROBE_MAX_TRACKED 4096
+
+/* Value of the `configs` array, index = the container's slot. Written by
+ * userspace before the container's cgroup id is put in `slots`. */
 struct tracked_cfg {
 	__u64 cpu_upper, cpu_lower;   /* ppm, in the unit the events use */
 	__u64 mem_upper, mem_lower;   /* bytes */
 	__u64 conn_upper, conn_lower; /* open connections */
 	__u64 cpu_limit_ppm;          /* limit in ppm of a core; 0: none */
+	__u64 cpu_upper_ns;           /* on-CPU ns within one window that prove
+				       * an upward crossing of cpu_upper before
+				       * the window closes; 0: wait for the close */
+	__u64 conn_hysteresis;        /* connections: an upward crossing of
+				       * conn_upper is undone below
+				       * conn_upper - this, a downward one of
+				       * conn_lower at conn_lower + this */
+	__u64 conn_gap_ns;            /* least time between two crossings of
+				       * one connection threshold; a later one
+				       * waits */
+	__u64 cgroup_id;              /* the container's v2 cgroup id */
 	__u32 flags;                  /* PROBE_HAS_* */
-	__u32 _pad;
+	__u32 budget;                 /* most crossing events per window; 0: no bound */
 };
 
-#define PROBE_CFG_SIZE 64
+#define PROBE_CFG_SIZE 96
 #define PROBE_CFG_OFF_CPU_LIMIT 48
-#define PROBE_CFG_OFF_FLAGS 56
+#define PROBE_CFG_OFF_CPU_UPPER_NS 56
+#define PROBE_CFG_OFF_CGROUP 80
+#define PROBE_CFG_OFF_FLAGS 88
+#define PROBE_CFG_OFF_BUDGET 92
 
-/* Value of the `state` map: kernel-owned accounting. Userspace inserts it
- * zeroed before the `tracked` entry and deletes it after; its contents are
- * opaque to userspace, only the size is shared. */
-#define PROBE_STATE_SIZE 128
+/* Value of the `control` array (one entry), written by userspace. */
+struct probe_control {
+	__u64 generation; /* bumped after every change of `slots` */
+};
+
+#define PROBE_CONTROL_SIZE 8
+
+/* Indexes of the `drops` array (counters the kernel adds to). */
+#define PROBE_DROP_RING 0 /* ring buffer full: event lost */
+#define PROBE_DROP_HELD 1 /* crossing over its container's budget: held
+			   * back to a later evaluation (once per attempt) */
+
+/* Value of the `state` array: kernel-owned accounting, index = slot.
+ * Userspace zeroes it before the container's `slots` entry appears; its
+ * contents are opaque to userspace, only the size is shared. */
+#define PROBE_STATE_SIZE 160
 
 #endif

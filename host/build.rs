@@ -1,6 +1,7 @@
 //! Build script: compiles the eBPF programs in `../ebpf` with clang for
 //! `-target bpf` (CO-RE) into `$OUT_DIR/probe.bpf.o`, which
-//! `probe::ebpf` embeds, and turns the `PROBE_*` numbers of
+//! `probe::ebpf` embeds (and `baseline.bpf.o`, an empty program the probe
+//! benchmark measures the cost of bpf_stats with), and turns the `PROBE_*` numbers of
 //! `ebpf/probe.h` into `$OUT_DIR/probe_abi.rs`, against which the Rust side
 //! checks the layout of the structs it shares with C at compile time.
 //!
@@ -14,13 +15,14 @@ fn main() {
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let src = manifest.join("../ebpf");
-    for file in ["probe.bpf.c", "probe.h", "kernel.h"] {
+    for file in ["probe.bpf.c", "baseline.bpf.c", "probe.h", "state.h", "kernel.h"] {
         println!("cargo:rerun-if-changed={}", src.join(file).display());
     }
     println!("cargo:rerun-if-env-changed=CLANG");
 
     write_abi(&src.join("probe.h"), &out.join("probe_abi.rs"));
-    compile(&src, &out.join("probe.bpf.o"));
+    compile(&src, "probe.bpf.c", &out.join("probe.bpf.o"));
+    compile(&src, "baseline.bpf.c", &out.join("baseline.bpf.o"));
 }
 
 /// The first clang that answers `--version`.
@@ -32,7 +34,7 @@ fn find_clang() -> Option<String> {
     candidates.into_iter().find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
 }
 
-fn compile(src: &Path, object: &Path) {
+fn compile(src: &Path, file: &str, object: &Path) {
     let Some(clang) = find_clang() else {
         panic!(
             "\n\nclang not found: the eBPF probes (ebpf/probe.bpf.c) are compiled with clang for -target bpf.\n\
@@ -55,7 +57,7 @@ fn compile(src: &Path, object: &Path) {
         .arg("-I")
         .arg(src)
         .arg("-c")
-        .arg(src.join("probe.bpf.c"))
+        .arg(src.join(file))
         .arg("-o")
         .arg(object)
         .output()
@@ -67,7 +69,7 @@ fn compile(src: &Path, object: &Path) {
         } else {
             ""
         };
-        panic!("\n\n{clang} failed to compile ebpf/probe.bpf.c:\n{stderr}{hint}\n");
+        panic!("\n\n{clang} failed to compile ebpf/{file}:\n{stderr}{hint}\n");
     }
 }
 

@@ -208,6 +208,11 @@ pub struct ProbeArgs {
     /// Least time between two periodic samples of one container.
     #[arg(long, env = "AUTOSCALER_PROBE_SAMPLE_INTERVAL", default_value = "1000ms", value_parser = parse_positive_duration)]
     pub sample_interval: Duration,
+
+    /// Size of the eBPF ring buffer every container's events share: a power
+    /// of two (256KiB holds about 5,000 events; 1MiB, 4MiB).
+    #[arg(long, env = "AUTOSCALER_PROBE_RING_BUFFER", default_value = "256KiB", value_parser = crate::probe::parse_ring_buffer_size)]
+    pub ring_buffer_size: u32,
 }
 
 /// `--probe` values.
@@ -237,7 +242,13 @@ impl ProbeArgs {
             ProbeChoice::Ebpf => ProbeKind::Ebpf,
             ProbeChoice::Cgroupfs => ProbeKind::Cgroupfs { interval: self.interval },
         };
-        ProbeSettings { kind, window: self.window, sample_interval: self.sample_interval }
+        ProbeSettings {
+            kind,
+            window: self.window,
+            sample_interval: self.sample_interval,
+            ring_buffer_bytes: self.ring_buffer_size,
+            ..ProbeSettings::default()
+        }
     }
 }
 

@@ -2,6 +2,19 @@
  * `gcc -static` at test time and packaged FROM scratch (no registry here).
  *
  *   load burn SECS        burn one core for SECS, then idle
+ *   load spin THREADS SECS
+ *                         THREADS threads spin for SECS, then idle: a load
+ *                         that saturates a CPU limit below THREADS cores
+ *   load pulse N ON_MS OFF_MS THREADS
+ *                         N times: THREADS threads spin for ON_MS, then all
+ *                         sleep OFF_MS plus a random 0-100 ms (so that pulses
+ *                         fall at random phases of the probe's window); each
+ *                         pulse prints "pulse <CLOCK_MONOTONIC ns>" as it starts
+ *   load churn SECS       open and close loopback TCP connections to itself
+ *                         back to back for SECS: one accept per connection
+ *   load hover N SECS     hold N-1 loopback connections and for SECS open
+ *                         and close an Nth one every millisecond: an open
+ *                         count hovering at N, then close them all
  *   load mem MIB SECS     touch MIB of memory, hold SECS, free it, then idle
  *   load conns N SECS     open N loopback TCP connections to itself (server
  *                         and clients in this process), hold SECS, close
@@ -41,6 +54,60 @@ static void idle(void)
 		pause();
 }
 
+static __uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (__uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+/* Spinning threads: spin while `spin_until` (CLOCK_MONOTONIC ns) is ahead. */
+static volatile __uint64_t spin_until;
+static void *spinner(void *arg)
+{
+	(void)arg;
+	volatile unsigned long x = 0;
+	for (;;) {
+		while (now_ns() < spin_until)
+			for (int i = 0; i < 10000; i++)
+				x += i;
+		usleep(1000);
+	}
+	return 0;
+}
+
+static void start_spinners(int threads)
+{
+	for (int i = 1; i < threads; i++) {
+		pthread_t t;
+		pthread_create(&t, 0, spinner, 0);
+	}
+}
+
+/* Spin on this thread too until `spin_until`. */
+static void spin_here(void)
+{
+	volatile unsigned long x = 0;
+	while (now_ns() < spin_until)
+		for (int i = 0; i < 10000; i++)
+			x += i;
+}
+
+static int loopback_listener(struct sockaddr_in *a)
+{
+	socklen_t al = sizeof(*a);
+	int ls = socket(AF_INET, SOCK_STREAM, 0);
+	a->sin_family = AF_INET;
+	a->sin_port = 0;
+	a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (ls < 0 || bind(ls, (struct sockaddr *)a, sizeof(*a)) || listen(ls, 1024) ||
+	    getsockname(ls, (struct sockaddr *)a, &al)) {
+		perror("listen");
+		exit(1);
+	}
+	return ls;
+}
+
 static int pipes[2][2];
 static volatile int stop_switch;
 static void *pong(void *arg)
@@ -68,6 +135,66 @@ int main(int argc, char **argv)
 		while (now() < end)
 			for (int i = 0; i < 100000; i++)
 				x += i;
+	} else if (!strcmp(argv[1], "spin") && argc > 3) {
+		spin_until = now_ns() + (__uint64_t)(atof(argv[3]) * 1e9);
+		start_spinners(atoi(argv[2]));
+		spin_here();
+	} else if (!strcmp(argv[1], "pulse") && argc > 5) {
+		int n = atoi(argv[2]), threads = atoi(argv[5]);
+		__uint64_t on = (__uint64_t)atol(argv[3]) * 1000000ull, off = (__uint64_t)atol(argv[4]) * 1000ull;
+		srand((unsigned)now_ns());
+		start_spinners(threads);
+		for (int i = 0; i < n; i++) {
+			__uint64_t start = now_ns();
+			spin_until = start + on;
+			printf("pulse %llu\n", (unsigned long long)start);
+			fflush(stdout);
+			spin_here();
+			usleep(off + (rand() % 100000));
+		}
+	} else if (!strcmp(argv[1], "churn") && argc > 2) {
+		struct sockaddr_in a;
+		int ls = loopback_listener(&a);
+		double end = now() + atof(argv[2]);
+		while (now() < end) {
+			int c = socket(AF_INET, SOCK_STREAM, 0);
+			if (c < 0 || connect(c, (struct sockaddr *)&a, sizeof(a))) {
+				perror("connect");
+				return 1;
+			}
+			int s = accept(ls, 0, 0);
+			close(c);
+			close(s);
+		}
+		close(ls);
+	} else if (!strcmp(argv[1], "hover") && argc > 3) {
+		struct sockaddr_in a;
+		int ls = loopback_listener(&a), n = atoi(argv[2]);
+		int *fds = calloc(2 * n, sizeof(int));
+		for (int i = 0; i < n - 1; i++) {
+			fds[2 * i] = socket(AF_INET, SOCK_STREAM, 0);
+			if (connect(fds[2 * i], (struct sockaddr *)&a, sizeof(a))) {
+				perror("connect");
+				return 1;
+			}
+			fds[2 * i + 1] = accept(ls, 0, 0);
+		}
+		double end = now() + atof(argv[3]);
+		while (now() < end) {
+			int c = socket(AF_INET, SOCK_STREAM, 0);
+			if (c < 0 || connect(c, (struct sockaddr *)&a, sizeof(a))) {
+				perror("connect");
+				return 1;
+			}
+			int s = accept(ls, 0, 0);
+			usleep(500);
+			close(c);
+			close(s);
+			usleep(500);
+		}
+		for (int i = 0; i < 2 * (n - 1); i++)
+			close(fds[i]);
+		close(ls);
 	} else if (!strcmp(argv[1], "mem") && argc > 3) {
 		size_t len = (size_t)atol(argv[2]) << 20;
 		char *p = mmap(0, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -115,7 +242,9 @@ int main(int argc, char **argv)
 					return 1;
 		stop_switch = 1;
 	} else {
-		fprintf(stderr, "usage: load burn SECS | mem MIB SECS | conns N SECS | switch SECS | idle\n");
+		fprintf(stderr, "usage: load burn SECS | spin THREADS SECS | pulse N ON_MS OFF_MS THREADS | mem MIB SECS | conns N SECS | churn SECS | "
+				"hover N SECS | "
+				"switch SECS | idle\n");
 		return 2;
 	}
 	idle();

@@ -82,6 +82,12 @@ impl Container {
         Container { id }
     }
 
+    /// Everything the workload printed on stdout so far.
+    pub fn logs(&self) -> String {
+        run(Command::new("docker").args(["logs", &self.id]))
+            .unwrap_or_else(|e| panic!("reading logs of {}: {e}", self.id))
+    }
+
     /// Tell the workload to start its load (SIGUSR1).
     pub fn go(&self) {
         run(Command::new("docker").args(["kill", "-s", "USR1", &self.id]))

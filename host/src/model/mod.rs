@@ -18,4 +18,4 @@ pub mod tracking;
 
 pub use clock::{monotonic_ns, monotonic_of_unix, unix_ns};
 pub use contract::*;
-pub use tracking::{Band, Thresholds, Tracked};
+pub use tracking::{Band, EventBounds, Thresholds, Tracked};

@@ -5,6 +5,8 @@
 //! them into kernel map entries (eBPF) or userspace checks (cgroupfs).
 //! Neither side imports the other: both speak these types.
 
+use std::time::Duration;
+
 /// Upper and lower threshold of one metric; `None` means not watched.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Band {
@@ -25,6 +27,50 @@ pub struct Thresholds {
     pub memory: Band,
     /// Open connections band.
     pub connections: Band,
+    /// How often and how much the container may push.
+    pub bounds: EventBounds,
+}
+
+/// Bounds on what one container pushes, so that a service hovering at a
+/// threshold cannot flood the daemon, nor one container fill the ring buffer
+/// every container shares. The defaults suit any service.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EventBounds {
+    /// Hysteresis of the connection thresholds, in connections: after an
+    /// upward crossing of `connections.upper` the count must fall below
+    /// `upper - hysteresis` to cross back down, and after a downward crossing
+    /// of `connections.lower` reach `lower + hysteresis` to cross back up.
+    /// `None` (default): a tenth of the threshold, at least 1.
+    pub connection_hysteresis: Option<f64>,
+    /// Least time between two crossings of one connection threshold of the
+    /// container (default 100 ms); a crossing within it waits, at most until
+    /// the first window close after the gap.
+    pub connection_min_gap: Duration,
+    /// Most crossing events the container pushes per CPU window (default
+    /// 16; 0: no bound). A crossing over it waits for the next window.
+    /// Samples do not count: the sample interval bounds them.
+    pub events_per_window: u32,
+}
+
+impl Default for EventBounds {
+    fn default() -> Self {
+        EventBounds {
+            connection_hysteresis: None,
+            connection_min_gap: Duration::from_millis(100),
+            events_per_window: 16,
+        }
+    }
+}
+
+impl EventBounds {
+    /// The connection hysteresis to apply to `band`: the configured one, or
+    /// a tenth of the larger threshold, at least 1 connection.
+    pub fn connection_hysteresis_for(&self, band: &Band) -> f64 {
+        self.connection_hysteresis.unwrap_or_else(|| {
+            let reference = band.upper.or(band.lower).unwrap_or(0.0);
+            (reference / 10.0).round().max(1.0)
+        })
+    }
 }
 
 /// A container the probe should account, with its thresholds.

@@ -123,8 +123,14 @@ fn read_one(entry: &mut Entry, shared: &Shared, sample_ns: u64, tables: &mut Tcp
     let now = monotonic_ns();
     let id = entry.cgroup.container_id.clone();
     let sample = now.saturating_sub(entry.last_sample_ns) >= sample_ns;
-    let emit = |metric: Metric, value: f64, unit: Unit, band: &Band, state: &mut BandState, in_sample: bool| {
-        for crossing in state.update(band, value) {
+    let emit = |metric: Metric,
+                value: f64,
+                unit: Unit,
+                band: &Band,
+                hysteresis: f64,
+                state: &mut BandState,
+                in_sample: bool| {
+        for crossing in state.update_with_hysteresis(band, value, hysteresis) {
             shared.emit(event(&id, metric.clone(), value, unit.clone(), EventKind::Crossing(crossing), now));
         }
         if in_sample {
@@ -136,19 +142,23 @@ fn read_one(entry: &mut Entry, shared: &Shared, sample_ns: u64, tables: &mut Tcp
     if let Some((then, cpu_then)) = entry.last_cpu {
         let elapsed = now.saturating_sub(then).max(1);
         let cores = reading.cpu_ns.saturating_sub(cpu_then) as f64 / elapsed as f64;
-        let value = reading.cpu_limit_cores.map_or(cores, |limit| cores / limit);
+        // Never above the limit: more is quota that CFS handed out in
+        // slices straddling the edge of the reading (as in the kernel probe).
+        let value = reading.cpu_limit_cores.map_or(cores, |limit| (cores / limit).min(1.0));
         emit(
             Metric::Cpu,
             value,
             cpu_unit(reading.cpu_limit_cores.is_some()),
             &entry.thresholds.cpu,
+            0.0,
             &mut entry.cpu,
             sample,
         );
     }
     entry.last_cpu = Some((now, reading.cpu_ns));
 
-    emit(Metric::Memory, reading.memory_bytes as f64, Unit::Bytes, &entry.thresholds.memory, &mut entry.memory, sample);
+    let thresholds = entry.thresholds;
+    emit(Metric::Memory, reading.memory_bytes as f64, Unit::Bytes, &thresholds.memory, 0.0, &mut entry.memory, sample);
     if sample && let Some(limit) = reading.memory_limit {
         shared.emit(event(
             &id,
@@ -161,7 +171,16 @@ fn read_one(entry: &mut Entry, shared: &Shared, sample_ns: u64, tables: &mut Tcp
     }
 
     let open = established_connections(&entry.cgroup.pids()?, tables);
-    emit(Metric::Connections, open as f64, Unit::Count, &entry.thresholds.connections, &mut entry.connections, sample);
+    let hysteresis = thresholds.bounds.connection_hysteresis_for(&thresholds.connections);
+    emit(
+        Metric::Connections,
+        open as f64,
+        Unit::Count,
+        &thresholds.connections,
+        hysteresis,
+        &mut entry.connections,
+        sample,
+    );
     if sample {
         entry.last_sample_ns = now;
     }

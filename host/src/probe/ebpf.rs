@@ -22,20 +22,42 @@
 //!
 //! # What the kernel measures
 //! - CPU: on-CPU time per container from `sched_switch`, over a window
-//!   (`--window`, default 100 ms) closed by a `bpf_timer`, as a fraction of
-//!   the container's CPU limit when it has one (read from cgroupfs when the
-//!   container is tracked), else in cores.
+//!   (`--window`, default 100 ms) closed by a `bpf_timer` tick, as a
+//!   fraction of the container's CPU limit when it has one (read from
+//!   cgroupfs when the container is tracked), else in cores. A fraction of
+//!   the limit is never above 1, and a window in which CFS throttled the
+//!   container reads 1 (see `ebpf/probe.bpf.c`). An upward crossing is
+//!   pushed as soon as the container's on-CPU time within the current
+//!   window proves it (`upper x limit x window`), checked every
+//!   [`ProbeSettings::check_interval`] for the containers on a CPU;
+//!   downward crossings and samples wait for the window to close.
 //! - Memory: the memcg page counter (`mem_cgroup.memory.usage` and `.max`),
-//!   read with CO-RE when one of the container's tasks leaves a CPU and at
-//!   each window. Chosen over memcg events or PSI because memory is charged
-//!   in the context of the task that allocates, so reading the counter as
-//!   that task is switched out sees every growth within one time slice,
-//!   costs two memory reads, and needs no tracefs, kprobe or PSI (this
-//!   kernel has neither kprobes nor PSI enabled).
+//!   read with CO-RE when one of the container's tasks leaves a CPU (at most
+//!   once a millisecond per container) and at each window. Chosen over
+//!   memcg events or PSI because memory is charged in the context of the
+//!   task that allocates, so reading the counter as that task is switched
+//!   out sees every growth within one time slice, costs two memory reads,
+//!   and needs no tracefs, kprobe or PSI (this kernel has neither kprobes
+//!   nor PSI enabled).
 //! - Connections: accepted TCP connections (`SYN_RECV -> ESTABLISHED`) and
 //!   those of them still established, from `inet_sock_set_state`,
 //!   attributed by the socket's cgroup. Connections accepted before the
-//!   container was tracked are not counted.
+//!   container was tracked are not counted. Their crossings have hysteresis
+//!   and a least gap between two events ([`crate::model::EventBounds`]).
+//!
+//! Every container has a budget of crossing events per window, so that one
+//! container cannot fill the ring buffer all share
+//! ([`ProbeSettings::ring_buffer_bytes`]).
+//!
+//! # Cost
+//! Most context switches of a host are between tasks of untracked cgroups:
+//! for those the `sched_switch` program reads the incoming task's cgroup id
+//! with plain BTF pointer loads, finds it in a per-CPU cache of cgroup id ->
+//! slot (valid until userspace changes the tracked set) and returns, without
+//! a helper call. Tracked containers are kept in slot-indexed arrays, their
+//! on-CPU time in per-CPU counters fed from the scheduler's own per-task run
+//! time, so a tracked switch reads no clock, takes no lock and touches no
+//! cache line another CPU writes.
 
 use std::collections::HashMap;
 use std::os::fd::AsRawFd;
@@ -83,7 +105,7 @@ pub struct RawEvent {
 }
 
 /// `struct tracked_cfg` of `ebpf/probe.h`: one tracked container's
-/// thresholds in kernel units.
+/// thresholds and bounds in kernel units.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TrackedCfg {
@@ -101,22 +123,42 @@ pub struct TrackedCfg {
     pub conn_lower: u64,
     /// CPU limit in millionths of a core; 0 means none.
     pub cpu_limit_ppm: u64,
+    /// On-CPU nanoseconds within one window that prove an upward CPU
+    /// crossing before the window closes; 0: none.
+    pub cpu_upper_ns: u64,
+    /// Hysteresis of the connection thresholds, connections.
+    pub conn_hysteresis: u64,
+    /// Least nanoseconds between two connection crossing events.
+    pub conn_gap_ns: u64,
+    /// The container's v2 cgroup id.
+    pub cgroup_id: u64,
     /// `PROBE_HAS_*`: which thresholds are set.
     pub flags: u32,
-    /// Padding, always 0.
-    pub pad: u32,
+    /// Most crossing events per window; 0: no bound.
+    pub budget: u32,
 }
 
-/// The kernel's per-container accounting, opaque here; inserted zeroed.
+/// The kernel's per-container accounting, opaque here; written zeroed.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 struct StateBlob([u8; abi::PROBE_STATE_SIZE as usize]);
+
+/// `struct probe_control` of `ebpf/probe.h`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+struct Control {
+    /// Bumped after every change of the `slots` map: per-CPU caches of
+    /// cgroup id -> slot are valid for one generation.
+    generation: u64,
+}
 
 // SAFETY: plain `#[repr(C)]` data without padding holes or pointers; any
 // bit pattern is valid.
 unsafe impl Pod for TrackedCfg {}
 // SAFETY: a byte array.
 unsafe impl Pod for StateBlob {}
+// SAFETY: one integer.
+unsafe impl Pod for Control {}
 
 // The layout check: C asserts the same numbers with _Static_assert in
 // probe.bpf.c, so a change on one side only fails the build.
@@ -132,11 +174,12 @@ const _: () = {
     assert!(offset_of!(RawEvent, flags) == abi::PROBE_EVENT_OFF_FLAGS as usize);
     assert!(size_of::<TrackedCfg>() == abi::PROBE_CFG_SIZE as usize);
     assert!(offset_of!(TrackedCfg, cpu_limit_ppm) == abi::PROBE_CFG_OFF_CPU_LIMIT as usize);
+    assert!(offset_of!(TrackedCfg, cpu_upper_ns) == abi::PROBE_CFG_OFF_CPU_UPPER_NS as usize);
+    assert!(offset_of!(TrackedCfg, cgroup_id) == abi::PROBE_CFG_OFF_CGROUP as usize);
     assert!(offset_of!(TrackedCfg, flags) == abi::PROBE_CFG_OFF_FLAGS as usize);
+    assert!(offset_of!(TrackedCfg, budget) == abi::PROBE_CFG_OFF_BUDGET as usize);
+    assert!(size_of::<Control>() == abi::PROBE_CONTROL_SIZE as usize);
 };
-
-/// `bpf_map_update_elem` flag: fail if the key exists (uapi linux/bpf.h).
-const BPF_NOEXIST: u64 = 1;
 
 /// Millionths: the kernel's fixed-point unit for CPU values.
 const PPM: f64 = 1e6;
@@ -179,24 +222,40 @@ pub enum LoadError {
     /// A map the object must define is missing.
     #[error("eBPF map {0} is missing from the object; rebuild the host")]
     MissingMap(&'static str),
+    /// The configured ring-buffer size cannot be used.
+    #[error("{0}")]
+    RingBuffer(String),
 }
 
 /// The loaded programs and their maps. Dropping it detaches the programs.
 pub(super) struct EbpfProbe {
     /// Owns the programs and their links.
     _ebpf: Ebpf,
-    /// Tracked cgroup ids -> thresholds (userspace writes).
-    tracked: BpfHashMap<MapData, u64, TrackedCfg>,
-    /// Tracked cgroup ids -> kernel accounting (inserted zeroed, removed).
-    state: BpfHashMap<MapData, u64, StateBlob>,
-    /// Ring-buffer reserve failures.
+    /// Tracked cgroup id -> slot (userspace writes).
+    slots: BpfHashMap<MapData, u64, u32>,
+    /// Slot -> thresholds and bounds (userspace writes).
+    configs: Array<MapData, TrackedCfg>,
+    /// Slot -> kernel accounting (written zeroed when a slot is taken).
+    state: Array<MapData, StateBlob>,
+    /// The generation of `slots`, bumped after each change.
+    control: Array<MapData, Control>,
+    /// Current generation, mirrored from `control`.
+    generation: u64,
+    /// Free slots, least recently freed first: a container holds one while
+    /// tracked, and a freed slot is reused as late as possible, so that a
+    /// CPU still running a task of the old container (its cached slot is
+    /// checked again only at the next switch) charges nobody else.
+    free_slots: std::collections::VecDeque<u32>,
+    /// Kernel counters: ring full, crossings held back by the budget.
     drops: Arc<Mutex<Array<MapData, u64>>>,
+    /// The CPU window, for the early crossing's on-CPU time.
+    window: std::time::Duration,
     /// The ring buffer, until the reader task takes it.
     ring: Option<RingBuf<MapData>>,
     /// cgroup id -> container id, read by the decoder.
     registry: Arc<RwLock<HashMap<u64, String>>>,
-    /// container id -> cgroup id, to untrack.
-    by_container: HashMap<String, u64>,
+    /// container id -> (cgroup id, slot), to update and untrack.
+    by_container: HashMap<String, (u64, u32)>,
     /// The daemon's channel and counters.
     shared: Arc<Shared>,
 }
@@ -216,13 +275,17 @@ impl EbpfProbe {
         }
         let btf = Btf::from_sys_fs().map_err(LoadError::Btf)?;
         let window_ns = (settings.window.as_nanos() as u64).max(1_000_000);
+        let check_ns = (settings.check_interval.as_nanos() as u64).clamp(100_000, window_ns);
         let sample_ns = settings.sample_interval.as_nanos() as u64;
+        let ring_bytes = ring_buffer_size(settings.ring_buffer_bytes).map_err(LoadError::RingBuffer)?;
         // SAFETY: sysconf has no preconditions.
         let page_size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
         let nr_cpus = aya::util::nr_cpus().map(|n| n as u32).unwrap_or(1).max(1);
         let mut ebpf = EbpfLoader::new()
             .btf(Some(&btf))
             .override_global("window_ns", &window_ns, true)
+            .override_global("check_ns", &check_ns, true)
+            .map_max_entries("events", ring_bytes)
             .override_global("sample_ns", &sample_ns, true)
             .override_global("page_size", &page_size, true)
             .override_global("nr_cpus", &nr_cpus, true)
@@ -239,15 +302,22 @@ impl EbpfProbe {
             prog.load(tracepoint, &btf).map_err(|source| LoadError::Program { program, source })?;
             prog.attach().map_err(|source| LoadError::Program { program, source })?;
         }
-        let tracked = take_map(&mut ebpf, "tracked")?;
+        let slots = take_map(&mut ebpf, "slots")?;
+        let configs = take_map(&mut ebpf, "configs")?;
         let state = take_map(&mut ebpf, "state")?;
+        let control = take_map(&mut ebpf, "control")?;
         let drops = take_map(&mut ebpf, "drops")?;
         let ring = take_map(&mut ebpf, "events")?;
         Ok(EbpfProbe {
             _ebpf: ebpf,
-            tracked,
+            slots,
+            configs,
             state,
+            control,
+            generation: 0,
+            free_slots: (0..abi::PROBE_MAX_TRACKED as u32).collect(),
             drops: Arc::new(Mutex::new(drops)),
+            window: std::time::Duration::from_nanos(window_ns),
             ring: Some(ring),
             registry: Arc::new(RwLock::new(HashMap::new())),
             by_container: HashMap::new(),
@@ -255,10 +325,14 @@ impl EbpfProbe {
         })
     }
 
-    /// Reads the kernel's ring-buffer reserve failure counter.
-    pub(super) fn drop_reader(&self) -> Box<dyn Fn() -> u64 + Send + Sync> {
+    /// Reads the kernel's counters of lost and held-back events.
+    pub(super) fn drop_reader(&self) -> Box<dyn Fn() -> KernelDrops + Send + Sync> {
         let drops = self.drops.clone();
-        Box::new(move || drops.lock().map(|map| map.get(&0, 0).unwrap_or(0)).unwrap_or(0))
+        Box::new(move || {
+            let Ok(map) = drops.lock() else { return KernelDrops::default() };
+            let read = |index: u64| map.get(&(index as u32), 0).unwrap_or(0);
+            KernelDrops { ring_full: read(abi::PROBE_DROP_RING), held_back: read(abi::PROBE_DROP_HELD) }
+        })
     }
 
     /// Start the task that reads the ring buffer and hands events on.
@@ -312,44 +386,103 @@ impl Backend for EbpfProbe {
     fn add(&mut self, cgroup: ContainerCgroup, thresholds: Thresholds) -> anyhow::Result<()> {
         use anyhow::Context;
         let limit = cgroup.cpu_limit_cores().context("reading the container's CPU limit")?;
-        let cfg = TrackedCfg::new(&thresholds, limit);
-        if let Some(old) = self.by_container.get(&cgroup.container_id).copied()
+        if let Some((old, _)) = self.by_container.get(&cgroup.container_id).copied()
             && old != cgroup.id
         {
             self.remove(&cgroup.container_id);
         }
-        // Registry first, so the first event finds its container; state
-        // before tracked, so the kernel never sees a tracked id without
-        // accounting. NOEXIST keeps the accounting on a threshold update.
-        self.registry
-            .write()
-            .map_err(|_| anyhow::anyhow!("probe registry lock poisoned"))?
-            .insert(cgroup.id, cgroup.container_id.clone());
-        match self.state.insert(cgroup.id, StateBlob([0; abi::PROBE_STATE_SIZE as usize]), BPF_NOEXIST) {
-            Ok(()) => {}
-            Err(MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => {}
-            Err(e) => return Err(e).context("writing the eBPF state map (too many tracked containers?)"),
+        let cfg = TrackedCfg::new(&thresholds, limit, self.window, cgroup.id);
+        if let Some((_, slot)) = self.by_container.get(&cgroup.container_id).copied() {
+            // A threshold update: same slot, the accounting goes on.
+            return self.configs.set(slot, cfg, 0).context("writing the eBPF configs map");
         }
-        self.tracked.insert(cgroup.id, cfg, 0).context("writing the eBPF tracked map")?;
-        self.by_container.insert(cgroup.container_id, cgroup.id);
+        let slot = self
+            .free_slots
+            .pop_front()
+            .with_context(|| format!("cannot track more than {} containers on one host", abi::PROBE_MAX_TRACKED))?;
+        // Registry first, so the first event finds its container; zeroed
+        // state and the config before the slot appears in `slots`, so the
+        // kernel never sees a tracked id without them; the generation last,
+        // so no CPU keeps a cached "untracked" for this id.
+        let result = (|| -> anyhow::Result<()> {
+            self.registry
+                .write()
+                .map_err(|_| anyhow::anyhow!("probe registry lock poisoned"))?
+                .insert(cgroup.id, cgroup.container_id.clone());
+            self.state
+                .set(slot, StateBlob([0; abi::PROBE_STATE_SIZE as usize]), 0)
+                .context("writing the eBPF state map")?;
+            self.configs.set(slot, cfg, 0).context("writing the eBPF configs map")?;
+            self.slots.insert(cgroup.id, slot, 0).context("writing the eBPF slots map")?;
+            self.bump_generation()
+        })();
+        if let Err(err) = result {
+            let _ = self.slots.remove(&cgroup.id);
+            if let Ok(mut registry) = self.registry.write() {
+                registry.remove(&cgroup.id);
+            }
+            self.free_slots.push_front(slot);
+            return Err(err);
+        }
+        self.by_container.insert(cgroup.container_id, (cgroup.id, slot));
         Ok(())
     }
 
     fn remove(&mut self, container_id: &str) {
-        let Some(id) = self.by_container.remove(container_id) else { return };
+        let Some((id, slot)) = self.by_container.remove(container_id) else { return };
         // Errors here mean "not there": nothing to undo.
-        let _ = self.tracked.remove(&id);
-        let _ = self.state.remove(&id);
+        let _ = self.slots.remove(&id);
+        if let Err(err) = self.bump_generation() {
+            tracing::warn!(error = %format!("{err:#}"), "cannot bump the eBPF slot generation");
+        }
+        self.free_slots.push_back(slot);
         if let Ok(mut registry) = self.registry.write() {
             registry.remove(&id);
         }
     }
 }
 
+impl EbpfProbe {
+    /// Tell every CPU's cache of cgroup id -> slot that `slots` changed.
+    fn bump_generation(&mut self) -> anyhow::Result<()> {
+        use anyhow::Context;
+        self.generation += 1;
+        self.control.set(0, Control { generation: self.generation }, 0).context("writing the eBPF control map")
+    }
+}
+
+/// The kernel's counters of events it lost or held back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelDrops {
+    /// Ring buffer full: the event was lost.
+    pub ring_full: u64,
+    /// Crossings over budget: held back to the next window (counted once
+    /// per attempt).
+    pub held_back: u64,
+}
+
+/// Check a ring-buffer size: a power of two, at least a page, at most 1 GiB.
+pub fn ring_buffer_size(bytes: u32) -> Result<u32, String> {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u32;
+    if !bytes.is_power_of_two() || !(page..=1 << 30).contains(&bytes) {
+        return Err(format!(
+            "ring buffer size {bytes} bytes: must be a power of two between the page size ({page}) and 1 GiB"
+        ));
+    }
+    Ok(bytes)
+}
+
 impl TrackedCfg {
     /// Thresholds in kernel units. CPU thresholds are in the unit the
     /// events use: a fraction of `cpu_limit_cores` when set, else cores.
-    pub fn new(t: &Thresholds, cpu_limit_cores: Option<f64>) -> TrackedCfg {
+    /// `window` gives the on-CPU time that proves an early upward crossing.
+    pub fn new(
+        t: &Thresholds,
+        cpu_limit_cores: Option<f64>,
+        window: std::time::Duration,
+        cgroup_id: u64,
+    ) -> TrackedCfg {
         let mut flags = 0u64;
         let mut set = |value: Option<f64>, bit: u64, scale: fn(f64) -> u64| -> u64 {
             value.map_or(0, |v| {
@@ -361,16 +494,25 @@ impl TrackedCfg {
         // integers: rounding up keeps the meaning for fractional counts.
         let ppm = |v: f64| (v.max(0.0) * PPM).round() as u64;
         let int = |v: f64| v.max(0.0).ceil() as u64;
+        let cpu_upper = set(t.cpu.upper, abi::PROBE_HAS_CPU_UPPER, ppm);
+        // upper (fraction of the limit, or cores) x limit x window, rounded
+        // up: at least that much CPU within one window proves the crossing.
+        let cores = cpu_limit_cores.unwrap_or(1.0);
+        let cpu_upper_ns = t.cpu.upper.map_or(0, |u| (u.max(0.0) * cores * window.as_nanos() as f64).ceil() as u64);
         TrackedCfg {
-            cpu_upper: set(t.cpu.upper, abi::PROBE_HAS_CPU_UPPER, ppm),
+            cpu_upper,
             cpu_lower: set(t.cpu.lower, abi::PROBE_HAS_CPU_LOWER, ppm),
             mem_upper: set(t.memory.upper, abi::PROBE_HAS_MEM_UPPER, int),
             mem_lower: set(t.memory.lower, abi::PROBE_HAS_MEM_LOWER, int),
             conn_upper: set(t.connections.upper, abi::PROBE_HAS_CONN_UPPER, int),
             conn_lower: set(t.connections.lower, abi::PROBE_HAS_CONN_LOWER, int),
             cpu_limit_ppm: cpu_limit_cores.map_or(0, |c| (c * PPM).round().max(1.0) as u64),
+            cpu_upper_ns,
+            conn_hysteresis: t.bounds.connection_hysteresis_for(&t.connections).max(0.0).round() as u64,
+            conn_gap_ns: t.bounds.connection_min_gap.as_nanos() as u64,
+            cgroup_id,
             flags: flags as u32,
-            pad: 0,
+            budget: t.bounds.events_per_window,
         }
     }
 }
@@ -454,12 +596,26 @@ mod tests {
             cpu: Band { upper: Some(0.8), lower: Some(0.2) },
             memory: Band { upper: Some(1e6), lower: None },
             connections: Band { upper: Some(10.5), lower: Some(2.0) },
+            ..Default::default()
         };
-        let cfg = TrackedCfg::new(&t, Some(0.5));
+        let cfg = TrackedCfg::new(&t, Some(0.5), std::time::Duration::from_millis(100), 42);
         assert_eq!((cfg.cpu_upper, cfg.cpu_lower, cfg.cpu_limit_ppm), (800_000, 200_000, 500_000));
+        // 0.8 of half a core over 100 ms: 40 ms of CPU prove the crossing.
+        assert_eq!(cfg.cpu_upper_ns, 40_000_000);
         assert_eq!((cfg.mem_upper, cfg.conn_upper, cfg.conn_lower), (1_000_000, 11, 2));
+        // A tenth of the upper connections threshold, at least one.
+        assert_eq!((cfg.conn_hysteresis, cfg.conn_gap_ns, cfg.budget, cfg.cgroup_id), (1, 100_000_000, 16, 42));
+        let unlimited = TrackedCfg::new(&Thresholds::default(), None, std::time::Duration::from_millis(100), 1);
+        assert_eq!((unlimited.cpu_upper_ns, unlimited.cpu_limit_ppm, unlimited.flags), (0, 0, 0));
         assert_eq!(u64::from(cfg.flags) & abi::PROBE_HAS_MEM_LOWER, 0);
         assert_ne!(u64::from(cfg.flags) & abi::PROBE_HAS_CONN_LOWER, 0);
+    }
+
+    #[test]
+    fn ring_buffer_sizes_are_powers_of_two_of_pages() {
+        assert_eq!(ring_buffer_size(256 * 1024), Ok(256 * 1024));
+        assert!(ring_buffer_size(100_000).is_err());
+        assert!(ring_buffer_size(1024).is_err());
     }
 
     #[test]

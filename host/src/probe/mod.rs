@@ -70,7 +70,17 @@ pub struct ProbeSettings {
     pub window: Duration,
     /// Least time between two periodic samples of one container (default 1 s).
     pub sample_interval: Duration,
+    /// How often the eBPF probe checks whether a running container's CPU
+    /// time in the current window already proves an upward crossing
+    /// (default 1 ms; at least 0.1 ms, at most the window).
+    pub check_interval: Duration,
+    /// Size of the eBPF ring buffer all containers share, bytes: a power of
+    /// two, at least a page (default 256 KiB, about 5,000 events).
+    pub ring_buffer_bytes: u32,
 }
+
+/// Default [`ProbeSettings::ring_buffer_bytes`].
+pub const DEFAULT_RING_BUFFER_BYTES: u32 = 256 * 1024;
 
 impl Default for ProbeSettings {
     fn default() -> Self {
@@ -78,8 +88,32 @@ impl Default for ProbeSettings {
             kind: ProbeKind::Ebpf,
             window: Duration::from_millis(100),
             sample_interval: Duration::from_millis(1000),
+            check_interval: Duration::from_millis(1),
+            ring_buffer_bytes: DEFAULT_RING_BUFFER_BYTES,
         }
     }
+}
+
+/// Parse a ring-buffer size: bytes, or with a `K`/`KiB`/`M`/`MiB` suffix
+/// (binary units): `256KiB`, `1M`, `4096`. Must be a power of two.
+pub fn parse_ring_buffer_size(text: &str) -> Result<u32, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        other => return Err(format!("ring buffer size {text:?}: unknown unit {other:?} (use KiB or MiB)")),
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("ring buffer size {text:?}: not a number of bytes"))?;
+    let bytes =
+        u32::try_from(n.saturating_mul(scale)).map_err(|_| format!("ring buffer size {text:?}: above 1 GiB"))?;
+    if !bytes.is_power_of_two() || !(4096..=1 << 30).contains(&bytes) {
+        return Err(format!("ring buffer size {text:?}: must be a power of two between 4KiB and 1GiB"));
+    }
+    Ok(bytes)
 }
 
 /// Counters of a running probe.
@@ -94,6 +128,9 @@ pub struct ProbeStats {
     /// container untracked while its events were in flight). Should stay
     /// near zero: the kernel pushes nothing for untracked cgroups.
     pub unattributed: u64,
+    /// Times the kernel held a crossing back to the next window because its
+    /// container was over budget (the crossing comes later, not lost).
+    pub held_back: u64,
 }
 
 /// A running probe. Cheap to clone; the probe stops (programs detached,
@@ -111,7 +148,7 @@ struct HandleInner {
     /// Counters shared with the event producers.
     shared: Arc<Shared>,
     /// Reads the kernel's ring-buffer reserve failure counter (eBPF only).
-    kernel_drops: Option<Box<dyn Fn() -> u64 + Send + Sync>>,
+    kernel_drops: Option<Box<dyn Fn() -> ebpf::KernelDrops + Send + Sync>>,
     /// Tasks to end when the last handle goes away.
     tasks: Vec<tokio::task::AbortHandle>,
 }
@@ -151,11 +188,12 @@ impl ProbeHandle {
 
     /// Events delivered and lost so far.
     pub fn stats(&self) -> ProbeStats {
-        let kernel = self.inner.kernel_drops.as_ref().map_or(0, |read| read());
+        let kernel = self.inner.kernel_drops.as_ref().map(|read| read()).unwrap_or_default();
         ProbeStats {
             events: self.inner.shared.events.load(Ordering::Relaxed),
-            dropped: self.inner.shared.channel_drops.load(Ordering::Relaxed) + kernel,
+            dropped: self.inner.shared.channel_drops.load(Ordering::Relaxed) + kernel.ring_full,
             unattributed: self.inner.shared.unattributed.load(Ordering::Relaxed),
+            held_back: kernel.held_back,
         }
     }
 }
@@ -203,7 +241,13 @@ pub async fn start(settings: ProbeSettings, events: mpsc::Sender<ProbeEvent>) ->
             settings.kind
         }
     };
-    tracing::info!(?kind, window = ?settings.window, sample_interval = ?settings.sample_interval, "probe started");
+    tracing::info!(
+        ?kind,
+        window = ?settings.window,
+        sample_interval = ?settings.sample_interval,
+        ring_buffer_bytes = settings.ring_buffer_bytes,
+        "probe started"
+    );
     Ok(ProbeHandle { inner: Arc::new(HandleInner { kind, commands, shared, kernel_drops, tasks }) })
 }
 
@@ -312,6 +356,21 @@ impl Shared {
             self.events.fetch_sub(1, Ordering::Relaxed);
             self.channel_drops.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_buffer_sizes_parse_with_binary_units() {
+        assert_eq!(parse_ring_buffer_size("256KiB"), Ok(256 * 1024));
+        assert_eq!(parse_ring_buffer_size("1M"), Ok(1 << 20));
+        assert_eq!(parse_ring_buffer_size("4096"), Ok(4096));
+        assert!(parse_ring_buffer_size("300KiB").unwrap_err().contains("power of two"));
+        assert!(parse_ring_buffer_size("1TB").is_err());
+        assert!(parse_ring_buffer_size("lots").is_err());
     }
 }
 

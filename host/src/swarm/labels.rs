@@ -210,6 +210,7 @@ pub fn parse(service: &str, labels: &HashMap<String, String>) -> Result<Option<S
         cpu: band("cpu", parse_number),
         memory: band("memory", parse_quantity),
         connections: band("connections", parse_number),
+        ..Default::default()
     };
     derive_bands_from_targets(labels, &mut thresholds);
 

@@ -663,13 +663,13 @@ fn a_half_loaded_service_is_judged_by_its_mean_and_scales_in_only_when_all_idle(
     };
     let web = Service::create_replicated("view", 18091, 3, &view_labels("4", "0.2", "2s"));
     wait_until("3 tasks to run", Duration::from_secs(60), || web.running() >= 3);
+    // Two replicas saturated, one idle, from before the daemon looks: the
+    // mean sits between the thresholds the whole time.
+    let loads = [Load::start(web.slot_port(1), 2), Load::start(web.slot_port(2), 2)];
+    std::thread::sleep(Duration::from_secs(3)); // the load is on, the replicas past the warm-up
+    let version_before = web.version();
     let daemon = Daemon::start(&[]);
     daemon.wait_enabled(&web);
-    std::thread::sleep(Duration::from_secs(3)); // past the warm-up
-
-    // Two replicas saturated, one idle: the mean sits between the thresholds.
-    let version_before = web.version();
-    let loads = [Load::start(web.slot_port(1), 2), Load::start(web.slot_port(2), 2)];
     let watched = Instant::now();
     let mut lowest = u32::MAX;
     while watched.elapsed() < Duration::from_secs(60) {

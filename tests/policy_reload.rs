@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use host::model::{Event, EventKind, Metric, State, Unit};
-use host::policy::{Runtime, RuntimeConfig};
 use host::policy::PolicySet;
+use host::policy::{Runtime, RuntimeConfig};
 use host::reload::{self, Change, ReloadSettings};
 
 fn repo() -> PathBuf {

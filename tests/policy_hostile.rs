@@ -104,8 +104,8 @@ fn fault(name: &str) -> State {
         current_replicas: 2,
         min_replicas: 1,
         max_replicas: 6,
-        last_scale_ns: None,
         settings: vec![("fault".into(), name.into())],
+        ..State::default()
     }
 }
 
@@ -116,7 +116,7 @@ fn misbehave(rt: &Runtime) -> LoadedPolicy {
 /// After any failure the same policy decides correctly again.
 fn assert_recovers(policy: &mut LoadedPolicy) {
     let decision = policy.decide(&event(), &fault("none")).expect("recovered call").expect("a decision");
-    assert_eq!((decision.target_replicas, decision.reason.as_str()), (3, "ok"));
+    assert_eq!((decision.target(), decision.reason.as_str()), (Some(3), "ok"));
 }
 
 /// The first line of an error names the policy and says what happened.
@@ -277,9 +277,9 @@ fn a_huge_reason_is_cut_to_one_kib_on_a_character_boundary() {
     let rt = runtime(RuntimeConfig { time_limit: Duration::from_secs(2), ..RuntimeConfig::default() });
     let mut policy = misbehave(&rt);
     let decision = policy.decide(&event(), &fault("huge-reason")).expect("decides").expect("decision");
-    assert!(decision.reason.len() <= host::policy::MAX_REASON_BYTES + 64, "{} bytes", decision.reason.len());
+    assert!(decision.reason.len() <= host::policy::MAX_REASON_BYTES, "{} bytes", decision.reason.len());
     assert!(decision.reason.starts_with('é'));
-    assert!(decision.reason.contains("bytes cut"), "the cut is marked: {}", &decision.reason[1000..]);
+    assert!(decision.reason.ends_with("(cut)"), "the cut is marked: {}", &decision.reason[1000..]);
 }
 
 #[test]
@@ -353,7 +353,7 @@ fn python_policy_compiles_in_a_bounded_child_and_fits_the_caps() {
         ..event()
     };
     let up = policy.decide(&crossing, &state).expect("call").expect("decision");
-    assert_eq!(up.target_replicas, 5);
+    assert_eq!(up.target(), Some(5));
 }
 
 #[test]
@@ -635,7 +635,7 @@ fn symlinked_folder_swapped_is_followed() {
 fn compile_bomb_in_the_folder_does_not_stall_other_files() {
     let _heavy = heavy();
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = RuntimeConfig { compiler: in_child(Duration::from_secs(4), 2 << 30), ..relaxed() };
+    let config = RuntimeConfig { compiler: in_child(Duration::from_millis(1500), 2 << 30), ..relaxed() };
     let mut watched = watch(dir.path(), config);
     place(dir.path(), "bomb.wasm", &compile_bomb(400, 2000));
     std::thread::sleep(Duration::from_millis(300));

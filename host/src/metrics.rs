@@ -287,7 +287,16 @@ async fn accept_loop(listener: TcpListener, metrics: Arc<Metrics>) {
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             tokio::spawn(async move {
                 let busy = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-                let _ = tokio::time::timeout(Duration::from_secs(1), conn.write_all(busy)).await;
+                // Answer, then read what the client sent so that closing
+                // does not reset the connection before it read the 503.
+                let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                    conn.write_all(busy).await?;
+                    conn.shutdown().await?;
+                    let mut sink = [0u8; 4096];
+                    while conn.read(&mut sink).await? > 0 {}
+                    Ok::<(), std::io::Error>(())
+                })
+                .await;
             });
             continue;
         };

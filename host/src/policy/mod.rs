@@ -59,9 +59,8 @@ const MAX_DECLARED_SETTINGS: usize = 64;
 /// Longest setting name or doc line kept from a declaration.
 const MAX_DECLARED_TEXT: usize = 256;
 
-/// Longest decision reason passed on; a longer one is cut on a character
-/// boundary and marked (it is copied into every audit record).
-pub const MAX_REASON_BYTES: usize = 1024;
+/// Longest decision reason passed on (it is copied into every audit record).
+pub use crate::model::MAX_REASON_BYTES;
 
 /// Least time given to creating an instance (its start code), when the call
 /// limit is shorter: a Python policy needs about 1 ms on an idle machine and
@@ -627,9 +626,15 @@ impl LoadedPolicy {
                 if failures >= self.config.max_consecutive_failures {
                     status.quarantined.store(true, Ordering::Relaxed);
                     // Through the sink: a decider never waits on the log.
-                    self.sink.send_unbudgeted(&self.name, tracing::Level::ERROR, "runtime", format!(
-                        "policy quarantined after {failures} failed calls in a row (last: {err}); \
-                         it makes no decisions until its file changes"));
+                    self.sink.send_unbudgeted(
+                        &self.name,
+                        tracing::Level::ERROR,
+                        "runtime",
+                        format!(
+                            "policy quarantined after {failures} failed calls in a row (last: {err}); \
+                         it makes no decisions until its file changes"
+                        ),
+                    );
                 }
             }
         }
@@ -668,7 +673,7 @@ impl LoadedPolicy {
         match result {
             Ok(decision) => {
                 self.live = Some(live);
-                Ok(decision.map(bound_reason))
+                Ok(decision.map(Decision::bounded))
             }
             // The instance is poisoned; drop it (`live` goes out of scope).
             Err(e) => Err(self.classify(&e, live.store.data())),
@@ -706,14 +711,6 @@ impl LoadedPolicy {
 fn ticks(limit: Duration) -> u64 {
     let ticks = limit.as_nanos().div_ceil(EPOCH_TICK.as_nanos());
     u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
-}
-
-/// Bound a decision's reason to [`MAX_REASON_BYTES`].
-fn bound_reason(mut decision: Decision) -> Decision {
-    if decision.reason.len() > MAX_REASON_BYTES {
-        decision.reason = sandbox::truncate(&decision.reason, MAX_REASON_BYTES).into_owned();
-    }
-    decision
 }
 
 /// The causes in a wasmtime error chain, outermost first, on one line:

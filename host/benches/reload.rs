@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use host::model::{Event, EventKind, Metric, State, Unit};
 use host::policy::PolicySet;
-use host::policy::{Runtime, RuntimeConfig, content_hash};
+use host::policy::{CompilerSettings, Runtime, RuntimeConfig, content_hash};
 use host::reload::{self, ReloadSettings};
 
 const RELOADS: usize = 50;
@@ -37,8 +37,18 @@ fn main() -> anyhow::Result<()> {
     let tokio = tokio::runtime::Runtime::new()?;
     let dir = tempfile::tempdir()?;
     let cache = tempfile::tempdir()?;
-    let runtime =
-        Arc::new(Runtime::new(RuntimeConfig { cache_dir: Some(cache.path().into()), ..RuntimeConfig::default() })?);
+    // Compile as the daemon does: in a bounded child process running the
+    // `host` binary. RELOAD_BENCH_IN_PROCESS=1 compiles in this process, the
+    // way the daemon did before compiles were bounded, for comparison.
+    let in_process = std::env::var_os("RELOAD_BENCH_IN_PROCESS").is_some();
+    let compiler = (!in_process)
+        .then(|| CompilerSettings { exe: env!("CARGO_BIN_EXE_host").into(), ..CompilerSettings::this_binary() });
+    println!("compiler={}", if in_process { "in-process" } else { "child process" });
+    let runtime = Arc::new(Runtime::new(RuntimeConfig {
+        cache_dir: Some(cache.path().into()),
+        compiler,
+        ..RuntimeConfig::default()
+    })?);
     let set = PolicySet::default();
     let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
     let _watch =

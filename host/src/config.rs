@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::builder::TypedValueParser;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::policy::RuntimeConfig;
+use crate::policy::{CompilerSettings, LogRate, RuntimeConfig};
 use crate::probe::{ProbeKind, ProbeSettings};
 use crate::reload::ReloadSettings;
 use crate::swarm::ActuatorOptions;
@@ -146,9 +146,35 @@ pub struct RuntimeArgs {
     #[arg(long, global = true, env = "AUTOSCALER_POLICY_TIME_LIMIT_MS", default_value_t = 10)]
     pub policy_time_limit_ms: u64,
 
-    /// Memory cap of one policy instance, in MiB.
+    /// Memory cap of one policy instance, in MiB: the sum of all its
+    /// linear memories.
     #[arg(long, global = true, env = "AUTOSCALER_POLICY_MEMORY_LIMIT_MIB", default_value_t = 64)]
     pub policy_memory_limit_mib: usize,
+
+    /// Log lines a policy may write per second (host `log` calls and
+    /// stdout/stderr together), across calls; further lines are dropped.
+    #[arg(long, global = true, env = "AUTOSCALER_POLICY_LOG_LINES_PER_SEC", default_value_t = 20)]
+    pub policy_log_lines_per_sec: u32,
+
+    /// Log bytes a policy may write per second, across calls.
+    #[arg(long, global = true, env = "AUTOSCALER_POLICY_LOG_BYTES_PER_SEC", default_value_t = 16384)]
+    pub policy_log_bytes_per_sec: u32,
+
+    /// Longest compilation of one policy file (in a child process); a file
+    /// that takes longer is refused (30s, 2m).
+    #[arg(long, global = true, env = "AUTOSCALER_POLICY_COMPILE_TIMEOUT", default_value = "60s",
+          value_parser = parse_positive_duration)]
+    pub policy_compile_timeout: Duration,
+
+    /// Address-space limit of the compiler child process, in MiB; a file
+    /// whose compilation needs more is refused.
+    #[arg(long, global = true, env = "AUTOSCALER_POLICY_COMPILE_MEMORY_MIB", default_value_t = 2048)]
+    pub policy_compile_memory_mib: u64,
+
+    /// Largest size of the compile cache on disk, in MiB; the least
+    /// recently used entries are removed beyond it.
+    #[arg(long, global = true, env = "AUTOSCALER_CACHE_MAX_MIB", default_value_t = 512)]
+    pub cache_max_mib: u64,
 
     /// Failed calls in a row before a policy is quarantined until its file changes.
     #[arg(long, global = true, env = "AUTOSCALER_POLICY_MAX_FAILURES", default_value_t = 5)]
@@ -175,6 +201,16 @@ impl RuntimeArgs {
             memory_limit: self.policy_memory_limit_mib.max(1) << 20,
             max_consecutive_failures: self.policy_max_failures.max(1),
             cache_dir,
+            cache_max_bytes: self.cache_max_mib.max(1) << 20,
+            log_rate: LogRate {
+                lines_per_sec: self.policy_log_lines_per_sec.max(1),
+                bytes_per_sec: self.policy_log_bytes_per_sec.max(64),
+            },
+            compiler: Some(CompilerSettings {
+                timeout: self.policy_compile_timeout,
+                memory_limit: self.policy_compile_memory_mib.max(64) << 20,
+                ..CompilerSettings::this_binary()
+            }),
             ..RuntimeConfig::default()
         }
     }

@@ -8,6 +8,10 @@ use host::config::{Cli, Command, PolicyCommand};
 use host::{daemon, policy, policy_cmd, telemetry};
 
 fn main() -> ExitCode {
+    // The daemon re-executes itself to compile a policy in a bounded child.
+    if std::env::args_os().nth(1).is_some_and(|arg| arg == policy::compile::SUBCOMMAND) {
+        return policy::compile::child_main();
+    }
     let cli = Cli::parse();
     telemetry::init(cli.log.log_format);
     match run(cli) {

@@ -5,6 +5,13 @@
 //! globals. The daemon owns one [`Metrics`] behind an `Arc` and passes it to
 //! whoever counts. Values that other parts already count (probe drops,
 //! reloads) are read at scrape time through [`Metrics::set_source`].
+//!
+//! The endpoint is bounded against slow or hostile clients: at most
+//! [`MAX_CONNECTIONS`] are served at once (others get a 503 and are closed),
+//! each must send its request within [`REQUEST_TIMEOUT`] and take the answer
+//! within [`WRITE_TIMEOUT`], and a failing `accept` (no descriptors left)
+//! backs off instead of spinning. Rendering reads only counters and
+//! lock-free policy status: it never waits for a policy call.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -15,6 +22,15 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+
+/// Connections served at once; more are answered 503 and closed.
+pub const MAX_CONNECTIONS: usize = 32;
+/// Time a client has to send its whole request head.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Time a client has to take the whole response.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest pause after a failed `accept`.
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Bucket bounds (seconds) of the `decide` latency histogram.
 const DECIDE_BUCKETS: &[f64] = &[1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2];
@@ -57,6 +73,8 @@ impl Histogram {
 
 /// A value read at scrape time from another part of the daemon.
 type Source = Box<dyn Fn() -> f64 + Send + Sync>;
+/// Failure counts kept elsewhere, by (policy, cause), read at scrape time.
+type FailureSource = Box<dyn Fn() -> Vec<((String, String), u64)> + Send + Sync>;
 
 #[derive(Default)]
 struct Inner {
@@ -72,6 +90,8 @@ struct Inner {
     pipeline: Option<Histogram>,
     /// Families read from elsewhere: name -> (help, type, source).
     sources: BTreeMap<String, (String, &'static str, Source)>,
+    /// Load-time failures (refused files), added to `failures` at render.
+    failure_source: Option<FailureSource>,
 }
 
 /// The daemon's metrics. Cheap to share (`Arc<Metrics>`).
@@ -117,7 +137,8 @@ impl Metrics {
         bump(&mut self.lock().decisions, (policy.to_string(), outcome.to_string()));
     }
 
-    /// A policy call failed; `kind` is `PolicyError::kind()`.
+    /// A policy call failed; `kind` is `PolicyError::kind()` (`timeout`,
+    /// `memory`, `trap`, `refused-import`, `quarantined`, ...).
     pub fn policy_failure(&self, policy: &str, kind: &str) {
         bump(&mut self.lock().failures, (policy.to_string(), kind.to_string()));
     }
@@ -153,6 +174,12 @@ impl Metrics {
         self.lock().sources.insert(name.to_string(), (help.to_string(), kind, Box::new(source)));
     }
 
+    /// Add failures counted elsewhere (the policies folder counts files it
+    /// refused, by policy and cause) to `autoscaler_policy_failures_total`.
+    pub fn set_failure_source(&self, source: impl Fn() -> Vec<((String, String), u64)> + Send + Sync + 'static) {
+        self.lock().failure_source = Some(Box::new(source));
+    }
+
     /// The text exposition of every family.
     pub fn render(&self) -> String {
         let inner = self.lock();
@@ -171,7 +198,11 @@ impl Metrics {
             );
         }
         family(&mut out, "autoscaler_policy_failures_total", "Failed policy calls, by policy and cause.", "counter");
-        for ((policy, kind), n) in &inner.failures {
+        let mut failures = inner.failures.clone();
+        for (key, n) in inner.failure_source.as_ref().map(|f| f()).unwrap_or_default() {
+            *failures.entry(key).or_insert(0) += n;
+        }
+        for ((policy, kind), n) in &failures {
             let _ = writeln!(
                 out,
                 "autoscaler_policy_failures_total{{policy=\"{}\",kind=\"{}\"}} {n}",
@@ -232,40 +263,82 @@ pub async fn serve(
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await.with_context(|| format!("binding the metrics endpoint on {addr}"))?;
     let bound = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((mut conn, _)) = listener.accept().await else { continue };
-            let metrics = metrics.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let mut len = 0;
-                // Read until the end of the request head (or the buffer is full).
-                while len < buf.len() {
-                    match tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf[len..])).await {
-                        Ok(Ok(0)) | Err(_) | Ok(Err(_)) => break,
-                        Ok(Ok(n)) => len += n,
-                    }
-                    if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-                        break;
-                    }
-                }
-                let head = String::from_utf8_lossy(&buf[..len]);
-                let path = head.split_whitespace().nth(1).unwrap_or("");
-                let response = if head.starts_with("GET ") && (path == "/metrics" || path == "/") {
-                    let body = metrics.render();
-                    format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    )
-                } else {
-                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
-                };
-                let _ = conn.write_all(response.as_bytes()).await;
-                let _ = conn.shutdown().await;
-            });
-        }
-    });
+    let task = tokio::spawn(accept_loop(listener, metrics));
     Ok((bound, task))
+}
+
+async fn accept_loop(listener: TcpListener, metrics: Arc<Metrics>) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let mut conn = match listener.accept().await {
+            Ok((conn, _)) => {
+                backoff = Duration::from_millis(10);
+                conn
+            }
+            Err(err) => {
+                // EMFILE/ENFILE/ENOMEM: accepting again at once would spin.
+                tracing::warn!("metrics endpoint: accept failed ({err}); pausing {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tokio::spawn(async move {
+                let busy = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+                // Answer, then read what the client sent so that closing
+                // does not reset the connection before it read the 503.
+                let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                    conn.write_all(busy).await?;
+                    conn.shutdown().await?;
+                    let mut sink = [0u8; 4096];
+                    while conn.read(&mut sink).await? > 0 {}
+                    Ok::<(), std::io::Error>(())
+                })
+                .await;
+            });
+            continue;
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let Ok(head) = tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut conn)).await else { return };
+            let head = String::from_utf8_lossy(&head);
+            let path = head.split_whitespace().nth(1).unwrap_or("");
+            let response = if head.starts_with("GET ") && (path == "/metrics" || path == "/") {
+                let body = metrics.render();
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+            } else {
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
+            };
+            let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
+                conn.write_all(response.as_bytes()).await?;
+                conn.shutdown().await
+            })
+            .await;
+        });
+    }
+}
+
+/// Read until the end of the request head, at most 4 KiB.
+async fn read_head(conn: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut buf = vec![0u8; 4096];
+    let mut len = 0;
+    while len < buf.len() {
+        match conn.read(&mut buf[len..]).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => len += n,
+        }
+        if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    buf.truncate(len);
+    buf
 }
 
 #[cfg(test)]
@@ -307,5 +380,53 @@ mod tests {
         assert!(body.contains("policy=\"bad\\\"name\""), "{body}");
         assert!(body.contains("autoscaler_decide_seconds_bucket{le=\"0.000005\"} 1"), "{body}");
         assert!(body.contains("autoscaler_ring_buffer_drops_total 7"), "{body}");
+    }
+
+    async fn scrape(addr: SocketAddr) -> String {
+        let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        conn.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").await.expect("request");
+        let mut body = String::new();
+        let _ = conn.read_to_string(&mut body).await;
+        body
+    }
+
+    #[tokio::test]
+    async fn silent_clients_cannot_starve_a_scrape() {
+        let metrics = Arc::new(Metrics::default());
+        let (addr, task) = serve("127.0.0.1:0".parse().expect("addr"), metrics).await.expect("serve");
+        // Twice the cap of clients that connect and never send a byte.
+        let mut idle = Vec::new();
+        for _ in 0..MAX_CONNECTIONS * 2 {
+            idle.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Over the cap: answered 503 at once rather than queued.
+        let busy = tokio::time::timeout(Duration::from_secs(2), scrape(addr)).await.expect("503 in time");
+        assert!(busy.starts_with("HTTP/1.1 503"), "{busy}");
+        // Silent clients are cut at the request timeout; then scrapes work.
+        drop(idle.drain(..MAX_CONNECTIONS));
+        let body = tokio::time::timeout(REQUEST_TIMEOUT + Duration::from_secs(2), async {
+            loop {
+                let body = scrape(addr).await;
+                if body.starts_with("HTTP/1.1 200") {
+                    return body;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("a scrape succeeds once idle clients are gone or timed out");
+        assert!(body.contains("autoscaler_policy_failures_total"), "{body}");
+        task.abort();
+    }
+
+    #[test]
+    fn failure_source_adds_load_failures_to_the_family() {
+        let metrics = Metrics::default();
+        metrics.policy_failure("p", "timeout");
+        metrics.set_failure_source(|| vec![(("p".to_string(), "refused-import".to_string()), 2)]);
+        let out = metrics.render();
+        assert!(out.contains("autoscaler_policy_failures_total{policy=\"p\",kind=\"timeout\"} 1"), "{out}");
+        assert!(out.contains("autoscaler_policy_failures_total{policy=\"p\",kind=\"refused-import\"} 2"), "{out}");
     }
 }

@@ -14,26 +14,41 @@
 //!   are skipped.
 //! - A file that fails to load leaves the previous good version running;
 //!   deleting a file unloads its policy.
+//! - Nothing in the folder can block the loop: files are opened with
+//!   `O_NONBLOCK` and anything but a regular file is refused (a FIFO named
+//!   `x.wasm` would otherwise block `open` forever); compiles run on the
+//!   blocking pool, at most [`PARALLEL_LOADS`] at once, each bounded by the
+//!   runtime's compile limits, so one slow file never holds up the others.
+//! - The folder itself is followed: if it is deleted and recreated, or a
+//!   symlink to it is pointed elsewhere, the watcher notices within
+//!   [`FOLDER_CHECK`], warns, and switches to the new folder, whose files
+//!   then define the policies. While the folder is missing, the loaded
+//!   policies keep running.
 //!
 //! Invariant: this module knows files and policies, not services; it
 //! reports what changed on a channel and the event loop decides what that
 //! means for the services bound to a policy.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
-use cap_std::fs::Dir;
+use cap_std::fs::{Dir, MetadataExt as _, OpenOptions, OpenOptionsExt as _};
 use notify::event::{AccessKind, AccessMode, EventKind};
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::policy::{PolicySet, Runtime};
+
+/// Files loaded at the same time (each may be compiling in a child).
+pub const PARALLEL_LOADS: usize = 2;
+/// How often the watcher checks that the folder is still the one it follows.
+pub const FOLDER_CHECK: Duration = Duration::from_millis(500);
 
 /// What happened to a policy, as reported to the event loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +105,17 @@ pub enum FileError {
     Io { path: PathBuf, source: std::io::Error },
 }
 
+impl FileError {
+    /// A short stable label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            FileError::NotRegular { .. } => "not-regular-file",
+            FileError::TooLarge { .. } => "too-large",
+            FileError::Io { .. } => "unreadable",
+        }
+    }
+}
+
 /// Read-only access to the policies folder through a capability handle.
 #[derive(Debug)]
 struct Folder {
@@ -126,12 +152,26 @@ impl Folder {
         self.dir.symlink_metadata(file).is_ok()
     }
 
+    /// Device and inode of the open folder.
+    fn identity(&self) -> Option<(u64, u64)> {
+        self.dir.dir_metadata().ok().map(|m| (m.dev(), m.ino()))
+    }
+
+    /// Whether the folder's path still leads to the folder we have open.
+    fn is_current(&self) -> bool {
+        use std::os::unix::fs::MetadataExt as _;
+        let at_path = std::fs::metadata(&self.path).ok().map(|m| (m.dev(), m.ino()));
+        at_path.is_some() && at_path == self.identity()
+    }
+
     /// The bytes of `file`, refusing anything but a regular file within the
-    /// size cap inside the folder.
+    /// size cap inside the folder. Never blocks on a FIFO or device.
     fn read(&self, file: &str) -> Result<Vec<u8>, FileError> {
         let path = self.path.join(file);
         let io = |source| FileError::Io { path: path.clone(), source };
-        let handle = self.dir.open(file).map_err(io)?;
+        let mut options = OpenOptions::new();
+        options.read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
+        let handle = self.dir.open_with(file, &options).map_err(io)?;
         let meta = handle.metadata().map_err(io)?;
         if !meta.is_file() {
             return Err(FileError::NotRegular { path });
@@ -162,6 +202,11 @@ fn apply(runtime: &Runtime, folder: &Folder, set: &PolicySet, file: &str) -> Opt
     let name = policy_name_of(file).to_string();
     let stats = set.stats();
     if !folder.exists(file) {
+        if !folder.is_current() {
+            // The folder itself went away or was replaced: keep the last
+            // good state; the watcher resynchronises with the new folder.
+            return None;
+        }
         if set.remove(&name) {
             stats.unloads.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(policy = %name, file = %folder.path.join(file).display(), "policy unloaded: its file was deleted");
@@ -169,15 +214,15 @@ fn apply(runtime: &Runtime, folder: &Folder, set: &PolicySet, file: &str) -> Opt
         }
         return None;
     }
-    let reject = |error: String| {
-        stats.rejections.fetch_add(1, Ordering::Relaxed);
+    let reject = |error: String, cause: &str| {
+        stats.rejected(&name, cause);
         let kept = if set.get(&name).is_some() { "; the previous version keeps running" } else { "" };
         tracing::error!(policy = %name, "policy rejected: {error}{kept}");
         Some(Change::Rejected { name: name.clone(), error })
     };
     let bytes = match folder.read(file) {
         Ok(bytes) => bytes,
-        Err(err) => return reject(err.to_string()),
+        Err(err) => return reject(err.to_string(), err.kind()),
     };
     let sha256 = hex::encode(crate::policy::content_hash(&bytes));
     if set.get(&name).is_some_and(|slot| slot.sha256() == sha256) {
@@ -201,7 +246,7 @@ fn apply(runtime: &Runtime, folder: &Folder, set: &PolicySet, file: &str) -> Opt
                 Some(Change::Loaded(name))
             }
         }
-        Err(err) => reject(format!("{}: {err}", folder.path.join(file).display())),
+        Err(err) => reject(format!("{}: {err}", folder.path.join(file).display()), err.kind()),
     }
 }
 
@@ -216,11 +261,36 @@ pub fn load_folder(
     apply_all(runtime, &Folder::open(dir, settings.max_file_size)?, set)
 }
 
-/// Apply every policy file in `folder` to `set`; the changes, in file order.
+/// Apply every policy file in `folder` to `set`, [`PARALLEL_LOADS`] at a
+/// time, and unload policies whose file is not in it (after the folder was
+/// replaced); the changes, in file order.
 fn apply_all(runtime: &Runtime, folder: &Folder, set: &PolicySet) -> anyhow::Result<Vec<Change>> {
-    let mut changes = Vec::new();
-    for file in folder.wasm_names()? {
-        changes.extend(apply(runtime, folder, set, &file));
+    let files = folder.wasm_names()?;
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, Change)>> = Mutex::default();
+    std::thread::scope(|scope| {
+        for _ in 0..PARALLEL_LOADS.min(files.len()) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(file) = files.get(i) else { return };
+                    if let Some(change) = apply(runtime, folder, set, file) {
+                        results.lock().unwrap_or_else(|p| p.into_inner()).push((i, change));
+                    }
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    results.sort_by_key(|(i, _)| *i);
+    let mut changes: Vec<Change> = results.into_iter().map(|(_, c)| c).collect();
+    let present: HashSet<&str> = files.iter().map(|f| policy_name_of(f)).collect();
+    for name in set.names() {
+        if !present.contains(name.as_str()) && set.remove(&name) {
+            set.stats().unloads.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(policy = %name, folder = %folder.path.display(), "policy unloaded: the folder has no file for it");
+            changes.push(Change::Unloaded(name));
+        }
     }
     Ok(changes)
 }
@@ -236,17 +306,27 @@ struct Pending {
     write_started: Instant,
 }
 
-/// Handle to a running folder watcher. Dropping it stops the watcher.
+/// Handle to a running folder watcher. Dropping it stops the watcher and
+/// any compile in flight.
 #[derive(Debug)]
 pub struct WatchHandle {
-    _watcher: notify::RecommendedWatcher,
+    runtime: Arc<Runtime>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for WatchHandle {
     fn drop(&mut self) {
+        self.runtime.cancel_compiles();
         self.task.abort();
     }
+}
+
+/// The folder being followed and the inotify watch on it.
+struct Followed {
+    folder: Arc<Folder>,
+    watcher: notify::RecommendedWatcher,
+    /// Set while the folder's path leads nowhere, to warn once.
+    missing: bool,
 }
 
 /// Load the folder, then follow it: every change is applied to `set` and
@@ -276,25 +356,34 @@ pub async fn watch(
     for change in initial {
         let _ = changes.send(change);
     }
-    let task = tokio::spawn(follow(runtime, folder, set, settings, raw_rx, changes));
-    Ok(WatchHandle { _watcher: watcher, task })
+    let followed = Followed { folder, watcher, missing: false };
+    let task = tokio::spawn(follow(runtime.clone(), followed, set, settings, raw_rx, changes));
+    Ok(WatchHandle { runtime, task })
 }
 
-/// The watcher loop: debounce file events, then apply them one at a time.
+/// The watcher loop: debounce file events, then apply them, at most
+/// [`PARALLEL_LOADS`] at once and never two for the same file; check every
+/// [`FOLDER_CHECK`] that the folder was not replaced.
 async fn follow(
     runtime: Arc<Runtime>,
-    folder: Arc<Folder>,
+    mut followed: Followed,
     set: PolicySet,
     settings: ReloadSettings,
     mut raw: mpsc::UnboundedReceiver<notify::Result<notify::Event>>,
     changes: mpsc::UnboundedSender<Change>,
 ) {
     let mut pending: HashMap<String, Pending> = HashMap::new();
+    let mut busy: HashSet<String> = HashSet::new();
+    let mut loads: tokio::task::JoinSet<(String, Option<Change>)> = tokio::task::JoinSet::new();
+    let mut check = tokio::time::interval(FOLDER_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let next_due = pending
-            .values()
-            .map(|p| if p.open_for_write { p.write_started + settings.open_write_timeout } else { p.due })
-            .min();
+            .iter()
+            .filter(|(file, _)| !busy.contains(*file))
+            .map(|(_, p)| if p.open_for_write { p.write_started + settings.open_write_timeout } else { p.due })
+            .min()
+            .filter(|_| busy.len() < PARALLEL_LOADS);
         let sleep = async {
             match next_due {
                 Some(due) => tokio::time::sleep_until(due).await,
@@ -305,33 +394,89 @@ async fn follow(
             event = raw.recv() => {
                 let Some(event) = event else { return };
                 match event {
-                    Ok(event) => note(&mut pending, &folder, &event, &settings),
-                    Err(err) => tracing::warn!(folder = %folder.path.display(), "policies folder watcher error: {err}"),
+                    Ok(event) => note(&mut pending, &followed.folder, &event, &settings),
+                    Err(err) => tracing::warn!(folder = %followed.folder.path.display(), "policies folder watcher error: {err}"),
+                }
+            }
+            Some(done) = loads.join_next() => match done {
+                Ok((file, change)) => {
+                    busy.remove(&file);
+                    if let Some(change) = change {
+                        let _ = changes.send(change);
+                    }
+                }
+                Err(err) => {
+                    tracing::error!("policy load task failed: {err}");
+                    busy.clear();
+                }
+            },
+            _ = check.tick() => {
+                if let Some(resync) = refollow(&mut followed, &settings) {
+                    pending.clear();
+                    let (runtime, folder, set) = (runtime.clone(), resync, set.clone());
+                    match tokio::task::spawn_blocking(move || apply_all(&runtime, &folder, &set)).await {
+                        Ok(Ok(found)) => found.into_iter().for_each(|c| { let _ = changes.send(c); }),
+                        Ok(Err(err)) => tracing::error!("reading the replaced policies folder: {err:#}"),
+                        Err(err) => tracing::error!("policy load task failed: {err}"),
+                    }
                 }
             }
             () = sleep => {
                 let now = Instant::now();
                 let ready: Vec<String> = pending
                     .iter()
+                    .filter(|(file, _)| !busy.contains(*file))
                     .filter(|(_, p)| if p.open_for_write { now >= p.write_started + settings.open_write_timeout } else { now >= p.due })
                     .map(|(file, _)| file.clone())
+                    .take(PARALLEL_LOADS - busy.len())
                     .collect();
                 for file in ready {
+                    let folder = followed.folder.clone();
                     if pending.remove(&file).is_some_and(|p| p.open_for_write) {
                         tracing::warn!(file = %folder.path.join(&file).display(),
                             "file still open for writing after {:?}; reading it anyway", settings.open_write_timeout);
                     }
-                    let (runtime, folder2, set2) = (runtime.clone(), folder.clone(), set.clone());
-                    let file2 = file.clone();
-                    match tokio::task::spawn_blocking(move || apply(&runtime, &folder2, &set2, &file2)).await {
-                        Ok(Some(change)) => { let _ = changes.send(change); }
-                        Ok(None) => {}
-                        Err(err) => tracing::error!(file = %folder.path.join(&file).display(), "policy load task failed: {err}"),
-                    }
+                    busy.insert(file.clone());
+                    let (runtime, set) = (runtime.clone(), set.clone());
+                    loads.spawn_blocking(move || {
+                        let change = apply(&runtime, &folder, &set, &file);
+                        (file, change)
+                    });
                 }
             }
         }
     }
+}
+
+/// If the folder's path no longer leads to the folder being followed,
+/// switch to the new one (with a warning) and return it for a full resync.
+fn refollow(followed: &mut Followed, settings: &ReloadSettings) -> Option<Arc<Folder>> {
+    let path = followed.folder.path.clone();
+    if followed.folder.is_current() {
+        followed.missing = false;
+        return None;
+    }
+    let folder = match Folder::open(&path, settings.max_file_size) {
+        Ok(folder) => folder,
+        Err(err) => {
+            if !followed.missing {
+                followed.missing = true;
+                tracing::warn!(folder = %path.display(),
+                    "the policies folder is gone ({err:#}); the loaded policies keep running until it comes back");
+            }
+            return None;
+        }
+    };
+    let _ = followed.watcher.unwatch(&path);
+    if let Err(err) = followed.watcher.watch(&path, RecursiveMode::NonRecursive) {
+        tracing::warn!(folder = %path.display(), "cannot watch the replaced policies folder yet: {err}");
+        return None;
+    }
+    tracing::warn!(folder = %path.display(),
+        "the policies folder was replaced (deleted and created again, or its symlink points elsewhere); following the new folder");
+    followed.missing = false;
+    followed.folder = Arc::new(folder);
+    Some(followed.folder.clone())
 }
 
 /// Record one notify event in the debouncer.

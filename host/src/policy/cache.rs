@@ -6,14 +6,24 @@
 //! `Engine::precompile_compatibility_hash` so that a daemon with another
 //! wasmtime version or other settings never loads incompatible code.
 //!
-//! Invariant: only this daemon writes the cache directory. Loading a `.cwasm`
-//! maps machine code into the process, so the directory must be owned by the
-//! daemon's user and not writable by anyone else; otherwise the disk tier is
-//! switched off with a warning and only the memory tier is used.
+//! Loading an entry maps machine code into the daemon, so entries are
+//! trusted only if they prove they were written by this daemon's user:
+//! - every entry carries an HMAC-SHA256 over the engine hash, the content
+//!   hash and the artifact, keyed by `<dir>/key` (32 random bytes, mode 0600,
+//!   created on first use; the disk tier is off if it is readable by others);
+//! - every load opens the entry without following symlinks and checks that
+//!   it is a regular file owned by the daemon's user, not accessible to
+//!   group or others, within the size bound, and that its MAC verifies;
+//! - any entry that fails a check, or that wasmtime refuses, is a miss: it is
+//!   removed, and the component is compiled again. A bad entry can never
+//!   stop the daemon from starting.
+//!
+//! The disk tier is pruned to a size bound after every write, oldest
+//! entries (by last use) first.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -48,21 +58,54 @@ pub enum Origin {
 /// Two-tier cache of compiled components.
 #[derive(Debug)]
 pub struct CompileCache {
-    /// `<dir>/<engine-hash>`, or `None` when the disk tier is off.
-    disk: Option<PathBuf>,
+    /// The disk tier, or `None` when it is off.
+    disk: Option<DiskTier>,
     /// Compiled components by content hash, with insertion order for eviction.
     memory: Mutex<(HashMap<ContentHash, Component>, VecDeque<ContentHash>)>,
     /// How many times Cranelift actually ran (tests and benchmarks read it).
     compiles: AtomicU64,
 }
 
+/// The on-disk tier: its folder, MAC key and size bound.
+struct DiskTier {
+    /// `<dir>/<engine-hash>`.
+    dir: PathBuf,
+    /// The engine hash, part of every MAC.
+    engine: String,
+    /// HMAC key, from `<dir>/key`.
+    key: [u8; 32],
+    /// Largest total size of the entries, in bytes.
+    max_bytes: u64,
+}
+
+impl std::fmt::Debug for DiskTier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiskTier").field("dir", &self.dir).field("max_bytes", &self.max_bytes).finish_non_exhaustive()
+    }
+}
+
+/// Header of an entry: magic, then the 32-byte MAC, then the artifact.
+const ENTRY_MAGIC: &[u8; 8] = b"ASCWASM1";
+const HEADER_LEN: usize = ENTRY_MAGIC.len() + 32;
+
+/// Why no artifact could be produced for a component.
+#[derive(Debug)]
+pub enum CompileError {
+    /// Compiling failed (the reason is in the message).
+    Failed(super::compile::CompileFailure),
+    /// wasmtime refused the artifact.
+    Load(wasmtime::Error),
+}
+
 impl CompileCache {
-    /// A cache for `engine`, with a disk tier under `dir` when given.
-    pub fn new(engine: &Engine, dir: Option<&Path>) -> Self {
+    /// A cache for `engine`, with a disk tier under `dir` bounded to
+    /// `max_bytes` when a dir is given.
+    pub fn new(engine: &Engine, dir: Option<&Path>, max_bytes: u64) -> Self {
         let disk = dir.and_then(|dir| {
-            let path = dir.join(engine_hash(engine));
-            match prepare_dir(&path) {
-                Ok(()) => Some(path),
+            let engine = engine_hash(engine);
+            let path = dir.join(&engine);
+            match prepare_dir(&path).and_then(|()| load_or_create_key(&dir.join("key"))) {
+                Ok(key) => Some(DiskTier { dir: path, engine, key, max_bytes }),
                 Err(err) => {
                     tracing::warn!(dir = %path.display(),
                         "compile cache on disk disabled: {err}; components will be compiled at every start");
@@ -78,22 +121,32 @@ impl CompileCache {
         self.compiles.load(Ordering::Relaxed)
     }
 
-    /// The compiled component for `bytes`, compiling only on a miss in both tiers.
-    pub fn get_or_compile(&self, engine: &Engine, bytes: &[u8]) -> wasmtime::Result<(Component, ContentHash, Origin)> {
+    /// The compiled component for `bytes`; `precompile` turns bytes into a
+    /// wasmtime artifact and runs only on a miss in both tiers.
+    pub fn get_or_compile(
+        &self,
+        engine: &Engine,
+        bytes: &[u8],
+        precompile: impl FnOnce(&[u8]) -> Result<Vec<u8>, super::compile::CompileFailure>,
+    ) -> Result<(Component, ContentHash, Origin), CompileError> {
         let hash = content_hash(bytes);
         if let Some(component) = self.lock().0.get(&hash) {
             return Ok((component.clone(), hash, Origin::Memory));
         }
-        if let Some(component) = self.load_from_disk(engine, &hash) {
+        if let Some(component) = self.disk.as_ref().and_then(|disk| disk.load(engine, &hash)) {
             self.remember(hash, component.clone());
             return Ok((component, hash, Origin::Disk));
         }
-        let serialized = engine.precompile_component(bytes)?;
+        let serialized = precompile(bytes).map_err(CompileError::Failed)?;
         self.compiles.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: `serialized` was produced by `precompile_component` on this
-        // very engine a moment ago.
-        let component = unsafe { Component::deserialize(engine, &serialized)? };
-        self.store_on_disk(&hash, &serialized);
+        // SAFETY: `serialized` was produced a moment ago by
+        // `precompile_component` of an engine with this engine's settings,
+        // in this process or in a child running this very binary; wasmtime
+        // checks the compatibility hash and refuses a mismatch.
+        let component = unsafe { Component::deserialize(engine, &serialized) }.map_err(CompileError::Load)?;
+        if let Some(disk) = &self.disk {
+            disk.store(&hash, &serialized);
+        }
         self.remember(hash, component.clone());
         Ok((component, hash, Origin::Compiled))
     }
@@ -115,47 +168,61 @@ impl CompileCache {
             }
         }
     }
+}
 
-    fn entry_path(&self, hash: &ContentHash) -> Option<PathBuf> {
-        self.disk.as_ref().map(|dir| dir.join(format!("{}.cwasm", hex::encode(hash))))
+impl DiskTier {
+    fn entry_path(&self, hash: &ContentHash) -> PathBuf {
+        self.dir.join(format!("{}.cwasm", hex::encode(hash)))
     }
 
-    fn load_from_disk(&self, engine: &Engine, hash: &ContentHash) -> Option<Component> {
-        let path = self.entry_path(hash)?;
-        if !path.exists() {
-            return None;
-        }
-        // Read into memory rather than mmap the file: a mapped file that is
-        // truncated behind our back would turn into SIGBUS later.
-        let serialized = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(err) => {
-                tracing::warn!(file = %path.display(), "cannot read compile cache entry: {err}");
-                return None;
-            }
+    fn mac(&self, hash: &ContentHash, artifact: &[u8]) -> [u8; 32] {
+        hmac_sha256(&self.key, &[self.engine.as_bytes(), b"\0", hash, artifact])
+    }
+
+    /// The entry for `hash` if it passes every check; a failing entry is removed.
+    fn load(&self, engine: &Engine, hash: &ContentHash) -> Option<Component> {
+        let path = self.entry_path(hash);
+        let bytes = match read_private_file(&path, self.max_bytes) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return None,
+            Err(reason) => return discard(&path, &reason),
         };
-        // SAFETY: the file lives in a directory only this daemon's user can
-        // write (checked in `prepare_dir`) and was written by `store_on_disk`
-        // from `precompile_component` output of an engine with the same
-        // compatibility hash (part of the path). wasmtime still checks the
-        // header and version and rejects what it cannot load.
-        match unsafe { Component::deserialize(engine, &serialized) } {
-            Ok(component) => Some(component),
-            Err(err) => {
-                tracing::warn!(file = %path.display(), "discarding unusable compile cache entry: {err}");
-                let _ = std::fs::remove_file(&path);
-                None
+        if bytes.len() < HEADER_LEN || &bytes[..ENTRY_MAGIC.len()] != ENTRY_MAGIC {
+            return discard(&path, "not a compile cache entry of this daemon");
+        }
+        let (tag, artifact) = bytes[ENTRY_MAGIC.len()..].split_at(32);
+        if !constant_time_eq(tag, &self.mac(hash, artifact)) {
+            return discard(&path, "its MAC does not verify (written by someone else, or damaged)");
+        }
+        // SAFETY: the MAC proves the artifact was written by `store` of a
+        // daemon holding the key (readable only by this user) for this
+        // engine hash and content hash; wasmtime still checks the header.
+        match unsafe { Component::deserialize(engine, artifact) } {
+            Ok(component) => {
+                // Mark as recently used for pruning; failure only affects eviction order.
+                if let Ok(file) = std::fs::File::options().write(true).open(&path) {
+                    let _ = file.set_modified(std::time::SystemTime::now());
+                }
+                Some(component)
             }
+            Err(err) => discard(&path, &format!("wasmtime refused it: {err}")),
         }
     }
 
-    fn store_on_disk(&self, hash: &ContentHash, serialized: &[u8]) {
-        let Some(path) = self.entry_path(hash) else { return };
+    fn store(&self, hash: &ContentHash, artifact: &[u8]) {
+        let path = self.entry_path(hash);
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         let result = (|| -> std::io::Result<()> {
-            let mut file =
-                std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-            file.write_all(serialized)?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&tmp)?;
+            file.write_all(ENTRY_MAGIC)?;
+            file.write_all(&self.mac(hash, artifact))?;
+            file.write_all(artifact)?;
             file.sync_all()?;
             std::fs::rename(&tmp, &path)
         })();
@@ -163,7 +230,134 @@ impl CompileCache {
             let _ = std::fs::remove_file(&tmp);
             tracing::warn!(file = %path.display(), "could not write compile cache entry: {err}");
         }
+        self.prune();
     }
+
+    /// Remove the least recently used entries until the total fits the bound.
+    fn prune(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let meta = e.metadata().ok()?;
+                meta.is_file().then(|| (meta.modified().unwrap_or(std::time::UNIX_EPOCH), meta.len(), e.path()))
+            })
+            .collect();
+        let mut total: u64 = files.iter().map(|f| f.1).sum();
+        if total <= self.max_bytes {
+            return;
+        }
+        files.sort();
+        for (_, len, path) in files {
+            if total <= self.max_bytes {
+                break;
+            }
+            if std::fs::remove_file(&path).is_ok() {
+                total -= len;
+                tracing::info!(file = %path.display(), "compile cache entry pruned (cache over --cache-max-mib)");
+            }
+        }
+    }
+}
+
+/// Log why an entry is unusable, remove it, and report a miss.
+fn discard(path: &Path, reason: &str) -> Option<Component> {
+    tracing::warn!(file = %path.display(), "discarding compile cache entry: {reason}; compiling again");
+    let _ = std::fs::remove_file(path);
+    None
+}
+
+/// Read a file only if it is a regular file owned by us, private, and at
+/// most `max` bytes. `Ok(None)` if it does not exist.
+fn read_private_file(path: &Path, max: u64) -> Result<Option<Vec<u8>>, String> {
+    let file = match std::fs::File::options().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(err) => return Err(format!("cannot open it: {err}")),
+    };
+    let meta = file.metadata().map_err(|e| format!("cannot stat it: {e}"))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.uid() != euid || meta.mode() & 0o077 != 0 {
+        return Err(format!(
+            "owned by uid {} with mode {:o}; must be uid {euid}, mode 0600",
+            meta.uid(),
+            meta.mode() & 0o777
+        ));
+    }
+    if meta.len() > max {
+        return Err(format!("{} bytes is over the cache bound", meta.len()));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    file.take(max).read_to_end(&mut bytes).map_err(|e| format!("cannot read it: {e}"))?;
+    Ok(Some(bytes))
+}
+
+/// The MAC key at `path`, created (32 random bytes, 0600) if missing.
+fn load_or_create_key(path: &Path) -> std::io::Result<[u8; 32]> {
+    let mut key = [0u8; 32];
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Ok(mut file) => {
+            fill_random(&mut key)?;
+            file.write_all(&key)?;
+            file.sync_all()?;
+            return Ok(key);
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(err) => return Err(err),
+    }
+    let bytes = read_private_file(path, 32)
+        .map_err(|reason| std::io::Error::other(format!("key file {}: {reason}", path.display())))?
+        .unwrap_or_default();
+    if bytes.len() != 32 {
+        return Err(std::io::Error::other(format!(
+            "key file {} is {} bytes, not 32; remove it to make a new one",
+            path.display(),
+            bytes.len()
+        )));
+    }
+    key.copy_from_slice(&bytes);
+    Ok(key)
+}
+
+fn fill_random(buf: &mut [u8]) -> std::io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        // SAFETY: the pointer and length describe the unfilled part of `buf`.
+        let n = unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
+        if n < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        filled += n as usize;
+    }
+    Ok(())
+}
+
+/// HMAC-SHA256 (RFC 2104) of the concatenation of `parts`.
+fn hmac_sha256(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
+    let mut block = [0u8; 64];
+    block[..32].copy_from_slice(key);
+    let pad = |byte: u8| block.map(|b| b ^ byte);
+    let mut inner = Sha256::new();
+    inner.update(pad(0x36));
+    for part in parts {
+        inner.update(part);
+    }
+    let mut outer = Sha256::new();
+    outer.update(pad(0x5c));
+    outer.update(inner.finalize());
+    outer.finalize().into()
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Create `path` (0700) if needed and check nobody else can write it.
@@ -197,4 +391,25 @@ fn engine_hash(engine: &Engine) -> String {
     let mut hasher = Sha(Sha256::new());
     engine.precompile_compatibility_hash().hash(&mut hasher);
     hex::encode(&hasher.0.finalize()[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_matches_rfc_4231_style_vector() {
+        // HMAC-SHA256 with key 0x0b*20 (padded to 32 here is a different
+        // key), so check against a value computed independently:
+        // python3 -c "import hmac,hashlib;print(hmac.new(bytes(32),b'abc',hashlib.sha256).hexdigest())"
+        let tag = hmac_sha256(&[0u8; 32], &[b"a", b"bc"]);
+        assert_eq!(hex::encode(tag), "fd7adb152c05ef80dccf50a1fa4c05d5a3ec6da95575fc312ae7c5d091836351");
+    }
+
+    #[test]
+    fn constant_time_eq_compares() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
 }

@@ -5,7 +5,14 @@
 //!   arguments or sockets; guest output goes to the log, bounded.
 //! - Time: every call gets an epoch deadline; a ticker thread advances the
 //!   engine's epoch while calls are running, so a looping policy traps.
-//! - Memory: a per-instance cap enforced by a [`wasmtime::ResourceLimiter`].
+//!   Host calls that could wait (sleep, `wasi:io/poll`) end at the same
+//!   deadline (see [`sandbox`]), so no way into the host outlasts a call.
+//! - Memory: a cap on the sum of an instance's memories and fixed caps on
+//!   its instances, memories and tables (see [`limits`]).
+//! - Text: a decision's reason is cut to [`MAX_REASON_BYTES`]; log lines pass
+//!   a per-policy rate budget and never block (see [`log`]).
+//! - Compilation: optionally in a child process bounded in time and memory
+//!   (see [`compile`]), so that a compile bomb fails alone.
 //! - Failure: a failed call poisons its instance; the next call starts a
 //!   fresh one from the pre-instantiated [`PolicyPre`]. After
 //!   [`RuntimeConfig::max_consecutive_failures`] failures in a row a policy is
@@ -18,13 +25,16 @@
 
 mod bindings;
 mod cache;
+pub mod compile;
+pub mod limits;
+mod log;
 pub mod registry;
 mod sandbox;
+mod ticker;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker, types::ComponentItem};
@@ -33,8 +43,13 @@ use wasmtime::{Config, Engine, Store, Trap};
 pub use bindings::{CONTRACT_VERSION, SUPPORTED_VERSIONS, WORLD};
 use bindings::{v0_1, v0_2};
 pub use cache::{Origin, content_hash};
+pub use compile::CompilerSettings;
+use limits::CapHit;
+pub use log::LogRate;
+use log::{LogBudget, LogSink};
 pub use registry::{PolicySet, PolicySlot, ReloadStats};
-use sandbox::Sandbox;
+use sandbox::{Sandbox, SandboxSettings};
+use ticker::{EPOCH_TICK, EpochTicker};
 
 use crate::model::settings::{SettingProblem, resolve};
 use crate::model::{Decision, Event, SettingSpec, State};
@@ -44,15 +59,21 @@ const MAX_DECLARED_SETTINGS: usize = 64;
 /// Longest setting name or doc line kept from a declaration.
 const MAX_DECLARED_TEXT: usize = 256;
 
-/// Granularity of the epoch ticker; time limits are rounded up to it.
-const EPOCH_TICK: Duration = Duration::from_millis(1);
+/// Longest decision reason passed on (it is copied into every audit record).
+pub use crate::model::MAX_REASON_BYTES;
+
+/// Least time given to creating an instance (its start code), when the call
+/// limit is shorter: a Python policy needs about 1 ms on an idle machine and
+/// ten times that on a busy one.
+pub const MIN_INSTANTIATE_TIME: Duration = Duration::from_millis(100);
 
 /// Limits and locations for the runtime. Defaults are in [`Default`].
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
     /// Wall-clock budget of one `decide` call (default 10 ms).
     pub time_limit: Duration,
-    /// Largest linear memory of one instance, in bytes (default 64 MiB).
+    /// Largest sum of the linear memories of one instance, in bytes
+    /// (default 64 MiB).
     pub memory_limit: usize,
     /// Guest stdout+stderr kept per call, in bytes (default 16 KiB).
     pub output_limit: usize,
@@ -60,6 +81,13 @@ pub struct RuntimeConfig {
     pub max_consecutive_failures: u32,
     /// Disk tier of the compile cache; `None` keeps it in memory only.
     pub cache_dir: Option<PathBuf>,
+    /// Largest size of the disk tier, in bytes (default 512 MiB).
+    pub cache_max_bytes: u64,
+    /// Log lines per policy, across calls (default 20 lines, 16 KiB per second).
+    pub log_rate: LogRate,
+    /// Compile in a child process with these bounds; `None` compiles in
+    /// this process without bounds (tests, tools).
+    pub compiler: Option<CompilerSettings>,
 }
 
 impl Default for RuntimeConfig {
@@ -70,6 +98,9 @@ impl Default for RuntimeConfig {
             output_limit: 16 << 10,
             max_consecutive_failures: 5,
             cache_dir: None,
+            cache_max_bytes: 512 << 20,
+            log_rate: LogRate::default(),
+            compiler: None,
         }
     }
 }
@@ -84,6 +115,9 @@ pub enum PolicyError {
     /// Cranelift rejected the component.
     #[error("policy {policy}: failed to compile: {reason}")]
     Compile { policy: String, reason: String },
+    /// Compiling was stopped by its time or memory bound.
+    #[error("policy {policy}: compile stopped: {reason}")]
+    CompileLimit { policy: String, reason: String },
     /// The component is not of world `policy`, or needs imports we do not offer.
     #[error("policy {policy}: does not fit world {WORLD} of any supported contract version (0.2.0, 0.1.0): {reason}")]
     WrongWorld { policy: String, reason: String },
@@ -97,11 +131,21 @@ pub enum PolicyError {
     #[error("policy {policy}: failed to instantiate: {reason}")]
     Instantiate { policy: String, reason: String },
     /// The call ran past its time limit and was interrupted.
-    #[error("policy {policy}: interrupted after exceeding its time limit of {limit_ms} ms")]
-    Timeout { policy: String, limit_ms: u128 },
+    #[error("policy {policy}: interrupted after exceeding its time limit of {limit_ms} ms{waiting}")]
+    Timeout {
+        policy: String,
+        limit_ms: u128,
+        /// Empty, or a note that the time was spent waiting in a host call.
+        waiting: &'static str,
+    },
     /// The instance tried to grow its memory past the cap.
-    #[error("policy {policy}: stopped at its memory limit of {limit_mib} MiB")]
-    MemoryLimit { policy: String, limit_mib: usize },
+    #[error("policy {policy}: stopped at its memory limit of {limit_mib} MiB{what}")]
+    MemoryLimit {
+        policy: String,
+        limit_mib: usize,
+        /// Empty, or which other cap (tables) was hit.
+        what: &'static str,
+    },
     /// The guest trapped (panic, unreachable, out-of-bounds access...).
     #[error("policy {policy}: trapped: {reason}")]
     Trap { policy: String, reason: String },
@@ -116,12 +160,13 @@ impl PolicyError {
         match self {
             PolicyError::NotAComponent { .. } => "not-a-component",
             PolicyError::Compile { .. } => "compile",
-            PolicyError::WrongWorld { .. } => "wrong-world",
+            PolicyError::CompileLimit { .. } => "compile-limit",
+            PolicyError::WrongWorld { .. } => "refused-import",
             PolicyError::Declaration { .. } => "declaration",
             PolicyError::Settings { .. } => "settings",
             PolicyError::Instantiate { .. } => "instantiate",
             PolicyError::Timeout { .. } => "timeout",
-            PolicyError::MemoryLimit { .. } => "memory-limit",
+            PolicyError::MemoryLimit { .. } => "memory",
             PolicyError::Trap { .. } => "trap",
             PolicyError::Quarantined { .. } => "quarantined",
         }
@@ -147,6 +192,19 @@ pub struct Inspection {
     pub load_ms: f64,
 }
 
+/// The engine settings, shared by the daemon and its compiler child (a
+/// compiled artifact loads only into an engine with the same settings).
+fn engine() -> anyhow::Result<Engine> {
+    let mut wasm = Config::new();
+    wasm.wasm_component_model(true)
+        .epoch_interruption(true)
+        // Component-model async makes every call about 3x slower and
+        // policies do not use it.
+        .concurrency_support(false)
+        .max_wasm_stack(1 << 20);
+    Engine::new(&wasm).map_err(|e| anyhow::anyhow!("creating the wasm engine: {e}"))
+}
+
 /// The wasmtime engine, linker and compile cache shared by all policies.
 pub struct Runtime {
     engine: Engine,
@@ -154,6 +212,10 @@ pub struct Runtime {
     cache: cache::CompileCache,
     config: RuntimeConfig,
     ticker: Arc<EpochTicker>,
+    /// Policy log lines go here, never blocking a call.
+    sink: LogSink,
+    /// Set by [`Runtime::cancel_compiles`]: compiles in flight stop.
+    cancel: AtomicBool,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -167,23 +229,23 @@ impl Runtime {
     /// concurrency), the linker (deny-by-default WASI and the `host` import)
     /// and the cache.
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
-        let mut wasm = Config::new();
-        wasm.wasm_component_model(true)
-            .epoch_interruption(true)
-            // Component-model async makes every call about 3x slower and
-            // policies do not use it.
-            .concurrency_support(false)
-            .max_wasm_stack(1 << 20);
-        let engine = Engine::new(&wasm).map_err(|e| anyhow::anyhow!("creating the wasm engine: {e}"))?;
+        let engine = engine()?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("linking WASI: {e}"))?;
-        v0_2::Policy::add_to_linker::<Sandbox, wasmtime::component::HasSelf<Sandbox>>(&mut linker, |s| s)
-            .map_err(|e| anyhow::anyhow!("linking the host interface 0.2: {e}"))?;
-        v0_1::Policy::add_to_linker::<Sandbox, wasmtime::component::HasSelf<Sandbox>>(&mut linker, |s| s)
-            .map_err(|e| anyhow::anyhow!("linking the host interface 0.1: {e}"))?;
-        let cache = cache::CompileCache::new(&engine, config.cache_dir.as_deref());
+        sandbox::add_to_linker(&mut linker).map_err(|e| anyhow::anyhow!("linking WASI and the host interface: {e}"))?;
+        let cache = cache::CompileCache::new(&engine, config.cache_dir.as_deref(), config.cache_max_bytes);
         let ticker = EpochTicker::start(engine.clone());
-        Ok(Runtime { engine, linker, cache, config, ticker })
+        let sink = LogSink::start();
+        Ok(Runtime { engine, linker, cache, config, ticker, sink, cancel: AtomicBool::new(false) })
+    }
+
+    /// Stop every compile in flight and refuse new ones (at shutdown).
+    pub fn cancel_compiles(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+
+    /// Policy log lines dropped because the log thread fell behind.
+    pub fn log_overflow(&self) -> u64 {
+        self.sink.overflow.load(Ordering::Relaxed)
     }
 
     /// The limits in force.
@@ -260,28 +322,51 @@ impl Runtime {
             live: None,
             config: self.config.clone(),
             ticker: self.ticker.clone(),
-            failures: 0,
-            quarantined: false,
+            status: Arc::default(),
+            budget: Arc::new(LogBudget::new(self.config.log_rate)),
+            sink: self.sink.clone(),
         }
     }
 
     fn compile(&self, name: &str, bytes: &[u8]) -> Result<(Component, cache::ContentHash, Origin), PolicyError> {
         check_component_header(bytes)
             .map_err(|reason| PolicyError::NotAComponent { policy: name.to_string(), reason })?;
-        self.cache
-            .get_or_compile(&self.engine, bytes)
-            .map_err(|e| PolicyError::Compile { policy: name.to_string(), reason: format!("{e:#}") })
+        let policy = || name.to_string();
+        let precompile = |bytes: &[u8]| match &self.config.compiler {
+            Some(settings) => compile::compile_in_child(settings, bytes, &self.cancel),
+            None => {
+                self.engine.precompile_component(bytes).map_err(|e| compile::CompileFailure::Invalid(cause_chain(&e)))
+            }
+        };
+        self.cache.get_or_compile(&self.engine, bytes, precompile).map_err(|err| match err {
+            cache::CompileError::Failed(compile::CompileFailure::Invalid(reason)) => {
+                PolicyError::Compile { policy: policy(), reason }
+            }
+            cache::CompileError::Failed(compile::CompileFailure::Limit(reason)) => {
+                PolicyError::CompileLimit { policy: policy(), reason }
+            }
+            cache::CompileError::Failed(compile::CompileFailure::Cancelled) => {
+                PolicyError::CompileLimit { policy: policy(), reason: "cancelled: the daemon is shutting down".into() }
+            }
+            cache::CompileError::Failed(compile::CompileFailure::Spawn(reason)) => {
+                PolicyError::Compile { policy: policy(), reason }
+            }
+            cache::CompileError::Load(e) => PolicyError::Compile {
+                policy: policy(),
+                reason: format!("the compiled code could not be loaded: {}", cause_chain(&e)),
+            },
+        })
     }
 
     /// Bind `component` to the newest contract version whose world it fits.
     fn validate(&self, name: &str, component: &Component) -> Result<Pre, PolicyError> {
         let wrong = |reason: String| PolicyError::WrongWorld { policy: name.to_string(), reason };
-        let instance_pre = self.linker.instantiate_pre(component).map_err(|e| wrong(first_line(&e)))?;
+        let instance_pre = self.linker.instantiate_pre(component).map_err(|e| wrong(cause_chain(&e)))?;
         match v0_2::PolicyPre::new(instance_pre.clone()) {
             Ok(pre) => Ok(Pre::V0_2(pre)),
             Err(newest) => match v0_1::PolicyPre::new(instance_pre) {
                 Ok(pre) => Ok(Pre::V0_1(pre)),
-                Err(_) => Err(wrong(format!("as 0.2.0: {}", first_line(&newest)))),
+                Err(_) => Err(wrong(format!("as 0.2.0: {}", cause_chain(&newest)))),
             },
         }
     }
@@ -302,18 +387,6 @@ fn check_component_header(bytes: &[u8]) -> Result<(), String> {
             .to_string()),
         (version, layer) => Err(format!("unknown WebAssembly version {version} layer {layer}")),
     }
-}
-
-/// The first line of a wasmtime error chain that says what went wrong:
-/// wasmtime puts a backtrace header (`error while executing at wasm
-/// backtrace:`) first when it has one.
-fn first_line(err: &wasmtime::Error) -> String {
-    let text = format!("{err:#}");
-    text.lines()
-        .map(str::trim)
-        .find(|line| !line.is_empty() && !line.starts_with("error while executing at wasm backtrace"))
-        .unwrap_or("unknown error")
-        .to_string()
 }
 
 /// A validated component, bound to the contract version it was built for.
@@ -374,10 +447,41 @@ pub struct LoadedPolicy {
     live: Option<Live>,
     config: RuntimeConfig,
     ticker: Arc<EpochTicker>,
+    /// Failure count and quarantine, readable without this policy's lock.
+    status: Arc<PolicyStatus>,
+    /// Log lines allowed per second, across calls and instances.
+    budget: Arc<LogBudget>,
+    /// Where log lines go.
+    sink: LogSink,
+}
+
+/// A policy's failure record, shared with the registry so that metrics and
+/// the event loop read it without waiting for a call to end.
+#[derive(Debug, Default)]
+pub struct PolicyStatus {
     /// Failed calls in a row.
-    failures: u32,
+    failures: AtomicU32,
     /// Set after too many failures; cleared only by loading the file again.
-    quarantined: bool,
+    quarantined: AtomicBool,
+    /// Log lines dropped over the budget (mirrors the budget's counter).
+    log_dropped: AtomicU64,
+}
+
+impl PolicyStatus {
+    /// Whether calls are refused until the policy is loaded again.
+    pub fn is_quarantined(&self) -> bool {
+        self.quarantined.load(Ordering::Relaxed)
+    }
+
+    /// Failed calls in a row.
+    pub fn failures(&self) -> u32 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// Log lines dropped over the policy's log budget.
+    pub fn log_dropped(&self) -> u64 {
+        self.log_dropped.load(Ordering::Relaxed)
+    }
 }
 
 impl std::fmt::Debug for LoadedPolicy {
@@ -385,8 +489,7 @@ impl std::fmt::Debug for LoadedPolicy {
         f.debug_struct("LoadedPolicy")
             .field("name", &self.name)
             .field("sha256", &self.sha256)
-            .field("failures", &self.failures)
-            .field("quarantined", &self.quarantined)
+            .field("status", &self.status)
             .finish_non_exhaustive()
     }
 }
@@ -428,7 +531,7 @@ impl LoadedPolicy {
             self.live = Some(live);
             return Ok(());
         };
-        live.store.data_mut().begin_call();
+        live.store.data_mut().begin_call(Instant::now() + self.config.time_limit);
         live.store.set_epoch_deadline(self.deadline_ticks());
         let result = {
             let _running = self.ticker.enter();
@@ -437,7 +540,7 @@ impl LoadedPolicy {
         live.store.data_mut().finish_call();
         let specs = match result {
             Ok(specs) => specs,
-            Err(e) => return Err(self.classify(&e, live.store.data().limits.hit)),
+            Err(e) => return Err(self.classify(&e, live.store.data())),
         };
         self.live = Some(live);
         let declaration = |reason: String| PolicyError::Declaration { policy: self.name.to_string(), reason };
@@ -466,23 +569,36 @@ impl LoadedPolicy {
 
     /// Whether calls are refused until the policy is loaded again.
     pub fn is_quarantined(&self) -> bool {
-        self.quarantined
+        self.status.is_quarantined()
+    }
+
+    /// The failure record, shared (the registry reads it without locking).
+    pub fn status(&self) -> Arc<PolicyStatus> {
+        self.status.clone()
+    }
+
+    fn sandbox_settings(&self) -> SandboxSettings {
+        SandboxSettings {
+            policy: self.name.clone(),
+            memory_limit: self.config.memory_limit,
+            output_limit: self.config.output_limit,
+            budget: self.budget.clone(),
+            sink: self.sink.clone(),
+        }
     }
 
     fn instantiate(&mut self) -> Result<Live, PolicyError> {
-        let mut store = Store::new(
-            self.pre.engine(),
-            Sandbox::new(self.name.clone(), self.config.memory_limit, self.config.output_limit),
-        );
+        let mut store = Store::new(self.pre.engine(), Sandbox::new(self.sandbox_settings()));
         store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(self.deadline_ticks());
+        let limit = self.config.time_limit.max(MIN_INSTANTIATE_TIME);
+        store.data_mut().begin_call(Instant::now() + limit);
+        store.set_epoch_deadline(ticks(limit));
         let _running = self.ticker.enter();
         match self.pre.instantiate(&mut store) {
             Ok(bindings) => Ok(Live { store, bindings }),
             Err(e) => {
-                let hit = store.data().limits.hit;
                 store.data_mut().finish_call();
-                Err(match self.classify(&e, hit) {
+                Err(match self.classify(&e, store.data()) {
                     PolicyError::Trap { policy, reason } => PolicyError::Instantiate { policy, reason },
                     other => other,
                 })
@@ -491,26 +607,34 @@ impl LoadedPolicy {
     }
 
     fn deadline_ticks(&self) -> u64 {
-        let ticks = self.config.time_limit.as_nanos().div_ceil(EPOCH_TICK.as_nanos());
-        u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
+        ticks(self.config.time_limit)
     }
 
     /// Run `decide` once. On failure the instance is dropped (a trap poisons
     /// it) and the next call starts a fresh one.
     pub fn decide(&mut self, event: &Event, state: &State) -> Result<Option<Decision>, PolicyError> {
-        if self.quarantined {
-            return Err(PolicyError::Quarantined { policy: self.name.to_string(), failures: self.failures });
+        let status = self.status.clone();
+        if status.is_quarantined() {
+            return Err(PolicyError::Quarantined { policy: self.name.to_string(), failures: status.failures() });
         }
         let result = self.call(event, state);
+        status.log_dropped.store(self.budget.dropped.load(Ordering::Relaxed), Ordering::Relaxed);
         match &result {
-            Ok(_) => self.failures = 0,
+            Ok(_) => status.failures.store(0, Ordering::Relaxed),
             Err(err) => {
-                self.failures += 1;
-                if self.failures >= self.config.max_consecutive_failures {
-                    self.quarantined = true;
-                    tracing::error!(policy = %self.name, failures = self.failures,
-                        "policy quarantined after {} failed calls in a row (last: {err}); \
-                         it makes no decisions until its file changes", self.failures);
+                let failures = status.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                if failures >= self.config.max_consecutive_failures {
+                    status.quarantined.store(true, Ordering::Relaxed);
+                    // Through the sink: a decider never waits on the log.
+                    self.sink.send_unbudgeted(
+                        &self.name,
+                        tracing::Level::ERROR,
+                        "runtime",
+                        format!(
+                            "policy quarantined after {failures} failed calls in a row (last: {err}); \
+                         it makes no decisions until its file changes"
+                        ),
+                    );
                 }
             }
         }
@@ -532,7 +656,7 @@ impl LoadedPolicy {
                 &resolved
             }
         };
-        live.store.data_mut().begin_call();
+        live.store.data_mut().begin_call(Instant::now() + self.config.time_limit);
         live.store.set_epoch_deadline(self.deadline_ticks());
         let result = {
             let _running = self.ticker.enter();
@@ -549,99 +673,62 @@ impl LoadedPolicy {
         match result {
             Ok(decision) => {
                 self.live = Some(live);
-                Ok(decision)
+                Ok(decision.map(Decision::bounded))
             }
             // The instance is poisoned; drop it (`live` goes out of scope).
-            Err(e) => Err(self.classify(&e, live.store.data().limits.hit)),
+            Err(e) => Err(self.classify(&e, live.store.data())),
         }
     }
 
-    fn classify(&self, err: &wasmtime::Error, memory_hit: bool) -> PolicyError {
+    /// Turn a wasmtime error into a [`PolicyError`] whose message names
+    /// the cause in its first line.
+    fn classify(&self, err: &wasmtime::Error, sandbox: &Sandbox) -> PolicyError {
         let policy = self.name.to_string();
+        let limit_ms = self.config.time_limit.as_millis();
         if err.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-            return PolicyError::Timeout { policy, limit_ms: self.config.time_limit.as_millis() };
+            return PolicyError::Timeout { policy, limit_ms, waiting: "" };
         }
-        if memory_hit {
-            return PolicyError::MemoryLimit { policy, limit_mib: self.config.memory_limit >> 20 };
+        if sandbox.waited_out || err.downcast_ref::<sandbox::WaitedPastDeadline>().is_some() {
+            return PolicyError::Timeout { policy, limit_ms, waiting: " (waiting in a host call: sleep or poll)" };
+        }
+        let limit_mib = self.config.memory_limit >> 20;
+        match sandbox.limits.hit {
+            Some(CapHit::Memory) => return PolicyError::MemoryLimit { policy, limit_mib, what: "" },
+            Some(CapHit::Table) => {
+                return PolicyError::MemoryLimit { policy, limit_mib, what: " (table elements over the fixed cap)" };
+            }
+            None => {}
         }
         let reason = match err.downcast_ref::<Trap>() {
-            Some(trap) => format!("{trap}"),
-            None => first_line(err),
+            Some(trap) => trap.to_string(),
+            None => cause_chain(err),
         };
         PolicyError::Trap { policy, reason }
     }
 }
 
-/// Advances the engine epoch every [`EPOCH_TICK`] while at least one call
-/// is running, and sleeps otherwise so that an idle daemon costs nothing.
-struct EpochTicker {
-    /// Calls in flight.
-    active: AtomicUsize,
-    /// Set on drop of the runtime to end the thread.
-    stop: AtomicBool,
-    thread: std::sync::OnceLock<JoinHandle<()>>,
+/// Epoch ticks for a time limit, rounded up.
+fn ticks(limit: Duration) -> u64 {
+    let ticks = limit.as_nanos().div_ceil(EPOCH_TICK.as_nanos());
+    u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
 }
 
-impl EpochTicker {
-    fn start(engine: Engine) -> Arc<Self> {
-        let ticker = Arc::new(EpochTicker {
-            active: AtomicUsize::new(0),
-            stop: AtomicBool::new(false),
-            thread: std::sync::OnceLock::new(),
-        });
-        let weak = Arc::downgrade(&ticker);
-        let handle = std::thread::Builder::new().name("epoch-ticker".into()).spawn(move || {
-            loop {
-                let Some(t) = weak.upgrade() else { return };
-                if t.stop.load(Ordering::Relaxed) {
-                    return;
-                }
-                let idle = t.active.load(Ordering::Acquire) == 0;
-                drop(t);
-                if idle {
-                    std::thread::park_timeout(Duration::from_millis(250));
-                } else {
-                    std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
-                }
-            }
-        });
-        match handle {
-            Ok(handle) => {
-                let _ = ticker.thread.set(handle);
-            }
-            // Without the thread deadlines never fire: say so loudly.
-            Err(err) => tracing::error!("could not start the epoch ticker, policy time limits are not enforced: {err}"),
-        }
-        ticker
+/// The causes in a wasmtime error chain, outermost first, on one line:
+/// wasmtime wraps a host or trap error in a "wasm backtrace" context whose
+/// text is a header and frame list, not a cause; those are left out.
+pub fn cause_chain(err: &wasmtime::Error) -> String {
+    let causes: Vec<String> = err
+        .chain()
+        .filter_map(|cause| {
+            let text = cause.to_string();
+            let line = text.lines().map(str::trim).find(|l| !l.is_empty())?.to_string();
+            (!line.starts_with("error while executing at wasm backtrace")).then_some(line)
+        })
+        .collect();
+    if causes.is_empty() {
+        return "unknown error (wasmtime gave no cause)".into();
     }
-
-    /// Mark a call as running until the guard drops.
-    fn enter(&self) -> TickerGuard<'_> {
-        if self.active.fetch_add(1, Ordering::AcqRel) == 0
-            && let Some(thread) = self.thread.get()
-        {
-            thread.thread().unpark();
-        }
-        TickerGuard(self)
-    }
-}
-
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.get() {
-            thread.thread().unpark();
-        }
-    }
-}
-
-struct TickerGuard<'a>(&'a EpochTicker);
-
-impl Drop for TickerGuard<'_> {
-    fn drop(&mut self) {
-        self.0.active.fetch_sub(1, Ordering::AcqRel);
-    }
+    causes.join(": ")
 }
 
 #[cfg(test)]

@@ -5,12 +5,17 @@
 //! a call already running finishes on the old version, the next call uses
 //! the new one. No event waits on a compile. The folder watcher (`reload`)
 //! installs and removes versions; the daemon only reads.
+//!
+//! Invariant: the only lock held across a policy call is that version's own
+//! mutex. Everything else (names, hashes, quarantine, failure counts, for
+//! the event loop and `/metrics`) is read without it, so a slow call never
+//! stalls a reader.
 
-use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use super::{LoadedPolicy, PolicyError};
+use super::{LoadedPolicy, PolicyError, PolicyStatus};
 use crate::model::{Decision, Event, SettingSpec, State};
 
 /// One version of a policy: the loaded component and the hash of its bytes.
@@ -22,6 +27,8 @@ struct Version {
     contract_version: &'static str,
     /// The settings it declared (contract 0.2), read without the mutex.
     settings: Arc<[SettingSpec]>,
+    /// Failure record, readable while a call holds `policy`.
+    status: Arc<PolicyStatus>,
     /// The instance; the mutex serialises calls into it.
     policy: Mutex<LoadedPolicy>,
 }
@@ -61,6 +68,11 @@ impl PolicySlot {
         (version.sha256.clone(), version.contract_version, version.settings.clone())
     }
 
+    /// Failure record of the current version; never waits for a call.
+    pub fn status(&self) -> Arc<PolicyStatus> {
+        self.version().status.clone()
+    }
+
     fn replace(&self, policy: LoadedPolicy) {
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Version::from(policy));
     }
@@ -72,6 +84,7 @@ impl From<LoadedPolicy> for Version {
             sha256: policy.sha256().to_string(),
             contract_version: policy.contract_version(),
             settings: policy.settings().clone(),
+            status: policy.status(),
             policy: Mutex::new(policy),
         }
     }
@@ -90,6 +103,24 @@ pub struct ReloadStats {
     pub unloads: AtomicU64,
     /// File events whose bytes matched the running version.
     pub unchanged: AtomicU64,
+    /// Refused files by (policy, cause), for `autoscaler_policy_failures_total`.
+    by_cause: Mutex<BTreeMap<(String, String), u64>>,
+}
+
+impl ReloadStats {
+    /// Count a refused file of policy `name`; `cause` is a short label
+    /// (`refused-import`, `compile-limit`, `not-regular-file`, ...).
+    pub fn rejected(&self, name: &str, cause: &str) {
+        self.rejections.fetch_add(1, Ordering::Relaxed);
+        let mut map = self.by_cause.lock().unwrap_or_else(|p| p.into_inner());
+        *map.entry((name.to_string(), cause.to_string())).or_insert(0) += 1;
+    }
+
+    /// Refused files by (policy, cause).
+    pub fn rejections_by_cause(&self) -> Vec<((String, String), u64)> {
+        let map = self.by_cause.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
 }
 
 /// The loaded policies by name (file stem). Cheap to clone and share.
@@ -113,14 +144,21 @@ impl PolicySet {
         names
     }
 
-    /// How many loaded policies are quarantined.
+    /// How many loaded policies are quarantined. Never waits for a call.
     pub fn quarantined(&self) -> usize {
         let slots: Vec<Arc<PolicySlot>> =
             self.slots.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
-        slots
-            .iter()
-            .filter(|slot| slot.version().policy.lock().unwrap_or_else(|p| p.into_inner()).is_quarantined())
-            .count()
+        slots.iter().filter(|slot| slot.status().is_quarantined()).count()
+    }
+
+    /// Every loaded policy's name and failure record, sorted by name.
+    /// Never waits for a call.
+    pub fn statuses(&self) -> Vec<(String, Arc<PolicyStatus>)> {
+        let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
+        let mut all: Vec<(String, Arc<PolicyStatus>)> =
+            slots.iter().map(|(name, slot)| (name.clone(), slot.status())).collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
     }
 
     /// Load, reload, rejection and unload counts.

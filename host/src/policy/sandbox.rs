@@ -1,55 +1,87 @@
-//! Per-instance store data: the deny-by-default WASI context, the memory
-//! limiter, captured guest output and the `host` import that policies call.
+//! Per-instance store data: the deny-by-default WASI context, the resource
+//! caps, captured guest output and the `host` import that policies call.
 //!
 //! Invariant: a policy gets no capability that is not created here. There
 //! are no preopened directories, no environment variables, no arguments, no
 //! sockets and no name lookups; stdout and stderr go to a bounded buffer that
-//! the runtime drains into the daemon's log after every call.
+//! the runtime drains into the policy log after every call.
+//!
+//! Invariant: no host call blocks past the call's deadline. The only WASI
+//! functions that wait are `wasi:io/poll.poll` and `pollable.block` (a
+//! `sleep` is a clock pollable plus `block`); [`add_to_linker`] replaces
+//! them with versions that wait at most until the deadline and then fail
+//! the call as a timeout. Streams cannot wait: stdin is closed, stdout and
+//! stderr always accept, and no file or socket can be opened.
 
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::io::AsyncWrite;
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{v0_1, v0_2};
+use super::limits::{MAX_HOST_RESOURCES, StoreCaps};
+use super::log::{LogBudget, LogSink};
 
 /// Longest single `log` message kept; the rest is cut with a marker.
 const MAX_LOG_MESSAGE: usize = 4096;
 /// `log` calls kept per `decide` call; further ones are counted and dropped.
 const MAX_LOG_LINES_PER_CALL: u32 = 64;
+/// Largest `wasi:random` request served (wasmtime's default is 64 MiB of
+/// host memory per call, outside the instance's memory cap).
+const MAX_RANDOM_BYTES: u64 = 64 << 10;
+
+/// Everything an instance's sandbox needs from its policy.
+#[derive(Debug, Clone)]
+pub struct SandboxSettings {
+    /// The policy's name, for every log line it causes.
+    pub policy: Arc<str>,
+    /// Cap on the sum of the instance's linear memories, in bytes.
+    pub memory_limit: usize,
+    /// Guest stdout+stderr kept per call, in bytes.
+    pub output_limit: usize,
+    /// The policy's log budget, shared by its instances.
+    pub budget: Arc<LogBudget>,
+    /// Where log lines go, without blocking.
+    pub sink: LogSink,
+}
 
 /// The data of one policy instance's `Store`.
 pub struct Sandbox {
-    /// The policy's name, for every log line it causes.
-    policy: Arc<str>,
+    /// Name, budget and sink of the policy.
+    settings: SandboxSettings,
     /// Deny-by-default WASI context (no dirs, env, args, network).
     wasi: WasiCtx,
-    /// WASI resources the guest opened (streams for stdio).
+    /// WASI resources the guest opened (streams for stdio, pollables).
     table: ResourceTable,
-    /// Enforces the memory cap and records that it was hit.
-    pub limits: MemoryCap,
+    /// Enforces the memory, table and count caps and records a hit.
+    pub limits: StoreCaps,
     /// Guest stdout and stderr, bounded, drained after every call.
     pub output: CapturedOutput,
     /// `log` calls made during the current `decide` call.
     log_lines: u32,
     /// `log` calls dropped during the current call because of the bound.
     log_dropped: u32,
+    /// When the current call must end; host waits never pass it.
+    deadline: Instant,
+    /// Set when a host wait was cut at the deadline during this call.
+    pub waited_out: bool,
 }
 
 impl std::fmt::Debug for Sandbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sandbox").field("policy", &self.policy).finish_non_exhaustive()
+        f.debug_struct("Sandbox").field("policy", &self.settings.policy).finish_non_exhaustive()
     }
 }
 
 impl Sandbox {
-    /// A fresh sandbox for one instance of `policy`.
-    pub fn new(policy: Arc<str>, memory_limit: usize, output_limit: usize) -> Self {
-        let output = CapturedOutput::new(output_limit);
+    /// A fresh sandbox for one instance.
+    pub fn new(settings: SandboxSettings) -> Self {
+        let output = CapturedOutput::new(settings.output_limit);
         let wasi = WasiCtx::builder()
             .stdout(output.clone())
             .stderr(output.clone())
@@ -57,40 +89,52 @@ impl Sandbox {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .socket_addr_check(|_, _| Box::pin(async { false }))
+            .max_random_size(MAX_RANDOM_BYTES)
             .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_HOST_RESOURCES);
         Sandbox {
-            policy,
+            limits: StoreCaps::new(settings.memory_limit),
+            settings,
             wasi,
-            table: ResourceTable::new(),
-            limits: MemoryCap { limit: memory_limit, hit: false },
+            table,
             output,
             log_lines: 0,
             log_dropped: 0,
+            deadline: Instant::now(),
+            waited_out: false,
         }
     }
 
-    /// Reset per-call bookkeeping before a call.
-    pub fn begin_call(&mut self) {
-        self.limits.hit = false;
+    /// Reset per-call bookkeeping before a call that must end by `deadline`.
+    pub fn begin_call(&mut self, deadline: Instant) {
+        self.limits.hit = None;
         self.log_lines = 0;
         self.log_dropped = 0;
+        self.deadline = deadline;
+        self.waited_out = false;
     }
 
-    /// Emit what the guest wrote to stdout/stderr during the call, one log
-    /// line per line of output, and report dropped `log` calls.
+    /// Pass what the guest wrote to stdout/stderr during the call to the
+    /// policy log, one line per line of output, and report dropped lines.
     pub fn finish_call(&mut self) {
         let (text, truncated) = self.output.take();
+        let SandboxSettings { policy, budget, sink, .. } = &self.settings;
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            tracing::info!(target: "policy", policy = %self.policy, stream = "output", "{line}");
+            sink.send(budget, policy, tracing::Level::INFO, "output", truncate(line, MAX_LOG_MESSAGE).into_owned());
         }
+        let mut notes = Vec::new();
         if truncated > 0 {
-            tracing::warn!(target: "policy", policy = %self.policy,
-                "policy output cut: {truncated} bytes over the per-call limit were dropped");
+            notes.push(format!("{truncated} bytes of output over the per-call limit were dropped"));
         }
         if self.log_dropped > 0 {
-            tracing::warn!(target: "policy", policy = %self.policy,
+            notes.push(format!(
                 "{} log lines over the per-call limit of {MAX_LOG_LINES_PER_CALL} were dropped",
-                self.log_dropped);
+                self.log_dropped
+            ));
+        }
+        if !notes.is_empty() {
+            sink.send_unbudgeted(policy, tracing::Level::WARN, "runtime", notes.join("; "));
         }
     }
 }
@@ -110,15 +154,9 @@ impl Sandbox {
             self.log_dropped += 1;
             return;
         }
-        let message = truncate(message, MAX_LOG_MESSAGE);
-        let policy = &*self.policy;
-        match level {
-            tracing::Level::TRACE => tracing::trace!(target: "policy", policy, "{message}"),
-            tracing::Level::DEBUG => tracing::debug!(target: "policy", policy, "{message}"),
-            tracing::Level::INFO => tracing::info!(target: "policy", policy, "{message}"),
-            tracing::Level::WARN => tracing::warn!(target: "policy", policy, "{message}"),
-            _ => tracing::error!(target: "policy", policy, "{message}"),
-        }
+        let message = truncate(message, MAX_LOG_MESSAGE).into_owned();
+        let SandboxSettings { policy, budget, sink, .. } = &self.settings;
+        sink.send(budget, policy, level, "log", message);
     }
 }
 
@@ -147,8 +185,8 @@ macro_rules! host_interface {
 host_interface!(v0_1);
 host_interface!(v0_2);
 
-/// Cut `text` to at most `max` bytes on a character boundary.
-fn truncate(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+/// Cut `text` to at most `max` bytes on a character boundary, marking the cut.
+pub fn truncate(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
     if text.len() <= max {
         return text.into();
     }
@@ -159,42 +197,78 @@ fn truncate(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
     format!("{}… ({} bytes cut)", &text[..end], text.len() - end).into()
 }
 
-/// Memory cap for one instance, enforced by wasmtime through
-/// [`wasmtime::ResourceLimiter`]: growth past the cap is refused and recorded
-/// so that the resulting trap can be reported as a memory failure.
-#[derive(Debug)]
-pub struct MemoryCap {
-    /// Largest linear memory allowed, in bytes.
-    limit: usize,
-    /// Set when a growth past `limit` was refused during the current call.
-    pub hit: bool,
+/// Link everything a policy may import into `linker`: WASI p2 with its
+/// waiting functions bounded by the call deadline, and the `host` interface.
+pub fn add_to_linker(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_sync(linker)?;
+    // Replace wasi:io/poll (the only way to wait) with the bounded version.
+    linker.allow_shadowing(true);
+    wasmtime_wasi::p2::bindings::sync::io::poll::add_to_linker::<Sandbox, BoundedPollData>(linker, |s| BoundedPoll {
+        table: &mut s.table,
+        deadline: s.deadline,
+        waited_out: &mut s.waited_out,
+    })?;
+    linker.allow_shadowing(false);
+    v0_2::Policy::add_to_linker::<Sandbox, wasmtime::component::HasSelf<Sandbox>>(linker, |s| s)?;
+    v0_1::Policy::add_to_linker::<Sandbox, wasmtime::component::HasSelf<Sandbox>>(linker, |s| s)
 }
 
-/// Table growth cap: far above what a policy needs, low enough to bound memory.
-const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+/// `wasi:io/poll` for one call: waits end at the call's deadline.
+struct BoundedPoll<'a> {
+    table: &'a mut ResourceTable,
+    deadline: Instant,
+    waited_out: &'a mut bool,
+}
 
-impl wasmtime::ResourceLimiter for MemoryCap {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        if desired > self.limit {
-            self.hit = true;
-            return Ok(false);
+struct BoundedPollData;
+
+impl HasData for BoundedPollData {
+    type Data<'a> = BoundedPoll<'a>;
+}
+
+/// Why a host wait ended the call.
+#[derive(Debug, thiserror::Error)]
+#[error("the policy waited in a host call (sleep or wasi:io/poll) past its time limit")]
+pub struct WaitedPastDeadline;
+
+/// Run a host wait, giving up at `deadline`.
+fn bounded<T>(
+    deadline: Instant,
+    waited_out: &mut bool,
+    wait: impl std::future::Future<Output = wasmtime::Result<T>>,
+) -> wasmtime::Result<T> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    match wasmtime_wasi::runtime::in_tokio(async { tokio::time::timeout(left, wait).await }) {
+        Ok(result) => result,
+        Err(_elapsed) => {
+            *waited_out = true;
+            Err(wasmtime::Error::new(WaitedPastDeadline))
         }
-        Ok(true)
+    }
+}
+
+impl wasmtime_wasi::p2::bindings::sync::io::poll::Host for BoundedPoll<'_> {
+    fn poll(&mut self, pollables: Vec<Resource<DynPollable>>) -> wasmtime::Result<Vec<u32>> {
+        use wasmtime_wasi::p2::bindings::io::poll::Host as AsyncPoll;
+        let BoundedPoll { table, deadline, waited_out } = self;
+        bounded(*deadline, waited_out, AsyncPoll::poll(&mut **table, pollables))
+    }
+}
+
+impl wasmtime_wasi::p2::bindings::sync::io::poll::HostPollable for BoundedPoll<'_> {
+    fn ready(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<bool> {
+        use wasmtime_wasi::p2::bindings::io::poll::HostPollable as AsyncPollable;
+        wasmtime_wasi::runtime::in_tokio(AsyncPollable::ready(&mut *self.table, pollable))
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+    fn block(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<()> {
+        use wasmtime_wasi::p2::bindings::io::poll::HostPollable as AsyncPollable;
+        let BoundedPoll { table, deadline, waited_out } = self;
+        bounded(*deadline, waited_out, AsyncPollable::block(&mut **table, pollable))
     }
 
-    // Interpreted languages (componentize-py) bring many core instances.
-    fn instances(&self) -> usize {
-        1000
-    }
-    fn memories(&self) -> usize {
-        1000
-    }
-    fn tables(&self) -> usize {
-        1000
+    fn drop(&mut self, pollable: Resource<DynPollable>) -> wasmtime::Result<()> {
+        wasmtime_wasi::p2::bindings::io::poll::HostPollable::drop(&mut *self.table, pollable)
     }
 }
 

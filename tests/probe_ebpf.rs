@@ -264,7 +264,7 @@ async fn ebpf_connection_crossings_of_a_hovering_count_are_bounded() {
     }
     // The state the daemon sees ends right: below the threshold.
     assert!(
-        matches!(g.last().map(|e| e.kind.clone()), Some(EventKind::Crossing(x)) if x.direction == Direction::Down),
+        matches!(g.last().map(|e| e.kind), Some(EventKind::Crossing(x)) if x.direction == Direction::Down),
         "{g:?}"
     );
 

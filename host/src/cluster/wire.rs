@@ -189,7 +189,13 @@ impl From<WireTracked> for Tracked {
         let band = |b: WireBand| Band { upper: b.upper, lower: b.lower };
         Tracked {
             container_id: w.container_id,
-            thresholds: Thresholds { cpu: band(w.cpu), memory: band(w.memory), connections: band(w.connections) },
+            // The event bounds are not on the wire yet: agents use the defaults.
+            thresholds: Thresholds {
+                cpu: band(w.cpu),
+                memory: band(w.memory),
+                connections: band(w.connections),
+                ..Thresholds::default()
+            },
         }
     }
 }
@@ -235,6 +241,7 @@ mod tests {
                 cpu: Band { upper: Some(0.7), lower: Some(0.2) },
                 memory: Band { upper: Some(1e9), lower: None },
                 connections: Band::default(),
+                ..Thresholds::default()
             },
         };
         let json = serde_json::to_string(&DeciderMsg::Track { containers: vec![(&tracked).into()] }).expect("json");

@@ -157,6 +157,9 @@ fn export_owned_counters(metrics: &Metrics, probe: &ProbeHandle, policies: &Poli
             counter(set.stats()).load(std::sync::atomic::Ordering::Relaxed) as f64
         });
     }
+    // Files refused at load, by policy and cause, beside the call failures.
+    let set = policies.clone();
+    metrics.set_failure_source(move || set.stats().rejections_by_cause());
     let coalesced = deciders.coalesced();
     metrics.set_source(
         "autoscaler_events_coalesced_total",

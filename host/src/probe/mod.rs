@@ -359,21 +359,6 @@ impl Shared {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ring_buffer_sizes_parse_with_binary_units() {
-        assert_eq!(parse_ring_buffer_size("256KiB"), Ok(256 * 1024));
-        assert_eq!(parse_ring_buffer_size("1M"), Ok(1 << 20));
-        assert_eq!(parse_ring_buffer_size("4096"), Ok(4096));
-        assert!(parse_ring_buffer_size("300KiB").unwrap_err().contains("power of two"));
-        assert!(parse_ring_buffer_size("1TB").is_err());
-        assert!(parse_ring_buffer_size("lots").is_err());
-    }
-}
-
 /// The unit a CPU value is reported in: a fraction of the limit when the
 /// container has one, else cores.
 fn cpu_unit(has_limit: bool) -> Unit {
@@ -390,4 +375,19 @@ pub const MEMORY_LIMIT_METRIC: &str = "memory-limit";
 /// Shorthand to build an event.
 fn event(container_id: &str, metric: Metric, value: f64, unit: Unit, kind: EventKind, timestamp_ns: u64) -> ProbeEvent {
     ProbeEvent { container_id: container_id.to_string(), metric, value, unit, kind, timestamp_ns }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_buffer_sizes_parse_with_binary_units() {
+        assert_eq!(parse_ring_buffer_size("256KiB"), Ok(256 * 1024));
+        assert_eq!(parse_ring_buffer_size("1M"), Ok(1 << 20));
+        assert_eq!(parse_ring_buffer_size("4096"), Ok(4096));
+        assert!(parse_ring_buffer_size("300KiB").expect_err("not a power of two").contains("power of two"));
+        assert!(parse_ring_buffer_size("1TB").is_err());
+        assert!(parse_ring_buffer_size("lots").is_err());
+    }
 }

@@ -9,7 +9,9 @@
 //! - [`daemon`]: the event loop that ties the parts together.
 //! - [`config`], [`telemetry`]: flags and logging; [`units`]: the one grammar
 //!   for durations, booleans and quantities.
-//! - [`policy_cmd`]: `host policy check|run` for policy authors.
+//! - [`policy_cmd`]: `host policy check|run` for policy authors;
+//!   [`scaffold`]: `host policy new`; [`replay`]: `--record` traces and
+//!   `host replay`.
 
 pub mod config;
 pub mod daemon;
@@ -19,6 +21,8 @@ pub mod policy;
 pub mod policy_cmd;
 pub mod probe;
 pub mod reload;
+pub mod replay;
+pub mod scaffold;
 pub mod swarm;
 pub mod telemetry;
 pub mod units;

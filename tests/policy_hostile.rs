@@ -366,7 +366,11 @@ fn compile_bomb_is_stopped_at_the_time_limit() {
     let err = rt.load("bomb", &bomb).expect_err("must be stopped");
     let took = started.elapsed();
     assert_eq!(err.kind(), "compile-limit", "{err}");
-    assert_names_cause(&err, &["bomb", "longer than"]);
+    assert_names_cause(&err, &["bomb", "compile"]);
+    // Whichever bound strikes first: the wall clock, or RLIMIT_CPU (set to
+    // the same time) on a machine where the child gets a whole core.
+    let text = err.to_string();
+    assert!(text.contains("longer than") || text.contains("CPU-time limit"), "{text}");
     assert!(took < Duration::from_secs(3), "stopped only after {took:?}");
 }
 

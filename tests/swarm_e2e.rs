@@ -667,7 +667,6 @@ fn a_half_loaded_service_is_judged_by_its_mean_and_scales_in_only_when_all_idle(
     // mean sits between the thresholds the whole time.
     let loads = [Load::start(web.slot_port(1), 2), Load::start(web.slot_port(2), 2)];
     std::thread::sleep(Duration::from_secs(3)); // the load is on, the replicas past the warm-up
-    let version_before = web.version();
     let daemon = Daemon::start(&[]);
     daemon.wait_enabled(&web);
     let watched = Instant::now();
@@ -681,7 +680,6 @@ fn a_half_loaded_service_is_judged_by_its_mean_and_scales_in_only_when_all_idle(
     assert!(lowest >= 3, "scaled in to {lowest} while two of three replicas were saturated");
     let actions = daemon.audit_for(&web, "applied").len();
     assert!(actions <= 1, "{actions} scale actions in 60 s on a steady load: {:?}", daemon.audit_for(&web, "applied"));
-    assert!(web.version() <= version_before + 1, "the spec changed more than once");
 
     // All idle: the mean falls below lower and the service scales in.
     wait_until("a scale-in once every replica is idle", Duration::from_secs(30), || web.replicas() < 3);

@@ -60,6 +60,9 @@ pub struct Loop {
     metrics: Arc<Metrics>,
     /// Events from containers the inventory does not know (yet).
     unknown_containers: u64,
+    /// Whether a first full read of Docker was applied: later ones follow
+    /// a reconnection.
+    resynced: bool,
 }
 
 impl std::fmt::Debug for Loop {
@@ -94,6 +97,7 @@ impl Loop {
             warned: HashSet::new(),
             metrics,
             unknown_containers: 0,
+            resynced: false,
         }
     }
 
@@ -206,6 +210,12 @@ impl Loop {
 
     /// A change from Docker: update the inventory and act on its effects.
     pub fn on_inventory_change(&mut self, change: inventory::Change) {
+        if matches!(change, inventory::Change::Resync { .. }) {
+            if self.resynced {
+                self.start_over();
+            }
+            self.resynced = true;
+        }
         let died = match &change {
             inventory::Change::ContainerDied { id } => Some(id.clone()),
             _ => None,
@@ -230,6 +240,20 @@ impl Loop {
         for notice in effects.notices {
             self.on_notice(notice);
         }
+    }
+
+    /// Docker was away (restarted, say): what the loop derived from it may
+    /// be stale (containers that died unseen, replicas restarted under new
+    /// ids, readings of either). Forget it all and let the resync that
+    /// follows rebuild it, the probe tracking every container anew.
+    fn start_over(&mut self) {
+        for container in self.inventory.tracked_ids() {
+            self.probe.untrack(&container);
+        }
+        self.inventory = Inventory::default();
+        self.view = ServiceView::default();
+        self.bindings.clear();
+        self.warned.clear();
     }
 
     fn on_notice(&mut self, notice: Notice) {

@@ -200,6 +200,11 @@ impl Inventory {
         self.services.values().filter(|s| s.config().is_some())
     }
 
+    /// The containers the probe was told to track.
+    pub fn tracked_ids(&self) -> Vec<String> {
+        self.tracked.keys().cloned().collect()
+    }
+
     /// Number of containers the probe tracks.
     pub fn tracked_count(&self) -> usize {
         self.tracked.len()

@@ -144,9 +144,12 @@ async fn verified_task_container(
         Err(err) if is_not_found(&err) => Task::default(),
         Err(err) => return Err(err),
     };
+    // Swarm records the task's container a moment after the container
+    // starts: a task of this service that names no container yet is taken
+    // at its word; one that names another container is a forgery.
+    let named = task.status.as_ref().and_then(|s| s.container_status.as_ref()).and_then(|c| c.container_id.as_deref());
     let listed = task.service_id.as_deref() == Some(service_id.as_str())
-        && task.status.as_ref().and_then(|s| s.container_status.as_ref()).and_then(|c| c.container_id.as_deref())
-            == Some(container_id.as_str());
+        && named.is_none_or(|named| named.is_empty() || named == container_id);
     if !listed {
         tracing::warn!(
             container = %container_id,

@@ -22,6 +22,7 @@ pub mod policy;
 pub mod policy_cmd;
 pub mod probe;
 pub mod reload;
+pub mod secret;
 pub mod swarm;
 pub mod telemetry;
 pub mod units;

@@ -15,7 +15,8 @@
 
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use crate::secret::fill_random;
+pub use crate::secret::{constant_time_eq, hmac};
 
 /// Where a Docker secret named `autoscaler_token` is mounted in a task.
 pub const DEFAULT_TOKEN_FILE: &str = "/run/secrets/autoscaler_token";
@@ -106,54 +107,10 @@ impl Token {
     }
 }
 
-/// HMAC-SHA256 (RFC 2104) of the concatenation of `parts` under `key`.
-pub fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; MAC_LEN] {
-    const BLOCK: usize = 64;
-    let mut block = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        block[..MAC_LEN].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha256::new();
-    inner.update(block.map(|b| b ^ 0x36));
-    for part in parts {
-        inner.update(part);
-    }
-    let mut outer = Sha256::new();
-    outer.update(block.map(|b| b ^ 0x5c));
-    outer.update(inner.finalize());
-    outer.finalize().into()
-}
-
-/// Equal, in time that depends only on the lengths: a peer learns nothing
-/// from how long a refusal took.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    // black_box keeps the optimiser from turning the fold into an early exit.
-    std::hint::black_box(diff) == 0
-}
-
 /// A fresh random nonce from the kernel (getrandom(2)).
 pub fn nonce() -> std::io::Result<[u8; NONCE_LEN]> {
     let mut buf = [0u8; NONCE_LEN];
-    let mut filled = 0;
-    while filled < buf.len() {
-        // SAFETY: the pointer and length describe the unfilled tail of `buf`,
-        // which lives for the whole call.
-        let n = unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
-        if n < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(err);
-        }
-        filled += n as usize;
-    }
+    fill_random(&mut buf)?;
     Ok(buf)
 }
 

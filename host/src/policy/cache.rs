@@ -30,6 +30,8 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
+
+use crate::secret::{constant_time_eq, fill_random, hmac};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -176,7 +178,7 @@ impl DiskTier {
     }
 
     fn mac(&self, hash: &ContentHash, artifact: &[u8]) -> [u8; 32] {
-        hmac_sha256(&self.key, &[self.engine.as_bytes(), b"\0", hash, artifact])
+        hmac(&self.key, &[self.engine.as_bytes(), b"\0", hash, artifact])
     }
 
     /// The entry for `hash` if it passes every check; a failing entry is removed.
@@ -323,43 +325,6 @@ fn load_or_create_key(path: &Path) -> std::io::Result<[u8; 32]> {
     Ok(key)
 }
 
-fn fill_random(buf: &mut [u8]) -> std::io::Result<()> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        // SAFETY: the pointer and length describe the unfilled part of `buf`.
-        let n = unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
-        if n < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(err);
-        }
-        filled += n as usize;
-    }
-    Ok(())
-}
-
-/// HMAC-SHA256 (RFC 2104) of the concatenation of `parts`.
-fn hmac_sha256(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
-    let mut block = [0u8; 64];
-    block[..32].copy_from_slice(key);
-    let pad = |byte: u8| block.map(|b| b ^ byte);
-    let mut inner = Sha256::new();
-    inner.update(pad(0x36));
-    for part in parts {
-        inner.update(part);
-    }
-    let mut outer = Sha256::new();
-    outer.update(pad(0x5c));
-    outer.update(inner.finalize());
-    outer.finalize().into()
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 /// Create `path` (0700) if needed and check nobody else can write it.
 fn prepare_dir(path: &Path) -> std::io::Result<()> {
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path)?;
@@ -402,7 +367,7 @@ mod tests {
         // HMAC-SHA256 with key 0x0b*20 (padded to 32 here is a different
         // key), so check against a value computed independently:
         // python3 -c "import hmac,hashlib;print(hmac.new(bytes(32),b'abc',hashlib.sha256).hexdigest())"
-        let tag = hmac_sha256(&[0u8; 32], &[b"a", b"bc"]);
+        let tag = hmac(&[0u8; 32], &[b"a", b"bc"]);
         assert_eq!(hex::encode(tag), "fd7adb152c05ef80dccf50a1fa4c05d5a3ec6da95575fc312ae7c5d091836351");
     }
 

@@ -64,6 +64,11 @@ struct Service {
 
 impl Service {
     fn create(name: &str, policy: &str, fault: &str, max: u32) -> Service {
+        Service::create_with(name, policy, fault, max, &[])
+    }
+
+    /// Like [`Service::create`], with more labels.
+    fn create_with(name: &str, policy: &str, fault: &str, max: u32, more: &[&str]) -> Service {
         let name = format!("hostile-{name}");
         let _ = Command::new("docker").args(["service", "rm", &name]).output();
         let labels = [
@@ -73,7 +78,10 @@ impl Service {
             format!("autoscale.max={max}"),
             format!("autoscale.fault={fault}"),
             "autoscale.cooldown.up=0".to_string(),
-        ];
+        ]
+        .into_iter()
+        .chain(more.iter().map(|l| l.to_string()))
+        .collect::<Vec<_>>();
         let mut args = vec!["service", "create", "--detach", "--quiet", "--name", &name];
         for label in &labels {
             args.extend(["--label", label.as_str()]);
@@ -97,6 +105,21 @@ impl Service {
         service
     }
 
+    /// The service's id.
+    fn id(&self) -> String {
+        docker(&["service", "inspect", &self.name, "--format", "{{.ID}}"])
+    }
+
+    /// The labels of the running container of one of its tasks.
+    fn task_labels(&self) -> Vec<(String, String)> {
+        let container =
+            docker(&["ps", "-q", "--filter", &format!("label=com.docker.swarm.service.name={}", self.name)]);
+        let container = container.lines().next().expect("a running task container").to_string();
+        let json = docker(&["inspect", &container, "--format", "{{json .Config.Labels}}"]);
+        let labels: std::collections::BTreeMap<String, String> = serde_json::from_str(&json).expect("labels");
+        labels.into_iter().filter(|(k, _)| k.starts_with("com.docker.swarm.")).collect()
+    }
+
     fn replicas(&self) -> u32 {
         docker(&["service", "inspect", &self.name, "--format", "{{.Spec.Mode.Replicated.Replicas}}"])
             .parse()
@@ -117,8 +140,15 @@ struct Daemon {
 }
 
 impl Daemon {
-    /// Start the daemon on `policies`; waits until it follows Docker.
+    /// Start the daemon on `policies` with the cgroupfs probe every 300 ms;
+    /// waits until it follows Docker.
     fn start(policies: &Path) -> Daemon {
+        Daemon::start_with(policies, &["--interval", "300ms"])
+    }
+
+    /// Start the daemon on `policies` with the cgroupfs probe and `probe`
+    /// timing flags; waits until it follows Docker.
+    fn start_with(policies: &Path, probe: &[&str]) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = std::fs::File::create(dir.path().join("host.log")).expect("log file");
         let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -133,7 +163,8 @@ impl Daemon {
             .arg("--cache-dir")
             .arg(dir.path().join("cache"))
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
-            .args(["--probe", "cgroupfs", "--interval", "300ms"])
+            .args(["--probe", "cgroupfs"])
+            .args(probe)
             .env("RUST_LOG", "info")
             .env_remove("DOCKER_HOST")
             .stdout(Stdio::null())
@@ -333,4 +364,114 @@ fn idle_connections_do_not_take_the_metrics_endpoint_down() {
     drop(idle);
     let took = daemon.terminate();
     assert!(took < Duration::from_secs(5), "SIGTERM took {took:?}");
+}
+
+#[test]
+fn slow_policy_delays_only_its_own_services() {
+    let Some(_serial) = setup("slow_policy_delays_only_its_own_services") else { return };
+    let folder = policies(&["slow", "steady"]);
+    // Three busy services on a policy that takes 8 ms per call (legal: the
+    // limit is 10 ms), one on a fast policy. Every container reports every
+    // 20 ms, so the slow policy is offered far more than it can do.
+    let slow: Vec<Service> =
+        ["slow-a", "slow-b", "slow-c"].iter().map(|n| Service::create(n, "slow", "slow", 1)).collect();
+    let steady = Service::create("fast", "steady", "none", 2);
+    let mut daemon = Daemon::start_with(folder.path(), &["--interval", "20ms", "--sample-interval", "20ms"]);
+    let decisions = |metrics: &str, policy: &str| {
+        counter(metrics, &format!("autoscaler_decisions_total{{policy=\"{policy}\","))
+            + counter(metrics, &format!("autoscaler_policy_failures_total{{policy=\"{policy}\","))
+    };
+    wait_until("both policies deciding", Duration::from_secs(30), || {
+        let m = daemon.scrape(Duration::from_secs(2));
+        decisions(&m, "slow") >= 10.0 && decisions(&m, "steady") >= 10.0
+    });
+    let before = daemon.scrape(Duration::from_secs(2));
+    let window = Duration::from_secs(4);
+    std::thread::sleep(window);
+    let after = daemon.scrape(Duration::from_secs(2));
+    let slow_calls = decisions(&after, "slow") - decisions(&before, "slow");
+    let steady_calls = decisions(&after, "steady") - decisions(&before, "steady");
+    let coalesced = counter(&after, "autoscaler_events_coalesced_total");
+    println!(
+        "in {window:?}: slow policy {slow_calls} calls, steady policy {steady_calls} calls, coalesced {coalesced}"
+    );
+    // The slow policy is busy: its services' stale events were replaced by
+    // newer ones instead of queueing.
+    assert!(coalesced >= 1.0, "no event coalesced:\n{after}");
+    assert!(slow_calls <= window.as_secs_f64() * 1000.0 / 8.0 * 1.1, "the slow policy ran {slow_calls} calls");
+    // The fast policy kept up with its one service (one sample every 20 ms,
+    // cpu and memory each), whatever the slow one did: at least a sample
+    // every 100 ms on a loaded machine.
+    assert!(
+        steady_calls >= window.as_secs_f64() * 10.0,
+        "the fast policy was starved: {steady_calls} calls in {window:?}\n{after}"
+    );
+    wait_until("the fast service to reach its max", Duration::from_secs(30), || steady.replicas() == 2);
+    for service in &slow {
+        assert_eq!(service.replicas(), 1, "{} left [1, 1]", service.name);
+    }
+    let took = daemon.terminate();
+    assert!(took < Duration::from_secs(5), "SIGTERM took {took:?}");
+}
+
+#[test]
+fn forged_task_labels_are_not_counted() {
+    let Some(_serial) = setup("forged_task_labels_are_not_counted") else { return };
+    let folder = policies(&["counted"]);
+    let service = Service::create_with("counted", "counted", "report", 3, &["autoscale.warmup=0s"]);
+    let mut daemon = Daemon::start_with(folder.path(), &["--interval", "200ms", "--sample-interval", "200ms"]);
+    let reasons = |daemon: &Daemon| -> Vec<String> {
+        daemon.audit().iter().filter_map(|r| r["reason"].as_str().map(str::to_string)).collect()
+    };
+    wait_until("the view to count the one replica", Duration::from_secs(30), || {
+        reasons(&daemon).iter().any(|r| r == "reporting 1 warming 0")
+    });
+    // Two containers started outside Swarm that claim to be the service's:
+    // one copies the real task's labels, one names a task that does not exist.
+    let mut forged = Vec::new();
+    let mut labels = service.task_labels();
+    assert!(labels.iter().any(|(k, v)| k == "com.docker.swarm.service.id" && *v == service.id()), "{labels:?}");
+    for variant in ["copy", "made-up"] {
+        if variant == "made-up" {
+            for (key, value) in labels.iter_mut() {
+                if key == "com.docker.swarm.task.id" {
+                    *value = "0123456789abcdefghijklmno".to_string();
+                }
+            }
+        }
+        let mut args =
+            vec!["run".to_string(), "-d".to_string(), "--name".to_string(), format!("hostile-forged-{variant}")];
+        let _ = Command::new("docker").args(["rm", "-f", &format!("hostile-forged-{variant}")]).output();
+        for (key, value) in &labels {
+            args.extend(["--label".to_string(), format!("{key}={value}")]);
+        }
+        args.extend(["-e".to_string(), "PORT=18099".to_string(), IMAGE.to_string()]);
+        forged.push(docker(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+    }
+    let _cleanup = Forged(forged.clone());
+    for id in &forged {
+        wait_until("the forgery to be refused by name", Duration::from_secs(15), || {
+            daemon.log().contains(&format!("container {id} carries the labels of service"))
+        });
+    }
+    // Three view windows (3 x 3 samples) later the view still counts one.
+    std::thread::sleep(Duration::from_secs(3));
+    let seen = reasons(&daemon);
+    let latest: Vec<&String> = seen.iter().rev().take(5).collect();
+    assert!(!latest.is_empty() && latest.iter().all(|r| *r == "reporting 1 warming 0"), "{latest:?}");
+    assert!(!seen.iter().any(|r| r.starts_with("reporting 2") || r.starts_with("reporting 3")), "{seen:?}");
+    assert_eq!(service.replicas(), 1);
+    let took = daemon.terminate();
+    assert!(took < Duration::from_secs(5), "SIGTERM took {took:?}");
+}
+
+/// Removes the forged containers however the test ends.
+struct Forged(Vec<String>);
+
+impl Drop for Forged {
+    fn drop(&mut self) {
+        for id in &self.0 {
+            let _ = Command::new("docker").args(["rm", "-f", id]).output();
+        }
+    }
 }

@@ -7,9 +7,13 @@
 //!   probe's channel in userspace;
 //! - `sched_switch_ns=`: run time per invocation of the sched_switch
 //!   program from `kernel.bpf_stats_enabled`, under a pipe ping-pong load in
-//!   a tracked container; `sched_switch_untracked_ns=` the same with the
+//!   a tracked container pinned to one CPU (every switch is from one tracked
+//!   thread to the other); `sched_switch_untracked_ns=` the same with the
 //!   ping-pong in an untracked container (the path most switches of a host
-//!   take); `inet_sock_set_state_ns=` per run of the connection program
+//!   take); `sched_switch_two_cpus_ns=` / `sched_switch_untracked_two_cpus_ns=`
+//!   the same with the threads free to run on both CPUs, so that every
+//!   switch goes to or from the idle task on a CPU that was idle (on a VM,
+//!   its caches are cold: this figure moves with the host's load); `inet_sock_set_state_ns=` per run of the connection program
 //!   under a tracked container that opens and closes loopback connections
 //!   back to back; `prog_insns_<program>=` the size of each program after
 //!   the verifier (translated instructions); `bpf_stats_floor_ns=` the run
@@ -67,7 +71,12 @@ async fn run() -> anyhow::Result<()> {
     println!("machine: {}", common::machine());
     eprintln!("starting {CONTAINERS} idle containers ...");
     let idle: Vec<Container> = (0..CONTAINERS).map(|_| Container::start(&[], &["idle"])).collect();
-    let switcher = Container::start(&[], &["switch", "8"]);
+    // The tracked ping-pong, pinned to one CPU (every switch goes from one
+    // tracked thread to the other: the program's own work, caches warm), and
+    // free to spread over both CPUs (every switch goes to or from the idle
+    // task, and the program meets caches the idle CPU left cold).
+    let switcher = Container::start(&["--cpuset-cpus", "0"], &["switch", "8"]);
+    let spread_switcher = Container::start(&[], &["switch", "8"]);
 
     // 1. Push probe: latency over every event of 50 tracked containers,
     //    sampled every 100 ms, and its userspace CPU.
@@ -81,7 +90,7 @@ async fn run() -> anyhow::Result<()> {
     let handle = probe::start(settings, tx).await?;
     anyhow::ensure!(handle.kind() == ProbeKind::Ebpf, "the eBPF probe did not load");
     let busy = Thresholds { cpu: Band { upper: Some(0.5), lower: Some(0.05) }, ..Default::default() };
-    for c in idle.iter().chain([&switcher]) {
+    for c in idle.iter().chain([&switcher, &spread_switcher]) {
         handle.track(Tracked { container_id: c.id.clone(), thresholds: busy });
     }
     // Let tracking settle, then measure.
@@ -103,13 +112,24 @@ async fn run() -> anyhow::Result<()> {
     let baseline = attach_baseline()?;
     let tracked = switch_cost(&mut rx, &switcher).await?;
     drop(switcher);
-    let untracked = Container::start(&[], &["switch", "8"]);
+    let tracked_spread = switch_cost(&mut rx, &spread_switcher).await?;
+    handle.untrack(&spread_switcher.id);
+    drop(spread_switcher);
+    let untracked = Container::start(&["--cpuset-cpus", "0"], &["switch", "8"]);
     let untracked_cost = switch_cost(&mut rx, &untracked).await?;
+    drop(untracked);
+    let untracked = Container::start(&[], &["switch", "8"]);
+    let untracked_spread = switch_cost(&mut rx, &untracked).await?;
     drop(baseline);
     drop(untracked);
-    for (name, cost) in [("sched_switch", &tracked), ("sched_switch_untracked", &untracked_cost)] {
+    for (name, cost, placement) in [
+        ("sched_switch", &tracked, "one CPU"),
+        ("sched_switch_untracked", &untracked_cost, "one CPU"),
+        ("sched_switch_two_cpus", &tracked_spread, "two CPUs, switches to and from idle"),
+        ("sched_switch_untracked_two_cpus", &untracked_spread, "two CPUs, switches to and from idle"),
+    ] {
         println!(
-            "{name}_ns={:.0} {name}_ns_mean={:.0} {name}_runs_per_s={:.0} bpf_stats_floor_ns={:.0} (median of {} one-second means; the floor is an empty sched_switch program run beside it)",
+            "{name}_ns={:.0} {name}_ns_mean={:.0} {name}_runs_per_s={:.0} bpf_stats_floor_ns={:.0} ({placement}; median of {} one-second means; the floor is an empty sched_switch program run beside it)",
             cost.median_ns, cost.mean_ns, cost.runs_per_s, cost.floor_ns, cost.seconds
         );
     }

@@ -1,7 +1,17 @@
 //! `proportional`: the Kubernetes HPA rule,
-//! `desired = ceil(current * mean / target)`, over the mean of the replicas
-//! that report (the daemon leaves out replicas still warming up, as the HPA
-//! leaves out pods that are not ready).
+//! `desired = ceil(reporting * mean / target)`, over the mean of the
+//! replicas that report (the daemon leaves out replicas still warming up, as
+//! the HPA leaves out pods that are not ready), with the HPA's caution about
+//! the replicas it cannot see (Kubernetes `replica_calculator.go`):
+//! - on a scale-out, replicas still warming up count as using nothing, and
+//!   so do running replicas with no reading in the window (missing);
+//! - on a scale-in, missing replicas count as using exactly the target;
+//! - if counting them that way turns the direction round or brings the
+//!   ratio within tolerance, the count stays.
+//!
+//! So a burst on the replicas that report does not multiply the whole
+//! service while new replicas start, and a replica that went quiet is not
+//! read as idle.
 //!
 //! Settings (service labels `autoscale.<name>`):
 //! - `<metric>.target` for `cpu` (a fraction of the CPU limit, or cores
@@ -64,6 +74,12 @@ struct Proposal {
     mean: f64,
     /// The target.
     target: f64,
+    /// `mean / target`, after counting warming and missing replicas.
+    ratio: f64,
+    /// The replicas the ratio is multiplied by.
+    counted: u32,
+    /// How many warming and missing replicas were counted, if any were.
+    adjusted: Option<(u32, u32)>,
     /// The count it asks for, before the bounds.
     desired: i64,
 }
@@ -90,20 +106,9 @@ fn decide(event: &Event, state: &State) -> Option<Decision> {
             return None;
         }
         let Some(aggregate) = aggregate(state).filter(|a| a.reporting > 0) else { continue };
-        let mean = aggregate.value.mean;
-        if !mean.is_finite() || mean < 0.0 {
-            continue;
-        }
-        let ratio = mean / target;
-        let desired = if (ratio - 1.0).abs() <= tolerance {
-            i64::from(current)
-        } else {
-            // Saturate absurd ratios before converting; clamp handles the bounds.
-            let desired = (f64::from(current) * ratio).ceil();
-            if desired >= i64::MAX as f64 { i64::MAX } else { desired as i64 }
-        };
-        if best.as_ref().is_none_or(|b| desired > b.desired) {
-            best = Some(Proposal { metric, mean, target, desired });
+        let Some(proposal) = hpa(metric, aggregate, target, current, tolerance) else { continue };
+        if best.as_ref().is_none_or(|b| proposal.desired > b.desired) {
+            best = Some(proposal);
         }
     }
     let best = best?;
@@ -111,22 +116,78 @@ fn decide(event: &Event, state: &State) -> Option<Decision> {
     if replicas == current {
         return None;
     }
-    let mut reason = String::with_capacity(96);
-    let ratio = best.mean / best.target;
-    let _ = write!(
-        reason,
-        "{} mean {} / target {} = {}: ceil({current} * {}) = {}",
-        best.metric,
-        Figure(best.mean),
-        Figure(best.target),
-        Figure(ratio),
-        Figure(ratio),
-        best.desired
-    );
+    let mut reason = String::with_capacity(128);
+    let _ = write!(reason, "{} mean {} / target {}", best.metric, Figure(best.mean), Figure(best.target));
+    if let Some((warming, missing)) = best.adjusted {
+        let _ = write!(reason, ", counting {warming} warming and {missing} missing");
+    }
+    let _ =
+        write!(reason, " = {}: ceil({} * {}) = {}", Figure(best.ratio), best.counted, Figure(best.ratio), best.desired);
     if i64::from(replicas) != best.desired {
         let _ = write!(reason, ", bounded to {replicas}");
     }
     Some(Decision::scale(replicas, reason))
+}
+
+/// The HPA's replica count for one metric: `None` if its mean is not a
+/// usable number.
+fn hpa(metric: &'static str, aggregate: &Aggregate, target: f64, current: u32, tolerance: f64) -> Option<Proposal> {
+    let mean = aggregate.value.mean;
+    if !mean.is_finite() || mean < 0.0 {
+        return None;
+    }
+    let reporting = aggregate.reporting;
+    let ratio = mean / target;
+    let warming = aggregate.warming;
+    let missing = current.saturating_sub(reporting.saturating_add(warming));
+    let out_with_warming = warming > 0 && ratio > 1.0;
+    let stay = |ratio: f64, counted: u32, adjusted| Proposal {
+        metric,
+        mean,
+        target,
+        ratio,
+        counted,
+        adjusted,
+        desired: i64::from(current),
+    };
+    if !out_with_warming && missing == 0 {
+        if (ratio - 1.0).abs() <= tolerance {
+            return Some(stay(ratio, reporting, None));
+        }
+        let desired = ceil(ratio * f64::from(reporting));
+        return Some(Proposal { desired, ..stay(ratio, reporting, None) });
+    }
+    // Count the replicas the view cannot see, the cautious way round.
+    let mut total = mean * f64::from(reporting);
+    let mut counted = reporting;
+    let mut missing_counted = 0;
+    if missing > 0 && ratio != 1.0 {
+        if ratio < 1.0 {
+            total += target * f64::from(missing);
+        }
+        counted += missing;
+        missing_counted = missing;
+    }
+    let warming_counted = if out_with_warming { warming } else { 0 };
+    counted += warming_counted;
+    let adjusted_ratio = total / f64::from(counted) / target;
+    let adjusted = Some((warming_counted, missing_counted));
+    let turned = (ratio < 1.0 && adjusted_ratio > 1.0) || (ratio > 1.0 && adjusted_ratio < 1.0);
+    if (adjusted_ratio - 1.0).abs() <= tolerance || turned {
+        return Some(stay(adjusted_ratio, counted, adjusted));
+    }
+    let desired = ceil(adjusted_ratio * f64::from(counted));
+    if (adjusted_ratio < 1.0 && desired > i64::from(current)) || (adjusted_ratio > 1.0 && desired < i64::from(current))
+    {
+        return Some(stay(adjusted_ratio, counted, adjusted));
+    }
+    Some(Proposal { desired, ..stay(adjusted_ratio, counted, adjusted) })
+}
+
+/// `x` rounded up, saturating at `i64::MAX`.
+fn ceil(x: f64) -> i64 {
+    let up = x.ceil();
+    if up >= i64::MAX as f64 { i64::MAX } else { up as i64 }
 }
 
 #[cfg(test)]

@@ -46,11 +46,46 @@ fn decides_on_the_mean_not_the_event() {
 }
 
 #[test]
-fn a_warming_replica_does_not_pull_the_mean_down() {
-    // Three replicas, the third just started: the two ready ones at 0.9
-    // decide, ceil(3 * 1.8) = 6. Counted at 0 it would have been 4.
-    assert_eq!(target(cpu_target(3).cpu(&[0.9, 0.9]).warming(1).build_for::<Proportional>()), Some(6));
-    assert_eq!(target(cpu_target(3).cpu(&[0.9, 0.9, 0.0]).build_for::<Proportional>()), Some(4));
+fn a_warming_replica_counts_as_idle_on_a_scale_out_as_in_the_hpa() {
+    // Three replicas, the third just started: the two ready ones at 0.9 ask
+    // for more; the starting one will take load soon, so it counts at 0:
+    // 1.8 / 3 = 0.6, ratio 1.2, ceil(3 * 1.2) = 4. Multiplying the current
+    // count by the ready ones' ratio, ceil(3 * 1.8) = 6, would have given the
+    // starting replica a share of load it does not have yet.
+    let d = decide(cpu_target(3).cpu(&[0.9, 0.9]).warming(1).build_for::<Proportional>()).expect("decision");
+    assert_eq!(d.target(), Some(4));
+    assert_eq!(d.reason, "cpu mean 0.9 / target 0.5, counting 1 warming and 0 missing = 1.2: ceil(3 * 1.2) = 4");
+    // Two ready at 0.5 over target 0.25 would ask for 4 alone; with two
+    // starting replicas counted at 0 the ratio is exactly 1: stay.
+    assert_eq!(
+        decide(
+            cpu_target(4).setting_number("cpu.target", 0.25).cpu(&[0.5, 0.5]).warming(2).build_for::<Proportional>()
+        ),
+        None
+    );
+}
+
+#[test]
+fn a_warming_replica_never_pulls_the_mean_down_on_a_scale_in() {
+    // Two ready replicas at 0.1, a third starting: it is left out of the
+    // mean (the daemon does that) and not counted at 0: ceil(2 * 0.2) = 1.
+    assert_eq!(target(cpu_target(3).cpu(&[0.1, 0.1]).warming(1).build_for::<Proportional>()), Some(1));
+}
+
+#[test]
+fn missing_replicas_are_read_cautiously() {
+    // Four running, two report (two had no reading in the window).
+    // Scale-in: the missing ones count at the target: (0.1 * 2 + 0.5 * 2) / 4
+    // = 0.3, ratio 0.6, ceil(4 * 0.6) = 3 (not ceil(2 * 0.2) = 1).
+    let d = decide(cpu_target(4).cpu(&[0.1, 0.1]).build_for::<Proportional>()).expect("decision");
+    assert_eq!(d.target(), Some(3));
+    assert_eq!(d.reason, "cpu mean 0.1 / target 0.5, counting 0 warming and 2 missing = 0.6: ceil(4 * 0.6) = 3");
+    // Scale-out: they count at 0: 0.9 * 2 / 4 = 0.45, ratio 0.9: within
+    // tolerance, so the count stays.
+    assert_eq!(decide(cpu_target(4).cpu(&[0.9, 0.9]).build_for::<Proportional>()), None);
+    // Counting them turns the direction round: stay. 1.2 * 1 / 3 = 0.4,
+    // ratio 0.8 < 1 while the reporting replica alone says 2.4 > 1.
+    assert_eq!(decide(cpu_target(3).cpu(&[1.2]).build_for::<Proportional>()), None);
 }
 
 #[test]

@@ -63,7 +63,9 @@ impl Limits {
     /// service sets none.
     pub fn new(config: &ServiceConfig, options: &ActuatorOptions) -> Limits {
         Limits {
-            min: config.min,
+            // The spec never goes below one replica: a service at zero
+            // (`autoscale.min=0`) keeps one, frozen (daemon/zero.rs).
+            min: config.min.max(1),
             max: config.max,
             cooldown_up: config.cooldown_up.unwrap_or(options.cooldown_up),
             cooldown_down: config.cooldown_down.unwrap_or(options.cooldown_down),

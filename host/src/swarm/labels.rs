@@ -9,7 +9,11 @@
 //!   `G`, `T`, `Ki`, `Mi`, `Gi`, `Ti` suffixes) and `connections` (open
 //!   connections per container): the thresholds the probes push crossings of;
 //! - `autoscale.cooldown.up` / `.down` (`30s`, `500ms`, `2m`, or `0`);
-//! - `autoscale.step.max`: most replicas added or removed by one update.
+//! - `autoscale.step.max`: most replicas added or removed by one update;
+//! - scale to zero: `autoscale.min=0` lets an idle service go to zero, kept
+//!   as one frozen replica (`autoscale.zero=freeze`, the default) that the
+//!   first connection wakes; `autoscale.idle` (default 60s) is how long the
+//!   service must be idle first. See [`ScaleToZero`].
 //!
 //! Every `autoscale.*` label, known or not, reaches the policy as a setting
 //! with the prefix removed (`autoscale.cpu.upper=0.8` -> `cpu.upper=0.8`).
@@ -52,7 +56,31 @@ pub const DAEMON_LABELS: &[&str] = &[
     "cooldown.down",
     "step.max",
     "warmup",
+    "idle",
+    "zero",
 ];
+
+/// Default `autoscale.idle`.
+pub const DEFAULT_IDLE: Duration = Duration::from_secs(60);
+
+/// How a service with `autoscale.min=0` goes to zero (`autoscale.zero`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZeroMode {
+    /// `freeze` (default): the spec stays at one replica, which is frozen
+    /// with Docker's pause (the cgroup freezer) and thawed by the kernel's
+    /// wake event on its first connection. Memory stays allocated.
+    Freeze,
+}
+
+/// What `autoscale.min=0` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScaleToZero {
+    /// `autoscale.zero`.
+    pub mode: ZeroMode,
+    /// `autoscale.idle`: no connection and CPU below `cpu.lower` for this
+    /// long, and the service goes to zero without a policy asking.
+    pub idle: Duration,
+}
 
 /// Tolerance assumed when thresholds are derived from `<metric>.target`;
 /// the same default as the shipped `proportional` policy (and Kubernetes).
@@ -64,7 +92,9 @@ pub struct ServiceConfig {
     /// `autoscale.policy`: the policy's name, i.e. the file stem of its
     /// `.wasm` in the policies folder.
     pub policy: String,
-    /// `autoscale.min`: fewest replicas the daemon will scale to (>= 1).
+    /// `autoscale.min`: fewest replicas the daemon will scale to; 0 only
+    /// with [`ServiceConfig::zero`] set, and then the spec still never goes
+    /// below 1: zero is one frozen replica.
     pub min: u32,
     /// `autoscale.max`: most replicas the daemon will scale to (>= min).
     pub max: u32,
@@ -79,6 +109,8 @@ pub struct ServiceConfig {
     /// `autoscale.warmup` (default 10s): a replica younger than this is
     /// counted apart and left out of the service view.
     pub warmup: Duration,
+    /// `Some` when `autoscale.min=0`: how the service goes to zero.
+    pub zero: Option<ScaleToZero>,
     /// Every `autoscale.*` label without the prefix, sorted by key: the
     /// settings handed to the policy.
     pub settings: Vec<(String, String)>,
@@ -160,12 +192,12 @@ pub fn parse(service: &str, labels: &HashMap<String, String>) -> Result<Option<S
             None
         }
         Some(value) => match value.trim().parse::<u32>() {
-            Ok(n) if n >= 1 => Some(n),
+            Ok(n) if n >= 1 || key == "min" => Some(n),
             Ok(_) => {
                 fail(
                     &format!("{PREFIX}{key}"),
                     Some(value),
-                    "must be at least 1 (a service at 0 replicas has no containers to measure)",
+                    "must be at least 1 (autoscale.min=0 is how a service scales to zero)",
                 );
                 None
             }
@@ -229,6 +261,27 @@ pub fn parse(service: &str, labels: &HashMap<String, String>) -> Result<Option<S
     let cooldown_down = cooldown("cooldown.down");
     let warmup = cooldown("warmup").unwrap_or(DEFAULT_WARMUP);
 
+    let idle = cooldown("idle");
+    let zero_mode = match get("zero").map(|v| v.trim().to_ascii_lowercase()) {
+        None => Some(ZeroMode::Freeze),
+        Some(v) if v == "freeze" => Some(ZeroMode::Freeze),
+        Some(_) => {
+            let value = get("zero").unwrap_or_default();
+            fail("autoscale.zero", Some(value), "is not a way to scale to zero (freeze)");
+            None
+        }
+    };
+    if let Some(idle) = idle
+        && idle < Duration::from_secs(1)
+    {
+        let value = get("idle").unwrap_or_default();
+        fail("autoscale.idle", Some(value), &format!("is {idle:?}, below the least idle time of 1s"));
+    }
+    let zero = match (min, zero_mode) {
+        (Some(0), Some(mode)) => Some(ScaleToZero { mode, idle: idle.unwrap_or(DEFAULT_IDLE) }),
+        _ => None,
+    };
+
     let step_max = match get("step.max") {
         None => None,
         Some(value) => match value.trim().parse::<u32>() {
@@ -248,7 +301,18 @@ pub fn parse(service: &str, labels: &HashMap<String, String>) -> Result<Option<S
     settings.sort();
     // Both are `Some` here: a `None` always pushed an error above.
     let (Some(min), Some(max)) = (min, max) else { return Err(LabelErrors(errors)) };
-    Ok(Some(ServiceConfig { policy, min, max, thresholds, cooldown_up, cooldown_down, step_max, warmup, settings }))
+    Ok(Some(ServiceConfig {
+        policy,
+        min,
+        max,
+        thresholds,
+        cooldown_up,
+        cooldown_down,
+        step_max,
+        warmup,
+        zero,
+        settings,
+    }))
 }
 
 /// A metric watched through a `<metric>.target` (the `proportional` policy's
@@ -407,8 +471,10 @@ mod tests {
         for (label, value) in [
             ("autoscale.enable", "maybe"),
             ("autoscale.policy", "../etc/passwd"),
-            ("autoscale.min", "0"),
+            ("autoscale.max", "0"),
             ("autoscale.min", "-1"),
+            ("autoscale.zero", "delete"),
+            ("autoscale.idle", "100ms"),
             ("autoscale.cpu.upper", "high"),
             ("autoscale.cpu.lower", "-0.5"),
             ("autoscale.memory.upper", "64MB"),
@@ -460,6 +526,21 @@ mod tests {
             .expect("valid")
             .expect("opted in");
         assert_eq!(config.thresholds.cpu, Band { upper: Some(0.9), lower: None });
+    }
+
+    #[test]
+    fn min_zero_scales_to_a_frozen_replica() {
+        let config = parse("web", &with(&[("autoscale.min", "0")])).expect("valid").expect("opted in");
+        assert_eq!(config.min, 0);
+        assert_eq!(config.zero, Some(ScaleToZero { mode: ZeroMode::Freeze, idle: DEFAULT_IDLE }));
+        let config =
+            parse("web", &with(&[("autoscale.min", "0"), ("autoscale.idle", "5s"), ("autoscale.zero", "freeze")]))
+                .expect("valid")
+                .expect("opted in");
+        assert_eq!(config.zero.map(|z| z.idle), Some(Duration::from_secs(5)));
+        // Without min=0 the zero labels change nothing.
+        let config = parse("web", &with(&[("autoscale.idle", "5s")])).expect("valid").expect("opted in");
+        assert_eq!(config.zero, None);
     }
 
     #[test]

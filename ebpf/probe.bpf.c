@@ -25,7 +25,9 @@
  *   task group, whose CFS bandwidth counters tell throttling.
  * - tp_btf/inet_sock_set_state: counts accepted TCP connections and those
  *   still open, attributed by the socket's cgroup (the transition runs in
- *   softirq context, where the current task is unrelated).
+ *   softirq context, where the current task is unrelated). For a container
+ *   whose `wake` entry is armed (the daemon froze it), the first accepted
+ *   connection also pushes a wake event at once.
  * - the tick (one bpf_timer, every `check_ns`, 1 ms by default): it notes
  *   since when each CPU runs its current task (the running slice of a task
  *   never switched out counts from there, less than a tick short); for every
@@ -366,6 +368,14 @@ int BPF_PROG(on_inet_sock_set_state, const struct sock *sk, const int oldstate, 
 	if (!st || !cfg)
 		return 0;
 	if (delta > 0) {
+		/* A frozen container's first connection: the handshake is done
+		 * (the kernel completes it for a frozen process) and the
+		 * connection waits in the accept queue. Wake the daemon at once,
+		 * once per arming, whatever the container's event budget. */
+		__u64 *armed = bpf_map_lookup_elem(&wake, &s);
+		if (armed && READ_ONCE(*armed) == PROBE_WAKE_ARMED &&
+		    __sync_val_compare_and_swap(armed, PROBE_WAKE_ARMED, 0) == PROBE_WAKE_ARMED)
+			emit(cgid, PROBE_METRIC_WAKE, PROBE_KIND_UP, 1, 0, 0, bpf_ktime_get_ns());
 		__sync_fetch_and_add(&st->accepted, 1);
 		/* Not remembered (map full): not counted as open either. */
 		key = (__u64)sk;

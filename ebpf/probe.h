@@ -17,6 +17,8 @@
 #define PROBE_METRIC_CONNECTIONS 3  /* accepted connections still open */
 #define PROBE_METRIC_ACCEPTED 4     /* accepted since the previous sample */
 #define PROBE_METRIC_MEMORY_LIMIT 5 /* memcg limit in bytes (samples only) */
+#define PROBE_METRIC_WAKE 6         /* first connection to a frozen container:
+				     * kind UP, value 1; sent once per arming */
 
 /* Kinds (probe_event.kind). */
 #define PROBE_KIND_SAMPLE 0
@@ -102,5 +104,14 @@ struct probe_control {
  * Userspace zeroes it before the container's `slots` entry appears; its
  * contents are opaque to userspace, only the size is shared. */
 #define PROBE_STATE_SIZE 160
+/* ... except these fields, which userspace reads (__s64): connections
+ * accepted since tracking and still ESTABLISHED, queued for accept() or not. */
+#define PROBE_STATE_OFF_OPEN_CONNS 24
+
+/* Value of the `wake` array (index = slot), written by userspace: WAKE_ARMED
+ * while the container is frozen (or being frozen). The first connection the
+ * kernel establishes on one of the container's sockets swaps it to 0 and
+ * pushes one PROBE_METRIC_WAKE event, outside the container's event budget. */
+#define PROBE_WAKE_ARMED 1
 
 #endif

@@ -74,6 +74,7 @@ _Static_assert(__builtin_offsetof(struct tracked_cfg, cgroup_id) == PROBE_CFG_OF
 _Static_assert(__builtin_offsetof(struct tracked_cfg, flags) == PROBE_CFG_OFF_FLAGS, "flags");
 _Static_assert(__builtin_offsetof(struct tracked_cfg, budget) == PROBE_CFG_OFF_BUDGET, "budget");
 _Static_assert(sizeof(struct probe_control) == PROBE_CONTROL_SIZE, "probe_control size");
+_Static_assert(__builtin_offsetof(struct cg_state, open_conns) == PROBE_STATE_OFF_OPEN_CONNS, "open_conns");
 
 /* Tracked cgroup id -> slot. */
 struct {
@@ -113,6 +114,14 @@ struct {
 	__type(key, __u32);
 	__type(value, struct probe_control);
 } control SEC(".maps");
+
+/* Slot -> PROBE_WAKE_ARMED or 0: see probe.h. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_TRACKED);
+	__type(key, __u32);
+	__type(value, __u64);
+} wake SEC(".maps");
 
 /* Accepted sockets still counted as open, socket address -> cgroup id:
  * a socket leaving ESTABLISHED is subtracted only if it was added, so

@@ -345,6 +345,82 @@ async fn ebpf_connections_are_attributed_by_socket_cgroup() {
     assert!(seen.iter().all(|e| e.container_id == server.id));
 }
 
+fn is_wake(ev: &ProbeEvent, id: &str) -> bool {
+    ev.container_id == id && ev.metric == Metric::Other(probe::WAKE_METRIC.into())
+}
+
+fn docker(args: &[&str]) {
+    let out = std::process::Command::new("docker").args(args).output().expect("run docker");
+    assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Scale to zero's kernel half: a frozen (paused) server still completes
+/// the handshake, the armed probe pushes exactly one wake event for it at
+/// once, and the connection is answered after the thaw: nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ebpf_first_connection_to_a_frozen_container_pushes_one_wake() {
+    use std::io::Read;
+    if !root_or_explain("ebpf_wake") {
+        return;
+    }
+    let (handle, mut rx) = start_ebpf().await;
+    let mut seen = Vec::new();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+    let server = Container::start_on("host", &[], &["serve", &port.to_string()]);
+    // A tight event budget: the wake must not depend on it.
+    let thresholds = Thresholds {
+        connections: Band { upper: Some(1.0), lower: None },
+        bounds: EventBounds { events_per_window: 1, ..EventBounds::default() },
+        ..Default::default()
+    };
+    track_and_wait(&handle, &mut rx, &mut seen, &server, thresholds).await;
+    let answered = |mut s: std::net::TcpStream| {
+        s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        text
+    };
+    let connect = || std::net::TcpStream::connect(("127.0.0.1", port));
+    let warm = (0..50).find_map(|_| {
+        let stream = connect().ok();
+        if stream.is_none() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        stream
+    });
+    assert_eq!(answered(warm.expect("the server listens")), "ok\n");
+
+    // Not armed: connections wake nobody.
+    assert_eq!(handle.set_wake(&server.id, false).await, Ok(0));
+    assert_eq!(answered(connect().expect("connect")), "ok\n");
+    let none = until(&mut rx, &mut seen, Duration::from_millis(500), |e| is_wake(e, &server.id)).await;
+    assert!(none.is_none(), "a wake without arming: {none:?}");
+
+    let open = handle.set_wake(&server.id, true).await.expect("arming works with the eBPF probe");
+    assert_eq!(open, 0, "no connection open before the freeze");
+    docker(&["pause", &server.id]);
+    let start = Instant::now();
+    let first = connect().expect("the kernel completes the handshake of a frozen server");
+    let connected = start.elapsed();
+    let wake = until(&mut rx, &mut seen, Duration::from_secs(2), |e| is_wake(e, &server.id))
+        .await
+        .unwrap_or_else(|| panic!("no wake event within 2 s of the first connection; events: {seen:?}"));
+    let woke = start.elapsed();
+    assert_eq!((wake.value, wake.unit.clone()), (1.0, Unit::Count));
+    assert!(matches!(wake.kind, EventKind::Crossing(c) if c.direction == Direction::Up), "{wake:?}");
+    // Once per arming: more connections to the frozen server wake nobody.
+    let more: Vec<std::net::TcpStream> = (0..5).map(|_| connect().expect("connect")).collect();
+    let again = until(&mut rx, &mut seen, Duration::from_millis(500), |e| is_wake(e, &server.id)).await;
+    assert!(again.is_none(), "a second wake for one arming: {again:?}");
+    docker(&["unpause", &server.id]);
+    assert_eq!(answered(first), "ok\n", "the connection made while frozen is answered after the thaw");
+    for s in more {
+        assert_eq!(answered(s), "ok\n");
+    }
+    println!("connect to a frozen server took {connected:?}; its wake event arrived {woke:?} after the connect began");
+    assert!(woke < Duration::from_millis(200), "the wake is pushed at once, took {woke:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn untracked_container_stops_producing_events() {
     if !root_or_explain("untrack") {

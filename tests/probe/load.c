@@ -22,8 +22,11 @@
  *   load switch SECS      two threads ping-pong through a pipe for SECS:
  *                         a context-switch-heavy load
  *   load idle             idle
- * Every mode but idle waits for SIGUSR1 before it starts, so that the test
- * can start tracking the container first. SIGTERM ends it.
+ *   load serve PORT       listen on 127.0.0.1:PORT (run it with --network
+ *                         host) and answer every connection with "ok\n",
+ *                         one at a time: a server the test can freeze
+ * Every mode but idle and serve waits for SIGUSR1 before it starts, so that
+ * the test can start tracking the container first. SIGTERM ends it.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -127,6 +130,25 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_term);
 	if (argc < 2 || !strcmp(argv[1], "idle"))
 		idle();
+	if (!strcmp(argv[1], "serve") && argc > 2) {
+		int one = 1, ls = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in a = { .sin_family = AF_INET,
+					 .sin_port = htons(atoi(argv[2])),
+					 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		if (ls < 0 || setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+		    bind(ls, (struct sockaddr *)&a, sizeof(a)) || listen(ls, 1024)) {
+			perror("listen");
+			return 1;
+		}
+		for (;;) {
+			int s = accept(ls, 0, 0);
+			if (s < 0)
+				continue;
+			if (write(s, "ok\n", 3) != 3)
+				perror("write");
+			close(s);
+		}
+	}
 	while (!go)
 		pause();
 	if (!strcmp(argv[1], "burn") && argc > 2) {
@@ -244,7 +266,7 @@ int main(int argc, char **argv)
 	} else {
 		fprintf(stderr, "usage: load burn SECS | spin THREADS SECS | pulse N ON_MS OFF_MS THREADS | mem MIB SECS | conns N SECS | churn SECS | "
 				"hover N SECS | "
-				"switch SECS | idle\n");
+				"switch SECS | serve PORT | idle\n");
 		return 2;
 	}
 	idle();

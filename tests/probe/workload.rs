@@ -72,9 +72,15 @@ impl Container {
     /// `docker run -d` the workload with `docker_args` before the image and
     /// `args` after it.
     pub fn start(docker_args: &[&str], args: &[&str]) -> Container {
+        Container::start_on("none", docker_args, args)
+    }
+
+    /// [`Container::start`] on `network` (`host` for a server the test
+    /// reaches on 127.0.0.1).
+    pub fn start_on(network: &str, docker_args: &[&str], args: &[&str]) -> Container {
         let image = image();
         let id = run(Command::new("docker")
-            .args(["run", "-d", "--network", "none", "--label", "swarm-autoscaler-test=probe"])
+            .args(["run", "-d", "--network", network, "--label", "swarm-autoscaler-test=probe"])
             .args(docker_args)
             .arg(image)
             .args(args))

@@ -181,6 +181,20 @@ impl ProbeHandle {
         let _ = self.inner.commands.send(Command::Untrack(container_id.to_string()));
     }
 
+    /// Arm (`armed`) or disarm the container's wake: while armed, the first
+    /// TCP connection the kernel establishes on one of the container's
+    /// sockets pushes one [`WAKE_METRIC`] event at once (eBPF probe only;
+    /// the cgroupfs probe answers with an error, it cannot see a connection
+    /// as it happens). Returns the container's open connections as counted
+    /// right after the change: a connection established before arming is
+    /// waiting for a process that is about to be frozen.
+    pub async fn set_wake(&self, container_id: &str, armed: bool) -> Result<i64, String> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let command = Command::Wake { container_id: container_id.to_string(), armed, reply };
+        self.inner.commands.send(command).map_err(|_| "the probe has stopped".to_string())?;
+        answer.await.map_err(|_| "the probe has stopped".to_string())?.map_err(|err| format!("{err:#}"))
+    }
+
     /// The probe that actually runs (after a fallback, the cgroupfs one).
     pub fn kind(&self) -> ProbeKind {
         self.inner.kind
@@ -256,6 +270,7 @@ pub async fn start(settings: ProbeSettings, events: mpsc::Sender<ProbeEvent>) ->
 enum Command {
     Track(Tracked),
     Untrack(String),
+    Wake { container_id: String, armed: bool, reply: tokio::sync::oneshot::Sender<anyhow::Result<i64>> },
 }
 
 /// What the manager task needs from a probe implementation.
@@ -264,6 +279,12 @@ trait Backend: Send {
     fn add(&mut self, cgroup: ContainerCgroup, thresholds: Thresholds) -> anyhow::Result<()>;
     /// Stop accounting a container.
     fn remove(&mut self, container_id: &str);
+    /// Arm or disarm the container's wake event; its open connections.
+    fn set_wake(&mut self, container_id: &str, _armed: bool) -> anyhow::Result<i64> {
+        anyhow::bail!(
+            "container {container_id}: the cgroupfs probe cannot wake a frozen replica on its first connection (needs the eBPF probe)"
+        )
+    }
 }
 
 /// How often and how long a container whose cgroup is missing is retried:
@@ -297,6 +318,9 @@ fn spawn_manager(
                     Some(Command::Untrack(id)) => {
                         pending.remove(&id);
                         backend.remove(&id);
+                    }
+                    Some(Command::Wake { container_id, armed, reply }) => {
+                        let _ = reply.send(backend.set_wake(&container_id, armed));
                     }
                 },
                 _ = retry.tick(), if !pending.is_empty() => {
@@ -371,6 +395,10 @@ pub const ACCEPTED_METRIC: &str = "accepted-connections";
 /// The extra metric carried by samples: the memory limit in bytes, when the
 /// container has one.
 pub const MEMORY_LIMIT_METRIC: &str = "memory-limit";
+/// The wake event: the first connection to a frozen container, pushed by
+/// the kernel once per [`ProbeHandle::set_wake`] arming (a crossing up,
+/// value 1). Never handed to a policy.
+pub const WAKE_METRIC: &str = "wake";
 
 /// Shorthand to build an event.
 fn event(container_id: &str, metric: Metric, value: f64, unit: Unit, kind: EventKind, timestamp_ns: u64) -> ProbeEvent {

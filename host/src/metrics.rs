@@ -34,6 +34,8 @@ const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Bucket bounds (seconds) of the `decide` latency histogram.
 const DECIDE_BUCKETS: &[f64] = &[1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2];
+/// Bucket bounds (seconds) of the freeze, thaw and wake latency histogram.
+const ZERO_BUCKETS: &[f64] = &[1e-3, 2.5e-3, 5e-3, 1e-2, 2e-2, 3e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 5.0];
 /// Bucket bounds (seconds) of the kernel-to-decision latency histogram.
 const PIPELINE_BUCKETS: &[f64] = &[1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5, 1.0, 5.0];
 
@@ -62,12 +64,19 @@ impl Histogram {
     }
 
     fn render(&self, out: &mut String, name: &str) {
+        self.render_labelled(out, name, "");
+    }
+
+    /// Render with `labels` (`op="wake",`, trailing comma) in every series.
+    fn render_labelled(&self, out: &mut String, name: &str, labels: &str) {
         for (bound, count) in self.bounds.iter().zip(&self.counts) {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
+            let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{bound}\"}} {count}");
         }
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", self.count);
-        let _ = writeln!(out, "{name}_sum {}", self.sum);
-        let _ = writeln!(out, "{name}_count {}", self.count);
+        let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {}", self.count);
+        let plain = labels.trim_end_matches(',');
+        let braces = if plain.is_empty() { String::new() } else { format!("{{{plain}}}") };
+        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
     }
 }
 
@@ -87,6 +96,8 @@ struct Inner {
     /// `autoscaler_scale_actions_total{service,direction}`
     scale_actions: BTreeMap<(String, String), u64>,
     decide: Option<Histogram>,
+    /// `autoscaler_zero_seconds{op}`: freeze, thaw and wake latencies.
+    zero: BTreeMap<&'static str, Histogram>,
     pipeline: Option<Histogram>,
     /// Families read from elsewhere: name -> (help, type, source).
     sources: BTreeMap<String, (String, &'static str, Source)>,
@@ -160,6 +171,12 @@ impl Metrics {
         if let Some(h) = self.lock().pipeline.as_mut() {
             h.observe(took.as_secs_f64());
         }
+    }
+
+    /// Scale to zero: `op` (`freeze`, `thaw`, `wake`) took `took`; `wake` is
+    /// from the kernel's connection to the replica running again.
+    pub fn observe_zero(&self, op: &'static str, took: Duration) {
+        self.lock().zero.entry(op).or_insert_with(|| Histogram::new(ZERO_BUCKETS)).observe(took.as_secs_f64());
     }
 
     /// Export a value owned elsewhere, read at every scrape. `kind` is
@@ -236,6 +253,15 @@ impl Metrics {
         );
         if let Some(h) = &inner.pipeline {
             h.render(&mut out, "autoscaler_kernel_to_decision_seconds");
+        }
+        family(
+            &mut out,
+            "autoscaler_zero_seconds",
+            "Scale to zero: Docker's pause (freeze), unpause (thaw), and kernel connection to running again (wake).",
+            "histogram",
+        );
+        for (op, h) in &inner.zero {
+            h.render_labelled(&mut out, "autoscaler_zero_seconds", &format!("op=\"{op}\","));
         }
         for (name, (help, kind, source)) in &inner.sources {
             family(&mut out, name, help, kind);

@@ -15,11 +15,12 @@ use tokio::sync::mpsc;
 
 use super::deciders::{Decided, Deciders, Job};
 use super::service_view::ServiceView;
+use super::zero::{self, Zero};
 use crate::metrics::Metrics;
 use crate::model::settings::{closest, resolve};
-use crate::model::{self, Event, SettingValue, State};
+use crate::model::{self, Event, Metric, SettingValue, State};
 use crate::policy::{PolicyError, PolicySet};
-use crate::probe::{ProbeEvent, ProbeHandle};
+use crate::probe::{ProbeEvent, ProbeHandle, WAKE_METRIC};
 use crate::reload;
 use crate::swarm::inventory::{self, Notice, ServiceEntry};
 use crate::swarm::labels::DAEMON_LABELS;
@@ -51,6 +52,8 @@ pub struct Loop {
     actuator: Actuator<DockerWriter>,
     /// One thread per policy.
     deciders: Deciders,
+    /// Frozen replicas of services at zero.
+    zero: Zero,
     /// Each service's settings checked against its policy, by service id.
     bindings: HashMap<String, Binding>,
     /// (service id, policy) pairs already warned about (missing policy or
@@ -82,6 +85,7 @@ impl Loop {
         policies: PolicySet,
         actuator: Actuator<DockerWriter>,
         deciders: Deciders,
+        zero: Zero,
         metrics: Arc<Metrics>,
         view_window: Duration,
     ) -> Loop {
@@ -93,6 +97,7 @@ impl Loop {
             policies,
             actuator,
             deciders,
+            zero,
             bindings: HashMap::new(),
             warned: HashSet::new(),
             metrics,
@@ -104,6 +109,12 @@ impl Loop {
     /// A probe event: find the service, update its view, queue a decision.
     pub fn on_probe_event(&mut self, event: ProbeEvent) {
         self.metrics.event_received(event.metric.name());
+        if matches!(&event.metric, Metric::Other(name) if name == WAKE_METRIC) {
+            // The kernel saw a frozen replica's first connection: thaw now,
+            // no policy call.
+            self.zero.on_wake(&event.container_id, event.timestamp_ns);
+            return;
+        }
         let Some(container) = self.inventory.container(&event.container_id) else {
             self.unknown_containers += 1;
             return;
@@ -112,6 +123,13 @@ impl Loop {
         let Some(service) = self.inventory.service(&service_id) else { return };
         let Some(config) = service.config().cloned() else { return };
         let (name, replicas) = (service.name.clone(), service.replicas);
+        if let Some(zero) = config.zero {
+            let running: Vec<String> = self.inventory.containers_of(&service_id).map(|c| c.id.clone()).collect();
+            self.zero.observe((&service_id, &name), &config, zero, (replicas, &running), &event);
+            if self.zero.is_frozen(&event.container_id) {
+                return; // a frozen replica's readings are not the service's load
+            }
+        }
         let worth_deciding = self.view.record(
             &service_id,
             &event.container_id,
@@ -223,6 +241,7 @@ impl Loop {
         let effects = self.inventory.apply(change);
         if let Some(id) = died {
             self.view.forget_container(&id);
+            self.zero.forget(&id);
         }
         for tracked in effects.track {
             self.probe.track(tracked);
@@ -240,6 +259,18 @@ impl Loop {
         for notice in effects.notices {
             self.on_notice(notice);
         }
+        // Frozen replicas of services that no longer scale to zero thaw.
+        for service_id in self.zero.services() {
+            let zero = self.inventory.service(&service_id).and_then(ServiceEntry::config).and_then(|c| c.zero);
+            if zero.is_none() {
+                self.zero.release(&service_id, "its service no longer scales to zero");
+            }
+        }
+    }
+
+    /// A pause or unpause ended.
+    pub fn on_zero_done(&mut self, done: zero::Done) {
+        self.zero.on_done(done);
     }
 
     /// Docker was away (restarted, say): what the loop derived from it may
@@ -252,6 +283,7 @@ impl Loop {
         }
         self.inventory = Inventory::default();
         self.view = ServiceView::default();
+        self.zero.reset();
         self.bindings.clear();
         self.warned.clear();
     }
@@ -316,6 +348,16 @@ impl Loop {
                 // The service may have been removed or relabelled meanwhile.
                 let current = self.inventory.service(service_id).and_then(ServiceEntry::config).cloned();
                 let Some(config) = current.filter(|c| c.policy == job.policy) else { return };
+                if let (Some(0), Some(zero)) = (decision.target(), config.zero) {
+                    let replicas = self.inventory.service(service_id).map_or(0, |s| s.replicas);
+                    if replicas <= 1 {
+                        let running: Vec<String> =
+                            self.inventory.containers_of(service_id).map(|c| c.id.clone()).collect();
+                        let service = (service_id.as_str(), job.event.service_name.as_str());
+                        self.zero.policy_zero(service, zero, (replicas, &running), &decision.reason);
+                        return;
+                    }
+                }
                 let request = Request {
                     policy: job.policy,
                     seen: job.state.current_replicas,
@@ -383,6 +425,7 @@ impl Loop {
     pub async fn shut_down(
         mut self,
         mut answers: mpsc::Receiver<Decided>,
+        mut zero_done: mpsc::UnboundedReceiver<zero::Done>,
         decider_grace: Duration,
         actuator_grace: Duration,
     ) {
@@ -399,6 +442,7 @@ impl Loop {
         while let Ok(done) = answers.try_recv() {
             self.on_decided(done);
         }
+        self.zero.thaw_all(&mut zero_done).await;
         self.actuator.shutdown(actuator_grace).await;
         tracing::info!("stopped");
     }

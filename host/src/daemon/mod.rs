@@ -7,7 +7,9 @@
 //! - [`service_view`]: the aggregate over a service's replicas that policies
 //!   decide on;
 //! - [`deciders`]: one thread per policy, coalescing per service, never on
-//!   tokio's workers (wasmtime's sync calls block for up to the time limit).
+//!   tokio's workers (wasmtime's sync calls block for up to the time limit);
+//! - [`zero`]: scale to zero, a frozen replica woken by the kernel on its
+//!   first connection.
 //!
 //! Shutdown, like mini-redis: the loop stops taking events, the deciders
 //! are closed (a call in progress ends within its time limit), then the
@@ -17,6 +19,7 @@
 pub mod deciders;
 pub mod event_loop;
 pub mod service_view;
+pub mod zero;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -30,7 +33,7 @@ use crate::metrics::Metrics;
 use crate::policy::{PolicySet, ReloadStats, Runtime};
 use crate::probe::{self, ProbeHandle};
 use crate::reload;
-use crate::swarm::{Actuator, Audit, DockerWriter, inventory};
+use crate::swarm::{Actuator, Audit, DockerWriter, Freezer, inventory};
 use deciders::Deciders;
 use event_loop::Loop;
 
@@ -101,7 +104,8 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
     if options.dry_run {
         tracing::info!("dry run: decisions are judged and logged, nothing is written to swarm");
     }
-    let actuator = Actuator::new(DockerWriter { docker: swarm.docker.clone() }, options, audit);
+    let dry_run = options.dry_run;
+    let actuator = Actuator::new(DockerWriter { docker: swarm.docker.clone() }, options, audit.clone());
 
     let (probe_tx, mut probe_events) = mpsc::channel(PROBE_CHANNEL);
     let probe = probe::start(args.probe.settings(), probe_tx).await.context("starting the probe")?;
@@ -113,7 +117,9 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
     let deciders = Deciders::new(decided_tx);
     export_owned_counters(&metrics, &probe, &policies, &deciders);
 
-    let mut state = Loop::new(probe, policies, actuator, deciders, metrics, args.probe.view_window());
+    let freezer = Freezer { docker: swarm.docker.clone() };
+    let (zero, mut zero_done) = zero::Zero::new(freezer, probe.clone(), audit, metrics.clone(), dry_run);
+    let mut state = Loop::new(probe, policies, actuator, deciders, zero, metrics, args.probe.view_window());
     tracing::info!("autoscaler running");
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -123,10 +129,11 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
             Some(change) = inventory_changes.recv() => state.on_inventory_change(change),
             Some(done) = decided.recv() => state.on_decided(done),
             Some(change) = policy_changes.recv() => state.on_policy_change(change),
+            Some(done) = zero_done.recv() => state.on_zero_done(done),
         }
     }
     drop(watcher);
-    state.shut_down(decided, DECIDER_GRACE, ACTUATOR_GRACE).await;
+    state.shut_down(decided, zero_done, DECIDER_GRACE, ACTUATOR_GRACE).await;
     Ok(())
 }
 

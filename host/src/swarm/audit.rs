@@ -263,6 +263,46 @@ impl AuditRecord {
     }
 }
 
+/// What happened to a replica of a service at zero (`autoscale.min=0`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ZeroOutcome {
+    /// Paused: the service is at zero.
+    Frozen,
+    /// Unpaused by the kernel's wake event on its first connection.
+    Woken,
+    /// Unpaused for another reason (shutdown, labels changed, a connection
+    /// that came while it was being frozen).
+    Thawed,
+    /// Not frozen, on purpose (`reason` says why).
+    Refused,
+    /// Docker refused the pause or unpause.
+    Failed,
+}
+
+/// One freeze, thaw or wake: a JSON line in the audit log, beside the
+/// records of scale decisions (told apart by `zero`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ZeroRecord {
+    /// Wall-clock time, milliseconds since the Unix epoch.
+    pub time_unix_ms: u64,
+    /// Service name.
+    pub service: String,
+    /// Swarm service id.
+    pub service_id: String,
+    /// The replica's container.
+    pub container: String,
+    /// What happened.
+    pub zero: ZeroOutcome,
+    /// Why, in words.
+    pub reason: String,
+    /// How long Docker's pause or unpause took, microseconds.
+    pub docker_us: u64,
+    /// For a wake: from the kernel's timestamp of the connection to the
+    /// replica running again, microseconds.
+    pub wake_us: Option<u64>,
+}
+
 /// Where audit records go.
 #[derive(Debug, Default)]
 pub struct Audit {
@@ -343,7 +383,29 @@ impl Audit {
         }
     }
 
-    fn append(&self, rec: &AuditRecord) {
+    /// Record a freeze, thaw or wake: a log line, and a JSON line if a file
+    /// is set.
+    pub fn record_zero(&self, rec: &ZeroRecord) {
+        let (service, container) = (&rec.service, &rec.container[..rec.container.len().min(12)]);
+        let docker_ms = rec.docker_us as f64 / 1000.0;
+        match rec.zero {
+            ZeroOutcome::Frozen => tracing::info!(target: "audit", service = %service, docker_us = rec.docker_us,
+                "froze {service} (replica {container}) in {docker_ms:.1} ms: {}", rec.reason),
+            ZeroOutcome::Woken => {
+                tracing::info!(target: "audit", service = %service, docker_us = rec.docker_us, wake_us = rec.wake_us,
+                "woke {service} (replica {container}): connection to running in {:.1} ms (unpause {docker_ms:.1} ms)",
+                rec.wake_us.unwrap_or(0) as f64 / 1000.0)
+            }
+            ZeroOutcome::Thawed => tracing::info!(target: "audit", service = %service, docker_us = rec.docker_us,
+                "thawed {service} (replica {container}) in {docker_ms:.1} ms: {}", rec.reason),
+            ZeroOutcome::Refused => tracing::warn!(target: "audit", service = %service,
+                "not freezing {service} (replica {container}): {}", rec.reason),
+            ZeroOutcome::Failed => tracing::warn!(target: "audit", service = %service, "{}", rec.reason),
+        }
+        self.append(rec);
+    }
+
+    fn append<T: Serialize>(&self, rec: &T) {
         let Some(file) = &self.file else { return };
         match serde_json::to_string(rec) {
             Ok(mut line) => {

@@ -10,7 +10,9 @@
 //!   limit, staleness, cooldowns, holds).
 //! - [`actuator`]: the per-service, coalescing workers that apply decisions:
 //!   the only code that writes to Swarm; [`writer`] is its Docker I/O.
-//! - [`audit`]: one record per applied, held or skipped decision.
+//! - [`audit`]: one record per applied, held or skipped decision, and per
+//!   freeze, thaw or wake.
+//! - [`freezer`]: pause and unpause a task container (scale to zero).
 //!
 //! Invariants: Swarm knows nothing of WebAssembly or eBPF. It takes
 //! decisions as plain [`crate::model::Decision`]s and hands out
@@ -21,6 +23,7 @@
 pub mod actuator;
 pub mod audit;
 pub mod client;
+pub mod freezer;
 pub mod guardrails;
 pub mod inventory;
 pub mod labels;
@@ -29,6 +32,7 @@ pub mod writer;
 pub use actuator::Actuator;
 pub use audit::Audit;
 pub use client::{ConnectError, SwarmClient, connect};
+pub use freezer::Freezer;
 pub use guardrails::{ActuatorOptions, History, Limits, Request};
 pub use inventory::{Change, Inventory};
 pub use labels::ServiceConfig;

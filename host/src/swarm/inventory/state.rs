@@ -195,6 +195,11 @@ impl Inventory {
         self.containers.get(id)
     }
 
+    /// The running task containers of a service on this node.
+    pub fn containers_of<'a>(&'a self, service_id: &'a str) -> impl Iterator<Item = &'a ContainerInfo> + 'a {
+        self.containers.values().filter(move |c| c.service_id == service_id)
+    }
+
     /// Autoscaled services.
     pub fn active(&self) -> impl Iterator<Item = &ServiceEntry> {
         self.services.values().filter(|s| s.config().is_some())

@@ -710,3 +710,126 @@ fn a_new_idle_replica_does_not_pull_the_service_back_in() {
         daemon.audit_for(&web, "applied").into_iter().filter(|r| r["to"].as_u64() < r["from"].as_u64()).collect();
     assert!(ins.is_empty(), "scale-ins while loaded: {ins:?}");
 }
+
+/// Labels of a threshold-policy service that may go to zero after 3 s idle
+/// (with `min` "0"), or keeps one running replica (with "1").
+fn zero_labels(min: &str) -> Vec<(&str, &str)> {
+    vec![
+        ("autoscale.enable", "true"),
+        ("autoscale.policy", "threshold"),
+        ("autoscale.min", min),
+        ("autoscale.max", "2"),
+        ("autoscale.cpu.upper", "0.6"),
+        ("autoscale.cpu.lower", "0.15"),
+        ("autoscale.idle", "3s"),
+        ("autoscale.cooldown.down", "1s"),
+    ]
+}
+
+impl Service {
+    /// Full ids of this service's task containers on this node.
+    fn containers(&self) -> Vec<String> {
+        let label = format!("label=com.docker.swarm.service.name={}", self.name);
+        docker(&["ps", "-q", "--no-trunc", "--filter", &label]).lines().map(str::to_string).collect()
+    }
+
+    /// Whether one of its containers is paused (frozen).
+    fn frozen(&self) -> bool {
+        self.containers().iter().any(|id| {
+            Command::new("docker")
+                .args(["inspect", "--format", "{{.State.Paused}}", id])
+                .output()
+                .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "true")
+        })
+    }
+}
+
+/// Scale to zero on a real Swarm: an idle `min=0` service is frozen (spec
+/// and task untouched), a burst of 100 concurrent connections wakes it and
+/// every one is answered; a `min=1` service and a `min=0` service that
+/// keeps getting requests are never frozen; every freeze and wake is in the
+/// audit log and the metrics.
+#[test]
+fn an_idle_min_zero_service_freezes_and_its_first_connections_wake_it() {
+    let Some(_serial) = setup("an_idle_min_zero_service_freezes_and_its_first_connections_wake_it") else { return };
+    let idle = Service::create("zero", 18121, &zero_labels("0"));
+    let kept = Service::create("zero-min1", 18122, &zero_labels("1"));
+    let busy = Service::create("zero-busy", 18123, &zero_labels("0"));
+    let daemon = Daemon::start(&[]);
+    for service in [&idle, &kept, &busy] {
+        daemon.wait_enabled(service);
+    }
+    // A request every 400 ms keeps `busy` from ever being idle.
+    let stop = Arc::new(AtomicBool::new(false));
+    let trickle = {
+        let (stop, port) = (stop.clone(), busy.port);
+        std::thread::spawn(move || {
+            let mut answered = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                answered += u64::from(request(port, "/").is_some());
+                std::thread::sleep(Duration::from_millis(400));
+            }
+            answered
+        })
+    };
+    let before = idle.containers();
+    assert_eq!(before.len(), 1, "one replica of {}", idle.name);
+    let mut others_frozen = false;
+    let took = wait_until("the idle min=0 service to be frozen", Duration::from_secs(40), || {
+        others_frozen |= kept.frozen() || busy.frozen();
+        idle.frozen()
+    });
+    // Frozen and left so: Swarm still runs the one task, the spec is 1.
+    let hold = Instant::now();
+    while hold.elapsed() < Duration::from_secs(4) {
+        others_frozen |= kept.frozen() || busy.frozen();
+        assert!(idle.frozen(), "{} thawed with no connection", idle.name);
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert_eq!((idle.replicas(), idle.running()), (1, 1), "a frozen replica stays one running task in Swarm");
+    assert!(!others_frozen, "a min=1 service or a min=0 service with requests was frozen");
+
+    // 100 connections at once against the frozen replica: all answered.
+    let burst_start = Instant::now();
+    let clients: Vec<JoinHandle<(Option<String>, Duration)>> = (0..100)
+        .map(|_| {
+            let port = idle.port;
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                let body = request(port, "/");
+                (body, start.elapsed())
+            })
+        })
+        .collect();
+    let mut times: Vec<Duration> = Vec::new();
+    for client in clients {
+        let (body, took) = client.join().expect("client thread");
+        assert!(body.as_deref().is_some_and(|b| b.starts_with("ok")), "a request of the burst got {body:?}");
+        times.push(took);
+    }
+    times.sort();
+    assert!(!idle.frozen(), "the burst should have woken {}", idle.name);
+    assert_eq!(idle.containers(), before, "woken in place: the same replica, not a restarted one");
+
+    let zero: Vec<serde_json::Value> = daemon.audit().into_iter().filter(|r| r["zero"].is_string()).collect();
+    let of = |service: &Service, what: &str| {
+        zero.iter().filter(|r| r["service"] == service.name.as_str() && r["zero"] == what).count()
+    };
+    assert!(of(&idle, "frozen") >= 1 && of(&idle, "woken") >= 1, "freeze and wake audited: {zero:?}");
+    assert!(zero.iter().all(|r| r["service"] == idle.name.as_str()), "only the idle service froze: {zero:?}");
+    let woken = zero.iter().find(|r| r["zero"] == "woken").expect("a woken record");
+    let wake_ms = woken["wake_us"].as_u64().expect("wake latency") as f64 / 1000.0;
+    let metrics = daemon.scrape_metrics();
+    for op in ["freeze", "thaw", "wake"] {
+        assert!(metrics.contains(&format!("autoscaler_zero_seconds_count{{op=\"{op}\"}} ")), "no {op} in\n{metrics}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    let trickled = trickle.join().expect("trickle thread");
+    assert!(trickled > 10, "the busy service answered only {trickled} requests");
+    eprintln!(
+        "e2e zero: frozen {:.1} s after the daemon started; burst of 100 against the frozen replica: median {:?}, max {:?}; kernel connection -> running {wake_ms:.1} ms",
+        took.as_secs_f64(),
+        times[times.len() / 2],
+        times[times.len() - 1]
+    );
+}

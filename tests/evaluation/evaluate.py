@@ -3,6 +3,7 @@
 
     tests/evaluation/evaluate.py scale-latency [--reps 10]
     tests/evaluation/evaluate.py overhead [--window 20]
+    tests/evaluation/evaluate.py zero-to-one [--tries 20]
     tests/evaluation/evaluate.py all
 
 scale-latency: for each mode (push: the eBPF probe; pull-15s and pull-5s: the
@@ -21,6 +22,13 @@ overhead: the daemon's CPU time and peak RSS over a fixed window, idle and
 under load, with 1, 10 and 50 tracked containers, push versus pull at 1 s,
 and the eBPF programs' own cost from kernel.bpf_stats_enabled. Writes
 docs/evaluation/overhead.csv and its table in docs/evaluation.md.
+
+zero-to-one: a service with autoscale.min=0 goes idle and its one replica is
+frozen (Docker's pause); then a client on 127.0.0.1 connects, sends a request
+and times connect -> first byte of the response, which needs the kernel's
+wake event, the daemon's unpause and the replica's answer. The same request
+goes to an unfrozen replica of another service in the same run. Writes
+docs/evaluation/zero-to-one.csv and its table in docs/evaluation.md.
 
 Runs as root (eBPF, dockerd). Only loopback traffic: the demo service runs
 on the host network (SO_REUSEPORT) and load goes to 127.0.0.1.
@@ -483,6 +491,118 @@ def overhead_markdown(rows: list[list]) -> str:
     return "\n".join(lines)
 
 
+ZERO_SERVICE, ZERO_PORT = "autoscale-eval-zero", 18094
+WARM_SERVICE, WARM_PORT = "autoscale-eval-warm", 18096
+# Idle to first response, seconds, as the issue quotes them: others'
+# figures, measured elsewhere, for context only.
+ZERO_REFERENCE = {"Knative (scale from zero)": 1.0, "Reflex (Swarm 0 -> 1)": 1.5, "KEDA": 2.0}
+
+
+def service_containers(name: str) -> list[str]:
+    out = run("docker", "ps", "-q", "--no-trunc", "--filter", f"label=com.docker.swarm.service.name={name}", check=False)
+    return [line for line in out.splitlines() if line]
+
+
+def create_named(name: str, port: int, labels: dict[str, str]) -> None:
+    run("docker", "service", "rm", name, check=False)
+    deadline = time.time() + 60
+    while service_containers(name) and time.time() < deadline:
+        time.sleep(0.5)
+    cmd = ["docker", "service", "create", "--detach", "--quiet", "--name", name, "--network", "host",
+           "--limit-cpu", "0.5", "--env", f"PORT={port}", "--stop-grace-period", "1s"]
+    for key, value in labels.items():
+        cmd += ["--label", f"{key}={value}"]
+    run(*cmd, IMAGE)
+    deadline = time.time() + 120
+    while len(service_containers(name)) != 1 or first_byte(port) is None:
+        if time.time() > deadline:
+            raise RuntimeError(f"{name} did not start answering on port {port}")
+        time.sleep(0.5)
+
+
+def paused(container: str) -> bool:
+    return run("docker", "inspect", "--format", "{{.State.Paused}}", container, check=False) == "true"
+
+
+def first_byte(port: int, timeout: float = 10.0) -> float | None:
+    """Seconds from connect() to the first byte of the response, on a new
+    connection to 127.0.0.1:port; None if it failed. Reads the whole answer."""
+    import socket
+    start = time.perf_counter()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
+            conn.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            first = conn.recv(1)
+            took = time.perf_counter() - start
+            while conn.recv(4096):
+                pass
+    except OSError:
+        return None
+    return took if first else None
+
+
+def zero_to_one(tries: int) -> list[list]:
+    """Frozen versus unfrozen: connect -> first byte, `tries` times each."""
+    labels = {"autoscale.enable": "true", "autoscale.policy": "threshold", "autoscale.min": "0",
+              "autoscale.max": "2", "autoscale.cpu.upper": "0.8", "autoscale.cpu.lower": "0.1",
+              "autoscale.idle": "2s"}
+    remove_service()
+    create_named(ZERO_SERVICE, ZERO_PORT, labels)
+    create_named(WARM_SERVICE, WARM_PORT, {})
+    daemon = Daemon("zero", MODES["push"])
+    rows: list[list] = []
+    try:
+        offset = daemon.audit_size()
+        for i in range(tries):
+            containers = service_containers(ZERO_SERVICE)
+            deadline = time.time() + 60
+            while not (len(containers) == 1 and paused(containers[0])):
+                if time.time() > deadline:
+                    raise RuntimeError(f"{ZERO_SERVICE} was not frozen within 60 s; see {daemon.logfile}")
+                time.sleep(0.1)
+                containers = service_containers(ZERO_SERVICE)
+            time.sleep(random.uniform(0.2, 0.6))
+            frozen = first_byte(ZERO_PORT)
+            warm = first_byte(WARM_PORT)
+            time.sleep(0.3)  # the woken record reaches the audit log
+            records, offset = daemon.audit_records(offset)
+            wakes = [r for r in records if r.get("zero") == "woken" and r.get("service") == ZERO_SERVICE]
+            wake_ms = wakes[-1]["wake_us"] / 1000 if wakes and wakes[-1].get("wake_us") is not None else None
+            unpause_ms = wakes[-1]["docker_us"] / 1000 if wakes else None
+            if frozen is None or warm is None:
+                raise RuntimeError(f"try {i + 1}: a request failed (frozen {frozen}, unfrozen {warm}); see {daemon.logfile}")
+            rows.append([i + 1, round(frozen * 1000, 2), round(warm * 1000, 2), wake_ms, unpause_ms])
+            log(f"zero-to-one {i + 1}/{tries}: frozen {frozen * 1000:.1f} ms, unfrozen {warm * 1000:.2f} ms, "
+                f"kernel connection -> running {wake_ms} ms, unpause {unpause_ms} ms")
+    finally:
+        daemon.stop()
+        for name in (ZERO_SERVICE, WARM_SERVICE):
+            run("docker", "service", "rm", name, check=False)
+    with open(OUT / "zero-to-one.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["try", "frozen_first_byte_ms", "unfrozen_first_byte_ms", "wake_ms", "unpause_ms"])
+        w.writerows(rows)
+    return rows
+
+
+def zero_markdown(rows: list[list]) -> str:
+    def stats(col: int) -> str:
+        values = [r[col] for r in rows if r[col] is not None]
+        if not values:
+            return "n/a | n/a | n/a"
+        return f"{statistics.median(values):.1f} | {p95(values):.1f} | {max(values):.1f}"
+    lines = ["| replica | median ms | p95 ms | max ms |", "|---|---|---|---|",
+             f"| frozen (`autoscale.zero=freeze`): connect -> first byte | {stats(1)} |",
+             f"| unfrozen replica, same run: connect -> first byte | {stats(2)} |",
+             f"| frozen: kernel's connection -> replica running (daemon audit `wake_us`) | {stats(3)} |",
+             f"| frozen: Docker's unpause alone (audit `docker_us`) | {stats(4)} |",
+             "| `autoscale.zero=remove` | not built yet | | |",
+             "", "For context, idle to first response as published elsewhere (not measured here):", "",
+             "| system | seconds |", "|---|---|"]
+    lines += [f"| {name} | {secs} |" for name, secs in ZERO_REFERENCE.items()]
+    return "\n".join(lines)
+
+
 def update_doc(section: str, body: str) -> None:
     """Replace the block between markers in docs/evaluation.md."""
     doc = DOCS / "evaluation.md"
@@ -498,7 +618,8 @@ def update_doc(section: str, body: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["scale-latency", "overhead", "all"])
+    parser.add_argument("what", choices=["scale-latency", "overhead", "zero-to-one", "all"])
+    parser.add_argument("--tries", type=int, default=20, help="zero-to-one tries (default 20)")
     parser.add_argument("--reps", type=int, default=10, help="repetitions per mode (default 10)")
     parser.add_argument("--window", type=float, default=20.0, help="overhead window in seconds (default 20)")
     parser.add_argument("--no-build", action="store_true", help="skip setup and builds")
@@ -520,6 +641,13 @@ def main() -> None:
         print(table)
         update_doc("overhead", f"Measured {time.strftime('%Y-%m-%d')} on {machine()}, {args.window:g} s windows "
                    f"(`tests/evaluation/evaluate.py overhead`).\n\n{table}")
+    if args.what in ("zero-to-one", "all"):
+        rows = zero_to_one(args.tries)
+        table = zero_markdown(rows)
+        print(table)
+        update_doc("zero-to-one", f"Measured {time.strftime('%Y-%m-%d')} on {machine()}, {args.tries} tries "
+                   f"(`tests/evaluation/evaluate.py zero-to-one`): a client on 127.0.0.1 opens a new connection, "
+                   f"sends one request and times connect -> first byte of the response.\n\n{table}")
 
 
 if __name__ == "__main__":

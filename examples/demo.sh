@@ -8,12 +8,16 @@
 #   4. runs `host --policies ./policies` against it;
 #   5. drives CPU load for DEMO_LOAD_SECONDS (default 40), then stops, and
 #      prints one line per replica change while the service scales out and
-#      back in.
+#      back in;
+#   6. waits for the idle service to go to zero (its last replica frozen,
+#      autoscale.min=0, after DEMO_IDLE), then sends one request, which the
+#      kernel's wake event answers: a line for each.
 # On exit (also on Ctrl-C) it stops the daemon and the load and removes the
 # stack. dockerd and the Swarm stay up for the next run; setup.sh reuses them.
 #
 # Settings: DEMO_PORT (8080), DEMO_LOAD_SECONDS (40), DEMO_CONNECTIONS (4),
-# DEMO_SETTLE_SECONDS (90: longest wait for the scale-in), HOST_ARGS (extra
+# DEMO_SETTLE_SECONDS (90: longest wait for the scale-in), DEMO_IDLE (10s:
+# autoscale.idle of the demo service), HOST_ARGS (extra
 # flags for host, e.g. "--probe cgroupfs --interval 1s" or "--dry-run").
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -64,7 +68,7 @@ if ss -Hltn "sport = :$port" 2>/dev/null | grep -q .; then
 fi
 say "deploying stack $stack (examples/stack.yml) on port $port"
 deployed=1
-if ! DEMO_PORT="$port" docker stack deploy --resolve-image never -c examples/stack.yml "$stack" >"$work/deploy.log" 2>&1; then
+if ! DEMO_PORT="$port" DEMO_IDLE="${DEMO_IDLE:-10s}" docker stack deploy --resolve-image never -c examples/stack.yml "$stack" >"$work/deploy.log" 2>&1; then
     cat "$work/deploy.log" >&2
     exit 1
 fi
@@ -139,3 +143,32 @@ watch_replicas "$settle_seconds" '[ "$(replicas)" = 1 ] && [ "$(running)" = 1 ]'
 applied=$(grep -c '"outcome":"applied"' "$work/audit.jsonl" 2>/dev/null || true)
 dry=$(grep -c '"outcome":"dry-run"' "$work/audit.jsonl" 2>/dev/null || true)
 say "$(elapsed)  done: $service at $(replicas) replica(s); the daemon applied ${applied:-0} change(s) (dry-run decisions: ${dry:-0})"
+
+# Scale to zero: the idle service's last replica is frozen, and the next
+# request wakes it.
+frozen() {
+    local c
+    for c in $(docker ps -q --filter "label=com.docker.swarm.service.name=$service"); do
+        [ "$(docker inspect --format '{{.State.Paused}}' "$c" 2>/dev/null)" = true ] && return 0
+    done
+    return 1
+}
+last_zero() {
+    grep "\"zero\":\"$1\"" "$work/audit.jsonl" 2>/dev/null | tail -1
+}
+say "$(elapsed)  waiting for $service to go to zero (no connection and CPU below cpu.lower for autoscale.idle=${DEMO_IDLE:-10s})"
+for _ in $(seq 1 $((settle_seconds * 5))); do
+    frozen && break
+    kill -0 "$host_pid" 2>/dev/null || { say "the daemon exited; see $work/host.log"; exit 1; }
+    sleep 0.2
+done
+if frozen; then
+    pause_us=$(last_zero frozen | sed -n 's/.*"docker_us":\([0-9]*\).*/\1/p')
+    say "$(elapsed)  $service at zero: its replica is frozen (docker ps: Paused; Swarm: $(running) running task, $(replicas) in the spec; pause took ${pause_us:-?} us)"
+    first_byte=$(curl -s -o /dev/null -m 10 -w '%{time_starttransfer}' "http://127.0.0.1:$port/" || echo "failed")
+    sleep 0.3
+    wake_us=$(last_zero woken | sed -n 's/.*"wake_us":\([0-9]*\).*/\1/p')
+    say "$(elapsed)  one request woke it: first byte after $(awk -v t="$first_byte" 'BEGIN { printf "%.1f", t * 1000 }') ms (kernel saw the connection -> replica running: $(awk -v u="${wake_us:-0}" 'BEGIN { printf "%.1f", u / 1000 }') ms)"
+else
+    say "$(elapsed)  $service did not go to zero within ${settle_seconds}s; see $work/host.log"
+fi

@@ -328,7 +328,11 @@ impl Zero {
                     self.refused.insert(container.clone());
                 }
                 self.record(&container, outcome, Some(reason), Duration::ZERO, None);
-                self.replicas.remove(&container);
+                if let Some(replica) = self.replicas.remove(&container) {
+                    // A failure is tried again after another idle spell, not
+                    // at every reading.
+                    self.busy.insert(replica.service_id, Instant::now());
+                }
             }
             Done::Thawed { container, took } => {
                 let Some(replica) = self.replicas.get(&container) else { return };

@@ -594,7 +594,7 @@ def zero_markdown(rows: list[list]) -> str:
     lines = ["| replica | median ms | p95 ms | max ms |", "|---|---|---|---|",
              f"| frozen (`autoscale.zero=freeze`): connect -> first byte | {stats(1)} |",
              f"| unfrozen replica, same run: connect -> first byte | {stats(2)} |",
-             f"| frozen: kernel's connection -> replica running (daemon audit `wake_us`) | {stats(3)} |",
+             f"| frozen: kernel's connection -> Docker's unpause returned (audit `wake_us`) | {stats(3)} |",
              f"| frozen: Docker's unpause alone (audit `docker_us`) | {stats(4)} |",
              "| `autoscale.zero=remove` | not built yet | | |",
              "", "For context, idle to first response as published elsewhere (not measured here):", "",

@@ -168,7 +168,7 @@ if frozen; then
     first_byte=$(curl -s -o /dev/null -m 10 -w '%{time_starttransfer}' "http://127.0.0.1:$port/" || echo "failed")
     sleep 0.3
     wake_us=$(last_zero woken | sed -n 's/.*"wake_us":\([0-9]*\).*/\1/p')
-    say "$(elapsed)  one request woke it: first byte after $(awk -v t="$first_byte" 'BEGIN { printf "%.1f", t * 1000 }') ms (kernel saw the connection -> replica running: $(awk -v u="${wake_us:-0}" 'BEGIN { printf "%.1f", u / 1000 }') ms)"
+    say "$(elapsed)  one request woke it: first byte after $(awk -v t="$first_byte" 'BEGIN { printf "%.1f", t * 1000 }') ms (kernel saw the connection -> docker unpause returned: $(awk -v u="${wake_us:-0}" 'BEGIN { printf "%.1f", u / 1000 }') ms)"
 else
     say "$(elapsed)  $service did not go to zero within ${settle_seconds}s; see $work/host.log"
 fi

@@ -828,7 +828,7 @@ fn an_idle_min_zero_service_freezes_and_its_first_connections_wake_it() {
     let trickled = trickle.join().expect("trickle thread");
     assert!(trickled > 10, "the busy service answered only {trickled} requests");
     eprintln!(
-        "e2e zero: frozen {:.1} s after the daemon started; burst of 100 against the frozen replica: all answered within {burst_took:?}, median {:?}, max {:?}; kernel connection -> running {wake_ms:.1} ms",
+        "e2e zero: frozen {:.1} s after the daemon started; burst of 100 against the frozen replica: all answered within {burst_took:?}, median {:?}, max {:?}; kernel connection -> unpaused {wake_ms:.1} ms",
         took.as_secs_f64(),
         times[times.len() / 2],
         times[times.len() - 1]

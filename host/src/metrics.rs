@@ -174,7 +174,7 @@ impl Metrics {
     }
 
     /// Scale to zero: `op` (`freeze`, `thaw`, `wake`) took `took`; `wake` is
-    /// from the kernel's connection to the replica running again.
+    /// from the kernel's connection to the unpause returning.
     pub fn observe_zero(&self, op: &'static str, took: Duration) {
         self.lock().zero.entry(op).or_insert_with(|| Histogram::new(ZERO_BUCKETS)).observe(took.as_secs_f64());
     }
@@ -257,7 +257,7 @@ impl Metrics {
         family(
             &mut out,
             "autoscaler_zero_seconds",
-            "Scale to zero: Docker's pause (freeze), unpause (thaw), and kernel connection to running again (wake).",
+            "Scale to zero: Docker's pause (freeze), unpause (thaw), and kernel connection to unpause returned (wake).",
             "histogram",
         );
         for (op, h) in &inner.zero {

@@ -29,7 +29,7 @@
 //! connection.
 //!
 //! Every freeze, thaw and wake is audited with Docker's time and, for a
-//! wake, the time from the kernel's connection to the replica running
+//! wake, the time from the kernel's connection to the unpause returning
 //! ([`crate::swarm::audit::ZeroRecord`], `autoscaler_zero_seconds`).
 //! Frozen replicas are thawed when their service leaves scale to zero and
 //! when the daemon shuts down: a frozen replica never outlives the daemon

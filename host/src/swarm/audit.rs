@@ -298,8 +298,9 @@ pub struct ZeroRecord {
     pub reason: String,
     /// How long Docker's pause or unpause took, microseconds.
     pub docker_us: u64,
-    /// For a wake: from the kernel's timestamp of the connection to the
-    /// replica running again, microseconds.
+    /// For a wake: from the kernel's timestamp of the connection to Docker's
+    /// unpause returning, microseconds (the replica already runs a little
+    /// earlier: the freezer thaws it before dockerd answers).
     pub wake_us: Option<u64>,
 }
 
@@ -393,7 +394,7 @@ impl Audit {
                 "froze {service} (replica {container}) in {docker_ms:.1} ms: {}", rec.reason),
             ZeroOutcome::Woken => {
                 tracing::info!(target: "audit", service = %service, docker_us = rec.docker_us, wake_us = rec.wake_us,
-                "woke {service} (replica {container}): connection to running in {:.1} ms (unpause {docker_ms:.1} ms)",
+                "woke {service} (replica {container}): connection to unpaused in {:.1} ms (unpause {docker_ms:.1} ms)",
                 rec.wake_us.unwrap_or(0) as f64 / 1000.0)
             }
             ZeroOutcome::Thawed => tracing::info!(target: "audit", service = %service, docker_us = rec.docker_us,

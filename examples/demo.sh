@@ -142,7 +142,7 @@ watch_replicas "$settle_seconds" '[ "$(replicas)" = 1 ] && [ "$(running)" = 1 ]'
 
 applied=$(grep -c '"outcome":"applied"' "$work/audit.jsonl" 2>/dev/null || true)
 dry=$(grep -c '"outcome":"dry-run"' "$work/audit.jsonl" 2>/dev/null || true)
-say "$(elapsed)  done: $service at $(replicas) replica(s); the daemon applied ${applied:-0} change(s) (dry-run decisions: ${dry:-0})"
+say "$(elapsed)  scaled in: $service at $(replicas) replica(s); the daemon applied ${applied:-0} change(s) (dry-run decisions: ${dry:-0})"
 
 # Scale to zero: the idle service's last replica is frozen, and the next
 # request wakes it.

@@ -5,7 +5,11 @@
 //!
 //! A replica counts in an aggregate when it is past its warm-up
 //! (`autoscale.warmup`) and its latest value of that metric was measured
-//! within the window; replicas still warming up are counted apart. The
+//! within the window; replicas still warming up are counted apart, as long
+//! as an older replica can speak for the service: when every running
+//! replica is still warming up (a service just created, or back from zero)
+//! they all count, or a fresh service under load could not scale for its
+//! first `warmup`. The
 //! window is a few sample intervals long, so a replica (or a node) that
 //! stops reporting drops out of the aggregate on its own.
 //!
@@ -114,7 +118,10 @@ impl ServiceView {
         let Some(replicas) = self.services.get(service) else { return Vec::new() };
         let warmup_ns = u64::try_from(warmup.as_nanos()).unwrap_or(u64::MAX);
         let window_ns = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
-        let is_warming = |r: &Replica| now_ns.saturating_sub(r.started_ns) < warmup_ns;
+        let young = |r: &Replica| now_ns.saturating_sub(r.started_ns) < warmup_ns;
+        // With no older replica to speak for the service, the young ones do.
+        let all_young = replicas.values().all(young);
+        let is_warming = |r: &Replica| !all_young && young(r);
         let warming = u32::try_from(replicas.values().filter(|r| is_warming(r)).count()).unwrap_or(u32::MAX);
         let mut metrics: Vec<&Metric> = Vec::new();
         for replica in replicas.values() {
@@ -202,6 +209,21 @@ mod tests {
         assert_eq!(agg.value.mean, 0.9, "the idle newcomer does not pull the mean down");
         let agg = cpu_of(&view, 105 * SEC + 1);
         assert_eq!(agg.warming, 0);
+    }
+
+    #[test]
+    fn a_service_whose_replicas_are_all_young_is_judged_by_them() {
+        let mut view = ServiceView::default();
+        cpu(&mut view, "first", 98 * SEC, 1.0, 100 * SEC);
+        let agg = cpu_of(&view, 100 * SEC);
+        assert_eq!((agg.reporting, agg.warming), (1, 0), "a fresh service under load can scale at once");
+        assert_eq!(agg.value.mean, 1.0);
+        // Once it has an older replica, a newer one warms up apart again.
+        cpu(&mut view, "first", 98 * SEC, 1.0, 110 * SEC);
+        cpu(&mut view, "second", 109 * SEC, 0.0, 110 * SEC);
+        let agg = cpu_of(&view, 110 * SEC);
+        assert_eq!((agg.reporting, agg.warming), (1, 1));
+        assert_eq!(agg.value.mean, 1.0);
     }
 
     #[test]

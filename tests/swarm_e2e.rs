@@ -710,3 +710,73 @@ fn a_new_idle_replica_does_not_pull_the_service_back_in() {
         daemon.audit_for(&web, "applied").into_iter().filter(|r| r["to"].as_u64() < r["from"].as_u64()).collect();
     assert!(ins.is_empty(), "scale-ins while loaded: {ins:?}");
 }
+
+/// Record and replay: a live run recorded with `host --record`, then
+/// `host replay` of that trace with the same shipped policy. For every
+/// event the live daemon decided on, the replay's policy decides the same
+/// (same target, same reason) whenever the replay is at the replica count
+/// the live daemon saw, and the applied scale actions are the same ones in
+/// the same order: replay runs the actuator's own guardrails.
+#[test]
+fn a_recorded_live_run_replays_to_the_same_decisions() {
+    let Some(_serial) = setup("a_recorded_live_run_replays_to_the_same_decisions") else { return };
+    let web = Service::create("replay", 18090, &threshold_labels("3", "3s"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trace = dir.path().join("live.trace");
+    let mut daemon = Daemon::start(&["--record", trace.to_str().expect("a UTF-8 temp path")]);
+    daemon.wait_enabled(&web);
+    let load = Load::start(web.port, 4);
+    wait_until("a scale-up under load", Duration::from_secs(90), || web.replicas() >= 2);
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(load.stop() > 0, "the load generator got no answers");
+    wait_until("replicas back at min (1)", Duration::from_secs(90), || web.replicas() == 1);
+    std::thread::sleep(Duration::from_secs(2));
+    daemon.stop();
+    let live: Vec<serde_json::Value> = daemon.audit().into_iter().filter(|r| r["service"] == web.name.as_str()).collect();
+    assert!(!live.is_empty(), "the live run made no decision");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_host"))
+        .current_dir(repo())
+        .args(["replay", "--load", "recorded", "--policy", "policies/threshold.wasm", "--trace"])
+        .arg(&trace)
+        .output()
+        .expect("run host replay");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "host replay failed: {}\n{text}", String::from_utf8_lossy(&out.stderr));
+    eprintln!("{}", text.lines().filter(|l| l.starts_with('#')).collect::<Vec<_>>().join("\n"));
+    let replayed: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON line"))
+        .filter(|d| d["service"] == web.name.as_str())
+        .collect();
+
+    // The same event: its kernel timestamp and container.
+    let key = |ts: &serde_json::Value, container: &serde_json::Value| (ts.as_u64(), container.as_str().map(String::from));
+    let by_event: std::collections::HashMap<_, &serde_json::Value> =
+        replayed.iter().map(|d| (key(&d["event-timestamp-ns"], &d["container-id"]), d)).collect();
+    let mut compared = 0;
+    for record in &live {
+        let Some(replay) = by_event.get(&key(&record["event"]["timestamp_ns"], &record["event"]["container"])) else {
+            panic!("live decision {record} has no replayed decision for the same event");
+        };
+        if replay["from"] != record["seen"] {
+            continue;
+        }
+        compared += 1;
+        assert_eq!(replay["decision"]["action"]["scale"], record["requested"], "live {record}\nreplay {replay}");
+        assert_eq!(replay["decision"]["reason"], record["reason"], "live {record}\nreplay {replay}");
+    }
+    assert!(compared * 10 >= live.len() * 9, "only {compared} of {} live decisions were made at the same count", live.len());
+
+    let applied = |records: &[serde_json::Value], outcome: &str| -> Vec<(u64, u64)> {
+        records
+            .iter()
+            .filter(|r| r["outcome"] == outcome)
+            .map(|r| (r["from"].as_u64().unwrap_or(0), r["to"].as_u64().unwrap_or(0)))
+            .collect()
+    };
+    let live_actions = applied(&live, "applied");
+    assert!(live_actions.len() >= 2, "expected a scale-up and a scale-down live: {live_actions:?}");
+    assert_eq!(applied(&replayed, "applied"), live_actions, "the same scale actions, in order");
+}

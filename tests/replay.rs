@@ -1,0 +1,181 @@
+//! `host replay` with real compiled policies over traces written by the
+//! real `Recorder`: the guardrails are the actuator's (`judge`), the
+//! replica count evolves with the decisions, labels can be overridden, the
+//! output and the SVG say what happened, and the shipped traces replay out
+//! of the box with the shipped policies.
+//!
+//! Needs `policies/build.sh` (tests/run.sh runs it).
+
+use std::path::{Path, PathBuf};
+
+use host::policy::{LoadedPolicy, Runtime, RuntimeConfig};
+use host::replay::synthetic::{self, Synthetic};
+use host::replay::report::{ReplayRequest, run};
+use host::replay::{LoadModel, ReplayOptions, replay, trace};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
+}
+
+fn shipped(name: &str) -> PathBuf {
+    let file = repo().join("policies").join(format!("{name}.wasm"));
+    assert!(file.is_file(), "{} is missing: run policies/build.sh (tests/run.sh does)", file.display());
+    file
+}
+
+fn load(runtime: &Runtime, name: &str) -> LoadedPolicy {
+    let bytes = std::fs::read(shipped(name)).expect("policy file");
+    runtime.load(name, &bytes).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn runtime() -> Runtime {
+    let cache = std::env::var_os("AUTOSCALER_TEST_CACHE_DIR").map(PathBuf::from);
+    Runtime::new(RuntimeConfig { cache_dir: cache, ..RuntimeConfig::default() }).expect("runtime")
+}
+
+/// Two replicas at half their CPU for a minute, then a step to 1.9
+/// replicas' worth of CPU for four minutes, then near idle for five.
+fn load_step(dir: &Path) -> PathBuf {
+    let path = dir.join("step.trace");
+    let step = |t: f64| match t {
+        t if t < 60.0 => 1.0,
+        t if t < 300.0 => 1.9,
+        _ => 0.3,
+    };
+    let spec = Synthetic { seconds: 600, replicas: 2, load: step, labels: synthetic::threshold_labels() };
+    synthetic::write(&path, &spec).expect("trace");
+    path
+}
+
+#[test]
+fn the_replica_count_follows_the_decisions_under_the_actuators_guardrails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trace = trace::read(&load_step(dir.path())).expect("trace");
+    let runtime = runtime();
+    let mut threshold = load(&runtime, "threshold");
+
+    // As recorded: the service view stays hot whatever the replicas, so
+    // threshold steps out once per cooldown.up (10 s) until max (6).
+    let recorded = ReplayOptions { load: LoadModel::Recorded, ..ReplayOptions::default() };
+    let run = replay(&trace, &mut threshold, &recorded);
+    assert_eq!((run.errors, run.first_error.as_deref()), (0, None));
+    let applied: Vec<_> = run.decisions.iter().filter(|d| d.outcome == "applied").collect();
+    let ups: Vec<(u32, u32)> = applied.iter().filter(|d| d.to > d.from).map(|d| (d.from, d.to)).collect();
+    assert_eq!(ups, [(2, 3), (3, 4), (4, 5), (5, 6)], "{applied:#?}");
+    let first = applied[0];
+    assert!((60.0..62.0).contains(&first.at_s), "first scale-up at the step: {first:?}");
+    for pair in applied.windows(2).take(3) {
+        let gap = pair[1].at_s - pair[0].at_s;
+        assert!((10.0..12.0).contains(&gap), "scale-ups {gap} s apart; cooldown.up is 10 s");
+    }
+    // In between, the same guardrails the actuator applies said no.
+    let cooling = run.decisions.iter().find(|d| d.outcome == "skipped").expect("a skipped decision");
+    assert!(cooling.skip.as_deref().is_some_and(|s| s.starts_with("cooldown.up")), "{cooling:?}");
+    let service = &run.services[0];
+    assert_eq!((service.name.as_str(), service.scale_ups), ("web", 4));
+    assert!(service.scale_downs >= 1, "idle after the step: scales back in");
+    assert!(service.replica_seconds > 2.0 * 600.0 * 0.9, "{}", service.replica_seconds);
+
+    // Spread (the default): more replicas, lower per-replica CPU; 1.9 over
+    // 3 replicas is 0.63, inside the band: one step is enough.
+    let run = replay(&trace, &mut threshold, &ReplayOptions::default());
+    let ups: Vec<(u32, u32)> =
+        run.decisions.iter().filter(|d| d.outcome == "applied" && d.to > d.from).map(|d| (d.from, d.to)).collect();
+    assert_eq!(ups, [(2, 3)]);
+    let spread = &run.services[0];
+    assert!(spread.above_upper_s < 3.0, "above upper only until the scale-up: {}", spread.above_upper_s);
+
+    // --label overrides what was recorded, checked like the daemon checks.
+    let lax = ReplayOptions {
+        labels: vec![("autoscale.cpu.upper".into(), "0.99".into())],
+        ..ReplayOptions::default()
+    };
+    let run = replay(&trace, &mut threshold, &lax);
+    assert_eq!(run.services[0].scale_ups, 0, "0.95 never reaches 0.99");
+    assert!(run.services[0].above_upper_s < 1.0);
+    let broken = ReplayOptions { labels: vec![("autoscale.max".into(), "many".into())], ..ReplayOptions::default() };
+    let run = replay(&trace, &mut threshold, &broken);
+    assert_eq!((run.calls, run.errors as usize), (0, trace.records.len()));
+    assert!(run.first_error.as_deref().is_some_and(|e| e.contains("autoscale.max")), "{:?}", run.first_error);
+}
+
+#[test]
+fn the_command_prints_summaries_and_json_lines_and_draws_every_policy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trace = load_step(dir.path());
+    let svg = dir.path().join("out.svg");
+    let policies = [shipped("threshold"), shipped("proportional")];
+    let labels = [("autoscale.cpu.target".to_string(), "0.5".to_string())];
+    let request = ReplayRequest {
+        trace: &trace,
+        policies: &policies,
+        labels: &labels,
+        svg: Some(&svg),
+        load: LoadModel::Spread,
+        quiet: false,
+    };
+    let mut out = Vec::new();
+    let runs = run(&runtime(), &request, &mut out).expect("replay");
+    assert_eq!(runs.len(), 2);
+    let text = String::from_utf8(out).expect("utf-8");
+    for policy in ["threshold", "proportional"] {
+        assert!(text.contains(&format!("# policy {policy} (")), "{text}");
+    }
+    assert!(text.contains("#   service web: "), "{text}");
+    assert!(text.contains("replica-seconds"), "{text}");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    assert!(lines.iter().any(|l| l["policy"] == "proportional" && l["outcome"] == "applied"), "{text}");
+    let first = &lines[0];
+    assert!(first["decision"]["action"]["scale"].is_u64(), "the model's JSON for a decision: {first}");
+    let drawing = std::fs::read_to_string(&svg).expect("svg written");
+    assert!(drawing.starts_with("<svg") && drawing.trim_end().ends_with("</svg>"));
+    assert!(drawing.contains("threshold") && drawing.contains("proportional") && drawing.contains("cpu upper 0.8"));
+}
+
+#[test]
+fn an_hour_replays_in_well_under_a_second_with_a_rust_policy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("hour.trace");
+    let records = synthetic::hour(&path).expect("trace");
+    let trace = trace::read(&path).expect("read");
+    assert_eq!(trace.records.len(), records);
+    let mut threshold = load(&runtime(), "threshold");
+    let run = replay(&trace, &mut threshold, &ReplayOptions::default());
+    assert_eq!(run.errors, 0, "{:?}", run.first_error);
+    assert!(run.services[0].scale_ups > 3 && run.services[0].scale_downs > 3, "waves move it both ways");
+    eprintln!("replayed {records} records (one hour) in {:.3} s", run.elapsed_s);
+    // The figure to quote comes from `cargo bench --bench languages`; this
+    // bound is loose enough for a busy machine and catches a regression
+    // of an order of magnitude.
+    if !cfg!(debug_assertions) {
+        assert!(run.elapsed_s < 1.0, "one hour took {:.3} s to replay", run.elapsed_s);
+    }
+}
+
+#[test]
+fn every_shipped_trace_replays_with_the_shipped_policies() {
+    let folder = repo().join("examples/traces");
+    let mut traces: Vec<PathBuf> = std::fs::read_dir(&folder)
+        .unwrap_or_else(|e| panic!("{}: {e}", folder.display()))
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "trace"))
+        .collect();
+    traces.sort();
+    assert!(traces.len() >= 3, "a load step, a slow ramp and a burst pattern: {traces:?}");
+    let runtime = runtime();
+    for policy in ["threshold", "proportional"] {
+        let mut loaded = load(&runtime, policy);
+        for path in &traces {
+            let trace = trace::read(path).unwrap_or_else(|e| panic!("{e:#}"));
+            let run = replay(&trace, &mut loaded, &ReplayOptions::default());
+            assert_eq!(run.errors, 0, "{policy} on {}: {:?}", path.display(), run.first_error);
+            assert!(run.calls > 0 && !run.services.is_empty(), "{policy} on {}", path.display());
+            let scaled: u32 = run.services.iter().map(|s| s.scale_ups).sum();
+            assert!(scaled > 0, "{policy} on {}: every shipped trace has load to react to", path.display());
+        }
+    }
+}

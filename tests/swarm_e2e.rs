@@ -757,8 +757,11 @@ fn a_recorded_live_run_replays_to_the_same_decisions() {
         replayed.iter().map(|d| (key(&d["event-timestamp-ns"], &d["container-id"]), d)).collect();
     let mut compared = 0;
     for record in &live {
+        // Around a scale action the replay may be a step ahead (live, the
+        // new count reaches the state a few ms later): never for an applied one.
         let Some(replay) = by_event.get(&key(&record["event"]["timestamp_ns"], &record["event"]["container"])) else {
-            panic!("live decision {record} has no replayed decision for the same event");
+            assert_ne!(record["outcome"], "applied", "applied live, not made again in the replay: {record}");
+            continue;
         };
         if replay["from"] != record["seen"] {
             continue;

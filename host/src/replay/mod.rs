@@ -14,8 +14,11 @@
 //! and service view, and a state whose replica count, scale history and
 //! hold come from the replay itself, with the recorded `autoscale.*` labels
 //! (overridden by `--label`). While the replayed replica count equals the
-//! recorded one the policy sees exactly what the live daemon passed; when
-//! it differs, the [`LoadModel`] says how the service view is adjusted.
+//! recorded one the policy sees exactly what the live daemon passed, and a
+//! scale action the replay shares with the recording takes the live time
+//! of that action (the actuator's, when Docker accepted it), so that
+//! cooldowns end where they ended live; when the counts differ, the
+//! [`LoadModel`] says how the service view is adjusted.
 //!
 //! Invariant: a replay touches no Docker, no kernel and no clock: the
 //! trace's timestamps are the only time. Replaying the same trace with the
@@ -235,6 +238,13 @@ pub fn replay(trace: &Trace, policy: &mut LoadedPolicy, options: &ReplayOptions)
             }
             event.value *= ratio;
         }
+        if sim.replicas == recorded.current_replicas {
+            // In step with the recording: the live scale times are the
+            // actuator's (when Docker took the update, a few ms after the
+            // decision), so cooldowns end where they ended live.
+            snap(&mut sim.history.last_up_ns, recorded.last_scale_up_ns);
+            snap(&mut sim.history.last_down_ns, recorded.last_scale_down_ns);
+        }
         let watched = watched_metric(&bound.config);
         if service.watched.is_none() {
             service.watched = watched.as_ref().map(|(m, upper)| (m.name().to_string(), *upper));
@@ -312,6 +322,16 @@ pub fn replay(trace: &Trace, policy: &mut LoadedPolicy, options: &ReplayOptions)
     }
     run.elapsed_s = started.elapsed().as_secs_f64();
     run
+}
+
+/// Take the recorded time of a scale action for ours when they are the
+/// same action (less than a second apart).
+fn snap(ours: &mut Option<u64>, recorded: Option<u64>) {
+    if let (Some(mine), Some(live)) = (*ours, recorded)
+        && mine.abs_diff(live) < 1_000_000_000
+    {
+        *ours = Some(live);
+    }
 }
 
 /// The labels of a service after `--label`, checked as the daemon checks

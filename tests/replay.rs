@@ -9,8 +9,8 @@
 use std::path::{Path, PathBuf};
 
 use host::policy::{LoadedPolicy, Runtime, RuntimeConfig};
-use host::replay::synthetic::{self, Synthetic};
 use host::replay::report::{ReplayRequest, run};
+use host::replay::synthetic::{self, Synthetic};
 use host::replay::{LoadModel, ReplayOptions, replay, trace};
 
 fn repo() -> PathBuf {
@@ -86,10 +86,7 @@ fn the_replica_count_follows_the_decisions_under_the_actuators_guardrails() {
     assert!(spread.above_upper_s < 3.0, "above upper only until the scale-up: {}", spread.above_upper_s);
 
     // --label overrides what was recorded, checked like the daemon checks.
-    let lax = ReplayOptions {
-        labels: vec![("autoscale.cpu.upper".into(), "0.99".into())],
-        ..ReplayOptions::default()
-    };
+    let lax = ReplayOptions { labels: vec![("autoscale.cpu.upper".into(), "0.99".into())], ..ReplayOptions::default() };
     let run = replay(&trace, &mut threshold, &lax);
     assert_eq!(run.services[0].scale_ups, 0, "0.95 never reaches 0.99");
     assert!(run.services[0].above_upper_s < 1.0);
@@ -208,7 +205,12 @@ fn shipped_traces_replay_to_the_decisions_the_live_daemon_made() {
                 continue;
             }
             compared += 1;
-            assert_eq!(serde_json::json!(replayed.decision.target()), record["requested"], "{}: {record}", path.display());
+            assert_eq!(
+                serde_json::json!(replayed.decision.target()),
+                record["requested"],
+                "{}: {record}",
+                path.display()
+            );
             assert_eq!(replayed.decision.reason, record["reason"].as_str().expect("reason"), "{}", path.display());
         }
         assert!(compared * 10 >= live.len() * 9, "{}: {compared} of {} compared", path.display(), live.len());

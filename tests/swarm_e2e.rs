@@ -732,7 +732,8 @@ fn a_recorded_live_run_replays_to_the_same_decisions() {
     wait_until("replicas back at min (1)", Duration::from_secs(90), || web.replicas() == 1);
     std::thread::sleep(Duration::from_secs(2));
     daemon.stop();
-    let live: Vec<serde_json::Value> = daemon.audit().into_iter().filter(|r| r["service"] == web.name.as_str()).collect();
+    let live: Vec<serde_json::Value> =
+        daemon.audit().into_iter().filter(|r| r["service"] == web.name.as_str()).collect();
     assert!(!live.is_empty(), "the live run made no decision");
 
     let out = Command::new(env!("CARGO_BIN_EXE_host"))
@@ -752,7 +753,8 @@ fn a_recorded_live_run_replays_to_the_same_decisions() {
         .collect();
 
     // The same event: its kernel timestamp and container.
-    let key = |ts: &serde_json::Value, container: &serde_json::Value| (ts.as_u64(), container.as_str().map(String::from));
+    let key =
+        |ts: &serde_json::Value, container: &serde_json::Value| (ts.as_u64(), container.as_str().map(String::from));
     let by_event: std::collections::HashMap<_, &serde_json::Value> =
         replayed.iter().map(|d| (key(&d["event-timestamp-ns"], &d["container-id"]), d)).collect();
     let mut compared = 0;
@@ -770,7 +772,11 @@ fn a_recorded_live_run_replays_to_the_same_decisions() {
         assert_eq!(replay["decision"]["action"]["scale"], record["requested"], "live {record}\nreplay {replay}");
         assert_eq!(replay["decision"]["reason"], record["reason"], "live {record}\nreplay {replay}");
     }
-    assert!(compared * 10 >= live.len() * 9, "only {compared} of {} live decisions were made at the same count", live.len());
+    assert!(
+        compared * 10 >= live.len() * 9,
+        "only {compared} of {} live decisions were made at the same count",
+        live.len()
+    );
 
     let applied = |records: &[serde_json::Value], outcome: &str| -> Vec<(u64, u64)> {
         records

@@ -38,9 +38,9 @@ use serde::Serialize;
 use crate::model::settings::resolve;
 use crate::model::{Action, Decision, EventKind, Metric, SettingValue, State, Unit};
 use crate::policy::LoadedPolicy;
+use crate::swarm::ActuatorOptions;
 use crate::swarm::guardrails::{History, Limits, Request, judge};
 use crate::swarm::labels::{self, PREFIX, ServiceConfig};
-use crate::swarm::ActuatorOptions;
 pub use trace::{Header, Record, Recorder, Trace};
 
 /// How the service view changes when the replayed replica count differs
@@ -295,8 +295,7 @@ pub fn replay(trace: &Trace, policy: &mut LoadedPolicy, options: &ReplayOptions)
             Action::Hold(for_ns) => sim.history.hold_until_ns = Some(now.saturating_add(for_ns)),
             Action::Scale(asked) => {
                 let request = Request { policy: run.policy.clone(), event, decision, seen: from, decided_ns: now };
-                let verdict =
-                    judge(&request, asked, &bound.limits, from, &sim.history, now, actuator.max_decision_age);
+                let verdict = judge(&request, asked, &bound.limits, from, &sim.history, now, actuator.max_decision_age);
                 line.guardrails = verdict.adjustments.iter().map(ToString::to_string).collect();
                 match verdict.skip {
                     Some(skip) => {
@@ -343,7 +342,8 @@ fn bind(
     actuator: &ActuatorOptions,
     policy: &LoadedPolicy,
 ) -> Result<Bound, String> {
-    let mut labels: HashMap<String, String> = recorded.iter().map(|(k, v)| (format!("{PREFIX}{k}"), v.clone())).collect();
+    let mut labels: HashMap<String, String> =
+        recorded.iter().map(|(k, v)| (format!("{PREFIX}{k}"), v.clone())).collect();
     for (key, value) in &options.labels {
         labels.insert(key.clone(), value.clone());
     }

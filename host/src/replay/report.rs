@@ -30,10 +30,17 @@ pub struct ReplayRequest<'a> {
 }
 
 /// Run `host replay`; every policy's summary and decisions go to `out`.
-pub fn run(runtime: &Runtime, request: &ReplayRequest<'_>, out: &mut dyn std::io::Write) -> anyhow::Result<Vec<PolicyRun>> {
+pub fn run(
+    runtime: &Runtime,
+    request: &ReplayRequest<'_>,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<Vec<PolicyRun>> {
     let trace = trace::read(request.trace)?;
     if trace.torn_lines > 0 {
-        tracing::warn!("trace {}: skipped a torn last line (the recording daemon was stopped mid-write)", request.trace.display());
+        tracing::warn!(
+            "trace {}: skipped a torn last line (the recording daemon was stopped mid-write)",
+            request.trace.display()
+        );
     }
     let options = ReplayOptions { labels: request.labels.to_vec(), load: request.load, actuator: None };
     let mut runs = Vec::new();
@@ -78,7 +85,9 @@ fn summarise(out: &mut dyn std::io::Write, run: &PolicyRun, path: &Path, records
     for s in &run.services {
         let span_s = s.span_ns.1.saturating_sub(s.span_ns.0) as f64 / 1e9;
         let above = match &s.watched {
-            Some((metric, upper)) => format!("{:.1} s above the upper threshold ({metric} mean >= {upper})", s.above_upper_s),
+            Some((metric, upper)) => {
+                format!("{:.1} s above the upper threshold ({metric} mean >= {upper})", s.above_upper_s)
+            }
             None => "no upper threshold set".to_string(),
         };
         writeln!(

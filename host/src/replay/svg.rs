@@ -42,12 +42,8 @@ fn draw_service(out: &mut String, runs: &[PolicyRun], name: &str, top: f64) {
     let Some(first) = services.first() else { return };
     let end_ns = services.iter().map(|s| s.span_ns.1).max().unwrap_or(0).max(1);
     let start_ns = services.iter().map(|s| s.span_ns.0).min().unwrap_or(0).min(end_ns - 1);
-    let max_replicas = services
-        .iter()
-        .flat_map(|s| s.replicas.iter().chain(&s.recorded).map(|(_, r)| *r))
-        .max()
-        .unwrap_or(1)
-        .max(1);
+    let max_replicas =
+        services.iter().flat_map(|s| s.replicas.iter().chain(&s.recorded).map(|(_, r)| *r)).max().unwrap_or(1).max(1);
     let plot_w = WIDTH - MARGIN_LEFT - MARGIN_RIGHT;
     let x = |t: u64| MARGIN_LEFT + (t.saturating_sub(start_ns)) as f64 / (end_ns - start_ns) as f64 * plot_w;
     let y_rep = |r: u32| top + CHART_HEIGHT - f64::from(r) / f64::from(max_replicas + 1) * CHART_HEIGHT;
@@ -87,7 +83,8 @@ fn draw_service(out: &mut String, runs: &[PolicyRun], name: &str, top: f64) {
     }
 
     // Axes and replica grid.
-    let _ = writeln!(out, r#"<text x="{MARGIN_LEFT}" y="{:.1}" font-weight="bold">{}</text>"#, top - 22.0, escape(name));
+    let _ =
+        writeln!(out, r#"<text x="{MARGIN_LEFT}" y="{:.1}" font-weight="bold">{}</text>"#, top - 22.0, escape(name));
     for r in 0..=max_replicas + 1 {
         let y = y_rep(r);
         let _ = writeln!(

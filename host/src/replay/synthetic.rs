@@ -80,7 +80,8 @@ pub fn write(path: &Path, spec: &Synthetic) -> anyhow::Result<usize> {
             }
             events.push(base);
             last[i] = Some(value);
-            let mut state = State::replicas(spec.replicas, 1, 6).with_metric(Metric::Cpu, Unit::FractionOfLimit, &values, 0);
+            let mut state =
+                State::replicas(spec.replicas, 1, 6).with_metric(Metric::Cpu, Unit::FractionOfLimit, &values, 0);
             state.settings = spec.labels.clone();
             state.now_ns = now;
             for event in events {

@@ -237,9 +237,8 @@ impl Recorder {
     pub fn record(&mut self, policy: &str, event: &Event, state: &State) {
         let Some(out) = self.out.as_mut() else { return };
         let line = RecordRef { policy, event, state };
-        let mut result = serde_json::to_writer(&mut *out, &line)
-            .map_err(std::io::Error::from)
-            .and_then(|()| out.write_all(b"\n"));
+        let mut result =
+            serde_json::to_writer(&mut *out, &line).map_err(std::io::Error::from).and_then(|()| out.write_all(b"\n"));
         if result.is_ok() && state.now_ns.saturating_sub(self.flushed_ns) >= FLUSH_EVERY_NS {
             self.flushed_ns = state.now_ns;
             result = out.flush();
@@ -350,11 +349,7 @@ mod tests {
     fn a_torn_last_line_is_skipped_and_a_bad_line_is_named() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("t.trace");
-        Recorder::create(&path, &ActuatorOptions::default()).expect("create").record(
-            "p",
-            &Event::cpu(0.5),
-            &state(1),
-        );
+        Recorder::create(&path, &ActuatorOptions::default()).expect("create").record("p", &Event::cpu(0.5), &state(1));
         let good = std::fs::read_to_string(&path).expect("text");
         std::fs::write(&path, format!("{good}{{\"policy\": \"p\", \"event\": {{\"metr")).expect("write");
         let trace = read(&path).expect("a torn last line is tolerated");

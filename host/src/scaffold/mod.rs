@@ -81,7 +81,10 @@ pub fn create(parent: &Path, name: &str, lang: Lang) -> anyhow::Result<PathBuf> 
         _ => String::new(),
     };
     let fill = |text: &str| {
-        text.replace("__NAME__", name).replace("__MODULE__", &module).replace("__CRATE__", &module).replace("__SDK__", &sdk)
+        text.replace("__NAME__", name)
+            .replace("__MODULE__", &module)
+            .replace("__CRATE__", &module)
+            .replace("__SDK__", &sdk)
     };
     let pre_test = match lang {
         Lang::Rust => "cargo test --quiet\n",
@@ -189,7 +192,10 @@ mod tests {
             let dir = create(&sub, "my-pol", lang).expect("created");
             for file in [source, "build.sh", "test.sh", "wit/policy.wit", "test/state-hot.json"] {
                 let text = std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{lang:?} {file}: {e}"));
-                assert!(!text.contains("__NAME__") && !text.contains("__MODULE__"), "{lang:?} {file}: placeholder left");
+                assert!(
+                    !text.contains("__NAME__") && !text.contains("__MODULE__"),
+                    "{lang:?} {file}: placeholder left"
+                );
             }
             use std::os::unix::fs::PermissionsExt as _;
             let mode = std::fs::metadata(dir.join("build.sh")).expect("build.sh").permissions().mode();

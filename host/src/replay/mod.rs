@@ -155,6 +155,10 @@ struct Sim {
     last_ns: u64,
     above: bool,
     last_recorded: u32,
+    /// The last scale applied by the replay, (from, ns), while the recorded
+    /// states may not show it yet: live, a new count reaches the state when
+    /// Docker's event arrives, a few ms to a second later.
+    applied: Option<(u32, u64)>,
 }
 
 struct Bound {
@@ -192,6 +196,7 @@ pub fn replay(trace: &Trace, policy: &mut LoadedPolicy, options: &ReplayOptions)
                 last_ns: now,
                 above: false,
                 last_recorded: 0,
+                applied: None,
             }
         });
         let service = &mut run.services[sim.index];
@@ -219,10 +224,20 @@ pub fn replay(trace: &Trace, policy: &mut LoadedPolicy, options: &ReplayOptions)
                 continue;
             }
         };
+        // Right after a scale, the live state still showed the old count
+        // until Docker's event arrived; show the policy what live showed,
+        // and let the guardrails see the new count, as the actuator does.
+        let seen = match sim.applied {
+            Some((from, at)) if recorded.current_replicas == from && now.saturating_sub(at) < LAG_NS => from,
+            _ => {
+                sim.applied = None;
+                sim.replicas
+            }
+        };
         // Load model: per-replica figures follow the replayed count.
         let ratio = match options.load {
-            LoadModel::Spread if sim.replicas > 0 && sim.replicas != recorded.current_replicas => {
-                f64::from(recorded.current_replicas) / f64::from(sim.replicas)
+            LoadModel::Spread if seen > 0 && seen != recorded.current_replicas => {
+                f64::from(recorded.current_replicas) / f64::from(seen)
             }
             _ => 1.0,
         };
@@ -255,7 +270,7 @@ pub fn replay(trace: &Trace, policy: &mut LoadedPolicy, options: &ReplayOptions)
         }
         sim.above = above_upper(&bound.config, &metrics);
         let state = State {
-            current_replicas: sim.replicas,
+            current_replicas: seen,
             min_replicas: bound.config.min,
             max_replicas: bound.config.max,
             now_ns: now,
@@ -276,7 +291,7 @@ pub fn replay(trace: &Trace, policy: &mut LoadedPolicy, options: &ReplayOptions)
                 continue;
             }
         };
-        let from = sim.replicas;
+        let from = seen;
         let mut line = DecisionLine {
             policy: run.policy.clone(),
             service: event.service_name.clone(),
@@ -295,7 +310,8 @@ pub fn replay(trace: &Trace, policy: &mut LoadedPolicy, options: &ReplayOptions)
             Action::Hold(for_ns) => sim.history.hold_until_ns = Some(now.saturating_add(for_ns)),
             Action::Scale(asked) => {
                 let request = Request { policy: run.policy.clone(), event, decision, seen: from, decided_ns: now };
-                let verdict = judge(&request, asked, &bound.limits, from, &sim.history, now, actuator.max_decision_age);
+                let verdict =
+                    judge(&request, asked, &bound.limits, sim.replicas, &sim.history, now, actuator.max_decision_age);
                 line.guardrails = verdict.adjustments.iter().map(ToString::to_string).collect();
                 match verdict.skip {
                     Some(skip) => {
@@ -305,7 +321,9 @@ pub fn replay(trace: &Trace, policy: &mut LoadedPolicy, options: &ReplayOptions)
                     None => {
                         line.outcome = "applied";
                         line.to = verdict.target;
-                        sim.history.record(from, verdict.target, now);
+                        sim.history.record(sim.replicas, verdict.target, now);
+                        sim.applied = Some((sim.replicas, now));
+                        let from = sim.replicas;
                         sim.replicas = verdict.target;
                         if verdict.target > from {
                             service.scale_ups += 1;
@@ -322,6 +340,9 @@ pub fn replay(trace: &Trace, policy: &mut LoadedPolicy, options: &ReplayOptions)
     run.elapsed_s = started.elapsed().as_secs_f64();
     run
 }
+
+/// Longest time a recorded state may lag behind a scale the replay applied.
+const LAG_NS: u64 = 2_000_000_000;
 
 /// Take the recorded time of a scale action for ours when they are the
 /// same action (less than a second apart).

@@ -10,15 +10,24 @@
 //! - [`report`]: the `host replay` command (summaries, JSON lines, SVG);
 //! - [`synthetic`]: made-up traces for tests and benchmarks.
 //!
-//! What a replay feeds the policy, per recorded event: the recorded event
+//! What a replay feeds the policy, per recorded call: the recorded event
 //! and service view, and a state whose replica count, scale history and
 //! hold come from the replay itself, with the recorded `autoscale.*` labels
-//! (overridden by `--label`). While the replayed replica count equals the
-//! recorded one the policy sees exactly what the live daemon passed, and a
-//! scale action the replay shares with the recording takes the live time
-//! of that action (the actuator's, when Docker accepted it), so that
-//! cooldowns end where they ended live; when the counts differ, the
+//! (overridden by `--label`). Each decision is judged at the time the live
+//! policy answered ([`Record::decided_ns`]), the time the actuator counts
+//! cooldowns to, so a replay of the recorded policy reaches the live
+//! verdicts: the trace holds exactly the calls the daemon made (after its
+//! coalescing), and the guardrails are a function of what was recorded.
+//! While the replayed replica count equals the recorded one the policy
+//! sees exactly what the live daemon passed; when they differ, the
 //! [`LoadModel`] says how the service view is adjusted.
+//!
+//! One lag is modelled from the recording: live, a new replica count
+//! reaches the state when Docker's event about the update arrives, a few
+//! milliseconds after the write, so calls in between still see the old
+//! count (and the actuator refuses what they decide as made on a count
+//! that is no longer current). After a scale that the recording also shows,
+//! the replay shows the old count for as long as the recorded states do.
 //!
 //! Invariant: a replay touches no Docker, no kernel and no clock: the
 //! trace's timestamps are the only time. Replaying the same trace with the
@@ -138,6 +147,14 @@ pub struct PolicyRun {
     pub errors: u64,
     /// The first such failure, for the report.
     pub first_error: Option<String>,
+    /// Calls of the policy the trace was recorded with, made at the
+    /// recorded replica count with the recorded labels: the replay must
+    /// answer them as the live policy did.
+    pub in_step: u64,
+    /// Of those, the calls answered exactly as live (target or hold, and reason).
+    pub same_as_live: u64,
+    /// The first call answered otherwise than live, for the report.
+    pub first_difference: Option<String>,
     /// Wall-clock time spent in the replay, s.
     pub elapsed_s: f64,
 }
@@ -190,7 +207,13 @@ pub fn replay(trace: &Trace, policy: &mut LoadedPolicy, options: &ReplayOptions)
             Sim {
                 index: run.services.len() - 1,
                 replicas: recorded.current_replicas,
-                history: History::default(),
+                // What the actuator knew before the recording started
+                // (Swarm's record of the last scale, a hold in force).
+                history: History {
+                    last_up_ns: recorded.last_scale_up_ns,
+                    last_down_ns: recorded.last_scale_down_ns,
+                    hold_until_ns: recorded.hold_until_ns,
+                },
                 raw: Vec::new(),
                 bound: None,
                 last_ns: now,
@@ -253,13 +276,6 @@ pub fn replay(trace: &Trace, policy: &mut LoadedPolicy, options: &ReplayOptions)
             }
             event.value *= ratio;
         }
-        if sim.replicas == recorded.current_replicas {
-            // In step with the recording: the live scale times are the
-            // actuator's (when Docker took the update, a few ms after the
-            // decision), so cooldowns end where they ended live.
-            snap(&mut sim.history.last_up_ns, recorded.last_scale_up_ns);
-            snap(&mut sim.history.last_down_ns, recorded.last_scale_down_ns);
-        }
         let watched = watched_metric(&bound.config);
         if service.watched.is_none() {
             service.watched = watched.as_ref().map(|(m, upper)| (m.name().to_string(), *upper));
@@ -282,7 +298,23 @@ pub fn replay(trace: &Trace, policy: &mut LoadedPolicy, options: &ReplayOptions)
             typed_settings: Some(bound.typed.clone()),
         };
         run.calls += 1;
-        let decision = match policy.decide(&event, &state) {
+        let answer = policy.decide(&event, &state);
+        // The recorded policy, at the recorded count: it must answer as live.
+        if record.policy == run.policy && seen == recorded.current_replicas && options.labels.is_empty() {
+            run.in_step += 1;
+            if answer.as_ref().ok().and_then(Option::as_ref) == record.decision.as_ref() {
+                run.same_as_live += 1;
+            } else if run.first_difference.is_none() {
+                run.first_difference = Some(format!(
+                    "{} at {:.3} s: live {}, replay {}",
+                    event.service_name,
+                    t as f64 / 1e9,
+                    serde_json::to_string(&record.decision).unwrap_or_default(),
+                    answer.as_ref().map_or_else(ToString::to_string, |d| serde_json::to_string(d).unwrap_or_default())
+                ));
+            }
+        }
+        let decision = match answer {
             Ok(Some(decision)) => decision,
             Ok(None) => continue,
             Err(err) => {
@@ -291,6 +323,7 @@ pub fn replay(trace: &Trace, policy: &mut LoadedPolicy, options: &ReplayOptions)
                 continue;
             }
         };
+        let now = record.decided_ns;
         let from = seen;
         let mut line = DecisionLine {
             policy: run.policy.clone(),
@@ -343,16 +376,6 @@ pub fn replay(trace: &Trace, policy: &mut LoadedPolicy, options: &ReplayOptions)
 
 /// Longest time a recorded state may lag behind a scale the replay applied.
 const LAG_NS: u64 = 2_000_000_000;
-
-/// Take the recorded time of a scale action for ours when they are the
-/// same action (less than a second apart).
-fn snap(ours: &mut Option<u64>, recorded: Option<u64>) {
-    if let (Some(mine), Some(live)) = (*ours, recorded)
-        && mine.abs_diff(live) < 1_000_000_000
-    {
-        *ours = Some(live);
-    }
-}
 
 /// The labels of a service after `--label`, checked as the daemon checks
 /// them, and the policy's settings resolved from them.

@@ -82,6 +82,16 @@ fn summarise(out: &mut dyn std::io::Write, run: &PolicyRun, path: &Path, records
     if let Some(err) = &run.first_error {
         writeln!(out, "#   first error: {err}")?;
     }
+    if run.in_step > 0 {
+        writeln!(
+            out,
+            "#   as recorded: {} of {} calls made at the live replica count answered as live",
+            run.same_as_live, run.in_step
+        )?;
+        if let Some(first) = &run.first_difference {
+            writeln!(out, "#   first different answer: {first}")?;
+        }
+    }
     for s in &run.services {
         let span_s = s.span_ns.1.saturating_sub(s.span_ns.0) as f64 / 1e9;
         let above = match &s.watched {

@@ -11,6 +11,9 @@ use crate::swarm::ActuatorOptions;
 
 use super::Recorder;
 
+/// The policy name synthetic records carry: no policy answered them.
+pub const SYNTHETIC: &str = "synthetic";
+
 /// What to synthesise.
 #[derive(Debug, Clone)]
 pub struct Synthetic {
@@ -44,14 +47,15 @@ pub fn threshold_labels() -> Vec<(String, String)> {
 }
 
 /// Write `spec` to `path` (appending, like `--record`); returns the records
-/// written. Every replica reports a sample each second, and a crossing when
-/// its value crosses `cpu.upper` or `cpu.lower`.
+/// written. Every replica reports a sample of CPU, memory and connections
+/// each second (memory and connections follow its CPU), as the eBPF probe
+/// does, and a crossing when its CPU crosses `cpu.upper` or `cpu.lower`.
 pub fn write(path: &Path, spec: &Synthetic) -> anyhow::Result<usize> {
     const SEC: u64 = 1_000_000_000;
     let start = 3_600 * SEC;
     let number = |key: &str| spec.labels.iter().find(|(k, _)| k == key).and_then(|(_, v)| v.parse::<f64>().ok());
     let (upper, lower) = (number("cpu.upper"), number("cpu.lower"));
-    let mut recorder = Recorder::create(path, &ActuatorOptions::default())?;
+    let mut recorder = Recorder::create_at(path, &ActuatorOptions::default(), start)?;
     let mut seed = 0x2545_f491_4f6c_dd1d_u64;
     let mut jitter = move || {
         seed ^= seed << 13;
@@ -78,14 +82,31 @@ pub fn write(path: &Path, spec: &Synthetic) -> anyhow::Result<usize> {
                     events.push(base.clone().crossing(threshold, way));
                 }
             }
-            events.push(base);
+            // The probe's periodic sample: every metric of the replica.
+            let memory = |v: f64| 64e6 + 128e6 * v;
+            let connections = |v: f64| (40.0 * v).round();
+            events.push(base.clone());
+            let mut other = base.clone();
+            (other.metric, other.unit, other.value) = (Metric::Memory, Unit::Bytes, memory(value));
+            events.push(other.clone());
+            (other.metric, other.unit, other.value) = (Metric::Connections, Unit::Count, connections(value));
+            events.push(other);
             last[i] = Some(value);
-            let mut state =
-                State::replicas(spec.replicas, 1, 6).with_metric(Metric::Cpu, Unit::FractionOfLimit, &values, 0);
+            let mut state = State::replicas(spec.replicas, 1, 6)
+                .with_metric(Metric::Cpu, Unit::FractionOfLimit, &values, 0)
+                .with_metric(Metric::Memory, Unit::Bytes, &values.iter().map(|v| memory(*v)).collect::<Vec<_>>(), 0)
+                .with_metric(
+                    Metric::Connections,
+                    Unit::Count,
+                    &values.iter().map(|v| connections(*v)).collect::<Vec<_>>(),
+                    0,
+                );
             state.settings = spec.labels.clone();
             state.now_ns = now;
             for event in events {
-                recorder.record("threshold", &event, &state);
+                // No live policy answered: the recorded policy is named
+                // `synthetic`, so no replay compares itself with it.
+                recorder.record(SYNTHETIC, &event, &state, now + 20_000, None);
                 records += 1;
             }
         }
@@ -96,7 +117,8 @@ pub fn write(path: &Path, spec: &Synthetic) -> anyhow::Result<usize> {
 }
 
 /// One hour of waves (10-minute period, between 0.4 and 3.2 replicas'
-/// worth of CPU) over 3 replicas: the benchmark's trace.
+/// worth of CPU) over 3 replicas, three metrics each a second (about 33,000
+/// calls): the benchmark's trace.
 pub fn hour(path: &Path) -> anyhow::Result<usize> {
     let waves = |t: f64| 1.8 + 1.4 * (t / 600.0 * std::f64::consts::TAU).sin();
     write(path, &Synthetic { seconds: 3_600, replicas: 3, load: waves, labels: threshold_labels() })

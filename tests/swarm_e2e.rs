@@ -603,8 +603,11 @@ fn services_with_malformed_labels_or_no_policy_are_left_alone_while_another_scal
     load_orphan.stop();
     assert_eq!(bad.replicas(), 1, "the mislabelled service was scaled");
     assert_eq!(orphan.replicas(), 1, "the service without a loaded policy was scaled");
-    let missing = daemon.log().matches("bound to policy no-such-policy, which is not loaded").count();
-    assert_eq!(missing, 1, "a missing policy should be logged once");
+    let missing = daemon
+        .log()
+        .matches("bound to policy no-such-policy, which is not loaded (there is no no-such-policy.wasm in the policies folder)")
+        .count();
+    assert_eq!(missing, 1, "a missing policy should be logged once, with why it is not loaded");
     assert_eq!(bad.version(), bad_version, "the mislabelled service's spec was written");
     assert!(daemon.audit().iter().all(|r| r["service"] != "e2e-bad"), "decisions were taken for e2e-bad");
     let count = daemon.log().matches("label autoscale.max=\"lots\"").count();
@@ -745,6 +748,14 @@ fn a_recorded_live_run_replays_to_the_same_decisions() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "host replay failed: {}\n{text}", String::from_utf8_lossy(&out.stderr));
     eprintln!("{}", text.lines().filter(|l| l.starts_with('#')).collect::<Vec<_>>().join("\n"));
+    // Every call the live daemon made at a count the replay shares is
+    // answered as the live policy answered it (the trace keeps the answers).
+    let same = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#   as recorded: "))
+        .unwrap_or_else(|| panic!("no comparison with the live answers:\n{text}"));
+    let numbers: Vec<u64> = same.split(' ').filter_map(|w| w.parse().ok()).take(2).collect();
+    assert!(numbers.len() == 2 && numbers[0] == numbers[1] && numbers[0] > 0, "{same}\n{text}");
     let replayed: Vec<serde_json::Value> = text
         .lines()
         .filter(|l| !l.starts_with('#'))

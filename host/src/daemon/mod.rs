@@ -30,6 +30,7 @@ use crate::metrics::Metrics;
 use crate::policy::{PolicySet, ReloadStats, Runtime};
 use crate::probe::{self, ProbeHandle};
 use crate::reload;
+use crate::replay::Recorder;
 use crate::swarm::{Actuator, Audit, DockerWriter, inventory};
 use deciders::Deciders;
 use event_loop::Loop;
@@ -101,6 +102,10 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
     if options.dry_run {
         tracing::info!("dry run: decisions are judged and logged, nothing is written to swarm");
     }
+    let recorder = match &args.record {
+        Some(path) => Some(Recorder::create(path, &options)?),
+        None => None,
+    };
     let actuator = Actuator::new(DockerWriter { docker: swarm.docker.clone() }, options, audit);
 
     let (probe_tx, mut probe_events) = mpsc::channel(PROBE_CHANNEL);
@@ -114,6 +119,10 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
     export_owned_counters(&metrics, &probe, &policies, &deciders);
 
     let mut state = Loop::new(probe, policies, actuator, deciders, metrics, args.probe.view_window());
+    if let Some(recorder) = recorder {
+        tracing::info!(trace = ?args.record, "recording every decided event to the trace");
+        state.record_to(recorder);
+    }
     tracing::info!("autoscaler running");
     let mut shutdown = std::pin::pin!(shutdown);
     loop {

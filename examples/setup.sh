@@ -47,13 +47,17 @@ install_componentize_py() {
 }
 
 install_node() {
-    # Builds the JavaScript example policy (examples/policies/js), whose
-    # build.sh installs componentize-js from npm into its own folder.
+    # Builds the JavaScript example policy (examples/policies/js) and
+    # scaffolded JavaScript projects: Node.js, then componentize-js once per
+    # machine into a shared tools folder (examples/policies/js/toolchain.sh).
     if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
         log "installing nodejs and npm"
         apt-get update -qq
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
     fi
+    # shellcheck source=policies/js/toolchain.sh
+    source "$(dirname "${BASH_SOURCE[0]}")/policies/js/toolchain.sh"
+    js_toolchain
 }
 
 install_component_tools() {

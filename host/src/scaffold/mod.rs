@@ -59,6 +59,7 @@ const JS: &[File] = &[
     ("__NAME__.js", include_str!("templates/js/policy.js"), false),
     ("package.json", include_str!("templates/js/package.json"), false),
     ("build.sh", include_str!("templates/js/build.sh"), true),
+    ("toolchain.sh", include_str!("../../../examples/policies/js/toolchain.sh"), false),
     (".gitignore", "/*.wasm\n/node_modules\n", false),
 ];
 const C: &[File] = &[

@@ -43,6 +43,12 @@ def number(state: types.State, name: str) -> Optional[float]:
     return value.value if isinstance(value, types.SettingValue_Number) else None
 
 
+def same(threshold: float, setting: float) -> bool:
+    """Whether a crossed threshold is this setting (any other threshold the
+    probe watches, such as the lower one for an upward crossing, is not)."""
+    return abs(threshold - setting) <= TOLERANCE * max(abs(setting), 1e-9)
+
+
 def metric_name(metric: types.Metric) -> Optional[str]:
     if isinstance(metric, types.Metric_Cpu):
         return "cpu"
@@ -68,7 +74,7 @@ class WitWorld(wit_world.WitWorld):
         current = state.current_replicas
         if crossing.direction == types.Direction.UP:
             upper = number(state, f"{name}.upper")
-            if upper is None or crossing.threshold < upper - TOLERANCE * abs(upper):
+            if upper is None or not same(crossing.threshold, upper):
                 return None
             step = number(state, "burst.step") or 2.0
             if step < 1 or step != int(step):
@@ -77,7 +83,7 @@ class WitWorld(wit_world.WitWorld):
             target = min(current + int(step), state.max_replicas)
         else:
             lower = number(state, f"{name}.lower")
-            if lower is None or crossing.threshold > lower + TOLERANCE * abs(lower):
+            if lower is None or not same(crossing.threshold, lower):
                 return None
             target = max(current - 1, state.min_replicas)
         if target == current:

@@ -52,7 +52,7 @@ record() { # name, then the load pattern as a function name
     "$pattern"
     kill "$daemon"; wait "$daemon" 2>/dev/null || true
     daemon=
-    echo "$name.trace: $(grep -vc '^{"header"' "$here/$name.trace") events, $(stat -c %s "$here/$name.trace") bytes"
+    echo "$name.trace: $(grep -c '^\[' "$here/$name.trace") calls, $(stat -c %s "$here/$name.trace") bytes"
 }
 
 step() { idle 15; load 60 4; idle 45; }

@@ -6,6 +6,7 @@
 # package-lock.json beside this file when there is one (reproducible).
 
 COMPONENTIZE_JS_VERSION=0.23.0
+PREVIEW2_SHIM_VERSION=0.25.0
 
 js_toolchain() {
     if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
@@ -15,21 +16,24 @@ js_toolchain() {
     local tools="${AUTOSCALER_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/swarm-autoscaler/tools}"
     local dir="$tools/componentize-js-$COMPONENTIZE_JS_VERSION"
     COMPONENTIZE_JS="$dir/node_modules/.bin/componentize-js"
-    [ -x "$COMPONENTIZE_JS" ] && return 0
+    local shim="$dir/node_modules/@bytecodealliance/preview2-shim/package.json"
+    [ -x "$COMPONENTIZE_JS" ] && [ -f "$shim" ] && return 0
     mkdir -p "$dir"
     local here
     here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
     (
         # Two builds at once install once.
         flock 9
-        [ -x "$COMPONENTIZE_JS" ] && exit 0
+        [ -x "$COMPONENTIZE_JS" ] && [ -f "$shim" ] && exit 0
         echo "installing componentize-js $COMPONENTIZE_JS_VERSION (npm) into $dir (once per machine)" >&2
         if [ -f "$here/package-lock.json" ]; then
             cp "$here/package.json" "$here/package-lock.json" "$dir/"
             npm ci --prefix "$dir" --prefer-offline --no-audit --no-fund --loglevel=error >&2
         else
+            # componentize-js imports preview2-shim without declaring it.
             npm install --prefix "$dir" --prefer-offline --no-audit --no-fund --loglevel=error \
-                "@bytecodealliance/componentize-js@$COMPONENTIZE_JS_VERSION" >&2
+                "@bytecodealliance/componentize-js@$COMPONENTIZE_JS_VERSION" \
+                "@bytecodealliance/preview2-shim@$PREVIEW2_SHIM_VERSION" >&2
         fi
     ) 9>"$tools/.componentize-js.lock"
     [ -x "$COMPONENTIZE_JS" ] || { echo "componentize-js did not install into $dir" >&2; return 1; }

@@ -278,8 +278,25 @@ struct Context {
 
 impl Context {
     fn record(&mut self, r: R) -> Result<Record, String> {
-        let R(svc, ctr, dt, took, age, metric, value, unit, crossing, replicas, min, max, up, down, hold, aggs, decision) =
-            r;
+        let R(
+            svc,
+            ctr,
+            dt,
+            took,
+            age,
+            metric,
+            value,
+            unit,
+            crossing,
+            replicas,
+            min,
+            max,
+            up,
+            down,
+            hold,
+            aggs,
+            decision,
+        ) = r;
         let (id, name, policy, labels) =
             self.services.get(&svc).ok_or_else(|| format!("service {svc} is not defined before it is used"))?;
         let container = self.containers.get(&ctr).ok_or_else(|| format!("container {ctr} is not defined"))?;
@@ -546,7 +563,13 @@ fn write_record(
     if service.1 != policy || service.2 != state.settings || service.1.is_empty() {
         service.1 = policy.to_string();
         service.2.clone_from(&state.settings);
-        let line = Line::Service(svc, event.service_id.clone(), event.service_name.clone(), policy.into(), state.settings.clone());
+        let line = Line::Service(
+            svc,
+            event.service_id.clone(),
+            event.service_name.clone(),
+            policy.into(),
+            state.settings.clone(),
+        );
         serde_json::to_writer(&mut *out, &line)?;
         out.write_all(b"\n")?;
     }
@@ -572,7 +595,17 @@ fn write_record(
     let aggs = state
         .metrics
         .iter()
-        .map(|a| A((&a.metric).into(), (&a.unit).into(), a.reporting, a.warming, s(&a.value), a.of_limit.as_ref().map(s), a.window_ns))
+        .map(|a| {
+            A(
+                (&a.metric).into(),
+                (&a.unit).into(),
+                a.reporting,
+                a.warming,
+                s(&a.value),
+                a.of_limit.as_ref().map(s),
+                a.window_ns,
+            )
+        })
         .collect();
     let line = R(
         svc,
@@ -659,7 +692,11 @@ mod tests {
         assert_eq!(trace.header.actuator_options(), options);
         let text = std::fs::read_to_string(&path).expect("text");
         assert_eq!(text.lines().filter(|l| l.starts_with("{\"header\"")).count(), 2);
-        assert_eq!(text.lines().filter(|l| l.starts_with("{\"service\"")).count(), 2, "again when the labels change: {text}");
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with("{\"service\"")).count(),
+            2,
+            "again when the labels change: {text}"
+        );
         assert_eq!(text.lines().filter(|l| l.starts_with("{\"container\"")).count(), 3, "{text}");
     }
 

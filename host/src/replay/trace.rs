@@ -243,6 +243,15 @@ fn abs(delta: Option<i64>, now: u64) -> Option<u64> {
     delta.map(|d| now.saturating_add_signed(d))
 }
 
+/// `autoscale.*` labels without the prefix, as `State::settings`.
+type Labels = Vec<(String, String)>;
+
+/// What a reader knows of a service: id, name, policy, labels.
+type ServiceDef = (String, String, String, Labels);
+
+/// What a recorder last wrote of a service: its number, policy and labels.
+type ServiceWritten = (u32, String, Labels);
+
 /// Non-record lines.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -271,7 +280,7 @@ struct Context {
     /// The clock the next record's DT counts from.
     base_ns: u64,
     /// Service number -> (id, name, policy, labels).
-    services: HashMap<u32, (String, String, String, Vec<(String, String)>)>,
+    services: HashMap<u32, ServiceDef>,
     /// Container number -> id.
     containers: HashMap<u32, String>,
 }
@@ -422,7 +431,7 @@ pub struct Recorder {
     /// The clock the next record's DT counts from.
     base_ns: u64,
     /// Service id -> its number and the (policy, labels) last written.
-    services: HashMap<String, (u32, String, Vec<(String, String)>)>,
+    services: HashMap<String, ServiceWritten>,
     /// Container id -> its number.
     containers: HashMap<String, u32>,
     /// Records written.
@@ -553,7 +562,7 @@ impl Recorder {
 fn write_record(
     out: &mut impl Write,
     base_ns: &mut u64,
-    services: &mut HashMap<String, (u32, String, Vec<(String, String)>)>,
+    services: &mut HashMap<String, ServiceWritten>,
     containers: &mut HashMap<String, u32>,
     (policy, event, state, decided_ns, decision): (&str, &Event, &State, u64, Option<&Decision>),
 ) -> std::io::Result<()> {

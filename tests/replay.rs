@@ -28,9 +28,14 @@ fn load(runtime: &Runtime, name: &str) -> LoadedPolicy {
     runtime.load(name, &bytes).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
+/// The daemon's runtime with a per-call limit of a second: these tests are
+/// about what a replay decides, and a call descheduled for 10 ms on a busy
+/// 2-core machine would count as the policy's failure (seen here while
+/// other builds ran). The time limit itself is tested in policy_hostile.
 fn runtime() -> Runtime {
     let cache = std::env::var_os("AUTOSCALER_TEST_CACHE_DIR").map(PathBuf::from);
-    Runtime::new(RuntimeConfig { cache_dir: cache, ..RuntimeConfig::default() }).expect("runtime")
+    let time_limit = std::time::Duration::from_secs(1);
+    Runtime::new(RuntimeConfig { cache_dir: cache, time_limit, ..RuntimeConfig::default() }).expect("runtime")
 }
 
 /// Two replicas at half their CPU for a minute, then a step to 1.9

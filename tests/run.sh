@@ -21,6 +21,8 @@ echo "== building components"
 policies/build.sh
 tests/fixtures/build.sh
 examples/policies/python/build.sh
+examples/policies/js/build.sh
+examples/policies/c/build.sh
 
 echo "== building the demo image (the Swarm end-to-end tests run it)"
 examples/demo/build-image.sh

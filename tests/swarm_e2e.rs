@@ -603,8 +603,11 @@ fn services_with_malformed_labels_or_no_policy_are_left_alone_while_another_scal
     load_orphan.stop();
     assert_eq!(bad.replicas(), 1, "the mislabelled service was scaled");
     assert_eq!(orphan.replicas(), 1, "the service without a loaded policy was scaled");
-    let missing = daemon.log().matches("bound to policy no-such-policy, which is not loaded").count();
-    assert_eq!(missing, 1, "a missing policy should be logged once");
+    let missing = daemon
+        .log()
+        .matches("bound to policy no-such-policy, which is not loaded (there is no no-such-policy.wasm in the policies folder)")
+        .count();
+    assert_eq!(missing, 1, "a missing policy should be logged once, with why it is not loaded");
     assert_eq!(bad.version(), bad_version, "the mislabelled service's spec was written");
     assert!(daemon.audit().iter().all(|r| r["service"] != "e2e-bad"), "decisions were taken for e2e-bad");
     let count = daemon.log().matches("label autoscale.max=\"lots\"").count();
@@ -833,4 +836,94 @@ fn an_idle_min_zero_service_freezes_and_its_first_connections_wake_it() {
         times[times.len() / 2],
         times[times.len() - 1]
     );
+}
+
+/// Record and replay: a live run recorded with `host --record`, then
+/// `host replay` of that trace with the same shipped policy. For every
+/// event the live daemon decided on, the replay's policy decides the same
+/// (same target, same reason) whenever the replay is at the replica count
+/// the live daemon saw, and the applied scale actions are the same ones in
+/// the same order: replay runs the actuator's own guardrails.
+#[test]
+fn a_recorded_live_run_replays_to_the_same_decisions() {
+    let Some(_serial) = setup("a_recorded_live_run_replays_to_the_same_decisions") else { return };
+    let web = Service::create("replay", 18090, &threshold_labels("3", "3s"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trace = dir.path().join("live.trace");
+    let mut daemon = Daemon::start(&["--record", trace.to_str().expect("a UTF-8 temp path")]);
+    daemon.wait_enabled(&web);
+    let load = Load::start(web.port, 4);
+    wait_until("a scale-up under load", Duration::from_secs(90), || web.replicas() >= 2);
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(load.stop() > 0, "the load generator got no answers");
+    wait_until("replicas back at min (1)", Duration::from_secs(90), || web.replicas() == 1);
+    std::thread::sleep(Duration::from_secs(2));
+    daemon.stop();
+    let live: Vec<serde_json::Value> =
+        daemon.audit().into_iter().filter(|r| r["service"] == web.name.as_str()).collect();
+    assert!(!live.is_empty(), "the live run made no decision");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_host"))
+        .current_dir(repo())
+        // A replay is about decisions: a call descheduled past 10 ms on a
+        // busy machine is not the policy's failure here.
+        .env("AUTOSCALER_POLICY_TIME_LIMIT_MS", "1000")
+        .args(["replay", "--load", "recorded", "--policy", "policies/threshold.wasm", "--trace"])
+        .arg(&trace)
+        .output()
+        .expect("run host replay");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "host replay failed: {}\n{text}", String::from_utf8_lossy(&out.stderr));
+    eprintln!("{}", text.lines().filter(|l| l.starts_with('#')).collect::<Vec<_>>().join("\n"));
+    // Every call the live daemon made at a count the replay shares is
+    // answered as the live policy answered it (the trace keeps the answers).
+    let same = text
+        .lines()
+        .find_map(|l| l.strip_prefix("#   as recorded: "))
+        .unwrap_or_else(|| panic!("no comparison with the live answers:\n{text}"));
+    let numbers: Vec<u64> = same.split(' ').filter_map(|w| w.parse().ok()).take(2).collect();
+    assert!(numbers.len() == 2 && numbers[0] == numbers[1] && numbers[0] > 0, "{same}\n{text}");
+    let replayed: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a JSON line"))
+        .filter(|d| d["service"] == web.name.as_str())
+        .collect();
+
+    // The same event: its kernel timestamp and container.
+    let key =
+        |ts: &serde_json::Value, container: &serde_json::Value| (ts.as_u64(), container.as_str().map(String::from));
+    let by_event: std::collections::HashMap<_, &serde_json::Value> =
+        replayed.iter().map(|d| (key(&d["event-timestamp-ns"], &d["container-id"]), d)).collect();
+    let mut compared = 0;
+    for record in &live {
+        // Around a scale action the replay may be a step ahead (live, the
+        // new count reaches the state a few ms later): never for an applied one.
+        let Some(replay) = by_event.get(&key(&record["event"]["timestamp_ns"], &record["event"]["container"])) else {
+            assert_ne!(record["outcome"], "applied", "applied live, not made again in the replay: {record}");
+            continue;
+        };
+        if replay["from"] != record["seen"] {
+            continue;
+        }
+        compared += 1;
+        assert_eq!(replay["decision"]["action"]["scale"], record["requested"], "live {record}\nreplay {replay}");
+        assert_eq!(replay["decision"]["reason"], record["reason"], "live {record}\nreplay {replay}");
+    }
+    assert!(
+        compared * 10 >= live.len() * 9,
+        "only {compared} of {} live decisions were made at the same count",
+        live.len()
+    );
+
+    let applied = |records: &[serde_json::Value], outcome: &str| -> Vec<(u64, u64)> {
+        records
+            .iter()
+            .filter(|r| r["outcome"] == outcome)
+            .map(|r| (r["from"].as_u64().unwrap_or(0), r["to"].as_u64().unwrap_or(0)))
+            .collect()
+    };
+    let live_actions = applied(&live, "applied");
+    assert!(live_actions.len() >= 2, "expected a scale-up and a scale-down live: {live_actions:?}");
+    assert_eq!(applied(&replayed, "applied"), live_actions, "the same scale actions, in order");
 }

@@ -38,6 +38,33 @@ pub enum Command {
     /// Work with a policy component without a cluster.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Run policies over a trace recorded with `--record`, under the
+    /// actuator's guardrails, and print what each would have done.
+    Replay(ReplayArgs),
+}
+
+/// `host replay ...`
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The trace, written by `host --record FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub trace: PathBuf,
+    /// A policy component to replay; repeat to compare several.
+    #[arg(long = "policy", value_name = "FILE.wasm", required = true)]
+    pub policies: Vec<PathBuf>,
+    /// Set a label over the recorded ones, e.g. autoscale.cpu.upper=0.7; repeatable.
+    #[arg(long = "label", value_name = "autoscale.KEY=VALUE", value_parser = crate::replay::parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// Draw replicas over time for each policy against the metric into FILE.
+    #[arg(long, value_name = "FILE.svg")]
+    pub svg: Option<PathBuf>,
+    /// How the service view follows a replica count that differs from the
+    /// recorded one.
+    #[arg(long, value_enum, default_value_t)]
+    pub load: crate::replay::LoadModel,
+    /// Print the summaries only, not the decisions.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// `host policy ...`
@@ -52,6 +79,19 @@ pub enum PolicyCommand {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Create folder NAME with a ready policy project in LANG: the source
+    /// with a `decide` skeleton, `build.sh` (installs what is missing and
+    /// leaves NAME.wasm there) and `test.sh`.
+    New {
+        /// The policy's name: the folder, and the file stem of its `.wasm`.
+        name: String,
+        /// The language of the project.
+        #[arg(long, value_enum)]
+        lang: crate::scaffold::Lang,
+        /// Where to create the folder.
+        #[arg(long, value_name = "DIR", default_value = ".")]
+        parent: PathBuf,
     },
     /// Run `decide` once and print the decision as JSON (`null` for none).
     Run {
@@ -101,6 +141,11 @@ pub struct DaemonArgs {
     /// be written (Docker was away, say) are dropped, not applied.
     #[arg(long, env = "AUTOSCALER_MAX_DECISION_AGE", default_value = "10s", value_parser = parse_positive_duration)]
     pub max_decision_age: Duration,
+
+    /// Append every event the daemon decides on, with the state it passes
+    /// the policy, to FILE (a trace for `host replay`).
+    #[arg(long, env = "AUTOSCALER_RECORD", value_name = "FILE")]
+    pub record: Option<PathBuf>,
 
     /// Serve Prometheus metrics at http://ADDR/metrics; empty turns it off.
     #[arg(long, env = "AUTOSCALER_METRICS_ADDR", default_value = "127.0.0.1:9464", value_name = "ADDR")]

@@ -11,7 +11,9 @@
 //! - [`daemon`]: the event loop that ties the parts together.
 //! - [`config`], [`telemetry`]: flags and logging; [`units`]: the one grammar
 //!   for durations, booleans and quantities.
-//! - [`policy_cmd`]: `host policy check|run` for policy authors.
+//! - [`policy_cmd`]: `host policy check|run` for policy authors;
+//!   [`scaffold`]: `host policy new`; [`replay`]: `--record` traces and
+//!   `host replay`.
 
 pub mod cluster;
 pub mod config;
@@ -22,6 +24,8 @@ pub mod policy;
 pub mod policy_cmd;
 pub mod probe;
 pub mod reload;
+pub mod replay;
+pub mod scaffold;
 pub mod secret;
 pub mod swarm;
 pub mod telemetry;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use host::config::{Cli, Command, PolicyCommand};
-use host::{daemon, policy, policy_cmd, telemetry};
+use host::{daemon, policy, policy_cmd, replay, scaffold, telemetry};
 
 fn main() -> ExitCode {
     // The daemon re-executes itself to compile a policy in a bounded child.
@@ -32,6 +32,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::Policy(PolicyCommand::Run { file, event, state })) => {
             println!("{}", policy_cmd::run(&runtime, &file, &event, &state)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Policy(PolicyCommand::New { name, lang, parent })) => {
+            let dir = scaffold::create(&parent, &name, lang)?;
+            println!("{}", scaffold::next_steps(&dir, &name, lang));
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Replay(args)) => {
+            let request = replay::report::ReplayRequest {
+                trace: &args.trace,
+                policies: &args.policies,
+                labels: &args.labels,
+                svg: args.svg.as_deref(),
+                load: args.load,
+                quiet: args.quiet,
+            };
+            replay::report::run(&runtime, &request, &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
         None => {

@@ -1,58 +1,95 @@
-"""burst: a scaling policy written in Python.
+"""burst: a scaling policy written in Python (contract 0.2.0).
 
-On an upward threshold crossing it jumps out by `burst.step` replicas
-(default 2) at once, for spiky traffic where one replica at a time is too
-slow; on a downward crossing to or below `<metric>.lower` it steps in by one.
-Periodic samples are ignored: this policy acts only on what the kernel pushes
-the moment it happens.
+It acts only on threshold crossings, the moment the kernel pushes them:
+
+- a crossing of the metric's *upper* threshold going up (`<metric>.upper`)
+  jumps out by `burst.step` replicas (default 2) at once, for spiky traffic
+  where one replica at a time is too slow;
+- a crossing of the metric's *lower* threshold going down (`<metric>.lower`)
+  steps in by one;
+- anything else is left alone: a crossing of the lower threshold going up is
+  load coming back into the band, not a burst, and a crossing of the upper
+  going down is load leaving the top of the band, not a lull. Periodic
+  samples are ignored.
+
+Watched metrics: cpu and connections; a metric without `<metric>.upper` or
+`<metric>.lower` set never triggers the matching rule.
 
 Build: ./build.sh (componentize-py turns this file plus wit/ into a component).
 """
 
-from typing import Optional
+from typing import List, Optional
 
 import wit_world
 from wit_world.imports import host, types
 
+# The settings, in the order `decide` receives them in `state.settings`.
+SETTINGS = [
+    ("burst.step", "2", "replicas added by one burst (a whole number >= 1)"),
+    ("cpu.upper", None, "CPU (fraction of the limit) whose upward crossing is a burst"),
+    ("cpu.lower", None, "CPU (fraction of the limit) whose downward crossing steps in by one"),
+    ("connections.upper", None, "open connections per replica whose upward crossing is a burst"),
+    ("connections.lower", None, "open connections per replica whose downward crossing steps in by one"),
+]
+INDEX = {name: i for i, (name, _, _) in enumerate(SETTINGS)}
 
-def metric_name(metric: types.Metric) -> str:
-    if isinstance(metric, types.Metric_Other):
-        return metric.value
-    return {
-        types.Metric_Cpu: "cpu",
-        types.Metric_Memory: "memory",
-        types.Metric_Connections: "connections",
-    }[type(metric)]
+# A crossing's threshold is compared with the settings with this relative
+# tolerance: the kernel probe may carry thresholds in fixed point.
+TOLERANCE = 1e-3
+
+
+def number(state: types.State, name: str) -> Optional[float]:
+    value = state.settings[INDEX[name]]
+    return value.value if isinstance(value, types.SettingValue_Number) else None
+
+
+def same(threshold: float, setting: float) -> bool:
+    """Whether a crossed threshold is this setting (any other threshold the
+    probe watches, such as the lower one for an upward crossing, is not)."""
+    return abs(threshold - setting) <= TOLERANCE * max(abs(setting), 1e-9)
+
+
+def metric_name(metric: types.Metric) -> Optional[str]:
+    if isinstance(metric, types.Metric_Cpu):
+        return "cpu"
+    if isinstance(metric, types.Metric_Connections):
+        return "connections"
+    return None
 
 
 class WitWorld(wit_world.WitWorld):
+    def settings(self) -> List[types.SettingSpec]:
+        return [
+            types.SettingSpec(name=name, kind=types.SettingType.NUMBER, required=False, default=default, doc=doc)
+            for name, default, doc in SETTINGS
+        ]
+
     def decide(self, event: types.Event, state: types.State) -> Optional[types.Decision]:
         if not isinstance(event.kind, types.EventKind_Crossing):
             return None
-        crossing = event.kind.value
-        settings = dict(state.settings)
         name = metric_name(event.metric)
-        try:
-            step = int(settings.get("burst.step", "2"))
-        except ValueError:
-            host.log(host.Level.WARN, f"{event.service_name}: burst.step is not a whole number; using 2")
-            step = 2
+        if name is None:
+            return None
+        crossing = event.kind.value
         current = state.current_replicas
         if crossing.direction == types.Direction.UP:
-            target = min(current + max(step, 1), state.max_replicas)
+            upper = number(state, f"{name}.upper")
+            if upper is None or not same(crossing.threshold, upper):
+                return None
+            step = number(state, "burst.step") or 2.0
+            if step < 1 or step != int(step):
+                host.log(host.Level.WARN, f"{event.service_name}: burst.step {step} is not a whole number >= 1; using 2")
+                step = 2.0
+            target = min(current + int(step), state.max_replicas)
         else:
-            lower = settings.get(f"{name}.lower")
-            try:
-                if lower is None or event.value > float(lower):
-                    return None
-            except ValueError:
-                host.log(host.Level.WARN, f"{event.service_name}: {name}.lower is not a number")
+            lower = number(state, f"{name}.lower")
+            if lower is None or not same(crossing.threshold, lower):
                 return None
             target = max(current - 1, state.min_replicas)
         if target == current:
             return None
-        direction = "up" if crossing.direction == types.Direction.UP else "down"
+        way = "up" if crossing.direction == types.Direction.UP else "down"
         return types.Decision(
-            target_replicas=target,
-            reason=f"{name} {event.value:.3f} crossed {crossing.threshold} going {direction}: {current} -> {target}",
+            action=types.Action_Scale(target),
+            reason=f"{name} {event.value:.3f} crossed {crossing.threshold:g} going {way}: {current} -> {target}",
         )

@@ -22,6 +22,7 @@ use crate::model::{self, Event, Metric, SettingValue, State};
 use crate::policy::{PolicyError, PolicySet};
 use crate::probe::{ProbeEvent, ProbeHandle, WAKE_METRIC};
 use crate::reload;
+use crate::replay::Recorder;
 use crate::swarm::inventory::{self, Notice, ServiceEntry};
 use crate::swarm::labels::DAEMON_LABELS;
 use crate::swarm::{Actuator, DockerWriter, Inventory, Request, ServiceConfig};
@@ -66,6 +67,11 @@ pub struct Loop {
     /// Whether a first full read of Docker was applied: later ones follow
     /// a reconnection.
     resynced: bool,
+    /// `--record`: every call a policy answered, with its event and state.
+    recorder: Option<Recorder>,
+    /// Why each policy that is not loaded is not: the last rejection of its
+    /// file, or its deletion. Named wherever a service bound to it is.
+    not_loaded: HashMap<String, String>,
 }
 
 impl std::fmt::Debug for Loop {
@@ -103,7 +109,22 @@ impl Loop {
             metrics,
             unknown_containers: 0,
             resynced: false,
+            recorder: None,
+            not_loaded: HashMap::new(),
         }
+    }
+
+    /// Why `policy` is not loaded, for messages about the services bound to it.
+    fn why_not_loaded(&self, policy: &str) -> String {
+        match self.not_loaded.get(policy) {
+            Some(reason) => reason.clone(),
+            None => format!("there is no {policy}.wasm in the policies folder"),
+        }
+    }
+
+    /// Record every call a policy answers to `recorder` (`--record`).
+    pub fn record_to(&mut self, recorder: Recorder) {
+        self.recorder = Some(recorder);
     }
 
     /// A probe event: find the service, update its view, queue a decision.
@@ -146,8 +167,8 @@ impl Loop {
             if self.warned.insert((service_id.clone(), config.policy.clone())) {
                 tracing::warn!(
                     service = %name, policy = %config.policy,
-                    "service {name} is bound to policy {}, which is not loaded; it is left alone until {}.wasm appears in the policies folder",
-                    config.policy, config.policy
+                    "service {name} is bound to policy {}, which is not loaded ({}); it is left alone until {}.wasm loads",
+                    config.policy, self.why_not_loaded(&config.policy), config.policy
                 );
             }
             return;
@@ -292,11 +313,14 @@ impl Loop {
         match notice {
             Notice::Enabled { service, config } => {
                 let t = &config.thresholds;
-                let loaded = self.policies.get(&config.policy).is_some();
+                let loaded = match self.policies.get(&config.policy) {
+                    Some(_) => String::new(),
+                    None => format!(" (not loaded: {})", self.why_not_loaded(&config.policy)),
+                };
                 tracing::info!(
                     service = %service, policy = %config.policy,
-                    "service {service} autoscaled by policy {}{} within {}..={} replicas (cpu {}, memory {}, connections {})",
-                    config.policy, if loaded { "" } else { " (not loaded yet)" }, config.min, config.max,
+                    "service {service} autoscaled by policy {}{loaded} within {}..={} replicas (cpu {}, memory {}, connections {})",
+                    config.policy, config.min, config.max,
                     t.cpu, t.memory, t.connections
                 );
                 let ids: Vec<(String, String)> = self
@@ -328,6 +352,13 @@ impl Loop {
     /// A policy answered: hand its decision to the actuator.
     pub fn on_decided(&mut self, done: Decided) {
         let Decided { job, result, decided_ns, took } = done;
+        // Recorded here, not where the job is queued: a job replaced in its
+        // policy's queue by a newer one (coalescing) was never decided on.
+        // Buffered, and it never fails the loop.
+        if let Some(recorder) = &mut self.recorder {
+            let answer = result.as_ref().ok().and_then(Option::as_ref);
+            recorder.record(&job.policy, &job.event, &job.state, decided_ns, answer);
+        }
         let service_id = &job.event.service_id;
         self.metrics.observe_decide(took);
         let outcome = match &result {
@@ -389,6 +420,7 @@ impl Loop {
                 // A (re)loaded policy gets a fresh chance: warn again if it
                 // fails, and check its services against its declaration.
                 self.warned.retain(|(_, policy)| *policy != name);
+                self.not_loaded.remove(&name);
                 let bound: Vec<(String, String, Arc<ServiceConfig>)> = self
                     .inventory
                     .active()
@@ -402,6 +434,7 @@ impl Loop {
             }
             reload::Change::Unloaded(name) => {
                 self.deciders.retire(&name);
+                self.not_loaded.insert(name.clone(), format!("{name}.wasm was deleted"));
                 let bound: Vec<&str> = self
                     .inventory
                     .active()
@@ -416,7 +449,15 @@ impl Loop {
                     );
                 }
             }
-            reload::Change::Rejected { .. } => {}
+            reload::Change::Rejected { name, error } => {
+                if self.policies.get(&name).is_some() {
+                    return; // the previous version runs on
+                }
+                // Services bound to it are told why on their next event.
+                self.warned.retain(|(_, policy)| *policy != name);
+                let first = error.lines().next().unwrap_or_default();
+                self.not_loaded.insert(name.clone(), format!("{name}.wasm was refused: {first}"));
+            }
         }
     }
 

@@ -33,6 +33,7 @@ use crate::metrics::Metrics;
 use crate::policy::{PolicySet, ReloadStats, Runtime};
 use crate::probe::{self, ProbeHandle};
 use crate::reload;
+use crate::replay::Recorder;
 use crate::swarm::{Actuator, Audit, DockerWriter, Freezer, inventory};
 use deciders::Deciders;
 use event_loop::Loop;
@@ -105,6 +106,10 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
         tracing::info!("dry run: decisions are judged and logged, nothing is written to swarm");
     }
     let dry_run = options.dry_run;
+    let recorder = match &args.record {
+        Some(path) => Some(Recorder::create(path, &options)?),
+        None => None,
+    };
     let actuator = Actuator::new(DockerWriter { docker: swarm.docker.clone() }, options, audit.clone());
 
     let (probe_tx, mut probe_events) = mpsc::channel(PROBE_CHANNEL);
@@ -120,6 +125,10 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
     let freezer = Freezer { docker: swarm.docker.clone() };
     let (zero, mut zero_done) = zero::Zero::new(freezer, probe.clone(), audit, metrics.clone(), dry_run);
     let mut state = Loop::new(probe, policies, actuator, deciders, zero, metrics, args.probe.view_window());
+    if let Some(recorder) = recorder {
+        tracing::info!(trace = ?args.record, "recording every decided event to the trace");
+        state.record_to(recorder);
+    }
     tracing::info!("autoscaler running");
     let mut shutdown = std::pin::pin!(shutdown);
     loop {

@@ -21,7 +21,10 @@
 //!   and update time) the first time it reads a service, so cooldowns
 //!   survive a restart of the daemon;
 //! - with `--dry-run`, judges and audits everything and writes nothing; a
-//!   would-be scale starts the cooldowns as a real one would.
+//!   would-be scale starts the cooldowns as a real one would;
+//! - records each scale, and each hold, at the time its policy answered:
+//!   cooldowns count between decisions, so that `host replay` reaches the
+//!   same verdicts (see [`super::guardrails`]).
 //!
 //! Each decision ends in one [`Verdict`], audited once by the worker.
 //! Shutdown drains: [`Actuator::shutdown`] closes every mailbox and waits
@@ -231,14 +234,16 @@ impl<W: Writer> Shared<W> {
         self.history.lock().unwrap_or_else(|p| p.into_inner()).get(service_id).copied()
     }
 
-    fn record_scale(&self, service_id: &str, from: u32, to: u32) {
-        let now = self.now();
+    /// Record a scale carried out for `request`, at the time its policy
+    /// answered: cooldowns count between decisions (see
+    /// [`super::guardrails`]).
+    fn record_scale(&self, request: &Request, from: u32, to: u32) {
         self.history
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .entry(service_id.to_string())
+            .entry(request.service_id().to_string())
             .or_default()
-            .record(from, to, now);
+            .record(from, to, request.decided_ns);
     }
 
     /// Seed a service's history from what Swarm remembers of its last
@@ -271,9 +276,10 @@ impl<W: Writer> Shared<W> {
         self.audit.record(&request, verdict, self.now());
     }
 
-    /// A `hold` decision: refuse scale-in of the service for `for_ns`.
+    /// A `hold` decision: refuse scale-in of the service for `for_ns`
+    /// from when the policy answered.
     fn hold(&self, request: &Request, for_ns: u64) {
-        let until = self.now().saturating_add(for_ns);
+        let until = request.decided_ns.saturating_add(for_ns);
         self.history
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -332,7 +338,7 @@ impl<W: Writer> Shared<W> {
             if let Some(u) = unsettled.take() {
                 if replicas == u.to {
                     // The lost write landed: it counts, cooldown included.
-                    self.record_scale(u.request.service_id(), u.from, u.to);
+                    self.record_scale(&u.request, u.from, u.to);
                     let verdict = Verdict::Applied { from: u.from, to: u.to, adjustments: Vec::new() };
                     if u.request == *request {
                         return (u.request, verdict);
@@ -355,12 +361,12 @@ impl<W: Writer> Shared<W> {
                 );
             }
             if self.options.dry_run {
-                self.record_scale(request.service_id(), replicas, target);
+                self.record_scale(request, replicas, target);
                 return (pending.request, Verdict::DryRun { from: replicas, to: target, adjustments });
             }
             match self.writer.scale(request.service_id(), current, target).await {
                 Ok(()) => {
-                    self.record_scale(request.service_id(), replicas, target);
+                    self.record_scale(request, replicas, target);
                     return (pending.request, Verdict::Applied { from: replicas, to: target, adjustments });
                 }
                 Err(WriteError::Conflict) if conflicts < MAX_CONFLICTS => {

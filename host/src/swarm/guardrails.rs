@@ -11,6 +11,16 @@
 //! - cooldowns: a scale-up waits `cooldown.up` and a scale-down waits
 //!   `cooldown.down` after the last scale action of either kind;
 //! - a `hold` decision refuses scale-in until it runs out.
+//!
+//! Cooldowns and holds are measured between decisions: from the time the
+//! policy answered that led to the last scale (or hold) to the time the
+//! policy answered now ([`Request::decided_ns`]), not from when Docker
+//! took the update to when the actuator got round to the next one. The
+//! outcome is then a function of what the policy was asked and answered,
+//! so `host replay` over a recorded trace, calling this same function,
+//! reaches the verdicts the live actuator reached; the few milliseconds a
+//! write takes no longer decide whether a cooldown ran out. Only the
+//! staleness bound uses the actuator's own clock.
 
 use std::time::Duration;
 
@@ -274,7 +284,8 @@ pub struct Judgement {
 }
 
 /// Judge a decision to scale to `asked` against the current replicas, the
-/// service's history and the clock `now_ns`. Pure: no I/O, no clock.
+/// service's history and the clock `now_ns` (staleness only: cooldowns and
+/// holds count to `request.decided_ns`). Pure: no I/O, no clock.
 pub fn judge(
     request: &Request,
     asked: u32,
@@ -306,7 +317,8 @@ pub fn judge(
         }
     }
     let age = Duration::from_nanos(now_ns.saturating_sub(request.event.timestamp_ns));
-    let since = |t: u64| Duration::from_nanos(now_ns.saturating_sub(t));
+    let at = request.decided_ns;
+    let since = |t: u64| Duration::from_nanos(at.saturating_sub(t));
     let skip = if age > max_age {
         Some(Skip::Stale { age, bound: max_age })
     } else if current != request.seen {
@@ -318,8 +330,8 @@ pub fn judge(
             if target > current { (Way::Up, limits.cooldown_up) } else { (Way::Down, limits.cooldown_down) };
         match (history.last_scale_ns().map(since), history.hold_until_ns) {
             (Some(since), _) if since < cooldown => Some(Skip::Cooldown { way, remaining: cooldown - since }),
-            (_, Some(until)) if way == Way::Down && until > now_ns => {
-                Some(Skip::Held { remaining: Duration::from_nanos(until - now_ns) })
+            (_, Some(until)) if way == Way::Down && until > at => {
+                Some(Skip::Held { remaining: Duration::from_nanos(until - at) })
             }
             _ => None,
         }
@@ -421,6 +433,22 @@ mod tests {
         // An operator scaled to 4 after the policy saw 2: 3 would undo it.
         let j = judge(&request(2, 100 * SEC), 3, &limits(), 4, &none, 100 * SEC, AGE);
         assert_eq!(j.skip, Some(Skip::ReplicasChanged { seen: 2, now: 4 }));
+    }
+
+    #[test]
+    fn cooldowns_count_between_decisions_not_to_the_actuators_clock() {
+        // Scaled on a decision at 100 s; the next decision at 109.99 s is
+        // judged by the actuator a little later, at 110.02 s: still cooling.
+        let h = last(100 * SEC);
+        let mut r = request(2, 109 * SEC);
+        r.decided_ns = 109_990_000_000;
+        let j = judge(&r, 3, &limits(), 2, &h, 110_020_000_000, AGE);
+        assert_eq!(j.skip, Some(Skip::Cooldown { way: Way::Up, remaining: Duration::from_millis(10) }));
+        r.decided_ns = 110 * SEC;
+        assert_eq!(judge(&r, 3, &limits(), 2, &h, 110_500_000_000, AGE).skip, None);
+        // Staleness is the actuator's clock: a decision that waited is stale.
+        let j = judge(&r, 3, &limits(), 2, &h, 120 * SEC, AGE);
+        assert!(matches!(j.skip, Some(Skip::Stale { .. })), "{j:?}");
     }
 
     #[test]

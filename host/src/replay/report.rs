@@ -1,0 +1,115 @@
+//! `host replay`: load the trace and the policies, replay, print a summary
+//! and the decisions per policy, draw the SVG.
+//!
+//! Output on stdout: for each policy, comment lines starting with `#` (the
+//! summary, one line per service) followed by its decisions as JSON lines
+//! ([`super::DecisionLine`]), so `grep -v '^#'` leaves pure JSON lines.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+
+use super::{LoadModel, PolicyRun, ReplayOptions, replay, svg, trace};
+use crate::policy::Runtime;
+
+/// What `host replay` was asked to do.
+#[derive(Debug, Clone)]
+pub struct ReplayRequest<'a> {
+    /// The trace file.
+    pub trace: &'a Path,
+    /// The policy components, in order.
+    pub policies: &'a [std::path::PathBuf],
+    /// `autoscale.*` labels over the recorded ones.
+    pub labels: &'a [(String, String)],
+    /// Where to draw the SVG, if anywhere.
+    pub svg: Option<&'a Path>,
+    /// How the service view follows the replayed replicas.
+    pub load: LoadModel,
+    /// Print the summaries only.
+    pub quiet: bool,
+}
+
+/// Run `host replay`; every policy's summary and decisions go to `out`.
+pub fn run(
+    runtime: &Runtime,
+    request: &ReplayRequest<'_>,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<Vec<PolicyRun>> {
+    let trace = trace::read(request.trace)?;
+    if trace.torn_lines > 0 {
+        tracing::warn!(
+            "trace {}: skipped a torn last line (the recording daemon was stopped mid-write)",
+            request.trace.display()
+        );
+    }
+    let options = ReplayOptions { labels: request.labels.to_vec(), load: request.load, actuator: None };
+    let mut runs = Vec::new();
+    for path in request.policies {
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .with_context(|| format!("{}: not a policy file name (NAME.wasm)", path.display()))?;
+        let bytes = std::fs::read(path).with_context(|| format!("reading policy {}", path.display()))?;
+        let mut policy = runtime.load(name, &bytes).with_context(|| format!("loading {}", path.display()))?;
+        let run = replay(&trace, &mut policy, &options);
+        summarise(out, &run, path, trace.records.len())?;
+        if !request.quiet {
+            for line in &run.decisions {
+                serde_json::to_writer(&mut *out, line)?;
+                out.write_all(b"\n")?;
+            }
+        }
+        runs.push(run);
+    }
+    if let Some(file) = request.svg {
+        std::fs::write(file, svg::render(&runs)).with_context(|| format!("writing {}", file.display()))?;
+    }
+    out.flush()?;
+    Ok(runs)
+}
+
+fn summarise(out: &mut dyn std::io::Write, run: &PolicyRun, path: &Path, records: usize) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "# policy {} ({}): {records} events, {} calls, {} decisions, {} errors, replayed in {:.3} s",
+        run.policy,
+        path.display(),
+        run.calls,
+        run.decisions.len(),
+        run.errors,
+        run.elapsed_s
+    )?;
+    if let Some(err) = &run.first_error {
+        writeln!(out, "#   first error: {err}")?;
+    }
+    if run.in_step > 0 {
+        writeln!(
+            out,
+            "#   as recorded: {} of {} calls made at the live replica count answered as live",
+            run.same_as_live, run.in_step
+        )?;
+        if let Some(first) = &run.first_difference {
+            writeln!(out, "#   first different answer: {first}")?;
+        }
+    }
+    for s in &run.services {
+        let span_s = s.span_ns.1.saturating_sub(s.span_ns.0) as f64 / 1e9;
+        let above = match &s.watched {
+            Some((metric, upper)) => {
+                format!("{:.1} s above the upper threshold ({metric} mean >= {upper})", s.above_upper_s)
+            }
+            None => "no upper threshold set".to_string(),
+        };
+        writeln!(
+            out,
+            "#   service {}: {} scale actions ({} up, {} down), {:.1} replica-seconds over {span_s:.1} s, {above}, ends at {} replicas",
+            s.name,
+            s.scale_ups + s.scale_downs,
+            s.scale_ups,
+            s.scale_downs,
+            s.replica_seconds,
+            s.replicas.last().map_or(0, |(_, r)| *r)
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! `host policy new NAME --lang L` for every language, as a new user would
+//! use it: create the project with the built `host`, run its `build.sh`
+//! (which installs what is missing), then its `test.sh`, which runs the
+//! component through `host policy check` and `host policy run` (and, for
+//! Rust, the native unit tests first). The projects are created in a
+//! temporary folder outside the repository.
+//!
+//! The toolchains come from examples/setup.sh in CI; elsewhere build.sh
+//! installs them (npm, pip, rustup), which needs the registries.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn host() -> &'static str {
+    env!("CARGO_BIN_EXE_host")
+}
+
+/// A Cargo target folder for the Rust project that survives runs (the SDK
+/// and wit-bindgen compile once), apart from the one `cargo test` locks.
+fn rust_target() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir).join("scaffold"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/scaffold"),
+    }
+}
+
+fn run(dir: &Path, program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .env("HOST", host())
+        .env("CARGO_TARGET_DIR", rust_target())
+        .output()
+        .unwrap_or_else(|e| panic!("running {program} in {}: {e}", dir.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{program} {args:?} in {} failed:\n{stdout}\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn scaffold_build_and_test(lang: &str) {
+    let parent = tempfile::tempdir().expect("tempdir");
+    let name = format!("my-{lang}-policy");
+    let created = run(parent.path(), host(), &["policy", "new", &name, "--lang", lang]);
+    assert!(created.contains("./build.sh") && created.contains(&format!("autoscale.policy={name}")), "{created}");
+    let dir = parent.path().join(&name);
+    let built = run(&dir, "./build.sh", &[]);
+    let wasm = dir.join(format!("{name}.wasm"));
+    assert!(wasm.is_file(), "build.sh left no {}: {built}", wasm.display());
+    let tested = run(&dir, "./test.sh", &[]);
+    assert!(tested.contains("OK, a component of world autoscaler:policy/policy"), "{tested}");
+    assert!(tested.contains("3 passed, 0 failed"), "{tested}");
+    // The template declares its settings: check lists them.
+    assert!(tested.contains("cpu.upper") && tested.contains("cpu.lower"), "{tested}");
+}
+
+#[test]
+fn rust_project_builds_and_passes_its_tests() {
+    scaffold_build_and_test("rust");
+}
+
+#[test]
+fn python_project_builds_and_passes_its_tests() {
+    scaffold_build_and_test("python");
+}
+
+#[test]
+fn js_project_builds_and_passes_its_tests() {
+    scaffold_build_and_test("js");
+}
+
+#[test]
+fn c_project_builds_and_passes_its_tests() {
+    scaffold_build_and_test("c");
+}
+
+#[test]
+fn an_existing_folder_is_never_overwritten() {
+    let parent = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(parent.path().join("taken")).expect("mkdir");
+    let out = Command::new(host())
+        .args(["policy", "new", "taken", "--lang", "c"])
+        .current_dir(parent.path())
+        .output()
+        .expect("run host");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already exists"), "{err}");
+    assert_eq!(std::fs::read_dir(parent.path().join("taken")).expect("dir").count(), 0);
+}

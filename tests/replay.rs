@@ -144,27 +144,22 @@ fn the_command_prints_summaries_and_json_lines_and_draws_every_policy() {
     assert!(drawing.contains("threshold") && drawing.contains("proportional") && drawing.contains("cpu upper 0.8"));
 }
 
+/// A one-hour trace reads and replays whole with a Rust policy. How fast is
+/// measured by `cargo bench -p host --bench languages` (`replay_hour`), not
+/// here: a timed test on a shared machine only measures the neighbours.
 #[test]
-fn an_hour_replays_in_well_under_a_second_with_a_rust_policy() {
+fn an_hour_of_trace_replays_whole_with_a_rust_policy() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("hour.trace");
     let records = synthetic::hour(&path).expect("trace");
     let mut threshold = load(&runtime(), "threshold");
     // What `host replay` does: read, then replay.
-    let started = std::time::Instant::now();
     let trace = trace::read(&path).expect("read");
     assert_eq!(trace.records.len(), records);
     let run = replay(&trace, &mut threshold, &ReplayOptions::default());
-    let elapsed_s = started.elapsed().as_secs_f64();
     assert_eq!(run.errors, 0, "{:?}", run.first_error);
     assert!(run.services[0].scale_ups > 3 && run.services[0].scale_downs > 3, "waves move it both ways");
-    eprintln!("read and replayed {records} records (one hour) in {elapsed_s:.3} s (replay {:.3} s)", run.elapsed_s);
-    // The figure to quote comes from `cargo bench --bench languages`; this
-    // bound is loose enough for a busy machine and catches a regression
-    // of an order of magnitude.
-    if !cfg!(debug_assertions) {
-        assert!(elapsed_s < 1.0, "one hour took {elapsed_s:.3} s to read and replay");
-    }
+    eprintln!("read and replayed {records} records (one hour; replay {:.3} s)", run.elapsed_s);
 }
 
 /// The shipped traces (examples/traces/*.trace, recorded from the demo by

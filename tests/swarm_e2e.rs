@@ -836,6 +836,25 @@ fn an_idle_min_zero_service_freezes_and_its_first_connections_wake_it() {
         times[times.len() / 2],
         times[times.len() - 1]
     );
+
+    // A daemon killed while a replica was frozen leaves it paused with no
+    // wake armed: the next daemon unpauses it. A paused replica of a
+    // service without min=0 was paused by someone else: left alone.
+    let mut daemon = daemon;
+    daemon.stop();
+    let (left, operators) = (idle.containers()[0].clone(), kept.containers()[0].clone());
+    docker(&["pause", &left]);
+    docker(&["pause", &operators]);
+    let next = Daemon::start(&[]);
+    wait_until("the next daemon to unpause the replica left paused", Duration::from_secs(20), || {
+        next.audit().iter().any(|r| {
+            r["service"] == idle.name.as_str()
+                && r["zero"] == "thawed"
+                && r["reason"].as_str().is_some_and(|reason| reason.contains("earlier daemon"))
+        })
+    });
+    assert!(kept.frozen(), "a paused replica of a min=1 service is not the autoscaler's to unpause");
+    docker(&["unpause", &operators]);
 }
 
 /// Record and replay: a live run recorded with `host --record`, then

@@ -265,6 +265,13 @@ impl Loop {
             self.zero.forget(&id);
         }
         for tracked in effects.track {
+            // A replica left paused by an earlier daemon has no wake armed.
+            if let Some(service) = self.inventory.service_of(&tracked.container_id)
+                && service.config().is_some_and(|c| c.zero.is_some())
+            {
+                let (id, name) = (service.id.clone(), service.name.clone());
+                self.zero.recover((&id, &name), &tracked.container_id);
+            }
             self.probe.track(tracked);
         }
         for container in &effects.untrack {

@@ -33,7 +33,10 @@
 //! ([`crate::swarm::audit::ZeroRecord`], `autoscaler_zero_seconds`).
 //! Frozen replicas are thawed when their service leaves scale to zero and
 //! when the daemon shuts down: a frozen replica never outlives the daemon
-//! that could wake it (unless the daemon is killed; then `docker unpause`).
+//! that could wake it. A daemon killed before it could thaw leaves its
+//! replicas paused with nothing to wake them; the next daemon finds them
+//! when it first follows a scale-to-zero replica ([`Zero::recover`]) and
+//! unpauses them (they freeze again after their next idle spell).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -86,6 +89,18 @@ pub enum Done {
         container: String,
         /// Docker's unpause.
         took: Duration,
+    },
+    /// Found paused when first followed (left by an earlier daemon), and
+    /// unpaused, or not.
+    FoundPaused {
+        /// The replica.
+        container: String,
+        /// Its service's id.
+        service_id: String,
+        /// Its service's name.
+        service: String,
+        /// Docker's unpause: how long it took, or why it failed.
+        unpaused: Result<Duration, String>,
     },
     /// The unpause failed.
     ThawFailed {
@@ -350,11 +365,52 @@ impl Zero {
                     self.busy.insert(replica.service_id, Instant::now());
                 }
             }
+            Done::FoundPaused { container, service_id, service, unpaused } => {
+                let (zero, reason, took) = match unpaused {
+                    Ok(took) => {
+                        tracing::warn!(service = %service, "replica {container} of {service} was left paused by an earlier daemon; unpaused it");
+                        (ZeroOutcome::Thawed, "found paused by an earlier daemon: unpaused".to_string(), took)
+                    }
+                    Err(reason) => {
+                        tracing::error!(service = %service, "replica {container} of {service} was left paused by an earlier daemon and cannot be unpaused: {reason}");
+                        (ZeroOutcome::Failed, format!("found paused by an earlier daemon: {reason}"), Duration::ZERO)
+                    }
+                };
+                // It freezes again only after a whole idle spell from now.
+                self.busy.insert(service_id.clone(), Instant::now());
+                self.audit.record_zero(&ZeroRecord {
+                    time_unix_ms: unix_ms(),
+                    service,
+                    service_id,
+                    container,
+                    zero,
+                    reason,
+                    docker_us: took.as_micros() as u64,
+                    wake_us: None,
+                });
+            }
             Done::ThawFailed { container, reason } => {
                 self.record(&container, ZeroOutcome::Failed, Some(reason), Duration::ZERO, None);
                 self.replicas.remove(&container);
             }
         }
+    }
+
+    /// A replica of a scale-to-zero service this daemon has just begun to
+    /// follow: if it is paused (an earlier daemon froze it and was killed
+    /// before it could thaw it), unpause it, since no wake is armed for it.
+    pub fn recover(&mut self, (service_id, service): (&str, &str), container: &str) {
+        if self.replicas.contains_key(container) || self.dry_run {
+            return;
+        }
+        let (freezer, done) = (self.freezer.clone(), self.done.clone());
+        let (container, service_id, service) = (container.to_string(), service_id.to_string(), service.to_string());
+        tokio::spawn(async move {
+            if let Ok(true) = freezer.is_paused(&container).await {
+                let unpaused = freezer.thaw(&container).await;
+                let _ = done.send(Done::FoundPaused { container, service_id, service, unpaused });
+            }
+        });
     }
 
     /// The container is gone: nothing to thaw.
@@ -364,12 +420,13 @@ impl Zero {
     }
 
     /// Docker was away: its containers may be gone or restarted under new
-    /// ids. Forget what was frozen (a replica paused before and still there
-    /// stays paused: `docker unpause` it) and when services were busy.
+    /// ids. Forget what was frozen and when services were busy; a replica
+    /// paused before and still there is found again by [`Zero::recover`]
+    /// when the resync tracks it anew, and unpaused.
     pub fn reset(&mut self) {
         if !self.replicas.is_empty() {
             let ids: Vec<&str> = self.replicas.keys().map(String::as_str).collect();
-            tracing::warn!("docker came back; no longer following these frozen replicas: {}", ids.join(", "));
+            tracing::warn!("docker came back; frozen replicas still there will be unpaused: {}", ids.join(", "));
         }
         self.replicas.clear();
         self.busy.clear();

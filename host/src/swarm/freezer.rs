@@ -45,6 +45,16 @@ impl Freezer {
         Ok(start.elapsed())
     }
 
+    /// Whether Docker says the container is paused.
+    pub async fn is_paused(&self, container_id: &str) -> Result<bool, String> {
+        let inspect = self
+            .docker
+            .inspect_container(container_id, None)
+            .await
+            .map_err(|err| format!("cannot inspect container {container_id}: {err}"))?;
+        Ok(inspect.state.and_then(|s| s.paused).unwrap_or(false))
+    }
+
     /// The container's health check command, if it has one (from the
     /// service or the image); `Err` when Docker cannot say.
     pub async fn health_check(&self, container_id: &str) -> Result<Option<Vec<String>>, String> {

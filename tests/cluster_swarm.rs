@@ -260,3 +260,588 @@ async fn the_lease_moves_when_its_holder_stops_and_is_never_held_twice() {
     drop(second);
     cli(&vars, 1, &["service", "rm", service]);
 }
+
+// ---------------------------------------------------------------------------
+// The whole daemon on every node (`host --cluster`), against the same
+// cluster: each node's daemon runs in that node's network namespace against
+// that node's engine, with the eBPF probe and the shipped policies, as the
+// global service of deploy/stack.yml would run it. Load comes from this
+// process over the bridge to the node's address (10.77.0.K+1), where the
+// demo's host-network replicas listen.
+// ---------------------------------------------------------------------------
+
+mod daemons {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::net::TcpStream;
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::thread::JoinHandle;
+    use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+    use super::HashMap;
+
+    pub const IMAGE: &str = "swarm-autoscaler-demo:local";
+
+    pub fn repo() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repository root").to_path_buf()
+    }
+
+    pub fn unix_ms() -> u64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    }
+
+    pub fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> Duration {
+        let start = Instant::now();
+        while !done() {
+            assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        start.elapsed()
+    }
+
+    /// Why the daemon tests cannot run beside a running cluster, if they cannot.
+    pub fn missing_parts() -> Option<String> {
+        let image = Command::new("docker").args(["image", "inspect", IMAGE]).output();
+        if !image.is_ok_and(|o| o.status.success()) {
+            return Some(format!("no {IMAGE} in the main engine (examples/demo/build-image.sh)"));
+        }
+        for policy in ["threshold", "proportional"] {
+            let file = repo().join("policies").join(format!("{policy}.wasm"));
+            if !file.is_file() {
+                return Some(format!("{} is missing (policies/build.sh)", file.display()));
+            }
+        }
+        None
+    }
+
+    /// The docker CLI against node `k`; `None` on failure.
+    pub fn docker_on(vars: &HashMap<String, String>, k: u32, args: &[&str]) -> Option<String> {
+        let out = Command::new("docker").args(args).env("DOCKER_HOST", &vars[&format!("NODE{k}_DOCKER_HOST")]).output();
+        out.ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    }
+
+    /// A demo service of the test cluster, removed on drop.
+    pub struct Service<'a> {
+        pub vars: &'a HashMap<String, String>,
+        pub name: String,
+        pub port: u16,
+    }
+
+    impl<'a> Service<'a> {
+        /// Create `name` with `replicas` tasks on the host network of the
+        /// nodes `placement` allows, each replica also on `port + 10 + slot`.
+        pub fn create(
+            vars: &'a HashMap<String, String>,
+            name: &str,
+            port: u16,
+            replicas: u32,
+            placement: &[&str],
+            labels: &[(&str, &str)],
+        ) -> Service<'a> {
+            let _ = docker_on(vars, 1, &["service", "rm", name]);
+            let (env, slot_base, replicas) =
+                (format!("PORT={port}"), format!("SLOT_PORT_BASE={}", port + 10), replicas.to_string());
+            let mut args = vec![
+                "service",
+                "create",
+                "--detach",
+                "--quiet",
+                "--no-resolve-image",
+                "--name",
+                name,
+                "--network",
+                "host",
+                "--limit-cpu",
+                "0.5",
+                "--env",
+                &env,
+                "--env",
+                &slot_base,
+                "--env",
+                "SLOT={{.Task.Slot}}",
+                "--replicas",
+                &replicas,
+                "--stop-grace-period",
+                "2s",
+            ];
+            args.extend_from_slice(placement);
+            let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            for label in &labels {
+                args.extend(["--label", label.as_str()]);
+            }
+            args.push(IMAGE);
+            docker_on(vars, 1, &args).unwrap_or_else(|| panic!("docker service create {name} failed"));
+            Service { vars, name: name.to_string(), port }
+        }
+
+        /// Replicas in the spec.
+        pub fn replicas(&self) -> u32 {
+            docker_on(
+                self.vars,
+                1,
+                &["service", "inspect", &self.name, "--format", "{{.Spec.Mode.Replicated.Replicas}}"],
+            )
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(0)
+        }
+
+        /// The nodes (hostnames) of the tasks running now.
+        pub fn running_on(&self) -> Vec<String> {
+            let out = docker_on(
+                self.vars,
+                1,
+                &[
+                    "service",
+                    "ps",
+                    &self.name,
+                    "--filter",
+                    "desired-state=running",
+                    "--format",
+                    "{{.Node}} {{.CurrentState}}",
+                ],
+            )
+            .unwrap_or_default();
+            let mut nodes: Vec<String> = out
+                .lines()
+                .filter(|l| l.contains(" Running"))
+                .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+                .collect();
+            nodes.sort();
+            nodes
+        }
+    }
+
+    impl Drop for Service<'_> {
+        fn drop(&mut self) {
+            let _ = docker_on(self.vars, 1, &["service", "rm", &self.name]);
+        }
+    }
+
+    /// One GET with `Connection: close`; the body, if any.
+    pub fn request(addr: &str, port: u16, path: &str) -> Option<String> {
+        let mut stream = TcpStream::connect((addr, port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(15))).ok()?;
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        response.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
+    }
+
+    /// Closed-loop CPU load on `addr:port`: `threads` clients asking for
+    /// `burn_ms` of CPU each, pausing `pause_ms` between requests.
+    pub struct Load {
+        stop: Arc<AtomicBool>,
+        served: Arc<AtomicU64>,
+        threads: Vec<JoinHandle<()>>,
+    }
+
+    impl Load {
+        pub fn start(addr: &str, port: u16, threads: usize, burn_ms: u64, pause_ms: u64) -> Load {
+            let stop = Arc::new(AtomicBool::new(false));
+            let served = Arc::new(AtomicU64::new(0));
+            let threads = (0..threads)
+                .map(|_| {
+                    let (stop, served, addr) = (stop.clone(), served.clone(), addr.to_string());
+                    std::thread::spawn(move || {
+                        let path = format!("/burn?ms={burn_ms}");
+                        while !stop.load(Ordering::Relaxed) {
+                            match request(&addr, port, &path) {
+                                Some(_) => {
+                                    served.fetch_add(1, Ordering::Relaxed);
+                                    std::thread::sleep(Duration::from_millis(pause_ms));
+                                }
+                                None => std::thread::sleep(Duration::from_millis(50)),
+                            }
+                        }
+                    })
+                })
+                .collect();
+            Load { stop, served, threads }
+        }
+
+        pub fn stop(mut self) -> u64 {
+            self.halt();
+            self.served.load(Ordering::Relaxed)
+        }
+
+        fn halt(&mut self) {
+            self.stop.store(true, Ordering::Relaxed);
+            for t in self.threads.drain(..) {
+                let _ = t.join();
+            }
+        }
+    }
+
+    impl Drop for Load {
+        fn drop(&mut self) {
+            self.halt();
+        }
+    }
+
+    /// `host --cluster` on node `k`: in the node's network namespace, against
+    /// the node's engine. SIGTERM on drop; its log shown if the test failed.
+    pub struct NodeDaemon {
+        pub k: u32,
+        child: Child,
+        dir: tempfile::TempDir,
+    }
+
+    impl NodeDaemon {
+        pub fn start(vars: &HashMap<String, String>, k: u32, token: &Path, extra: &[&str]) -> NodeDaemon {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let log = std::fs::File::create(dir.path().join("host.log")).expect("log file");
+            let child = Command::new("nsenter")
+                .arg(format!("--net=/var/run/netns/sacl-n{k}"))
+                .arg(env!("CARGO_BIN_EXE_host"))
+                .current_dir(repo())
+                // Metrics on the node's address, so this process can scrape them.
+                .args(["--cluster", "--policies", "./policies", "--metrics-addr", "0.0.0.0:9464", "--audit-log"])
+                .arg(dir.path().join("audit.jsonl"))
+                .arg("--cluster-token-file")
+                .arg(token)
+                .args(extra)
+                .env("DOCKER_HOST", &vars[&format!("NODE{k}_DOCKER_HOST")])
+                .env("RUST_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("start nsenter host");
+            NodeDaemon { k, child, dir }
+        }
+
+        pub fn log(&self) -> String {
+            std::fs::read_to_string(self.dir.path().join("host.log")).unwrap_or_default()
+        }
+
+        /// Lines of the log containing `what`.
+        pub fn count(&self, what: &str) -> usize {
+            self.log().lines().filter(|l| l.contains(what)).count()
+        }
+
+        pub fn wait_log(&mut self, what: &str, timeout: Duration) -> Duration {
+            let start = Instant::now();
+            while !self.log().contains(what) {
+                assert!(
+                    !matches!(self.child.try_wait(), Ok(Some(_))),
+                    "node{} daemon exited waiting for {what:?}:\n{}",
+                    self.k,
+                    self.log()
+                );
+                assert!(start.elapsed() < timeout, "node{}: no {what:?} within {timeout:?}:\n{}", self.k, self.log());
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            start.elapsed()
+        }
+
+        /// One value of the daemon's metrics endpoint (on the node's address).
+        pub fn metric(&self, vars: &HashMap<String, String>, name: &str) -> Option<f64> {
+            let addr = &vars[&format!("NODE{}_ADDR", self.k)];
+            let mut conn = TcpStream::connect((addr.as_str(), 9464)).ok()?;
+            conn.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+            conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n").ok()?;
+            let mut text = String::new();
+            conn.read_to_string(&mut text).ok()?;
+            text.lines()
+                .find(|l| l.split([' ', '{']).next() == Some(name))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse().ok())
+        }
+
+        /// Audit records of `service` with `outcome`.
+        pub fn audit(&self, service: &str, outcome: &str) -> Vec<serde_json::Value> {
+            let Ok(file) = std::fs::File::open(self.dir.path().join("audit.jsonl")) else { return Vec::new() };
+            BufReader::new(file)
+                .lines()
+                .map_while(Result::ok)
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+                .filter(|r| r["service"] == service && r["outcome"] == outcome)
+                .collect()
+        }
+
+        pub fn signal(&mut self, signal: libc::c_int) {
+            // SAFETY: signalling our own child (nsenter exec'd the daemon).
+            unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    impl Drop for NodeDaemon {
+        fn drop(&mut self) {
+            if matches!(self.child.try_wait(), Ok(None)) {
+                self.signal(libc::SIGTERM);
+            }
+            if std::thread::panicking() {
+                let log = self.log();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!("--- node{} host log (last 40 lines) ---", self.k);
+                for line in tail.iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+
+    /// A fresh token file for one test's daemons.
+    pub fn token_file(dir: &Path) -> PathBuf {
+        let path = dir.join("token");
+        let mut random = [0u8; 32];
+        std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut random)).expect("urandom");
+        let hex: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        std::fs::write(&path, hex).expect("token file");
+        path
+    }
+
+    /// The three daemons, each started and past its first step: managers
+    /// follow docker events, the worker's agent runs, every agent is
+    /// connected to the decider.
+    pub fn start_all(vars: &HashMap<String, String>, token: &Path, extra: &[&str]) -> Vec<NodeDaemon> {
+        // Managers first: a worker that finds no decider at its start would
+        // (rightly) log an outage.
+        let mut all: Vec<NodeDaemon> = (1..=2).map(|k| NodeDaemon::start(vars, k, token, extra)).collect();
+        for d in &mut all {
+            d.wait_log("cluster channel listening for agents", Duration::from_secs(90));
+        }
+        all.push(NodeDaemon::start(vars, 3, token, extra));
+        for d in &mut all {
+            d.wait_log("cluster: connected to the decider", Duration::from_secs(90));
+        }
+        all
+    }
+
+    /// Labels of a threshold service.
+    pub fn labels<'a>(
+        max: &'a str,
+        upper: &'a str,
+        cooldown_up: &'a str,
+        cooldown_down: &'a str,
+    ) -> Vec<(&'a str, &'a str)> {
+        vec![
+            ("autoscale.enable", "true"),
+            ("autoscale.policy", "threshold"),
+            ("autoscale.min", "1"),
+            ("autoscale.max", max),
+            ("autoscale.cpu.upper", upper),
+            ("autoscale.cpu.lower", "0.15"),
+            ("autoscale.cooldown.up", cooldown_up),
+            ("autoscale.cooldown.down", cooldown_down),
+            ("autoscale.warmup", "2s"),
+        ]
+    }
+
+    /// Every applied record of `service` in every daemon's audit, by time.
+    pub fn applied(daemons: &[&NodeDaemon], service: &str) -> Vec<(u32, serde_json::Value)> {
+        let mut all: Vec<(u32, serde_json::Value)> =
+            daemons.iter().flat_map(|d| d.audit(service, "applied").into_iter().map(|r| (d.k, r))).collect();
+        all.sort_by_key(|(_, r)| r["time_unix_ms"].as_u64().unwrap_or(0));
+        all
+    }
+}
+
+/// The cluster plus what the daemon tests need, or why they skip.
+macro_rules! require_daemons {
+    () => {{
+        let vars = require_cluster!();
+        if let Some(why) = daemons::missing_parts() {
+            eprintln!("SKIP {}: {why}", module_path!());
+            return;
+        }
+        vars
+    }};
+}
+
+#[test]
+fn a_service_on_the_worker_scales_out_when_loaded_and_back_in_when_idle() {
+    let _serial = SERIAL.blocking_lock();
+    let vars = require_daemons!();
+    let work = tempfile::tempdir().expect("tempdir");
+    let token = daemons::token_file(work.path());
+    let mut nodes = daemons::start_all(&vars, &token, &[]);
+    let web = daemons::Service::create(
+        &vars,
+        "cluster-e2e-worker",
+        18201,
+        1,
+        &["--constraint", "node.hostname==node3"],
+        &daemons::labels("3", "0.6", "1s", "3s"),
+    );
+    daemons::wait_until("the replica to run on node3", Duration::from_secs(60), || web.running_on() == ["node3"]);
+    let leader = nodes.iter_mut().position(|d| d.log().contains(": deciding")).expect("a deciding manager");
+    nodes[leader].wait_log("service cluster-e2e-worker autoscaled", Duration::from_secs(30));
+    // The worker's probe found the container under its engine's cgroup parent.
+    nodes[2].wait_log("cluster: new tracking set", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(3)); // past the warm-up
+
+    let node3 = vars["NODE3_ADDR"].clone();
+    let load_start = daemons::unix_ms();
+    let load = daemons::Load::start(&node3, web.port, 4, 50, 0);
+    daemons::wait_until("a scale-out of the worker's service", Duration::from_secs(90), || web.replicas() >= 2);
+    let refs: Vec<&daemons::NodeDaemon> = nodes.iter().collect();
+    let ups = daemons::applied(&refs, &web.name);
+    let (k, first) = ups.first().expect("an applied scale-out in a manager's audit");
+    assert!([1, 2].contains(k), "only a manager writes; node{k} did");
+    assert!(first["reason"].as_str().is_some_and(|r| r.contains(">= cpu.upper")), "{first}");
+    let spec_ms = first["time_unix_ms"].as_u64().unwrap_or(0).saturating_sub(load_start);
+    eprintln!(
+        "cluster e2e: service on worker node3, decided on node{k}: load start -> spec updated {spec_ms} ms (kernel event -> spec updated {} us)",
+        first["event_to_outcome_us"]
+    );
+    daemons::wait_until("the new replicas to run on node3", Duration::from_secs(60), || {
+        let on = web.running_on();
+        on.len() >= 2 && on.iter().all(|n| n == "node3")
+    });
+    assert!(load.stop() > 0, "the load got no answers");
+
+    let idle = Instant::now();
+    daemons::wait_until("a scale-in back to 1 once idle", Duration::from_secs(90), || web.replicas() == 1);
+    eprintln!("cluster e2e: back to 1 replica {:.1} s after the load stopped", idle.elapsed().as_secs_f64());
+    let all = daemons::applied(&refs, &web.name);
+    assert!(all.iter().all(|(k, _)| *k == all[0].0), "one manager decided throughout: {all:?}");
+    assert!(all.iter().any(|(_, r)| r["to"].as_u64() < r["from"].as_u64()), "a scale-in was applied: {all:?}");
+    assert_eq!(nodes[2].count("no autoscaler decider reachable"), 0, "the worker never lost the decider");
+}
+
+#[test]
+fn a_service_on_two_nodes_loaded_on_one_is_judged_by_its_aggregate() {
+    let _serial = SERIAL.blocking_lock();
+    let vars = require_daemons!();
+    let work = tempfile::tempdir().expect("tempdir");
+    let token = daemons::token_file(work.path());
+    let nodes = daemons::start_all(&vars, &token, &[]);
+    // One replica on node2 (a manager), one on node3 (the worker).
+    let web = daemons::Service::create(
+        &vars,
+        "cluster-e2e-spread",
+        18221,
+        2,
+        &["--constraint", "node.hostname!=node1", "--replicas-max-per-node", "1"],
+        // min 2: idle before the load starts, the pair must not scale in.
+        &daemons::labels("3", "0.8", "1s", "60s")
+            .into_iter()
+            .map(|(k, v)| if k == "autoscale.min" { (k, "2") } else { (k, v) })
+            .collect::<Vec<_>>(),
+    );
+    daemons::wait_until("a replica on node2 and one on node3", Duration::from_secs(60), || {
+        web.running_on() == ["node2", "node3"]
+    });
+    // node3's replica saturated (about 1.0 of its 0.5 CPU), node2's lightly
+    // loaded (about 0.2): a node-local view of node3 would scale out, the
+    // aggregate (mean about 0.6, under 0.8) must not.
+    let (node2, node3) = (vars["NODE2_ADDR"].clone(), vars["NODE3_ADDR"].clone());
+    // The light load first: node2's replica reports, both are past the
+    // warm-up, before node3's crossing asks for a decision.
+    let light = daemons::Load::start(&node2, web.port, 1, 10, 90);
+    std::thread::sleep(Duration::from_secs(4));
+    let heavy = daemons::Load::start(&node3, web.port, 2, 50, 0);
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_secs(25) {
+        assert_eq!(web.replicas(), 2, "scaled on one node's load while the aggregate is under cpu.upper");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let refs: Vec<&daemons::NodeDaemon> = nodes.iter().collect();
+    assert!(daemons::applied(&refs, &web.name).is_empty());
+
+    // Both loaded: the aggregate crosses cpu.upper, one scale-out.
+    let heavy2 = daemons::Load::start(&node2, web.port, 2, 50, 0);
+    daemons::wait_until("a scale-out once both nodes are loaded", Duration::from_secs(60), || web.replicas() >= 3);
+    let ups = daemons::applied(&refs, &web.name);
+    let reason = ups[0].1["reason"].as_str().unwrap_or_default().to_string();
+    eprintln!("cluster e2e: aggregate over node2 and node3: {reason}");
+    assert!(reason.starts_with("cpu mean"), "decided on the mean over both nodes: {reason}");
+    for load in [heavy, light, heavy2] {
+        assert!(load.stop() > 0, "a load got no answers");
+    }
+}
+
+#[test]
+fn decisions_move_when_the_deciding_daemon_dies_and_agents_come_back() {
+    let _serial = SERIAL.blocking_lock();
+    let vars = require_daemons!();
+    let work = tempfile::tempdir().expect("tempdir");
+    let token = daemons::token_file(work.path());
+    // The lease lives on a service of its own, as the stack's service would hold it.
+    let lease = daemons::Service::create(&vars, "cluster-e2e-lease", 18240, 0, &[], &[]);
+    let lease_args = ["--cluster-leadership", "lease", "--cluster-service", "cluster-e2e-lease"];
+    let mut nodes = daemons::start_all(&vars, &token, &lease_args);
+    let web = daemons::Service::create(
+        &vars,
+        "cluster-e2e-failover",
+        18241,
+        1,
+        &["--constraint", "node.hostname==node3"],
+        &daemons::labels("4", "0.6", "2s", "120s"),
+    );
+    daemons::wait_until("the replica to run on node3", Duration::from_secs(60), || web.running_on() == ["node3"]);
+    std::thread::sleep(Duration::from_secs(3)); // tracked and past the warm-up
+    let load = daemons::Load::start(&vars["NODE3_ADDR"], web.port, 4, 50, 0);
+    daemons::wait_until("a first scale-out", Duration::from_secs(90), || web.replicas() >= 2);
+    let first = {
+        let refs: Vec<&daemons::NodeDaemon> = nodes.iter().collect();
+        daemons::applied(&refs, &web.name)
+    };
+    let holder = first.first().expect("an applied scale-out").0 as usize - 1;
+    let standby = 1 - holder;
+
+    // The deciding daemon dies; its engine, and Raft leadership, stay.
+    let killed = Instant::now();
+    nodes[holder].signal(libc::SIGKILL);
+    let took = nodes[standby].wait_log("cluster: decider lease taken: deciding", Duration::from_secs(20));
+    eprintln!(
+        "cluster e2e: node{} decides {:.1} s after node{}'s daemon was killed",
+        standby + 1,
+        took.as_secs_f64(),
+        holder + 1
+    );
+    assert!(took < Duration::from_secs(10), "decisions moved only after {took:?}");
+    let before = web.replicas();
+    daemons::wait_until("a scale-out decided by the standby", Duration::from_secs(60), || {
+        !nodes[standby].audit(&web.name, "applied").is_empty()
+    });
+    eprintln!(
+        "cluster e2e: first decision of node{} {:.1} s after the kill ({} -> {})",
+        standby + 1,
+        killed.elapsed().as_secs_f64(),
+        before,
+        web.replicas()
+    );
+
+    // No manager left: the worker keeps measuring, says so once, and
+    // resumes when a manager's daemon is back.
+    nodes[standby].signal(libc::SIGTERM);
+    nodes[2].wait_log("no autoscaler decider reachable", Duration::from_secs(10));
+    let measured = |d: &daemons::NodeDaemon| d.metric(&vars, "autoscaler_probe_events_total").expect("worker metrics");
+    let at_outage = measured(&nodes[2]);
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(nodes[2].count("no autoscaler decider reachable"), 1, "one line for the outage:\n{}", nodes[2].log());
+    assert_eq!(nodes[2].metric(&vars, "autoscaler_cluster_agent_connected"), Some(0.0));
+    let during = measured(&nodes[2]) - at_outage;
+    assert!(during > 0.0, "the worker's probe kept measuring while no decider answered");
+    let mut back = daemons::NodeDaemon::start(&vars, holder as u32 + 1, &token, &lease_args);
+    back.wait_log("cluster: decider lease taken: deciding", Duration::from_secs(30));
+    nodes[2].wait_log("decider reachable again", Duration::from_secs(20));
+    let resumed =
+        nodes[2].log().lines().find(|l| l.contains("decider reachable again")).unwrap_or_default().to_string();
+    eprintln!("cluster e2e: worker measured {during} events in 6 s without a decider; then: {resumed}");
+    daemons::wait_until("a scale-out decided by the restarted daemon", Duration::from_secs(60), || {
+        !back.audit(&web.name, "applied").is_empty()
+    });
+    assert!(load.stop() > 0);
+
+    // Every transition applied once, across the three deciders' audits.
+    let refs: Vec<&daemons::NodeDaemon> = nodes.iter().chain(std::iter::once(&back)).collect();
+    let all = daemons::applied(&refs, &web.name);
+    for pair in all.windows(2) {
+        assert_eq!(pair[1].1["from"], pair[0].1["to"], "a decision applied twice or lost: {all:?}");
+    }
+    assert_eq!(all.last().map(|(_, r)| r["to"].as_u64()), Some(Some(u64::from(web.replicas()))), "{all:?}");
+    drop(lease);
+}

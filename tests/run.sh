@@ -36,3 +36,19 @@ cargo clippy --workspace --release --all-targets --quiet -- -D warnings
 
 echo "== host and sdk tests"
 cargo test --workspace --release
+
+# The multi-node tests need a real 3-node swarm (tests/cluster/up.sh): three
+# more dockerd in network namespaces of their own. They run last, on binaries
+# the step above built, each step under a time limit; down.sh removes the
+# cluster whatever happens (and any daemon a killed test left in it).
+echo "== multi-node tests on a 3-node test swarm"
+if [[ $EUID -ne 0 ]] || ! command -v dockerd >/dev/null; then
+    echo "SKIPPED: the test swarm needs root and dockerd (examples/setup.sh)"
+else
+    trap 'tests/cluster/down.sh >/dev/null 2>&1 || true' EXIT
+    tests/cluster/down.sh >/dev/null 2>&1 || true
+    timeout --kill-after=10 300 tests/cluster/up.sh 3
+    timeout --kill-after=10 1200 cargo test --release -p host --test cluster_swarm -- --test-threads=1
+    tests/cluster/down.sh
+    trap - EXIT
+fi

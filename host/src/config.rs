@@ -154,6 +154,10 @@ pub struct DaemonArgs {
     /// The probe that measures the containers.
     #[command(flatten)]
     pub probe: ProbeArgs,
+
+    /// Multi-node mode (`--cluster` and its settings).
+    #[command(flatten)]
+    pub cluster: crate::cluster::ClusterArgs,
 }
 
 impl DaemonArgs {
@@ -424,5 +428,35 @@ mod tests {
         let cli = Cli::try_parse_from(["host", "policy", "run", "p.wasm", "--event", "{}", "--state", "@s.json"])
             .expect("parse");
         assert!(matches!(cli.command, Some(Command::Policy(PolicyCommand::Run { .. }))));
+    }
+
+    #[test]
+    fn cluster_mode_is_off_by_default_and_takes_its_settings() {
+        let cli = Cli::try_parse_from(["host"]).expect("parse");
+        assert!(!cli.daemon.cluster.cluster, "single-node unless asked");
+        let cli = Cli::try_parse_from([
+            "host",
+            "--cluster",
+            "--cluster-listen",
+            "10.0.0.2:9000",
+            "--cluster-token-file",
+            "/tmp/t",
+            "--cluster-managers",
+            "10.0.0.2:9000,10.0.0.3:9000",
+            "--cluster-node-timeout",
+            "2s",
+            "--cluster-leadership",
+            "lease",
+            "--cluster-service",
+            "autoscaler_autoscaler",
+        ])
+        .expect("parse");
+        let c = &cli.daemon.cluster;
+        assert!(c.cluster);
+        assert_eq!(c.cluster_managers, ["10.0.0.2:9000", "10.0.0.3:9000"]);
+        assert_eq!(c.settings().node_timeout, Duration::from_secs(2));
+        assert_eq!(c.settings().listen.port(), 9000);
+        assert_eq!(c.cluster_service.as_deref(), Some("autoscaler_autoscaler"));
+        assert!(Cli::try_parse_from(["host", "--cluster-node-timeout", "0"]).is_err());
     }
 }

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Tear down what tests/cluster/up.sh created, and nothing else:
+#   - any process still in a node's network namespace after its engine
+#     stopped (a test's autoscaler daemon), found by `ip netns pids`;
 #   - each node's dockerd, found by its pidfile (SIGTERM, then SIGKILL after
 #     20 s), and any process left in the node's cgroup parent /nK (its
 #     containerd, shims and containers, all started by that engine);
@@ -38,6 +40,23 @@ cgroup_pids() {
     done | sort -un
 }
 
+# Whatever else runs in node K's network namespace (an autoscaler daemon a
+# test started there and could not stop): SIGTERM, then SIGKILL.
+stop_netns_processes() {
+    local ns pids
+    ns="$(sacl_netns "$1")"
+    ip netns list 2>/dev/null | grep -qw "^$ns" || return 0
+    pids="$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')"
+    [[ -n "${pids// }" ]] || return 0
+    # shellcheck disable=SC2086
+    kill -TERM $pids 2>/dev/null
+    sleep 2
+    pids="$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ')"
+    # shellcheck disable=SC2086
+    [[ -n "${pids// }" ]] && kill -KILL $pids 2>/dev/null
+    return 0
+}
+
 stop_engine() {
     local k="$1" pid i
     if pid="$(sacl_engine_pid "$k")"; then
@@ -74,6 +93,7 @@ remove_cgroups() {
 
 for k in $(nodes); do
     stop_engine "$k"
+    stop_netns_processes "$k"
     remove_cgroups "$k"
     ns="$(sacl_netns "$k")"
     ip netns list 2>/dev/null | grep -qw "^$ns" && ip netns del "$ns"

@@ -4,6 +4,7 @@
     tests/evaluation/evaluate.py scale-latency [--reps 10]
     tests/evaluation/evaluate.py overhead [--window 20]
     tests/evaluation/evaluate.py zero-to-one [--tries 20]
+    tests/evaluation/evaluate.py multinode [--reps 10]
     tests/evaluation/evaluate.py all
 
 scale-latency: for each mode (push: the eBPF probe; pull-15s and pull-5s: the
@@ -29,6 +30,14 @@ and times connect -> first byte of the response, which needs the kernel's
 wake event, the daemon's unpause and the replica's answer. The same request
 goes to an unfrozen replica of another service in the same run. Writes
 docs/evaluation/zero-to-one.csv and its table in docs/evaluation.md.
+
+multinode: the push mode's scale-latency stages for a service on the worker
+of a 3-node test swarm (tests/cluster/up.sh 3; brought up and removed if
+none runs): `host --cluster` on every node, in the node's network
+namespace, the leader deciding on events the worker's agent forwarded.
+Shown beside the single-node push figures of scale-latency.csv. Writes
+docs/evaluation/multinode.csv and its table in docs/evaluation.md. Load goes
+to the worker's address on the test swarm's bridge (10.77.0.4).
 
 Runs as root (eBPF, dockerd). Only loopback traffic: the demo service runs
 on the host network (SO_REUSEPORT) and load goes to 127.0.0.1.
@@ -155,8 +164,8 @@ def scale(n: int) -> None:
     raise RuntimeError(f"{SERVICE}: could not settle at {n} replicas")
 
 
-def get(path: str, timeout: float = 2.0) -> str | None:
-    req = urllib.request.Request(f"http://127.0.0.1:{PORT}{path}", headers={"Connection": "close"})
+def get(path: str, timeout: float = 2.0, host: str = "127.0.0.1") -> str | None:
+    req = urllib.request.Request(f"http://{host}:{PORT}{path}", headers={"Connection": "close"})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return resp.read().decode(errors="replace")
@@ -167,14 +176,15 @@ def get(path: str, timeout: float = 2.0) -> str | None:
 class Daemon:
     """`host --policies ./policies` as a child process, with an audit log."""
 
-    def __init__(self, name: str, flags: list[str], extra: list[str] | None = None):
+    def __init__(self, name: str, flags: list[str], extra: list[str] | None = None,
+                 prefix: list[str] | None = None, env: dict[str, str] | None = None):
         self.audit = OUT / f".audit-{name}.jsonl"
         self.logfile = OUT / f".host-{name}.log"
         self.audit.unlink(missing_ok=True)
-        cmd = [str(HOST), "--policies", str(ROOT / "policies"), "--audit-log", str(self.audit),
+        cmd = [*(prefix or []), str(HOST), "--policies", str(ROOT / "policies"), "--audit-log", str(self.audit),
                "--metrics-addr", "", *flags, *(extra or [])]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                     stderr=open(self.logfile, "w"), env=dict(os.environ, RUST_LOG="info"))
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(self.logfile, "w"),
+                                     env=dict(os.environ, RUST_LOG="info", **(env or {})))
         time.sleep(4)  # load policies, probes and the Swarm inventory
         if self.proc.poll() is not None:
             raise RuntimeError(f"host exited at start; see {self.logfile}")
@@ -215,15 +225,16 @@ class Daemon:
 class Load:
     """Requests to the demo service from a few threads until stopped."""
 
-    def __init__(self, path: str, threads: int, pause: float):
+    def __init__(self, path: str, threads: int, pause: float, host: str = "127.0.0.1"):
         self.stop_flag = threading.Event()
+        self.host = host
         self.threads = [threading.Thread(target=self._loop, args=(path, pause), daemon=True) for _ in range(threads)]
         for t in self.threads:
             t.start()
 
     def _loop(self, path: str, pause: float) -> None:
         while not self.stop_flag.is_set():
-            get(path, timeout=10)
+            get(path, timeout=10, host=self.host)
             if pause:
                 time.sleep(pause)
 
@@ -236,14 +247,15 @@ class Load:
 class ContainerStarts:
     """Docker's event stream of this service's container starts, in CLOCK_MONOTONIC ns."""
 
-    def __init__(self):
+    def __init__(self, service: str = SERVICE, docker_host: str | None = None):
         self.starts: list[tuple[int, str]] = []
         # Wall clock to monotonic: Docker reports wall-clock nanoseconds.
         self.offset = time.time_ns() - time.monotonic_ns()
+        env = dict(os.environ, DOCKER_HOST=docker_host) if docker_host else None
         self.proc = subprocess.Popen(
             ["docker", "events", "--filter", "type=container", "--filter", "event=start",
-             "--filter", f"label=com.docker.swarm.service.name={SERVICE}", "--format", "{{.TimeNano}} {{.ID}}"],
-            stdout=subprocess.PIPE, text=True)
+             "--filter", f"label=com.docker.swarm.service.name={service}", "--format", "{{.TimeNano}} {{.ID}}"],
+            stdout=subprocess.PIPE, text=True, env=env)
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -349,6 +361,162 @@ def scale_latency(reps: int) -> Results:
         starts.close()
         remove_service()
     return results
+
+
+# --- multinode: a service on the worker of a 3-node test swarm --------------
+
+CLUSTER_ENV = Path("/var/lib/swarm-autoscaler-cluster/cluster.env")
+MULTI_SERVICE = "autoscale-eval-worker"
+MULTI_MODE = "push, worker node"
+
+
+def cluster_vars() -> dict[str, str]:
+    return dict(line.split("=", 1) for line in CLUSTER_ENV.read_text().splitlines() if "=" in line)
+
+
+def node_docker(vars: dict[str, str], k: int, *args: str, check: bool = True) -> str:
+    return run("env", f"DOCKER_HOST={vars[f'NODE{k}_DOCKER_HOST']}", "docker", *args, check=check)
+
+
+def worker_containers(vars: dict[str, str]) -> list[str]:
+    out = node_docker(vars, 3, "ps", "-q", "--no-trunc", "--filter", f"label=com.docker.swarm.service.name={MULTI_SERVICE}",
+                      "--filter", "status=running", check=False)
+    return [line for line in out.splitlines() if line]
+
+
+def settle_worker(vars: dict[str, str], n: int) -> None:
+    """Scale the worker's service by hand to `n` and wait until it runs so."""
+    for _ in range(5):
+        node_docker(vars, 1, "service", "scale", "--detach", f"{MULTI_SERVICE}={n}")
+        deadline = time.time() + 60
+        while time.time() < deadline and len(worker_containers(vars)) != n:
+            time.sleep(0.25)
+        time.sleep(1)
+        if len(worker_containers(vars)) == n:
+            return
+    raise RuntimeError(f"{MULTI_SERVICE}: could not settle at {n} replicas")
+
+
+def multinode_latency(reps: int) -> Results:
+    """The push mode's stages for a service pinned to node3 (a worker)."""
+    brought_up = False
+    if not CLUSTER_ENV.exists():
+        run(str(ROOT / "tests/cluster/up.sh"), "3", capture=False)
+        brought_up = True
+    vars = cluster_vars()
+    if (vars.get("NODE1_ROLE"), vars.get("NODE3_ROLE")) != ("manager", "worker"):
+        raise RuntimeError(f"the test swarm is not `up.sh 3`: {vars}")
+    worker = vars["NODE3_ADDR"]
+    token = OUT / ".cluster-token"
+    token.write_text(os.urandom(32).hex())
+    token.chmod(0o600)
+    daemons = []
+    results = Results()
+    starts = None
+    try:
+        for k in (1, 2, 3):
+            daemons.append(Daemon(f"node{k}", MODES["push"], ["--cluster", "--cluster-token-file", str(token)],
+                                  prefix=["nsenter", f"--net=/var/run/netns/sacl-n{k}"],
+                                  env={"DOCKER_HOST": vars[f"NODE{k}_DOCKER_HOST"]}))
+        deadline = time.time() + 120
+        while not all("connected to the decider" in d.logfile.read_text() for d in daemons):
+            if time.time() > deadline:
+                raise RuntimeError("the agents did not all connect; see docs/evaluation/.host-node*.log")
+            time.sleep(0.25)
+        labels = {
+            "autoscale.enable": "true", "autoscale.policy": "threshold", "autoscale.min": "1", "autoscale.max": "3",
+            "autoscale.cpu.upper": "0.6", "autoscale.cpu.lower": "0.02",
+            "autoscale.cooldown.up": "0s", "autoscale.cooldown.down": "60m", "autoscale.step.max": "1",
+        }
+        node_docker(vars, 1, "service", "rm", MULTI_SERVICE, check=False)
+        cmd = ["service", "create", "--detach", "--quiet", "--no-resolve-image", "--name", MULTI_SERVICE,
+               "--network", "host", "--constraint", "node.hostname==node3", "--limit-cpu", "0.5",
+               "--env", f"PORT={PORT}", "--stop-grace-period", "1s"]
+        for key, value in labels.items():
+            cmd += ["--label", f"{key}={value}"]
+        node_docker(vars, 1, *cmd, IMAGE)
+        starts = ContainerStarts(MULTI_SERVICE, vars["NODE3_DOCKER_HOST"])
+        managers = daemons[:2]
+        log(f"{MULTI_MODE}: {reps} repetitions")
+        for _ in range(reps):
+            settle_worker(vars, 1)
+            known = set(worker_containers(vars))
+            low = Load("/", threads=1, pause=0.2, host=worker)
+            time.sleep(3 + random.uniform(0, 2))
+            offsets = [d.audit_size() for d in managers]
+            t0 = time.monotonic_ns()
+            heavy = Load("/burn?ms=50", threads=6, pause=0.0, host=worker)
+            try:
+                record = None
+                deadline = time.monotonic() + 90
+                while record is None and time.monotonic() < deadline:
+                    for i, d in enumerate(managers):
+                        records, offsets[i] = d.audit_records(offsets[i])
+                        record = record or next((r for r in records if r.get("outcome") == "applied"
+                                                 and (r.get("to") or 0) > (r.get("from") or 0)), None)
+                    time.sleep(0.01)
+                if record is None:
+                    raise RuntimeError(f"{MULTI_MODE}: no scale-up within 90 s; see docs/evaluation/.host-node*.log")
+                # One kernel, one CLOCK_MONOTONIC: the event's timestamp (re-based
+                # by the decider from its age) compares with t0 directly.
+                event_ns = record["event"]["timestamp_ns"]
+                results.add(MULTI_MODE, "event", (event_ns - t0) / 1e9)
+                results.add(MULTI_MODE, "decision", (event_ns + record["event_to_decision_us"] * 1000 - t0) / 1e9)
+                results.add(MULTI_MODE, "spec-updated", (event_ns + record["event_to_outcome_us"] * 1000 - t0) / 1e9)
+                started = None
+                while started is None and time.monotonic() < deadline + 60:
+                    started = starts.first_after(t0, known)
+                    time.sleep(0.01)
+                if started is not None:
+                    results.add(MULTI_MODE, "task-running", (started[0] - t0) / 1e9)
+                    while time.monotonic() < deadline + 120:
+                        body = get("/", timeout=1.0, host=worker)
+                        if body and started[1][:12] in body:
+                            results.add(MULTI_MODE, "serving", (time.monotonic_ns() - t0) / 1e9)
+                            break
+                        time.sleep(0.005)
+                samples = results.samples[MULTI_MODE]
+                log(f"{MULTI_MODE}: " + ", ".join(f"{s} {samples[s][-1]:.3f}s" for s in STAGES if s in samples))
+            finally:
+                heavy.stop()
+                low.stop()
+                time.sleep(2)
+    finally:
+        if starts:
+            starts.close()
+        node_docker(vars, 1, "service", "rm", MULTI_SERVICE, check=False)
+        for d in daemons:
+            d.stop()
+        token.unlink(missing_ok=True)
+        if brought_up:
+            run(str(ROOT / "tests/cluster/down.sh"), check=False)
+    return results
+
+
+def write_multinode(results: Results, reps: int) -> str:
+    """multinode.csv, and a table beside the single-node push figures."""
+    rows = []
+    for stage in STAGES:
+        values = results.samples.get(MULTI_MODE, {}).get(stage, [])
+        if values:
+            rows.append([MULTI_MODE, stage, len(values), statistics.mean(values), statistics.median(values), p95(values)])
+    with open(OUT / "multinode.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["mode", "stage", "n", "mean_s", "median_s", "p95_s"])
+        for row in rows:
+            w.writerow([row[0], row[1], row[2], f"{row[3]:.4f}", f"{row[4]:.4f}", f"{row[5]:.4f}"])
+        f.write(f"# {machine()}; 3-node test swarm, service on the worker; {reps} repetitions; {time.strftime('%Y-%m-%d')}\n")
+    single: dict[str, str] = {}
+    csv_path = OUT / "scale-latency.csv"
+    if csv_path.exists():
+        for r in csv.reader(line for line in csv_path.read_text().splitlines() if not line.startswith("#")):
+            if r and r[0] == "push":
+                single[r[1]] = r[4]
+    lines = ["| stage | single node, push: median s | worker of a 3-node swarm, push: median s (p95) | n |",
+             "|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r[1]} | {single.get(r[1], 'n/a')} | {r[4]:.3f} ({r[5]:.3f}) | {r[2]} |")
+    return "\n".join(lines)
 
 
 def write_latency(results: Results, reps: int) -> list[list]:
@@ -618,7 +786,7 @@ def update_doc(section: str, body: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["scale-latency", "overhead", "zero-to-one", "all"])
+    parser.add_argument("what", choices=["scale-latency", "overhead", "zero-to-one", "multinode", "all"])
     parser.add_argument("--tries", type=int, default=20, help="zero-to-one tries (default 20)")
     parser.add_argument("--reps", type=int, default=10, help="repetitions per mode (default 10)")
     parser.add_argument("--window", type=float, default=20.0, help="overhead window in seconds (default 20)")
@@ -635,6 +803,14 @@ def main() -> None:
         print(table)
         update_doc("scale-latency", f"Measured {time.strftime('%Y-%m-%d')} on {machine()}, {args.reps} repetitions per mode "
                    f"(`tests/evaluation/evaluate.py scale-latency`).\n\n{table}\n\n![load start to each stage, median seconds per mode](evaluation/scale-latency.svg)")
+    if args.what in ("multinode", "all"):
+        results = multinode_latency(args.reps)
+        table = write_multinode(results, args.reps)
+        print(table)
+        update_doc("multinode", f"Measured {time.strftime('%Y-%m-%d')} on {machine()}, {args.reps} repetitions "
+                   f"(`tests/evaluation/evaluate.py multinode`): load start to each stage for a service pinned to "
+                   f"the worker of a 3-node test swarm (tests/cluster/up.sh 3), its events forwarded by the "
+                   f"worker's agent to the leader, beside the single-node push figures of the scale-latency run.\n\n{table}")
     if args.what in ("overhead", "all"):
         rows = overhead(args.window)
         table = overhead_markdown(rows)

@@ -202,9 +202,10 @@ impl Agent {
                     Err(err) => failures.push(format!("{addr}: {err}")),
                 }
             }
-            // Only managers that said "not the leader": leadership is moving
-            // and Swarm has not told every manager yet. Not an outage.
-            let moving = !failures.is_empty() && failures.iter().all(|f| f.ends_with(NOT_LEADER));
+            // A manager answered "not the leader": leadership is moving (the
+            // old decider may be gone, the new one not yet told). A manager
+            // is reachable, so this is not an outage.
+            let moving = failures.iter().any(|f| f.ends_with(NOT_LEADER));
             if had_session {
                 // The leader may have moved: look again soon.
                 backoff.reset();

@@ -10,7 +10,7 @@
 //! the managers' addresses are Swarm's ([`docker::EngineManagers`]), and
 //! this module adds no consensus of its own.
 //!
-//! # Wiring it into the event loop
+//! # How the daemon wires it (`daemon/cluster.rs`)
 //!
 //! ```text
 //! let docker = <the node's own engine>;

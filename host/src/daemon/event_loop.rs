@@ -6,6 +6,11 @@
 //! back from the deciders and goes to the actuator. Inventory changes tell
 //! the probe what to track; policy changes re-check the services bound to
 //! the policy.
+//!
+//! In multi-node mode ([`Loop::set_cluster`]) events come from every node
+//! through the decider endpoint ([`Loop::on_remote_event`]), inventory
+//! changes become each node's tracking set, and nothing is decided or
+//! written unless this manager leads.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -13,9 +18,11 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::cluster::ClusterTracking;
 use super::deciders::{Decided, Deciders, Job};
 use super::service_view::ServiceView;
 use super::zero::{self, Zero};
+use crate::cluster::{Membership, RemoteEvent};
 use crate::metrics::Metrics;
 use crate::model::settings::{closest, resolve};
 use crate::model::{self, Event, Metric, SettingValue, State};
@@ -72,6 +79,13 @@ pub struct Loop {
     /// Why each policy that is not loaded is not: the last rejection of its
     /// file, or its deletion. Named wherever a service bound to it is.
     not_loaded: HashMap<String, String>,
+    /// Multi-node mode: the decider endpoint, leadership, each node's set.
+    cluster: Option<ClusterTracking>,
+    /// Events that arrived while this manager did not lead, or that a node
+    /// sent for a container the inventory places elsewhere.
+    ignored_remote: u64,
+    /// Whether this manager led at the last leadership change.
+    leading: bool,
 }
 
 impl std::fmt::Debug for Loop {
@@ -111,6 +125,63 @@ impl Loop {
             resynced: false,
             recorder: None,
             not_loaded: HashMap::new(),
+            cluster: None,
+            ignored_remote: 0,
+            leading: false,
+        }
+    }
+
+    /// Multi-node mode: track through each node's agent, decide only while
+    /// leading.
+    pub fn set_cluster(&mut self, cluster: ClusterTracking) {
+        self.cluster = Some(cluster);
+    }
+
+    /// Whether this daemon may decide and write: always in single-node
+    /// mode, only while leading in multi-node mode.
+    fn deciding(&self) -> bool {
+        self.cluster.as_ref().is_none_or(ClusterTracking::is_leader)
+    }
+
+    /// An event a node's agent forwarded (this node's included): the same
+    /// path as a local event, once the node is checked to run the container.
+    pub fn on_remote_event(&mut self, remote: RemoteEvent) {
+        let RemoteEvent { node_id, event } = remote;
+        if !self.deciding() {
+            self.ignored_remote += 1;
+            return;
+        }
+        if let Some(container) = self.inventory.container(&event.container_id)
+            && container.node_id != node_id
+        {
+            // A node reports only its own containers; a container that
+            // moved is re-read with the swarm's tasks.
+            self.ignored_remote += 1;
+            tracing::debug!(node = %node_id, container = %event.container_id, on = %container.node_id, "cluster: event for a container on another node ignored");
+            return;
+        }
+        self.on_probe_event(event);
+    }
+
+    /// A node joined or went silent. A silent node's replicas leave the
+    /// service view (the decider logged it once); they count again with
+    /// their next reading.
+    pub fn on_membership(&mut self, change: Membership) {
+        if let Membership::Lost { node_id, .. } = change {
+            for container in self.inventory.containers_on(&node_id) {
+                self.view.forget_container(&container);
+            }
+        }
+    }
+
+    /// Leadership changed: a manager that starts or stops leading forgets
+    /// readings a previous term may have left; a new term starts from what
+    /// the agents send now.
+    pub fn on_leadership_change(&mut self) {
+        let leading = self.deciding();
+        if leading != self.leading {
+            self.leading = leading;
+            self.view = ServiceView::default();
         }
     }
 
@@ -264,18 +335,25 @@ impl Loop {
             self.view.forget_container(&id);
             self.zero.forget(&id);
         }
-        for tracked in effects.track {
-            // A replica left paused by an earlier daemon has no wake armed.
-            if let Some(service) = self.inventory.service_of(&tracked.container_id)
-                && service.config().is_some_and(|c| c.zero.is_some())
-            {
-                let (id, name) = (service.id.clone(), service.name.clone());
-                self.zero.recover((&id, &name), &tracked.container_id);
+        match self.cluster.as_mut() {
+            Some(cluster) => cluster.sync(&self.inventory),
+            None => {
+                for tracked in effects.track {
+                    // A replica left paused by an earlier daemon has no wake armed.
+                    if let Some(service) = self.inventory.service_of(&tracked.container_id)
+                        && service.config().is_some_and(|c| c.zero.is_some())
+                    {
+                        let (id, name) = (service.id.clone(), service.name.clone());
+                        self.zero.recover((&id, &name), &tracked.container_id);
+                    }
+                    self.probe.track(tracked);
+                }
+                for container in &effects.untrack {
+                    self.probe.untrack(container);
+                }
             }
-            self.probe.track(tracked);
         }
         for container in &effects.untrack {
-            self.probe.untrack(container);
             self.view.forget_container(container);
         }
         for service_id in &effects.retired {
@@ -306,8 +384,12 @@ impl Loop {
     /// ids, readings of either). Forget it all and let the resync that
     /// follows rebuild it, the probe tracking every container anew.
     fn start_over(&mut self) {
-        for container in self.inventory.tracked_ids() {
-            self.probe.untrack(&container);
+        // In multi-node mode the resync that follows sends each node its
+        // new set, which replaces the old one.
+        if self.cluster.is_none() {
+            for container in self.inventory.tracked_ids() {
+                self.probe.untrack(&container);
+            }
         }
         self.inventory = Inventory::default();
         self.view = ServiceView::default();
@@ -379,6 +461,12 @@ impl Loop {
         self.metrics.decision(&job.policy, outcome);
         match result {
             Ok(None) => {}
+            Ok(Some(_)) if !self.deciding() => {
+                // Leadership moved while the policy ran: the new leader
+                // decides on what its agents send; applying this one too
+                // could apply a decision twice.
+                tracing::info!(service = %job.event.service_name, "cluster: not leading any more; decision for {} dropped", job.event.service_name);
+            }
             Ok(Some(decision)) => {
                 self.metrics.observe_kernel_to_decision(Duration::from_nanos(
                     decided_ns.saturating_sub(job.event.timestamp_ns),
@@ -482,6 +570,7 @@ impl Loop {
             probe_events = stats.events,
             probe_dropped = stats.dropped,
             unknown_containers = self.unknown_containers,
+            ignored_remote = self.ignored_remote,
             "shutting down"
         );
         let deciders = std::mem::replace(&mut self.deciders, Deciders::new(mpsc::channel(1).0));

@@ -9,13 +9,17 @@
 //! - [`deciders`]: one thread per policy, coalescing per service, never on
 //!   tokio's workers (wasmtime's sync calls block for up to the time limit);
 //! - [`zero`]: scale to zero, a frozen replica woken by the kernel on its
-//!   first connection.
+//!   first connection;
+//! - [`cluster`]: multi-node mode (`--cluster`): every node's agent, and on
+//!   managers the decider endpoint, the swarm-wide inventory and the
+//!   leadership gate.
 //!
 //! Shutdown, like mini-redis: the loop stops taking events, the deciders
 //! are closed (a call in progress ends within its time limit), then the
 //! actuator closes its mailboxes and waits for the updates in flight within
 //! a grace period, and names what was left.
 
+pub mod cluster;
 pub mod deciders;
 pub mod event_loop;
 pub mod service_view;
@@ -26,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::config::DaemonArgs;
 use crate::metrics::Metrics;
@@ -47,6 +51,18 @@ const ANSWER_CHANNEL: usize = 1024;
 const DECIDER_GRACE: Duration = Duration::from_secs(2);
 /// How long shutdown waits for Swarm updates in flight.
 const ACTUATOR_GRACE: Duration = Duration::from_secs(5);
+/// Multi-node mode: how often a manager re-reads the swarm's running tasks
+/// (Docker's event stream has no task events; see `inventory::Scope`).
+const CLUSTER_TASK_REFRESH: Duration = Duration::from_secs(1);
+
+/// A future that only resolves when there is one: for `select!` branches
+/// of sources that exist only in some modes.
+async fn maybe<F: Future>(future: Option<F>) -> F::Output {
+    match future {
+        Some(future) => future.await,
+        None => std::future::pending().await,
+    }
+}
 
 /// Resolves on Ctrl-C or SIGTERM: the shutdown signal `main` passes to [`run`].
 pub async fn ctrl_c() {
@@ -66,6 +82,17 @@ pub async fn ctrl_c() {
 
 /// Run the daemon until `shutdown` resolves.
 pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    // Multi-node mode: every node's engine, workers included; a worker only
+    // measures and forwards.
+    let node = if args.cluster.cluster {
+        let node = cluster::join(&args.cluster).await?;
+        if !node.me.is_manager {
+            return cluster::run_worker(node, args.probe.settings(), args.metrics_addr()?, shutdown).await;
+        }
+        Some(node)
+    } else {
+        None
+    };
     let dir = args.policies.clone();
     if !dir.is_dir() {
         bail!(
@@ -74,7 +101,10 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
         );
     }
     // Swarm first: without a manager there is nothing to do, say so at once.
-    let swarm = crate::swarm::connect().await?;
+    let swarm = match &node {
+        Some(node) => node.swarm.clone(),
+        None => crate::swarm::connect().await?,
+    };
     tracing::info!(endpoint = %swarm.endpoint, node = %swarm.node_id, "connected to the swarm manager ({})", swarm.version);
 
     let policies = PolicySet::default();
@@ -115,8 +145,22 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
     let (probe_tx, mut probe_events) = mpsc::channel(PROBE_CHANNEL);
     let probe = probe::start(args.probe.settings(), probe_tx).await.context("starting the probe")?;
 
+    // In multi-node mode the leader's inventory covers every node's tasks,
+    // and every local event takes the agent's path, like any node's.
+    let scope = match &node {
+        Some(_) => inventory::Scope::Swarm { refresh: CLUSTER_TASK_REFRESH },
+        None => inventory::Scope::ThisNode,
+    };
     let (inventory_tx, mut inventory_changes) = mpsc::channel(256);
-    let watcher = AbortOnDrop(tokio::spawn(inventory::watch(swarm.docker.clone(), inventory_tx)));
+    let watcher = AbortOnDrop(tokio::spawn(inventory::watch(swarm.docker.clone(), inventory_tx, scope)));
+
+    let (mut io, tracking, inputs) = match &node {
+        Some(node) => {
+            let (tracking, inputs) = cluster::ClusterTracking::start(node).await?;
+            (Some(cluster::NodeIo::start(node, probe.clone())), Some(tracking), Some(inputs))
+        }
+        None => (None, None, None),
+    };
 
     let (decided_tx, mut decided) = mpsc::channel(ANSWER_CHANNEL);
     let deciders = Deciders::new(decided_tx);
@@ -124,21 +168,40 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
 
     let freezer = Freezer { docker: swarm.docker.clone() };
     let (zero, mut zero_done) = zero::Zero::new(freezer, probe.clone(), audit, metrics.clone(), dry_run);
+    let state_metrics = metrics.clone();
     let mut state = Loop::new(probe, policies, actuator, deciders, zero, metrics, args.probe.view_window());
     if let Some(recorder) = recorder {
         tracing::info!(trace = ?args.record, "recording every decided event to the trace");
         state.record_to(recorder);
+    }
+    let mut leadership = tracking.as_ref().map(cluster::ClusterTracking::leadership);
+    let (mut remote_events, mut membership) = inputs.map(|i| (i.events, i.membership)).unzip();
+    if let Some(tracking) = tracking {
+        tracking.export_counters(&state_metrics);
+        state.set_cluster(tracking);
+    }
+    if let Some(io) = &io {
+        io.export_counters(&state_metrics);
     }
     tracing::info!("autoscaler running");
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         tokio::select! {
             () = &mut shutdown => break,
-            Some(event) = probe_events.recv() => state.on_probe_event(event),
+            Some(event) = probe_events.recv() => match &io {
+                Some(io) => io.forward(event),
+                None => state.on_probe_event(event),
+            },
             Some(change) = inventory_changes.recv() => state.on_inventory_change(change),
             Some(done) = decided.recv() => state.on_decided(done),
             Some(change) = policy_changes.recv() => state.on_policy_change(change),
             Some(done) = zero_done.recv() => state.on_zero_done(done),
+            () = maybe(io.as_mut().map(cluster::NodeIo::tracking_changed)) => {
+                if let Some(io) = io.as_mut() { io.apply_tracking() }
+            }
+            Some(remote) = maybe(remote_events.as_mut().map(mpsc::Receiver::recv)) => state.on_remote_event(remote),
+            Some(change) = maybe(membership.as_mut().map(mpsc::UnboundedReceiver::recv)) => state.on_membership(change),
+            Ok(()) = maybe(leadership.as_mut().map(watch::Receiver::changed)) => state.on_leadership_change(),
         }
     }
     drop(watcher);
@@ -149,6 +212,12 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
 /// Export counters that the probe and the policy set keep themselves; they
 /// are read at scrape time.
 fn export_owned_counters(metrics: &Metrics, probe: &ProbeHandle, policies: &PolicySet, deciders: &Deciders) {
+    export_probe_counters(metrics, probe);
+    export_policy_counters(metrics, policies, deciders);
+}
+
+/// The probe's own counters (every node, workers included).
+fn export_probe_counters(metrics: &Metrics, probe: &ProbeHandle) {
     let p = probe.clone();
     metrics.set_source("autoscaler_probe_events_total", "Events the probe produced.", "counter", move || {
         p.stats().events as f64
@@ -160,6 +229,10 @@ fn export_owned_counters(metrics: &Metrics, probe: &ProbeHandle, policies: &Poli
         "counter",
         move || p.stats().dropped as f64,
     );
+}
+
+/// The policy set's and the deciders' own counters.
+fn export_policy_counters(metrics: &Metrics, policies: &PolicySet, deciders: &Deciders) {
     type Counter = fn(&ReloadStats) -> &std::sync::atomic::AtomicU64;
     let counters: [(&str, &str, Counter); 4] = [
         ("autoscaler_policy_loads_total", "Policies loaded for the first time.", |s| &s.loads),

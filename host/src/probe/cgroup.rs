@@ -8,6 +8,14 @@
 //! - pure cgroup v2, with systemd (`system.slice/docker-<id>.scope`) or with
 //!   Docker's cgroupfs driver (`docker/<id>`).
 //!
+//! An engine started with `--cgroup-parent` (or a container created with
+//! one) puts containers elsewhere: `/n3/<id>`, `my.slice/docker-<id>.scope`.
+//! Those are found where the kernel has them: when the usual places are
+//! empty, the v2 hierarchy is searched (a few levels deep, a bounded
+//! number of directories) for the container's directory, in either
+//! driver's naming, and the same relative path is used in the v1
+//! controllers of a hybrid host.
+//!
 //! A cgroup's id is the inode number of its directory. The key the probes
 //! use for a container is the id of its cgroup in the v2 (default)
 //! hierarchy: it is what the kernel finds at `task->cgroups->dfl_cgrp` and at
@@ -134,7 +142,14 @@ impl Layout {
         ];
         let v2_root = self.v2_root();
         let mut looked = Vec::new();
-        for rel in &relatives {
+        let found = relatives.iter().find(|rel| v2_root.join(rel).is_dir()).cloned();
+        // Not where the engine puts them by default: an engine or a
+        // container with a cgroup parent of its own. Ask the tree.
+        let searched = match found {
+            Some(_) => None,
+            None => find_container_dir(&v2_root, container_id),
+        };
+        for rel in relatives.iter().chain(searched.iter()) {
             let v2_dir = v2_root.join(rel);
             looked.push(v2_dir.display().to_string());
             if !v2_dir.is_dir() {
@@ -157,6 +172,7 @@ impl Layout {
                 memory,
             });
         }
+        looked.push(format!("{} searched {SEARCH_DEPTH} levels deep", v2_root.display()));
         Err(CgroupError::NotFound { container: container_id.to_string(), looked: looked.join(", ") })
     }
 
@@ -175,6 +191,45 @@ impl Layout {
         };
         Ok(ContainerCgroup { container_id: name.to_string(), id: cgroup_id(&v2_dir)?, v2_dir, cpu, memory })
     }
+}
+
+/// How deep below the v2 root a container's directory is searched for:
+/// `parent/<id>` is 2, `a.slice/b.slice/docker-<id>.scope` is 3.
+pub const SEARCH_DEPTH: usize = 4;
+/// Most directories one search reads, so that a host with a huge cgroup
+/// tree cannot make tracking one container expensive.
+const SEARCH_BUDGET: usize = 20_000;
+
+/// The directory of container `id` below `v2_root`, relative to it, named
+/// as either of Docker's cgroup drivers names it (`<id>` or
+/// `docker-<id>.scope`), breadth first, at most [`SEARCH_DEPTH`] levels.
+fn find_container_dir(v2_root: &Path, id: &str) -> Option<PathBuf> {
+    let scope = format!("docker-{id}.scope");
+    let mut level = vec![PathBuf::new()];
+    let mut budget = SEARCH_BUDGET;
+    for _ in 0..SEARCH_DEPTH {
+        let mut next = Vec::new();
+        for rel in &level {
+            let Ok(entries) = std::fs::read_dir(v2_root.join(rel)) else { continue };
+            for entry in entries.flatten() {
+                if budget == 0 {
+                    return None;
+                }
+                budget -= 1;
+                if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
+                let name = entry.file_name();
+                let child = rel.join(&name);
+                if name.to_str().is_some_and(|n| n == id || n == scope) {
+                    return Some(child);
+                }
+                next.push(child);
+            }
+        }
+        level = next;
+    }
+    None
 }
 
 /// The id of the cgroup at `dir`: its inode number.
@@ -319,6 +374,24 @@ mod tests {
         assert_eq!(cg.cpu, Files::V2(v2.join("system.slice").join(format!("docker-{id}.scope"))));
 
         assert!(matches!(layout.container("cd"), Err(CgroupError::NotFound { .. })));
+
+        // An engine with --cgroup-parent /n3 (the test cluster's nodes), on
+        // the hybrid host: found by the search, v1 paths follow.
+        let other = "cd".repeat(32);
+        std::fs::create_dir_all(hybrid.join("unified/n3").join(&other)).expect("mkdir");
+        let cg = hybrid.join("unified").join("n3");
+        let layout = Layout::detect_at(&hybrid).expect("hybrid");
+        let found = layout.container(&other).expect("found under /n3");
+        assert_eq!(found.v2_dir, cg.join(&other));
+        assert_eq!(
+            found.cpu,
+            Files::V1 { dir: hybrid.join("cpu/n3").join(&other), acct: hybrid.join("cpuacct/n3").join(&other) }
+        );
+        // A systemd parent slice, pure v2.
+        let deep = v2.join("tenant.slice/apps.slice").join(format!("docker-{other}.scope"));
+        std::fs::create_dir_all(&deep).expect("mkdir");
+        let layout = Layout::detect_at(&v2).expect("v2");
+        assert_eq!(layout.container(&other).expect("found in a slice").v2_dir, deep);
         assert!(matches!(layout.container("../etc"), Err(CgroupError::BadId(_))));
         assert!(matches!(Layout::detect_at(tmp.path()), Err(CgroupError::NoV2Hierarchy(_))));
     }

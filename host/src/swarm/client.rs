@@ -81,6 +81,17 @@ pub async fn connect() -> Result<SwarmClient, ConnectError> {
 
 /// [`connect`] to the engine at `endpoint` (`unix://`, `tcp://`, `https://`).
 pub async fn connect_to(endpoint: &str) -> Result<SwarmClient, ConnectError> {
+    connect_checked(endpoint, true).await
+}
+
+/// Connect to this node's own engine (`DOCKER_HOST` or the local socket)
+/// and check that it is an active Swarm node, manager or worker: every
+/// node runs an agent in multi-node mode.
+pub async fn connect_node() -> Result<SwarmClient, ConnectError> {
+    connect_checked(&endpoint(), false).await
+}
+
+async fn connect_checked(endpoint: &str, need_manager: bool) -> Result<SwarmClient, ConnectError> {
     let endpoint = endpoint.to_string();
     let unreachable =
         |err: DockerError| ConnectError::Unreachable { endpoint: endpoint.clone(), cause: root_cause(&err) };
@@ -96,7 +107,7 @@ pub async fn connect_to(endpoint: &str) -> Result<SwarmClient, ConnectError> {
             return Err(ConnectError::NotInSwarm { endpoint, state });
         }
     }
-    if swarm.control_available != Some(true) {
+    if need_manager && swarm.control_available != Some(true) {
         return Err(ConnectError::NotManager { endpoint });
     }
     let api = docker.client_version();

@@ -31,7 +31,7 @@ pub mod writer;
 
 pub use actuator::Actuator;
 pub use audit::Audit;
-pub use client::{ConnectError, SwarmClient, connect};
+pub use client::{ConnectError, SwarmClient, connect, connect_node};
 pub use freezer::Freezer;
 pub use guardrails::{ActuatorOptions, History, Limits, Request};
 pub use inventory::{Change, Inventory};

@@ -1,5 +1,6 @@
 //! What runs: Swarm services, their autoscaling labels, and the task
-//! containers of each on this node.
+//! containers of each on this node (on every node of the swarm in
+//! multi-node mode, where the leader decides for all of them).
 //!
 //! Two halves:
 //! - [`state`]: [`Inventory`], plain state changed only by
@@ -15,4 +16,4 @@ pub mod state;
 pub mod watch;
 
 pub use state::{Change, ContainerInfo, Effects, Inventory, Notice, ServiceEntry, ServiceInfo, Status, spec_replicas};
-pub use watch::watch;
+pub use watch::{Scope, watch};

@@ -49,13 +49,16 @@ pub fn spec_replicas(spec: &ServiceSpec) -> Option<u32> {
     Some(u32::try_from(replicated.replicas.unwrap_or(1).max(0)).unwrap_or(u32::MAX))
 }
 
-/// A running task container on this node, as Swarm lists it.
+/// A running task container, as Swarm lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerInfo {
     /// Full container id.
     pub id: String,
     /// The service its task belongs to.
     pub service_id: String,
+    /// The Swarm node its task runs on (the probe that measures it is that
+    /// node's).
+    pub node_id: String,
     /// When it started running, CLOCK_MONOTONIC ns (warm-up counts from here).
     pub started_ns: u64,
 }
@@ -67,7 +70,7 @@ pub enum Change {
     Resync {
         /// Every service in the Swarm.
         services: Vec<ServiceInfo>,
-        /// Every running task container on this node.
+        /// Every running task container on this node (on every node in multi-node mode).
         containers: Vec<ContainerInfo>,
     },
     /// A service was created or updated (labels, replicas, version).
@@ -79,6 +82,10 @@ pub enum Change {
     },
     /// A task container started on this node.
     ContainerStarted(ContainerInfo),
+    /// Every running task container of the swarm, on every node, as the
+    /// leader re-reads them (multi-node mode): replaces the containers
+    /// known, keeps the services.
+    Containers(Vec<ContainerInfo>),
     /// A container stopped (died) on this node.
     ContainerDied {
         /// Its id.
@@ -172,7 +179,7 @@ pub struct Effects {
 pub struct Inventory {
     /// Services by id.
     services: HashMap<String, ServiceEntry>,
-    /// Running task containers on this node by container id.
+    /// Running task containers by container id: this node's, or every node's in multi-node mode.
     containers: HashMap<String, ContainerInfo>,
     /// What the probe was told to track: container id -> thresholds.
     /// Ordered so that effects come out in a stable order.
@@ -210,6 +217,26 @@ impl Inventory {
         self.tracked.keys().cloned().collect()
     }
 
+    /// What each node's probe must track (multi-node mode): node id ->
+    /// its tracked containers, ordered by container id.
+    pub fn tracked_by_node(&self) -> BTreeMap<String, Vec<Tracked>> {
+        let mut by_node: BTreeMap<String, Vec<Tracked>> = BTreeMap::new();
+        for (container, thresholds) in &self.tracked {
+            if let Some(info) = self.containers.get(container) {
+                by_node
+                    .entry(info.node_id.clone())
+                    .or_default()
+                    .push(Tracked { container_id: container.clone(), thresholds: *thresholds });
+            }
+        }
+        by_node
+    }
+
+    /// The running containers the inventory places on `node_id`.
+    pub fn containers_on(&self, node_id: &str) -> Vec<String> {
+        self.containers.values().filter(|c| c.node_id == node_id).map(|c| c.id.clone()).collect()
+    }
+
     /// Number of containers the probe tracks.
     pub fn tracked_count(&self) -> usize {
         self.tracked.len()
@@ -234,6 +261,9 @@ impl Inventory {
             Change::ServiceRemoved { id } => self.remove_service(&id, &mut effects),
             Change::ContainerStarted(container) => {
                 self.containers.insert(container.id.clone(), container);
+            }
+            Change::Containers(containers) => {
+                self.containers = containers.into_iter().map(|c| (c.id.clone(), c)).collect();
             }
             Change::ContainerDied { id } => {
                 self.containers.remove(&id);
@@ -333,7 +363,7 @@ mod tests {
     ];
 
     fn container(id: &str, service_id: &str) -> ContainerInfo {
-        ContainerInfo { id: id.into(), service_id: service_id.into(), started_ns: 0 }
+        ContainerInfo { id: id.into(), service_id: service_id.into(), node_id: "n1".into(), started_ns: 0 }
     }
 
     fn tracked_ids(effects: &Effects) -> Vec<&str> {
@@ -461,5 +491,26 @@ mod tests {
         assert_eq!(effects.retired, ["s1"]);
         // The container mapping stays until it dies; it maps to nothing.
         assert!(inv.service_of("c1").is_none());
+    }
+
+    #[test]
+    fn cluster_wide_containers_are_tracked_per_node() {
+        let mut inv = Inventory::default();
+        inv.apply(Change::Resync { services: vec![service("s1", "web", Some(3), WEB)], containers: Vec::new() });
+        let on = |id: &str, node: &str| ContainerInfo { node_id: node.into(), ..container(id, "s1") };
+        let effects = inv.apply(Change::Containers(vec![on("a", "n1"), on("b", "n3"), on("c", "n3")]));
+        assert_eq!(tracked_ids(&effects), ["a", "b", "c"]);
+        let by_node = inv.tracked_by_node();
+        let ids = |node: &str| by_node[node].iter().map(|t| t.container_id.clone()).collect::<Vec<_>>();
+        assert_eq!((ids("n1"), ids("n3")), (vec!["a".to_string()], vec!["b".to_string(), "c".to_string()]));
+        let mut on_n3 = inv.containers_on("n3");
+        on_n3.sort();
+        assert_eq!(on_n3, ["b", "c"]);
+        // A re-read that no longer lists b: b is untracked, the service stays.
+        let effects = inv.apply(Change::Containers(vec![on("a", "n1"), on("c", "n3")]));
+        assert_eq!(effects.untrack, ["b"]);
+        assert!(effects.retired.is_empty() && inv.service("s1").is_some());
+        // Unchanged re-reads change nothing.
+        assert_eq!(inv.apply(Change::Containers(vec![on("a", "n1"), on("c", "n3")])), Effects::default());
     }
 }

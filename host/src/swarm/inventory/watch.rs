@@ -3,6 +3,14 @@
 //! After every (re)connection it sends a full [`Change::Resync`] read from
 //! the engine, so nothing missed while Docker was away survives. There is
 //! no polling loop: between resyncs, only events move the inventory.
+//!
+//! Multi-node mode ([`Scope::Swarm`]) is the exception, on managers only:
+//! Docker's event stream carries container events of the local engine
+//! alone and no task events, so the containers on other nodes are learned
+//! by re-reading the swarm's running tasks ([`Change::Containers`]) every
+//! `refresh` and right after each service event (a scale starts tasks
+//! elsewhere). This re-read is the inventory's, not the measurements':
+//! those are still pushed by each node's probe.
 
 use std::collections::HashMap;
 
@@ -20,20 +28,35 @@ use crate::swarm::client::{Backoff, is_not_found, rfc3339_unix_ns};
 pub const SERVICE_ID_LABEL: &str = "com.docker.swarm.service.id";
 /// The Swarm label Docker puts on every task container: its task id.
 pub const TASK_ID_LABEL: &str = "com.docker.swarm.task.id";
+/// The Swarm label Docker puts on every task container: its node id.
+pub const NODE_ID_LABEL: &str = "com.docker.swarm.node.id";
 
 /// An event stream that lasted this long was healthy: the back-off
 /// starts again from its shortest delay.
 const HEALTHY_SESSION: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Which task containers the inventory covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The containers of this node's engine (single-node mode).
+    ThisNode,
+    /// Every node's running task containers (multi-node mode, on managers),
+    /// re-read every `refresh` and after each service event.
+    Swarm {
+        /// Time between two re-reads of the swarm's tasks.
+        refresh: std::time::Duration,
+    },
+}
+
 /// Follow Docker's event stream and send [`Change`]s until `changes` is
 /// closed. Never returns early on Docker errors: it logs, backs off and
 /// reconnects, and resyncs everything after each reconnection.
-pub async fn watch(docker: Docker, changes: mpsc::Sender<Change>) {
+pub async fn watch(docker: Docker, changes: mpsc::Sender<Change>, scope: Scope) {
     let mut backoff = Backoff::new();
     let mut connected_before = false;
     loop {
         let started = std::time::Instant::now();
-        let result = session(&docker, &changes, &mut connected_before).await;
+        let result = session(&docker, &changes, &mut connected_before, scope).await;
         if changes.is_closed() {
             return;
         }
@@ -57,6 +80,7 @@ async fn session(
     docker: &Docker,
     changes: &mpsc::Sender<Change>,
     connected_before: &mut bool,
+    scope: Scope,
 ) -> Result<(), bollard::errors::Error> {
     // Subscribe from the engine's own "now", read before the resync: events
     // that happen while we list everything are replayed from Docker's event
@@ -68,7 +92,7 @@ async fn session(
     ]);
     let mut events = std::pin::pin!(docker.events(Some(EventsOptions { since, until: None, filters: Some(filters) })));
 
-    let resync = read_everything(docker).await?;
+    let resync = read_everything(docker, scope).await?;
     let (services, containers) = match &resync {
         Change::Resync { services, containers } => (services.len(), containers.len()),
         _ => (0, 0),
@@ -83,15 +107,45 @@ async fn session(
     }
     *connected_before = true;
 
-    while let Some(event) = events.next().await {
-        let event = event?;
-        for change in interpret(docker, event).await? {
-            if changes.send(change).await.is_err() {
-                return Ok(());
+    let Scope::Swarm { refresh } = scope else {
+        while let Some(event) = events.next().await {
+            let event = event?;
+            for change in interpret(docker, event).await? {
+                if changes.send(change).await.is_err() {
+                    return Ok(());
+                }
             }
         }
+        return Ok(());
+    };
+    let mut tick = tokio::time::interval(refresh);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.reset();
+    loop {
+        let change = tokio::select! {
+            event = events.next() => {
+                let Some(event) = event else { return Ok(()) };
+                let event = event?;
+                let service_event = matches!(event.typ, Some(EventMessageTypeEnum::SERVICE));
+                for change in interpret(docker, event).await? {
+                    if changes.send(change).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                if !service_event {
+                    continue;
+                }
+                // A scale or an update starts and stops tasks on other
+                // nodes: look at once, and again at the next tick.
+                tick.reset();
+                Change::Containers(swarm_containers(docker, None).await?)
+            }
+            _ = tick.tick() => Change::Containers(swarm_containers(docker, None).await?),
+        };
+        if changes.send(change).await.is_err() {
+            return Ok(());
+        }
     }
-    Ok(())
 }
 
 /// The engine's clock (`SystemTime` in `/info`, RFC 3339 with nanoseconds)
@@ -103,18 +157,29 @@ fn api_timestamp(rfc3339: &str) -> Option<String> {
     Some(format!("{}.{:09}", ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000)))
 }
 
-/// Every service, and every running task container on this node, as Swarm
-/// lists them: a container counts for a service only if Swarm names it as
-/// the container of one of the service's tasks (labels can be forged by
-/// anyone who can start a container).
-async fn read_everything(docker: &Docker) -> Result<Change, bollard::errors::Error> {
+/// Every service, and every running task container on this node (every
+/// node's, for [`Scope::Swarm`]), as Swarm lists them: a container counts
+/// for a service only if Swarm names it as the container of one of the
+/// service's tasks (labels can be forged by anyone who can start a
+/// container).
+async fn read_everything(docker: &Docker, scope: Scope) -> Result<Change, bollard::errors::Error> {
     let services = docker.list_services(None).await?.iter().filter_map(ServiceInfo::from_service).collect();
-    let node = docker.info().await?.swarm.and_then(|s| s.node_id).unwrap_or_default();
-    let filters =
-        HashMap::from([("desired-state".to_string(), vec!["running".to_string()]), ("node".to_string(), vec![node])]);
-    let tasks = docker.list_tasks(Some(ListTasksOptions { filters: Some(filters) })).await?;
-    let containers = tasks.iter().filter_map(running_container).collect();
+    let node = match scope {
+        Scope::ThisNode => Some(docker.info().await?.swarm.and_then(|s| s.node_id).unwrap_or_default()),
+        Scope::Swarm { .. } => None,
+    };
+    let containers = swarm_containers(docker, node).await?;
     Ok(Change::Resync { services, containers })
+}
+
+/// The running task containers on `node`, or on every node.
+async fn swarm_containers(docker: &Docker, node: Option<String>) -> Result<Vec<ContainerInfo>, bollard::errors::Error> {
+    let mut filters = HashMap::from([("desired-state".to_string(), vec!["running".to_string()])]);
+    if let Some(node) = node {
+        filters.insert("node".to_string(), vec![node]);
+    }
+    let tasks = docker.list_tasks(Some(ListTasksOptions { filters: Some(filters) })).await?;
+    Ok(tasks.iter().filter_map(running_container).collect())
 }
 
 /// The running container of a task, if it has one.
@@ -125,7 +190,7 @@ fn running_container(task: &Task) -> Option<ContainerInfo> {
     }
     let id = status.container_status.as_ref()?.container_id.clone()?;
     let started_ns = status.timestamp.as_deref().and_then(rfc3339_unix_ns).map_or_else(monotonic_ns, monotonic_of_unix);
-    Some(ContainerInfo { id, service_id: task.service_id.clone()?, started_ns })
+    Some(ContainerInfo { id, service_id: task.service_id.clone()?, node_id: task.node_id.clone()?, started_ns })
 }
 
 /// A container that started with a task label: counted only if Swarm's task
@@ -157,7 +222,8 @@ async fn verified_task_container(
         );
         return Ok(None);
     }
-    Ok(Some(ContainerInfo { id: container_id, service_id: service_id.clone(), started_ns }))
+    let node_id = task.node_id.clone().or_else(|| attributes.get(NODE_ID_LABEL).cloned()).unwrap_or_default();
+    Ok(Some(ContainerInfo { id: container_id, service_id: service_id.clone(), node_id, started_ns }))
 }
 
 /// What one Docker event means for the inventory.

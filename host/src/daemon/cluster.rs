@@ -1,0 +1,334 @@
+//! Multi-node mode (`--cluster`): the daemon's side of [`crate::cluster`].
+//!
+//! Every node runs the same binary. On every node:
+//! - the local probe's events go to the node's [`AgentHandle`], which
+//!   forwards them to the decider on the deciding manager (never waiting:
+//!   a full queue drops and counts);
+//! - the tracking set the decider sends drives the local probe
+//!   ([`NodeIo::apply_tracking`]); a node that cannot reach any manager
+//!   keeps its last set and keeps measuring.
+//!
+//! On managers, in addition, the [`Decider`] endpoint accepts agents while
+//! this manager leads (Raft leader or lease holder, `--cluster-leadership`)
+//! and hands their events to the event loop as [`RemoteEvent`]s, which feed
+//! the same service view as single-node events do; the inventory covers
+//! every node's tasks and [`ClusterTracking::sync`] sends each node its
+//! set. Decisions and Swarm writes happen only while this manager leads.
+//!
+//! Workers run [`run_worker`]: probe, agent, nothing else (a worker's
+//! engine can neither list services nor scale them).
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use bollard::Docker;
+use tokio::sync::{mpsc, watch};
+
+use crate::cluster::docker::{EngineManagers, NodeIdentity, identity, watch_leadership};
+use crate::cluster::lease::{LeaseTiming, watch_lease};
+use crate::cluster::{
+    AgentHandle, ClusterArgs, Decider, Leadership, LeadershipMode, ManagerSource, Membership, RemoteEvent, Token,
+    TrackingSet,
+};
+use crate::cluster::{AgentStats, DeciderStats};
+use crate::metrics::Metrics;
+use crate::model::Tracked;
+use crate::probe::{self, ProbeEvent, ProbeHandle, ProbeSettings};
+use crate::swarm::SwarmClient;
+use crate::swarm::inventory::Inventory;
+
+/// Where the agent looks for deciders: the fixed `--cluster-managers`, or
+/// the managers the node's engine lists.
+#[derive(Debug, Clone)]
+pub enum Managers {
+    /// `--cluster-managers`.
+    Fixed(Vec<String>),
+    /// `docker info`: Swarm.RemoteManagers.
+    Engine(EngineManagers),
+}
+
+impl ManagerSource for Managers {
+    async fn managers(&self) -> Vec<String> {
+        match self {
+            Managers::Fixed(list) => list.clone(),
+            Managers::Engine(engine) => engine.managers().await,
+        }
+    }
+}
+
+/// This node in the swarm, connected: what both roles need.
+#[derive(Debug)]
+pub struct Node {
+    /// The node's own engine.
+    pub swarm: SwarmClient,
+    /// Who this node is.
+    pub me: NodeIdentity,
+    /// The channel's token.
+    pub token: Token,
+    /// The flags.
+    pub args: ClusterArgs,
+}
+
+/// Connect to this node's engine and read the token: the checks that make
+/// `--cluster` fail at start with one clear line.
+pub async fn join(args: &ClusterArgs) -> anyhow::Result<Node> {
+    let token = Token::from_file(&args.cluster_token_file)
+        .with_context(|| format!("reading the cluster token from {}", args.cluster_token_file.display()))?;
+    let swarm = crate::swarm::connect_node().await?;
+    let me = identity(&swarm.docker).await?;
+    if args.cluster_leadership == LeadershipMode::Lease && me.is_manager && args.cluster_service.is_none() {
+        bail!(
+            "--cluster-leadership lease needs the autoscaler's own service name: --cluster-service NAME (in a stack: AUTOSCALER_SERVICE: \"{{{{.Service.Name}}}}\")"
+        );
+    }
+    tracing::info!(
+        endpoint = %swarm.endpoint, node = %me.node_id, hostname = %me.hostname,
+        role = if me.is_manager { "manager" } else { "worker" },
+        "cluster mode: connected to this node's engine ({})", swarm.version
+    );
+    Ok(Node { swarm, me, token, args: args.clone() })
+}
+
+/// The agent of this node and the local probe it drives.
+#[derive(Debug)]
+pub struct NodeIo {
+    agent: Arc<AgentHandle>,
+    tracking: watch::Receiver<TrackingSet>,
+    probe: ProbeHandle,
+    /// What the local probe was told to track, by container id.
+    current: HashMap<String, Tracked>,
+}
+
+impl NodeIo {
+    /// Start the agent of `node`; the local probe is `probe`.
+    pub fn start(node: &Node, probe: ProbeHandle) -> NodeIo {
+        let settings = node.args.settings();
+        let managers = if node.args.cluster_managers.is_empty() {
+            Managers::Engine(EngineManagers { docker: node.swarm.docker.clone(), port: settings.listen.port() })
+        } else {
+            Managers::Fixed(node.args.cluster_managers.clone())
+        };
+        let agent = AgentHandle::spawn(
+            settings,
+            node.token.clone(),
+            node.me.node_id.clone(),
+            node.me.hostname.clone(),
+            managers,
+        );
+        let tracking = agent.tracking();
+        NodeIo { agent: Arc::new(agent), tracking, probe, current: HashMap::new() }
+    }
+
+    /// A local measurement: to the decider.
+    pub fn forward(&self, event: ProbeEvent) {
+        self.agent.forward(event);
+    }
+
+    /// Resolves when the decider sent a new tracking set.
+    pub async fn tracking_changed(&mut self) {
+        if self.tracking.changed().await.is_err() {
+            // The agent is gone (shutdown): nothing will change again.
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Bring the local probe in line with the decider's latest set.
+    pub fn apply_tracking(&mut self) {
+        let Some(set) = self.tracking.borrow_and_update().clone() else { return };
+        let (track, untrack) = crate::cluster::diff(&self.current, &set);
+        if !track.is_empty() || !untrack.is_empty() {
+            tracing::info!(
+                tracking = set.len(),
+                added = track.len(),
+                removed = untrack.len(),
+                "cluster: new tracking set"
+            );
+        }
+        for id in untrack {
+            self.probe.untrack(&id);
+            self.current.remove(&id);
+        }
+        for tracked in track {
+            self.current.insert(tracked.container_id.clone(), tracked.clone());
+            self.probe.track(tracked);
+        }
+    }
+}
+
+/// The manager's side: the decider endpoint and what the event loop sent
+/// to each node.
+#[derive(Debug)]
+pub struct ClusterTracking {
+    decider: Arc<Decider>,
+    leadership: watch::Receiver<Leadership>,
+    /// The set last given to the decider for each node.
+    sent: BTreeMap<String, Vec<Tracked>>,
+}
+
+/// What the decider endpoint produces for the event loop.
+#[derive(Debug)]
+pub struct DeciderInputs {
+    /// Events of every node, this one included.
+    pub events: mpsc::Receiver<RemoteEvent>,
+    /// Nodes joining and going silent.
+    pub membership: mpsc::UnboundedReceiver<Membership>,
+}
+
+/// Events buffered between the decider's sessions and the event loop.
+const REMOTE_CHANNEL: usize = 4096;
+
+impl ClusterTracking {
+    /// Follow leadership (`--cluster-leadership`) and bind the decider.
+    pub async fn start(node: &Node) -> anyhow::Result<(ClusterTracking, DeciderInputs)> {
+        let settings = node.args.settings();
+        let port = settings.listen.port();
+        let docker: Docker = node.swarm.docker.clone();
+        let leadership = match (node.args.cluster_leadership, &node.args.cluster_service) {
+            (LeadershipMode::Lease, Some(service)) => {
+                watch_lease(docker, service.clone(), node.me.node_id.clone(), port, LeaseTiming::default())
+            }
+            _ => watch_leadership(docker, port, settings.leader_poll),
+        };
+        let (events_tx, events) = mpsc::channel(REMOTE_CHANNEL);
+        let (membership_tx, membership) = mpsc::unbounded_channel();
+        let listen = settings.listen;
+        let decider = Decider::bind(settings, node.token.clone(), leadership.clone(), events_tx, membership_tx)
+            .await
+            .with_context(|| format!("listening for agents on {listen} (--cluster-listen)"))?;
+        let decider = Arc::new(decider);
+        Ok((ClusterTracking { decider, leadership, sent: BTreeMap::new() }, DeciderInputs { events, membership }))
+    }
+
+    /// Whether this manager decides right now.
+    pub fn is_leader(&self) -> bool {
+        self.leadership.borrow().is_leader
+    }
+
+    /// Leadership as it changes.
+    pub fn leadership(&self) -> watch::Receiver<Leadership> {
+        self.leadership.clone()
+    }
+
+    /// Send every node whose set changed its new set (an empty one to a node
+    /// that no longer runs a tracked container).
+    pub fn sync(&mut self, inventory: &Inventory) {
+        let wanted = inventory.tracked_by_node();
+        for (node, set) in &wanted {
+            if self.sent.get(node) != Some(set) {
+                self.decider.set_tracking(node, set);
+            }
+        }
+        for node in self.sent.keys() {
+            if !wanted.contains_key(node) {
+                self.decider.set_tracking(node, &[]);
+            }
+        }
+        self.sent = wanted;
+    }
+
+    /// Export the decider's counters and whether this manager leads.
+    pub fn export_counters(&self, metrics: &Metrics) {
+        type Read = fn(&DeciderStats) -> u64;
+        let counters: [(&str, &str, &'static str, Read); 4] = [
+            ("autoscaler_cluster_decider_events_total", "Events agents forwarded to this decider.", "counter", |s| {
+                s.events
+            }),
+            (
+                "autoscaler_cluster_decider_dropped_events_total",
+                "Events dropped at this decider (event loop queue full) plus those agents report dropping.",
+                "counter",
+                |s| s.dropped + s.agent_dropped,
+            ),
+            (
+                "autoscaler_cluster_refused_total",
+                "Connections refused: failed handshakes, over the cap.",
+                "counter",
+                |s| s.refused,
+            ),
+            ("autoscaler_cluster_nodes_connected", "Agents connected to this decider now.", "gauge", |s| s.connected),
+        ];
+        for (name, help, kind, read) in counters {
+            let decider = self.decider.clone();
+            metrics.set_source(name, help, kind, move || read(&decider.stats()) as f64);
+        }
+        let leadership = self.leadership.clone();
+        metrics.set_source("autoscaler_cluster_leader", "1 while this manager decides.", "gauge", move || {
+            f64::from(u8::from(leadership.borrow().is_leader))
+        });
+    }
+}
+
+impl NodeIo {
+    /// Export the agent's counters.
+    pub fn export_counters(&self, metrics: &Metrics) {
+        type Read = fn(&AgentStats) -> f64;
+        let counters: [(&str, &str, &'static str, Read); 3] = [
+            (
+                "autoscaler_cluster_forwarded_events_total",
+                "Events this node's agent sent to the decider.",
+                "counter",
+                |s| s.forwarded as f64,
+            ),
+            (
+                "autoscaler_cluster_agent_dropped_events_total",
+                "Events this node's agent dropped: queue full (no decider) or too old to send.",
+                "counter",
+                |s| s.dropped as f64,
+            ),
+            ("autoscaler_cluster_agent_connected", "1 while this node's agent has a decider session.", "gauge", |s| {
+                f64::from(u8::from(s.connected_to.is_some()))
+            }),
+        ];
+        for (name, help, kind, read) in counters {
+            let agent = self.agent.clone();
+            metrics.set_source(name, help, kind, move || read(&agent.stats()));
+        }
+    }
+}
+
+/// A worker: measure and forward until `shutdown`. No policies, no
+/// inventory, no Swarm writes; metrics (probe and agent counters) on
+/// `metrics_addr` if given.
+pub async fn run_worker(
+    node: Node,
+    probe: ProbeSettings,
+    metrics_addr: Option<SocketAddr>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let (probe_tx, mut probe_events) = mpsc::channel(super::PROBE_CHANNEL);
+    let probe = probe::start(probe, probe_tx).await.context("starting the probe")?;
+    let mut io = NodeIo::start(&node, probe.clone());
+    let metrics = Arc::new(Metrics::default());
+    let _server = match metrics_addr {
+        Some(addr) => {
+            let (bound, task) = crate::metrics::serve(addr, metrics.clone()).await?;
+            tracing::info!(address = %bound, "prometheus metrics on http://{bound}/metrics");
+            Some(super::AbortOnDrop(task))
+        }
+        None => None,
+    };
+    super::export_probe_counters(&metrics, &probe);
+    io.export_counters(&metrics);
+    tracing::info!(node = %node.me.node_id, "autoscaler agent running (worker: measures and forwards, the leader decides)");
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(event) = probe_events.recv() => io.forward(event),
+            () = io.tracking_changed() => io.apply_tracking(),
+        }
+    }
+    let stats = probe.stats();
+    let agent = io.agent.stats();
+    tracing::info!(
+        probe_events = stats.events,
+        probe_dropped = stats.dropped,
+        forwarded = agent.forwarded,
+        agent_dropped = agent.dropped,
+        "stopped"
+    );
+    Ok(())
+}

@@ -12,6 +12,8 @@
 //! - [`config`], [`telemetry`]: flags and logging; [`units`]: the one grammar
 //!   for durations, booleans and quantities.
 //! - [`policy_cmd`]: `host policy check|run` for policy authors.
+//! - [`status`]: every service's state for `host status`, `/status` and the
+//!   per-service series.
 
 pub mod cluster;
 pub mod config;
@@ -23,6 +25,7 @@ pub mod policy_cmd;
 pub mod probe;
 pub mod reload;
 pub mod secret;
+pub mod status;
 pub mod swarm;
 pub mod telemetry;
 pub mod units;

@@ -6,6 +6,8 @@
 //!   changes) and what each does;
 //! - [`service_view`]: the aggregate over a service's replicas that policies
 //!   decide on;
+//! - [`checks`]: everything wrong with a service's labels, at once, in one
+//!   line;
 //! - [`deciders`]: one thread per policy, coalescing per service, never on
 //!   tokio's workers (wasmtime's sync calls block for up to the time limit).
 //!
@@ -14,6 +16,7 @@
 //! actuator closes its mailboxes and waits for the updates in flight within
 //! a grace period, and names what was left.
 
+pub mod checks;
 pub mod deciders;
 pub mod event_loop;
 pub mod service_view;
@@ -30,6 +33,7 @@ use crate::metrics::Metrics;
 use crate::policy::{PolicySet, ReloadStats, Runtime};
 use crate::probe::{self, ProbeHandle};
 use crate::reload;
+use crate::status::Board;
 use crate::swarm::{Actuator, Audit, DockerWriter, inventory};
 use deciders::Deciders;
 use event_loop::Loop;
@@ -82,20 +86,23 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
     tracing::info!(policies = %policies.names().join(", "), folder = %args.policies.display(), "policies loaded");
 
     let metrics = Arc::new(Metrics::default());
+    let board = Arc::new(Board::default());
+    board.set_policies(policies.names());
     let _metrics_server = match args.metrics_addr()? {
         Some(addr) => {
-            let (bound, task) = crate::metrics::serve(addr, metrics.clone()).await?;
-            tracing::info!(address = %bound, "prometheus metrics on http://{bound}/metrics");
+            let (bound, task) = crate::metrics::serve(addr, metrics.clone(), board.clone()).await?;
+            tracing::info!(address = %bound, "prometheus metrics on http://{bound}/metrics, service status on http://{bound}/status");
             Some(AbortOnDrop(task))
         }
         None => None,
     };
     let audit = Arc::new(
         match &args.audit_log {
-            Some(path) => Audit::to_file(path)?,
+            Some(path) => Audit::to_file_capped(path, args.audit_log_max_size)?,
             None => Audit::log_only(),
         }
-        .with_metrics(metrics.clone()),
+        .with_metrics(metrics.clone())
+        .with_board(board.clone()),
     );
     let options = args.actuator_options();
     if options.dry_run {
@@ -113,7 +120,7 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
     let deciders = Deciders::new(decided_tx);
     export_owned_counters(&metrics, &probe, &policies, &deciders);
 
-    let mut state = Loop::new(probe, policies, actuator, deciders, metrics, args.probe.view_window());
+    let mut state = Loop::new(probe, policies, actuator, deciders, metrics, board, args.probe.view_window());
     tracing::info!("autoscaler running");
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -145,10 +152,10 @@ fn export_owned_counters(metrics: &Metrics, probe: &ProbeHandle, policies: &Poli
         move || p.stats().dropped as f64,
     );
     type Counter = fn(&ReloadStats) -> &std::sync::atomic::AtomicU64;
-    let counters: [(&str, &str, Counter); 4] = [
+    // Rejections are rendered by policy and cause from the failure source.
+    let counters: [(&str, &str, Counter); 3] = [
         ("autoscaler_policy_loads_total", "Policies loaded for the first time.", |s| &s.loads),
         ("autoscaler_policy_reloads_total", "New versions of loaded policies swapped in.", |s| &s.reloads),
-        ("autoscaler_policy_rejections_total", "Policy files refused or failed to load.", |s| &s.rejections),
         ("autoscaler_policy_unloads_total", "Policies unloaded because their file was deleted.", |s| &s.unloads),
     ];
     for (name, help, counter) in counters {

@@ -208,7 +208,11 @@ impl ProbeHandle {
 pub async fn start(settings: ProbeSettings, events: mpsc::Sender<ProbeEvent>) -> anyhow::Result<ProbeHandle> {
     use anyhow::Context;
     let layout = Layout::detect().context("detecting the cgroup layout under /sys/fs/cgroup")?;
-    tracing::info!(?layout, "cgroup layout detected");
+    let described = match &layout {
+        Layout::Hybrid { root } => format!("hybrid (cgroup v1, v2 at {})", root.join("unified").display()),
+        Layout::Unified { root } => format!("cgroup v2 at {}", root.display()),
+    };
+    tracing::info!("cgroup layout: {described}");
     let shared = Arc::new(Shared::new(events));
     let (commands, command_rx) = mpsc::unbounded_channel();
     let mut tasks = Vec::new();
@@ -226,7 +230,8 @@ pub async fn start(settings: ProbeSettings, events: mpsc::Sender<ProbeEvent>) ->
                 let interval = Duration::from_secs(1);
                 tracing::warn!(
                     error = %err,
-                    "cannot load the eBPF probes; falling back to the cgroupfs probe every {interval:?} (run as root, or grant CAP_BPF and CAP_PERFMON, to get push events)"
+                    "cannot load the eBPF probes; falling back to the cgroupfs probe every {} (run as root, or grant CAP_BPF and CAP_PERFMON, to get push events)",
+                    crate::units::human_duration(interval)
                 );
                 let (probe, task) = cgroupfs::CgroupfsProbe::spawn(interval, &settings, shared.clone());
                 tasks.push(task.abort_handle());

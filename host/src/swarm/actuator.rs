@@ -180,13 +180,15 @@ impl<W: Writer> Actuator<W> {
             let busy: Vec<&str> =
                 self.mailboxes.iter().filter(|(_, m)| Arc::strong_count(m) > 1).map(|(id, _)| id.as_str()).collect();
             tracing::warn!(
-                "{} actuator worker(s) still writing after {grace:?}, cancelled (services {}); \
+                "{} actuator worker(s) still writing after {}, cancelled (services {}); \
                  their outcome is unknown and will be read from swarm at the next start",
                 self.workers.len(),
+                crate::units::human_duration(grace),
                 busy.join(", ")
             );
             self.workers.abort_all();
         }
+        self.shared.audit.finish();
     }
 }
 
@@ -314,7 +316,7 @@ impl<W: Writer> Shared<W> {
                         return (pending.request, verdict);
                     }
                     let delay = backoff.next_delay();
-                    tracing::warn!(service = %request.service_name(), "cannot read the service: {err}; retrying in {delay:?}");
+                    tracing::warn!(service = %request.service_name(), "cannot read the service: {err}; retrying in {}", crate::units::human_duration(delay));
                     // Wake early for a newer decision; it is picked up above.
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
@@ -370,7 +372,7 @@ impl<W: Writer> Shared<W> {
                 Err(WriteError::Unreachable(err)) => {
                     unsettled = Some(Unsettled { request: request.clone(), from: replicas, to: target });
                     let delay = backoff.next_delay();
-                    tracing::warn!(service = %request.service_name(), "cannot update the service: {err}; retrying in {delay:?}");
+                    tracing::warn!(service = %request.service_name(), "cannot update the service: {err}; retrying in {}", crate::units::human_duration(delay));
                     tokio::time::sleep(delay).await;
                 }
                 Err(err) => {

@@ -60,7 +60,7 @@ pub struct DecisionStatus {
     pub reason: String,
     /// Why it was skipped or failed.
     pub skip: Option<String>,
-    /// How many decisions in a row ended this way (same outcome and skip kind).
+    /// For a skip: how many of its kind since the service's last change.
     pub repeated: u64,
 }
 
@@ -363,7 +363,11 @@ pub fn render_text(report: &StatusReport) -> String {
                     _ => String::new(),
                 };
                 let why = d.skip.as_ref().map(|s| format!(": {s}")).unwrap_or_default();
-                let times = if d.repeated > 1 { format!(" ({} times in a row)", d.repeated) } else { String::new() };
+                let times = if d.repeated > 1 {
+                    format!(" ({} times since the last change)", d.repeated)
+                } else {
+                    String::new()
+                };
                 let _ = writeln!(out, "  last:      {} {change}{why}{times}; policy: {}", d.outcome, d.reason);
             }
             None if s.autoscaled => {

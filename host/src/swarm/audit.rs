@@ -10,14 +10,15 @@
 //! opened for appending, so lines from concurrent workers never interleave.
 //!
 //! A busy service is judged on every event, and while a cooldown runs most
-//! judgements are the same skip. Skips are recorded once per change of
-//! reason: the first skip of a run is written at once, the rest are counted,
-//! and when the run ends (another reason, or a decision applied) its last
-//! record is written with `repeated`, the length of the run. The file is
+//! judgements are skips. Between two changes of a service (an applied,
+//! dry-run, held or failed decision) each kind of skip is written once, the
+//! first time it happens; the rest are counted, and the counts go with the
+//! record of the next change (`skipped-since-last`, by kind), or at shutdown
+//! with the last skip. The file is
 //! bounded: past `--audit-log-max-size` it is renamed to `FILE.1` (replacing
 //! the previous one) and a new FILE is started.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -240,10 +241,10 @@ pub struct AuditRecord {
     /// Kernel timestamp to this outcome, microseconds (for `applied`: the
     /// spec is updated).
     pub event_to_outcome_us: u64,
-    /// For the record that closes a run of skips of one kind: how many
-    /// there were in a row (the first was written when it happened).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub repeated: Option<u64>,
+    /// Skips of this service since its previous change, by kind (only the
+    /// first of each kind was written when it happened).
+    #[serde(rename = "skipped-since-last", skip_serializing_if = "BTreeMap::is_empty")]
+    pub skipped_since_last: BTreeMap<&'static str, u64>,
 }
 
 impl AuditRecord {
@@ -276,7 +277,7 @@ impl AuditRecord {
             event: AuditEvent::of(request),
             event_to_decision_us: since_event(request.decided_ns),
             event_to_outcome_us: since_event(now_ns),
-            repeated: None,
+            skipped_since_last: BTreeMap::new(),
         }
     }
 }
@@ -305,14 +306,12 @@ impl Sink {
     }
 }
 
-/// A run of skips of one kind for one service.
-#[derive(Debug)]
-struct Run {
-    /// The skip's kind.
-    kind: &'static str,
-    /// Skips in the run so far.
-    count: u64,
-    /// The latest of them, written with `repeated` when the run ends.
+/// One service's skips since its last change.
+#[derive(Debug, Default)]
+struct Period {
+    /// Skips by kind.
+    counts: BTreeMap<&'static str, u64>,
+    /// The latest skip, written with the counts at shutdown.
     last: Option<(AuditRecord, Verdict)>,
 }
 
@@ -325,8 +324,8 @@ pub struct Audit {
     metrics: Option<Arc<Metrics>>,
     /// Shows each service's last decision in `host status`, when on.
     board: Option<Arc<Board>>,
-    /// The current run of skips of each service, by service id.
-    runs: Mutex<HashMap<String, Run>>,
+    /// Each service's skips since its last change, by service id.
+    periods: Mutex<HashMap<String, Period>>,
 }
 
 impl Audit {
@@ -371,47 +370,43 @@ impl Audit {
         if let (Some(metrics), Verdict::Applied { from, to, .. }) = (&self.metrics, &verdict) {
             metrics.scale_action(&rec.service, if to > from { "up" } else { "down" });
         }
-        let kind = match &verdict {
-            Verdict::Skipped { skip, .. } => Some(skip.kind()),
-            _ => None,
-        };
-        let (ended, repeated) = {
-            let mut runs = self.runs.lock().unwrap_or_else(|p| p.into_inner());
-            match (runs.get_mut(&rec.service_id), kind) {
-                (Some(run), Some(kind)) if run.kind == kind => {
-                    run.count += 1;
-                    let count = run.count;
-                    run.last = Some((rec.clone(), verdict.clone()));
-                    drop(runs);
-                    self.show(&rec, count);
+        let mut rec = rec;
+        let mut periods = self.periods.lock().unwrap_or_else(|p| p.into_inner());
+        match &verdict {
+            Verdict::Skipped { skip, .. } => {
+                let period = periods.entry(rec.service_id.clone()).or_default();
+                let count = period.counts.entry(skip.kind()).or_insert(0);
+                *count += 1;
+                let count = *count;
+                period.last = Some((rec.clone(), verdict.clone()));
+                drop(periods);
+                self.show(&rec, count);
+                if count > 1 {
                     return;
                 }
-                _ => {
-                    let ended = runs.remove(&rec.service_id);
-                    if let Some(kind) = kind {
-                        runs.insert(rec.service_id.clone(), Run { kind, count: 1, last: None });
-                    }
-                    (ended, 1)
-                }
             }
-        };
-        if let Some(Run { count, last: Some((mut last, last_verdict)), .. }) = ended {
-            last.repeated = Some(count);
-            self.log(&last, &last_verdict);
-            self.append(&last);
+            _ => {
+                if let Some(period) = periods.remove(&rec.service_id) {
+                    rec.skipped_since_last = period.counts;
+                }
+                drop(periods);
+                self.show(&rec, 1);
+            }
         }
-        self.show(&rec, repeated);
         self.log(&rec, &verdict);
         self.append(&rec);
     }
 
-    /// Write the end of every run of skips still open (at shutdown), so the
-    /// file says how many there were.
+    /// Write the skips still counted (at shutdown), with the last of them,
+    /// so the file says how many there were.
     pub fn finish(&self) {
-        let open: Vec<Run> = self.runs.lock().unwrap_or_else(|p| p.into_inner()).drain().map(|(_, run)| run).collect();
-        for run in open {
-            if let Run { count, last: Some((mut last, verdict)), .. } = run {
-                last.repeated = Some(count);
+        let open: Vec<Period> =
+            self.periods.lock().unwrap_or_else(|p| p.into_inner()).drain().map(|(_, period)| period).collect();
+        for period in open {
+            if let Period { counts, last: Some((mut last, verdict)) } = period
+                && counts.values().any(|n| *n > 1)
+            {
+                last.skipped_since_last = counts;
                 self.log(&last, &verdict);
                 self.append(&last);
             }
@@ -445,18 +440,20 @@ impl Audit {
         };
         let guardrails = if rec.guardrails.is_empty() { "none".to_string() } else { rec.guardrails.join(", ") };
         let (service, policy, kernel_ns) = (&rec.service, &rec.policy, rec.event.timestamp_ns);
-        let times = match rec.repeated {
-            Some(n) => format!(" ({n} times in a row, this the last)"),
-            None => String::new(),
+        let times = if rec.skipped_since_last.is_empty() {
+            String::new()
+        } else {
+            let counts: Vec<String> = rec.skipped_since_last.iter().map(|(kind, n)| format!("{kind} {n}")).collect();
+            format!("; skipped since the last change: {}", counts.join(", "))
         };
         match verdict {
             Verdict::Applied { .. } => tracing::info!(
                 target: "audit", service = %service, policy = %policy, kernel_ns, latency_us = rec.event_to_outcome_us,
-                "scaled {service} {change}: {} (trigger: {trigger}; guardrails: {guardrails})", rec.reason
+                "scaled {service} {change}: {} (trigger: {trigger}; guardrails: {guardrails}{times})", rec.reason
             ),
             Verdict::DryRun { .. } => tracing::info!(
                 target: "audit", service = %service, policy = %policy, kernel_ns,
-                "dry-run: would scale {service} {change}: {} (trigger: {trigger}; guardrails: {guardrails})", rec.reason
+                "dry-run: would scale {service} {change}: {} (trigger: {trigger}; guardrails: {guardrails}{times})", rec.reason
             ),
             Verdict::Held { for_ns } => tracing::info!(
                 target: "audit", service = %service, policy = %policy, kernel_ns,
@@ -467,11 +464,11 @@ impl Audit {
             // text log shows them at debug level.
             Verdict::Skipped { skip, .. } if skip.is_routine() => tracing::debug!(
                 target: "audit", service = %service, policy = %policy, kernel_ns,
-                "skipped {service} {change}: {skip}{times} (policy: {}; trigger: {trigger}; guardrails: {guardrails})", rec.reason
+                "skipped {service} {change}: {skip} (policy: {}; trigger: {trigger}; guardrails: {guardrails}{times})", rec.reason
             ),
             Verdict::Skipped { skip, .. } => tracing::info!(
                 target: "audit", service = %service, policy = %policy, kernel_ns,
-                "skipped {service} {change}: {skip}{times} (policy: {}; trigger: {trigger}; guardrails: {guardrails})", rec.reason
+                "skipped {service} {change}: {skip} (policy: {}; trigger: {trigger}; guardrails: {guardrails}{times})", rec.reason
             ),
             Verdict::Failed { error, .. } => tracing::warn!(
                 target: "audit", service = %service, policy = %policy, kernel_ns,
@@ -539,33 +536,32 @@ mod tests {
         }
         let report = board.report(0);
         let last = report.services[0].last_decision.clone().expect("last decision");
-        assert_eq!((last.outcome.as_str(), last.repeated), ("skipped", 4));
+        assert_eq!((last.outcome.as_str(), last.repeated), ("skipped", 4), "the fourth cooldown skip in a row");
         assert!(last.skip.as_deref().is_some_and(|s| s.contains("cooldown.up: 300ms to go")), "{last:?}");
         let unchanged =
             Verdict::Skipped { from: Some(2), to: Some(2), adjustments: vec![], skip: Skip::Unchanged { current: 2 } };
         audit.record(&request, unchanged.clone(), 1);
         audit.record(&request, unchanged, 1);
         audit.record(&request, Verdict::Applied { from: 2, to: 3, adjustments: vec![] }, 1);
+        audit.record(&request, cooldown(100), 1);
+        audit.finish();
         let text = std::fs::read_to_string(&path).expect("read");
         let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
-        let summary: Vec<(String, Option<u64>)> = lines
+        let summary: Vec<(String, String)> = lines
             .iter()
             .map(|l| {
-                (
-                    format!("{} {}", l["outcome"].as_str().unwrap_or(""), l["skip"].as_str().unwrap_or("")),
-                    l["repeated"].as_u64(),
-                )
+                let what = format!("{} {}", l["outcome"].as_str().unwrap_or(""), l["skip"].as_str().unwrap_or(""));
+                (what, l["skipped-since-last"].to_string())
             })
             .collect();
         assert_eq!(
             summary,
             [
-                ("applied ".to_string(), None),
-                ("skipped cooldown.up: 900ms to go".to_string(), None),
-                ("skipped cooldown.up: 300ms to go".to_string(), Some(4)),
-                ("skipped already at 2 replicas".to_string(), None),
-                ("skipped already at 2 replicas".to_string(), Some(2)),
-                ("applied ".to_string(), None),
+                ("applied ".to_string(), "null".to_string()),
+                ("skipped cooldown.up: 900ms to go".to_string(), "null".to_string()),
+                ("skipped already at 2 replicas".to_string(), "null".to_string()),
+                ("applied ".to_string(), r#"{"cooldown-up":4,"unchanged":2}"#.to_string()),
+                ("skipped cooldown.up: 100ms to go".to_string(), "null".to_string()),
             ]
         );
     }

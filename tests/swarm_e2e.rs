@@ -462,8 +462,8 @@ fn load_scales_up_within_bounds_and_back_down_after_the_cooldown() {
     let starts = web.container_starts_since(load_start);
     let running_ms = starts.first().map(|ns| (*ns as f64 / 1e6) - load_start.as_millis() as f64);
     let log = daemon.log();
-    let probe = log.lines().find(|l| l.contains("probe started")).and_then(|l| l.split("kind=").nth(1));
-    eprintln!("e2e probe: {}", probe.unwrap_or("unknown").split_whitespace().next().unwrap_or("unknown"));
+    let probe = log.lines().find(|l| l.contains("probe started")).and_then(|l| l.split("probe started: ").nth(1));
+    eprintln!("e2e probe: {}", probe.unwrap_or("unknown").split(',').next().unwrap_or("unknown"));
     eprintln!(
         "e2e scale-up 1 -> 2: load start -> spec updated {spec_updated_ms:.0} ms; -> new task running {}; kernel event -> spec updated {} us; reached max 3 after {:.1} s",
         running_ms.map_or("n/a".into(), |ms| format!("{ms:.0} ms")),

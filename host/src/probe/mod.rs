@@ -246,13 +246,18 @@ pub async fn start(settings: ProbeSettings, events: mpsc::Sender<ProbeEvent>) ->
             settings.kind
         }
     };
-    tracing::info!(
-        ?kind,
-        window = ?settings.window,
-        sample_interval = ?settings.sample_interval,
-        ring_buffer_bytes = settings.ring_buffer_bytes,
-        "probe started"
-    );
+    let how = match kind {
+        ProbeKind::Ebpf => format!(
+            "eBPF, CPU window {}, a sample at most every {}, ring buffer {} KiB",
+            crate::units::human_duration(settings.window),
+            crate::units::human_duration(settings.sample_interval),
+            settings.ring_buffer_bytes / 1024
+        ),
+        ProbeKind::Cgroupfs { interval } => {
+            format!("cgroupfs, reading every {}", crate::units::human_duration(interval))
+        }
+    };
+    tracing::info!(ring_buffer_bytes = settings.ring_buffer_bytes, "probe started: {how}");
     Ok(ProbeHandle { inner: Arc::new(HandleInner { kind, commands, shared, kernel_drops, tasks }) })
 }
 

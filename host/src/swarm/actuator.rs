@@ -610,9 +610,14 @@ mod tests {
         act.submit_test(request(1, 4, 0));
         tokio::time::sleep(Duration::from_millis(800)).await;
         assert_eq!(fake.0.lock().expect("lock").writes, [4], "one write, with the latest target");
-        let outcomes: Vec<String> = audit_lines(&dir).iter().map(|l| l["outcome"].to_string()).collect();
+        let lines = audit_lines(&dir);
+        let outcomes: Vec<String> = lines.iter().map(|l| l["outcome"].to_string()).collect();
         assert_eq!(outcomes.iter().filter(|o| o.contains("applied")).count(), 1);
-        assert_eq!(outcomes.iter().filter(|o| o.contains("skipped")).count(), 2, "{outcomes:?}");
+        // Two superseded decisions: the first is written, both are counted
+        // in the applied record.
+        assert_eq!(outcomes.iter().filter(|o| o.contains("skipped")).count(), 1, "{outcomes:?}");
+        let applied = lines.iter().find(|l| l["outcome"] == "applied").expect("applied");
+        assert_eq!(applied["skipped-since-last"]["superseded"], 2, "{applied}");
     }
 
     impl Actuator<FakeWriter> {

@@ -109,8 +109,14 @@ start_node() {
     # it (overlays, the /run bind) leaks out.
     nsenter --net="/var/run/netns/$ns" \
         unshare --uts --mount --propagation slave \
-        setsid sh -c '
+        setsid bash -c '
             set -e
+            # Close every inherited descriptor: a dockerd that kept, say, the
+            # e2e lock file open would hold that lock for its whole life.
+            for fd in /proc/self/fd/*; do
+                n=${fd##*/}
+                if [ "$n" -gt 2 ]; then eval "exec $n>&-" 2>/dev/null || true; fi
+            done
             mount --bind "$1" /run
             mount --bind "$2" /etc/docker
             hostname "$3"

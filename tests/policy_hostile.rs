@@ -344,7 +344,12 @@ fn python_policy_compiles_in_a_bounded_child_and_fits_the_caps() {
     let started = Instant::now();
     let mut policy = rt.load("burst", &bytes).expect("the python policy loads within the default bounds");
     println!("python policy compiled in a child in {:?}", started.elapsed());
-    let state = State { settings: vec![("burst.step".into(), "3".into())], max_replicas: 10, ..fault("none") };
+    // The rule: an upward crossing of the configured connections.upper.
+    let state = State {
+        settings: vec![("burst.step".into(), "3".into()), ("connections.upper".into(), "100".into())],
+        max_replicas: 10,
+        ..fault("none")
+    };
     let crossing = Event {
         metric: Metric::Connections,
         value: 120.0,

@@ -5,11 +5,10 @@
 //!
 //! A replica counts in an aggregate when it is past its warm-up
 //! (`autoscale.warmup`) and its latest value of that metric was measured
-//! within the window; replicas still warming up are counted apart, as long
-//! as an older replica can speak for the service: when every running
-//! replica is still warming up (a service just created, or back from zero)
-//! they all count, or a fresh service under load could not scale for its
-//! first `warmup`. The
+//! within the window; replicas still warming up are counted apart. When no
+//! replica is past its warm-up (a service just created, or back from zero)
+//! the oldest one counts, or a fresh service under load could not scale for
+//! its first `warmup`; the newcomers of a scale-out still warm up apart. The
 //! window is a few sample intervals long, so a replica (or a node) that
 //! stops reporting drops out of the aggregate on its own.
 //!
@@ -119,9 +118,11 @@ impl ServiceView {
         let warmup_ns = u64::try_from(warmup.as_nanos()).unwrap_or(u64::MAX);
         let window_ns = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
         let young = |r: &Replica| now_ns.saturating_sub(r.started_ns) < warmup_ns;
-        // With no older replica to speak for the service, the young ones do.
+        // With no replica past its warm-up, the oldest speaks for the
+        // service (a newcomer of a scale-out never does).
         let all_young = replicas.values().all(young);
-        let is_warming = |r: &Replica| !all_young && young(r);
+        let oldest = replicas.values().map(|r| r.started_ns).min().unwrap_or(0);
+        let is_warming = |r: &Replica| young(r) && !(all_young && r.started_ns == oldest);
         let warming = u32::try_from(replicas.values().filter(|r| is_warming(r)).count()).unwrap_or(u32::MAX);
         let mut metrics: Vec<&Metric> = Vec::new();
         for replica in replicas.values() {
@@ -212,18 +213,24 @@ mod tests {
     }
 
     #[test]
-    fn a_service_whose_replicas_are_all_young_is_judged_by_them() {
+    fn a_service_whose_replicas_are_all_young_is_judged_by_the_oldest() {
         let mut view = ServiceView::default();
         cpu(&mut view, "first", 98 * SEC, 1.0, 100 * SEC);
         let agg = cpu_of(&view, 100 * SEC);
         assert_eq!((agg.reporting, agg.warming), (1, 0), "a fresh service under load can scale at once");
         assert_eq!(agg.value.mean, 1.0);
-        // Once it has an older replica, a newer one warms up apart again.
-        cpu(&mut view, "first", 98 * SEC, 1.0, 110 * SEC);
-        cpu(&mut view, "second", 109 * SEC, 0.0, 110 * SEC);
-        let agg = cpu_of(&view, 110 * SEC);
+        // Its scale-out's newcomer, idle, while the first is still young:
+        // it warms up apart and does not pull the mean down.
+        cpu(&mut view, "first", 98 * SEC, 1.0, 101 * SEC);
+        cpu(&mut view, "second", 100 * SEC, 0.0, 101 * SEC);
+        let agg = cpu_of(&view, 101 * SEC);
         assert_eq!((agg.reporting, agg.warming), (1, 1));
         assert_eq!(agg.value.mean, 1.0);
+        // Once the first is past its warm-up, the rule is the usual one.
+        cpu(&mut view, "first", 98 * SEC, 1.0, 109 * SEC);
+        cpu(&mut view, "second", 100 * SEC, 0.0, 109 * SEC);
+        let agg = cpu_of(&view, 109 * SEC);
+        assert_eq!((agg.reporting, agg.warming), (1, 1));
     }
 
     #[test]

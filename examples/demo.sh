@@ -8,7 +8,7 @@
 #   4. runs `host --policies ./policies` against it;
 #   5. drives CPU load for DEMO_LOAD_SECONDS (default 40), then stops, and
 #      prints one line per replica change while the service scales out and
-#      back in;
+#      back in, and `host status` when the load stops and once scaled in;
 #   6. waits for the idle service to go to zero (its last replica frozen,
 #      autoscale.min=0, after DEMO_IDLE), then sends one request, which the
 #      kernel's wake event answers: a line for each.
@@ -137,12 +137,17 @@ load_pid=$!
 watch_replicas "$load_seconds" false || true
 wait "$load_pid" 2>/dev/null || true
 load_pid=""
+say "$(elapsed)  host status while the service is loaded:"
+"$host_bin" status "$service" | sed 's/^/    /' || say "host status failed"
 say "$(elapsed)  load stopped ($(grep -o '[0-9.]* requests in' "$work/load.log" | head -1 | cut -d' ' -f1) requests served); waiting for the scale-in"
 watch_replicas "$settle_seconds" '[ "$(replicas)" = 1 ] && [ "$(running)" = 1 ]' || true
 
+say "$(elapsed)  host status (what the daemon knows, from http://127.0.0.1:9464/status):"
+"$host_bin" status "$service" | sed 's/^/    /' || say "host status failed"
 applied=$(grep -c '"outcome":"applied"' "$work/audit.jsonl" 2>/dev/null || true)
+audit_lines=$(wc -l <"$work/audit.jsonl" 2>/dev/null || echo 0)
 dry=$(grep -c '"outcome":"dry-run"' "$work/audit.jsonl" 2>/dev/null || true)
-say "$(elapsed)  scaled in: $service at $(replicas) replica(s); the daemon applied ${applied:-0} change(s) (dry-run decisions: ${dry:-0})"
+say "$(elapsed)  scaled in: $service at $(replicas) replica(s); the daemon applied ${applied:-0} change(s) (dry-run decisions: ${dry:-0}); audit log: $audit_lines line(s)"
 
 # Scale to zero: the idle service's last replica is frozen, and the next
 # request wakes it.

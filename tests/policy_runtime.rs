@@ -309,6 +309,21 @@ fn cli_check_reports_version_imports_and_refusals() {
     let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json report");
     assert_eq!(report["ok"], false);
     assert!(report["error"].as_str().unwrap_or_default().contains("not a WebAssembly component"));
+
+    // One naming style in the JSON (the WIT's kebab-case), and what each
+    // import gets from the sandbox.
+    let json = host_cli(&["policy", "check", "--json", "policies/threshold.wasm"]);
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json report");
+    assert_eq!(report["component"]["contract-version"], "0.2.0", "{report}");
+    assert!(report["component"]["load-ms"].is_number(), "{report}");
+    let access = report["import-access"].as_array().expect("import-access");
+    assert!(
+        access
+            .iter()
+            .any(|a| a["import"].as_str().is_some_and(|i| i.starts_with("autoscaler:policy/host"))
+                && a["allowed"] == true),
+        "{report}"
+    );
 }
 
 #[test]
@@ -330,6 +345,23 @@ fn cli_run_prints_the_decision_as_json_with_wit_names() {
     let none = host_cli(&["policy", "run", "policies/threshold.wasm", "--event", event, "--state", &quiet]);
     assert!(none.status.success());
     assert_eq!(String::from_utf8_lossy(&none.stdout).trim(), "null");
+
+    assert!(String::from_utf8_lossy(&none.stderr).contains("the policy returned no decision"), "{none:?}");
+
+    // Misspelt and missing fields: all of them, at once, with the name meant.
+    let typo = state.replace("current-replicas", "curent-replicas").replace("\"min-replicas\":1,", "");
+    let typo = host_cli(&["policy", "run", "policies/threshold.wasm", "--event", event, "--state", &typo]);
+    assert!(!typo.status.success());
+    let err = String::from_utf8_lossy(&typo.stderr);
+    assert!(
+        err.contains("--state has an unknown field \"curent-replicas\" (did you mean \"current-replicas\"?)"),
+        "{err}"
+    );
+    assert!(err.contains("--state is missing \"current-replicas\", \"min-replicas\""), "{err}");
+    let bare = host_cli(&["policy", "run", "policies/threshold.wasm", "--event", "{}", "--state", "{}"]);
+    let err = String::from_utf8_lossy(&bare.stderr);
+    assert!(err.contains("--event is missing \"metric\", \"value\", \"unit\", \"kind\""), "{err}");
+    assert!(err.contains("--state is missing \"current-replicas\", \"min-replicas\", \"max-replicas\""), "{err}");
 
     let broken = host_cli(&["policy", "run", "policies/threshold.wasm", "--event", "{", "--state", state]);
     assert!(!broken.status.success());

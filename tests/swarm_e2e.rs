@@ -350,6 +350,28 @@ impl Daemon {
         wait_until(&line, Duration::from_secs(30), || self.log().contains(&line));
     }
 
+    /// `host status [SERVICE]` against this daemon, as its user runs it:
+    /// (success, stdout).
+    fn status(&self, service: Option<&str>) -> (bool, String) {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_host"));
+        command.args(["status", "--addr", &format!("127.0.0.1:{}", self.metrics_port)]);
+        command.args(service);
+        let out = command.output().expect("run host status");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The lines of the log that mention `service`'s autoscaling state.
+    fn lines_about(&self, service: &str) -> Vec<String> {
+        let prefix = format!("service {service} ");
+        self.log()
+            .lines()
+            // The text format puts the line's fields after the message.
+            .filter_map(|l| {
+                l.find(&prefix).map(|at| l[at..].trim_end_matches(&format!(" service={service}")).to_string())
+            })
+            .collect()
+    }
+
     /// Every audit record so far.
     fn audit(&self) -> Vec<serde_json::Value> {
         let file = match std::fs::File::open(self.dir.path().join("audit.jsonl")) {
@@ -440,8 +462,8 @@ fn load_scales_up_within_bounds_and_back_down_after_the_cooldown() {
     let starts = web.container_starts_since(load_start);
     let running_ms = starts.first().map(|ns| (*ns as f64 / 1e6) - load_start.as_millis() as f64);
     let log = daemon.log();
-    let probe = log.lines().find(|l| l.contains("probe started")).and_then(|l| l.split("kind=").nth(1));
-    eprintln!("e2e probe: {}", probe.unwrap_or("unknown").split_whitespace().next().unwrap_or("unknown"));
+    let probe = log.lines().find(|l| l.contains("probe started")).and_then(|l| l.split("probe started: ").nth(1));
+    eprintln!("e2e probe: {}", probe.unwrap_or("unknown").split(',').next().unwrap_or("unknown"));
     eprintln!(
         "e2e scale-up 1 -> 2: load start -> spec updated {spec_updated_ms:.0} ms; -> new task running {}; kernel event -> spec updated {} us; reached max 3 after {:.1} s",
         running_ms.map_or("n/a".into(), |ms| format!("{ms:.0} ms")),
@@ -605,7 +627,7 @@ fn services_with_malformed_labels_or_no_policy_are_left_alone_while_another_scal
     assert_eq!(orphan.replicas(), 1, "the service without a loaded policy was scaled");
     let missing = daemon
         .log()
-        .matches("bound to policy no-such-policy, which is not loaded (there is no no-such-policy.wasm in the policies folder)")
+        .matches("policy no-such-policy is not loaded (no no-such-policy.wasm in the policies folder")
         .count();
     assert_eq!(missing, 1, "a missing policy should be logged once, with why it is not loaded");
     assert_eq!(bad.version(), bad_version, "the mislabelled service's spec was written");
@@ -945,4 +967,121 @@ fn a_recorded_live_run_replays_to_the_same_decisions() {
     let live_actions = applied(&live, "applied");
     assert!(live_actions.len() >= 2, "expected a scale-up and a scale-down live: {live_actions:?}");
     assert_eq!(applied(&replayed, "applied"), live_actions, "the same scale actions, in order");
+}
+
+/// The text of `host status` for one service: its block, up to the next
+/// blank line.
+fn block<'a>(status: &'a str, service: &str) -> &'a str {
+    let start = status.find(&format!("\n{service}\n")).unwrap_or_else(|| panic!("no block for {service} in\n{status}"));
+    let rest = &status[start + 1..];
+    let end = rest.find("\n\n").map(|e| e + 1).unwrap_or(rest.len());
+    &rest[..end]
+}
+
+#[test]
+fn operator_mistakes_are_caught_at_once_and_host_status_shows_every_service() {
+    let Some(_serial) = setup("operator_mistakes_are_caught_at_once_and_host_status_shows_every_service") else {
+        return;
+    };
+    // A misspelt switch: looks opted in, is not.
+    let mut switch_labels = threshold_labels("3", "30s");
+    switch_labels.retain(|(k, _)| *k != "autoscale.enable");
+    switch_labels.push(("autoscale.enabled", "true"));
+    let switch = Service::create("switch", 18091, &switch_labels);
+    // Three mistakes at once: a misspelt policy, a bad bound, an unknown label.
+    let rounds = Service::create(
+        "rounds",
+        18092,
+        &[
+            ("autoscale.enable", "true"),
+            ("autoscale.policy", "thresold"),
+            ("autoscale.min", "1"),
+            ("autoscale.max", "lots"),
+            ("autoscale.cpu.uper", "0.6"),
+        ],
+    );
+    // Autoscaled, with one label no one reads.
+    let mut unknown_labels = threshold_labels("3", "30s");
+    unknown_labels.push(("autoscale.cpu.uper", "0.6"));
+    let unknown = Service::create("unknown", 18093, &unknown_labels);
+    let daemon = Daemon::start(&[]);
+    daemon.wait_enabled(&unknown);
+    std::thread::sleep(Duration::from_secs(2));
+
+    // The exact lines, one per service, each saying everything at once.
+    assert_eq!(
+        daemon.lines_about(&switch.name),
+        [format!(
+            "service {} is not autoscaled: it has the label autoscale.enabled=\"true\" but not autoscale.enable=true \
+             (did you mean autoscale.enable?)",
+            switch.name
+        )]
+    );
+    assert_eq!(
+        daemon.lines_about(&rounds.name),
+        [format!(
+            "service {} is not autoscaled: label autoscale.max=\"lots\" is not a whole number of replicas; \
+             policy thresold is not loaded (did you mean threshold?); \
+             label autoscale.cpu.uper is not known to the daemon (did you mean autoscale.cpu.upper?)",
+            rounds.name
+        )]
+    );
+    let about_unknown = daemon.lines_about(&unknown.name);
+    assert_eq!(about_unknown.len(), 1, "{about_unknown:?}");
+    let line = &about_unknown[0];
+    assert!(line.starts_with(&format!("service {} autoscaled by policy threshold (version ", unknown.name)), "{line}");
+    assert!(
+        line.ends_with(
+            "within 1..=3 replicas (cpu 0.15..0.6, memory off, connections off); \
+             but label autoscale.cpu.uper is not known to the daemon or policy threshold (did you mean autoscale.cpu.upper?)"
+        ),
+        "{line}"
+    );
+    let log = daemon.log();
+    assert!(
+        !log.contains("autoscaled by policy thresold"),
+        "a service was called autoscaled by a missing policy:\n{log}"
+    );
+    assert!(!log.contains(" { "), "Rust debug formatting in the log:\n{log}");
+
+    // Load on the autoscaled one: a decision and an aggregate to show.
+    let load = Load::start(unknown.port, 3);
+    wait_until("e2e-unknown to scale up", Duration::from_secs(90), || unknown.replicas() >= 2);
+    load.stop();
+    let (ok, status) = daemon.status(None);
+    assert!(ok, "host status failed:\n{status}");
+    println!("host status:\n{status}");
+    let b = block(&status, &unknown.name);
+    assert!(b.contains("  state:     autoscaled\n"), "{b}");
+    assert!(b.contains("  policy:    threshold (version "), "{b}");
+    assert!(b.contains(" (bounds 1..=3)\n"), "{b}");
+    assert!(b.contains("  cpu:       latest ") && b.contains("; service mean "), "{b}");
+    assert!(b.contains("  last:      applied 1 -> 2") || b.contains("  last:      skipped"), "{b}");
+    assert!(b.contains("  cooldown:  up "), "{b}");
+    assert!(b.contains("  warning:   label autoscale.cpu.uper is not known"), "{b}");
+    let b = block(&status, &rounds.name);
+    assert!(b.contains("  state:     not autoscaled\n  policy:    thresold (not loaded)\n"), "{b}");
+    assert!(b.contains("  problem:   label autoscale.max=\"lots\" is not a whole number of replicas\n"), "{b}");
+    assert!(b.contains("  problem:   policy thresold is not loaded (did you mean threshold?)\n"), "{b}");
+    let b = block(&status, &switch.name);
+    assert!(b.contains("  problem:   it has the label autoscale.enabled=\"true\""), "{b}");
+
+    // One service, by name; an unknown one fails.
+    let (ok, one) = daemon.status(Some(&unknown.name));
+    assert!(ok && one.contains(&format!("\n{}\n", unknown.name)) && !one.contains(&rounds.name), "{one}");
+    assert!(!daemon.status(Some("e2e-nothing")).0);
+    // Beside /metrics: health, readiness and the per-service series.
+    assert_eq!(request(daemon.metrics_port, "/healthz").as_deref(), Some("ok\n"));
+    assert_eq!(request(daemon.metrics_port, "/readyz").as_deref(), Some("ready\n"));
+    let metrics = daemon.scrape_metrics();
+    assert!(
+        metrics.contains(&format!("autoscaler_service_config_errors{{service=\"{}\"}} 2", rounds.name)),
+        "{metrics}"
+    );
+    assert!(metrics.contains(&format!("autoscaler_service_config_errors{{service=\"{}\"}} 0", unknown.name)));
+    assert!(metrics.contains(&format!("autoscaler_service_replicas{{service=\"{}\"}}", unknown.name)));
+    assert!(metrics.contains("autoscaler_build_info{version="));
+    // Still one line per service: events and scaling did not repeat them.
+    assert_eq!(daemon.lines_about(&rounds.name).len(), 1);
+    assert_eq!(daemon.lines_about(&switch.name).len(), 1);
 }

@@ -35,6 +35,20 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Ask the running daemon, over its metrics endpoint, how every
+    /// autoscaled service stands: policy and version, bounds, the latest
+    /// value and service aggregate of each metric, the last decision,
+    /// cooldowns left and configuration problems.
+    Status {
+        /// Only this service (name or id).
+        service: Option<String>,
+        /// The daemon's metrics endpoint (its --metrics-addr).
+        #[arg(long, env = "AUTOSCALER_METRICS_ADDR", default_value = "127.0.0.1:9464", value_name = "ADDR")]
+        addr: String,
+        /// Print the daemon's JSON as it is.
+        #[arg(long)]
+        json: bool,
+    },
     /// Work with a policy component without a cluster.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -119,13 +133,22 @@ pub struct DaemonArgs {
 
     /// Decide and log every decision (audit log included), write nothing
     /// to Swarm.
-    #[arg(long, env = "AUTOSCALER_DRY_RUN")]
+    /// `AUTOSCALER_DRY_RUN` takes what labels take: true/false, yes/no, on/off, 1/0.
+    #[arg(long, env = "AUTOSCALER_DRY_RUN", value_name = "BOOL", value_parser = parse_flag, num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", default_value = "false")]
     pub dry_run: bool,
 
     /// Also append every applied or skipped decision to FILE, one JSON
     /// object per line.
     #[arg(long, env = "AUTOSCALER_AUDIT_LOG", value_name = "FILE")]
     pub audit_log: Option<PathBuf>,
+
+    /// Largest size of the audit log; past it the file is renamed to
+    /// FILE.1 (replacing the previous one) and a new one started (64Mi,
+    /// 512MB, 1g).
+    #[arg(long, env = "AUTOSCALER_AUDIT_LOG_MAX_SIZE", default_value = "64Mi", value_name = "SIZE",
+          value_parser = parse_size)]
+    pub audit_log_max_size: u64,
 
     /// Least time from a scale action to the next scale-up, for services
     /// without `autoscale.cooldown.up` (30s, 500ms, 0).
@@ -262,6 +285,20 @@ impl RuntimeArgs {
             }),
             ..RuntimeConfig::default()
         }
+    }
+}
+
+/// A boolean in the one grammar labels use.
+fn parse_flag(text: &str) -> Result<bool, String> {
+    crate::units::parse_bool(text).ok_or_else(|| format!("is not a boolean; write {}", crate::units::BOOL_FORMS))
+}
+
+/// A size in bytes in the one grammar (`64Mi`, `512MB`, `1g`), at least 4 KiB.
+fn parse_size(text: &str) -> Result<u64, String> {
+    match crate::units::parse_quantity(text) {
+        Some(bytes) if bytes >= 4096.0 => Ok(bytes as u64),
+        Some(_) => Err("is below 4KiB".to_string()),
+        None => Err("is not a size; write 64Mi, 512MB, 1g or a number of bytes".to_string()),
     }
 }
 
@@ -415,6 +452,22 @@ mod tests {
         assert_eq!(cli.daemon.audit_log, Some(PathBuf::from("a.jsonl")));
         assert_eq!(cli.daemon.probe.settings().kind, ProbeKind::Cgroupfs { interval: Duration::from_millis(250) });
         assert!(Cli::try_parse_from(["host", "--cooldown-up", "30"]).is_err(), "a cooldown needs a unit");
+    }
+
+    #[test]
+    fn booleans_and_sizes_take_the_label_grammar() {
+        let cli = Cli::try_parse_from(["host", "--dry-run"]).expect("parse");
+        assert!(cli.daemon.dry_run);
+        for (text, want) in [("yes", true), ("off", false), ("1", true), ("FALSE", false)] {
+            let cli = Cli::try_parse_from(["host", &format!("--dry-run={text}")]).expect("parse");
+            assert_eq!(cli.daemon.dry_run, want, "{text}");
+        }
+        assert!(Cli::try_parse_from(["host", "--dry-run=maybe"]).is_err());
+        let cli = Cli::try_parse_from(["host", "--audit-log-max-size", "512MB"]).expect("parse");
+        assert_eq!(cli.daemon.audit_log_max_size, 512 << 20);
+        assert_eq!(Cli::try_parse_from(["host"]).expect("parse").daemon.audit_log_max_size, 64 << 20);
+        let cli = Cli::try_parse_from(["host", "status", "web", "--json"]).expect("parse");
+        assert!(matches!(cli.command, Some(Command::Status { service: Some(_), json: true, .. })));
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //! - [`policy_cmd`]: `host policy check|run` for policy authors;
 //!   [`scaffold`]: `host policy new`; [`replay`]: `--record` traces and
 //!   `host replay`.
+//! - [`status`]: every service's state for `host status`, `/status` and the
+//!   per-service series.
 
 pub mod cluster;
 pub mod config;
@@ -27,6 +29,7 @@ pub mod reload;
 pub mod replay;
 pub mod scaffold;
 pub mod secret;
+pub mod status;
 pub mod swarm;
 pub mod telemetry;
 pub mod units;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use host::config::{Cli, Command, PolicyCommand};
-use host::{daemon, policy, policy_cmd, replay, scaffold, telemetry};
+use host::{daemon, policy, policy_cmd, replay, scaffold, status, telemetry};
 
 fn main() -> ExitCode {
     // The daemon re-executes itself to compile a policy in a bounded child.
@@ -24,6 +24,11 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // `host status` only asks the running daemon: no policy runtime needed.
+    if let Some(Command::Status { service, addr, json }) = &cli.command {
+        let ok = status::print(addr, service.as_deref(), *json)?;
+        return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+    }
     let runtime = policy::Runtime::new(cli.runtime.runtime_config())?;
     match cli.command {
         Some(Command::Policy(PolicyCommand::Check { file, json })) => {
@@ -51,6 +56,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             replay::report::run(&runtime, &request, &mut std::io::stdout().lock())?;
             Ok(ExitCode::SUCCESS)
         }
+        // Answered above, before the runtime is built.
+        Some(Command::Status { .. }) => Ok(ExitCode::SUCCESS),
         None => {
             let tokio = tokio::runtime::Runtime::new()?;
             tokio.block_on(daemon::run(cli.daemon, runtime, daemon::ctrl_c()))?;

@@ -1,5 +1,8 @@
 //! Prometheus metrics: counters and histograms kept in memory and served in
-//! the text exposition format on `--metrics-addr` (default 127.0.0.1:9464).
+//! the text exposition format on `--metrics-addr` (default 127.0.0.1:9464),
+//! beside the operator's pages: `/status` (every service as JSON, what
+//! `host status` prints; `/status/NAME` for one), `/healthz` (the process
+//! answers) and `/readyz` (Swarm and the policies folder were read).
 //!
 //! Hand-rolled on purpose: a handful of families, no registry crate, no
 //! globals. The daemon owns one [`Metrics`] behind an `Arc` and passes it to
@@ -22,6 +25,8 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+
+use crate::status::Board;
 
 /// Connections served at once; more are answered 503 and closed.
 pub const MAX_CONNECTIONS: usize = 32;
@@ -63,18 +68,14 @@ impl Histogram {
         self.count += 1;
     }
 
-    fn render(&self, out: &mut String, name: &str) {
-        self.render_labelled(out, name, "");
-    }
-
-    /// Render with `labels` (`op="wake",`, trailing comma) in every series.
-    fn render_labelled(&self, out: &mut String, name: &str, labels: &str) {
+    /// Render with `labels` (`policy="x",` with the trailing comma, or empty).
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
         for (bound, count) in self.bounds.iter().zip(&self.counts) {
             let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{bound}\"}} {count}");
         }
         let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {}", self.count);
-        let plain = labels.trim_end_matches(',');
-        let braces = if plain.is_empty() { String::new() } else { format!("{{{plain}}}") };
+        let braces = labels.trim_end_matches(',');
+        let braces = if braces.is_empty() { String::new() } else { format!("{{{braces}}}") };
         let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
         let _ = writeln!(out, "{name}_count{braces} {}", self.count);
     }
@@ -95,7 +96,8 @@ struct Inner {
     failures: BTreeMap<(String, String), u64>,
     /// `autoscaler_scale_actions_total{service,direction}`
     scale_actions: BTreeMap<(String, String), u64>,
-    decide: Option<Histogram>,
+    /// `autoscaler_decide_seconds{policy}`
+    decide: BTreeMap<String, Histogram>,
     /// `autoscaler_zero_seconds{op}`: freeze, thaw and wake latencies.
     zero: BTreeMap<&'static str, Histogram>,
     pipeline: Option<Histogram>,
@@ -118,13 +120,7 @@ impl std::fmt::Debug for Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        Metrics {
-            inner: Mutex::new(Inner {
-                decide: Some(Histogram::new(DECIDE_BUCKETS)),
-                pipeline: Some(Histogram::new(PIPELINE_BUCKETS)),
-                ..Inner::default()
-            }),
-        }
+        Metrics { inner: Mutex::new(Inner { pipeline: Some(Histogram::new(PIPELINE_BUCKETS)), ..Inner::default() }) }
     }
 }
 
@@ -159,9 +155,13 @@ impl Metrics {
         bump(&mut self.lock().scale_actions, (service.to_string(), direction.to_string()));
     }
 
-    /// Time spent in one `decide` call.
-    pub fn observe_decide(&self, took: Duration) {
-        if let Some(h) = self.lock().decide.as_mut() {
+    /// Time spent in one `decide` call of `policy`.
+    pub fn observe_decide(&self, policy: &str, took: Duration) {
+        let mut inner = self.lock();
+        if !inner.decide.contains_key(policy) {
+            inner.decide.insert(policy.to_string(), Histogram::new(DECIDE_BUCKETS));
+        }
+        if let Some(h) = inner.decide.get_mut(policy) {
             h.observe(took.as_secs_f64());
         }
     }
@@ -216,8 +216,9 @@ impl Metrics {
         }
         family(&mut out, "autoscaler_policy_failures_total", "Failed policy calls, by policy and cause.", "counter");
         let mut failures = inner.failures.clone();
-        for (key, n) in inner.failure_source.as_ref().map(|f| f()).unwrap_or_default() {
-            *failures.entry(key).or_insert(0) += n;
+        let rejections = inner.failure_source.as_ref().map(|f| f()).unwrap_or_default();
+        for (key, n) in &rejections {
+            *failures.entry(key.clone()).or_insert(0) += n;
         }
         for ((policy, kind), n) in &failures {
             let _ = writeln!(
@@ -227,6 +228,27 @@ impl Metrics {
                 escape(kind)
             );
         }
+        family(
+            &mut out,
+            "autoscaler_policy_rejections_total",
+            "Policy files refused or failed to load, by policy and cause.",
+            "counter",
+        );
+        for ((policy, cause), n) in &rejections {
+            let _ = writeln!(
+                out,
+                "autoscaler_policy_rejections_total{{policy=\"{}\",cause=\"{}\"}} {n}",
+                escape(policy),
+                escape(cause)
+            );
+        }
+        family(&mut out, "autoscaler_build_info", "The daemon's version and policy contract; always 1.", "gauge");
+        let _ = writeln!(
+            out,
+            "autoscaler_build_info{{version=\"{}\",contract=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION"),
+            crate::policy::CONTRACT_VERSION
+        );
         family(
             &mut out,
             "autoscaler_scale_actions_total",
@@ -241,9 +263,9 @@ impl Metrics {
                 escape(direction)
             );
         }
-        family(&mut out, "autoscaler_decide_seconds", "Time of one policy decide call.", "histogram");
-        if let Some(h) = &inner.decide {
-            h.render(&mut out, "autoscaler_decide_seconds");
+        family(&mut out, "autoscaler_decide_seconds", "Time of one policy decide call, by policy.", "histogram");
+        for (policy, h) in &inner.decide {
+            h.render(&mut out, "autoscaler_decide_seconds", &format!("policy=\"{}\",", escape(policy)));
         }
         family(
             &mut out,
@@ -252,7 +274,7 @@ impl Metrics {
             "histogram",
         );
         if let Some(h) = &inner.pipeline {
-            h.render(&mut out, "autoscaler_kernel_to_decision_seconds");
+            h.render(&mut out, "autoscaler_kernel_to_decision_seconds", "");
         }
         family(
             &mut out,
@@ -261,7 +283,7 @@ impl Metrics {
             "histogram",
         );
         for (op, h) in &inner.zero {
-            h.render_labelled(&mut out, "autoscaler_zero_seconds", &format!("op=\"{op}\","));
+            h.render(&mut out, "autoscaler_zero_seconds", &format!("op=\"{op}\","));
         }
         for (name, (help, kind, source)) in &inner.sources {
             family(&mut out, name, help, kind);
@@ -281,19 +303,56 @@ fn escape(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-/// Serve `GET /metrics` on `addr` until the task is dropped. Returns the
-/// bound address (useful with port 0).
+/// Serve `GET /metrics`, `/status`, `/healthz` and `/readyz` on `addr`
+/// until the task is dropped. Returns the bound address (useful with port 0).
 pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
+    board: Arc<Board>,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await.with_context(|| format!("binding the metrics endpoint on {addr}"))?;
     let bound = listener.local_addr()?;
-    let task = tokio::spawn(accept_loop(listener, metrics));
+    let task = tokio::spawn(accept_loop(listener, metrics, board));
     Ok((bound, task))
 }
 
-async fn accept_loop(listener: TcpListener, metrics: Arc<Metrics>) {
+/// The answer to one request: status line, content type, body.
+fn respond(head: &str, metrics: &Metrics, board: &Board) -> (&'static str, &'static str, String) {
+    const TEXT: &str = "text/plain; charset=utf-8";
+    const JSON: &str = "application/json";
+    let path = head.split_whitespace().nth(1).unwrap_or("");
+    if !head.starts_with("GET ") {
+        return ("405 Method Not Allowed", TEXT, "only GET is served\n".into());
+    }
+    match path {
+        "/metrics" | "/" => {
+            let mut body = metrics.render();
+            board.render_metrics(&mut body);
+            ("200 OK", "text/plain; version=0.0.4", body)
+        }
+        "/healthz" => ("200 OK", TEXT, "ok\n".into()),
+        "/readyz" if board.ready() => ("200 OK", TEXT, "ready\n".into()),
+        "/readyz" => ("503 Service Unavailable", TEXT, "not ready: swarm not read yet\n".into()),
+        "/status" => {
+            let report = board.report(crate::model::monotonic_ns());
+            ("200 OK", JSON, serde_json::to_string(&report).unwrap_or_default())
+        }
+        _ => match path.strip_prefix("/status/") {
+            Some(name) if !name.is_empty() => {
+                let mut report = board.report(crate::model::monotonic_ns());
+                report.services.retain(|s| s.service == name || s.id == name);
+                if report.services.is_empty() {
+                    ("404 Not Found", TEXT, format!("no service {name} with autoscale labels\n"))
+                } else {
+                    ("200 OK", JSON, serde_json::to_string(&report).unwrap_or_default())
+                }
+            }
+            _ => ("404 Not Found", TEXT, "try /metrics, /status, /healthz or /readyz\n".into()),
+        },
+    }
+}
+
+async fn accept_loop(listener: TcpListener, metrics: Arc<Metrics>, board: Arc<Board>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut backoff = Duration::from_millis(10);
     loop {
@@ -304,7 +363,10 @@ async fn accept_loop(listener: TcpListener, metrics: Arc<Metrics>) {
             }
             Err(err) => {
                 // EMFILE/ENFILE/ENOMEM: accepting again at once would spin.
-                tracing::warn!("metrics endpoint: accept failed ({err}); pausing {backoff:?}");
+                tracing::warn!(
+                    "metrics endpoint: accept failed ({err}); pausing {}",
+                    crate::units::human_duration(backoff)
+                );
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
                 continue;
@@ -326,21 +388,16 @@ async fn accept_loop(listener: TcpListener, metrics: Arc<Metrics>) {
             });
             continue;
         };
-        let metrics = metrics.clone();
+        let (metrics, board) = (metrics.clone(), board.clone());
         tokio::spawn(async move {
             let _permit = permit;
             let Ok(head) = tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut conn)).await else { return };
             let head = String::from_utf8_lossy(&head);
-            let path = head.split_whitespace().nth(1).unwrap_or("");
-            let response = if head.starts_with("GET ") && (path == "/metrics" || path == "/") {
-                let body = metrics.render();
-                format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                )
-            } else {
-                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
-            };
+            let (status, kind, body) = respond(&head, &metrics, &board);
+            let response = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
             let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
                 conn.write_all(response.as_bytes()).await?;
                 conn.shutdown().await
@@ -378,7 +435,7 @@ mod tests {
         h.observe(1.5);
         h.observe(3.0);
         let mut out = String::new();
-        h.render(&mut out, "x");
+        h.render(&mut out, "x", "");
         assert!(out.contains("x_bucket{le=\"1\"} 1\n"), "{out}");
         assert!(out.contains("x_bucket{le=\"2\"} 2\n"), "{out}");
         assert!(out.contains("x_bucket{le=\"+Inf\"} 3\n"), "{out}");
@@ -392,9 +449,9 @@ mod tests {
         metrics.event_received("cpu");
         metrics.decision("threshold", "scale");
         metrics.policy_failure("bad\"name", "timeout");
-        metrics.observe_decide(Duration::from_micros(3));
+        metrics.observe_decide("threshold", Duration::from_micros(3));
         metrics.set_source("autoscaler_ring_buffer_drops_total", "Ring-buffer records lost.", "counter", || 7.0);
-        let (addr, task) = serve("127.0.0.1:0".parse().expect("addr"), metrics).await.expect("serve");
+        let (addr, task) = serve("127.0.0.1:0".parse().expect("addr"), metrics, Arc::default()).await.expect("serve");
         let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
         conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("request");
         let mut body = String::new();
@@ -404,7 +461,9 @@ mod tests {
         assert!(body.contains("autoscaler_events_total{metric=\"cpu\"} 2"), "{body}");
         assert!(body.contains("autoscaler_decisions_total{policy=\"threshold\",outcome=\"scale\"} 1"), "{body}");
         assert!(body.contains("policy=\"bad\\\"name\""), "{body}");
-        assert!(body.contains("autoscaler_decide_seconds_bucket{le=\"0.000005\"} 1"), "{body}");
+        assert!(body.contains("autoscaler_decide_seconds_bucket{policy=\"threshold\",le=\"0.000005\"} 1"), "{body}");
+        assert!(body.contains("autoscaler_decide_seconds_count{policy=\"threshold\"} 1"), "{body}");
+        assert!(body.contains("autoscaler_build_info{version="), "{body}");
         assert!(body.contains("autoscaler_ring_buffer_drops_total 7"), "{body}");
     }
 
@@ -419,7 +478,7 @@ mod tests {
     #[tokio::test]
     async fn silent_clients_cannot_starve_a_scrape() {
         let metrics = Arc::new(Metrics::default());
-        let (addr, task) = serve("127.0.0.1:0".parse().expect("addr"), metrics).await.expect("serve");
+        let (addr, task) = serve("127.0.0.1:0".parse().expect("addr"), metrics, Arc::default()).await.expect("serve");
         // Twice the cap of clients that connect and never send a byte.
         let mut idle = Vec::new();
         for _ in 0..MAX_CONNECTIONS * 2 {
@@ -444,6 +503,24 @@ mod tests {
         .expect("a scrape succeeds once idle clients are gone or timed out");
         assert!(body.contains("autoscaler_policy_failures_total"), "{body}");
         task.abort();
+    }
+
+    #[test]
+    fn operator_pages_answer() {
+        let (metrics, board) = (Metrics::default(), Board::default());
+        assert_eq!(respond("GET /healthz HTTP/1.1", &metrics, &board).0, "200 OK");
+        assert_eq!(respond("GET /readyz HTTP/1.1", &metrics, &board).0, "503 Service Unavailable");
+        board.set_ready(true);
+        assert_eq!(respond("GET /readyz HTTP/1.1", &metrics, &board).0, "200 OK");
+        board.update("s1", |s| s.service = "web".into());
+        let (status, kind, body) = respond("GET /status HTTP/1.1", &metrics, &board);
+        assert_eq!((status, kind), ("200 OK", "application/json"));
+        assert!(body.contains("\"service\":\"web\""), "{body}");
+        assert_eq!(respond("GET /status/web HTTP/1.1", &metrics, &board).0, "200 OK");
+        assert_eq!(respond("GET /status/api HTTP/1.1", &metrics, &board).0, "404 Not Found");
+        assert_eq!(respond("POST /metrics HTTP/1.1", &metrics, &board).0, "405 Method Not Allowed");
+        let (_, _, body) = respond("GET /metrics HTTP/1.1", &metrics, &board);
+        assert!(body.contains("autoscaler_service_config_errors{service=\"web\"} 0"), "{body}");
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 
+use crate::model::settings::closest;
 use crate::model::{Event, State};
 use crate::policy::{CONTRACT_VERSION, Runtime, SUPPORTED_VERSIONS, WORLD};
 
@@ -34,7 +35,11 @@ pub fn check(runtime: &Runtime, file: &Path, json: bool) -> anyhow::Result<bool>
         println!(
             "{}",
             serde_json::json!({"file": file, "ok": ok, "error": error, "world": WORLD,
-                "host-contract-version": CONTRACT_VERSION, "component": inspection})
+                "host-contract-version": CONTRACT_VERSION, "component": inspection,
+                "import-access": inspection.imports.iter().map(|i| {
+                    let (allowed, why) = import_access(i);
+                    serde_json::json!({"import": i, "allowed": allowed, "why": why})
+                }).collect::<Vec<_>>()})
         );
         return Ok(ok);
     }
@@ -63,9 +68,14 @@ pub fn check(runtime: &Runtime, file: &Path, json: bool) -> anyhow::Result<bool>
     }
     println!("  sha256: {}", inspection.sha256);
     println!("  code: {} in {:.1} ms", inspection.origin, inspection.load_ms);
-    println!("  imports:");
+    println!("  imports (what the sandbox gives each):");
+    let width = inspection.imports.iter().map(String::len).max().unwrap_or(0);
     for import in &inspection.imports {
-        println!("    {import}");
+        println!("    {import:<width$}  {}", import_access(import).1);
+    }
+    let denied = inspection.imports.iter().filter(|i| !import_access(i).0).count();
+    if denied > 0 {
+        println!("  {denied} import(s) denied or refused (see above): nothing behind them reaches the host");
     }
     println!("  exports:");
     for export in &inspection.exports {
@@ -74,20 +84,116 @@ pub fn check(runtime: &Runtime, file: &Path, json: bool) -> anyhow::Result<bool>
     Ok(ok)
 }
 
-/// `host policy run FILE --event JSON --state JSON`: the decision as JSON.
+/// Fields of an event: (WIT name, required).
+const EVENT_FIELDS: &[(&str, bool)] = &[
+    ("metric", true),
+    ("value", true),
+    ("unit", true),
+    ("kind", true),
+    ("container-id", true),
+    ("service-id", true),
+    ("service-name", true),
+    ("timestamp-ns", true),
+];
+
+/// Fields of a state: (WIT name, required).
+const STATE_FIELDS: &[(&str, bool)] = &[
+    ("current-replicas", true),
+    ("min-replicas", true),
+    ("max-replicas", true),
+    ("now-ns", false),
+    ("last-scale-up-ns", false),
+    ("last-scale-down-ns", false),
+    ("hold-until-ns", false),
+    ("metrics", false),
+    ("settings", false),
+];
+
+/// Every unknown and every missing top-level field of `value`, at once:
+/// serde stops at the first.
+fn field_problems(what: &str, value: &serde_json::Value, fields: &[(&str, bool)]) -> Vec<String> {
+    let Some(object) = value.as_object() else {
+        return vec![format!("{what} is not a JSON object")];
+    };
+    let names = fields.iter().map(|(name, _)| *name);
+    let mut problems = Vec::new();
+    for key in object.keys() {
+        if !fields.iter().any(|(name, _)| name == key) {
+            let hint =
+                closest(key, names.clone()).map(|near| format!(" (did you mean \"{near}\"?)")).unwrap_or_default();
+            problems.push(format!("{what} has an unknown field \"{key}\"{hint}"));
+        }
+    }
+    let missing: Vec<&str> =
+        fields.iter().filter(|(name, required)| *required && !object.contains_key(*name)).map(|(n, _)| *n).collect();
+    if !missing.is_empty() {
+        problems.push(format!(
+            "{what} is missing {}",
+            missing.iter().map(|m| format!("\"{m}\"")).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    problems
+}
+
+/// `host policy run FILE --event JSON --state JSON`: the decision as JSON,
+/// and what the policy logged during the call (printed to stderr; when it
+/// returns no decision, that is usually why).
 pub fn run(runtime: &Runtime, file: &Path, event: &str, state: &str) -> anyhow::Result<String> {
-    let event: Event = serde_json::from_str(&read_arg(event)?)
-        .context("--event is not a valid event (fields use the WIT names, e.g. \"container-id\")")?;
-    let state: State = serde_json::from_str(&read_arg(state)?)
-        .context("--state is not a valid state (fields use the WIT names, e.g. \"current-replicas\")")?;
+    let event: serde_json::Value = serde_json::from_str(&read_arg(event)?)
+        .context("--event is not a valid event: not JSON (fields use the WIT names, e.g. \"container-id\")")?;
+    let state: serde_json::Value = serde_json::from_str(&read_arg(state)?)
+        .context("--state is not a valid state: not JSON (fields use the WIT names, e.g. \"current-replicas\")")?;
+    let mut problems = field_problems("--event", &event, EVENT_FIELDS);
+    problems.extend(field_problems("--state", &state, STATE_FIELDS));
+    if !problems.is_empty() {
+        bail!("{}", problems.join("\n"));
+    }
+    let event: Event = serde_json::from_value(event).context("--event is not a valid event")?;
+    let state: State = serde_json::from_value(state).context("--state is not a valid state")?;
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    runtime.capture_policy_log();
     let mut policy = runtime.load(&policy_name(file), &bytes)?;
     let mut state = state;
     if state.now_ns == 0 {
         state.now_ns = event.timestamp_ns;
     }
-    let decision = policy.decide(&event, &state)?;
+    let decision = policy.decide(&event, &state);
+    let logged = runtime.captured_policy_log();
+    let decision = decision?;
+    match (&decision, logged.is_empty()) {
+        (None, true) => eprintln!("the policy returned no decision and logged nothing"),
+        (None, false) => eprintln!("the policy returned no decision; it logged:"),
+        (Some(_), false) => eprintln!("the policy logged:"),
+        (Some(_), true) => {}
+    }
+    for line in &logged {
+        eprintln!("  {line}");
+    }
     Ok(serde_json::to_string(&decision)?)
+}
+
+/// What the sandbox does with an import, in words (see `policy/sandbox.rs`:
+/// deny-by-default WASI, no preopened directory, no environment, no
+/// network). `(allowed, why)`.
+pub fn import_access(import: &str) -> (bool, &'static str) {
+    let interface = import.split('@').next().unwrap_or(import);
+    match interface {
+        i if i.starts_with("autoscaler:policy/") => (true, "the policy contract"),
+        i if i.starts_with("wasi:filesystem/") => {
+            (false, "denied: no directory is opened to policies, every open fails")
+        }
+        i if i.starts_with("wasi:sockets/") => (false, "denied: no network, every socket and name lookup fails"),
+        "wasi:cli/environment" => (false, "denied: empty, no environment variables or arguments"),
+        "wasi:cli/stdin" => (false, "denied: stdin is closed"),
+        "wasi:cli/stdout" | "wasi:cli/stderr" => (true, "to the policy log, rate-limited and bounded"),
+        "wasi:random/random" | "wasi:random/insecure" | "wasi:random/insecure-seed" => {
+            (true, "at most 64 KiB per request")
+        }
+        i if i.starts_with("wasi:clocks/") => (true, "waits end at the call's time limit"),
+        i if i.starts_with("wasi:io/") => (true, "waits end at the call's time limit"),
+        i if i.starts_with("wasi:cli/") => (true, "harmless (exit, terminal queries)"),
+        _ => (false, "refused: not provided by this daemon, the component cannot be loaded"),
+    }
 }
 
 /// An argument that is either inline JSON or `@path`.

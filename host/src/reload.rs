@@ -235,14 +235,20 @@ fn apply(runtime: &Runtime, folder: &Folder, set: &PolicySet, file: &str) -> Opt
         Ok(policy) => {
             let origin = policy.origin();
             let replaced = set.install(policy);
-            let ms = started.elapsed().as_secs_f64() * 1e3;
+            let took = crate::units::human_duration(started.elapsed());
+            let from = match origin {
+                crate::policy::Origin::Memory => "from memory",
+                crate::policy::Origin::Disk => "from the compile cache",
+                crate::policy::Origin::Compiled => "compiled",
+            };
+            let version = &sha256[..12];
             if replaced {
                 stats.reloads.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(policy = %name, sha256 = %&sha256[..12], ?origin, ms, "policy reloaded");
+                tracing::info!(policy = %name, sha256 = %version, "policy {name} reloaded: version {version}, {from} in {took}");
                 Some(Change::Reloaded(name))
             } else {
                 stats.loads.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(policy = %name, sha256 = %&sha256[..12], ?origin, ms, "policy loaded");
+                tracing::info!(policy = %name, sha256 = %version, "policy {name} loaded: version {version}, {from} in {took}");
                 Some(Change::Loaded(name))
             }
         }
@@ -434,7 +440,7 @@ async fn follow(
                     let folder = followed.folder.clone();
                     if pending.remove(&file).is_some_and(|p| p.open_for_write) {
                         tracing::warn!(file = %folder.path.join(&file).display(),
-                            "file still open for writing after {:?}; reading it anyway", settings.open_write_timeout);
+                            "file still open for writing after {}; reading it anyway", crate::units::human_duration(settings.open_write_timeout));
                     }
                     busy.insert(file.clone());
                     let (runtime, set) = (runtime.clone(), set.clone());

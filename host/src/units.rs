@@ -25,8 +25,55 @@ pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// A duration for people, rounded: `850ms`, `2.3s`, `45s`, `2m30s`, `1h5m`.
+/// Never Rust's Debug form (`2.345678912s`).
+pub fn human_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    match ms {
+        0 if d.is_zero() => "0s".to_string(),
+        0 => format!("{}us", d.as_micros()),
+        1..=999 => format!("{ms}ms"),
+        1_000..=9_999 => {
+            let tenths = (ms + 50) / 100;
+            match tenths % 10 {
+                0 => format!("{}s", tenths / 10),
+                tenth => format!("{}.{tenth}s", tenths / 10),
+            }
+        }
+        10_000..=59_999 => format!("{}s", (ms + 500) / 1000),
+        60_000..=3_599_999 => {
+            let s = (ms + 500) / 1000;
+            match s % 60 {
+                0 => format!("{}m", s / 60),
+                secs => format!("{}m{secs}s", s / 60),
+            }
+        }
+        _ => {
+            let m = (ms + 30_000) / 60_000;
+            match m % 60 {
+                0 => format!("{}h", m / 60),
+                mins => format!("{}h{mins}m", m / 60),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn durations_for_people_are_rounded() {
+        let f = |ms: u64| human_duration(Duration::from_millis(ms));
+        assert_eq!(human_duration(Duration::ZERO), "0s");
+        assert_eq!(human_duration(Duration::from_micros(250)), "250us");
+        assert_eq!(f(850), "850ms");
+        assert_eq!(f(2_345), "2.3s");
+        assert_eq!(f(3_000), "3s");
+        assert_eq!(f(45_400), "45s");
+        assert_eq!(f(150_000), "2m30s");
+        assert_eq!(f(120_000), "2m");
+        assert_eq!(f(3_900_000), "1h5m");
+    }
+
     use super::*;
 
     #[test]

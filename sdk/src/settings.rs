@@ -9,9 +9,13 @@
 use std::time::Duration;
 
 /// Parse `0.8`, `250`, `64k`, `1.5G`, `512Mi`: SI suffixes k M G T are powers
-/// of 1000, binary suffixes Ki Mi Gi Ti powers of 1024. Returns `None` for
-/// anything else, including NaN and infinities.
+/// of 1000, binary suffixes Ki Mi Gi Ti powers of 1024. Docker's own memory
+/// forms are read as Docker reads them, in powers of 1024: `b`, `kb`, `mb`,
+/// `gb`, `tb` in any case (`512MB`) and the lowercase `m`, `g`, `t`
+/// (`512m`, `1g`). Returns `None` for anything else, including NaN and
+/// infinities.
 pub fn parse_quantity(raw: &str) -> Option<f64> {
+    const KI: f64 = 1024.0;
     let raw = raw.trim();
     let split = raw.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(raw.len());
     let (number, suffix) = raw.split_at(split);
@@ -21,11 +25,22 @@ pub fn parse_quantity(raw: &str) -> Option<f64> {
         "M" => 1e6,
         "G" => 1e9,
         "T" => 1e12,
-        "Ki" => 1024.0,
-        "Mi" => 1024.0 * 1024.0,
-        "Gi" => 1024.0 * 1024.0 * 1024.0,
-        "Ti" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        _ => return None,
+        "Ki" => KI,
+        "Mi" => KI * KI,
+        "Gi" => KI * KI * KI,
+        "Ti" => KI * KI * KI * KI,
+        // Docker's forms (`docker service create --limit-memory 512m`).
+        "m" => KI * KI,
+        "g" => KI * KI * KI,
+        "t" => KI * KI * KI * KI,
+        other => match other.to_ascii_lowercase().as_str() {
+            "b" => 1.0,
+            "kb" => KI,
+            "mb" => KI * KI,
+            "gb" => KI * KI * KI,
+            "tb" => KI * KI * KI * KI,
+            _ => return None,
+        },
     };
     let value: f64 = number.trim().parse().ok()?;
     let value = value * factor;
@@ -96,7 +111,11 @@ mod tests {
         assert_eq!(parse_quantity(" 2k "), Some(2000.0));
         assert_eq!(parse_quantity("1.5G"), Some(1.5e9));
         assert_eq!(parse_quantity("64Mi"), Some(64.0 * 1024.0 * 1024.0));
-        assert_eq!(parse_quantity("64MB"), None);
+        assert_eq!(parse_quantity("64MB"), Some(64.0 * 1024.0 * 1024.0));
+        assert_eq!(parse_quantity("512m"), Some(512.0 * 1024.0 * 1024.0));
+        assert_eq!(parse_quantity("1g"), Some(1024.0 * 1024.0 * 1024.0));
+        assert_eq!(parse_quantity("100b"), Some(100.0));
+        assert_eq!(parse_quantity("64XB"), None);
         assert_eq!(parse_quantity("lots"), None);
         assert_eq!(parse_quantity("NaN"), None);
         assert_eq!(parse_quantity(""), None);

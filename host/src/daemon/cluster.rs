@@ -304,7 +304,11 @@ pub async fn run_worker(
     let metrics = Arc::new(Metrics::default());
     let _server = match metrics_addr {
         Some(addr) => {
-            let (bound, task) = crate::metrics::serve(addr, metrics.clone()).await?;
+            // A worker decides for no service: its board stays empty, and
+            // it is ready as soon as its probe and agent run.
+            let board = Arc::new(crate::status::Board::default());
+            board.set_ready(true);
+            let (bound, task) = crate::metrics::serve(addr, metrics.clone(), board).await?;
             tracing::info!(address = %bound, "prometheus metrics on http://{bound}/metrics");
             Some(super::AbortOnDrop(task))
         }

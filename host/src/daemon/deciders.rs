@@ -148,7 +148,11 @@ impl Deciders {
             }
         }
         if !busy.is_empty() {
-            tracing::warn!("policies still running at shutdown after {grace:?}: {}", busy.join(", "));
+            tracing::warn!(
+                "policies still running at shutdown after {}: {}",
+                crate::units::human_duration(grace),
+                busy.join(", ")
+            );
         }
     }
 }

@@ -18,21 +18,21 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use super::checks::{self, Folder, PolicyInfo};
 use super::cluster::ClusterTracking;
 use super::deciders::{Decided, Deciders, Job};
 use super::service_view::ServiceView;
 use super::zero::{self, Zero};
 use crate::cluster::{Membership, RemoteEvent};
 use crate::metrics::Metrics;
-use crate::model::settings::{closest, resolve};
 use crate::model::{self, Event, Metric, SettingValue, State};
 use crate::policy::{PolicyError, PolicySet};
 use crate::probe::{ProbeEvent, ProbeHandle, WAKE_METRIC};
 use crate::reload;
 use crate::replay::Recorder;
-use crate::swarm::inventory::{self, Notice, ServiceEntry};
-use crate::swarm::labels::DAEMON_LABELS;
-use crate::swarm::{Actuator, DockerWriter, Inventory, Request, ServiceConfig};
+use crate::status::{Board, Cooldowns, MetricStatus};
+use crate::swarm::inventory::{self, Notice, ServiceEntry, Status};
+use crate::swarm::{Actuator, DockerWriter, Inventory, Request};
 
 /// How a service's labels fit its policy's declaration, for one version of
 /// that policy.
@@ -64,11 +64,16 @@ pub struct Loop {
     zero: Zero,
     /// Each service's settings checked against its policy, by service id.
     bindings: HashMap<String, Binding>,
-    /// (service id, policy) pairs already warned about (missing policy or
-    /// quarantine), so each is logged once.
+    /// (service id, policy) pairs already warned about (quarantine), so
+    /// each is logged once.
     warned: HashSet<(String, String)>,
     /// Counters and histograms for the metrics endpoint.
     metrics: Arc<Metrics>,
+    /// Every service's state for `host status` and `/status`.
+    board: Arc<Board>,
+    /// The last line logged about each service, by id: a service is
+    /// described once per change, not once per event.
+    said: HashMap<String, String>,
     /// Events from containers the inventory does not know (yet).
     unknown_containers: u64,
     /// Whether a first full read of Docker was applied: later ones follow
@@ -98,17 +103,31 @@ impl std::fmt::Debug for Loop {
     }
 }
 
+/// The parts the loop drives, built by [`super::run`].
+#[derive(Debug)]
+pub struct Parts {
+    /// The running probe.
+    pub probe: ProbeHandle,
+    /// Loaded policies by name.
+    pub policies: PolicySet,
+    /// Applies decisions under the guardrails.
+    pub actuator: Actuator<DockerWriter>,
+    /// One thread per policy.
+    pub deciders: Deciders,
+    /// Scale to zero.
+    pub zero: Zero,
+    /// Counters and histograms.
+    pub metrics: Arc<Metrics>,
+    /// Every service's state for `host status`.
+    pub board: Arc<Board>,
+    /// How long a replica's reading counts in the view.
+    pub view_window: Duration,
+}
+
 impl Loop {
     /// The loop's state, empty until the first inventory resync.
-    pub fn new(
-        probe: ProbeHandle,
-        policies: PolicySet,
-        actuator: Actuator<DockerWriter>,
-        deciders: Deciders,
-        zero: Zero,
-        metrics: Arc<Metrics>,
-        view_window: Duration,
-    ) -> Loop {
+    pub fn new(parts: Parts) -> Loop {
+        let Parts { probe, policies, actuator, deciders, zero, metrics, board, view_window } = parts;
         Loop {
             inventory: Inventory::default(),
             view: ServiceView::default(),
@@ -121,6 +140,8 @@ impl Loop {
             bindings: HashMap::new(),
             warned: HashSet::new(),
             metrics,
+            board,
+            said: HashMap::new(),
             unknown_containers: 0,
             resynced: false,
             recorder: None,
@@ -185,14 +206,6 @@ impl Loop {
         }
     }
 
-    /// Why `policy` is not loaded, for messages about the services bound to it.
-    fn why_not_loaded(&self, policy: &str) -> String {
-        match self.not_loaded.get(policy) {
-            Some(reason) => reason.clone(),
-            None => format!("there is no {policy}.wasm in the policies folder"),
-        }
-    }
-
     /// Record every call a policy answers to `recorder` (`--record`).
     pub fn record_to(&mut self, recorder: Recorder) {
         self.recorder = Some(recorder);
@@ -234,19 +247,18 @@ impl Loop {
         if !worth_deciding {
             return;
         }
-        let Some(slot) = self.policies.get(&config.policy) else {
-            if self.warned.insert((service_id.clone(), config.policy.clone())) {
-                tracing::warn!(
-                    service = %name, policy = %config.policy,
-                    "service {name} is bound to policy {}, which is not loaded ({}); it is left alone until {}.wasm loads",
-                    config.policy, self.why_not_loaded(&config.policy), config.policy
-                );
-            }
-            return;
-        };
-        let Some(typed) = self.binding(&service_id, &name, &config) else { return };
+        // A policy that is not loaded was reported when the service was
+        // examined (and is again when the folder changes).
+        let Some(slot) = self.policies.get(&config.policy) else { return };
+        let Some(typed) = self.binding(&service_id) else { return };
         let now_ns = model::monotonic_ns();
         let history = self.actuator.history(&service_id);
+        let options = self.actuator.options();
+        let clock = Cooldowns {
+            up: config.cooldown_up.unwrap_or(options.cooldown_up),
+            down: config.cooldown_down.unwrap_or(options.cooldown_down),
+            last_scale_ns: history.last_scale_ns(),
+        };
         let state = State {
             current_replicas: replicas,
             min_replicas: config.min,
@@ -259,6 +271,7 @@ impl Loop {
             settings: config.settings.clone(),
             typed_settings: Some(typed),
         };
+        self.show_reading(&service_id, replicas, clock, &event, &state);
         let event = Event {
             metric: event.metric,
             value: event.value,
@@ -277,58 +290,177 @@ impl Loop {
 
     /// The service's settings typed for its policy's current version,
     /// checked once per (service labels, policy version); `None` when they
-    /// do not fit, after one log line listing every problem.
-    fn binding(&mut self, id: &str, name: &str, config: &ServiceConfig) -> Option<Arc<[Option<SettingValue>]>> {
+    /// do not fit (said once, by [`Loop::examine`]).
+    fn binding(&mut self, id: &str) -> Option<Arc<[Option<SettingValue>]>> {
+        let config = self.inventory.service(id)?.config()?.clone();
         let slot = self.policies.get(&config.policy)?;
-        let (sha256, contract, specs) = slot.declaration();
         if let Some(binding) = self.bindings.get(id)
-            && binding.sha256 == sha256
+            && binding.sha256 == slot.sha256()
         {
             return binding.typed.clone();
         }
-        let mut problems: Vec<String> = Vec::new();
-        let typed = match resolve(&specs, &config.settings) {
-            Ok(values) => Some(Arc::from(values)),
-            Err(found) => {
-                problems.extend(found.iter().map(ToString::to_string));
-                None
+        self.examine(id);
+        self.bindings.get(id).and_then(|b| b.typed.clone())
+    }
+
+    /// Check everything about service `id` at once (its labels, its
+    /// policy, the policy's declared settings, unknown label names), keep
+    /// the typed settings for the hot path, publish it on the status board,
+    /// and log one line if what there is to say changed.
+    fn examine(&mut self, id: &str) {
+        let Some(entry) = self.inventory.service(id) else {
+            self.forget(id);
+            return;
+        };
+        let (name, replicas) = (entry.name.clone(), entry.replicas);
+        let loaded = self.policies.names();
+        let (config, errors, settings) = match &entry.status {
+            Status::Active(config) => (Some(config.clone()), Vec::new(), config.settings.clone()),
+            Status::Invalid { errors, settings } => (None, errors.0.clone(), settings.clone()),
+            Status::NotOptedIn(reason) => {
+                let reason = reason.clone();
+                self.board.update(id, |s| {
+                    *s = crate::status::ServiceStatus { service: name.clone(), id: id.into(), ..Default::default() };
+                    s.problems = vec![reason.clone()];
+                });
+                self.say(id, tracing::Level::WARN, format!("service {name} is not autoscaled: {reason}"));
+                return;
+            }
+            Status::NotReplicated => {
+                self.board.update(id, |s| {
+                    *s = crate::status::ServiceStatus { service: name.clone(), id: id.into(), ..Default::default() };
+                    s.problems = vec!["not a replicated service (global or job mode)".into()];
+                });
+                self.say(
+                    id,
+                    tracing::Level::WARN,
+                    format!("service {name} has autoscale.enable=true but is not a replicated service (global or job mode); it is left alone"),
+                );
+                return;
+            }
+            Status::NotEnabled => {
+                self.forget(id);
+                return;
             }
         };
-        // A 0.1 policy reads any label it likes; a 0.2 policy says which.
-        if contract != "0.1.0" {
-            let known: Vec<&str> = DAEMON_LABELS.iter().copied().chain(specs.iter().map(|s| s.name.as_str())).collect();
-            for (label, _) in &config.settings {
-                if !known.contains(&label.as_str()) {
-                    let hint = closest(label, known.iter().copied())
-                        .map(|c| format!("; did you mean autoscale.{c}?"))
-                        .unwrap_or_else(|| format!("; policy {} reads none such", config.policy));
-                    tracing::warn!(service = %name, label = %format!("autoscale.{label}"),
-                        "service {name}: label autoscale.{label} is not known to the daemon or to policy {}{hint}", config.policy);
+        let named = settings.iter().find(|(k, _)| k == "policy").map(|(_, v)| v.clone());
+        let slot = named.as_deref().and_then(|n| self.policies.get(n));
+        let declaration = slot.as_ref().map(|slot| slot.declaration());
+        let info = match (&named, &declaration) {
+            (Some(name), Some((_, contract, specs))) => Some(PolicyInfo { name, contract, specs }),
+            _ => None,
+        };
+        let folder = Folder { loaded: &loaded, not_loaded: &self.not_loaded };
+        let findings = checks::check(&errors, &settings, info, &folder);
+        let version = declaration.as_ref().map(|(sha, _, _)| sha.chars().take(12).collect::<String>());
+        if let Some((sha256, _, _)) = &declaration {
+            self.bindings.insert(id.to_string(), Binding { sha256: sha256.clone(), typed: findings.typed.clone() });
+        } else {
+            self.bindings.remove(id);
+        }
+        let autoscaled = findings.autoscaled();
+        let options = self.actuator.options();
+        let history = self.actuator.history(id);
+        self.board.update(id, |s| {
+            s.service = name.clone();
+            s.autoscaled = autoscaled && config.is_some();
+            s.policy = named.clone();
+            s.policy_version = version.clone();
+            s.contract = declaration.as_ref().map(|(_, c, _)| c.to_string());
+            s.min = config.as_ref().map(|c| c.min);
+            s.max = config.as_ref().map(|c| c.max);
+            s.current_replicas = Some(replicas);
+            s.problems = findings.problems.clone();
+            s.warnings = findings.warnings.clone();
+            if let Some(c) = &config {
+                s.clock = Cooldowns {
+                    up: c.cooldown_up.unwrap_or(options.cooldown_up),
+                    down: c.cooldown_down.unwrap_or(options.cooldown_down),
+                    last_scale_ns: history.last_scale_ns(),
+                };
+            }
+        });
+        match checks::line(&name, config.as_deref(), version.as_deref(), &findings) {
+            Ok(text) if findings.warnings.is_empty() => self.say(id, tracing::Level::INFO, text),
+            Ok(text) | Err(text) => self.say(id, tracing::Level::WARN, text),
+        }
+    }
+
+    /// Log `text` about service `id` unless it is what was said last.
+    fn say(&mut self, id: &str, level: tracing::Level, text: String) {
+        if self.said.get(id) == Some(&text) {
+            return;
+        }
+        let service = self.inventory.service(id).map(|s| s.name.clone()).unwrap_or_default();
+        if level == tracing::Level::INFO {
+            tracing::info!(service = %service, "{text}");
+        } else {
+            tracing::warn!(service = %service, "{text}");
+        }
+        self.said.insert(id.to_string(), text);
+    }
+
+    /// Service `id` has no autoscale labels any more, or is gone.
+    fn forget(&mut self, id: &str) {
+        self.board.remove(id);
+        self.said.remove(id);
+        self.bindings.remove(id);
+    }
+
+    /// Publish a reading and the state a policy is about to see.
+    fn show_reading(&self, id: &str, replicas: u32, clock: Cooldowns, event: &ProbeEvent, state: &State) {
+        let container: String = event.container_id.chars().take(12).collect();
+        let latest_unix_ms = crate::swarm::audit::unix_ms();
+        self.board.update_existing(id, |s| {
+            s.current_replicas = Some(replicas);
+            s.clock = clock;
+            let name = event.metric.name();
+            let index = match s.metrics.iter().position(|m| m.metric == name) {
+                Some(i) => i,
+                None => {
+                    // The unit's WIT name, as the JSON of an event has it.
+                    let unit = serde_json::to_value(&event.unit).ok().and_then(|v| v.as_str().map(str::to_string));
+                    s.metrics.push(MetricStatus {
+                        metric: name.to_string(),
+                        unit: unit.unwrap_or_else(|| "value".into()),
+                        latest: 0.0,
+                        latest_container: String::new(),
+                        latest_unix_ms: 0,
+                        aggregate: None,
+                        reporting: 0,
+                        warming: 0,
+                    });
+                    s.metrics.len() - 1
+                }
+            };
+            let m = &mut s.metrics[index];
+            m.latest = event.value;
+            m.latest_container = container;
+            m.latest_unix_ms = latest_unix_ms;
+            for agg in &state.metrics {
+                if let Some(m) = s.metrics.iter_mut().find(|m| m.metric == agg.metric.name()) {
+                    m.aggregate = Some(agg.value);
+                    m.reporting = agg.reporting;
+                    m.warming = agg.warming;
                 }
             }
-        }
-        if !problems.is_empty() {
-            tracing::warn!(
-                service = %name, policy = %config.policy,
-                "service {name} is not scaled: its labels do not fit policy {}: {}",
-                config.policy, problems.join("; ")
-            );
-        }
-        self.bindings.insert(id.to_string(), Binding { sha256, typed: typed.clone() });
-        typed
+        });
     }
 
     /// A change from Docker: update the inventory and act on its effects.
     pub fn on_inventory_change(&mut self, change: inventory::Change) {
-        if matches!(change, inventory::Change::Resync { .. }) {
+        let resync = matches!(change, inventory::Change::Resync { .. });
+        if resync {
             if self.resynced {
                 self.start_over();
             }
             self.resynced = true;
         }
-        let died = match &change {
-            inventory::Change::ContainerDied { id } => Some(id.clone()),
-            _ => None,
+        let (died, touched) = match &change {
+            inventory::Change::ContainerDied { id } => (Some(id.clone()), Vec::new()),
+            inventory::Change::Service(info) => (None, vec![info.id.clone()]),
+            inventory::Change::Resync { services, .. } => (None, services.iter().map(|s| s.id.clone()).collect()),
+            _ => (None, Vec::new()),
         };
         let effects = self.inventory.apply(change);
         if let Some(id) = died {
@@ -359,11 +491,27 @@ impl Loop {
         for service_id in &effects.retired {
             self.actuator.retire(service_id);
             self.view.forget_service(service_id);
+            self.board.remove(service_id);
             self.bindings.remove(service_id);
             self.warned.retain(|(id, _)| id != service_id);
+            if self.inventory.service(service_id).is_none() {
+                self.said.remove(service_id);
+            }
         }
         for notice in effects.notices {
-            self.on_notice(notice);
+            if let Notice::Disabled { service } = notice {
+                tracing::info!(service = %service, "service {service} is no longer autoscaled");
+            }
+        }
+        // Every service Docker told about is examined; a line is logged
+        // only when what there is to say about it changed.
+        for id in touched {
+            self.examine(&id);
+        }
+        if resync {
+            let inventory = &self.inventory;
+            self.said.retain(|id, _| inventory.service(id).is_some());
+            self.board.set_ready(true);
         }
         // Frozen replicas of services that no longer scale to zero thaw.
         for service_id in self.zero.services() {
@@ -382,7 +530,9 @@ impl Loop {
     /// Docker was away (restarted, say): what the loop derived from it may
     /// be stale (containers that died unseen, replicas restarted under new
     /// ids, readings of either). Forget it all and let the resync that
-    /// follows rebuild it, the probe tracking every container anew.
+    /// follows rebuild it, the probe tracking every container anew. What
+    /// was said about each service is kept: an unchanged service is not
+    /// described again.
     fn start_over(&mut self) {
         // In multi-node mode the resync that follows sends each node its
         // new set, which replaces the old one.
@@ -396,46 +546,21 @@ impl Loop {
         self.zero.reset();
         self.bindings.clear();
         self.warned.clear();
+        self.board.clear();
     }
 
-    fn on_notice(&mut self, notice: Notice) {
-        match notice {
-            Notice::Enabled { service, config } => {
-                let t = &config.thresholds;
-                let loaded = match self.policies.get(&config.policy) {
-                    Some(_) => String::new(),
-                    None => format!(" (not loaded: {})", self.why_not_loaded(&config.policy)),
-                };
-                tracing::info!(
-                    service = %service, policy = %config.policy,
-                    "service {service} autoscaled by policy {}{loaded} within {}..={} replicas (cpu {}, memory {}, connections {})",
-                    config.policy, config.min, config.max,
-                    t.cpu, t.memory, t.connections
-                );
-                let ids: Vec<(String, String)> = self
-                    .inventory
-                    .active()
-                    .filter(|s| s.name == service)
-                    .map(|s| (s.id.clone(), s.name.clone()))
-                    .collect();
-                for (id, name) in ids {
-                    self.bindings.remove(&id);
-                    self.binding(&id, &name, &config);
-                }
-            }
-            Notice::Invalid { service, errors } => {
-                for error in &errors.0 {
-                    tracing::warn!(service = %service, label = %error.label, "{error}");
-                }
-            }
-            Notice::NotReplicated { service } => tracing::warn!(
-                service = %service,
-                "service {service} has autoscale.enable=true but is not a replicated service (global or job mode); it is left alone"
-            ),
-            Notice::Disabled { service } => {
-                tracing::info!(service = %service, "service {service} is no longer autoscaled")
-            }
+    /// Re-examine every service with autoscale labels (a policy came or went).
+    fn examine_all(&mut self) {
+        let ids: Vec<String> = self
+            .inventory
+            .services()
+            .filter(|s| !matches!(s.status, Status::NotEnabled))
+            .map(|s| s.id.clone())
+            .collect();
+        for id in ids {
+            self.examine(&id);
         }
+        self.board.set_policies(self.policies.names());
     }
 
     /// A policy answered: hand its decision to the actuator.
@@ -449,7 +574,7 @@ impl Loop {
             recorder.record(&job.policy, &job.event, &job.state, decided_ns, answer);
         }
         let service_id = &job.event.service_id;
-        self.metrics.observe_decide(took);
+        self.metrics.observe_decide(&job.policy, took);
         let outcome = match &result {
             Ok(None) => "none",
             Ok(Some(_)) => "decision",
@@ -516,42 +641,22 @@ impl Loop {
                 // fails, and check its services against its declaration.
                 self.warned.retain(|(_, policy)| *policy != name);
                 self.not_loaded.remove(&name);
-                let bound: Vec<(String, String, Arc<ServiceConfig>)> = self
-                    .inventory
-                    .active()
-                    .filter_map(|s| {
-                        s.config().filter(|c| c.policy == name).map(|c| (s.id.clone(), s.name.clone(), c.clone()))
-                    })
-                    .collect();
-                for (id, service, config) in bound {
-                    self.binding(&id, &service, &config);
-                }
+                self.examine_all();
             }
             reload::Change::Unloaded(name) => {
                 self.deciders.retire(&name);
                 self.not_loaded.insert(name.clone(), format!("{name}.wasm was deleted"));
-                let bound: Vec<&str> = self
-                    .inventory
-                    .active()
-                    .filter(|s| s.config().is_some_and(|c| c.policy == name))
-                    .map(|s| s.name.as_str())
-                    .collect();
-                if !bound.is_empty() {
-                    tracing::warn!(
-                        policy = %name,
-                        "policy {name} was unloaded; services left at their current replicas: {}",
-                        bound.join(", ")
-                    );
-                }
+                self.examine_all();
             }
             reload::Change::Rejected { name, error } => {
                 if self.policies.get(&name).is_some() {
                     return; // the previous version runs on
                 }
-                // Services bound to it are told why on their next event.
+                // Services bound to it say why, at once.
                 self.warned.retain(|(_, policy)| *policy != name);
                 let first = error.lines().next().unwrap_or_default();
                 self.not_loaded.insert(name.clone(), format!("{name}.wasm was refused: {first}"));
+                self.examine_all();
             }
         }
     }

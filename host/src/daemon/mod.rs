@@ -6,6 +6,8 @@
 //!   changes) and what each does;
 //! - [`service_view`]: the aggregate over a service's replicas that policies
 //!   decide on;
+//! - [`checks`]: everything wrong with a service's labels, at once, in one
+//!   line;
 //! - [`deciders`]: one thread per policy, coalescing per service, never on
 //!   tokio's workers (wasmtime's sync calls block for up to the time limit);
 //! - [`zero`]: scale to zero, a frozen replica woken by the kernel on its
@@ -19,6 +21,7 @@
 //! actuator closes its mailboxes and waits for the updates in flight within
 //! a grace period, and names what was left.
 
+pub mod checks;
 pub mod cluster;
 pub mod deciders;
 pub mod event_loop;
@@ -38,6 +41,7 @@ use crate::policy::{PolicySet, ReloadStats, Runtime};
 use crate::probe::{self, ProbeHandle};
 use crate::reload;
 use crate::replay::Recorder;
+use crate::status::Board;
 use crate::swarm::{Actuator, Audit, DockerWriter, Freezer, inventory};
 use deciders::Deciders;
 use event_loop::Loop;
@@ -116,20 +120,23 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
     tracing::info!(policies = %policies.names().join(", "), folder = %args.policies.display(), "policies loaded");
 
     let metrics = Arc::new(Metrics::default());
+    let board = Arc::new(Board::default());
+    board.set_policies(policies.names());
     let _metrics_server = match args.metrics_addr()? {
         Some(addr) => {
-            let (bound, task) = crate::metrics::serve(addr, metrics.clone()).await?;
-            tracing::info!(address = %bound, "prometheus metrics on http://{bound}/metrics");
+            let (bound, task) = crate::metrics::serve(addr, metrics.clone(), board.clone()).await?;
+            tracing::info!(address = %bound, "prometheus metrics on http://{bound}/metrics, service status on http://{bound}/status");
             Some(AbortOnDrop(task))
         }
         None => None,
     };
     let audit = Arc::new(
         match &args.audit_log {
-            Some(path) => Audit::to_file(path)?,
+            Some(path) => Audit::to_file_capped(path, args.audit_log_max_size)?,
             None => Audit::log_only(),
         }
-        .with_metrics(metrics.clone()),
+        .with_metrics(metrics.clone())
+        .with_board(board.clone()),
     );
     let options = args.actuator_options();
     if options.dry_run {
@@ -169,9 +176,13 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
     let freezer = Freezer { docker: swarm.docker.clone() };
     let (zero, mut zero_done) = zero::Zero::new(freezer, probe.clone(), audit, metrics.clone(), dry_run);
     let state_metrics = metrics.clone();
-    let mut state = Loop::new(probe, policies, actuator, deciders, zero, metrics, args.probe.view_window());
+    let view_window = args.probe.view_window();
+    let mut state =
+        Loop::new(event_loop::Parts { probe, policies, actuator, deciders, zero, metrics, board, view_window });
     if let Some(recorder) = recorder {
-        tracing::info!(trace = ?args.record, "recording every decided event to the trace");
+        if let Some(path) = &args.record {
+            tracing::info!(trace = %path.display(), "recording every decided event to the trace");
+        }
         state.record_to(recorder);
     }
     let mut leadership = tracking.as_ref().map(cluster::ClusterTracking::leadership);
@@ -234,10 +245,10 @@ fn export_probe_counters(metrics: &Metrics, probe: &ProbeHandle) {
 /// The policy set's and the deciders' own counters.
 fn export_policy_counters(metrics: &Metrics, policies: &PolicySet, deciders: &Deciders) {
     type Counter = fn(&ReloadStats) -> &std::sync::atomic::AtomicU64;
-    let counters: [(&str, &str, Counter); 4] = [
+    // Rejections are rendered by policy and cause from the failure source.
+    let counters: [(&str, &str, Counter); 3] = [
         ("autoscaler_policy_loads_total", "Policies loaded for the first time.", |s| &s.loads),
         ("autoscaler_policy_reloads_total", "New versions of loaded policies swapped in.", |s| &s.reloads),
-        ("autoscaler_policy_rejections_total", "Policy files refused or failed to load.", |s| &s.rejections),
         ("autoscaler_policy_unloads_total", "Policies unloaded because their file was deleted.", |s| &s.unloads),
     ];
     for (name, help, counter) in counters {

@@ -34,7 +34,7 @@ pub fn parse_value(kind: SettingType, text: &str) -> Result<SettingValue, String
         }
         SettingType::Quantity => units::parse_quantity(text)
             .map(SettingValue::Number)
-            .ok_or_else(|| "is not a quantity (e.g. 0.8, 512Mi, 1.5G, 2k)".to_string()),
+            .ok_or_else(|| "is not a quantity (e.g. 0.8, 2k, 1.5G, 512Mi, or Docker's 512MB, 512m, 1g)".to_string()),
         SettingType::Duration => units::parse_duration(text)
             .map(|d| SettingValue::DurationNs(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))),
         SettingType::Flag => units::parse_bool(text)
@@ -99,7 +99,7 @@ pub fn closest<'a>(name: &str, known: impl IntoIterator<Item = &'a str>) -> Opti
 }
 
 /// Levenshtein distance over characters.
-fn edit_distance(a: &str, b: &str) -> usize {
+pub fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut previous: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {

@@ -74,8 +74,10 @@ impl PolicyError {
     }
 }
 
-/// What `host policy check` reports about a file.
+/// What `host policy check` reports about a file; JSON in the WIT's
+/// kebab-case, like every other name the JSON carries.
 #[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub struct Inspection {
     /// The contract version the component was built against, if it says.
     pub contract_version: Option<String>,

@@ -13,7 +13,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use tracing::Level;
@@ -104,6 +104,9 @@ pub struct LogSink {
     tx: Option<SyncSender<Line>>,
     /// Lines dropped because the log thread fell behind.
     pub overflow: Arc<AtomicU64>,
+    /// Set by [`LogSink::capture`]: lines are kept here instead of logged
+    /// (`host policy run` shows them beside the decision).
+    captured: Arc<OnceLock<Mutex<Vec<String>>>>,
 }
 
 impl std::fmt::Debug for Line {
@@ -122,10 +125,10 @@ impl LogSink {
             }
         });
         match spawned {
-            Ok(_) => LogSink { tx: Some(tx), overflow: Arc::default() },
+            Ok(_) => LogSink { tx: Some(tx), overflow: Arc::default(), captured: Arc::default() },
             Err(err) => {
                 tracing::error!("could not start the policy log thread, policy log lines are dropped: {err}");
-                LogSink { tx: None, overflow: Arc::default() }
+                LogSink { tx: None, overflow: Arc::default(), captured: Arc::default() }
             }
         }
     }
@@ -141,12 +144,33 @@ impl LogSink {
     /// Queue a line without charging a budget (the runtime's own notes
     /// about a policy, at most one per call); never blocks.
     pub fn send_unbudgeted(&self, policy: &Arc<str>, level: Level, stream: &'static str, text: String) {
+        if let Some(kept) = self.captured.get() {
+            let line = format!("{} ({stream}): {text}", level.as_str().to_ascii_lowercase());
+            kept.lock().unwrap_or_else(|p| p.into_inner()).push(line);
+            return;
+        }
         let Some(tx) = &self.tx else { return };
         match tx.try_send(Line { policy: policy.clone(), level, stream, text }) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 self.overflow.fetch_add(1, Ordering::Relaxed);
             }
+        }
+    }
+}
+
+impl LogSink {
+    /// From now on keep every line (of every clone of this sink) instead
+    /// of logging it, until [`LogSink::take_captured`].
+    pub fn capture(&self) {
+        let _ = self.captured.set(Mutex::new(Vec::new()));
+    }
+
+    /// The lines kept since [`LogSink::capture`] or the last take.
+    pub fn take_captured(&self) -> Vec<String> {
+        match self.captured.get() {
+            Some(kept) => std::mem::take(&mut *kept.lock().unwrap_or_else(|p| p.into_inner())),
+            None => Vec::new(),
         }
     }
 }

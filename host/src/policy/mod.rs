@@ -158,6 +158,17 @@ impl Runtime {
         self.cancel.store(true, Ordering::Relaxed);
     }
 
+    /// Keep the log lines of every policy of this runtime instead of
+    /// logging them (`host policy run` prints them beside the decision).
+    pub fn capture_policy_log(&self) {
+        self.sink.capture();
+    }
+
+    /// The policy log lines kept since [`Runtime::capture_policy_log`].
+    pub fn captured_policy_log(&self) -> Vec<String> {
+        self.sink.take_captured()
+    }
+
     /// Policy log lines dropped because the log thread fell behind.
     pub fn log_overflow(&self) -> u64 {
         self.sink.overflow.load(Ordering::Relaxed)

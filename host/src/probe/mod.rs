@@ -222,7 +222,11 @@ impl ProbeHandle {
 pub async fn start(settings: ProbeSettings, events: mpsc::Sender<ProbeEvent>) -> anyhow::Result<ProbeHandle> {
     use anyhow::Context;
     let layout = Layout::detect().context("detecting the cgroup layout under /sys/fs/cgroup")?;
-    tracing::info!(?layout, "cgroup layout detected");
+    let described = match &layout {
+        Layout::Hybrid { root } => format!("hybrid (cgroup v1, v2 at {})", root.join("unified").display()),
+        Layout::Unified { root } => format!("cgroup v2 at {}", root.display()),
+    };
+    tracing::info!("cgroup layout: {described}");
     let shared = Arc::new(Shared::new(events));
     let (commands, command_rx) = mpsc::unbounded_channel();
     let mut tasks = Vec::new();
@@ -240,7 +244,8 @@ pub async fn start(settings: ProbeSettings, events: mpsc::Sender<ProbeEvent>) ->
                 let interval = Duration::from_secs(1);
                 tracing::warn!(
                     error = %err,
-                    "cannot load the eBPF probes; falling back to the cgroupfs probe every {interval:?} (run as root, or grant CAP_BPF and CAP_PERFMON, to get push events)"
+                    "cannot load the eBPF probes; falling back to the cgroupfs probe every {} (run as root, or grant CAP_BPF and CAP_PERFMON, to get push events)",
+                    crate::units::human_duration(interval)
                 );
                 let (probe, task) = cgroupfs::CgroupfsProbe::spawn(interval, &settings, shared.clone());
                 tasks.push(task.abort_handle());
@@ -255,13 +260,18 @@ pub async fn start(settings: ProbeSettings, events: mpsc::Sender<ProbeEvent>) ->
             settings.kind
         }
     };
-    tracing::info!(
-        ?kind,
-        window = ?settings.window,
-        sample_interval = ?settings.sample_interval,
-        ring_buffer_bytes = settings.ring_buffer_bytes,
-        "probe started"
-    );
+    let how = match kind {
+        ProbeKind::Ebpf => format!(
+            "eBPF, CPU window {}, a sample at most every {}, ring buffer {} KiB",
+            crate::units::human_duration(settings.window),
+            crate::units::human_duration(settings.sample_interval),
+            settings.ring_buffer_bytes / 1024
+        ),
+        ProbeKind::Cgroupfs { interval } => {
+            format!("cgroupfs, reading every {}", crate::units::human_duration(interval))
+        }
+    };
+    tracing::info!(ring_buffer_bytes = settings.ring_buffer_bytes, "probe started: {how}");
     Ok(ProbeHandle { inner: Arc::new(HandleInner { kind, commands, shared, kernel_drops, tasks }) })
 }
 

@@ -183,13 +183,15 @@ impl<W: Writer> Actuator<W> {
             let busy: Vec<&str> =
                 self.mailboxes.iter().filter(|(_, m)| Arc::strong_count(m) > 1).map(|(id, _)| id.as_str()).collect();
             tracing::warn!(
-                "{} actuator worker(s) still writing after {grace:?}, cancelled (services {}); \
+                "{} actuator worker(s) still writing after {}, cancelled (services {}); \
                  their outcome is unknown and will be read from swarm at the next start",
                 self.workers.len(),
+                crate::units::human_duration(grace),
                 busy.join(", ")
             );
             self.workers.abort_all();
         }
+        self.shared.audit.finish();
     }
 }
 
@@ -320,7 +322,7 @@ impl<W: Writer> Shared<W> {
                         return (pending.request, verdict);
                     }
                     let delay = backoff.next_delay();
-                    tracing::warn!(service = %request.service_name(), "cannot read the service: {err}; retrying in {delay:?}");
+                    tracing::warn!(service = %request.service_name(), "cannot read the service: {err}; retrying in {}", crate::units::human_duration(delay));
                     // Wake early for a newer decision; it is picked up above.
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
@@ -376,7 +378,7 @@ impl<W: Writer> Shared<W> {
                 Err(WriteError::Unreachable(err)) => {
                     unsettled = Some(Unsettled { request: request.clone(), from: replicas, to: target });
                     let delay = backoff.next_delay();
-                    tracing::warn!(service = %request.service_name(), "cannot update the service: {err}; retrying in {delay:?}");
+                    tracing::warn!(service = %request.service_name(), "cannot update the service: {err}; retrying in {}", crate::units::human_duration(delay));
                     tokio::time::sleep(delay).await;
                 }
                 Err(err) => {
@@ -614,9 +616,14 @@ mod tests {
         act.submit_test(request(1, 4, 0));
         tokio::time::sleep(Duration::from_millis(800)).await;
         assert_eq!(fake.0.lock().expect("lock").writes, [4], "one write, with the latest target");
-        let outcomes: Vec<String> = audit_lines(&dir).iter().map(|l| l["outcome"].to_string()).collect();
+        let lines = audit_lines(&dir);
+        let outcomes: Vec<String> = lines.iter().map(|l| l["outcome"].to_string()).collect();
         assert_eq!(outcomes.iter().filter(|o| o.contains("applied")).count(), 1);
-        assert_eq!(outcomes.iter().filter(|o| o.contains("skipped")).count(), 2, "{outcomes:?}");
+        // Two superseded decisions: the first is written, both are counted
+        // in the applied record.
+        assert_eq!(outcomes.iter().filter(|o| o.contains("skipped")).count(), 1, "{outcomes:?}");
+        let applied = lines.iter().find(|l| l["outcome"] == "applied").expect("applied");
+        assert_eq!(applied["skipped-since-last"]["superseded"], 2, "{applied}");
     }
 
     impl Actuator<FakeWriter> {

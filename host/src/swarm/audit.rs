@@ -8,10 +8,20 @@
 //! at info); with `--audit-log FILE` it is also appended to FILE as one JSON
 //! object per line. Each line is written with a single `write` on a file
 //! opened for appending, so lines from concurrent workers never interleave.
+//!
+//! A busy service is judged on every event, and while a cooldown runs most
+//! judgements are skips. Between two changes of a service (an applied,
+//! dry-run, held or failed decision) each kind of skip is written once, the
+//! first time it happens; the rest are counted, and the counts go with the
+//! record of the next change (`skipped-since-last`, by kind), or at shutdown
+//! with the last skip. The file is
+//! bounded: past `--audit-log-max-size` it is renamed to `FILE.1` (replacing
+//! the previous one) and a new FILE is started.
 
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,6 +31,10 @@ use serde::Serialize;
 use super::guardrails::{Adjustment, Request, Skip};
 use crate::metrics::Metrics;
 use crate::model::{Direction, EventKind, Metric, Unit};
+use crate::status::{Board, DecisionStatus};
+
+/// Default size of the audit file before it is rotated.
+pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
 
 /// What became of one decision: the actuator's answer, typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,6 +241,10 @@ pub struct AuditRecord {
     /// Kernel timestamp to this outcome, microseconds (for `applied`: the
     /// spec is updated).
     pub event_to_outcome_us: u64,
+    /// Skips of this service since its previous change, by kind (only the
+    /// first of each kind was written when it happened).
+    #[serde(rename = "skipped-since-last", skip_serializing_if = "BTreeMap::is_empty")]
+    pub skipped_since_last: BTreeMap<&'static str, u64>,
 }
 
 impl AuditRecord {
@@ -259,7 +277,32 @@ impl AuditRecord {
             event: AuditEvent::of(request),
             event_to_decision_us: since_event(request.decided_ns),
             event_to_outcome_us: since_event(now_ns),
+            skipped_since_last: BTreeMap::new(),
         }
+    }
+}
+
+/// The audit file, rotated past a size.
+#[derive(Debug)]
+struct Sink {
+    file: File,
+    path: PathBuf,
+    written: u64,
+    max_bytes: u64,
+}
+
+impl Sink {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<()> {
+        if self.written > 0 && self.written + line.len() as u64 > self.max_bytes {
+            let mut old = self.path.clone().into_os_string();
+            old.push(".1");
+            std::fs::rename(&self.path, &old)?;
+            self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+            self.written = 0;
+        }
+        self.file.write_all(line)?;
+        self.written += line.len() as u64;
+        Ok(())
     }
 }
 
@@ -304,27 +347,48 @@ pub struct ZeroRecord {
     pub wake_us: Option<u64>,
 }
 
+/// One service's skips since its last change.
+#[derive(Debug, Default)]
+struct Period {
+    /// Skips by kind.
+    counts: BTreeMap<&'static str, u64>,
+    /// The latest skip, written with the counts at shutdown.
+    last: Option<(AuditRecord, Verdict)>,
+}
+
 /// Where audit records go.
 #[derive(Debug, Default)]
 pub struct Audit {
     /// The `--audit-log` file, opened for appending.
-    file: Option<Mutex<File>>,
+    file: Option<Mutex<Sink>>,
     /// Counts applied scale actions for the metrics endpoint, when on.
     metrics: Option<Arc<Metrics>>,
+    /// Shows each service's last decision in `host status`, when on.
+    board: Option<Arc<Board>>,
+    /// Each service's skips since its last change, by service id.
+    periods: Mutex<HashMap<String, Period>>,
 }
 
 impl Audit {
     /// Log only (no `--audit-log`).
     pub fn log_only() -> Audit {
-        Audit { file: None, metrics: None }
+        Audit::default()
     }
 
-    /// Log, and append JSON lines to `path` (created if missing).
+    /// Log, and append JSON lines to `path` (created if missing), rotated
+    /// to `path.1` past [`DEFAULT_MAX_BYTES`].
     pub fn to_file(path: &Path) -> anyhow::Result<Audit> {
+        Audit::to_file_capped(path, DEFAULT_MAX_BYTES)
+    }
+
+    /// [`Audit::to_file`], rotated past `max_bytes`.
+    pub fn to_file_capped(path: &Path, max_bytes: u64) -> anyhow::Result<Audit> {
         let file = OpenOptions::new().create(true).append(true).open(path).with_context(|| {
             format!("cannot open the audit log {} for appending; check the path and its permissions", path.display())
         })?;
-        Ok(Audit { file: Some(Mutex::new(file)), metrics: None })
+        let written = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let sink = Sink { file, path: path.to_path_buf(), written, max_bytes: max_bytes.max(4096) };
+        Ok(Audit { file: Some(Mutex::new(sink)), ..Audit::default() })
     }
 
     /// Also count applied scale actions in `metrics`.
@@ -333,15 +397,79 @@ impl Audit {
         self
     }
 
+    /// Also show each service's last decision on `board`.
+    pub fn with_board(mut self, board: Arc<Board>) -> Audit {
+        self.board = Some(board);
+        self
+    }
+
     /// Record the verdict on one decision: a log line, and a JSON line if a
-    /// file is set.
+    /// file is set; a skip of the same kind as the one before it for the
+    /// same service is only counted (see the module doc).
     pub fn record(&self, request: &Request, verdict: Verdict, now_ns: u64) {
         let rec = AuditRecord::new(request, &verdict, now_ns);
         if let (Some(metrics), Verdict::Applied { from, to, .. }) = (&self.metrics, &verdict) {
             metrics.scale_action(&rec.service, if to > from { "up" } else { "down" });
         }
+        let mut rec = rec;
+        let mut periods = self.periods.lock().unwrap_or_else(|p| p.into_inner());
+        match &verdict {
+            Verdict::Skipped { skip, .. } => {
+                let period = periods.entry(rec.service_id.clone()).or_default();
+                let count = period.counts.entry(skip.kind()).or_insert(0);
+                *count += 1;
+                let count = *count;
+                period.last = Some((rec.clone(), verdict.clone()));
+                drop(periods);
+                self.show(&rec, count);
+                if count > 1 {
+                    return;
+                }
+            }
+            _ => {
+                if let Some(period) = periods.remove(&rec.service_id) {
+                    rec.skipped_since_last = period.counts;
+                }
+                drop(periods);
+                self.show(&rec, 1);
+            }
+        }
         self.log(&rec, &verdict);
         self.append(&rec);
+    }
+
+    /// Write the skips still counted (at shutdown), with the last of them,
+    /// so the file says how many there were.
+    pub fn finish(&self) {
+        let open: Vec<Period> =
+            self.periods.lock().unwrap_or_else(|p| p.into_inner()).drain().map(|(_, period)| period).collect();
+        for period in open {
+            if let Period { counts, last: Some((mut last, verdict)) } = period
+                && counts.values().any(|n| *n > 1)
+            {
+                last.skipped_since_last = counts;
+                self.log(&last, &verdict);
+                self.append(&last);
+            }
+        }
+    }
+
+    fn show(&self, rec: &AuditRecord, repeated: u64) {
+        let Some(board) = &self.board else { return };
+        let outcome = serde_json::to_value(rec.outcome).ok().and_then(|v| v.as_str().map(str::to_string));
+        board.record_decision(
+            &rec.service_id,
+            DecisionStatus {
+                time_unix_ms: rec.time_unix_ms,
+                outcome: outcome.unwrap_or_default(),
+                from: rec.from,
+                to: rec.to,
+                requested: rec.requested,
+                reason: rec.reason.clone(),
+                skip: rec.skip.clone(),
+                repeated,
+            },
+        );
     }
 
     fn log(&self, rec: &AuditRecord, verdict: &Verdict) {
@@ -353,29 +481,35 @@ impl Audit {
         };
         let guardrails = if rec.guardrails.is_empty() { "none".to_string() } else { rec.guardrails.join(", ") };
         let (service, policy, kernel_ns) = (&rec.service, &rec.policy, rec.event.timestamp_ns);
+        let times = if rec.skipped_since_last.is_empty() {
+            String::new()
+        } else {
+            let counts: Vec<String> = rec.skipped_since_last.iter().map(|(kind, n)| format!("{kind} {n}")).collect();
+            format!("; skipped since the last change: {}", counts.join(", "))
+        };
         match verdict {
             Verdict::Applied { .. } => tracing::info!(
                 target: "audit", service = %service, policy = %policy, kernel_ns, latency_us = rec.event_to_outcome_us,
-                "scaled {service} {change}: {} (trigger: {trigger}; guardrails: {guardrails})", rec.reason
+                "scaled {service} {change}: {} (trigger: {trigger}; guardrails: {guardrails}{times})", rec.reason
             ),
             Verdict::DryRun { .. } => tracing::info!(
                 target: "audit", service = %service, policy = %policy, kernel_ns,
-                "dry-run: would scale {service} {change}: {} (trigger: {trigger}; guardrails: {guardrails})", rec.reason
+                "dry-run: would scale {service} {change}: {} (trigger: {trigger}; guardrails: {guardrails}{times})", rec.reason
             ),
             Verdict::Held { for_ns } => tracing::info!(
                 target: "audit", service = %service, policy = %policy, kernel_ns,
-                "holding {service} at {}: no scale-in for {:.1?}: {}", rec.seen, Duration::from_nanos(*for_ns), rec.reason
+                "holding {service} at {}: no scale-in for {}: {}", rec.seen, crate::units::human_duration(Duration::from_nanos(*for_ns)), rec.reason
             ),
             // Routine skips (a cooldown running, a target already reached, a
             // newer decision) come with every event of a busy service: the
-            // JSON audit log keeps them all, the text log at debug level.
+            // text log shows them at debug level.
             Verdict::Skipped { skip, .. } if skip.is_routine() => tracing::debug!(
                 target: "audit", service = %service, policy = %policy, kernel_ns,
-                "skipped {service} {change}: {skip} (policy: {}; trigger: {trigger}; guardrails: {guardrails})", rec.reason
+                "skipped {service} {change}: {skip} (policy: {}; trigger: {trigger}; guardrails: {guardrails}{times})", rec.reason
             ),
             Verdict::Skipped { skip, .. } => tracing::info!(
                 target: "audit", service = %service, policy = %policy, kernel_ns,
-                "skipped {service} {change}: {skip} (policy: {}; trigger: {trigger}; guardrails: {guardrails})", rec.reason
+                "skipped {service} {change}: {skip} (policy: {}; trigger: {trigger}; guardrails: {guardrails}{times})", rec.reason
             ),
             Verdict::Failed { error, .. } => tracing::warn!(
                 target: "audit", service = %service, policy = %policy, kernel_ns,
@@ -411,9 +545,9 @@ impl Audit {
         match serde_json::to_string(rec) {
             Ok(mut line) => {
                 line.push('\n');
-                let mut file = file.lock().unwrap_or_else(|p| p.into_inner());
-                if let Err(err) = file.write_all(line.as_bytes()) {
-                    tracing::error!("cannot write to the audit log: {err}");
+                let mut sink = file.lock().unwrap_or_else(|p| p.into_inner());
+                if let Err(err) = sink.write(line.as_bytes()) {
+                    tracing::error!("cannot write to the audit log {}: {err}", sink.path.display());
                 }
             }
             Err(err) => tracing::error!("cannot encode an audit record: {err}"),
@@ -439,6 +573,73 @@ mod tests {
             seen: 1,
             decided_ns: 5_042,
         }
+    }
+
+    fn cooldown(ms: u64) -> Verdict {
+        Verdict::Skipped {
+            from: Some(1),
+            to: Some(2),
+            adjustments: vec![],
+            skip: Skip::Cooldown { way: super::super::guardrails::Way::Up, remaining: Duration::from_millis(ms) },
+        }
+    }
+
+    #[test]
+    fn a_run_of_skips_is_written_once_with_its_count() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("audit.jsonl");
+        let board = Arc::new(Board::default());
+        board.update("s1", |s| s.service = "web".into());
+        let audit = Audit::to_file(&path).expect("open").with_board(board.clone());
+        let mut request = request();
+        request.event.service_id = "s1".into();
+        audit.record(&request, Verdict::Applied { from: 1, to: 2, adjustments: vec![] }, 1);
+        for ms in [900, 700, 500, 300] {
+            audit.record(&request, cooldown(ms), 1);
+        }
+        let report = board.report(0);
+        let last = report.services[0].last_decision.clone().expect("last decision");
+        assert_eq!((last.outcome.as_str(), last.repeated), ("skipped", 4), "the fourth cooldown skip in a row");
+        assert!(last.skip.as_deref().is_some_and(|s| s.contains("cooldown.up: 300ms to go")), "{last:?}");
+        let unchanged =
+            Verdict::Skipped { from: Some(2), to: Some(2), adjustments: vec![], skip: Skip::Unchanged { current: 2 } };
+        audit.record(&request, unchanged.clone(), 1);
+        audit.record(&request, unchanged, 1);
+        audit.record(&request, Verdict::Applied { from: 2, to: 3, adjustments: vec![] }, 1);
+        audit.record(&request, cooldown(100), 1);
+        audit.finish();
+        let text = std::fs::read_to_string(&path).expect("read");
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+        let summary: Vec<(String, String)> = lines
+            .iter()
+            .map(|l| {
+                let what = format!("{} {}", l["outcome"].as_str().unwrap_or(""), l["skip"].as_str().unwrap_or(""));
+                (what, l["skipped-since-last"].to_string())
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("applied ".to_string(), "null".to_string()),
+                ("skipped cooldown.up: 900ms to go".to_string(), "null".to_string()),
+                ("skipped already at 2 replicas".to_string(), "null".to_string()),
+                ("applied ".to_string(), r#"{"cooldown-up":4,"unchanged":2}"#.to_string()),
+                ("skipped cooldown.up: 100ms to go".to_string(), "null".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_file_is_rotated_past_its_cap() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("audit.jsonl");
+        let audit = Audit::to_file_capped(&path, 4096).expect("open");
+        for to in 0..40 {
+            audit.record(&request(), Verdict::Applied { from: 1, to, adjustments: vec![] }, 1);
+        }
+        let current = std::fs::metadata(&path).expect("current").len();
+        let rotated = std::fs::metadata(dir.path().join("audit.jsonl.1")).expect("rotated").len();
+        assert!(current <= 4096 && rotated <= 4096 && rotated > 0, "{current} {rotated}");
     }
 
     #[test]

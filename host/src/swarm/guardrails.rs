@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use super::labels::ServiceConfig;
 use crate::model::{Decision, Event};
+use crate::units::human_duration;
 
 /// Daemon-wide actuator settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -242,13 +243,17 @@ pub enum Skip {
 impl std::fmt::Display for Skip {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Skip::Stale { age, bound } => write!(f, "stale: the event is {age:.1?} old (bound {bound:?})"),
+            Skip::Stale { age, bound } => {
+                write!(f, "stale: the event is {} old (bound {})", human_duration(*age), human_duration(*bound))
+            }
             Skip::ReplicasChanged { seen, now } => {
                 write!(f, "replicas changed since the policy decided ({seen} -> {now}); the newer value stands")
             }
             Skip::Unchanged { current } => write!(f, "already at {current} replicas"),
-            Skip::Cooldown { way, remaining } => write!(f, "cooldown.{way}: {remaining:.1?} to go"),
-            Skip::Held { remaining } => write!(f, "scale-in held by the policy for {remaining:.1?} more"),
+            Skip::Cooldown { way, remaining } => write!(f, "cooldown.{way}: {} to go", human_duration(*remaining)),
+            Skip::Held { remaining } => {
+                write!(f, "scale-in held by the policy for {} more", human_duration(*remaining))
+            }
             Skip::Superseded => write!(f, "superseded by a newer decision"),
             Skip::ServiceGone => write!(f, "the service is gone or no longer replicated"),
             Skip::ShuttingDown => write!(f, "the daemon stopped before it was applied"),
@@ -257,6 +262,22 @@ impl std::fmt::Display for Skip {
 }
 
 impl Skip {
+    /// The kind of skip, without its figures: the audit writes one record
+    /// per run of skips of the same kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Skip::Stale { .. } => "stale",
+            Skip::ReplicasChanged { .. } => "replicas-changed",
+            Skip::Unchanged { .. } => "unchanged",
+            Skip::Cooldown { way: Way::Up, .. } => "cooldown-up",
+            Skip::Cooldown { .. } => "cooldown-down",
+            Skip::Held { .. } => "held",
+            Skip::Superseded => "superseded",
+            Skip::ServiceGone => "service-gone",
+            Skip::ShuttingDown => "shutting-down",
+        }
+    }
+
     /// Skips that every busy service produces all the time (a cooldown
     /// running, a target already reached, a newer decision): the text log
     /// shows them at debug level only.

@@ -6,7 +6,8 @@
 //! Optional, checked here because the daemon itself uses them:
 //! - `autoscale.<metric>.upper` / `.lower` for `cpu` (fraction of the
 //!   container's CPU limit, or cores without one), `memory` (bytes; `k`, `M`,
-//!   `G`, `T`, `Ki`, `Mi`, `Gi`, `Ti` suffixes) and `connections` (open
+//!   `G`, `T`, `Ki`, `Mi`, `Gi`, `Ti` suffixes, and Docker's own `512m`,
+//!   `512MB`, `1g`, read as Docker reads them, in powers of 1024) and `connections` (open
 //!   connections per container): the thresholds the probes push crossings of;
 //! - `autoscale.cooldown.up` / `.down` (`30s`, `500ms`, `2m`, or `0`);
 //! - `autoscale.step.max`: most replicas added or removed by one update;
@@ -131,6 +132,15 @@ pub struct LabelError {
 }
 
 impl LabelError {
+    /// The problem without the service's name, for a line that already
+    /// names it: `label autoscale.max="lots" is not a whole number of replicas`.
+    pub fn short(&self) -> String {
+        match &self.value {
+            Some(value) => format!("label {}={:?} {}", self.label, value, self.problem),
+            None => format!("label {} is missing ({})", self.label, self.problem),
+        }
+    }
+
     fn describe(&self) -> String {
         match &self.value {
             Some(value) => format!(
@@ -149,6 +159,42 @@ impl LabelError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
 pub struct LabelErrors(pub Vec<LabelError>);
+
+/// Every `autoscale.*` label without the prefix, sorted by name: what a
+/// policy receives as settings, and what the daemon checks label names in.
+pub fn settings_of(labels: &HashMap<String, String>) -> Vec<(String, String)> {
+    let mut settings: Vec<(String, String)> =
+        labels.iter().filter_map(|(k, v)| k.strip_prefix(PREFIX).map(|k| (k.to_string(), v.clone()))).collect();
+    settings.sort();
+    settings
+}
+
+/// Why a service that looks opted in is not: it has `autoscale.*` labels,
+/// or a label close to `autoscale.enable`, but no `autoscale.enable` at all.
+/// `None` for a service with no such labels, or with `autoscale.enable`
+/// (true or false: a `false` is a deliberate choice).
+pub fn not_opted_in(labels: &HashMap<String, String>) -> Option<String> {
+    const SWITCH: &str = "autoscale.enable";
+    if labels.contains_key(SWITCH) {
+        return None;
+    }
+    let mut names: Vec<&str> = labels.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    // A misspelt switch (`autoscale.enabled`, `autoscaler.enable`, `Autoscale.Enable`).
+    if let Some(near) =
+        names.iter().find(|name| crate::model::settings::edit_distance(&name.to_ascii_lowercase(), SWITCH) <= 2)
+    {
+        let value = labels.get(*near).map(String::as_str).unwrap_or_default();
+        return Some(format!("it has the label {near}={value:?} but not {SWITCH}=true (did you mean {SWITCH}?)"));
+    }
+    let ours: Vec<&str> = names.iter().copied().filter(|n| n.starts_with(PREFIX)).collect();
+    if ours.is_empty() {
+        return None;
+    }
+    let shown: Vec<&str> = ours.iter().copied().take(3).collect();
+    let more = if ours.len() > shown.len() { format!(" and {} more", ours.len() - shown.len()) } else { String::new() };
+    Some(format!("it has autoscale labels ({}{more}) but not {SWITCH}=true", shown.join(", ")))
+}
 
 /// Parse a service's labels. `Ok(None)`: the service did not opt in
 /// (`autoscale.enable` missing or false). `Err`: it opted in, but some
@@ -296,9 +342,7 @@ pub fn parse(service: &str, labels: &HashMap<String, String>) -> Result<Option<S
     if !errors.is_empty() {
         return Err(LabelErrors(errors));
     }
-    let mut settings: Vec<(String, String)> =
-        labels.iter().filter_map(|(k, v)| k.strip_prefix(PREFIX).map(|k| (k.to_string(), v.clone()))).collect();
-    settings.sort();
+    let settings = settings_of(labels);
     // Both are `Some` here: a `None` always pushed an error above.
     let (Some(min), Some(max)) = (min, max) else { return Err(LabelErrors(errors)) };
     Ok(Some(ServiceConfig {
@@ -345,7 +389,7 @@ fn derive_bands_from_targets(labels: &HashMap<String, String>, thresholds: &mut 
 fn unit_hint(metric: &str) -> &'static str {
     match metric {
         "cpu" => "is not a non-negative number (a fraction of the CPU limit, or cores without one, e.g. 0.8)",
-        "memory" => "is not a non-negative size in bytes (e.g. 268435456, 256Mi, 1G)",
+        "memory" => "is not a non-negative size in bytes (e.g. 268435456, 256Mi, 256MB, 256m, 1G)",
         _ => "is not a non-negative number of open connections",
     }
 }
@@ -397,6 +441,36 @@ mod tests {
         assert_eq!(parse("web", &labels(&[])), Ok(None));
         assert_eq!(parse("web", &labels(&[("autoscale.policy", "threshold"), ("other", "x")])), Ok(None));
         assert_eq!(parse("web", &with(&[("autoscale.enable", "false")])), Ok(None));
+    }
+
+    #[test]
+    fn services_that_look_opted_in_are_told_why_they_are_not() {
+        let mut typo = with(&[]);
+        typo.remove("autoscale.enable");
+        typo.insert("autoscale.enabled".into(), "true".into());
+        assert_eq!(parse("web", &typo), Ok(None));
+        assert_eq!(
+            not_opted_in(&typo).as_deref(),
+            Some(
+                "it has the label autoscale.enabled=\"true\" but not autoscale.enable=true (did you mean autoscale.enable?)"
+            )
+        );
+        let mut other = labels(&[("autoscaler.enable", "yes")]);
+        assert!(not_opted_in(&other).is_some_and(|r| r.contains("autoscaler.enable")));
+        other = labels(&[
+            ("autoscale.policy", "threshold"),
+            ("autoscale.min", "1"),
+            ("autoscale.max", "3"),
+            ("autoscale.cpu.upper", "1"),
+        ]);
+        assert_eq!(
+            not_opted_in(&other).as_deref(),
+            Some(
+                "it has autoscale labels (autoscale.cpu.upper, autoscale.max, autoscale.min and 1 more) but not autoscale.enable=true"
+            )
+        );
+        assert_eq!(not_opted_in(&with(&[("autoscale.enable", "false")])), None, "false is a choice");
+        assert_eq!(not_opted_in(&labels(&[("com.example", "x")])), None);
     }
 
     #[test]
@@ -477,7 +551,7 @@ mod tests {
             ("autoscale.idle", "100ms"),
             ("autoscale.cpu.upper", "high"),
             ("autoscale.cpu.lower", "-0.5"),
-            ("autoscale.memory.upper", "64MB"),
+            ("autoscale.memory.upper", "64XB"),
             ("autoscale.connections.lower", "NaN"),
             ("autoscale.cooldown.up", "30"),
             ("autoscale.cooldown.down", "soon"),
@@ -548,7 +622,9 @@ mod tests {
         assert_eq!(parse_quantity("1.5G"), Some(1.5e9));
         assert_eq!(parse_quantity("64Mi"), Some(64.0 * 1024.0 * 1024.0));
         assert_eq!(parse_quantity(" 2k "), Some(2000.0));
-        assert_eq!(parse_quantity("64MB"), None);
+        assert_eq!(parse_quantity("64MB"), Some(64.0 * 1024.0 * 1024.0));
+        assert_eq!(parse_quantity("512m"), Some(512.0 * 1024.0 * 1024.0));
+        assert_eq!(parse_quantity("1g"), Some(1024.0 * 1024.0 * 1024.0));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));

@@ -98,10 +98,19 @@ pub enum Change {
 pub enum Status {
     /// No `autoscale.enable=true`: not ours.
     NotEnabled,
+    /// Looks opted in (`autoscale.*` labels, a misspelt switch) but has no
+    /// `autoscale.enable`: not ours, and the operator is told why.
+    NotOptedIn(String),
     /// Opted in, but a global or job service: replicas are not ours to set.
     NotReplicated,
     /// Opted in with labels that do not parse: left alone until fixed.
-    Invalid(LabelErrors),
+    Invalid {
+        /// Every problem, each naming label and value.
+        errors: LabelErrors,
+        /// Its `autoscale.*` labels without the prefix, for the checks that
+        /// need the policies (the policy's name, unknown label names).
+        settings: Vec<(String, String)>,
+    },
     /// Autoscaled with this configuration.
     Active(Arc<ServiceConfig>),
 }
@@ -147,6 +156,15 @@ pub enum Notice {
         service: String,
         /// Every problem, each naming label and value.
         errors: LabelErrors,
+        /// Its `autoscale.*` labels without the prefix.
+        settings: Vec<(String, String)>,
+    },
+    /// Looks opted in but is not (see [`Status::NotOptedIn`]).
+    NotOptedIn {
+        /// Service name.
+        service: String,
+        /// Why, in words.
+        reason: String,
     },
     /// Opted in, but not a replicated service.
     NotReplicated {
@@ -205,6 +223,11 @@ impl Inventory {
     /// The running task containers of a service on this node.
     pub fn containers_of<'a>(&'a self, service_id: &'a str) -> impl Iterator<Item = &'a ContainerInfo> + 'a {
         self.containers.values().filter(move |c| c.service_id == service_id)
+    }
+
+    /// Every known service, autoscaled or not.
+    pub fn services(&self) -> impl Iterator<Item = &ServiceEntry> {
+        self.services.values()
     }
 
     /// Autoscaled services.
@@ -275,8 +298,11 @@ impl Inventory {
 
     fn upsert_service(&mut self, info: ServiceInfo, effects: &mut Effects) {
         let status = match (labels::parse(&info.name, &info.labels), info.replicas) {
-            (Ok(None), _) => Status::NotEnabled,
-            (Err(errors), _) => Status::Invalid(errors),
+            (Ok(None), _) => match labels::not_opted_in(&info.labels) {
+                Some(reason) => Status::NotOptedIn(reason),
+                None => Status::NotEnabled,
+            },
+            (Err(errors), _) => Status::Invalid { errors, settings: labels::settings_of(&info.labels) },
             (Ok(Some(_)), None) => Status::NotReplicated,
             (Ok(Some(config)), Some(_)) => Status::Active(Arc::new(config)),
         };
@@ -285,7 +311,14 @@ impl Inventory {
             let service = info.name.clone();
             match &status {
                 Status::Active(config) => effects.notices.push(Notice::Enabled { service, config: config.clone() }),
-                Status::Invalid(errors) => effects.notices.push(Notice::Invalid { service, errors: errors.clone() }),
+                Status::Invalid { errors, settings } => effects.notices.push(Notice::Invalid {
+                    service,
+                    errors: errors.clone(),
+                    settings: settings.clone(),
+                }),
+                Status::NotOptedIn(reason) => {
+                    effects.notices.push(Notice::NotOptedIn { service, reason: reason.clone() })
+                }
                 Status::NotReplicated => effects.notices.push(Notice::NotReplicated { service }),
                 Status::NotEnabled if matches!(previous, Some(Status::Active(_))) => {
                     effects.notices.push(Notice::Disabled { service });
@@ -433,7 +466,7 @@ mod tests {
         assert_eq!(effects.untrack, ["c1"]);
         assert_eq!(effects.retired, ["s1"]);
         match effects.notices.as_slice() {
-            [Notice::Invalid { service, errors }] => {
+            [Notice::Invalid { service, errors, .. }] => {
                 assert_eq!(service, "web");
                 assert_eq!(errors.0[0].label, "autoscale.max");
             }

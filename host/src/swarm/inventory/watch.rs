@@ -67,8 +67,14 @@ pub async fn watch(docker: Docker, changes: mpsc::Sender<Change>, scope: Scope) 
         }
         let delay = backoff.next_delay();
         match result {
-            Ok(()) => tracing::warn!("docker closed the event stream; reconnecting in {delay:?}"),
-            Err(err) => tracing::warn!("lost the docker event stream: {err}; reconnecting in {delay:?}"),
+            Ok(()) => tracing::warn!(
+                "docker closed the event stream; reconnecting in {}",
+                crate::units::human_duration(delay)
+            ),
+            Err(err) => tracing::warn!(
+                "lost the docker event stream: {err}; reconnecting in {}",
+                crate::units::human_duration(delay)
+            ),
         }
         tokio::time::sleep(delay).await;
     }

@@ -1,0 +1,546 @@
+//! What the daemon knows about every service it looks at, for people:
+//! `host status`, `GET /status` beside `/metrics`, and the per-service
+//! Prometheus series.
+//!
+//! A leaf module like [`crate::metrics`]: the event loop writes a service's
+//! configuration, problems and latest readings into the [`Board`], the
+//! audit writes each decision's outcome, and the metrics endpoint reads a
+//! snapshot. Writers hold the lock for a map lookup and a few assignments;
+//! a reader never waits for a policy call or for Docker.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Stats;
+use crate::units::human_duration;
+
+/// One metric of one service: the latest reading and the service view.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct MetricStatus {
+    /// `cpu`, `memory`, `connections`, ...
+    pub metric: String,
+    /// The unit of the values (WIT name).
+    pub unit: String,
+    /// The latest value any replica reported.
+    pub latest: f64,
+    /// The replica that reported it (short container id).
+    pub latest_container: String,
+    /// Wall-clock time of that reading, ms since the Unix epoch.
+    pub latest_unix_ms: u64,
+    /// The service aggregate the policy last decided on; `None` before the
+    /// first decision.
+    pub aggregate: Option<Stats>,
+    /// Replicas counted in `aggregate`.
+    pub reporting: u32,
+    /// Replicas still warming up, left out of `aggregate`.
+    pub warming: u32,
+}
+
+/// The outcome of the latest decision of a service's policy.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct DecisionStatus {
+    /// Wall-clock time, ms since the Unix epoch.
+    pub time_unix_ms: u64,
+    /// `applied`, `dry-run`, `held`, `skipped` or `failed`.
+    pub outcome: String,
+    /// Replicas before, when read.
+    pub from: Option<u32>,
+    /// Replicas after the guardrails, when judged.
+    pub to: Option<u32>,
+    /// What the policy asked for (`None` for a hold).
+    pub requested: Option<u32>,
+    /// The policy's reason.
+    pub reason: String,
+    /// Why it was skipped or failed.
+    pub skip: Option<String>,
+    /// For a skip: how many of its kind since the service's last change.
+    pub repeated: u64,
+}
+
+/// Everything `host status` shows about one service.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ServiceStatus {
+    /// Service name.
+    pub service: String,
+    /// Swarm service id.
+    pub id: String,
+    /// Whether the daemon decides for it now.
+    pub autoscaled: bool,
+    /// `autoscale.policy`, when given.
+    pub policy: Option<String>,
+    /// The first 12 hex digits of the loaded policy's SHA-256.
+    pub policy_version: Option<String>,
+    /// The policy's contract version.
+    pub contract: Option<String>,
+    /// `autoscale.min`.
+    pub min: Option<u32>,
+    /// `autoscale.max`.
+    pub max: Option<u32>,
+    /// Replicas in the spec at the last read.
+    pub current_replicas: Option<u32>,
+    /// Replicas the last applied (or dry-run) decision set.
+    pub desired_replicas: Option<u32>,
+    /// One entry per metric measured.
+    pub metrics: Vec<MetricStatus>,
+    /// The latest decision's outcome.
+    pub last_decision: Option<DecisionStatus>,
+    /// Decisions by outcome since the daemon started.
+    pub decisions: BTreeMap<String, u64>,
+    /// Time before a scale-up may be written, ms (0: none running).
+    pub cooldown_up_remaining_ms: u64,
+    /// Time before a scale-down may be written, ms.
+    pub cooldown_down_remaining_ms: u64,
+    /// Why it is not autoscaled, one phrase each.
+    pub problems: Vec<String>,
+    /// What is odd but does not stop it (an unknown label name).
+    pub warnings: Vec<String>,
+    /// Cooldowns and the last scale, to compute the remaining times.
+    #[serde(skip)]
+    pub clock: Cooldowns,
+}
+
+/// A service's cooldowns and last scale action, CLOCK_MONOTONIC ns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Cooldowns {
+    /// Effective `cooldown.up`.
+    pub up: Duration,
+    /// Effective `cooldown.down`.
+    pub down: Duration,
+    /// The last scale action of either kind.
+    pub last_scale_ns: Option<u64>,
+}
+
+impl Cooldowns {
+    fn remaining(&self, cooldown: Duration, now_ns: u64) -> Duration {
+        match self.last_scale_ns {
+            Some(at) => cooldown.saturating_sub(Duration::from_nanos(now_ns.saturating_sub(at))),
+            None => Duration::ZERO,
+        }
+    }
+}
+
+/// The daemon's answer to `GET /status`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct StatusReport {
+    /// The daemon's version.
+    pub version: String,
+    /// Whether it has read Swarm and the policies folder.
+    pub ready: bool,
+    /// Loaded policies, by name.
+    pub policies: Vec<String>,
+    /// Services with autoscale labels (opted in or looking like it), by name.
+    pub services: Vec<ServiceStatus>,
+}
+
+/// The shared record every part writes into and the endpoint reads.
+#[derive(Debug, Default)]
+pub struct Board {
+    services: Mutex<BTreeMap<String, ServiceStatus>>,
+    policies: Mutex<Vec<String>>,
+    ready: AtomicBool,
+}
+
+impl Board {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, ServiceStatus>> {
+        // Plain data; a panic between two assignments leaves nothing unsafe.
+        self.services.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Change the entry of service `id` (created empty if missing).
+    pub fn update(&self, id: &str, change: impl FnOnce(&mut ServiceStatus)) {
+        let mut services = self.lock();
+        let entry =
+            services.entry(id.to_string()).or_insert_with(|| ServiceStatus { id: id.into(), ..Default::default() });
+        change(entry);
+    }
+
+    /// Change the entry of service `id` only if it exists.
+    pub fn update_existing(&self, id: &str, change: impl FnOnce(&mut ServiceStatus)) {
+        if let Some(entry) = self.lock().get_mut(id) {
+            change(entry);
+        }
+    }
+
+    /// Forget a service (removed, or no longer labelled).
+    pub fn remove(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
+    /// Forget every service (Docker came back: everything is read again).
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    /// A decision's outcome for service `id`: the last decision, counted by
+    /// outcome, and the desired replicas when it set them.
+    pub fn record_decision(&self, id: &str, decision: DecisionStatus) {
+        self.update_existing(id, |s| {
+            *s.decisions.entry(decision.outcome.clone()).or_insert(0) += 1;
+            if matches!(decision.outcome.as_str(), "applied" | "dry-run") {
+                s.desired_replicas = decision.to;
+            }
+            s.last_decision = Some(decision);
+        });
+    }
+
+    /// The loaded policies' names.
+    pub fn set_policies(&self, names: Vec<String>) {
+        *self.policies.lock().unwrap_or_else(|p| p.into_inner()) = names;
+    }
+
+    /// Swarm and the policies folder were read (or, `false`, Docker is away).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Whether the daemon is ready: `/readyz`.
+    pub fn ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Every service's status at `now_ns` (CLOCK_MONOTONIC), by name.
+    pub fn report(&self, now_ns: u64) -> StatusReport {
+        let mut services: Vec<ServiceStatus> = self
+            .lock()
+            .values()
+            .map(|s| {
+                let mut s = s.clone();
+                s.cooldown_up_remaining_ms = millis(s.clock.remaining(s.clock.up, now_ns));
+                s.cooldown_down_remaining_ms = millis(s.clock.remaining(s.clock.down, now_ns));
+                s
+            })
+            .collect();
+        services.sort_by(|a, b| a.service.cmp(&b.service));
+        StatusReport {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            ready: self.ready(),
+            policies: self.policies.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            services,
+        }
+    }
+
+    /// The per-service Prometheus families, appended to `out`.
+    pub fn render_metrics(&self, out: &mut String) {
+        let services = self.lock();
+        let family = |out: &mut String, name: &str, help: &str, kind: &str| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        family(out, "autoscaler_service_replicas", "Replicas in the service spec at the last read.", "gauge");
+        for s in services.values().filter(|s| s.autoscaled) {
+            if let Some(n) = s.current_replicas {
+                let _ = writeln!(out, "autoscaler_service_replicas{{service=\"{}\"}} {n}", esc(&s.service));
+            }
+        }
+        family(out, "autoscaler_service_desired_replicas", "Replicas the last applied decision set.", "gauge");
+        for s in services.values().filter(|s| s.autoscaled) {
+            if let Some(n) = s.desired_replicas.or(s.current_replicas) {
+                let _ = writeln!(out, "autoscaler_service_desired_replicas{{service=\"{}\"}} {n}", esc(&s.service));
+            }
+        }
+        family(
+            out,
+            "autoscaler_service_metric",
+            "The service aggregate the policy last decided on, by metric and statistic (mean, min, max).",
+            "gauge",
+        );
+        for s in services.values() {
+            for m in &s.metrics {
+                let Some(agg) = m.aggregate else { continue };
+                for (stat, value) in [("mean", agg.mean), ("min", agg.min), ("max", agg.max)] {
+                    let _ = writeln!(
+                        out,
+                        "autoscaler_service_metric{{service=\"{}\",metric=\"{}\",stat=\"{stat}\"}} {value}",
+                        esc(&s.service),
+                        esc(&m.metric)
+                    );
+                }
+            }
+        }
+        family(out, "autoscaler_service_decisions_total", "Decisions by service and outcome.", "counter");
+        for s in services.values() {
+            for (outcome, n) in &s.decisions {
+                let _ = writeln!(
+                    out,
+                    "autoscaler_service_decisions_total{{service=\"{}\",outcome=\"{}\"}} {n}",
+                    esc(&s.service),
+                    esc(outcome)
+                );
+            }
+        }
+        family(
+            out,
+            "autoscaler_service_config_errors",
+            "Configuration problems that keep a service from being autoscaled (0: none).",
+            "gauge",
+        );
+        for s in services.values() {
+            let _ = writeln!(
+                out,
+                "autoscaler_service_config_errors{{service=\"{}\"}} {}",
+                esc(&s.service),
+                s.problems.len()
+            );
+        }
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn esc(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// `host status` as text: one block per service.
+pub fn render_text(report: &StatusReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "autoscaler {} ({}); policies: {}",
+        report.version,
+        if report.ready { "ready" } else { "not ready" },
+        if report.policies.is_empty() { "none".to_string() } else { report.policies.join(", ") }
+    );
+    if report.services.is_empty() {
+        let _ = writeln!(out, "no service has autoscale labels");
+    }
+    for s in &report.services {
+        let _ = writeln!(out, "\n{}", s.service);
+        let policy = match (&s.policy, &s.policy_version) {
+            (Some(p), Some(v)) => format!(
+                "{p} (version {v}{})",
+                s.contract.as_ref().map(|c| format!(", contract {c}")).unwrap_or_default()
+            ),
+            (Some(p), None) => format!("{p} (not loaded)"),
+            (None, _) => "none".to_string(),
+        };
+        let _ = writeln!(out, "  state:     {}", if s.autoscaled { "autoscaled" } else { "not autoscaled" });
+        let _ = writeln!(out, "  policy:    {policy}");
+        if let (Some(min), Some(max)) = (s.min, s.max) {
+            let replicas = s.current_replicas.map(|n| format!("{n}")).unwrap_or_else(|| "?".into());
+            let desired = match s.desired_replicas {
+                Some(d) if Some(d) != s.current_replicas => format!(", desired {d}"),
+                _ => String::new(),
+            };
+            let _ = writeln!(out, "  replicas:  {replicas}{desired} (bounds {min}..={max})");
+        }
+        for m in &s.metrics {
+            let aggregate = match m.aggregate {
+                Some(a) => format!(
+                    "service mean {} (min {}, max {}) over {} replica{}",
+                    value(a.mean, &m.unit),
+                    value(a.min, &m.unit),
+                    value(a.max, &m.unit),
+                    m.reporting,
+                    if m.reporting == 1 { "" } else { "s" }
+                ),
+                None => "no service aggregate yet".to_string(),
+            };
+            let warming = if m.warming > 0 { format!(", {} warming up", m.warming) } else { String::new() };
+            let _ = writeln!(
+                out,
+                "  {:<10} latest {} ({}); {aggregate}{warming}",
+                format!("{}:", m.metric),
+                value(m.latest, &m.unit),
+                m.latest_container
+            );
+        }
+        match &s.last_decision {
+            Some(d) => {
+                let change = match (d.from, d.to, d.requested) {
+                    (Some(f), Some(t), _) => format!("{f} -> {t}"),
+                    (_, _, Some(r)) => format!("asked {r}"),
+                    _ => String::new(),
+                };
+                let why = d.skip.as_ref().map(|s| format!(": {s}")).unwrap_or_default();
+                let times = if d.repeated > 1 {
+                    format!(" ({} times since the last change)", d.repeated)
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(out, "  last:      {} {change}{why}{times}; policy: {}", d.outcome, d.reason);
+            }
+            None if s.autoscaled => {
+                let _ = writeln!(out, "  last:      no decision yet");
+            }
+            None => {}
+        }
+        if s.autoscaled {
+            let cooldown = |ms: u64| {
+                if ms == 0 {
+                    "ready".to_string()
+                } else {
+                    format!("{} to go", human_duration(Duration::from_millis(ms)))
+                }
+            };
+            let _ = writeln!(
+                out,
+                "  cooldown:  up {}, down {}",
+                cooldown(s.cooldown_up_remaining_ms),
+                cooldown(s.cooldown_down_remaining_ms)
+            );
+        }
+        for p in &s.problems {
+            let _ = writeln!(out, "  problem:   {p}");
+        }
+        for w in &s.warnings {
+            let _ = writeln!(out, "  warning:   {w}");
+        }
+    }
+    out
+}
+
+/// How long `host status` waits for the daemon.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `GET path` on the daemon's endpoint at `addr`: the status code and body.
+fn get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
+    use anyhow::Context;
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    let target = addr
+        .to_socket_addrs()
+        .with_context(|| format!("{addr:?} is not an address like 127.0.0.1:9464"))?
+        .next()
+        .with_context(|| format!("{addr} names no address"))?;
+    let mut conn = std::net::TcpStream::connect_timeout(&target, CLIENT_TIMEOUT).with_context(|| {
+        format!("no autoscaler answers on {addr}; is the daemon running, and is --addr its --metrics-addr?")
+    })?;
+    conn.set_read_timeout(Some(CLIENT_TIMEOUT))?;
+    conn.set_write_timeout(Some(CLIENT_TIMEOUT))?;
+    write!(conn, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut response = String::new();
+    conn.read_to_string(&mut response).with_context(|| format!("reading the answer of {addr}"))?;
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    Ok((code, body.to_string()))
+}
+
+/// `host status [SERVICE]`: ask the daemon at `addr` and print its answer,
+/// as text or as its JSON. `Ok(false)`: the service is unknown to it.
+pub fn print(addr: &str, service: Option<&str>, json: bool) -> anyhow::Result<bool> {
+    let path = match service {
+        Some(name) => format!("/status/{name}"),
+        None => "/status".to_string(),
+    };
+    let (code, body) = get(addr, &path)?;
+    match code {
+        200 => {}
+        404 if service.is_some() => {
+            eprintln!("{}", body.trim());
+            return Ok(false);
+        }
+        _ => anyhow::bail!("the daemon on {addr} answered {code} to {path}: {}", body.trim()),
+    }
+    if json {
+        println!("{body}");
+        return Ok(true);
+    }
+    let report: StatusReport = serde_json::from_str(&body)
+        .map_err(|err| anyhow::anyhow!("the daemon on {addr} sent a status this host cannot read: {err}"))?;
+    print!("{}", render_text(&report));
+    Ok(true)
+}
+
+/// A value with its unit, for people.
+fn value(v: f64, unit: &str) -> String {
+    match unit {
+        "fraction-of-limit" => format!("{:.0}% of limit", v * 100.0),
+        "cores" => format!("{v:.2} cores"),
+        "bytes" => format!("{:.1} MiB", v / 1_048_576.0),
+        "connections" | "count" => format!("{v:.0}"),
+        other => format!("{v:.3} {other}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn board_with_web() -> Board {
+        let board = Board::default();
+        board.update("s1", |s| {
+            s.service = "web".into();
+            s.autoscaled = true;
+            s.policy = Some("threshold".into());
+            s.policy_version = Some("0123456789ab".into());
+            s.min = Some(1);
+            s.max = Some(5);
+            s.current_replicas = Some(2);
+            s.clock = Cooldowns { up: Duration::from_secs(10), down: Duration::from_secs(60), last_scale_ns: Some(0) };
+            s.metrics.push(MetricStatus {
+                metric: "cpu".into(),
+                unit: "fraction-of-limit".into(),
+                latest: 0.9,
+                latest_container: "abc".into(),
+                latest_unix_ms: 1,
+                aggregate: Some(Stats { mean: 0.85, min: 0.8, max: 0.9, sum: 1.7 }),
+                reporting: 2,
+                warming: 0,
+            });
+        });
+        board
+    }
+
+    #[test]
+    fn decisions_are_counted_and_the_last_kept() {
+        let board = board_with_web();
+        let applied = DecisionStatus {
+            time_unix_ms: 1,
+            outcome: "applied".into(),
+            from: Some(1),
+            to: Some(2),
+            requested: Some(2),
+            reason: "cpu high".into(),
+            skip: None,
+            repeated: 1,
+        };
+        board.record_decision("s1", applied.clone());
+        board.record_decision(
+            "s1",
+            DecisionStatus { outcome: "skipped".into(), skip: Some("cooldown".into()), ..applied },
+        );
+        board.record_decision("unknown", DecisionStatus { outcome: "skipped".into(), ..Default::default() });
+        let report = board.report(4_000_000_000);
+        assert_eq!(report.services.len(), 1);
+        let web = &report.services[0];
+        assert_eq!(web.desired_replicas, Some(2));
+        assert_eq!(web.decisions.get("applied"), Some(&1));
+        assert_eq!(web.last_decision.as_ref().map(|d| d.outcome.as_str()), Some("skipped"));
+        assert_eq!(web.cooldown_up_remaining_ms, 6_000);
+        assert_eq!(web.cooldown_down_remaining_ms, 56_000);
+        let text = render_text(&report);
+        assert!(text.contains("policy:    threshold (version 0123456789ab)"), "{text}");
+        assert!(text.contains("replicas:  2 (bounds 1..=5)"), "{text}");
+        assert!(text.contains("cpu:       latest 90% of limit (abc); service mean 85% of limit"), "{text}");
+        assert!(text.contains("last:      skipped 1 -> 2: cooldown; policy: cpu high"), "{text}");
+        assert!(text.contains("cooldown:  up 6s to go, down 56s to go"), "{text}");
+        let mut metrics = String::new();
+        board.render_metrics(&mut metrics);
+        assert!(metrics.contains("autoscaler_service_replicas{service=\"web\"} 2"), "{metrics}");
+        assert!(metrics.contains("autoscaler_service_desired_replicas{service=\"web\"} 2"), "{metrics}");
+        assert!(metrics.contains("autoscaler_service_metric{service=\"web\",metric=\"cpu\",stat=\"mean\"} 0.85"));
+        assert!(metrics.contains("autoscaler_service_decisions_total{service=\"web\",outcome=\"skipped\"} 1"));
+        assert!(metrics.contains("autoscaler_service_config_errors{service=\"web\"} 0"), "{metrics}");
+    }
+
+    #[test]
+    fn the_report_round_trips_as_kebab_case_json() {
+        let report = board_with_web().report(0);
+        let json = serde_json::to_value(&report).expect("json");
+        assert_eq!(json["services"][0]["current-replicas"], 2);
+        assert_eq!(json["services"][0]["policy-version"], "0123456789ab");
+        let back: StatusReport = serde_json::from_value(json).expect("parse back");
+        assert_eq!(back.services[0].service, "web");
+    }
+}

@@ -11,10 +11,10 @@
 //!
 //! A busy service is judged on every event, and while a cooldown runs most
 //! judgements are skips. Between two changes of a service (an applied,
-//! dry-run, held or failed decision) each kind of skip is written once, the
-//! first time it happens; the rest are counted, and the counts go with the
-//! record of the next change (`skipped-since-last`, by kind), or at shutdown
-//! with the last skip. The file is
+//! dry-run or failed decision) each kind of skip, and a policy's hold, is
+//! written once, the first time it happens; the rest are counted, and the
+//! counts go with the record of the next change (`skipped-since-last`, by
+//! kind, `hold` for holds), or at shutdown with the last of them. The file is
 //! bounded: past `--audit-log-max-size` it is renamed to `FILE.1` (replacing
 //! the previous one) and a new FILE is started.
 
@@ -412,11 +412,18 @@ impl Audit {
             metrics.scale_action(&rec.service, if to > from { "up" } else { "down" });
         }
         let mut rec = rec;
+        // A hold repeats like a skip: a policy that holds on every event
+        // extends the same hold, and it is written once per period.
+        let repeats = match &verdict {
+            Verdict::Skipped { skip, .. } => Some(skip.kind()),
+            Verdict::Held { .. } => Some("hold"),
+            _ => None,
+        };
         let mut periods = self.periods.lock().unwrap_or_else(|p| p.into_inner());
-        match &verdict {
-            Verdict::Skipped { skip, .. } => {
+        match repeats {
+            Some(kind) => {
                 let period = periods.entry(rec.service_id.clone()).or_default();
-                let count = period.counts.entry(skip.kind()).or_insert(0);
+                let count = period.counts.entry(kind).or_insert(0);
                 *count += 1;
                 let count = *count;
                 period.last = Some((rec.clone(), verdict.clone()));
@@ -426,7 +433,7 @@ impl Audit {
                     return;
                 }
             }
-            _ => {
+            None => {
                 if let Some(period) = periods.remove(&rec.service_id) {
                     rec.skipped_since_last = period.counts;
                 }
@@ -681,5 +688,24 @@ mod tests {
         assert_eq!(lines[2]["outcome"], "held");
         assert_eq!(lines[2]["hold_ms"], 30_000);
         assert_eq!(lines[2]["requested"], serde_json::Value::Null);
+    }
+
+    #[test]
+    fn a_policy_that_holds_on_every_event_is_written_once_per_change() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("audit.jsonl");
+        let audit = Audit::to_file(&path).expect("open");
+        let mut hold = request();
+        hold.decision = Decision::hold(30_000_000_000, "stabilise");
+        for _ in 0..50 {
+            audit.record(&hold, Verdict::Held { for_ns: 30_000_000_000 }, 1);
+        }
+        audit.record(&request(), Verdict::Applied { from: 1, to: 2, adjustments: vec![] }, 1);
+        let text = std::fs::read_to_string(&path).expect("read");
+        let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[0]["outcome"], "held");
+        assert_eq!(lines[1]["outcome"], "applied");
+        assert_eq!(lines[1]["skipped-since-last"]["hold"], 50, "{text}");
     }
 }

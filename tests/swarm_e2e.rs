@@ -813,6 +813,8 @@ fn an_idle_min_zero_service_freezes_and_its_first_connections_wake_it() {
     }
     assert_eq!((idle.replicas(), idle.running()), (1, 1), "a frozen replica stays one running task in Swarm");
     assert!(!others_frozen, "a min=1 service or a min=0 service with requests was frozen");
+    let (ok, text) = daemon.status(Some(&idle.name));
+    assert!(ok && text.contains("  zero:      frozen "), "host status shows the freeze:\n{text}");
 
     // 100 connections at once against the frozen replica: all answered.
     let burst_start = Instant::now();
@@ -836,6 +838,8 @@ fn an_idle_min_zero_service_freezes_and_its_first_connections_wake_it() {
     times.sort();
     assert!(!idle.frozen(), "the burst should have woken {}", idle.name);
     assert_eq!(idle.containers(), before, "woken in place: the same replica, not a restarted one");
+    let (_, text) = daemon.status(Some(&idle.name));
+    assert!(text.contains("  zero:      woken ") && text.contains(": connection to unpaused in "), "{text}");
 
     let zero: Vec<serde_json::Value> = daemon.audit().into_iter().filter(|r| r["zero"].is_string()).collect();
     let of = |service: &Service, what: &str| {
@@ -1055,7 +1059,7 @@ fn operator_mistakes_are_caught_at_once_and_host_status_shows_every_service() {
     assert!(b.contains("  state:     autoscaled\n"), "{b}");
     assert!(b.contains("  policy:    threshold (version "), "{b}");
     assert!(b.contains(" (bounds 1..=3)\n"), "{b}");
-    assert!(b.contains("  cpu:       latest ") && b.contains("; service mean "), "{b}");
+    assert!(b.contains("\n  cpu: ") && b.contains(" latest ") && b.contains("; service mean "), "{b}");
     assert!(b.contains("  last:      applied 1 -> 2") || b.contains("  last:      skipped"), "{b}");
     assert!(b.contains("  cooldown:  up "), "{b}");
     assert!(b.contains("  warning:   label autoscale.cpu.uper is not known"), "{b}");

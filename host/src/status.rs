@@ -64,6 +64,24 @@ pub struct DecisionStatus {
     pub repeated: u64,
 }
 
+/// The last freeze, thaw or wake of a service at zero (`autoscale.min=0`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ZeroStatus {
+    /// `frozen`, `woken`, `thawed`, `refused` or `failed`.
+    pub state: String,
+    /// Wall-clock time, ms since the Unix epoch.
+    pub time_unix_ms: u64,
+    /// The replica (short container id).
+    pub container: String,
+    /// Why, in words.
+    pub reason: String,
+    /// Docker's pause or unpause, microseconds.
+    pub docker_us: u64,
+    /// For a wake: the kernel's connection to the unpause returning, us.
+    pub wake_us: Option<u64>,
+}
+
 /// Everything `host status` shows about one service.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -102,6 +120,9 @@ pub struct ServiceStatus {
     pub problems: Vec<String>,
     /// What is odd but does not stop it (an unknown label name).
     pub warnings: Vec<String>,
+    /// Scale to zero: the last freeze, thaw or wake, if any.
+    #[serde(default)]
+    pub zero: Option<ZeroStatus>,
     /// Cooldowns and the last scale, to compute the remaining times.
     #[serde(skip)]
     pub clock: Cooldowns,
@@ -133,6 +154,10 @@ impl Cooldowns {
 pub struct StatusReport {
     /// The daemon's version.
     pub version: String,
+    /// The daemon's wall-clock time when it answered, ms since the Unix
+    /// epoch (what "ago" is counted from).
+    #[serde(default)]
+    pub now_unix_ms: u64,
     /// Whether it has read Swarm and the policies folder.
     pub ready: bool,
     /// Loaded policies, by name.
@@ -192,6 +217,11 @@ impl Board {
         });
     }
 
+    /// A freeze, thaw or wake of service `id`.
+    pub fn record_zero(&self, id: &str, zero: ZeroStatus) {
+        self.update_existing(id, |s| s.zero = Some(zero));
+    }
+
     /// The loaded policies' names.
     pub fn set_policies(&self, names: Vec<String>) {
         *self.policies.lock().unwrap_or_else(|p| p.into_inner()) = names;
@@ -222,6 +252,7 @@ impl Board {
         services.sort_by(|a, b| a.service.cmp(&b.service));
         StatusReport {
             version: env!("CARGO_PKG_VERSION").to_string(),
+            now_unix_ms: unix_ms(),
             ready: self.ready(),
             policies: self.policies.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             services,
@@ -293,6 +324,12 @@ impl Board {
     }
 }
 
+/// Milliseconds since the Unix epoch.
+fn unix_ms() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    millis(since)
+}
+
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -334,6 +371,9 @@ pub fn render_text(report: &StatusReport) -> String {
             };
             let _ = writeln!(out, "  replicas:  {replicas}{desired} (bounds {min}..={max})");
         }
+        // Metric names line up with each other, and with the other labels
+        // while they are short.
+        let width = s.metrics.iter().map(|m| m.metric.len() + 1).max().unwrap_or(0).max(10);
         for m in &s.metrics {
             let aggregate = match m.aggregate {
                 Some(a) => format!(
@@ -349,7 +389,7 @@ pub fn render_text(report: &StatusReport) -> String {
             let warming = if m.warming > 0 { format!(", {} warming up", m.warming) } else { String::new() };
             let _ = writeln!(
                 out,
-                "  {:<10} latest {} ({}); {aggregate}{warming}",
+                "  {:<width$} latest {} ({}); {aggregate}{warming}",
                 format!("{}:", m.metric),
                 value(m.latest, &m.unit),
                 m.latest_container
@@ -389,6 +429,19 @@ pub fn render_text(report: &StatusReport) -> String {
                 cooldown(s.cooldown_up_remaining_ms),
                 cooldown(s.cooldown_down_remaining_ms)
             );
+        }
+        if let Some(z) = &s.zero {
+            let ago = human_duration(Duration::from_millis(report.now_unix_ms.saturating_sub(z.time_unix_ms)));
+            let ms = |us: u64| format!("{:.1} ms", us as f64 / 1000.0);
+            let detail = match (z.state.as_str(), z.wake_us) {
+                ("woken", Some(wake)) => {
+                    format!("connection to unpaused in {} (unpause {})", ms(wake), ms(z.docker_us))
+                }
+                ("frozen", _) => format!("{} (pause {})", z.reason, ms(z.docker_us)),
+                ("thawed", _) => format!("{} (unpause {})", z.reason, ms(z.docker_us)),
+                _ => z.reason.clone(),
+            };
+            let _ = writeln!(out, "  zero:      {} {ago} ago, replica {}: {detail}", z.state, z.container);
         }
         for p in &s.problems {
             let _ = writeln!(out, "  problem:   {p}");
@@ -532,6 +585,52 @@ mod tests {
         assert!(metrics.contains("autoscaler_service_metric{service=\"web\",metric=\"cpu\",stat=\"mean\"} 0.85"));
         assert!(metrics.contains("autoscaler_service_decisions_total{service=\"web\",outcome=\"skipped\"} 1"));
         assert!(metrics.contains("autoscaler_service_config_errors{service=\"web\"} 0"), "{metrics}");
+    }
+
+    #[test]
+    fn a_frozen_service_says_since_when_and_a_woken_one_how_fast() {
+        let board = board_with_web();
+        let now = unix_ms();
+        let frozen = ZeroStatus {
+            state: "frozen".into(),
+            time_unix_ms: now - 12_000,
+            container: "abc".into(),
+            reason: "idle for 3s".into(),
+            docker_us: 30_100,
+            wake_us: None,
+        };
+        board.record_zero("s1", frozen.clone());
+        board.record_zero("unknown", frozen.clone());
+        let text = render_text(&board.report(0));
+        assert!(text.contains("  zero:      frozen 12s ago, replica abc: idle for 3s (pause 30.1 ms)\n"), "{text}");
+        let woken = ZeroStatus { state: "woken".into(), wake_us: Some(14_200), docker_us: 13_000, ..frozen };
+        board.record_zero("s1", woken);
+        let report = board.report(0);
+        assert_eq!(report.services.len(), 1, "a service the board does not know is not created");
+        let text = render_text(&report);
+        assert!(
+            text.contains(
+                "  zero:      woken 12s ago, replica abc: connection to unpaused in 14.2 ms (unpause 13.0 ms)"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn long_metric_names_line_up_with_the_short_ones() {
+        let board = board_with_web();
+        board.update("s1", |s| {
+            let mut accepted = s.metrics[0].clone();
+            accepted.metric = "accepted-connections".into();
+            accepted.unit = "count".into();
+            s.metrics.push(accepted);
+        });
+        let text = render_text(&board.report(0));
+        let column = |name: &str| {
+            let line = text.lines().find(|l| l.starts_with(&format!("  {name}:"))).expect("a line per metric");
+            line.find(" latest ")
+        };
+        assert_eq!(column("cpu"), column("accepted-connections"), "{text}");
     }
 
     #[test]

@@ -31,7 +31,7 @@ use serde::Serialize;
 use super::guardrails::{Adjustment, Request, Skip};
 use crate::metrics::Metrics;
 use crate::model::{Direction, EventKind, Metric, Unit};
-use crate::status::{Board, DecisionStatus};
+use crate::status::{Board, DecisionStatus, ZeroStatus};
 
 /// Default size of the audit file before it is rotated.
 pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
@@ -543,6 +543,20 @@ impl Audit {
             ZeroOutcome::Refused => tracing::warn!(target: "audit", service = %service,
                 "not freezing {service} (replica {container}): {}", rec.reason),
             ZeroOutcome::Failed => tracing::warn!(target: "audit", service = %service, "{}", rec.reason),
+        }
+        if let Some(board) = &self.board {
+            let state = serde_json::to_value(rec.zero).ok().and_then(|v| v.as_str().map(str::to_string));
+            board.record_zero(
+                &rec.service_id,
+                ZeroStatus {
+                    state: state.unwrap_or_default(),
+                    time_unix_ms: rec.time_unix_ms,
+                    container: container.to_string(),
+                    reason: rec.reason.clone(),
+                    docker_us: rec.docker_us,
+                    wake_us: rec.wake_us,
+                },
+            );
         }
         self.append(rec);
     }

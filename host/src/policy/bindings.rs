@@ -65,22 +65,26 @@ macro_rules! common_conversions {
             }
         }
 
+        fn kind(kind: &model::EventKind) -> wit::EventKind {
+            match kind {
+                model::EventKind::Sample => wit::EventKind::Sample,
+                model::EventKind::Crossing(c) => wit::EventKind::Crossing(wit::Crossing {
+                    threshold: c.threshold,
+                    direction: match c.direction {
+                        model::Direction::Up => wit::Direction::Up,
+                        model::Direction::Down => wit::Direction::Down,
+                    },
+                }),
+            }
+        }
+
         impl From<&model::Event> for wit::Event {
             fn from(event: &model::Event) -> Self {
                 wit::Event {
                     metric: (&event.metric).into(),
                     value: event.value,
                     unit: (&event.unit).into(),
-                    kind: match event.kind {
-                        model::EventKind::Sample => wit::EventKind::Sample,
-                        model::EventKind::Crossing(c) => wit::EventKind::Crossing(wit::Crossing {
-                            threshold: c.threshold,
-                            direction: match c.direction {
-                                model::Direction::Up => wit::Direction::Up,
-                                model::Direction::Down => wit::Direction::Down,
-                            },
-                        }),
-                    },
+                    kind: kind(&event.kind),
                     container_id: event.container_id.clone(),
                     service_id: event.service_id.clone(),
                     service_name: event.service_name.clone(),
@@ -144,20 +148,67 @@ mod convert_v0_2 {
             last_scale_up_ns: state.last_scale_up_ns,
             last_scale_down_ns: state.last_scale_down_ns,
             hold_until_ns: state.hold_until_ns,
-            metrics: state
-                .metrics
-                .iter()
-                .map(|a| wit::Aggregate {
-                    metric: (&a.metric).into(),
-                    unit: (&a.unit).into(),
-                    reporting: a.reporting,
-                    warming: a.warming,
-                    value: stats(&a.value),
-                    of_limit: a.of_limit.as_ref().map(stats),
-                    window_ns: a.window_ns,
-                })
-                .collect(),
+            metrics: state.metrics.iter().map(aggregate).collect(),
             settings: settings.iter().map(|v| v.as_ref().map(Into::into)).collect(),
+        }
+    }
+
+    fn aggregate(a: &model::Aggregate) -> wit::Aggregate {
+        wit::Aggregate {
+            metric: (&a.metric).into(),
+            unit: (&a.unit).into(),
+            reporting: a.reporting,
+            warming: a.warming,
+            value: stats(&a.value),
+            of_limit: a.of_limit.as_ref().map(stats),
+            window_ns: a.window_ns,
+        }
+    }
+
+    /// The arguments of a 0.2 `decide`, kept from one call to the next so
+    /// that converting the daemon's event and state reuses their strings
+    /// and lists instead of allocating them anew on every call.
+    #[derive(Default)]
+    pub struct Args {
+        converted: Option<(wit::Event, wit::State)>,
+    }
+
+    impl Args {
+        /// Fill the arguments from `event` and `state` (with `settings`
+        /// already resolved against the declaration) and lend them out.
+        pub fn fill(
+            &mut self,
+            event: &model::Event,
+            state: &model::State,
+            settings: &[Option<model::SettingValue>],
+        ) -> (&wit::Event, &wit::State) {
+            let (e, s) = self.converted.get_or_insert_with(|| (event.into(), self::state(state, settings)));
+            e.metric = (&event.metric).into();
+            e.value = event.value;
+            e.unit = (&event.unit).into();
+            e.kind = kind(&event.kind);
+            e.container_id.clone_from(&event.container_id);
+            e.service_id.clone_from(&event.service_id);
+            e.service_name.clone_from(&event.service_name);
+            e.timestamp_ns = event.timestamp_ns;
+            s.current_replicas = state.current_replicas;
+            s.min_replicas = state.min_replicas;
+            s.max_replicas = state.max_replicas;
+            s.now_ns = state.now_ns;
+            s.last_scale_up_ns = state.last_scale_up_ns;
+            s.last_scale_down_ns = state.last_scale_down_ns;
+            s.hold_until_ns = state.hold_until_ns;
+            s.metrics.clear();
+            s.metrics.extend(state.metrics.iter().map(aggregate));
+            s.settings.clear();
+            s.settings.extend(settings.iter().map(|v| v.as_ref().map(Into::into)));
+            (e, s)
+        }
+    }
+
+    impl std::fmt::Debug for Args {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("Args").field("converted", &self.converted.is_some()).finish()
         }
     }
 
@@ -189,4 +240,4 @@ mod convert_v0_2 {
     }
 }
 
-pub use convert_v0_2::state as state_v0_2;
+pub use convert_v0_2::Args as ArgsV0_2;

@@ -251,6 +251,7 @@ impl Runtime {
             status: Arc::default(),
             budget: Arc::new(LogBudget::new(self.config.log_rate)),
             sink: self.sink.clone(),
+            args: bindings::ArgsV0_2::default(),
         }
     }
 
@@ -379,6 +380,8 @@ pub struct LoadedPolicy {
     budget: Arc<LogBudget>,
     /// Where log lines go.
     sink: LogSink,
+    /// The last call's converted arguments, whose buffers the next reuses.
+    args: bindings::ArgsV0_2,
 }
 
 /// A policy's failure record, shared with the registry so that metrics and
@@ -590,9 +593,10 @@ impl LoadedPolicy {
                 Bound::V0_1(bindings) => {
                     bindings.call_decide(&mut live.store, &event.into(), &state.into()).map(|d| d.map(Decision::from))
                 }
-                Bound::V0_2(bindings) => bindings
-                    .call_decide(&mut live.store, &event.into(), &bindings::state_v0_2(state, settings))
-                    .map(|d| d.map(Decision::from)),
+                Bound::V0_2(bindings) => {
+                    let (event, state) = self.args.fill(event, state, settings);
+                    bindings.call_decide(&mut live.store, event, state).map(|d| d.map(Decision::from))
+                }
             }
         };
         live.store.data_mut().finish_call();

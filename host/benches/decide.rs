@@ -13,6 +13,13 @@
 //! Prints `decide_ns_median=<n> policy=<name>`, `events_per_sec=<n>`, the
 //! ratios, and the machine. Needs `policies/build.sh` and
 //! `tests/fixtures/build.sh` to have run.
+//!
+//! Wall-clock figures move with whatever else the machine runs. With
+//! `DECIDE_CALLS=N DECIDE_POLICY=<name>` the benchmark makes exactly N calls
+//! of that one policy (`threshold-native` for the native rule) and prints
+//! nothing: `host/benches/decide-instructions.sh` runs it so under
+//! valgrind and prints instructions per call, which another process on the
+//! machine does not change.
 
 mod common;
 
@@ -67,9 +74,25 @@ fn measure(mut call: impl FnMut(u64)) -> (f64, f64) {
     (median, count as f64 / started.elapsed().as_secs_f64())
 }
 
+/// `DECIDE_CALLS` and `DECIDE_POLICY`: count instructions of one policy.
+struct Counting {
+    calls: u64,
+    policy: String,
+}
+
+impl Counting {
+    fn from_env() -> Option<Counting> {
+        let calls = std::env::var("DECIDE_CALLS").ok()?.parse().ok()?;
+        Some(Counting { calls, policy: std::env::var("DECIDE_POLICY").unwrap_or_else(|_| "threshold".into()) })
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root");
-    println!("machine: {}", common::machine());
+    let counting = Counting::from_env();
+    if counting.is_none() {
+        println!("machine: {}", common::machine());
+    }
     let runtime = Runtime::new(RuntimeConfig { cache_dir: None, ..RuntimeConfig::default() })?;
     let base = service_state();
     let mut medians = Vec::new();
@@ -78,6 +101,9 @@ fn main() -> anyhow::Result<()> {
         ("proportional", "policies/proportional.wasm"),
         ("empty", "tests/fixtures/out/empty.wasm"),
     ] {
+        if counting.as_ref().is_some_and(|c| c.policy != name) {
+            continue;
+        }
         let file = repo.join(path);
         let bytes = std::fs::read(&file).map_err(|e| {
             anyhow::anyhow!("{}: {e}; run policies/build.sh and tests/fixtures/build.sh first", file.display())
@@ -107,6 +133,13 @@ fn main() -> anyhow::Result<()> {
                 "demo_web",
             )
         };
+        if let Some(counting) = &counting {
+            for i in 0..counting.calls {
+                state.metrics[0].value.mean = (i % 100) as f64 / 100.0;
+                policy.decide(&event(i), &state)?;
+            }
+            return Ok(());
+        }
         let mut failed = None;
         let (median, per_sec) = measure(|i| {
             state.metrics[0].value.mean = (i % 100) as f64 / 100.0;
@@ -138,12 +171,17 @@ fn main() -> anyhow::Result<()> {
         .label("cpu.upper", "0.8")
         .label("cpu.lower", "0.2")
         .build_for::<threshold::Threshold>();
-    let (native, native_per_sec) = measure(|i| {
+    let native_call = |i: u64| {
         let mut state = native_state.clone();
         state.metrics[0].value.mean = (i % 100) as f64 / 100.0;
         let event = EventBuilder::cpu((i % 100) as f64 / 100.0).container("c1").service("demo_web").build();
         std::hint::black_box(threshold::Threshold::decide(event, state));
-    });
+    };
+    if let Some(counting) = &counting {
+        (0..counting.calls).for_each(native_call);
+        return Ok(());
+    }
+    let (native, native_per_sec) = measure(native_call);
     println!("decide_ns_median={native:.0} policy=threshold-native");
     println!("events_per_sec={native_per_sec:.0} policy=threshold-native");
 

@@ -79,6 +79,10 @@ pub struct Loop {
     /// Whether a first full read of Docker was applied: later ones follow
     /// a reconnection.
     resynced: bool,
+    /// When the view last started empty (a full read of Docker, a change
+    /// of leadership), CLOCK_MONOTONIC ns: for one view window after it,
+    /// a replica may not have reported yet.
+    view_since_ns: u64,
     /// `--record`: every call a policy answered, with its event and state.
     recorder: Option<Recorder>,
     /// Why each policy that is not loaded is not: the last rejection of its
@@ -144,6 +148,7 @@ impl Loop {
             said: HashMap::new(),
             unknown_containers: 0,
             resynced: false,
+            view_since_ns: model::monotonic_ns(),
             recorder: None,
             not_loaded: HashMap::new(),
             cluster: None,
@@ -203,6 +208,7 @@ impl Loop {
         if leading != self.leading {
             self.leading = leading;
             self.view = ServiceView::default();
+            self.view_since_ns = model::monotonic_ns();
         }
     }
 
@@ -252,6 +258,9 @@ impl Loop {
         let Some(slot) = self.policies.get(&config.policy) else { return };
         let Some(typed) = self.binding(&service_id) else { return };
         let now_ns = model::monotonic_ns();
+        if self.awaiting_first_readings(&service_id, config.warmup, now_ns) {
+            return;
+        }
         let history = self.actuator.history(&service_id);
         let options = self.actuator.options();
         let clock = Cooldowns {
@@ -286,6 +295,24 @@ impl Loop {
         if let Err(err) = self.deciders.submit(job) {
             tracing::error!("{err:#}");
         }
+    }
+
+    /// Whether a running replica of `service_id` past its warm-up has not
+    /// reported since the view started, while the view is younger than its
+    /// window. Right after the daemon starts (or Docker comes back, or this
+    /// manager begins leading) the first readings arrive one replica at a
+    /// time: a policy asked on the first, idle one alone would see an idle
+    /// service and scale in while its other replicas are saturated. The
+    /// wait ends with every replica's first reading, or after one window
+    /// (a replica silent that long drops out of the view anyway).
+    fn awaiting_first_readings(&self, service_id: &str, warmup: Duration, now_ns: u64) -> bool {
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        if now_ns.saturating_sub(self.view_since_ns) >= nanos(self.view_window) {
+            return false;
+        }
+        self.inventory
+            .containers_of(service_id)
+            .any(|c| now_ns.saturating_sub(c.started_ns) >= nanos(warmup) && !self.view.has_reading(service_id, &c.id))
     }
 
     /// The service's settings typed for its policy's current version,
@@ -455,6 +482,7 @@ impl Loop {
                 self.start_over();
             }
             self.resynced = true;
+            self.view_since_ns = model::monotonic_ns();
         }
         let (died, touched) = match &change {
             inventory::Change::ContainerDied { id } => (Some(id.clone()), Vec::new()),

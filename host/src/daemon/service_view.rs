@@ -91,6 +91,11 @@ impl ServiceView {
         true
     }
 
+    /// Whether `container` of `service` has reported anything.
+    pub fn has_reading(&self, service: &str, container: &str) -> bool {
+        self.services.get(service).is_some_and(|replicas| replicas.contains_key(container))
+    }
+
     /// A container stopped: it no longer counts.
     pub fn forget_container(&mut self, container: &str) {
         if let Some(service) = self.owners.remove(container)
@@ -184,6 +189,16 @@ mod tests {
 
     fn cpu_of(view: &ServiceView, now: u64) -> Aggregate {
         view.aggregates("s1", now, WARMUP, WINDOW).into_iter().find(|a| a.metric == Metric::Cpu).expect("cpu")
+    }
+
+    #[test]
+    fn a_replica_has_a_reading_once_it_reported_until_it_is_forgotten() {
+        let mut view = ServiceView::default();
+        assert!(!view.has_reading("s1", "a"));
+        cpu(&mut view, "a", 0, 0.5, SEC);
+        assert!(view.has_reading("s1", "a") && !view.has_reading("s1", "b") && !view.has_reading("s2", "a"));
+        view.forget_container("a");
+        assert!(!view.has_reading("s1", "a"));
     }
 
     #[test]

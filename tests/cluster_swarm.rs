@@ -10,7 +10,8 @@
 //! Then the whole daemon on every node: a service on the worker scaled out
 //! and in, a service judged by its aggregate over two nodes, and decisions
 //! moving to another manager when the deciding daemon dies (lease) and when
-//! the Raft leader's engine is demoted (raft), each transition applied once.
+//! the Raft leader's engine is demoted (raft), each transition applied once;
+//! a daemon whose node changed role ends so that it restarts in the new one.
 //!
 //! Two managers are enough for the demotion: Swarm first hands Raft
 //! leadership to the other manager, then removes the demoted one from a
@@ -569,6 +570,18 @@ mod daemons {
                 .collect()
         }
 
+        /// The daemon's exit status once it ended on its own, within `timeout`.
+        pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+            let start = Instant::now();
+            while start.elapsed() < timeout {
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    return Some(status);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            None
+        }
+
         pub fn signal(&mut self, signal: libc::c_int) {
             // SAFETY: signalling our own child (nsenter exec'd the daemon).
             unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
@@ -862,7 +875,7 @@ fn decisions_follow_raft_leadership_when_the_leader_is_demoted() {
     let work = tempfile::tempdir().expect("tempdir");
     let token = daemons::token_file(work.path());
     // `--cluster-leadership raft`, the default: decisions follow Swarm's leader.
-    let nodes = daemons::start_all(&vars, &token, &[]);
+    let mut nodes = daemons::start_all(&vars, &token, &[]);
     let deciding = "cluster: this manager is the swarm leader: deciding";
     daemons::wait_until("a manager's daemon to follow the raft leader", Duration::from_secs(10), || {
         nodes[..2].iter().any(|d| d.count(deciding) > 0)
@@ -893,7 +906,7 @@ fn decisions_follow_raft_leadership_when_the_leader_is_demoted() {
     let demote_ms = daemons::unix_ms();
     let demoted = Instant::now();
     cli(&vars, standby_k, &["node", "demote", &leader_id]);
-    let _promote = Promote { vars: &vars, node_id: leader_id, k: leader as usize + 1 };
+    let promote = Promote { vars: &vars, node_id: leader_id, k: leader as usize + 1 };
     // Watch Swarm's leader and both daemons at once, to split the handover
     // into Swarm's part (demote -> raft leader moved) and ours (raft leader
     // moved -> the new leader's daemon decides).
@@ -933,7 +946,21 @@ fn decisions_follow_raft_leadership_when_the_leader_is_demoted() {
         handover < Duration::from_secs(3),
         "the new leader's daemon took {handover:?} after swarm moved leadership"
     );
-    // Every agent, the demoted node's and the worker's, finds the new leader.
+    // The demoted node's daemon ends, saying why, and (as the stack's restart
+    // policy would) starts again as a worker's agent.
+    // It ends once its engine stops calling itself a manager, which Swarm
+    // does some seconds after leadership moved (6-9 s here).
+    let status = nodes[leader].wait_exit(Duration::from_secs(30)).expect("the demoted daemon exits");
+    eprintln!(
+        "cluster e2e: node{leader_k}'s daemon ended {:.1} s after the demotion: {}",
+        demoted.elapsed().as_secs_f64(),
+        nodes[leader].log().lines().rfind(|l| l.contains("demoted this node")).unwrap_or_default()
+    );
+    assert!(!status.success(), "a role change ends the daemon with a failure status: {status}");
+    assert_eq!(nodes[leader].count("demoted this node to a worker"), 1, "{}", nodes[leader].log());
+    let mut restarted = daemons::NodeDaemon::start(&vars, leader_k, &token, &[]);
+    restarted.wait_log("autoscaler agent running (worker", Duration::from_secs(30));
+    // Every agent, the restarted node's and the worker's, finds the new leader.
     let new_decider = format!("{}:{}", vars[&format!("NODE{standby_k}_ADDR")], host::cluster::DEFAULT_PORT);
     let connected = |d: &daemons::NodeDaemon| {
         d.log().lines().any(|l| {
@@ -942,7 +969,7 @@ fn decisions_follow_raft_leadership_when_the_leader_is_demoted() {
         })
     };
     let joined = daemons::wait_until("every agent connected to the new leader", Duration::from_secs(20), || {
-        nodes.iter().all(connected)
+        connected(&nodes[standby]) && connected(&nodes[2]) && connected(&restarted)
     });
     eprintln!("cluster e2e: every agent connected to node{standby_k} {:.2} s later", joined.as_secs_f64());
 
@@ -954,10 +981,9 @@ fn decisions_follow_raft_leadership_when_the_leader_is_demoted() {
         !nodes[standby].audit(&web.name, "applied").is_empty()
     });
     eprintln!(
-        "cluster e2e: node{standby_k} applied its first decision {:.1} s after the load resumed ({before} -> {}), {:.1} s after the demotion",
+        "cluster e2e: node{standby_k} applied its first decision {:.1} s after the load resumed ({before} -> {})",
         again.elapsed().as_secs_f64(),
         web.replicas(),
-        demoted.elapsed().as_secs_f64()
     );
     assert!(load.stop() > 0, "the second load got no answers");
     assert_eq!(nodes[2].count("no autoscaler decider reachable"), 0, "a leadership move is not an outage");
@@ -977,7 +1003,17 @@ fn decisions_follow_raft_leadership_when_the_leader_is_demoted() {
     // no longer a manager, backs off instead of retrying in a busy loop.
     let refused = nodes[leader].count("cannot read the service");
     assert!(refused < 20, "node{leader_k} logged {refused} refused reads after its demotion");
-    // Daemons first, then the promotion back (the guard waits for it).
-    drop(nodes);
+
+    // Promoted again (the guard waits until it is a reachable manager), the
+    // node's worker daemon ends too, to come back with a decider.
+    let promoting = Instant::now();
+    drop(promote);
+    let status = restarted.wait_exit(Duration::from_secs(30)).expect("the promoted worker's daemon exits");
+    assert!(!status.success(), "{status}");
+    assert_eq!(restarted.count("promoted this node to a manager"), 1, "{}", restarted.log());
+    eprintln!(
+        "cluster e2e: node{leader_k} promoted again; its worker daemon ended {:.1} s after `docker node promote`",
+        promoting.elapsed().as_secs_f64()
+    );
     drop(web);
 }

@@ -14,7 +14,10 @@
 #      under load and back in when idle, decided by the deciding manager's
 #      task; then the same without CAP_SYS_ADMIN (`docker service update
 #      --cap-drop`): every task warns and runs the cgroupfs probe, and the
-#      service still scales out and back in;
+#      service still scales out and back in; before that, the deciding
+#      manager is demoted (its task restarts as a worker's agent, the other
+#      manager takes the lease and scales the service) and promoted again
+#      (its task restarts with a decider);
 #   4. the stack, the service and the secret are removed, then the cluster
 #      (down.sh; KEEP_CLUSTER=1 keeps the cluster, the stack is removed anyway).
 #
@@ -244,7 +247,35 @@ scale_cycle() {
 }
 scale_cycle
 
-# --- 3e. without the rights: the cgroupfs fallback -------------------------
+# --- 3e. the deciding manager is demoted, then promoted again --------------
+# Its task ends once its engine is a worker and Swarm's restart policy
+# starts it again as a worker's agent; the other manager takes the lease.
+# Promoted again, its task restarts with a decider.
+node_id() { sacl_docker "$1" info --format '{{.Swarm.NodeID}}'; }
+old_leader=$leader
+other=$((3 - old_leader))
+old_task="$(task_cid "$old_leader")"
+task_replaced() { local now; now="$(task_cid "$old_leader")"; [[ -n "$now" && "$now" != "$old_task" ]]; }
+other_leads() { [[ "$(metric "$other" autoscaler_cluster_leader)" == 1 ]]; }
+demoted=$SECONDS
+sacl_docker "$other" node demote "$(node_id "$old_leader")" >/dev/null
+wait_for 30 "node$other's task to take the lease" other_leads
+lease_s=$((SECONDS - demoted))
+wait_for 60 "node$old_leader's task to restart after the demotion" task_replaced
+wait_for 30 "node$old_leader's new task to run as a worker's agent" has_line "$old_leader" 'autoscaler agent running (worker'
+ended="$(sacl_docker "$old_leader" ps -a --filter "label=com.docker.swarm.service.name=$service" --format '{{.ID}} {{.Status}}' | grep "^${old_task:0:12}" || true)"
+say "demoted node$old_leader: node$other decides after ${lease_s} s; node$old_leader's task restarted as a worker's agent after $((SECONDS - demoted)) s (old task: ${ended:-gone})"
+leader=""
+check_agents
+scale_cycle
+old_task="$(task_cid "$old_leader")"
+promoted=$SECONDS
+sacl_docker "$other" node promote "$(node_id "$old_leader")" >/dev/null
+wait_for 60 "node$old_leader's task to restart after the promotion" task_replaced
+wait_for 30 "node$old_leader's new task to run a decider" has_line "$old_leader" 'cluster channel listening for agents'
+say "promoted node$old_leader again: its task restarted with a decider after $((SECONDS - promoted)) s"
+
+# --- 3f. without the rights: the cgroupfs fallback -------------------------
 # The same stack without CAP_SYS_ADMIN (as on an engine that grants no
 # capability to services): every task restarts, warns once and reads
 # cgroupfs every second; decisions still come, up to a second later.

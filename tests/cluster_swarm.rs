@@ -7,11 +7,20 @@
 //! which manager is the Raft leader and how that changes on `docker node
 //! demote`, and the decider lease moving from a manager whose daemon
 //! stopped to another within the expiry, with no moment where two hold it.
+//! Then the whole daemon on every node: a service on the worker scaled out
+//! and in, a service judged by its aggregate over two nodes, and decisions
+//! moving to another manager when the deciding daemon dies (lease) and when
+//! the Raft leader's engine is demoted (raft), each transition applied once;
+//! a daemon whose node changed role ends so that it restarts in the new one.
+//!
+//! Two managers are enough for the demotion: Swarm first hands Raft
+//! leadership to the other manager, then removes the demoted one from a
+//! Raft group of two (the remaining one is a quorum of one).
 //!
 //! Root and a running test cluster are needed (`tests/cluster/up.sh 3`);
 //! without one each test prints why it skips. They change the cluster's
-//! leadership and services, so they run one at a time, and they leave
-//! node1 leading and no service behind.
+//! leadership and services, so they run one at a time, and they leave two
+//! managers and a worker and no service behind (either manager may lead).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -322,6 +331,12 @@ mod daemons {
         out.ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     }
 
+    /// The docker CLI against whichever manager answers: node1, else node2
+    /// (a test may have demoted either).
+    pub fn manager(vars: &HashMap<String, String>, args: &[&str]) -> Option<String> {
+        docker_on(vars, 1, args).or_else(|| docker_on(vars, 2, args))
+    }
+
     /// A demo service of the test cluster, removed on drop.
     pub struct Service<'a> {
         pub vars: &'a HashMap<String, String>,
@@ -340,7 +355,7 @@ mod daemons {
             placement: &[&str],
             labels: &[(&str, &str)],
         ) -> Service<'a> {
-            let _ = docker_on(vars, 1, &["service", "rm", name]);
+            let _ = manager(vars, &["service", "rm", name]);
             let (env, slot_base, replicas) =
                 (format!("PORT={port}"), format!("SLOT_PORT_BASE={}", port + 10), replicas.to_string());
             let mut args = vec![
@@ -372,26 +387,21 @@ mod daemons {
                 args.extend(["--label", label.as_str()]);
             }
             args.push(IMAGE);
-            docker_on(vars, 1, &args).unwrap_or_else(|| panic!("docker service create {name} failed"));
+            manager(vars, &args).unwrap_or_else(|| panic!("docker service create {name} failed"));
             Service { vars, name: name.to_string(), port }
         }
 
         /// Replicas in the spec.
         pub fn replicas(&self) -> u32 {
-            docker_on(
-                self.vars,
-                1,
-                &["service", "inspect", &self.name, "--format", "{{.Spec.Mode.Replicated.Replicas}}"],
-            )
-            .and_then(|r| r.parse().ok())
-            .unwrap_or(0)
+            manager(self.vars, &["service", "inspect", &self.name, "--format", "{{.Spec.Mode.Replicated.Replicas}}"])
+                .and_then(|r| r.parse().ok())
+                .unwrap_or(0)
         }
 
         /// The nodes (hostnames) of the tasks running now.
         pub fn running_on(&self) -> Vec<String> {
-            let out = docker_on(
+            let out = manager(
                 self.vars,
-                1,
                 &[
                     "service",
                     "ps",
@@ -415,7 +425,7 @@ mod daemons {
 
     impl Drop for Service<'_> {
         fn drop(&mut self) {
-            let _ = docker_on(self.vars, 1, &["service", "rm", &self.name]);
+            let _ = manager(self.vars, &["service", "rm", &self.name]);
         }
     }
 
@@ -558,6 +568,18 @@ mod daemons {
                 .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
                 .filter(|r| r["service"] == service && r["outcome"] == outcome)
                 .collect()
+        }
+
+        /// The daemon's exit status once it ended on its own, within `timeout`.
+        pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+            let start = Instant::now();
+            while start.elapsed() < timeout {
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    return Some(status);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            None
         }
 
         pub fn signal(&mut self, signal: libc::c_int) {
@@ -844,4 +866,154 @@ fn decisions_move_when_the_deciding_daemon_dies_and_agents_come_back() {
     }
     assert_eq!(all.last().map(|(_, r)| r["to"].as_u64()), Some(Some(u64::from(web.replicas()))), "{all:?}");
     drop(lease);
+}
+
+#[test]
+fn decisions_follow_raft_leadership_when_the_leader_is_demoted() {
+    let _serial = SERIAL.blocking_lock();
+    let vars = require_daemons!();
+    let work = tempfile::tempdir().expect("tempdir");
+    let token = daemons::token_file(work.path());
+    // `--cluster-leadership raft`, the default: decisions follow Swarm's leader.
+    let mut nodes = daemons::start_all(&vars, &token, &[]);
+    let deciding = "cluster: this manager is the swarm leader: deciding";
+    daemons::wait_until("a manager's daemon to follow the raft leader", Duration::from_secs(10), || {
+        nodes[..2].iter().any(|d| d.count(deciding) > 0)
+    });
+    let leader = nodes[..2].iter().position(|d| d.count(deciding) > 0).expect("a deciding manager");
+    let standby = 1 - leader;
+    let (leader_k, standby_k) = (leader as u32 + 1, standby as u32 + 1);
+    let web = daemons::Service::create(
+        &vars,
+        "cluster-e2e-demote",
+        18261,
+        1,
+        &["--constraint", "node.hostname==node3"],
+        // A long cooldown down: between the two loads nothing scales in.
+        &daemons::labels("4", "0.6", "1s", "120s"),
+    );
+    daemons::wait_until("the replica to run on node3", Duration::from_secs(60), || web.running_on() == ["node3"]);
+    std::thread::sleep(Duration::from_secs(3)); // tracked and past the warm-up
+    let load = daemons::Load::start(&vars["NODE3_ADDR"], web.port, 4, 50, 0);
+    daemons::wait_until("a first scale-out", Duration::from_secs(90), || web.replicas() >= 2);
+    assert!(load.stop() > 0, "the first load got no answers");
+    let refs: Vec<&daemons::NodeDaemon> = nodes.iter().collect();
+    let first = daemons::applied(&refs, &web.name);
+    assert_eq!(first.first().map(|(k, _)| *k), Some(leader_k), "the raft leader's daemon decided: {first:?}");
+
+    // Demote the leader's engine (from the standby, which stays a manager).
+    let leader_id = daemons::docker_on(&vars, leader_k, &["info", "--format", "{{.Swarm.NodeID}}"]).expect("node id");
+    let demote_ms = daemons::unix_ms();
+    let demoted = Instant::now();
+    cli(&vars, standby_k, &["node", "demote", &leader_id]);
+    let promote = Promote { vars: &vars, node_id: leader_id, k: leader as usize + 1 };
+    // Watch Swarm's leader and both daemons at once, to split the handover
+    // into Swarm's part (demote -> raft leader moved) and ours (raft leader
+    // moved -> the new leader's daemon decides).
+    let is_leader = "{{.ManagerStatus.Leader}}";
+    let (mut raft_moved, mut taken, mut released) = (None, None, None);
+    while raft_moved.is_none() || taken.is_none() || released.is_none() {
+        assert!(
+            demoted.elapsed() < Duration::from_secs(120),
+            "within 120 s of the demotion: raft moved {raft_moved:?}, node{standby_k} deciding {taken:?}, node{leader_k} stopped {released:?}"
+        );
+        if raft_moved.is_none()
+            && daemons::docker_on(&vars, standby_k, &["node", "inspect", "self", "--format", is_leader]).as_deref()
+                == Some("true")
+        {
+            raft_moved = Some(demoted.elapsed());
+        }
+        if taken.is_none() && nodes[standby].count(deciding) > 0 {
+            taken = Some(demoted.elapsed());
+        }
+        if released.is_none() && nodes[leader].count("not the swarm leader: not deciding") > 0 {
+            released = Some(demoted.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (raft_moved, taken, released) =
+        (raft_moved.unwrap_or_default(), taken.unwrap_or_default(), released.unwrap_or_default());
+    // The CLI's answer takes a few tens of ms: the daemon may see the move first.
+    let handover = taken.saturating_sub(raft_moved);
+    eprintln!(
+        "cluster e2e: `docker node demote` of node{leader_k}: raft leader on node{standby_k} after {:.2} s, its daemon deciding after {:.2} s (handover {:.2} s after swarm moved), node{leader_k}'s daemon stopped deciding after {:.2} s",
+        raft_moved.as_secs_f64(),
+        taken.as_secs_f64(),
+        handover.as_secs_f64(),
+        released.as_secs_f64()
+    );
+    assert!(
+        handover < Duration::from_secs(3),
+        "the new leader's daemon took {handover:?} after swarm moved leadership"
+    );
+    // The demoted node's daemon ends, saying why, and (as the stack's restart
+    // policy would) starts again as a worker's agent.
+    // It ends once its engine stops calling itself a manager, which Swarm
+    // does some seconds after leadership moved (6-9 s here).
+    let status = nodes[leader].wait_exit(Duration::from_secs(30)).expect("the demoted daemon exits");
+    eprintln!(
+        "cluster e2e: node{leader_k}'s daemon ended {:.1} s after the demotion: {}",
+        demoted.elapsed().as_secs_f64(),
+        nodes[leader].log().lines().rfind(|l| l.contains("demoted this node")).unwrap_or_default()
+    );
+    assert!(!status.success(), "a role change ends the daemon with a failure status: {status}");
+    assert_eq!(nodes[leader].count("demoted this node to a worker"), 1, "{}", nodes[leader].log());
+    let mut restarted = daemons::NodeDaemon::start(&vars, leader_k, &token, &[]);
+    restarted.wait_log("autoscaler agent running (worker", Duration::from_secs(30));
+    // Every agent, the restarted node's and the worker's, finds the new leader.
+    let new_decider = format!("{}:{}", vars[&format!("NODE{standby_k}_ADDR")], host::cluster::DEFAULT_PORT);
+    let connected = |d: &daemons::NodeDaemon| {
+        d.log().lines().any(|l| {
+            (l.contains("connected to the decider") || l.contains("decider reachable again"))
+                && l.contains(&new_decider)
+        })
+    };
+    let joined = daemons::wait_until("every agent connected to the new leader", Duration::from_secs(20), || {
+        connected(&nodes[standby]) && connected(&nodes[2]) && connected(&restarted)
+    });
+    eprintln!("cluster e2e: every agent connected to node{standby_k} {:.2} s later", joined.as_secs_f64());
+
+    // Load again: the new leader decides, from what the worker now sends it.
+    let before = web.replicas();
+    let again = Instant::now();
+    let load = daemons::Load::start(&vars["NODE3_ADDR"], web.port, 4, 50, 0);
+    daemons::wait_until("a scale-out decided by the new leader", Duration::from_secs(60), || {
+        !nodes[standby].audit(&web.name, "applied").is_empty()
+    });
+    eprintln!(
+        "cluster e2e: node{standby_k} applied its first decision {:.1} s after the load resumed ({before} -> {})",
+        again.elapsed().as_secs_f64(),
+        web.replicas(),
+    );
+    assert!(load.stop() > 0, "the second load got no answers");
+    assert_eq!(nodes[2].count("no autoscaler decider reachable"), 0, "a leadership move is not an outage");
+
+    // The demoted manager applied nothing after the demotion, and every
+    // transition was applied once across both managers' audits.
+    let refs: Vec<&daemons::NodeDaemon> = nodes.iter().collect();
+    let all = daemons::applied(&refs, &web.name);
+    let late: Vec<_> =
+        all.iter().filter(|(k, r)| *k == leader_k && r["time_unix_ms"].as_u64() > Some(demote_ms)).collect();
+    assert!(late.is_empty(), "node{leader_k} applied decisions after its demotion: {late:?}");
+    for pair in all.windows(2) {
+        assert_eq!(pair[1].1["from"], pair[0].1["to"], "a decision applied twice or lost: {all:?}");
+    }
+    assert_eq!(all.last().map(|(_, r)| r["to"].as_u64()), Some(Some(u64::from(web.replicas()))), "{all:?}");
+    // The demoted daemon's actuator, its reads refused by an engine that is
+    // no longer a manager, backs off instead of retrying in a busy loop.
+    let refused = nodes[leader].count("cannot read the service");
+    assert!(refused < 20, "node{leader_k} logged {refused} refused reads after its demotion");
+
+    // Promoted again (the guard waits until it is a reachable manager), the
+    // node's worker daemon ends too, to come back with a decider.
+    let promoting = Instant::now();
+    drop(promote);
+    let status = restarted.wait_exit(Duration::from_secs(30)).expect("the promoted worker's daemon exits");
+    assert!(!status.success(), "{status}");
+    assert_eq!(restarted.count("promoted this node to a manager"), 1, "{}", restarted.log());
+    eprintln!(
+        "cluster e2e: node{leader_k} promoted again; its worker daemon ended {:.1} s after `docker node promote`",
+        promoting.elapsed().as_secs_f64()
+    );
+    drop(web);
 }

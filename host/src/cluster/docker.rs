@@ -1,6 +1,6 @@
 //! What the channel needs from the node's own engine (bollard): who this
-//! node is, where the managers are, and whether this manager is the Raft
-//! leader.
+//! node is (and when Swarm changes its role), where the managers are, and
+//! whether this manager is the Raft leader.
 //!
 //! These are the only Docker calls of `cluster`; they could move to
 //! `swarm/` (the project's one module per outside system) without changing
@@ -39,6 +39,23 @@ pub async fn identity(docker: &Docker) -> anyhow::Result<NodeIdentity> {
         hostname: info.name.unwrap_or_default(),
         is_manager: swarm.control_available == Some(true),
     })
+}
+
+/// Resolves once this node's engine reports the other role than
+/// `is_manager` (`docker node promote` or `demote`), read every `every`;
+/// returns whether the node is a manager now. A read that fails is not a
+/// change: an engine that restarts keeps its role.
+pub async fn role_change(docker: Docker, is_manager: bool, every: Duration) -> bool {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Ok(me) = identity(&docker).await
+            && me.is_manager != is_manager
+        {
+            return me.is_manager;
+        }
+    }
 }
 
 /// Swap the port of a manager's Swarm address (`10.0.0.2:2377`) for the

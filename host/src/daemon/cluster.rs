@@ -17,6 +17,12 @@
 //!
 //! Workers run [`run_worker`]: probe, agent, nothing else (a worker's
 //! engine can neither list services nor scale them).
+//!
+//! The role is read once, at start. When Swarm promotes or demotes the node
+//! ([`role_changed`]), the daemon ends with an error that says so, and its
+//! restart policy (the stack's `condition: any`) starts it again in the new
+//! role: a promoted worker gets a decider, a demoted manager stops
+//! following the swarm's services with an engine that refuses to list them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -27,7 +33,7 @@ use anyhow::{Context, bail};
 use bollard::Docker;
 use tokio::sync::{mpsc, watch};
 
-use crate::cluster::docker::{EngineManagers, NodeIdentity, identity, watch_leadership};
+use crate::cluster::docker::{EngineManagers, NodeIdentity, identity, role_change, watch_leadership};
 use crate::cluster::lease::{LeaseTiming, watch_lease};
 use crate::cluster::{
     AgentHandle, ClusterArgs, Decider, Leadership, LeadershipMode, ManagerSource, Membership, RemoteEvent, Token,
@@ -57,6 +63,25 @@ impl ManagerSource for Managers {
             Managers::Engine(engine) => engine.managers().await,
         }
     }
+}
+
+/// How often a node asks its engine whether Swarm changed its role.
+const ROLE_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Resolves when Swarm promoted or demoted this node since the daemon
+/// started, with the error that ends the daemon so that its supervisor
+/// starts it again in the new role.
+pub async fn role_changed(node: &Node) -> anyhow::Error {
+    let manager = role_change(node.swarm.docker.clone(), node.me.is_manager, ROLE_POLL).await;
+    let (now, again) = if manager {
+        ("promoted this node to a manager", "with a decider")
+    } else {
+        ("demoted this node to a worker", "as a worker's agent")
+    };
+    anyhow::anyhow!(
+        "swarm {now} (node {}): the autoscaler stops so that its restart policy starts it again {again}",
+        node.me.hostname
+    )
 }
 
 /// This node in the swarm, connected: what both roles need.
@@ -318,13 +343,15 @@ pub async fn run_worker(
     io.export_counters(&metrics);
     tracing::info!(node = %node.me.node_id, "autoscaler agent running (worker: measures and forwards, the leader decides)");
     let mut shutdown = std::pin::pin!(shutdown);
-    loop {
+    let mut role = std::pin::pin!(role_changed(&node));
+    let ended = loop {
         tokio::select! {
-            () = &mut shutdown => break,
+            () = &mut shutdown => break Ok(()),
+            err = &mut role => break Err(err),
             Some(event) = probe_events.recv() => io.forward(event),
             () = io.tracking_changed() => io.apply_tracking(),
         }
-    }
+    };
     let stats = probe.stats();
     let agent = io.agent.stats();
     tracing::info!(
@@ -334,5 +361,5 @@ pub async fn run_worker(
         agent_dropped = agent.dropped,
         "stopped"
     );
-    Ok(())
+    ended
 }

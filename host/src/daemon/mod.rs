@@ -55,6 +55,9 @@ const ANSWER_CHANNEL: usize = 1024;
 const DECIDER_GRACE: Duration = Duration::from_secs(2);
 /// How long shutdown waits for Swarm updates in flight.
 const ACTUATOR_GRACE: Duration = Duration::from_secs(5);
+/// The same after a demotion, when no write can land (idle workers end at
+/// once; one retrying a refused read is cancelled and named).
+const DEMOTED_ACTUATOR_GRACE: Duration = Duration::from_secs(1);
 /// Multi-node mode: how often a manager re-reads the swarm's running tasks
 /// (Docker's event stream has no task events; see `inventory::Scope`).
 const CLUSTER_TASK_REFRESH: Duration = Duration::from_secs(1);
@@ -196,9 +199,13 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
     }
     tracing::info!("autoscaler running");
     let mut shutdown = std::pin::pin!(shutdown);
-    loop {
+    // Multi-node mode: a demotion ends this manager's daemon (after the
+    // usual drain), to be started again as a worker's agent.
+    let mut role = std::pin::pin!(maybe(node.as_ref().map(cluster::role_changed)));
+    let ended = loop {
         tokio::select! {
-            () = &mut shutdown => break,
+            () = &mut shutdown => break Ok(()),
+            err = &mut role => break Err(err),
             Some(event) = probe_events.recv() => match &io {
                 Some(io) => io.forward(event),
                 None => state.on_probe_event(event),
@@ -214,10 +221,13 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
             Some(change) = maybe(membership.as_mut().map(mpsc::UnboundedReceiver::recv)) => state.on_membership(change),
             Ok(()) = maybe(leadership.as_mut().map(watch::Receiver::changed)) => state.on_leadership_change(),
         }
-    }
+    };
     drop(watcher);
-    state.shut_down(decided, zero_done, DECIDER_GRACE, ACTUATOR_GRACE).await;
-    Ok(())
+    // A demoted engine refuses every write: an update in flight cannot
+    // land, so it gets a short grace, not the full one.
+    let actuator_grace = if ended.is_err() { DEMOTED_ACTUATOR_GRACE } else { ACTUATOR_GRACE };
+    state.shut_down(decided, zero_done, DECIDER_GRACE, actuator_grace).await;
+    ended
 }
 
 /// Export counters that the probe and the policy set keep themselves; they

@@ -195,7 +195,7 @@ const PPM: f64 = 1e6;
 pub enum LoadError {
     /// The process lacks the capabilities the kernel asks for.
     #[error(
-        "missing rights to load eBPF programs (effective capabilities {caps:#x}); run as root or grant CAP_BPF and CAP_PERFMON (setcap cap_bpf,cap_perfmon+ep host)"
+        "missing rights to load eBPF programs (effective capabilities {caps:#x}); run as root or grant CAP_BPF and CAP_PERFMON (setcap cap_bpf,cap_perfmon+ep host; in a container or Swarm service cap_add BPF and PERFMON, or SYS_ADMIN on Docker Engine 20.10, which knows neither: see deploy/README.md)"
     )]
     MissingRights {
         /// The process's effective capability mask.

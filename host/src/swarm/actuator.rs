@@ -324,9 +324,12 @@ impl<W: Writer> Shared<W> {
                     let delay = backoff.next_delay();
                     tracing::warn!(service = %request.service_name(), "cannot read the service: {err}; retrying in {}", crate::units::human_duration(delay));
                     // Wake early for a newer decision; it is picked up above.
+                    // The wake-up is consumed here: storing it again would
+                    // wake the next wait at once, a busy loop for as long
+                    // as Docker stays away.
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
-                        () = mailbox.notify.notified() => mailbox.notify.notify_one(),
+                        () = mailbox.notify.notified() => {}
                     }
                     continue;
                 }
@@ -599,6 +602,25 @@ mod tests {
         let lines = audit_lines(&dir);
         assert_eq!(lines.len(), 1);
         assert!(lines[0]["skip"].as_str().is_some_and(|s| s.starts_with("stale")), "{}", lines[0]);
+    }
+
+    #[tokio::test]
+    async fn a_newer_decision_while_docker_is_away_keeps_the_back_off() {
+        let fake = FakeWriter::default();
+        {
+            let mut s = fake.0.lock().expect("lock");
+            s.replicas = 1;
+            s.unreachable = u32::MAX; // a demoted manager: every read fails
+        }
+        let (mut act, _dir) = actuator(&fake, false, Arc::new(AtomicU64::new(0)));
+        act.submit_test(request(1, 2, 0));
+        tokio::task::yield_now().await;
+        act.submit_test(request(1, 3, 0));
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        // The newer decision is read at once, then the back-off runs:
+        // 0 ms, the wake-up, +200 ms. Not one read per poll.
+        let reads = fake.0.lock().expect("lock").reads;
+        assert!((2..=4).contains(&reads), "{reads} reads in 350 ms");
     }
 
     #[tokio::test]

@@ -22,12 +22,12 @@ use super::checks::{self, Folder, PolicyInfo};
 use super::cluster::ClusterTracking;
 use super::deciders::{Decided, Deciders, Job};
 use super::service_view::ServiceView;
-use super::zero::{self, Zero};
+use super::zero::{self, Zero, ZeroIo};
 use crate::cluster::{Membership, RemoteEvent};
 use crate::metrics::Metrics;
 use crate::model::{self, Event, Metric, SettingValue, State};
 use crate::policy::{PolicyError, PolicySet};
-use crate::probe::{ProbeEvent, ProbeHandle, WAKE_METRIC};
+use crate::probe::{PORT_LISTEN_METRIC, PORT_SYN_METRIC, ProbeEvent, ProbeHandle, WAKE_METRIC};
 use crate::reload;
 use crate::replay::Recorder;
 use crate::status::{Board, Cooldowns, MetricStatus};
@@ -60,8 +60,10 @@ pub struct Loop {
     actuator: Actuator<DockerWriter>,
     /// One thread per policy.
     deciders: Deciders,
-    /// Frozen replicas of services at zero.
+    /// Services at zero: frozen replicas, removed services.
     zero: Zero,
+    /// Carries out what `zero` asks for.
+    zero_io: ZeroIo,
     /// Each service's settings checked against its policy, by service id.
     bindings: HashMap<String, Binding>,
     /// (service id, policy) pairs already warned about (quarantine), so
@@ -116,6 +118,8 @@ pub struct Parts {
     pub deciders: Deciders,
     /// Scale to zero.
     pub zero: Zero,
+    /// Its I/O.
+    pub zero_io: ZeroIo,
     /// Counters and histograms.
     pub metrics: Arc<Metrics>,
     /// Every service's state for `host status`.
@@ -127,7 +131,7 @@ pub struct Parts {
 impl Loop {
     /// The loop's state, empty until the first inventory resync.
     pub fn new(parts: Parts) -> Loop {
-        let Parts { probe, policies, actuator, deciders, zero, metrics, board, view_window } = parts;
+        let Parts { probe, policies, actuator, deciders, zero, zero_io, metrics, board, view_window } = parts;
         Loop {
             inventory: Inventory::default(),
             view: ServiceView::default(),
@@ -137,6 +141,7 @@ impl Loop {
             actuator,
             deciders,
             zero,
+            zero_io,
             bindings: HashMap::new(),
             warned: HashSet::new(),
             metrics,
@@ -156,6 +161,26 @@ impl Loop {
     /// leading.
     pub fn set_cluster(&mut self, cluster: ClusterTracking) {
         self.cluster = Some(cluster);
+        self.zero.refuse_cluster();
+    }
+
+    /// Carry out what scale to zero asked for.
+    fn drive_zero(&mut self) {
+        for work in self.zero.take_work() {
+            self.zero_io.run(work, &mut self.actuator);
+        }
+    }
+
+    /// When scale to zero waits for time next (a restored service's ports
+    /// looked at for a listener), if it does.
+    pub fn zero_deadline(&self) -> Option<tokio::time::Instant> {
+        self.zero.next_tick()
+    }
+
+    /// That time came.
+    pub fn on_zero_tick(&mut self) {
+        self.zero.tick();
+        self.drive_zero();
     }
 
     /// Whether this daemon may decide and write: always in single-node
@@ -214,11 +239,30 @@ impl Loop {
     /// A probe event: find the service, update its view, queue a decision.
     pub fn on_probe_event(&mut self, event: ProbeEvent) {
         self.metrics.event_received(event.metric.name());
-        if matches!(&event.metric, Metric::Other(name) if name == WAKE_METRIC) {
-            // The kernel saw a frozen replica's first connection: thaw now,
-            // no policy call.
-            self.zero.on_wake(&event.container_id, event.timestamp_ns);
-            return;
+        if let Metric::Other(name) = &event.metric {
+            // Scale to zero's own events, handled at once, never by a policy:
+            // a frozen replica's first connection (thaw), a connection attempt
+            // to a removed service's port (restore), a socket listening on it
+            // again (unpark).
+            let port = || u16::try_from(event.value as u64).ok();
+            match name.as_str() {
+                WAKE_METRIC => self.zero.on_wake(&event.container_id, event.timestamp_ns),
+                PORT_SYN_METRIC => {
+                    if let Some(port) = port() {
+                        self.zero.on_port_attempt(port, event.timestamp_ns);
+                    }
+                }
+                PORT_LISTEN_METRIC => {
+                    if let Some(port) = port() {
+                        self.zero.on_port_listen(port);
+                    }
+                }
+                _ => {}
+            }
+            if [WAKE_METRIC, PORT_SYN_METRIC, PORT_LISTEN_METRIC].contains(&name.as_str()) {
+                self.drive_zero();
+                return;
+            }
         }
         let Some(container) = self.inventory.container(&event.container_id) else {
             self.unknown_containers += 1;
@@ -231,8 +275,9 @@ impl Loop {
         if let Some(zero) = config.zero {
             let running: Vec<String> = self.inventory.containers_of(&service_id).map(|c| c.id.clone()).collect();
             self.zero.observe((&service_id, &name), &config, zero, (replicas, &running), &event);
-            if self.zero.is_frozen(&event.container_id) {
-                return; // a frozen replica's readings are not the service's load
+            self.drive_zero();
+            if self.zero.holds(&event.container_id) {
+                return; // a frozen or removed replica's readings are not the service's load
             }
         }
         let worth_deciding = self.view.record(
@@ -466,6 +511,7 @@ impl Loop {
         if let Some(id) = died {
             self.view.forget_container(&id);
             self.zero.forget(&id);
+            self.drive_zero();
         }
         match self.cluster.as_mut() {
             Some(cluster) => cluster.sync(&self.inventory),
@@ -513,18 +559,16 @@ impl Loop {
             self.said.retain(|id, _| inventory.service(id).is_some());
             self.board.set_ready(true);
         }
-        // Frozen replicas of services that no longer scale to zero thaw.
-        for service_id in self.zero.services() {
-            let zero = self.inventory.service(&service_id).and_then(ServiceEntry::config).and_then(|c| c.zero);
-            if zero.is_none() {
-                self.zero.release(&service_id, "its service no longer scales to zero");
-            }
-        }
+        // Services found at zero replicas, frozen or removed services whose
+        // labels changed, removed replicas gone.
+        self.zero.reconcile(&self.inventory);
+        self.drive_zero();
     }
 
-    /// A pause or unpause ended.
+    /// A piece of scale to zero's I/O ended.
     pub fn on_zero_done(&mut self, done: zero::Done) {
         self.zero.on_done(done);
+        self.drive_zero();
     }
 
     /// Docker was away (restarted, say): what the loop derived from it may
@@ -605,7 +649,8 @@ impl Loop {
                         let running: Vec<String> =
                             self.inventory.containers_of(service_id).map(|c| c.id.clone()).collect();
                         let service = (service_id.as_str(), job.event.service_name.as_str());
-                        self.zero.policy_zero(service, zero, (replicas, &running), &decision.reason);
+                        self.zero.policy_zero(service, &config, zero, (replicas, &running), &decision.reason);
+                        self.drive_zero();
                         return;
                     }
                 }
@@ -661,6 +706,27 @@ impl Loop {
         }
     }
 
+    /// Shutdown: thaw every frozen replica and undo parks that have not led
+    /// to a removal, within a grace period; removed services stay at zero.
+    async fn settle_zero(&mut self, done: &mut mpsc::UnboundedReceiver<zero::Done>) {
+        self.zero.begin_shutdown();
+        self.drive_zero();
+        let deadline = tokio::time::Instant::now() + zero::SHUTDOWN_GRACE;
+        while self.zero.settling() {
+            match tokio::time::timeout_at(deadline, done.recv()).await {
+                Ok(Some(finished)) => self.on_zero_done(finished),
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::error!(
+                        "replicas still frozen at shutdown (run docker unpause on them): {}",
+                        self.zero.still_frozen().join(", ")
+                    );
+                    break;
+                }
+            }
+        }
+    }
+
     /// Drain: stop the deciders (answers still in the channel are applied,
     /// the rest dropped), then let the actuator finish its updates.
     pub async fn shut_down(
@@ -684,7 +750,7 @@ impl Loop {
         while let Ok(done) = answers.try_recv() {
             self.on_decided(done);
         }
-        self.zero.thaw_all(&mut zero_done).await;
+        self.settle_zero(&mut zero_done).await;
         self.actuator.shutdown(actuator_grace).await;
         tracing::info!("stopped");
     }

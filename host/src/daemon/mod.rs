@@ -174,11 +174,21 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
     export_owned_counters(&metrics, &probe, &policies, &deciders);
 
     let freezer = Freezer { docker: swarm.docker.clone() };
-    let (zero, mut zero_done) = zero::Zero::new(freezer, probe.clone(), audit, metrics.clone(), dry_run);
+    let zero = zero::Zero::new(audit, metrics.clone(), dry_run);
+    let (zero_io, mut zero_done) = zero::ZeroIo::new(freezer, probe.clone());
     let state_metrics = metrics.clone();
     let view_window = args.probe.view_window();
-    let mut state =
-        Loop::new(event_loop::Parts { probe, policies, actuator, deciders, zero, metrics, board, view_window });
+    let mut state = Loop::new(event_loop::Parts {
+        probe,
+        policies,
+        actuator,
+        deciders,
+        zero,
+        zero_io,
+        metrics,
+        board,
+        view_window,
+    });
     if let Some(recorder) = recorder {
         if let Some(path) = &args.record {
             tracing::info!(trace = %path.display(), "recording every decided event to the trace");
@@ -207,6 +217,7 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
             Some(done) = decided.recv() => state.on_decided(done),
             Some(change) = policy_changes.recv() => state.on_policy_change(change),
             Some(done) = zero_done.recv() => state.on_zero_done(done),
+            () = maybe(state.zero_deadline().map(tokio::time::sleep_until)) => state.on_zero_tick(),
             () = maybe(io.as_mut().map(cluster::NodeIo::tracking_changed)) => {
                 if let Some(io) = io.as_mut() { io.apply_tracking() }
             }
@@ -239,6 +250,13 @@ fn export_probe_counters(metrics: &Metrics, probe: &ProbeHandle) {
         "Events lost: ring-buffer reserve failures in the kernel plus events dropped on a full channel.",
         "counter",
         move || p.stats().dropped as f64,
+    );
+    let p = probe.clone();
+    metrics.set_source(
+        "autoscaler_probe_parked_syns_total",
+        "Connection attempts to the ports of services at zero replicas (autoscale.zero=remove) the kernel held: dropped without an answer, retransmitted by the client.",
+        "counter",
+        move || p.stats().parked_syns as f64,
     );
 }
 

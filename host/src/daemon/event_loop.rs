@@ -23,7 +23,7 @@ use super::cluster::ClusterTracking;
 use super::deciders::{Decided, Deciders, Job};
 use super::service_view::ServiceView;
 use super::zero::{self, Zero, ZeroIo};
-use crate::cluster::{Membership, RemoteEvent};
+use crate::cluster::{Membership, RemoteEvent, RemoteZero, ZeroCommand, ZeroReport};
 use crate::metrics::Metrics;
 use crate::model::{self, Event, Metric, SettingValue, State};
 use crate::policy::{PolicyError, PolicySet};
@@ -31,6 +31,7 @@ use crate::probe::{PORT_LISTEN_METRIC, PORT_SYN_METRIC, ProbeEvent, ProbeHandle,
 use crate::reload;
 use crate::replay::Recorder;
 use crate::status::{Board, Cooldowns, MetricStatus};
+use crate::swarm::audit::ZeroOutcome;
 use crate::swarm::inventory::{self, Notice, ServiceEntry, Status};
 use crate::swarm::{Actuator, DockerWriter, Inventory, Request};
 
@@ -164,11 +165,79 @@ impl Loop {
         self.zero.refuse_cluster();
     }
 
-    /// Carry out what scale to zero asked for.
+    /// Carry out what scale to zero asked for. In multi-node mode a
+    /// replica is frozen, thawed and recovered by its node's agent.
     fn drive_zero(&mut self) {
         for work in self.zero.take_work() {
+            if let Some(cluster) = &self.cluster {
+                let command = match &work {
+                    zero::Work::Freeze { container } => Some(ZeroCommand::Freeze { container_id: container.clone() }),
+                    zero::Work::Thaw { container } => Some(ZeroCommand::Thaw { container_id: container.clone() }),
+                    zero::Work::Recover { container, .. } => {
+                        Some(ZeroCommand::Recover { container_id: container.clone() })
+                    }
+                    _ => None,
+                };
+                if let Some(command) = command {
+                    let container = match &command {
+                        ZeroCommand::Freeze { container_id }
+                        | ZeroCommand::Thaw { container_id }
+                        | ZeroCommand::Recover { container_id } => container_id.clone(),
+                    };
+                    let node = self.inventory.container(&container).map(|c| c.node_id.clone());
+                    if !node.as_deref().is_some_and(|node| cluster.send_zero(node, command)) {
+                        self.zero_io.unreachable(work, node.as_deref());
+                    }
+                    continue;
+                }
+            }
             self.zero_io.run(work, &mut self.actuator);
         }
+    }
+
+    /// Multi-node mode: a node's agent says how a freeze, thaw or recover
+    /// ended, or that a connection woke a replica it had frozen.
+    pub fn on_remote_zero(&mut self, remote: RemoteZero) {
+        if !self.deciding() {
+            return;
+        }
+        let service = |inventory: &Inventory, container: &str| {
+            inventory.service_of(container).map(|s| (s.id.clone(), s.name.clone())).unwrap_or_default()
+        };
+        let us = |us: u64| Duration::from_micros(us);
+        let done = match remote.report {
+            ZeroReport::Frozen { container_id, took_us, .. } => {
+                zero::Done::Frozen { container: container_id, took: us(took_us) }
+            }
+            ZeroReport::Busy { container_id } => zero::Done::Busy { container: container_id },
+            ZeroReport::NotFrozen { container_id, refused, reason } => zero::Done::NotFrozen {
+                container: container_id,
+                outcome: if refused { ZeroOutcome::Refused } else { ZeroOutcome::Failed },
+                reason,
+            },
+            ZeroReport::Thawed { container_id, took_us, wake_us: None } => {
+                zero::Done::Thawed { container: container_id, took: us(took_us) }
+            }
+            ZeroReport::Thawed { container_id, took_us, wake_us: Some(wake_us) } => zero::Done::WokenOnNode {
+                service: service(&self.inventory, &container_id),
+                container: container_id,
+                took: us(took_us),
+                wake: us(wake_us),
+            },
+            ZeroReport::ThawFailed { container_id, reason } => {
+                zero::Done::ThawFailed { container: container_id, reason }
+            }
+            ZeroReport::FoundPaused { container_id, took_us, error } => {
+                let (service_id, service) = service(&self.inventory, &container_id);
+                let unpaused = match (took_us, error) {
+                    (Some(took), _) => Ok(us(took)),
+                    (None, error) => Err(error.unwrap_or_default()),
+                };
+                zero::Done::FoundPaused { container: container_id, service_id, service, unpaused }
+            }
+        };
+        tracing::debug!(node = %remote.node_id, "cluster: scale-to-zero report {done:?}");
+        self.on_zero_done(done);
     }
 
     /// When scale to zero waits for time next (a restored service's ports
@@ -513,22 +582,31 @@ impl Loop {
             self.zero.forget(&id);
             self.drive_zero();
         }
+        for tracked in &effects.track {
+            // A replica left paused by an earlier daemon has no wake armed.
+            if let Some(service) = self.inventory.service_of(&tracked.container_id)
+                && service.config().is_some_and(|c| c.zero.is_some())
+            {
+                let (id, name) = (service.id.clone(), service.name.clone());
+                self.zero.recover((&id, &name), &tracked.container_id);
+            }
+        }
         match self.cluster.as_mut() {
             Some(cluster) => cluster.sync(&self.inventory),
             None => {
                 for tracked in effects.track {
-                    // A replica left paused by an earlier daemon has no wake armed.
-                    if let Some(service) = self.inventory.service_of(&tracked.container_id)
-                        && service.config().is_some_and(|c| c.zero.is_some())
-                    {
-                        let (id, name) = (service.id.clone(), service.name.clone());
-                        self.zero.recover((&id, &name), &tracked.container_id);
-                    }
                     self.probe.track(tracked);
                 }
                 for container in &effects.untrack {
                     self.probe.untrack(container);
                 }
+            }
+        }
+        if self.cluster.is_some() {
+            // A node's containers that went away, seen by the re-read of
+            // the swarm's tasks rather than a container event.
+            for container in &effects.untrack {
+                self.zero.forget(container);
             }
         }
         for container in &effects.untrack {

@@ -196,7 +196,9 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
         state.record_to(recorder);
     }
     let mut leadership = tracking.as_ref().map(cluster::ClusterTracking::leadership);
-    let (mut remote_events, mut membership) = inputs.map(|i| (i.events, i.membership)).unzip();
+    let (mut remote_events, rest) = inputs.map(|i| (i.events, (i.membership, i.zero))).unzip();
+    let (mut membership, mut zero_reports) = rest.unzip();
+    let mut zero_commands = io.as_mut().and_then(cluster::NodeIo::take_zero_commands);
     if let Some(tracking) = tracking {
         tracking.export_counters(&state_metrics);
         state.set_cluster(tracking);
@@ -224,10 +226,19 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
             Some(remote) = maybe(remote_events.as_mut().map(mpsc::Receiver::recv)) => state.on_remote_event(remote),
             Some(change) = maybe(membership.as_mut().map(mpsc::UnboundedReceiver::recv)) => state.on_membership(change),
             Ok(()) = maybe(leadership.as_mut().map(watch::Receiver::changed)) => state.on_leadership_change(),
+            Some(report) = maybe(zero_reports.as_mut().map(mpsc::UnboundedReceiver::recv)) => state.on_remote_zero(report),
+            Some(command) = maybe(zero_commands.as_mut().map(mpsc::UnboundedReceiver::recv)) => {
+                if let Some(io) = &io { io.on_zero_command(command) }
+            }
         }
     }
     drop(watcher);
     state.shut_down(decided, zero_done, DECIDER_GRACE, ACTUATOR_GRACE).await;
+    // This node's agent thaws what it froze; other nodes' agents keep their
+    // frozen replicas' wakes.
+    if let Some(io) = &io {
+        io.thaw_all().await;
+    }
     Ok(())
 }
 

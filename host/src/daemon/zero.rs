@@ -37,6 +37,14 @@
 //! when it first follows a scale-to-zero replica ([`Zero::recover`]) and
 //! unpauses them (they freeze again after their next idle spell).
 //!
+//! In multi-node mode the same state machine runs on the deciding
+//! manager, and the replica's own node does the I/O: its agent pauses the
+//! replica with its engine, arms its probe's wake, and thaws it on the
+//! first connection without waiting for the decider, then reports
+//! ([`Done::WokenOnNode`]). A node's daemon thaws what it froze when it
+//! stops; the decider stopping or moving leaves frozen replicas frozen,
+//! their wakes armed on their nodes.
+//!
 //! # Remove
 //!
 //! The service's ports (`autoscale.port`, or those its spec publishes in
@@ -251,6 +259,18 @@ pub enum Done {
         /// What the actuator did.
         outcome: ZeroWritten,
     },
+    /// Multi-node mode: a connection woke a replica on its node, and that
+    /// node's agent thawed it at once.
+    WokenOnNode {
+        /// The replica.
+        container: String,
+        /// Its service's id, and name (from the inventory).
+        service: (String, String),
+        /// Docker's unpause on the node.
+        took: Duration,
+        /// From the kernel's connection to the unpause returning.
+        wake: Duration,
+    },
     /// The answer of a [`Work::CheckListening`].
     Listening {
         /// The service.
@@ -398,8 +418,11 @@ impl Zero {
         }
     }
 
-    /// Multi-node mode: services are not removed to zero replicas (see the
-    /// refusal's text).
+    /// Multi-node mode: replicas are frozen and thawed by their nodes'
+    /// agents (the event loop routes [`Work::Freeze`], [`Work::Thaw`] and
+    /// [`Work::Recover`] to them, and a wake comes back as
+    /// [`Done::WokenOnNode`]); services are not removed to zero replicas
+    /// (see the refusal's text).
     pub fn refuse_cluster(&mut self) {
         self.cluster = true;
     }
@@ -807,6 +830,31 @@ impl Zero {
                 self.record(&container, ZeroOutcome::Failed, Some(reason), Duration::ZERO, None);
                 self.replicas.remove(&container);
             }
+            Done::WokenOnNode { container, service: (service_id, service), took, wake } => {
+                self.metrics.observe_zero("thaw", took);
+                self.metrics.observe_zero("wake", wake);
+                self.busy.insert(service_id.clone(), Instant::now());
+                if self.replicas.contains_key(&container) {
+                    if let Some(replica) = self.replicas.get_mut(&container) {
+                        replica.thaw_reason = "first connection".into();
+                    }
+                    self.record(&container, ZeroOutcome::Woken, None, took, Some(wake));
+                    self.replicas.remove(&container);
+                    return;
+                }
+                // Frozen under an earlier leader: its node's agent kept the wake.
+                self.audit.record_zero(&ZeroRecord {
+                    time_unix_ms: unix_ms(),
+                    service,
+                    service_id,
+                    container,
+                    zero: ZeroOutcome::Woken,
+                    reason: "first connection (frozen under an earlier decider)".into(),
+                    docker_us: took.as_micros() as u64,
+                    wake_us: Some(wake.as_micros() as u64),
+                    ports: Vec::new(),
+                });
+            }
             Done::Parked { service_id, ports, mode, result } => self.parked(&service_id, &ports, mode, result),
             Done::Written { service_id, to, outcome } => self.written(&service_id, to, outcome),
             Done::Listening { service_id, listening } => self.listening(&service_id, listening),
@@ -1185,9 +1233,14 @@ impl Zero {
     /// removal that has not written yet; removed services stay at zero
     /// (the next daemon parks them again). Then feed [`Done`]s to
     /// [`Zero::on_done`] while [`Zero::settling`].
+    ///
+    /// In multi-node mode frozen replicas stay frozen: each node's agent
+    /// holds its wake, and thaws what it froze when its own daemon stops.
     pub fn begin_shutdown(&mut self) {
-        for service in self.services() {
-            self.release(&service, "the autoscaler is stopping");
+        if !self.cluster {
+            for service in self.services() {
+                self.release(&service, "the autoscaler is stopping");
+            }
         }
         let removed: Vec<String> = self
             .removals
@@ -1214,7 +1267,7 @@ impl Zero {
     /// Whether shutdown still waits for something: a pause or unpause, or a
     /// park that must be undone.
     pub fn settling(&self) -> bool {
-        !self.replicas.is_empty() || self.removals.values().any(|r| r.step == Step::Parking)
+        (!self.cluster && !self.replicas.is_empty()) || self.removals.values().any(|r| r.step == Step::Parking)
     }
 
     /// Shutdown's wait: what is still frozen, named.
@@ -1333,6 +1386,23 @@ impl ZeroIo {
         (ZeroIo { freezer, probe, done }, rx)
     }
 
+    /// Multi-node mode: `work` was for a node whose agent cannot be
+    /// reached; end it as failed.
+    pub fn unreachable(&self, work: Work, node: Option<&str>) {
+        let why = match node {
+            Some(node) => format!("node {node}'s autoscaler agent is not connected to this decider"),
+            None => "the inventory places it on no node".to_string(),
+        };
+        let done = match work {
+            Work::Freeze { container } => {
+                Done::NotFrozen { container, outcome: ZeroOutcome::Failed, reason: format!("cannot freeze: {why}") }
+            }
+            Work::Thaw { container } => Done::ThawFailed { container, reason: format!("cannot thaw: {why}") },
+            _ => return,
+        };
+        let _ = self.done.send(done);
+    }
+
     /// Start one piece of work.
     pub fn run(&self, work: Work, actuator: &mut Actuator<DockerWriter>) {
         let (freezer, probe, done) = (self.freezer.clone(), self.probe.clone(), self.done.clone());
@@ -1408,8 +1478,9 @@ impl ZeroIo {
     }
 }
 
-/// Check, arm, pause; see the module doc.
-async fn freeze(freezer: &Freezer, probe: &ProbeHandle, container: String) -> Done {
+/// Check, arm, pause; see the module doc. Also what a node's agent runs
+/// for a [`crate::cluster::ZeroCommand::Freeze`].
+pub(crate) async fn freeze(freezer: &Freezer, probe: &ProbeHandle, container: String) -> Done {
     let refused = |outcome, reason: String| Done::NotFrozen { container: container.clone(), outcome, reason };
     match freezer.health_check(&container).await {
         Ok(None) => {}

@@ -533,6 +533,30 @@ async fn dry_run_and_multi_node_mode_remove_nothing() {
     assert!(records(&dir)[0]["reason"].as_str().is_some_and(|r| r.contains("not supported with --cluster")));
 }
 
+#[tokio::test(start_paused = true)]
+async fn in_multi_node_mode_a_replica_woken_on_its_node_is_audited_and_outlives_the_decider_frozen() {
+    let (mut zero, dir) = bench(false);
+    zero.refuse_cluster();
+    let config = config(FREEZE);
+    assert_eq!(idle_spell(&mut zero, &config).await, [Work::Freeze { container: "c1".into() }]);
+    done(&mut zero, Done::Frozen { container: "c1".into(), took: 30 * MS });
+    let service = ("s1".to_string(), "web".to_string());
+    let woken = Done::WokenOnNode { container: "c1".into(), service: service.clone(), took: 20 * MS, wake: 22 * MS };
+    assert!(done(&mut zero, woken).is_empty(), "the node thawed it: nothing to do here");
+    assert!(!zero.holds("c1"));
+    let rec = &records(&dir)[1];
+    assert_eq!((rec["zero"].as_str(), rec["wake_us"].as_u64()), (Some("woken"), Some(22_000)));
+    // Frozen under an earlier decider: audited all the same.
+    let earlier = Done::WokenOnNode { container: "c9".into(), service, took: 20 * MS, wake: 25 * MS };
+    done(&mut zero, earlier);
+    assert!(records(&dir)[2]["reason"].as_str().is_some_and(|r| r.contains("earlier decider")));
+    // The decider stopping leaves frozen replicas to their nodes' agents.
+    idle_spell(&mut zero, &config).await;
+    done(&mut zero, Done::Frozen { container: "c1".into(), took: 30 * MS });
+    zero.begin_shutdown();
+    assert!(zero.take_work().is_empty() && !zero.settling());
+}
+
 #[test]
 fn connections_and_cpu_above_the_lower_threshold_are_work() {
     let mut config = config(FREEZE);

@@ -76,7 +76,14 @@ struct sock_cgroup_data {
 	struct cgroup *cgroup; /* v2 cgroup of the process that made the socket */
 };
 
+/* skc_num is the local port in host order (inside an anonymous struct in
+ * the kernel's definition; CO-RE finds it there). */
+struct sock_common {
+	__u16 skc_num;
+};
+
 struct sock {
+	struct sock_common __sk_common;
 	struct sock_cgroup_data sk_cgrp_data;
 	__u16 sk_protocol;
 };
@@ -92,6 +99,7 @@ enum {
 	TCP_ESTABLISHED = 1,
 	TCP_SYN_SENT = 2,
 	TCP_SYN_RECV = 3,
+	TCP_LISTEN = 10,
 };
 
 #define IPPROTO_TCP 6

@@ -19,6 +19,12 @@
 #define PROBE_METRIC_MEMORY_LIMIT 5 /* memcg limit in bytes (samples only) */
 #define PROBE_METRIC_WAKE 6         /* first connection to a frozen container:
 				     * kind UP, value 1; sent once per arming */
+#define PROBE_METRIC_PORT_SYN 7     /* a connection attempt (bare SYN) to a
+				     * parked port was held: kind UP, value the
+				     * port, cgroup_id 0; at most one per port
+				     * per PROBE_PARK_EVENT_GAP_NS */
+#define PROBE_METRIC_PORT_LISTEN 8  /* a socket started listening on a parked
+				     * port: kind UP, value the port, cgroup_id 0 */
 
 /* Kinds (probe_event.kind). */
 #define PROBE_KIND_SAMPLE 0
@@ -99,6 +105,8 @@ struct probe_control {
 #define PROBE_DROP_RING 0 /* ring buffer full: event lost */
 #define PROBE_DROP_HELD 1 /* crossing over its container's budget: held
 			   * back to a later evaluation (once per attempt) */
+#define PROBE_DROP_PARKED_SYN 2 /* connection attempts to a parked port
+				 * dropped silently (the client retransmits) */
 
 /* Value of the `state` array: kernel-owned accounting, index = slot.
  * Userspace zeroes it before the container's `slots` entry appears; its
@@ -113,5 +121,24 @@ struct probe_control {
  * kernel establishes on one of the container's sockets swaps it to 0 and
  * pushes one PROBE_METRIC_WAKE event, outside the container's event budget. */
 #define PROBE_WAKE_ARMED 1
+
+/* Value of the `parked` hash map (key: TCP port, host order), written by
+ * userspace for a service scaled to zero replicas (`autoscale.zero=remove`).
+ * The tc classifier (on_tc_ingress) drops a bare SYN to a parked port
+ * without an answer (the client retransmits it about a second later) and
+ * pushes a PROBE_METRIC_PORT_SYN event; a SYN with the ACK bit, and every
+ * other packet, passes.
+ * - HOLD: every bare SYN is held, even if a socket listens: the service's
+ *   last replica is on its way out, and a connection it accepted now would
+ *   be reset when it stops.
+ * - LOOKUP: a bare SYN for which the kernel finds a socket (a listener
+ *   again: the new replica) passes; only those no socket would take are
+ *   held. */
+#define PROBE_PARK_HOLD 1
+#define PROBE_PARK_LOOKUP 2
+/* Most ports parked at once. */
+#define PROBE_MAX_PARKED 1024
+/* Least time between two PROBE_METRIC_PORT_SYN events of one port. */
+#define PROBE_PARK_EVENT_GAP_NS 100000000
 
 #endif

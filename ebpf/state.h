@@ -150,10 +150,29 @@ struct {
 /* PROBE_DROP_*: events lost or held back. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, 3);
 	__type(key, __u32);
 	__type(value, __u64);
 } drops SEC(".maps");
+
+/* Parked TCP ports (host order) -> PROBE_PARK_HOLD or PROBE_PARK_LOOKUP:
+ * see probe.h. Written by userspace only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PROBE_MAX_PARKED);
+	__type(key, __u16);
+	__type(value, __u32);
+} parked SEC(".maps");
+
+/* When each parked port last pushed a PROBE_METRIC_PORT_SYN event: a burst
+ * of connection attempts (and their retransmits) is one event per
+ * PROBE_PARK_EVENT_GAP_NS. LRU: a port unparked and forgotten leaves. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, PROBE_MAX_PARKED);
+	__type(key, __u16);
+	__type(value, __u64);
+} park_pushed SEC(".maps");
 
 /* Size set by the loader (ProbeSettings::ring_buffer_bytes). */
 struct {

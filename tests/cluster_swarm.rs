@@ -570,6 +570,17 @@ mod daemons {
                 .collect()
         }
 
+        /// Scale-to-zero records of `service` with `zero` (`frozen`, `woken`...).
+        pub fn zero(&self, service: &str, zero: &str) -> Vec<serde_json::Value> {
+            let Ok(file) = std::fs::File::open(self.dir.path().join("audit.jsonl")) else { return Vec::new() };
+            BufReader::new(file)
+                .lines()
+                .map_while(Result::ok)
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+                .filter(|r| r["service"] == service && r["zero"] == zero)
+                .collect()
+        }
+
         /// The daemon's exit status once it ended on its own, within `timeout`.
         pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
             let start = Instant::now();
@@ -1016,4 +1027,64 @@ fn decisions_follow_raft_leadership_when_the_leader_is_demoted() {
         promoting.elapsed().as_secs_f64()
     );
     drop(web);
+}
+
+/// Scale to zero on a worker: the leader decides, node3's agent freezes
+/// its own replica with its own engine and arms its own probe's wake; a
+/// connection to node3 is woken there at once (no round trip to the
+/// leader) and answered; the leader audits both; node3's daemon thaws what
+/// it froze when it stops.
+#[test]
+fn a_min_zero_replica_on_the_worker_is_frozen_and_woken_by_its_own_node() {
+    let _serial = SERIAL.blocking_lock();
+    let vars = require_daemons!();
+    let work = tempfile::tempdir().expect("tempdir");
+    let token = daemons::token_file(work.path());
+    let mut nodes = daemons::start_all(&vars, &token, &[]);
+    let mut labels = daemons::labels("2", "0.6", "1s", "1s");
+    labels.retain(|(k, _)| *k != "autoscale.min");
+    labels.extend([("autoscale.min", "0"), ("autoscale.idle", "3s")]);
+    let web = daemons::Service::create(
+        &vars,
+        "cluster-e2e-zero",
+        18251,
+        1,
+        &["--constraint", "node.hostname==node3", "--no-healthcheck"],
+        &labels,
+    );
+    daemons::wait_until("the replica to run on node3", Duration::from_secs(60), || web.running_on() == ["node3"]);
+    let filter = format!("label=com.docker.swarm.service.name={}", web.name);
+    let container = daemons::docker_on(&vars, 3, &["ps", "-q", "--no-trunc", "--filter", &filter]).unwrap_or_default();
+    assert_eq!(container.lines().count(), 1, "one replica on node3: {container:?}");
+    let paused = || {
+        daemons::docker_on(&vars, 3, &["inspect", "--format", "{{.State.Paused}}", &container]).as_deref()
+            == Some("true")
+    };
+    let leader = nodes.iter().position(|d| d.log().contains(": deciding")).expect("a deciding manager");
+    let took = daemons::wait_until("the idle replica on node3 to be frozen", Duration::from_secs(40), paused);
+    let frozen = nodes[leader].zero(&web.name, "frozen");
+    assert_eq!(frozen.first().map(|r| r["container"].clone()), Some(serde_json::json!(container)), "{frozen:?}");
+
+    let node3 = vars["NODE3_ADDR"].clone();
+    let start = Instant::now();
+    let body = daemons::request(&node3, web.port, "/");
+    let answered = start.elapsed();
+    assert!(body.as_deref().is_some_and(|b| b.starts_with("ok")), "the frozen replica answers: {body:?}");
+    assert!(!paused(), "woken");
+    nodes[2].wait_log("on this node: connection to unpaused in", Duration::from_secs(10));
+    daemons::wait_until("the wake in the leader's audit", Duration::from_secs(10), || {
+        !nodes[leader].zero(&web.name, "woken").is_empty()
+    });
+    let woken = nodes[leader].zero(&web.name, "woken");
+    let wake_ms = woken[0]["wake_us"].as_u64().expect("wake latency") as f64 / 1000.0;
+    eprintln!(
+        "cluster e2e zero: replica on node3 frozen {:.1} s after it ran; connect -> answer {answered:?}; kernel connection -> unpaused on node3 {wake_ms:.1} ms",
+        took.as_secs_f64()
+    );
+    assert!(answered < Duration::from_secs(2), "the wake needs no round trip: {answered:?}");
+
+    // Frozen again; node3's daemon stops and thaws what it froze.
+    daemons::wait_until("the replica to be frozen again", Duration::from_secs(40), paused);
+    nodes[2].signal(libc::SIGTERM);
+    assert!(!paused(), "node3's daemon left its replica frozen when it stopped:\n{}", nodes[2].log());
 }

@@ -421,6 +421,105 @@ async fn ebpf_first_connection_to_a_frozen_container_pushes_one_wake() {
     assert!(woke < Duration::from_millis(200), "the wake is pushed at once, took {woke:?}");
 }
 
+fn is_port(ev: &ProbeEvent, metric: &str, port: u16) -> bool {
+    ev.metric == Metric::Other(metric.into()) && ev.value == f64::from(port) && ev.container_id.is_empty()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
+}
+
+/// A connection attempt that has neither connected nor failed after `wait`:
+/// the kernel held it (no answer: the client retransmits).
+async fn held(
+    addr: std::net::SocketAddr,
+    wait: Duration,
+) -> tokio::task::JoinHandle<std::io::Result<tokio::net::TcpStream>> {
+    let attempt = tokio::spawn(tokio::net::TcpStream::connect(addr));
+    tokio::time::sleep(wait).await;
+    assert!(!attempt.is_finished(), "the attempt to {addr} was answered at once (refused or accepted): {attempt:?}");
+    attempt
+}
+
+/// Scale to zero by removal, the kernel half: a parked port with nothing
+/// listening holds connection attempts without an answer (no refusal) and
+/// pushes one event per burst; a socket listening on it pushes a listen
+/// event and the clients' retransmits connect. In hold mode even a
+/// listening port holds attempts; unparked, a port nobody listens on
+/// refuses again. IPv4 and IPv6.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ebpf_a_parked_port_holds_connection_attempts_until_a_listener_takes_them() {
+    if !root_or_explain("ebpf_park") {
+        return;
+    }
+    let (handle, mut rx) = start_ebpf().await;
+    let mut seen = Vec::new();
+    let port = free_port();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    handle.park(port, probe::ParkMode::Lookup).await.expect("parking works as root");
+    let start = Instant::now();
+    let first = held(addr, Duration::from_millis(50)).await;
+    let burst: Vec<_> = (0..20).map(|_| tokio::spawn(tokio::net::TcpStream::connect(addr))).collect();
+    let syn = until(&mut rx, &mut seen, Duration::from_secs(2), |e| is_port(e, probe::PORT_SYN_METRIC, port))
+        .await
+        .unwrap_or_else(|| panic!("no event for the held attempt; events: {seen:?}"));
+    let pushed = start.elapsed();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(!first.is_finished() && burst.iter().all(|a| !a.is_finished()), "attempts answered while parked");
+    assert_eq!(syn.unit, Unit::Count);
+    let events = seen.iter().filter(|e| is_port(e, probe::PORT_SYN_METRIC, port)).count();
+    assert_eq!(events, 1, "21 attempts within 100 ms are one event: {seen:?}");
+    assert!(handle.stats().parked_syns >= 21, "{:?}", handle.stats());
+
+    // The replica is back: it listens, the kernel says so, and the
+    // retransmits (about 1 s after each first attempt) connect.
+    let listener = std::net::TcpListener::bind(addr).expect("listen on the parked port");
+    until(&mut rx, &mut seen, Duration::from_secs(2), |e| is_port(e, probe::PORT_LISTEN_METRIC, port))
+        .await
+        .unwrap_or_else(|| panic!("no listen event for the parked port; events: {seen:?}"));
+    let stream = tokio::time::timeout(Duration::from_secs(5), first).await.expect("the held attempt connects");
+    stream.expect("task").expect("connected through the retransmit");
+    let connected = start.elapsed();
+    for attempt in burst {
+        let stream = tokio::time::timeout(Duration::from_secs(5), attempt).await.expect("connects");
+        stream.expect("task").expect("every attempt of the burst connects");
+    }
+    assert!(connected >= Duration::from_millis(800), "connected after {connected:?}: not through a retransmit?");
+    // Lookup: with a listener, a new attempt passes at once.
+    let t = Instant::now();
+    tokio::net::TcpStream::connect(addr).await.expect("a listening parked port takes connections");
+    assert!(t.elapsed() < Duration::from_millis(500), "{:?}", t.elapsed());
+
+    // Hold: even the listener gets nothing until the port is unparked.
+    handle.park(port, probe::ParkMode::Hold).await.expect("hold");
+    let on_hold = held(addr, Duration::from_millis(400)).await;
+    handle.unpark(port).await.expect("unpark");
+    let stream = tokio::time::timeout(Duration::from_secs(5), on_hold).await.expect("connects after the unpark");
+    stream.expect("task").expect("connected");
+    drop(listener);
+    // Unparked: a port nobody listens on refuses at once, as it should.
+    let refused = tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr)).await;
+    assert!(matches!(refused, Ok(Err(ref e)) if e.kind() == std::io::ErrorKind::ConnectionRefused), "{refused:?}");
+
+    // IPv6 on ::1, another port.
+    let port6 = free_port();
+    let addr6: std::net::SocketAddr = (std::net::Ipv6Addr::LOCALHOST, port6).into();
+    handle.park(port6, probe::ParkMode::Lookup).await.expect("park");
+    let attempt6 = held(addr6, Duration::from_millis(300)).await;
+    until(&mut rx, &mut seen, Duration::from_secs(2), |e| is_port(e, probe::PORT_SYN_METRIC, port6))
+        .await
+        .unwrap_or_else(|| panic!("no event for an IPv6 attempt; events: {seen:?}"));
+    let _listener6 = std::net::TcpListener::bind(addr6).expect("listen on ::1");
+    let stream = tokio::time::timeout(Duration::from_secs(5), attempt6).await.expect("IPv6 attempt connects");
+    stream.expect("task").expect("connected");
+    handle.unpark(port6).await.expect("unpark");
+    let stats = handle.stats();
+    assert_eq!(stats.unattributed, 0, "port events need no container: {stats:?}");
+    println!(
+        "parked port: event pushed {pushed:?} after the first attempt; connected through the retransmit after {connected:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn untracked_container_stops_producing_events() {
     if !root_or_explain("untrack") {
@@ -509,4 +608,62 @@ fn without_bpf_rights_the_daemon_falls_back_to_cgroupfs() {
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "child without capabilities failed:\n{text}");
     assert!(text.contains("1 passed"), "the child test did not run:\n{text}");
+}
+
+/// Run in a child process with CAP_BPF and CAP_PERFMON only (see the next
+/// test): the eBPF probe loads, but parking a port needs CAP_NET_ADMIN.
+#[tokio::test]
+async fn park_child_without_net_admin() {
+    if std::env::var_os("PROBE_PARK_CHILD").is_none() {
+        return; // only meaningful when started by the test below
+    }
+    let (tx, _rx) = mpsc::channel(16);
+    let handle = probe::start(ProbeSettings::default(), tx).await.expect("start");
+    assert_eq!(handle.kind(), ProbeKind::Ebpf, "CAP_BPF and CAP_PERFMON are enough for the probe");
+    let err = handle.park(free_port(), probe::ParkMode::Lookup).await.expect_err("parking needs CAP_NET_ADMIN");
+    assert!(err.contains("needs CAP_NET_ADMIN") && err.contains("autoscale.zero=freeze"), "{err}");
+}
+
+/// Run in a child process with the capabilities the parent gives it: the
+/// eBPF probe loads and parks a port.
+#[tokio::test]
+async fn park_child_with_net_admin() {
+    if std::env::var_os("PROBE_PARK_CHILD").is_none() {
+        return; // only meaningful when started by the test below
+    }
+    let (tx, _rx) = mpsc::channel(16);
+    let handle = probe::start(ProbeSettings::default(), tx).await.expect("start");
+    assert_eq!(handle.kind(), ProbeKind::Ebpf);
+    let port = free_port();
+    handle.park(port, probe::ParkMode::Lookup).await.expect("parking works with these capabilities");
+    handle.unpark(port).await.expect("unpark");
+}
+
+/// Run `child` of this test binary under `setpriv` with only `caps`.
+fn run_child(child: &str, caps: &str) {
+    let exe = std::env::current_exe().expect("test binary path");
+    let out = std::process::Command::new("setpriv")
+        .args([&format!("--bounding-set=-all,{caps}"), "--inh-caps=-all"])
+        .arg(exe)
+        .args(["--exact", child, "--nocapture", "--test-threads=1"])
+        .env("PROBE_PARK_CHILD", "1")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run setpriv (util-linux)");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{child} with {caps} failed:\n{text}");
+    assert!(text.contains("1 passed"), "the child test did not run:\n{text}");
+}
+
+#[test]
+fn parking_needs_net_admin_besides_bpf_and_perfmon_or_sys_admin() {
+    if !root_or_explain("park and capabilities") {
+        return;
+    }
+    run_child("park_child_without_net_admin", "+bpf,+perfmon");
+    run_child("park_child_with_net_admin", "+bpf,+perfmon,+net_admin");
+    // What deploy/stack.yml grants on Docker Engine 20.10, which knows
+    // neither CAP_BPF nor CAP_PERFMON: enough with TCX links (Linux 6.6+);
+    // the netlink attachment of older kernels also wants CAP_NET_ADMIN.
+    run_child("park_child_with_net_admin", "+sys_admin");
 }

@@ -883,6 +883,103 @@ fn an_idle_min_zero_service_freezes_and_its_first_connections_wake_it() {
     docker(&["unpause", &operators]);
 }
 
+/// Scale to zero by removal on a real Swarm, beside a frozen service: the
+/// idle `autoscale.zero=remove` service goes to 0 replicas (its port held
+/// by the kernel); a daemon restarted meanwhile holds the port again on
+/// first sight; a burst of connections brings the service back to one
+/// replica through Swarm and every connection is answered; the `freeze`
+/// service beside it is frozen and woken as before. Audited and measured.
+#[test]
+fn an_idle_removed_service_goes_to_zero_replicas_and_a_burst_brings_it_back() {
+    let Some(_serial) = setup("an_idle_removed_service_goes_to_zero_replicas_and_a_burst_brings_it_back") else {
+        return;
+    };
+    let mut remove_labels = zero_labels("0");
+    remove_labels.extend([("autoscale.zero", "remove"), ("autoscale.port", "18131")]);
+    let removed = Service::create("zero-remove", 18131, &remove_labels);
+    let frozen = Service::create("zero-freeze", 18132, &zero_labels("0"));
+    let mut first = Daemon::start(&[]);
+    first.wait_enabled(&removed);
+    let took = wait_until("the idle zero=remove service to have no replica", Duration::from_secs(40), || {
+        removed.replicas() == 0 && removed.containers().is_empty()
+    });
+    let gone: Vec<serde_json::Value> =
+        first.audit().into_iter().filter(|r| r["service"] == removed.name.as_str() && r["zero"] == "removed").collect();
+    assert_eq!(gone.len(), 1, "{gone:?}");
+    assert_eq!(gone[0]["ports"], serde_json::json!([18131]));
+    let (ok, text) = first.status(Some(&removed.name));
+    assert!(ok && text.contains("  zero:      removed "), "host status shows the removal:\n{text}");
+    assert!(first.scrape_metrics().contains("autoscaler_zero_seconds_count{op=\"remove\"} 1"));
+    // A new daemon finds the service at 0 replicas and holds its port again.
+    first.stop();
+    let daemon = Daemon::start(&[]);
+    daemon.wait_enabled(&removed);
+    wait_until("the next daemon to hold the port again", Duration::from_secs(10), || {
+        daemon.log().contains(&format!("service {} is at 0 replicas: port 18131 held", removed.name))
+    });
+
+    // 50 connections at once to a service with no replica: all held by the
+    // kernel, none refused, all answered by the replica that comes back.
+    let burst_start = Instant::now();
+    let clients: Vec<JoinHandle<(Option<String>, Duration)>> = (0..50)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                (request(18131, "/"), start.elapsed())
+            })
+        })
+        .collect();
+    let mut times = Vec::new();
+    for client in clients {
+        let (body, took) = client.join().expect("client thread");
+        assert!(body.as_deref().is_some_and(|b| b.starts_with("ok")), "a connection of the burst got {body:?}");
+        times.push(took);
+    }
+    let burst_took = burst_start.elapsed();
+    times.sort();
+    assert_eq!(removed.replicas(), 1, "back to one replica");
+    // The frozen service beside it wakes on its own first connection.
+    wait_until("the idle zero=freeze service to be frozen", Duration::from_secs(20), || frozen.frozen());
+    assert!(request(frozen.port, "/").is_some_and(|b| b.starts_with("ok")), "the frozen service answers");
+
+    wait_until("the restore and the wake in the audit log", Duration::from_secs(10), || {
+        let audit = daemon.audit();
+        let has = |service: &Service, what: &str| {
+            audit.iter().any(|r| r["service"] == service.name.as_str() && r["zero"] == what)
+        };
+        has(&removed, "restored") && has(&frozen, "woken")
+    });
+    let zero: Vec<serde_json::Value> = daemon.audit().into_iter().filter(|r| r["zero"].is_string()).collect();
+    let of = |service: &Service, what: &str| {
+        zero.iter().filter(|r| r["service"] == service.name.as_str() && r["zero"] == what).collect::<Vec<_>>()
+    };
+    let parked = of(&removed, "removed");
+    assert_eq!(parked.len(), 1, "{zero:?}");
+    assert!(parked[0]["reason"].as_str().is_some_and(|r| r.contains("found at 0 replicas")), "{zero:?}");
+    let back = of(&removed, "restored");
+    let restore_ms = back[0]["wake_us"].as_u64().expect("attempt to listening") as f64 / 1000.0;
+    assert!(of(&removed, "frozen").is_empty() && of(&removed, "failed").is_empty(), "{zero:?}");
+    assert!(!of(&frozen, "frozen").is_empty() && !of(&frozen, "woken").is_empty(), "{zero:?}");
+    assert!(of(&frozen, "removed").is_empty(), "{zero:?}");
+    let metrics = daemon.scrape_metrics();
+    for op in ["restore", "freeze", "wake"] {
+        assert!(metrics.contains(&format!("autoscaler_zero_seconds_count{{op=\"{op}\"}} ")), "no {op} in\n{metrics}");
+    }
+    let held = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("autoscaler_probe_parked_syns_total "))
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(held.is_some_and(|n| n >= 50.0), "every attempt of the burst was held: {held:?}");
+    let (_, text) = daemon.status(Some(&removed.name));
+    assert!(text.contains("  zero:      restored ") && text.contains("connection attempt to listening in "), "{text}");
+    eprintln!(
+        "e2e remove: no replica {:.1} s after the first daemon started; after a restart, burst of 50 to a removed service: all answered within {burst_took:?}, median {:?}, max {:?}; kernel's first held attempt -> replica listening {restore_ms:.0} ms",
+        took.as_secs_f64(),
+        times[times.len() / 2],
+        times[times.len() - 1]
+    );
+}
+
 /// Record and replay: a live run recorded with `host --record`, then
 /// `host replay` of that trace with the same shipped policy. For every
 /// event the live daemon decided on, the replay's policy decides the same

@@ -40,7 +40,8 @@ const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 /// Bucket bounds (seconds) of the `decide` latency histogram.
 const DECIDE_BUCKETS: &[f64] = &[1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 5e-4, 1e-3, 5e-3, 1e-2, 5e-2];
 /// Bucket bounds (seconds) of the freeze, thaw and wake latency histogram.
-const ZERO_BUCKETS: &[f64] = &[1e-3, 2.5e-3, 5e-3, 1e-2, 2e-2, 3e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 5.0];
+const ZERO_BUCKETS: &[f64] =
+    &[1e-3, 2.5e-3, 5e-3, 1e-2, 2e-2, 3e-2, 5e-2, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0];
 /// Bucket bounds (seconds) of the kernel-to-decision latency histogram.
 const PIPELINE_BUCKETS: &[f64] = &[1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5, 1.0, 5.0];
 
@@ -173,8 +174,11 @@ impl Metrics {
         }
     }
 
-    /// Scale to zero: `op` (`freeze`, `thaw`, `wake`) took `took`; `wake` is
-    /// from the kernel's connection to the unpause returning.
+    /// Scale to zero: `op` took `took`: `freeze` (Docker's pause), `thaw`
+    /// (its unpause), `wake` (the kernel's connection to the unpause
+    /// returning), `remove` (the service update to 0 replicas), `restore`
+    /// (the kernel's first held connection attempt to the new replica
+    /// listening).
     pub fn observe_zero(&self, op: &'static str, took: Duration) {
         self.lock().zero.entry(op).or_insert_with(|| Histogram::new(ZERO_BUCKETS)).observe(took.as_secs_f64());
     }
@@ -279,7 +283,7 @@ impl Metrics {
         family(
             &mut out,
             "autoscaler_zero_seconds",
-            "Scale to zero: Docker's pause (freeze), unpause (thaw), and kernel connection to unpause returned (wake).",
+            "Scale to zero: Docker's pause (freeze), unpause (thaw), kernel connection to unpause returned (wake); service update to 0 replicas (remove), first held connection attempt to the new replica listening (restore).",
             "histogram",
         );
         for (op, h) in &inner.zero {

@@ -439,9 +439,14 @@ pub fn render_text(report: &StatusReport) -> String {
                 }
                 ("frozen", _) => format!("{} (pause {})", z.reason, ms(z.docker_us)),
                 ("thawed", _) => format!("{} (unpause {})", z.reason, ms(z.docker_us)),
+                ("removed", _) if z.docker_us > 0 => format!("{} (service update {})", z.reason, ms(z.docker_us)),
+                ("restored", Some(wake)) => {
+                    format!("connection attempt to listening in {} (service update {})", ms(wake), ms(z.docker_us))
+                }
                 _ => z.reason.clone(),
             };
-            let _ = writeln!(out, "  zero:      {} {ago} ago, replica {}: {detail}", z.state, z.container);
+            let replica = if z.container.is_empty() { String::new() } else { format!(", replica {}", z.container) };
+            let _ = writeln!(out, "  zero:      {} {ago} ago{replica}: {detail}", z.state);
         }
         for p in &s.problems {
             let _ = writeln!(out, "  problem:   {p}");
@@ -603,7 +608,7 @@ mod tests {
         board.record_zero("unknown", frozen.clone());
         let text = render_text(&board.report(0));
         assert!(text.contains("  zero:      frozen 12s ago, replica abc: idle for 3s (pause 30.1 ms)\n"), "{text}");
-        let woken = ZeroStatus { state: "woken".into(), wake_us: Some(14_200), docker_us: 13_000, ..frozen };
+        let woken = ZeroStatus { state: "woken".into(), wake_us: Some(14_200), docker_us: 13_000, ..frozen.clone() };
         board.record_zero("s1", woken);
         let report = board.report(0);
         assert_eq!(report.services.len(), 1, "a service the board does not know is not created");
@@ -611,6 +616,21 @@ mod tests {
         assert!(
             text.contains(
                 "  zero:      woken 12s ago, replica abc: connection to unpaused in 14.2 ms (unpause 13.0 ms)"
+            ),
+            "{text}"
+        );
+        let restored = ZeroStatus {
+            state: "restored".into(),
+            container: String::new(),
+            wake_us: Some(1_012_000),
+            docker_us: 9_400,
+            ..frozen
+        };
+        board.record_zero("s1", restored);
+        let text = render_text(&board.report(0));
+        assert!(
+            text.contains(
+                "  zero:      restored 12s ago: connection attempt to listening in 1012.0 ms (service update 9.4 ms)"
             ),
             "{text}"
         );

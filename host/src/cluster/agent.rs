@@ -11,6 +11,11 @@
 //! tracking set; the agent logs one warning when it loses the last
 //! decider and one line when forwarding resumes.
 //!
+//! Scale to zero: the decider's [`ZeroCommand`]s come out of
+//! [`AgentHandle::take_zero_commands`] for the daemon to carry out with the
+//! node's engine and probe, and its [`ZeroReport`]s go back with
+//! [`AgentHandle::report`]; both queues survive a reconnection.
+//!
 //! Bounds: the queue between the probe and the connection holds
 //! `agent_queue` events and [`AgentHandle::forward`] never waits (full
 //! means dropped and counted); events older than `max_event_age` are
@@ -30,7 +35,7 @@ use super::auth::{Side, Token};
 use super::backoff::Backoff;
 use super::frame::{FrameReader, FrameWriter};
 use super::handshake;
-use super::wire::{AgentMsg, DeciderMsg, WireEvent};
+use super::wire::{AgentMsg, DeciderMsg, WireEvent, ZeroCommand, ZeroReport};
 use crate::model::{Tracked, monotonic_ns};
 use crate::probe::ProbeEvent;
 
@@ -81,6 +86,10 @@ pub struct AgentHandle {
     shared: Arc<Shared>,
     tracking: watch::Receiver<TrackingSet>,
     task: tokio::task::AbortHandle,
+    /// Scale-to-zero reports to the decider.
+    reports: mpsc::Sender<ZeroReport>,
+    /// The decider's scale-to-zero commands, until taken.
+    zero_commands: Mutex<Option<mpsc::UnboundedReceiver<ZeroCommand>>>,
 }
 
 impl Drop for AgentHandle {
@@ -100,10 +109,35 @@ impl AgentHandle {
     ) -> AgentHandle {
         let (queue, rx) = mpsc::channel(settings.agent_queue.max(1));
         let (tracking_tx, tracking) = watch::channel(None);
+        let (reports, reports_rx) = mpsc::channel(REPORT_QUEUE);
+        let (commands_tx, commands) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared::default());
-        let agent = Agent { settings, token, node_id, hostname, shared: shared.clone(), tracking: tracking_tx };
-        let task = tokio::spawn(agent.run(managers, rx)).abort_handle();
-        AgentHandle { queue, shared, tracking, task }
+        let agent = Agent {
+            settings,
+            token,
+            node_id,
+            hostname,
+            shared: shared.clone(),
+            tracking: tracking_tx,
+            zero_commands: commands_tx,
+        };
+        let task = tokio::spawn(agent.run(managers, rx, reports_rx)).abort_handle();
+        AgentHandle { queue, shared, tracking, task, reports, zero_commands: Mutex::new(Some(commands)) }
+    }
+
+    /// The decider's scale-to-zero commands for this node; `None` after the
+    /// first call.
+    pub fn take_zero_commands(&self) -> Option<mpsc::UnboundedReceiver<ZeroCommand>> {
+        self.zero_commands.lock().ok().and_then(|mut c| c.take())
+    }
+
+    /// Tell the decider how a scale-to-zero command ended (or of a wake).
+    /// Never waits: queued until a session takes it.
+    pub fn report(&self, report: ZeroReport) {
+        if let Err(err) = self.reports.try_send(report) {
+            let why = err.to_string();
+            tracing::warn!("cluster: scale-to-zero report dropped ({why}): {:?}", err.into_inner());
+        }
     }
 
     /// Queue one measurement for the decider. Never waits: when the queue
@@ -137,6 +171,10 @@ impl AgentHandle {
     }
 }
 
+/// Scale-to-zero reports queued for the decider; beyond this they are
+/// dropped (a node never has that many in flight).
+const REPORT_QUEUE: usize = 1024;
+
 /// What a manager that does not decide says, in the list of failures.
 const NOT_LEADER: &str = "not the leader";
 
@@ -156,6 +194,8 @@ struct Agent {
     hostname: String,
     shared: Arc<Shared>,
     tracking: watch::Sender<TrackingSet>,
+    /// Where the decider's scale-to-zero commands go.
+    zero_commands: mpsc::UnboundedSender<ZeroCommand>,
 }
 
 /// The outage the agent is in, if any: since when, and the drop counter
@@ -167,7 +207,12 @@ struct Outage {
 }
 
 impl Agent {
-    async fn run<M: ManagerSource>(self, managers: M, mut rx: mpsc::Receiver<ProbeEvent>) {
+    async fn run<M: ManagerSource>(
+        self,
+        managers: M,
+        mut rx: mpsc::Receiver<ProbeEvent>,
+        mut reports: mpsc::Receiver<ZeroReport>,
+    ) {
         let s = &self.settings;
         let mut backoff = Backoff::new(s.reconnect_base, s.reconnect_max);
         let mut hint: Option<String> = None;
@@ -186,7 +231,7 @@ impl Agent {
                     continue;
                 }
                 tried.push(addr.clone());
-                match self.attempt(&addr, &mut rx, &mut outage).await {
+                match self.attempt(&addr, (&mut rx, &mut reports), &mut outage).await {
                     Ok(Attempt::Ended { why, hint: next }) => {
                         tracing::info!(decider = %addr, "cluster: session with the decider ended ({why}); reconnecting");
                         hint = next;
@@ -231,7 +276,7 @@ impl Agent {
     async fn attempt(
         &self,
         addr: &str,
-        rx: &mut mpsc::Receiver<ProbeEvent>,
+        (rx, reports): (&mut mpsc::Receiver<ProbeEvent>, &mut mpsc::Receiver<ZeroReport>),
         outage: &mut Outage,
     ) -> Result<Attempt, String> {
         let s = &self.settings;
@@ -270,7 +315,7 @@ impl Agent {
         }
         self.shared.sessions.fetch_add(1, Ordering::Relaxed);
         self.set_connected(Some(addr));
-        let ended = self.session(reader, writer, rx).await;
+        let ended = self.session(reader, writer, rx, reports).await;
         self.set_connected(None);
         Ok(ended)
     }
@@ -288,12 +333,14 @@ impl Agent {
         mut reader: FrameReader<tokio::net::tcp::OwnedReadHalf>,
         mut writer: FrameWriter<tokio::net::tcp::OwnedWriteHalf>,
         rx: &mut mpsc::Receiver<ProbeEvent>,
+        reports: &mut mpsc::Receiver<ZeroReport>,
     ) -> Attempt {
         let s = &self.settings;
         let silence = s.heartbeat * 3;
         // Reads run in a task of their own: a read cut by select! would lose
         // its place in the stream.
         let tracking = self.tracking.clone();
+        let zero_commands = self.zero_commands.clone();
         let mut read_task = tokio::spawn(async move {
             loop {
                 let msg = match tokio::time::timeout(silence, reader.read::<DeciderMsg>()).await {
@@ -309,6 +356,9 @@ impl Agent {
                     }
                     DeciderMsg::NotLeader { leader_addr } => {
                         return Attempt::Ended { why: "the decider is no longer the leader".into(), hint: leader_addr };
+                    }
+                    DeciderMsg::Zero { command } => {
+                        let _ = zero_commands.send(command);
                     }
                     DeciderMsg::Welcome | DeciderMsg::Heartbeat => {}
                 }
@@ -341,6 +391,12 @@ impl Agent {
                         break Attempt::Ended { why: err.to_string(), hint: None };
                     }
                     self.shared.forwarded.fetch_add(n, Ordering::Relaxed);
+                    last_write = Instant::now();
+                }
+                Some(report) = reports.recv() => {
+                    if let Err(err) = writer.write(&AgentMsg::Zero { report }).await {
+                        break Attempt::Ended { why: err.to_string(), hint: None };
+                    }
                     last_write = Instant::now();
                 }
                 _ = tick.tick() => {

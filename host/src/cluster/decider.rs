@@ -27,8 +27,8 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use super::auth::{Side, Token};
 use super::frame::{FrameReader, FrameWriter};
 use super::handshake::{self, HandshakeError, Peer};
-use super::wire::{AgentMsg, DeciderMsg, WireTracked};
-use super::{ChannelSettings, Leadership, Membership, RemoteEvent};
+use super::wire::{AgentMsg, DeciderMsg, WireTracked, ZeroCommand};
+use super::{ChannelSettings, Leadership, Membership, RemoteEvent, RemoteZero};
 use crate::model::{Tracked, monotonic_ns};
 
 /// What a session watches for its node's tracking set.
@@ -67,6 +67,8 @@ struct Node {
     live: bool,
     /// Drops the agent reported in its last frame (a running total).
     agent_dropped: u64,
+    /// Scale-to-zero commands to its current session, if it has one.
+    zero: Option<mpsc::UnboundedSender<ZeroCommand>>,
 }
 
 /// State shared by the accept loop, the sessions and the handle.
@@ -77,6 +79,8 @@ struct Shared {
     nodes: Mutex<HashMap<String, Node>>,
     events: mpsc::Sender<RemoteEvent>,
     membership: mpsc::UnboundedSender<Membership>,
+    /// Scale-to-zero reports of every node (few, and none may be lost).
+    zero_reports: mpsc::UnboundedSender<RemoteZero>,
     leadership: watch::Receiver<Leadership>,
     next_session: AtomicU64,
     sessions: AtomicU64,
@@ -101,6 +105,8 @@ pub struct Decider {
     tasks: Vec<tokio::task::AbortHandle>,
     /// Dropped with the decider: sessions watch it and end.
     _stop: watch::Sender<()>,
+    /// The reports' receiving end, until [`Decider::take_zero_reports`].
+    zero_reports: Mutex<Option<mpsc::UnboundedReceiver<RemoteZero>>>,
 }
 
 impl Drop for Decider {
@@ -126,12 +132,14 @@ impl Decider {
         let listener = TcpListener::bind(settings.listen).await?;
         let local_addr = listener.local_addr()?;
         let (stop_tx, stop) = watch::channel(());
+        let (zero_tx, zero_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             token,
             settings,
             nodes: Mutex::new(HashMap::new()),
             events,
             membership,
+            zero_reports: zero_tx,
             leadership,
             next_session: AtomicU64::new(1),
             sessions: AtomicU64::new(0),
@@ -145,7 +153,25 @@ impl Decider {
         tracing::info!(addr = %local_addr, "cluster channel listening for agents");
         let accept = tokio::spawn(accept_loop(listener, shared.clone()));
         let reaper = tokio::spawn(reap_silent_nodes(shared.clone()));
-        Ok(Decider { shared, local_addr, tasks: vec![accept.abort_handle(), reaper.abort_handle()], _stop: stop_tx })
+        Ok(Decider {
+            shared,
+            local_addr,
+            tasks: vec![accept.abort_handle(), reaper.abort_handle()],
+            _stop: stop_tx,
+            zero_reports: Mutex::new(Some(zero_rx)),
+        })
+    }
+
+    /// Every node's scale-to-zero reports; `None` after the first call.
+    pub fn take_zero_reports(&self) -> Option<mpsc::UnboundedReceiver<RemoteZero>> {
+        lock(&self.zero_reports).take()
+    }
+
+    /// Send node `node_id` a scale-to-zero command; false when it has no
+    /// session to take it (the caller says what that means).
+    pub fn send_zero(&self, node_id: &str, command: ZeroCommand) -> bool {
+        let nodes = lock(&self.shared.nodes);
+        nodes.get(node_id).and_then(|n| n.zero.as_ref()).is_some_and(|tx| tx.send(command).is_ok())
     }
 
     /// The address the listener is bound to.
@@ -195,6 +221,7 @@ impl Node {
             last_seen: Instant::now(),
             live: false,
             agent_dropped: 0,
+            zero: None,
         }
     }
 }
@@ -286,9 +313,13 @@ async fn serve(stream: TcpStream, addr: SocketAddr, shared: &Arc<Shared>) {
     writer.shutdown().await;
 }
 
+/// What a session watches: its id, the node's owner id, its tracking set
+/// and its scale-to-zero commands.
+type Registered = (u64, watch::Receiver<u64>, TrackingRx, mpsc::UnboundedReceiver<ZeroCommand>);
+
 /// Register the node for this session; returns the session id and the
 /// receivers the session watches.
-fn register(shared: &Shared, peer: &Peer) -> (u64, watch::Receiver<u64>, TrackingRx) {
+fn register(shared: &Shared, peer: &Peer) -> Registered {
     let id = shared.next_session.fetch_add(1, Ordering::Relaxed);
     let mut nodes = lock(&shared.nodes);
     let node = nodes.entry(peer.node_id.clone()).or_insert_with(|| Node::new(peer.hostname.clone()));
@@ -303,7 +334,9 @@ fn register(shared: &Shared, peer: &Peer) -> (u64, watch::Receiver<u64>, Trackin
     let mut tracking = node.tracking.subscribe();
     // Send the current set, if there is one, as the first frame.
     tracking.mark_changed();
-    (id, node.session.subscribe(), tracking)
+    let (zero_tx, zero_rx) = mpsc::unbounded_channel();
+    node.zero = Some(zero_tx);
+    (id, node.session.subscribe(), tracking, zero_rx)
 }
 
 /// The authenticated part of a connection. Returns why it ended.
@@ -314,7 +347,7 @@ async fn session(
     peer: &Peer,
     shared: &Arc<Shared>,
 ) -> String {
-    let (id, mut owner, mut tracking) = register(shared, peer);
+    let (id, mut owner, mut tracking, mut zero) = register(shared, peer);
     tracing::info!(node = %peer.node_id, hostname = %peer.hostname, %addr, "cluster channel: agent connected");
     let mut leadership = shared.leadership.clone();
     let mut stop = shared.stop.clone();
@@ -353,6 +386,9 @@ async fn session(
             _ = tick.tick() => {
                 if let Err(err) = writer.write(&DeciderMsg::Heartbeat).await { break err.to_string(); }
             }
+            Some(command) = zero.recv() => {
+                if let Err(err) = writer.write(&DeciderMsg::Zero { command }).await { break err.to_string(); }
+            }
             changed = leadership.changed() => {
                 let now = leadership.borrow_and_update().clone();
                 if changed.is_err() || !now.is_leader {
@@ -374,13 +410,16 @@ async fn session(
 /// Handle one frame from node `node_id`.
 fn receive(shared: &Shared, node_id: &str, msg: AgentMsg) {
     let dropped = match &msg {
-        AgentMsg::Events { dropped, .. } | AgentMsg::Heartbeat { dropped } => *dropped,
+        AgentMsg::Events { dropped, .. } | AgentMsg::Heartbeat { dropped } => Some(*dropped),
+        AgentMsg::Zero { .. } => None,
     };
     {
         let mut nodes = lock(&shared.nodes);
         if let Some(node) = nodes.get_mut(node_id) {
             node.last_seen = Instant::now();
-            node.agent_dropped = dropped;
+            if let Some(dropped) = dropped {
+                node.agent_dropped = dropped;
+            }
             if !node.live {
                 node.live = true;
                 tracing::info!(node = %node_id, hostname = %node.hostname, "cluster: node reports again");
@@ -390,7 +429,14 @@ fn receive(shared: &Shared, node_id: &str, msg: AgentMsg) {
             }
         }
     }
-    let AgentMsg::Events { events, .. } = msg else { return };
+    let events = match msg {
+        AgentMsg::Events { events, .. } => events,
+        AgentMsg::Zero { report } => {
+            let _ = shared.zero_reports.send(RemoteZero { node_id: node_id.to_string(), report });
+            return;
+        }
+        AgentMsg::Heartbeat { .. } => return,
+    };
     let now = monotonic_ns();
     for event in events {
         let remote = RemoteEvent { node_id: node_id.to_string(), event: event.into_probe(now) };

@@ -87,6 +87,7 @@ use std::time::Duration;
 pub use agent::{AgentHandle, AgentStats, ManagerSource, TrackingSet};
 pub use auth::{DEFAULT_TOKEN_FILE, Token, TokenError};
 pub use decider::{Decider, DeciderStats};
+pub use wire::{ZeroCommand, ZeroReport};
 
 use crate::model::Tracked;
 use crate::probe::ProbeEvent;
@@ -101,6 +102,15 @@ pub struct RemoteEvent {
     pub node_id: String,
     /// The measurement; `timestamp_ns` is on this machine's CLOCK_MONOTONIC.
     pub event: ProbeEvent,
+}
+
+/// A scale-to-zero report from a node's agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteZero {
+    /// The Swarm node that carried out the command, or handled the wake.
+    pub node_id: String,
+    /// What happened.
+    pub report: wire::ZeroReport,
 }
 
 /// A node entering or leaving the set of nodes that report.

@@ -109,6 +109,32 @@ async fn events_flow_to_the_decider_and_tracking_sets_flow_back() {
 }
 
 #[tokio::test]
+async fn scale_to_zero_commands_reach_the_node_and_its_reports_come_back() {
+    let ep = endpoint(settings(), true, 64).await;
+    let mut reports = ep.decider.take_zero_reports().expect("the reports, once");
+    assert!(ep.decider.take_zero_reports().is_none());
+    let freeze = ZeroCommand::Freeze { container_id: "c1".into() };
+    assert!(!ep.decider.send_zero("node-a", freeze.clone()), "no session: the command is not taken");
+    let addr = ep.decider.local_addr().to_string();
+    let agent = AgentHandle::spawn(settings(), token(), "node-a".into(), "host-a".into(), vec![addr]);
+    let mut commands = agent.take_zero_commands().expect("the commands, once");
+    // A report made before any session waits for one.
+    agent.report(ZeroReport::Busy { container_id: "c0".into() });
+    eventually(Duration::from_secs(3), "agent connected", || agent.is_connected()).await;
+    assert!(ep.decider.send_zero("node-a", freeze.clone()));
+    let got = tokio::time::timeout(Duration::from_secs(3), commands.recv()).await.expect("in time");
+    assert_eq!(got, Some(freeze));
+    let woken = ZeroReport::Thawed { container_id: "c1".into(), took_us: 20_000, wake_us: Some(22_000) };
+    agent.report(woken.clone());
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        got.push(tokio::time::timeout(Duration::from_secs(3), reports.recv()).await.expect("in time").expect("open"));
+    }
+    assert_eq!(got[0], RemoteZero { node_id: "node-a".into(), report: ZeroReport::Busy { container_id: "c0".into() } });
+    assert_eq!(got[1], RemoteZero { node_id: "node-a".into(), report: woken });
+}
+
+#[tokio::test]
 async fn a_wrong_token_is_refused_and_nothing_flows() {
     let mut ep = endpoint(settings(), true, 64).await;
     let addr = ep.decider.local_addr().to_string();

@@ -14,14 +14,21 @@
 //!
 //! Events carry their age rather than a timestamp: CLOCK_MONOTONIC is per
 //! machine, so the decider re-bases each event on its own clock.
+//!
+//! Scale to zero crosses the channel too (protocol 2): the decider tells a
+//! node's agent to freeze or thaw one of its containers
+//! ([`DeciderMsg::Zero`]), and the agent says how that ended, and when a
+//! connection woke a replica it had frozen, which it thaws on its own,
+//! without waiting for the decider ([`AgentMsg::Zero`]).
 
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Band, EventKind, Metric, Thresholds, Tracked, Unit};
 use crate::probe::ProbeEvent;
 
-/// Version of this protocol; both sides must speak the same.
-pub const PROTOCOL: u32 = 1;
+/// Version of this protocol; both sides must speak the same. 2: scale to
+/// zero's commands and reports.
+pub const PROTOCOL: u32 = 2;
 
 /// Longest node id or hostname accepted in a hello.
 pub const MAX_NAME_LEN: usize = 128;
@@ -76,6 +83,11 @@ pub enum AgentMsg {
         /// As in `Events`.
         dropped: u64,
     },
+    /// A scale-to-zero command ended, or a connection woke a replica.
+    Zero {
+        /// What happened.
+        report: ZeroReport,
+    },
 }
 
 /// From the decider, after the handshake.
@@ -98,6 +110,93 @@ pub enum DeciderMsg {
     },
     /// The decider is alive.
     Heartbeat,
+    /// Freeze, thaw or recover one of this node's containers.
+    Zero {
+        /// What to do.
+        command: ZeroCommand,
+    },
+}
+
+/// Scale to zero on a node, one container at a time. The agent carries it
+/// out with its own engine and probe, and answers with a [`ZeroReport`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "kebab-case", rename_all_fields = "kebab-case")]
+pub enum ZeroCommand {
+    /// Refuse a replica with a health check, arm its wake, give up if a
+    /// connection is open, pause it. While it is frozen, its first
+    /// connection makes the agent thaw it at once.
+    Freeze {
+        /// Full container id.
+        container_id: String,
+    },
+    /// Unpause it (the decider's choice: labels changed, say).
+    Thaw {
+        /// Full container id.
+        container_id: String,
+    },
+    /// If it is paused and this agent did not freeze it (a daemon killed
+    /// while it was frozen), unpause it.
+    Recover {
+        /// Full container id.
+        container_id: String,
+    },
+}
+
+/// How a [`ZeroCommand`] ended on the node, or a wake the node handled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case", rename_all_fields = "kebab-case")]
+pub enum ZeroReport {
+    /// Paused (`already`: it was, by this agent).
+    Frozen {
+        /// Full container id.
+        container_id: String,
+        /// Docker's pause, microseconds.
+        took_us: u64,
+        /// It was frozen already: nothing was done.
+        already: bool,
+    },
+    /// A connection was open: not frozen now.
+    Busy {
+        /// Full container id.
+        container_id: String,
+    },
+    /// Not frozen: refused for good (a health check, a probe without the
+    /// wake) or failed.
+    NotFrozen {
+        /// Full container id.
+        container_id: String,
+        /// Refused (true) or failed (false).
+        refused: bool,
+        /// Why.
+        reason: String,
+    },
+    /// Unpaused: on the decider's command, or (`wake_us`) because a
+    /// connection arrived, which the agent handled at once.
+    Thawed {
+        /// Full container id.
+        container_id: String,
+        /// Docker's unpause, microseconds.
+        took_us: u64,
+        /// From the kernel's connection to the unpause returning,
+        /// microseconds, when a connection woke it.
+        wake_us: Option<u64>,
+    },
+    /// The unpause failed.
+    ThawFailed {
+        /// Full container id.
+        container_id: String,
+        /// Docker's answer.
+        reason: String,
+    },
+    /// Found paused on a recover, and unpaused (`took_us`) or not (`error`).
+    FoundPaused {
+        /// Full container id.
+        container_id: String,
+        /// Docker's unpause, microseconds.
+        took_us: Option<u64>,
+        /// Why the unpause failed.
+        error: Option<String>,
+    },
 }
 
 /// A [`ProbeEvent`] on the wire.
@@ -248,6 +347,19 @@ mod tests {
         assert!(json.starts_with(r#"{"type":"track""#), "{json}");
         let DeciderMsg::Track { containers } = serde_json::from_str(&json).expect("parse") else { panic!("{json}") };
         assert_eq!(Tracked::from(containers[0].clone()), tracked);
+    }
+
+    #[test]
+    fn zero_commands_and_reports_round_trip() {
+        let command = DeciderMsg::Zero { command: ZeroCommand::Freeze { container_id: "c1".into() } };
+        let json = serde_json::to_string(&command).expect("json");
+        assert_eq!(json, r#"{"type":"zero","command":{"op":"freeze","container-id":"c1"}}"#);
+        assert_eq!(serde_json::from_str::<DeciderMsg>(&json).expect("parse"), command);
+        let report = AgentMsg::Zero {
+            report: ZeroReport::Thawed { container_id: "c1".into(), took_us: 25_000, wake_us: Some(27_000) },
+        };
+        let json = serde_json::to_string(&report).expect("json");
+        assert_eq!(serde_json::from_str::<AgentMsg>(&json).expect("parse"), report);
     }
 
     #[test]

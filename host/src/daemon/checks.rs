@@ -15,7 +15,7 @@ use std::sync::Arc;
 use crate::model::settings::{closest, resolve};
 use crate::model::{SettingSpec, SettingValue};
 use crate::swarm::ServiceConfig;
-use crate::swarm::labels::{DAEMON_LABELS, LabelError};
+use crate::swarm::labels::{DAEMON_LABELS, LabelError, ZeroMode};
 
 /// The loaded policy a service names, as far as the checks need it.
 #[derive(Debug, Clone, Copy)]
@@ -153,6 +153,16 @@ pub fn line(
                 "service {service} autoscaled by policy {}{version} within {}..={} replicas (cpu {}, memory {}, connections {})",
                 config.policy, config.min, config.max, t.cpu, t.memory, t.connections
             );
+            if let Some(zero) = config.zero {
+                let idle = crate::units::human_duration(zero.idle);
+                match zero.mode {
+                    ZeroMode::Freeze => text.push_str(&format!(", frozen at zero after {idle} idle")),
+                    ZeroMode::Remove => {
+                        let ports: Vec<String> = config.ports.iter().map(u16::to_string).collect();
+                        text.push_str(&format!(", removed at zero after {idle} idle (port {})", ports.join(", ")));
+                    }
+                }
+            }
             if !found.is_empty() {
                 text.push_str("; but ");
                 text.push_str(&found.join("; "));

@@ -6,7 +6,13 @@
 //!   a full queue drops and counts);
 //! - the tracking set the decider sends drives the local probe
 //!   ([`NodeIo::apply_tracking`]); a node that cannot reach any manager
-//!   keeps its last set and keeps measuring.
+//!   keeps its last set and keeps measuring;
+//! - scale to zero by freezing runs here, on the decider's command
+//!   ([`NodeIo::on_zero_command`]): the node's own engine pauses its own
+//!   container and its own probe arms the wake; a connection to a frozen
+//!   replica is handled here at once, without a round trip to the decider
+//!   (the replica is thawed, the wake event not forwarded, a report sent
+//!   for the audit); what a node froze it thaws when its daemon stops.
 //!
 //! On managers, in addition, the [`Decider`] endpoint accepts agents while
 //! this manager leads (Raft leader or lease holder, `--cluster-leadership`)
@@ -27,7 +33,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bollard::Docker;
@@ -36,15 +43,16 @@ use tokio::sync::{mpsc, watch};
 use crate::cluster::docker::{EngineManagers, NodeIdentity, identity, role_change, watch_leadership};
 use crate::cluster::lease::{LeaseTiming, watch_lease};
 use crate::cluster::{
-    AgentHandle, ClusterArgs, Decider, Leadership, LeadershipMode, ManagerSource, Membership, RemoteEvent, Token,
-    TrackingSet,
+    AgentHandle, ClusterArgs, Decider, Leadership, LeadershipMode, ManagerSource, Membership, RemoteEvent, RemoteZero,
+    Token, TrackingSet, ZeroCommand, ZeroReport,
 };
 use crate::cluster::{AgentStats, DeciderStats};
 use crate::metrics::Metrics;
-use crate::model::Tracked;
-use crate::probe::{self, ProbeEvent, ProbeHandle, ProbeSettings};
-use crate::swarm::SwarmClient;
+use crate::model::{Metric, Tracked};
+use crate::probe::{self, ProbeEvent, ProbeHandle, ProbeSettings, WAKE_METRIC};
+use crate::swarm::audit::ZeroOutcome;
 use crate::swarm::inventory::Inventory;
+use crate::swarm::{Freezer, SwarmClient};
 
 /// Where the agent looks for deciders: the fixed `--cluster-managers`, or
 /// the managers the node's engine lists.
@@ -125,7 +133,38 @@ pub struct NodeIo {
     probe: ProbeHandle,
     /// What the local probe was told to track, by container id.
     current: HashMap<String, Tracked>,
+    /// The decider's scale-to-zero commands.
+    commands: Option<mpsc::UnboundedReceiver<ZeroCommand>>,
+    /// Scale to zero on this node.
+    zero: LocalZero,
 }
+
+/// Where one of this node's containers stands with scale to zero; a
+/// container not frozen by this node has no entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Local {
+    /// The pause is in flight; `wake_ns`: a connection came meanwhile;
+    /// `thaw`: the decider asked for a thaw meanwhile.
+    Freezing { wake_ns: Option<u64>, thaw: bool },
+    /// Paused, the wake armed.
+    Frozen,
+    /// The unpause is in flight.
+    Thawing,
+}
+
+/// Freezing and thawing this node's containers: the decider commands, the
+/// node carries out and reports; a wake is handled here.
+#[derive(Debug, Clone)]
+struct LocalZero {
+    freezer: Freezer,
+    probe: ProbeHandle,
+    agent: Arc<AgentHandle>,
+    /// This node's containers frozen or on their way, by id.
+    state: Arc<Mutex<HashMap<String, Local>>>,
+}
+
+/// How long a stopping node waits for its thaws.
+const THAW_GRACE: Duration = Duration::from_secs(5);
 
 impl NodeIo {
     /// Start the agent of `node`; the local probe is `probe`.
@@ -144,12 +183,42 @@ impl NodeIo {
             managers,
         );
         let tracking = agent.tracking();
-        NodeIo { agent: Arc::new(agent), tracking, probe, current: HashMap::new() }
+        let commands = agent.take_zero_commands();
+        let agent = Arc::new(agent);
+        let zero = LocalZero {
+            freezer: Freezer { docker: node.swarm.docker.clone() },
+            probe: probe.clone(),
+            agent: agent.clone(),
+            state: Arc::default(),
+        };
+        NodeIo { agent, tracking, probe, current: HashMap::new(), commands, zero }
     }
 
-    /// A local measurement: to the decider.
+    /// A local measurement: to the decider; the first connection to a
+    /// replica this node froze is handled here instead.
     pub fn forward(&self, event: ProbeEvent) {
+        if matches!(&event.metric, Metric::Other(name) if name == WAKE_METRIC)
+            && self.zero.on_wake(&event.container_id, event.timestamp_ns)
+        {
+            return;
+        }
         self.agent.forward(event);
+    }
+
+    /// The decider's scale-to-zero commands for this node, for
+    /// [`NodeIo::on_zero_command`]; `None` after the first call.
+    pub fn take_zero_commands(&mut self) -> Option<mpsc::UnboundedReceiver<ZeroCommand>> {
+        self.commands.take()
+    }
+
+    /// Carry out a scale-to-zero command with this node's engine and probe.
+    pub fn on_zero_command(&self, command: ZeroCommand) {
+        self.zero.command(command);
+    }
+
+    /// The daemon stops: thaw what this node froze, within a grace period.
+    pub async fn thaw_all(&self) {
+        self.zero.thaw_all().await;
     }
 
     /// Resolves when the decider sent a new tracking set.
@@ -183,6 +252,192 @@ impl NodeIo {
     }
 }
 
+impl LocalZero {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Local>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn command(&self, command: ZeroCommand) {
+        match command {
+            ZeroCommand::Freeze { container_id } => self.freeze(container_id),
+            ZeroCommand::Thaw { container_id } => {
+                let mut state = self.lock();
+                match state.get(&container_id).copied() {
+                    Some(Local::Frozen) | None => {
+                        // Not frozen here: a replica left paused before this
+                        // daemon; unpausing it is what the decider wants.
+                        state.insert(container_id.clone(), Local::Thawing);
+                        drop(state);
+                        self.thaw(container_id, None);
+                    }
+                    Some(Local::Freezing { wake_ns, .. }) => {
+                        state.insert(container_id, Local::Freezing { wake_ns, thaw: true });
+                    }
+                    Some(Local::Thawing) => {}
+                }
+            }
+            ZeroCommand::Recover { container_id } => {
+                if self.lock().contains_key(&container_id) {
+                    return;
+                }
+                let this = self.clone();
+                tokio::spawn(async move {
+                    if let Ok(true) = this.freezer.is_paused(&container_id).await {
+                        let unpaused = this.freezer.thaw(&container_id).await;
+                        let (took_us, error) = match unpaused {
+                            Ok(took) => (Some(took.as_micros() as u64), None),
+                            Err(reason) => (None, Some(reason)),
+                        };
+                        this.agent.report(ZeroReport::FoundPaused { container_id, took_us, error });
+                    }
+                });
+            }
+        }
+    }
+
+    fn freeze(&self, container_id: String) {
+        {
+            let mut state = self.lock();
+            match state.get(&container_id) {
+                Some(Local::Frozen) => {
+                    drop(state);
+                    self.agent.report(ZeroReport::Frozen { container_id, took_us: 0, already: true });
+                    return;
+                }
+                Some(_) => return,
+                None => {
+                    state.insert(container_id.clone(), Local::Freezing { wake_ns: None, thaw: false });
+                }
+            }
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            // Paused already, by a daemon of this node that was killed: keep
+            // it so, with the wake armed this time.
+            if let Ok(true) = this.freezer.is_paused(&container_id).await
+                && this.probe.set_wake(&container_id, true).await.is_ok()
+            {
+                this.lock().insert(container_id.clone(), Local::Frozen);
+                this.agent.report(ZeroReport::Frozen { container_id, took_us: 0, already: true });
+                return;
+            }
+            let done = super::zero::freeze(&this.freezer, &this.probe, container_id.clone()).await;
+            let report = match done {
+                super::zero::Done::Frozen { took, .. } => {
+                    let next = {
+                        let mut state = this.lock();
+                        match state.get(&container_id).copied() {
+                            Some(Local::Freezing { wake_ns, thaw }) if wake_ns.is_some() || thaw => {
+                                state.insert(container_id.clone(), Local::Thawing);
+                                Some(wake_ns)
+                            }
+                            _ => {
+                                state.insert(container_id.clone(), Local::Frozen);
+                                None
+                            }
+                        }
+                    };
+                    let took_us = took.as_micros() as u64;
+                    this.agent.report(ZeroReport::Frozen {
+                        container_id: container_id.clone(),
+                        took_us,
+                        already: false,
+                    });
+                    if let Some(wake_ns) = next {
+                        this.thaw(container_id, wake_ns);
+                    }
+                    return;
+                }
+                super::zero::Done::Busy { .. } => ZeroReport::Busy { container_id: container_id.clone() },
+                super::zero::Done::NotFrozen { outcome, reason, .. } => ZeroReport::NotFrozen {
+                    container_id: container_id.clone(),
+                    refused: outcome == ZeroOutcome::Refused,
+                    reason,
+                },
+                other => {
+                    tracing::warn!("unexpected end of a freeze: {other:?}");
+                    return;
+                }
+            };
+            this.lock().remove(&container_id);
+            this.agent.report(report);
+        });
+    }
+
+    /// A wake event for `container`: whether this node handles it (it froze
+    /// the container), thawing it at once.
+    fn on_wake(&self, container: &str, kernel_ns: u64) -> bool {
+        let mut state = self.lock();
+        match state.get(container).copied() {
+            Some(Local::Frozen) => {
+                state.insert(container.to_string(), Local::Thawing);
+                drop(state);
+                self.thaw(container.to_string(), Some(kernel_ns));
+                true
+            }
+            Some(Local::Freezing { thaw, .. }) => {
+                state.insert(container.to_string(), Local::Freezing { wake_ns: Some(kernel_ns), thaw });
+                true
+            }
+            Some(Local::Thawing) => true,
+            None => false,
+        }
+    }
+
+    /// Unpause `container` (marked thawing), disarm its wake, report.
+    fn thaw(&self, container_id: String, wake_ns: Option<u64>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let result = this.freezer.thaw(&container_id).await;
+            let _ = this.probe.set_wake(&container_id, false).await;
+            this.lock().remove(&container_id);
+            let report = match result {
+                Ok(took) => {
+                    let wake = wake_ns.map(|ns| Duration::from_nanos(crate::model::monotonic_ns().saturating_sub(ns)));
+                    if let Some(wake) = wake {
+                        tracing::info!(
+                            container = %container_id,
+                            "woke replica {} on this node: connection to unpaused in {:.1} ms",
+                            &container_id[..container_id.len().min(12)],
+                            wake.as_secs_f64() * 1000.0
+                        );
+                    }
+                    ZeroReport::Thawed {
+                        container_id,
+                        took_us: took.as_micros() as u64,
+                        wake_us: wake.map(|w| w.as_micros() as u64),
+                    }
+                }
+                Err(reason) => ZeroReport::ThawFailed { container_id, reason },
+            };
+            this.agent.report(report);
+        });
+    }
+
+    async fn thaw_all(&self) {
+        let frozen: Vec<String> = {
+            let mut state = self.lock();
+            let ids: Vec<String> =
+                state.iter().filter(|(_, l)| **l == Local::Frozen).map(|(id, _)| id.clone()).collect();
+            for id in &ids {
+                state.insert(id.clone(), Local::Thawing);
+            }
+            ids
+        };
+        for id in frozen {
+            self.thaw(id, None);
+        }
+        let deadline = tokio::time::Instant::now() + THAW_GRACE;
+        while !self.lock().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left: Vec<String> = self.lock().keys().cloned().collect();
+        if !left.is_empty() {
+            tracing::error!("replicas still frozen at shutdown (run docker unpause on them): {}", left.join(", "));
+        }
+    }
+}
+
 /// The manager's side: the decider endpoint and what the event loop sent
 /// to each node.
 #[derive(Debug)]
@@ -200,6 +455,8 @@ pub struct DeciderInputs {
     pub events: mpsc::Receiver<RemoteEvent>,
     /// Nodes joining and going silent.
     pub membership: mpsc::UnboundedReceiver<Membership>,
+    /// Every node's scale-to-zero reports.
+    pub zero: mpsc::UnboundedReceiver<RemoteZero>,
 }
 
 /// Events buffered between the decider's sessions and the event loop.
@@ -223,8 +480,16 @@ impl ClusterTracking {
         let decider = Decider::bind(settings, node.token.clone(), leadership.clone(), events_tx, membership_tx)
             .await
             .with_context(|| format!("listening for agents on {listen} (--cluster-listen)"))?;
+        let zero = decider.take_zero_reports().context("the decider's scale-to-zero reports")?;
         let decider = Arc::new(decider);
-        Ok((ClusterTracking { decider, leadership, sent: BTreeMap::new() }, DeciderInputs { events, membership }))
+        let inputs = DeciderInputs { events, membership, zero };
+        Ok((ClusterTracking { decider, leadership, sent: BTreeMap::new() }, inputs))
+    }
+
+    /// Send node `node_id` a scale-to-zero command; false when its agent
+    /// is not connected.
+    pub fn send_zero(&self, node_id: &str, command: ZeroCommand) -> bool {
+        self.decider.send_zero(node_id, command)
     }
 
     /// Whether this manager decides right now.
@@ -326,6 +591,7 @@ pub async fn run_worker(
     let (probe_tx, mut probe_events) = mpsc::channel(super::PROBE_CHANNEL);
     let probe = probe::start(probe, probe_tx).await.context("starting the probe")?;
     let mut io = NodeIo::start(&node, probe.clone());
+    let mut zero_commands = io.take_zero_commands();
     let metrics = Arc::new(Metrics::default());
     let _server = match metrics_addr {
         Some(addr) => {
@@ -350,8 +616,10 @@ pub async fn run_worker(
             err = &mut role => break Err(err),
             Some(event) = probe_events.recv() => io.forward(event),
             () = io.tracking_changed() => io.apply_tracking(),
+            Some(command) = super::maybe(zero_commands.as_mut().map(mpsc::UnboundedReceiver::recv)) => io.on_zero_command(command),
         }
     };
+    io.thaw_all().await;
     let stats = probe.stats();
     let agent = io.agent.stats();
     tracing::info!(

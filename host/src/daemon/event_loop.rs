@@ -22,15 +22,16 @@ use super::checks::{self, Folder, PolicyInfo};
 use super::cluster::ClusterTracking;
 use super::deciders::{Decided, Deciders, Job};
 use super::service_view::ServiceView;
-use super::zero::{self, Zero};
-use crate::cluster::{Membership, RemoteEvent};
+use super::zero::{self, Zero, ZeroIo};
+use crate::cluster::{Membership, RemoteEvent, RemoteZero, ZeroCommand, ZeroReport};
 use crate::metrics::Metrics;
 use crate::model::{self, Event, Metric, SettingValue, State};
 use crate::policy::{PolicyError, PolicySet};
-use crate::probe::{ProbeEvent, ProbeHandle, WAKE_METRIC};
+use crate::probe::{PORT_LISTEN_METRIC, PORT_SYN_METRIC, ProbeEvent, ProbeHandle, WAKE_METRIC};
 use crate::reload;
 use crate::replay::Recorder;
 use crate::status::{Board, Cooldowns, MetricStatus};
+use crate::swarm::audit::ZeroOutcome;
 use crate::swarm::inventory::{self, Notice, ServiceEntry, Status};
 use crate::swarm::{Actuator, DockerWriter, Inventory, Request};
 
@@ -60,8 +61,10 @@ pub struct Loop {
     actuator: Actuator<DockerWriter>,
     /// One thread per policy.
     deciders: Deciders,
-    /// Frozen replicas of services at zero.
+    /// Services at zero: frozen replicas, removed services.
     zero: Zero,
+    /// Carries out what `zero` asks for.
+    zero_io: ZeroIo,
     /// Each service's settings checked against its policy, by service id.
     bindings: HashMap<String, Binding>,
     /// (service id, policy) pairs already warned about (quarantine), so
@@ -120,6 +123,8 @@ pub struct Parts {
     pub deciders: Deciders,
     /// Scale to zero.
     pub zero: Zero,
+    /// Its I/O.
+    pub zero_io: ZeroIo,
     /// Counters and histograms.
     pub metrics: Arc<Metrics>,
     /// Every service's state for `host status`.
@@ -131,7 +136,7 @@ pub struct Parts {
 impl Loop {
     /// The loop's state, empty until the first inventory resync.
     pub fn new(parts: Parts) -> Loop {
-        let Parts { probe, policies, actuator, deciders, zero, metrics, board, view_window } = parts;
+        let Parts { probe, policies, actuator, deciders, zero, zero_io, metrics, board, view_window } = parts;
         Loop {
             inventory: Inventory::default(),
             view: ServiceView::default(),
@@ -141,6 +146,7 @@ impl Loop {
             actuator,
             deciders,
             zero,
+            zero_io,
             bindings: HashMap::new(),
             warned: HashSet::new(),
             metrics,
@@ -161,6 +167,94 @@ impl Loop {
     /// leading.
     pub fn set_cluster(&mut self, cluster: ClusterTracking) {
         self.cluster = Some(cluster);
+        self.zero.refuse_cluster();
+    }
+
+    /// Carry out what scale to zero asked for. In multi-node mode a
+    /// replica is frozen, thawed and recovered by its node's agent.
+    fn drive_zero(&mut self) {
+        for work in self.zero.take_work() {
+            if let Some(cluster) = &self.cluster {
+                let command = match &work {
+                    zero::Work::Freeze { container } => Some(ZeroCommand::Freeze { container_id: container.clone() }),
+                    zero::Work::Thaw { container } => Some(ZeroCommand::Thaw { container_id: container.clone() }),
+                    zero::Work::Recover { container, .. } => {
+                        Some(ZeroCommand::Recover { container_id: container.clone() })
+                    }
+                    _ => None,
+                };
+                if let Some(command) = command {
+                    let container = match &command {
+                        ZeroCommand::Freeze { container_id }
+                        | ZeroCommand::Thaw { container_id }
+                        | ZeroCommand::Recover { container_id } => container_id.clone(),
+                    };
+                    let node = self.inventory.container(&container).map(|c| c.node_id.clone());
+                    if !node.as_deref().is_some_and(|node| cluster.send_zero(node, command)) {
+                        self.zero_io.unreachable(work, node.as_deref());
+                    }
+                    continue;
+                }
+            }
+            self.zero_io.run(work, &mut self.actuator);
+        }
+    }
+
+    /// Multi-node mode: a node's agent says how a freeze, thaw or recover
+    /// ended, or that a connection woke a replica it had frozen.
+    pub fn on_remote_zero(&mut self, remote: RemoteZero) {
+        if !self.deciding() {
+            return;
+        }
+        let service = |inventory: &Inventory, container: &str| {
+            inventory.service_of(container).map(|s| (s.id.clone(), s.name.clone())).unwrap_or_default()
+        };
+        let us = |us: u64| Duration::from_micros(us);
+        let done = match remote.report {
+            ZeroReport::Frozen { container_id, took_us, .. } => {
+                zero::Done::Frozen { container: container_id, took: us(took_us) }
+            }
+            ZeroReport::Busy { container_id } => zero::Done::Busy { container: container_id },
+            ZeroReport::NotFrozen { container_id, refused, reason } => zero::Done::NotFrozen {
+                container: container_id,
+                outcome: if refused { ZeroOutcome::Refused } else { ZeroOutcome::Failed },
+                reason,
+            },
+            ZeroReport::Thawed { container_id, took_us, wake_us: None } => {
+                zero::Done::Thawed { container: container_id, took: us(took_us) }
+            }
+            ZeroReport::Thawed { container_id, took_us, wake_us: Some(wake_us) } => zero::Done::WokenOnNode {
+                service: service(&self.inventory, &container_id),
+                container: container_id,
+                took: us(took_us),
+                wake: us(wake_us),
+            },
+            ZeroReport::ThawFailed { container_id, reason } => {
+                zero::Done::ThawFailed { container: container_id, reason }
+            }
+            ZeroReport::FoundPaused { container_id, took_us, error } => {
+                let (service_id, service) = service(&self.inventory, &container_id);
+                let unpaused = match (took_us, error) {
+                    (Some(took), _) => Ok(us(took)),
+                    (None, error) => Err(error.unwrap_or_default()),
+                };
+                zero::Done::FoundPaused { container: container_id, service_id, service, unpaused }
+            }
+        };
+        tracing::debug!(node = %remote.node_id, "cluster: scale-to-zero report {done:?}");
+        self.on_zero_done(done);
+    }
+
+    /// When scale to zero waits for time next (a restored service's ports
+    /// looked at for a listener), if it does.
+    pub fn zero_deadline(&self) -> Option<tokio::time::Instant> {
+        self.zero.next_tick()
+    }
+
+    /// That time came.
+    pub fn on_zero_tick(&mut self) {
+        self.zero.tick();
+        self.drive_zero();
     }
 
     /// Whether this daemon may decide and write: always in single-node
@@ -220,11 +314,30 @@ impl Loop {
     /// A probe event: find the service, update its view, queue a decision.
     pub fn on_probe_event(&mut self, event: ProbeEvent) {
         self.metrics.event_received(event.metric.name());
-        if matches!(&event.metric, Metric::Other(name) if name == WAKE_METRIC) {
-            // The kernel saw a frozen replica's first connection: thaw now,
-            // no policy call.
-            self.zero.on_wake(&event.container_id, event.timestamp_ns);
-            return;
+        if let Metric::Other(name) = &event.metric {
+            // Scale to zero's own events, handled at once, never by a policy:
+            // a frozen replica's first connection (thaw), a connection attempt
+            // to a removed service's port (restore), a socket listening on it
+            // again (unpark).
+            let port = || u16::try_from(event.value as u64).ok();
+            match name.as_str() {
+                WAKE_METRIC => self.zero.on_wake(&event.container_id, event.timestamp_ns),
+                PORT_SYN_METRIC => {
+                    if let Some(port) = port() {
+                        self.zero.on_port_attempt(port, event.timestamp_ns);
+                    }
+                }
+                PORT_LISTEN_METRIC => {
+                    if let Some(port) = port() {
+                        self.zero.on_port_listen(port);
+                    }
+                }
+                _ => {}
+            }
+            if [WAKE_METRIC, PORT_SYN_METRIC, PORT_LISTEN_METRIC].contains(&name.as_str()) {
+                self.drive_zero();
+                return;
+            }
         }
         let Some(container) = self.inventory.container(&event.container_id) else {
             self.unknown_containers += 1;
@@ -237,8 +350,9 @@ impl Loop {
         if let Some(zero) = config.zero {
             let running: Vec<String> = self.inventory.containers_of(&service_id).map(|c| c.id.clone()).collect();
             self.zero.observe((&service_id, &name), &config, zero, (replicas, &running), &event);
-            if self.zero.is_frozen(&event.container_id) {
-                return; // a frozen replica's readings are not the service's load
+            self.drive_zero();
+            if self.zero.holds(&event.container_id) {
+                return; // a frozen or removed replica's readings are not the service's load
             }
         }
         let worth_deciding = self.view.record(
@@ -494,23 +608,33 @@ impl Loop {
         if let Some(id) = died {
             self.view.forget_container(&id);
             self.zero.forget(&id);
+            self.drive_zero();
+        }
+        for tracked in &effects.track {
+            // A replica left paused by an earlier daemon has no wake armed.
+            if let Some(service) = self.inventory.service_of(&tracked.container_id)
+                && service.config().is_some_and(|c| c.zero.is_some())
+            {
+                let (id, name) = (service.id.clone(), service.name.clone());
+                self.zero.recover((&id, &name), &tracked.container_id);
+            }
         }
         match self.cluster.as_mut() {
             Some(cluster) => cluster.sync(&self.inventory),
             None => {
                 for tracked in effects.track {
-                    // A replica left paused by an earlier daemon has no wake armed.
-                    if let Some(service) = self.inventory.service_of(&tracked.container_id)
-                        && service.config().is_some_and(|c| c.zero.is_some())
-                    {
-                        let (id, name) = (service.id.clone(), service.name.clone());
-                        self.zero.recover((&id, &name), &tracked.container_id);
-                    }
                     self.probe.track(tracked);
                 }
                 for container in &effects.untrack {
                     self.probe.untrack(container);
                 }
+            }
+        }
+        if self.cluster.is_some() {
+            // A node's containers that went away, seen by the re-read of
+            // the swarm's tasks rather than a container event.
+            for container in &effects.untrack {
+                self.zero.forget(container);
             }
         }
         for container in &effects.untrack {
@@ -541,18 +665,16 @@ impl Loop {
             self.said.retain(|id, _| inventory.service(id).is_some());
             self.board.set_ready(true);
         }
-        // Frozen replicas of services that no longer scale to zero thaw.
-        for service_id in self.zero.services() {
-            let zero = self.inventory.service(&service_id).and_then(ServiceEntry::config).and_then(|c| c.zero);
-            if zero.is_none() {
-                self.zero.release(&service_id, "its service no longer scales to zero");
-            }
-        }
+        // Services found at zero replicas, frozen or removed services whose
+        // labels changed, removed replicas gone.
+        self.zero.reconcile(&self.inventory);
+        self.drive_zero();
     }
 
-    /// A pause or unpause ended.
+    /// A piece of scale to zero's I/O ended.
     pub fn on_zero_done(&mut self, done: zero::Done) {
         self.zero.on_done(done);
+        self.drive_zero();
     }
 
     /// Docker was away (restarted, say): what the loop derived from it may
@@ -633,7 +755,8 @@ impl Loop {
                         let running: Vec<String> =
                             self.inventory.containers_of(service_id).map(|c| c.id.clone()).collect();
                         let service = (service_id.as_str(), job.event.service_name.as_str());
-                        self.zero.policy_zero(service, zero, (replicas, &running), &decision.reason);
+                        self.zero.policy_zero(service, &config, zero, (replicas, &running), &decision.reason);
+                        self.drive_zero();
                         return;
                     }
                 }
@@ -689,6 +812,27 @@ impl Loop {
         }
     }
 
+    /// Shutdown: thaw every frozen replica and undo parks that have not led
+    /// to a removal, within a grace period; removed services stay at zero.
+    async fn settle_zero(&mut self, done: &mut mpsc::UnboundedReceiver<zero::Done>) {
+        self.zero.begin_shutdown();
+        self.drive_zero();
+        let deadline = tokio::time::Instant::now() + zero::SHUTDOWN_GRACE;
+        while self.zero.settling() {
+            match tokio::time::timeout_at(deadline, done.recv()).await {
+                Ok(Some(finished)) => self.on_zero_done(finished),
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::error!(
+                        "replicas still frozen at shutdown (run docker unpause on them): {}",
+                        self.zero.still_frozen().join(", ")
+                    );
+                    break;
+                }
+            }
+        }
+    }
+
     /// Drain: stop the deciders (answers still in the channel are applied,
     /// the rest dropped), then let the actuator finish its updates.
     pub async fn shut_down(
@@ -712,7 +856,7 @@ impl Loop {
         while let Ok(done) = answers.try_recv() {
             self.on_decided(done);
         }
-        self.zero.thaw_all(&mut zero_done).await;
+        self.settle_zero(&mut zero_done).await;
         self.actuator.shutdown(actuator_grace).await;
         tracing::info!("stopped");
     }

@@ -177,11 +177,21 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
     export_owned_counters(&metrics, &probe, &policies, &deciders);
 
     let freezer = Freezer { docker: swarm.docker.clone() };
-    let (zero, mut zero_done) = zero::Zero::new(freezer, probe.clone(), audit, metrics.clone(), dry_run);
+    let zero = zero::Zero::new(audit, metrics.clone(), dry_run);
+    let (zero_io, mut zero_done) = zero::ZeroIo::new(freezer, probe.clone());
     let state_metrics = metrics.clone();
     let view_window = args.probe.view_window();
-    let mut state =
-        Loop::new(event_loop::Parts { probe, policies, actuator, deciders, zero, metrics, board, view_window });
+    let mut state = Loop::new(event_loop::Parts {
+        probe,
+        policies,
+        actuator,
+        deciders,
+        zero,
+        zero_io,
+        metrics,
+        board,
+        view_window,
+    });
     if let Some(recorder) = recorder {
         if let Some(path) = &args.record {
             tracing::info!(trace = %path.display(), "recording every decided event to the trace");
@@ -189,7 +199,9 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
         state.record_to(recorder);
     }
     let mut leadership = tracking.as_ref().map(cluster::ClusterTracking::leadership);
-    let (mut remote_events, mut membership) = inputs.map(|i| (i.events, i.membership)).unzip();
+    let (mut remote_events, rest) = inputs.map(|i| (i.events, (i.membership, i.zero))).unzip();
+    let (mut membership, mut zero_reports) = rest.unzip();
+    let mut zero_commands = io.as_mut().and_then(cluster::NodeIo::take_zero_commands);
     if let Some(tracking) = tracking {
         tracking.export_counters(&state_metrics);
         state.set_cluster(tracking);
@@ -214,12 +226,17 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
             Some(done) = decided.recv() => state.on_decided(done),
             Some(change) = policy_changes.recv() => state.on_policy_change(change),
             Some(done) = zero_done.recv() => state.on_zero_done(done),
+            () = maybe(state.zero_deadline().map(tokio::time::sleep_until)) => state.on_zero_tick(),
             () = maybe(io.as_mut().map(cluster::NodeIo::tracking_changed)) => {
                 if let Some(io) = io.as_mut() { io.apply_tracking() }
             }
             Some(remote) = maybe(remote_events.as_mut().map(mpsc::Receiver::recv)) => state.on_remote_event(remote),
             Some(change) = maybe(membership.as_mut().map(mpsc::UnboundedReceiver::recv)) => state.on_membership(change),
             Ok(()) = maybe(leadership.as_mut().map(watch::Receiver::changed)) => state.on_leadership_change(),
+            Some(report) = maybe(zero_reports.as_mut().map(mpsc::UnboundedReceiver::recv)) => state.on_remote_zero(report),
+            Some(command) = maybe(zero_commands.as_mut().map(mpsc::UnboundedReceiver::recv)) => {
+                if let Some(io) = &io { io.on_zero_command(command) }
+            }
         }
     };
     drop(watcher);
@@ -227,6 +244,11 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
     // land, so it gets a short grace, not the full one.
     let actuator_grace = if ended.is_err() { DEMOTED_ACTUATOR_GRACE } else { ACTUATOR_GRACE };
     state.shut_down(decided, zero_done, DECIDER_GRACE, actuator_grace).await;
+    // This node's agent thaws what it froze; other nodes' agents keep their
+    // frozen replicas' wakes.
+    if let Some(io) = &io {
+        io.thaw_all().await;
+    }
     ended
 }
 
@@ -249,6 +271,13 @@ fn export_probe_counters(metrics: &Metrics, probe: &ProbeHandle) {
         "Events lost: ring-buffer reserve failures in the kernel plus events dropped on a full channel.",
         "counter",
         move || p.stats().dropped as f64,
+    );
+    let p = probe.clone();
+    metrics.set_source(
+        "autoscaler_probe_parked_syns_total",
+        "Connection attempts to the ports of services at zero replicas (autoscale.zero=remove) the kernel held: dropped without an answer, retransmitted by the client.",
+        "counter",
+        move || p.stats().parked_syns as f64,
     );
 }
 

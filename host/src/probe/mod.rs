@@ -15,12 +15,17 @@
 //! - [`crossing`]: the threshold crossing rule both probes apply;
 //! - [`cgroupfs`]: the pull probe;
 //! - [`ebpf`]: the push probe (aya loader, ring buffer reader, the layout
-//!   check of the event struct shared with `ebpf/probe.bpf.c`).
+//!   check of the event struct shared with `ebpf/probe.bpf.c`);
+//! - [`park`]: parked ports, the tc classifier that holds connection
+//!   attempts to a service scaled to zero replicas (eBPF probe only).
 
 pub mod cgroup;
 pub mod cgroupfs;
 pub mod crossing;
 pub mod ebpf;
+pub mod park;
+
+pub use park::{ParkMode, listening};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -131,6 +136,9 @@ pub struct ProbeStats {
     /// Times the kernel held a crossing back to the next window because its
     /// container was over budget (the crossing comes later, not lost).
     pub held_back: u64,
+    /// Connection attempts to parked ports the kernel dropped without an
+    /// answer (each is retransmitted by its client).
+    pub parked_syns: u64,
 }
 
 /// A running probe. Cheap to clone; the probe stops (programs detached,
@@ -195,6 +203,38 @@ impl ProbeHandle {
         answer.await.map_err(|_| "the probe has stopped".to_string())?.map_err(|err| format!("{err:#}"))
     }
 
+    /// The container's open connections as the kernel counts them (eBPF
+    /// probe only).
+    pub async fn open_connections(&self, container_id: &str) -> Result<i64, String> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let command = Command::Open { container_id: container_id.to_string(), reply };
+        self.inner.commands.send(command).map_err(|_| "the probe has stopped".to_string())?;
+        answer.await.map_err(|_| "the probe has stopped".to_string())?.map_err(|err| format!("{err:#}"))
+    }
+
+    /// Park TCP `port` in `mode` (or change its mode): while parked, the
+    /// kernel drops connection attempts to it without an answer and pushes
+    /// a [`PORT_SYN_METRIC`] event, and a socket that starts listening on it
+    /// pushes a [`PORT_LISTEN_METRIC`] event (eBPF probe only, and
+    /// `CAP_NET_ADMIN`: the error says what is missing). See [`park`].
+    pub async fn park(&self, port: u16, mode: ParkMode) -> Result<(), String> {
+        self.park_command(port, Some(mode)).await
+    }
+
+    /// Unpark `port`; unknown ports are ignored.
+    pub async fn unpark(&self, port: u16) -> Result<(), String> {
+        self.park_command(port, None).await
+    }
+
+    async fn park_command(&self, port: u16, mode: Option<ParkMode>) -> Result<(), String> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.inner
+            .commands
+            .send(Command::Park { port, mode, reply })
+            .map_err(|_| "the probe has stopped".to_string())?;
+        answer.await.map_err(|_| "the probe has stopped".to_string())?.map_err(|err| format!("{err:#}"))
+    }
+
     /// The probe that actually runs (after a fallback, the cgroupfs one).
     pub fn kind(&self) -> ProbeKind {
         self.inner.kind
@@ -208,6 +248,7 @@ impl ProbeHandle {
             dropped: self.inner.shared.channel_drops.load(Ordering::Relaxed) + kernel.ring_full,
             unattributed: self.inner.shared.unattributed.load(Ordering::Relaxed),
             held_back: kernel.held_back,
+            parked_syns: kernel.parked_syns,
         }
     }
 }
@@ -281,6 +322,8 @@ enum Command {
     Track(Tracked),
     Untrack(String),
     Wake { container_id: String, armed: bool, reply: tokio::sync::oneshot::Sender<anyhow::Result<i64>> },
+    Open { container_id: String, reply: tokio::sync::oneshot::Sender<anyhow::Result<i64>> },
+    Park { port: u16, mode: Option<ParkMode>, reply: tokio::sync::oneshot::Sender<anyhow::Result<()>> },
 }
 
 /// What the manager task needs from a probe implementation.
@@ -295,7 +338,27 @@ trait Backend: Send {
             "container {container_id}: the cgroupfs probe cannot wake a frozen replica on its first connection (needs the eBPF probe)"
         )
     }
+    /// The container's open connections.
+    fn open_connections(&mut self, container_id: &str) -> anyhow::Result<i64> {
+        anyhow::bail!("container {container_id}: the cgroupfs probe does not count connections as they happen")
+    }
+    /// Park (`Some`) or unpark (`None`) a port.
+    fn park(&mut self, port: u16, _mode: Option<ParkMode>) -> anyhow::Result<()> {
+        anyhow::bail!(
+            "port {port}: the cgroupfs probe cannot hold connections for a service at zero replicas (autoscale.zero=remove needs the eBPF probe; autoscale.zero=freeze does too)"
+        )
+    }
+    /// Whether any port is parked ([`Backend::maintain`] is then called
+    /// every [`MAINTAIN_INTERVAL`]).
+    fn parking(&self) -> bool {
+        false
+    }
+    /// Periodic upkeep while parking (interfaces that appeared).
+    fn maintain(&mut self) {}
 }
+
+/// How often a parking probe looks for new network interfaces.
+const MAINTAIN_INTERVAL: Duration = Duration::from_secs(2);
 
 /// How often and how long a container whose cgroup is missing is retried:
 /// `docker start` returns before the task has its cgroup on slow hosts.
@@ -312,6 +375,8 @@ fn spawn_manager(
         let mut pending: HashMap<String, (Tracked, u32)> = HashMap::new();
         let mut retry = tokio::time::interval(RESOLVE_RETRY);
         retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut maintain = tokio::time::interval(MAINTAIN_INTERVAL);
+        maintain.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 command = commands.recv() => match command {
@@ -332,7 +397,14 @@ fn spawn_manager(
                     Some(Command::Wake { container_id, armed, reply }) => {
                         let _ = reply.send(backend.set_wake(&container_id, armed));
                     }
+                    Some(Command::Open { container_id, reply }) => {
+                        let _ = reply.send(backend.open_connections(&container_id));
+                    }
+                    Some(Command::Park { port, mode, reply }) => {
+                        let _ = reply.send(backend.park(port, mode));
+                    }
                 },
+                _ = maintain.tick(), if backend.parking() => backend.maintain(),
                 _ = retry.tick(), if !pending.is_empty() => {
                     for (_, (tracked, attempts)) in std::mem::take(&mut pending) {
                         if let Some(again) = try_add(&layout, backend.as_mut(), tracked, attempts) {
@@ -409,6 +481,13 @@ pub const MEMORY_LIMIT_METRIC: &str = "memory-limit";
 /// the kernel once per [`ProbeHandle::set_wake`] arming (a crossing up,
 /// value 1). Never handed to a policy.
 pub const WAKE_METRIC: &str = "wake";
+/// A connection attempt to a parked port was held ([`ProbeHandle::park`]):
+/// the value is the port, the container id empty. At most one per port per
+/// 100 ms. Never handed to a policy.
+pub const PORT_SYN_METRIC: &str = "port-syn";
+/// A socket started listening on a parked port: the value is the port, the
+/// container id empty. Never handed to a policy.
+pub const PORT_LISTEN_METRIC: &str = "port-listen";
 
 /// Shorthand to build an event.
 fn event(container_id: &str, metric: Metric, value: f64, unit: Unit, kind: EventKind, timestamp_ns: u64) -> ProbeEvent {

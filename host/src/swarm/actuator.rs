@@ -26,6 +26,15 @@
 //!   cooldowns count between decisions, so that `host replay` reaches the
 //!   same verdicts (see [`super::guardrails`]).
 //!
+//! Scale to zero by removal (`autoscale.zero=remove`) writes through the
+//! same worker, ahead of any policy decision waiting there
+//! ([`Actuator::write_zero`]): the last replica away (1 -> 0) or one back
+//! (0 -> 1). Those writes are not judged by the guardrails (the daemon's
+//! zero path decided: idle for `autoscale.idle`, or a policy's 0 after a
+//! quiet spell, and a wake must not wait for a cooldown), and are not
+//! recorded as scales: the policy's cooldowns count from its own, so it
+//! scales out after a wake as it would have otherwise.
+//!
 //! Each decision ends in one [`Verdict`], audited once by the worker.
 //! Shutdown drains: [`Actuator::shutdown`] closes every mailbox and waits
 //! for the workers within a grace period, then names what was left.
@@ -33,9 +42,9 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinSet;
 
 use super::audit::{Audit, Verdict};
@@ -47,6 +56,38 @@ use crate::model::Action;
 
 /// Version conflicts in a row before a decision is given up.
 const MAX_CONFLICTS: u32 = 5;
+/// How long a scale-to-zero write is retried while Docker is away.
+const ZERO_WRITE_PATIENCE: Duration = Duration::from_secs(60);
+
+/// A scale-to-zero write: a removed service's last replica away, or one
+/// back. See the module doc.
+#[derive(Debug)]
+pub struct ZeroWrite {
+    /// The Swarm service id.
+    pub service_id: String,
+    /// Its name, for log lines.
+    pub service_name: String,
+    /// 0: from one replica to none; 1: from none to one.
+    pub to: u32,
+    /// Where the outcome goes.
+    pub reply: oneshot::Sender<ZeroWritten>,
+}
+
+/// How a [`ZeroWrite`] ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ZeroWritten {
+    /// The spec now says `replicas`: the target, written in `wrote` (`None`
+    /// when it was there already), or another count an operator set, left
+    /// as it is (a removal finds 1 only: more replicas are not removed).
+    Spec {
+        /// Replicas in the spec.
+        replicas: u32,
+        /// Docker's update, when this write made it.
+        wrote: Option<Duration>,
+    },
+    /// Not written: why.
+    Failed(String),
+}
 
 /// A decision with the service configuration it was made under.
 #[derive(Debug, Clone)]
@@ -67,11 +108,17 @@ struct Mailbox {
     /// Set when the service is retired or the daemon stops: the worker
     /// finishes what it holds and exits.
     closed: AtomicBool,
+    /// A scale-to-zero write, handled before any decision.
+    zero: Mutex<Option<ZeroWrite>>,
 }
 
 impl Mailbox {
     fn take(&self) -> Option<Pending> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    fn take_zero(&self) -> Option<ZeroWrite> {
+        self.zero.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }
 
@@ -134,22 +181,38 @@ impl<W: Writer> Actuator<W> {
     /// service's worker picks it up; a decision still waiting for that
     /// worker is replaced (and audited as superseded).
     pub fn submit(&mut self, request: Request, config: Arc<ServiceConfig>) {
-        let shared = &self.shared;
-        let workers = &mut self.workers;
-        let mailbox = self
-            .mailboxes
-            .entry(request.service_id().to_string())
-            .or_insert_with(|| {
-                let mailbox = Arc::new(Mailbox::default());
-                workers.spawn(worker(shared.clone(), mailbox.clone()));
-                mailbox
-            })
-            .clone();
+        let mailbox = self.mailbox(request.service_id());
         let replaced = mailbox.pending.lock().unwrap_or_else(|p| p.into_inner()).replace(Pending { request, config });
         mailbox.notify.notify_one();
         if let Some(old) = replaced {
             self.shared.audit.record(&old.request, Verdict::skipped(Skip::Superseded), (self.shared.clock)());
         }
+    }
+
+    /// A scale-to-zero write for the service, ahead of any decision waiting
+    /// for its worker; carried out even while the daemon stops. The daemon
+    /// has at most one in flight per service.
+    pub fn write_zero(&mut self, write: ZeroWrite) {
+        let mailbox = self.mailbox(&write.service_id);
+        let replaced = mailbox.zero.lock().unwrap_or_else(|p| p.into_inner()).replace(write);
+        mailbox.notify.notify_one();
+        if let Some(old) = replaced {
+            let _ = old.reply.send(ZeroWritten::Failed("replaced by a newer scale-to-zero write".into()));
+        }
+    }
+
+    /// The service's mailbox, with its worker started if it has none.
+    fn mailbox(&mut self, service_id: &str) -> Arc<Mailbox> {
+        let shared = &self.shared;
+        let workers = &mut self.workers;
+        self.mailboxes
+            .entry(service_id.to_string())
+            .or_insert_with(|| {
+                let mailbox = Arc::new(Mailbox::default());
+                workers.spawn(worker(shared.clone(), mailbox.clone()));
+                mailbox
+            })
+            .clone()
     }
 
     /// The service is gone or no longer autoscaled: drop its waiting
@@ -202,7 +265,12 @@ async fn worker<W: Writer>(shared: Arc<Shared<W>>, mailbox: Arc<Mailbox>) {
         // Every submit stores a wake-up; waiting first consumes it, so that
         // the back-off inside `apply` sleeps instead of waking at once.
         mailbox.notify.notified().await;
-        while let Some(pending) = mailbox.take() {
+        loop {
+            if let Some(write) = mailbox.take_zero() {
+                shared.write_zero(write).await;
+                continue;
+            }
+            let Some(pending) = mailbox.take() else { break };
             if mailbox.closed.load(Ordering::Acquire) {
                 shared.audit.record(&pending.request, Verdict::skipped(Skip::ShuttingDown), (shared.clock)());
                 continue;
@@ -266,6 +334,60 @@ impl<W: Writer> Shared<W> {
             }
         }
         history.insert(service_id.to_string(), seeded);
+    }
+
+    /// Carry out a scale-to-zero write: from 1 to 0 or from 0 to 1 only,
+    /// read right before, retried on conflicts and while Docker is away
+    /// (for [`ZERO_WRITE_PATIENCE`]). The daemon audits the outcome.
+    async fn write_zero(&self, write: ZeroWrite) {
+        let ZeroWrite { service_id, service_name, to, reply } = write;
+        let from = u32::from(to == 0);
+        let outcome = if self.options.dry_run {
+            ZeroWritten::Failed("dry run: nothing is written to swarm".into())
+        } else {
+            let started = Instant::now();
+            let mut backoff = Backoff::new();
+            let mut conflicts = 0;
+            let mut wait = |err: String| {
+                let delay = backoff.next_delay();
+                (started.elapsed() + delay < ZERO_WRITE_PATIENCE).then(|| {
+                    tracing::warn!(service = %service_name, "scale to zero: {err}; retrying in {}", crate::units::human_duration(delay));
+                    delay
+                })
+            };
+            loop {
+                let current = match self.writer.read(&service_id).await {
+                    Ok(current) => current,
+                    Err(WriteError::Unreachable(err)) => match wait(format!("cannot read the service: {err}")) {
+                        Some(delay) => {
+                            tokio::time::sleep(delay).await;
+                            continue;
+                        }
+                        None => break ZeroWritten::Failed(format!("docker is unreachable: {err}")),
+                    },
+                    Err(err) => break ZeroWritten::Failed(err.to_string()),
+                };
+                let Some(replicas) = current.replicas else {
+                    break ZeroWritten::Failed("not a replicated service".into());
+                };
+                if replicas != from {
+                    // At the target already (a write whose answer was lost),
+                    // or an operator's count: left as it is.
+                    break ZeroWritten::Spec { replicas, wrote: None };
+                }
+                let start = Instant::now();
+                match self.writer.set_replicas(&service_id, current, to).await {
+                    Ok(()) => break ZeroWritten::Spec { replicas: to, wrote: Some(start.elapsed()) },
+                    Err(WriteError::Conflict) if conflicts < MAX_CONFLICTS => conflicts += 1,
+                    Err(WriteError::Unreachable(err)) => match wait(format!("cannot update the service: {err}")) {
+                        Some(delay) => tokio::time::sleep(delay).await,
+                        None => break ZeroWritten::Failed(format!("docker is unreachable: {err}")),
+                    },
+                    Err(err) => break ZeroWritten::Failed(err.to_string()),
+                }
+            }
+        };
+        let _ = reply.send(outcome);
     }
 
     /// Carry out one decision and audit its outcome once.
@@ -446,6 +568,8 @@ mod tests {
         last_scale: Option<(crate::swarm::guardrails::Way, i128)>,
         writes: Vec<u32>,
         reads: u32,
+        /// Writes made without recording a scale (scale to zero's).
+        unmarked: u32,
     }
 
     #[derive(Clone, Default)]
@@ -465,6 +589,11 @@ mod tests {
                 spec: ServiceSpec::default(),
                 last_scale: s.last_scale,
             })
+        }
+
+        async fn set_replicas(&self, id: &str, current: Current, replicas: u32) -> Result<(), WriteError> {
+            self.0.lock().expect("lock").unmarked += 1;
+            self.scale(id, current, replicas).await
         }
 
         async fn scale(&self, _: &str, current: Current, replicas: u32) -> Result<(), WriteError> {
@@ -728,5 +857,53 @@ mod tests {
         act.shutdown(Duration::from_secs(5)).await;
         assert_eq!(fake.0.lock().expect("lock").writes, [2], "the update in flight completed");
         assert_eq!(audit_lines(&dir)[0]["outcome"], "applied");
+    }
+
+    async fn zero_write(act: &mut Actuator<FakeWriter>, to: u32) -> ZeroWritten {
+        let (reply, answer) = oneshot::channel();
+        act.write_zero(ZeroWrite { service_id: "s1".into(), service_name: "web".into(), to, reply });
+        tokio::time::timeout(Duration::from_secs(5), answer).await.expect("answered").expect("reply")
+    }
+
+    #[tokio::test]
+    async fn scale_to_zero_writes_skip_the_guardrails_and_leave_the_cooldowns_alone() {
+        let fake = FakeWriter::default();
+        fake.0.lock().expect("lock").replicas = 1;
+        let clock = Arc::new(AtomicU64::new(100 * SEC));
+        let (mut act, dir) = actuator(&fake, false, clock.clone());
+        // A policy scale-down starts cooldown.up (10 s)...
+        fake.0.lock().expect("lock").replicas = 2;
+        act.submit_test(request(2, 1, 100 * SEC));
+        settle().await;
+        assert_eq!(act.history("s1").last_down_ns, Some(100 * SEC));
+        // ...which neither the removal nor the wake waits for, below min=1.
+        assert!(matches!(zero_write(&mut act, 0).await, ZeroWritten::Spec { replicas: 0, wrote: Some(_) }));
+        assert!(matches!(zero_write(&mut act, 1).await, ZeroWritten::Spec { replicas: 1, wrote: Some(_) }));
+        let (writes, unmarked) = {
+            let s = fake.0.lock().expect("lock");
+            (s.writes.clone(), s.unmarked)
+        };
+        assert_eq!((writes, unmarked), (vec![1, 0, 1], 2), "two unmarked writes");
+        assert_eq!(act.history("s1"), History { last_down_ns: Some(100 * SEC), ..History::default() });
+        assert_eq!(audit_lines(&dir).len(), 1, "the daemon audits zero writes itself");
+        // From a count it does not start from: nothing written, the count said.
+        fake.0.lock().expect("lock").replicas = 3;
+        assert_eq!(zero_write(&mut act, 0).await, ZeroWritten::Spec { replicas: 3, wrote: None });
+        assert_eq!(zero_write(&mut act, 1).await, ZeroWritten::Spec { replicas: 3, wrote: None });
+        assert_eq!(fake.0.lock().expect("lock").writes, [1, 0, 1]);
+    }
+
+    #[tokio::test]
+    async fn a_restore_waits_out_docker_and_a_conflict() {
+        let fake = FakeWriter::default();
+        {
+            let mut s = fake.0.lock().expect("lock");
+            s.replicas = 0;
+            s.unreachable = 2;
+            s.operator_scale = Some(0); // a concurrent write: one version conflict
+        }
+        let (mut act, _dir) = actuator(&fake, false, Arc::new(AtomicU64::new(0)));
+        assert!(matches!(zero_write(&mut act, 1).await, ZeroWritten::Spec { replicas: 1, wrote: Some(_) }));
+        assert_eq!(fake.0.lock().expect("lock").writes, [1]);
     }
 }

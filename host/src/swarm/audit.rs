@@ -317,10 +317,17 @@ pub enum ZeroOutcome {
     /// Unpaused for another reason (shutdown, labels changed, a connection
     /// that came while it was being frozen).
     Thawed,
-    /// Not frozen, on purpose (`reason` says why).
+    /// Not frozen or removed, on purpose (`reason` says why).
     Refused,
-    /// Docker refused the pause or unpause.
+    /// Docker refused the pause or unpause, or the probe the park.
     Failed,
+    /// `autoscale.zero=remove`: its ports parked, the spec went to 0
+    /// replicas (`docker_us`: the service update).
+    Removed,
+    /// Back to one replica after its removal, listening again and its
+    /// ports unparked (`docker_us`: the service update; `wake_us`: from the
+    /// kernel's first held connection attempt to the replica listening).
+    Restored,
 }
 
 /// One freeze, thaw or wake: a JSON line in the audit log, beside the
@@ -339,12 +346,24 @@ pub struct ZeroRecord {
     pub zero: ZeroOutcome,
     /// Why, in words.
     pub reason: String,
-    /// How long Docker's pause or unpause took, microseconds.
+    /// How long Docker's pause or unpause (or, removing, the service
+    /// update) took, microseconds.
     pub docker_us: u64,
     /// For a wake: from the kernel's timestamp of the connection to Docker's
     /// unpause returning, microseconds (the replica already runs a little
-    /// earlier: the freezer thaws it before dockerd answers).
+    /// earlier: the freezer thaws it before dockerd answers). For a restore:
+    /// from the kernel's first held connection attempt to the new replica
+    /// listening.
     pub wake_us: Option<u64>,
+    /// `autoscale.zero=remove`: the ports held while the service has no
+    /// replica.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<u16>,
+}
+
+/// Ports as a log line says them: `8080` or `8080, 8443`.
+fn ports(ports: &[u16]) -> String {
+    ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
 }
 
 /// One service's skips since its last change.
@@ -540,9 +559,22 @@ impl Audit {
             }
             ZeroOutcome::Thawed => tracing::info!(target: "audit", service = %service, docker_us = rec.docker_us,
                 "thawed {service} (replica {container}) in {docker_ms:.1} ms: {}", rec.reason),
-            ZeroOutcome::Refused => tracing::warn!(target: "audit", service = %service,
+            ZeroOutcome::Refused if rec.ports.is_empty() => tracing::warn!(target: "audit", service = %service,
                 "not freezing {service} (replica {container}): {}", rec.reason),
+            ZeroOutcome::Refused => tracing::warn!(target: "audit", service = %service,
+                "not removing {service}: {}", rec.reason),
             ZeroOutcome::Failed => tracing::warn!(target: "audit", service = %service, "{}", rec.reason),
+            ZeroOutcome::Removed => tracing::info!(target: "audit", service = %service, docker_us = rec.docker_us,
+                "removed {service} (0 replicas, port {} held) in {docker_ms:.1} ms: {}", ports(&rec.ports), rec.reason),
+            ZeroOutcome::Restored => match rec.wake_us {
+                Some(wake) => {
+                    tracing::info!(target: "audit", service = %service, docker_us = rec.docker_us, wake_us = wake,
+                    "restored {service} (port {}): connection attempt to listening in {:.1} ms (service update {docker_ms:.1} ms)",
+                    ports(&rec.ports), wake as f64 / 1000.0)
+                }
+                None => tracing::info!(target: "audit", service = %service, docker_us = rec.docker_us,
+                    "restored {service} (port {}): {}", ports(&rec.ports), rec.reason),
+            },
         }
         if let Some(board) = &self.board {
             let state = serde_json::to_value(rec.zero).ok().and_then(|v| v.as_str().map(str::to_string));

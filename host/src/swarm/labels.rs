@@ -13,8 +13,11 @@
 //! - `autoscale.step.max`: most replicas added or removed by one update;
 //! - scale to zero: `autoscale.min=0` lets an idle service go to zero, kept
 //!   as one frozen replica (`autoscale.zero=freeze`, the default) that the
-//!   first connection wakes; `autoscale.idle` (default 60s) is how long the
-//!   service must be idle first. See [`ScaleToZero`].
+//!   first connection wakes, or removed (`autoscale.zero=remove`: the spec
+//!   goes to 0 replicas and the first connection attempt to the service's
+//!   port, `autoscale.port` or the ports its spec publishes in host mode,
+//!   scales it back to one); `autoscale.idle` (default 60s) is how long the
+//!   service must be idle first. See [`ScaleToZero`] and [`resolve_ports`].
 //!
 //! Every `autoscale.*` label, known or not, reaches the policy as a setting
 //! with the prefix removed (`autoscale.cpu.upper=0.8` -> `cpu.upper=0.8`).
@@ -59,6 +62,7 @@ pub const DAEMON_LABELS: &[&str] = &[
     "warmup",
     "idle",
     "zero",
+    "port",
 ];
 
 /// Default `autoscale.idle`.
@@ -71,6 +75,20 @@ pub enum ZeroMode {
     /// with Docker's pause (the cgroup freezer) and thawed by the kernel's
     /// wake event on its first connection. Memory stays allocated.
     Freeze,
+    /// `remove`: the spec goes to 0 replicas; the kernel holds connection
+    /// attempts to the service's ports ([`ServiceConfig::ports`]) and the
+    /// first one scales it back to one replica through Swarm. Frees the
+    /// memory; the first client waits for a new replica to start.
+    Remove,
+}
+
+impl fmt::Display for ZeroMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ZeroMode::Freeze => "freeze",
+            ZeroMode::Remove => "remove",
+        })
+    }
 }
 
 /// What `autoscale.min=0` asks for.
@@ -112,6 +130,10 @@ pub struct ServiceConfig {
     pub warmup: Duration,
     /// `Some` when `autoscale.min=0`: how the service goes to zero.
     pub zero: Option<ScaleToZero>,
+    /// The TCP ports clients connect to, sorted: `autoscale.port`, and the
+    /// ports the spec publishes in host mode ([`resolve_ports`]). Used by
+    /// `autoscale.zero=remove`, which needs at least one.
+    pub ports: Vec<u16>,
     /// Every `autoscale.*` label without the prefix, sorted by key: the
     /// settings handed to the policy.
     pub settings: Vec<(String, String)>,
@@ -311,11 +333,22 @@ pub fn parse(service: &str, labels: &HashMap<String, String>) -> Result<Option<S
     let zero_mode = match get("zero").map(|v| v.trim().to_ascii_lowercase()) {
         None => Some(ZeroMode::Freeze),
         Some(v) if v == "freeze" => Some(ZeroMode::Freeze),
+        Some(v) if v == "remove" => Some(ZeroMode::Remove),
         Some(_) => {
             let value = get("zero").unwrap_or_default();
-            fail("autoscale.zero", Some(value), "is not a way to scale to zero (freeze)");
+            fail("autoscale.zero", Some(value), "is not a way to scale to zero (freeze or remove)");
             None
         }
+    };
+    let port = match get("port") {
+        None => None,
+        Some(value) => match value.trim().parse::<u16>() {
+            Ok(port) if port > 0 => Some(port),
+            _ => {
+                fail("autoscale.port", Some(value), "is not a TCP port (1-65535)");
+                None
+            }
+        },
     };
     if let Some(idle) = idle
         && idle < Duration::from_secs(1)
@@ -355,8 +388,44 @@ pub fn parse(service: &str, labels: &HashMap<String, String>) -> Result<Option<S
         step_max,
         warmup,
         zero,
+        ports: port.into_iter().collect(),
         settings,
     }))
+}
+
+/// A port a service's spec publishes (`EndpointSpec.Ports`), TCP only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// The published port.
+    pub port: u16,
+    /// Published in host mode (on the node running the task) rather than
+    /// through the ingress routing mesh.
+    pub host_mode: bool,
+}
+
+/// Add the ports the spec publishes in host mode to
+/// [`ServiceConfig::ports`], and check that `autoscale.zero=remove` has a
+/// port to hold. A port published through the ingress routing mesh is no
+/// use: IPVS takes its connections before any socket of this node, so the
+/// kernel can neither see a replica listen on it nor tell that none does.
+pub fn resolve_ports(service: &str, config: &mut ServiceConfig, published: &[Published]) -> Result<(), LabelError> {
+    config.ports.extend(published.iter().filter(|p| p.host_mode).map(|p| p.port));
+    config.ports.sort_unstable();
+    config.ports.dedup();
+    let removes = config.zero.is_some_and(|z| z.mode == ZeroMode::Remove);
+    if !removes || !config.ports.is_empty() {
+        return Ok(());
+    }
+    let ingress: Vec<String> = published.iter().map(|p| p.port.to_string()).collect();
+    let problem = if ingress.is_empty() {
+        "name the TCP port clients connect to: autoscale.zero=remove holds connection attempts to it while the service has no replica (or publish it in host mode)".to_string()
+    } else {
+        format!(
+            "name the TCP port clients connect to: the service publishes {} through the ingress routing mesh, where the kernel cannot hold a connection for a removed replica (publish in host mode, or use autoscale.zero=freeze)",
+            ingress.join(", ")
+        )
+    };
+    Err(LabelError { service: service.to_string(), label: "autoscale.port".into(), value: None, problem })
 }
 
 /// A metric watched through a `<metric>.target` (the `proportional` policy's
@@ -615,6 +684,34 @@ mod tests {
         // Without min=0 the zero labels change nothing.
         let config = parse("web", &with(&[("autoscale.idle", "5s")])).expect("valid").expect("opted in");
         assert_eq!(config.zero, None);
+    }
+
+    #[test]
+    fn zero_by_removal_needs_a_port_from_a_label_or_a_host_mode_publication() {
+        let remove = with(&[("autoscale.min", "0"), ("autoscale.zero", "remove"), ("autoscale.port", "8080")]);
+        let mut config = parse("web", &remove).expect("valid").expect("opted in");
+        assert_eq!(config.zero.map(|z| z.mode), Some(ZeroMode::Remove));
+        assert_eq!(config.ports, [8080]);
+        let published = [Published { port: 9090, host_mode: true }, Published { port: 8080, host_mode: true }];
+        resolve_ports("web", &mut config, &published).expect("ports");
+        assert_eq!(config.ports, [8080, 9090], "the label and the spec's host-mode ports, once each");
+
+        let mut unlabelled = remove.clone();
+        unlabelled.remove("autoscale.port");
+        let mut config = parse("web", &unlabelled).expect("valid").expect("opted in");
+        resolve_ports("web", &mut config.clone(), &[Published { port: 80, host_mode: true }]).expect("host mode");
+        let err = resolve_ports("web", &mut config.clone(), &[]).expect_err("no port");
+        assert_eq!(err.label, "autoscale.port");
+        assert!(err.short().contains("autoscale.port is missing (name the TCP port"), "{}", err.short());
+        let err = resolve_ports("web", &mut config, &[Published { port: 80, host_mode: false }]).expect_err("ingress");
+        assert!(err.problem.contains("publishes 80 through the ingress routing mesh"), "{}", err.problem);
+        // Freeze needs no port.
+        let mut freeze = parse("web", &with(&[("autoscale.min", "0")])).expect("valid").expect("opted in");
+        resolve_ports("web", &mut freeze, &[]).expect("freeze holds no port");
+        for bad in ["0", "70000", "http"] {
+            let errs = errors(parse("web", &with(&[("autoscale.port", bad)])));
+            assert_eq!(errs[0].label, "autoscale.port", "{bad}");
+        }
     }
 
     #[test]

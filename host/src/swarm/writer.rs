@@ -79,8 +79,18 @@ impl From<bollard::errors::Error> for WriteError {
 pub trait Writer: Send + Sync + 'static {
     /// The service's current spec and version.
     fn read(&self, service_id: &str) -> impl Future<Output = Result<Current, WriteError>> + Send;
-    /// Write `current.spec` with `replicas`, guarded by `current.version`.
+    /// Write `current.spec` with `replicas`, guarded by `current.version`,
+    /// recording the scale in [`LAST_SCALE_LABEL`].
     fn scale(
+        &self,
+        service_id: &str,
+        current: Current,
+        replicas: u32,
+    ) -> impl Future<Output = Result<(), WriteError>> + Send;
+    /// [`Writer::scale`] without recording it in [`LAST_SCALE_LABEL`]: scale
+    /// to zero's own writes (a removed service going to 0 and coming back to
+    /// 1) are no policy's scale, and must not start its cooldowns.
+    fn set_replicas(
         &self,
         service_id: &str,
         current: Current,
@@ -101,10 +111,22 @@ impl Writer for DockerWriter {
     }
 
     async fn scale(&self, service_id: &str, current: Current, replicas: u32) -> Result<(), WriteError> {
+        self.write(service_id, current, replicas, true).await
+    }
+
+    async fn set_replicas(&self, service_id: &str, current: Current, replicas: u32) -> Result<(), WriteError> {
+        self.write(service_id, current, replicas, false).await
+    }
+}
+
+impl DockerWriter {
+    async fn write(&self, service_id: &str, current: Current, replicas: u32, mark: bool) -> Result<(), WriteError> {
         let mut spec = current.spec;
-        let way = if current.replicas.is_some_and(|now| replicas < now) { Way::Down } else { Way::Up };
-        let unix_ms = crate::model::unix_ns() / 1_000_000;
-        spec.labels.get_or_insert_default().insert(LAST_SCALE_LABEL.to_string(), format!("{way} {unix_ms}"));
+        if mark {
+            let way = if current.replicas.is_some_and(|now| replicas < now) { Way::Down } else { Way::Up };
+            let unix_ms = crate::model::unix_ns() / 1_000_000;
+            spec.labels.get_or_insert_default().insert(LAST_SCALE_LABEL.to_string(), format!("{way} {unix_ms}"));
+        }
         spec.mode = Some(ServiceSpecMode {
             replicated: Some(ServiceSpecModeReplicated { replicas: Some(i64::from(replicas)) }),
             ..Default::default()

@@ -7,9 +7,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use bollard::models::{Service, ServiceSpec};
+use bollard::models::{EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum, Service, ServiceSpec};
 
-use super::super::labels::{self, LabelErrors, ServiceConfig};
+use super::super::labels::{self, LabelErrors, Published, ServiceConfig};
 use crate::model::{Thresholds, Tracked};
 
 /// A service as read from Docker.
@@ -25,6 +25,8 @@ pub struct ServiceInfo {
     pub replicas: Option<u32>,
     /// Service labels (not container labels).
     pub labels: HashMap<String, String>,
+    /// TCP ports the spec publishes (`autoscale.zero=remove` holds them).
+    pub published: Vec<Published>,
 }
 
 impl ServiceInfo {
@@ -37,8 +39,23 @@ impl ServiceInfo {
             version: service.version.as_ref().and_then(|v| v.index).unwrap_or(0),
             replicas: spec.and_then(spec_replicas),
             labels: spec.and_then(|s| s.labels.clone()).unwrap_or_default(),
+            published: spec.map(published_ports).unwrap_or_default(),
         })
     }
+}
+
+/// The TCP ports a spec publishes, and whether in host mode (Docker's
+/// default is the ingress routing mesh).
+fn published_ports(spec: &ServiceSpec) -> Vec<Published> {
+    let ports = spec.endpoint_spec.as_ref().and_then(|e| e.ports.as_deref()).unwrap_or_default();
+    ports
+        .iter()
+        .filter(|p| matches!(p.protocol, None | Some(EndpointPortConfigProtocolEnum::TCP)))
+        .filter_map(|p| {
+            let port = u16::try_from(p.published_port?).ok().filter(|port| *port > 0)?;
+            Some(Published { port, host_mode: p.publish_mode == Some(EndpointPortConfigPublishModeEnum::HOST) })
+        })
+        .collect()
 }
 
 /// Replicas in a service spec; `None` unless the service is replicated
@@ -297,7 +314,14 @@ impl Inventory {
     }
 
     fn upsert_service(&mut self, info: ServiceInfo, effects: &mut Effects) {
-        let status = match (labels::parse(&info.name, &info.labels), info.replicas) {
+        let parsed = labels::parse(&info.name, &info.labels).and_then(|config| match config {
+            Some(mut config) => match labels::resolve_ports(&info.name, &mut config, &info.published) {
+                Ok(()) => Ok(Some(config)),
+                Err(err) => Err(LabelErrors(vec![err])),
+            },
+            None => Ok(None),
+        });
+        let status = match (parsed, info.replicas) {
             (Ok(None), _) => match labels::not_opted_in(&info.labels) {
                 Some(reason) => Status::NotOptedIn(reason),
                 None => Status::NotEnabled,
@@ -383,6 +407,7 @@ mod tests {
             version: 1,
             replicas,
             labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            published: Vec::new(),
         }
     }
 
@@ -476,6 +501,26 @@ mod tests {
         let effects = inv.apply(Change::Service(service("s1", "web", Some(2), &labels)));
         assert!(effects.notices.is_empty() && effects.track.is_empty());
         assert_eq!(inv.service("s1").map(|s| s.replicas), Some(2));
+    }
+
+    #[test]
+    fn a_removed_service_without_a_port_is_left_alone_and_says_why() {
+        let zero: Vec<(&str, &str)> = WEB
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != "autoscale.min")
+            .chain([("autoscale.min", "0"), ("autoscale.zero", "remove")])
+            .collect();
+        let mut inv = Inventory::default();
+        inv.apply(Change::Service(service("s1", "web", Some(1), &zero)));
+        match &inv.service("s1").expect("known").status {
+            Status::Invalid { errors, .. } => assert_eq!(errors.0[0].label, "autoscale.port"),
+            other => panic!("{other:?}"),
+        }
+        let mut published = service("s1", "web", Some(1), &zero);
+        published.published = vec![Published { port: 8080, host_mode: true }];
+        inv.apply(Change::Service(published));
+        assert_eq!(inv.service("s1").and_then(|s| s.config()).map(|c| c.ports.clone()), Some(vec![8080]));
     }
 
     #[test]

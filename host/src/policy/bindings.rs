@@ -3,7 +3,8 @@
 //! [`crate::model`] types and the generated ones. Everything else in the
 //! crate uses `crate::model`.
 //!
-//! - [`v0_2`]: `wit/policy.wit`, the current contract (`autoscaler:policy@0.2.0`);
+//! - [`v0_2`]: `wit/v0.2/policy.wit`, the current contract
+//!   (`autoscaler:policy@0.2.0`), frozen in its own folder as 0.1 is;
 //! - [`v0_1`]: `wit/v0.1/policy.wit`, frozen, for components built against
 //!   0.1.0: they keep loading and running unchanged.
 //!
@@ -20,10 +21,10 @@ pub mod v0_1 {
     });
 }
 
-/// Bindings of contract 0.2.0 (current).
+/// Bindings of contract 0.2.0 (current, frozen in `wit/v0.2`).
 pub mod v0_2 {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../wit/v0.2",
         world: "policy",
     });
 }

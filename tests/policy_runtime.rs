@@ -113,6 +113,27 @@ fn a_component_built_for_contract_0_1_still_runs() {
 }
 
 #[test]
+fn a_component_built_for_contract_0_2_still_runs() {
+    let rt = runtime(RuntimeConfig::default());
+    let mut policy = rt.load("v02", &component("tests/fixtures/out/contract_v0_2.wasm")).expect("loads");
+    assert_eq!(policy.contract_version(), "0.2.0");
+    let names: Vec<&str> = policy.settings().iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["cpu.upper", "cpu.lower", "note"]);
+    let labels = [("cpu.upper", "0.7"), ("note", "typed")];
+    let hot = state(2, &labels).with_cpu(&[0.75, 0.8]);
+    let up = policy.decide(&event(Metric::Cpu, 0.8), &hot).expect("call").expect("decision");
+    assert_eq!(up.target(), Some(3));
+    // Every string reached the component: the service, its id, the
+    // container and a text setting.
+    assert_eq!(up.reason, "v0.2 web (svc1) replica 0123abcd note typed: 2 -> 3");
+    // The declared default of cpu.lower (0.2), and the service view.
+    let cold = state(2, &[]).with_cpu(&[0.1, 0.2]);
+    let down = policy.decide(&event(Metric::Cpu, 0.1), &cold).expect("call").expect("decision");
+    assert_eq!((down.target(), down.reason.ends_with("note -: 2 -> 1")), (Some(1), true), "{}", down.reason);
+    assert_eq!(policy.decide(&event(Metric::Cpu, 0.5), &state(2, &labels).with_cpu(&[0.5])).expect("call"), None);
+}
+
+#[test]
 fn settings_that_do_not_fit_the_declaration_fail_with_every_problem() {
     let rt = runtime(RuntimeConfig::default());
     let mut policy = rt.load("threshold", &component("policies/threshold.wasm")).expect("loads");

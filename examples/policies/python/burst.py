@@ -1,4 +1,4 @@
-"""burst: a scaling policy written in Python (contract 0.2.0).
+"""burst: a scaling policy written in Python (contract 0.2.0, `wit/v0.2`).
 
 It acts only on threshold crossings, the moment the kernel pushes them:
 

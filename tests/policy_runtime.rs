@@ -133,6 +133,41 @@ fn a_component_built_for_contract_0_2_still_runs() {
     assert_eq!(policy.decide(&event(Metric::Cpu, 0.5), &state(2, &labels).with_cpu(&[0.5])).expect("call"), None);
 }
 
+/// An event of service `id` named `name`.
+fn event_of(id: &str, name: &str) -> Event {
+    Event { service_id: id.into(), service_name: name.into(), ..event(Metric::Cpu, 0.5) }
+}
+
+#[test]
+fn a_component_of_contract_0_3_has_each_service_bound_before_it_decides() {
+    // The empty 0.3 fixture traps on a call for a handle that is not bound.
+    let rt = runtime(RuntimeConfig::default());
+    let mut policy = rt.load("empty", &component("tests/fixtures/out/empty.wasm")).expect("loads");
+    assert_eq!(policy.contract_version(), "0.3.0");
+    for (id, name) in [("svc1", "web"), ("svc2", "api"), ("svc1", "web"), ("svc2", "api")] {
+        let state = state(2, &[]).with_cpu(&[0.5]);
+        assert_eq!(policy.decide(&event_of(id, name), &state).expect("bound, then decided"), None);
+    }
+}
+
+#[test]
+fn a_bind_that_traps_fails_the_call_and_the_next_instance_binds_again() {
+    let rt = runtime(RuntimeConfig::default());
+    let mut policy = rt.load("empty", &component("tests/fixtures/out/empty.wasm")).expect("loads");
+    let state = state(2, &[]).with_cpu(&[0.5]);
+    assert_eq!(policy.decide(&event_of("svc1", "web"), &state).expect("call"), None);
+    let err = policy.decide(&event_of("svc9", "trap-in-bind"), &state).expect_err("bind traps");
+    assert!(matches!(err, PolicyError::Trap { .. }), "{err}");
+    assert_eq!(policy.status().failures(), 1, "a failed bind is a failed call");
+    // A new instance has nothing bound: svc1 is bound again before its
+    // decide (the fixture would trap otherwise), and so is the service
+    // whose bind failed, until it fails again.
+    assert_eq!(policy.decide(&event_of("svc1", "web"), &state).expect("bound again"), None);
+    assert_eq!(policy.status().failures(), 0);
+    assert!(policy.decide(&event_of("svc9", "trap-in-bind"), &state).is_err());
+    assert_eq!(policy.decide(&event_of("svc1", "web"), &state).expect("bound again"), None);
+}
+
 #[test]
 fn settings_that_do_not_fit_the_declaration_fail_with_every_problem() {
     let rt = runtime(RuntimeConfig::default());
@@ -228,7 +263,7 @@ fn component_of_another_world_is_refused_naming_the_missing_export() {
     let rt = runtime(RuntimeConfig::default());
     let err = rt.load("other", &component("tests/fixtures/out/other_world.wasm")).expect_err("wrong world");
     assert!(matches!(err, PolicyError::WrongWorld { .. }), "{err}");
-    assert!(err.to_string().contains("decide"), "{err}");
+    assert!(err.to_string().contains("as 0.3.0: no export `bind`"), "{err}");
     // The same runtime still runs a good policy.
     let mut good = rt.load("threshold", &component("policies/threshold.wasm")).expect("loads");
     let band = [("cpu.upper", "0.8"), ("cpu.lower", "0.2")];
@@ -313,17 +348,21 @@ fn cli_check_reports_version_imports_and_refusals() {
     let ok = host_cli(&["policy", "check", "policies/threshold.wasm"]);
     let out = String::from_utf8_lossy(&ok.stdout);
     assert!(ok.status.success(), "{out}");
-    assert!(out.contains("OK") && out.contains("contract version: 0.2.0 (current)"), "{out}");
+    assert!(out.contains("OK") && out.contains("contract version: 0.2.0 (supported"), "{out}");
     assert!(out.contains("autoscaler:policy/host@0.2.0") && out.contains("decide"), "{out}");
     assert!(out.contains("settings (labels autoscale.NAME") && out.contains("cpu.upper"), "{out}");
     let old = host_cli(&["policy", "check", "tests/fixtures/out/contract_v0_1.wasm"]);
     let out = String::from_utf8_lossy(&old.stdout);
     assert!(old.status.success() && out.contains("contract version: 0.1.0 (supported"), "{out}");
+    // The version its exports fit, though it imports nothing of the package.
+    let lean = host_cli(&["policy", "check", "tests/fixtures/out/empty.wasm"]);
+    let out = String::from_utf8_lossy(&lean.stdout);
+    assert!(lean.status.success() && out.contains("contract version: 0.3.0 (current)"), "{out}");
 
     let bad = host_cli(&["policy", "check", "tests/fixtures/out/other_world.wasm"]);
     let out = String::from_utf8_lossy(&bad.stdout);
     assert!(!bad.status.success(), "{out}");
-    assert!(out.contains("NOT RUNNABLE") && out.contains("no export `decide`"), "{out}");
+    assert!(out.contains("NOT RUNNABLE") && out.contains("no export `bind`"), "{out}");
 
     let json = host_cli(&["policy", "check", "--json", "Cargo.toml"]);
     assert!(!json.status.success());

@@ -110,7 +110,8 @@
 #[allow(missing_docs, reason = "generated code; the WIT carries the docs")]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        // Contract 0.2.0 until the SDK follows 0.3.0.
+        path: "../wit/v0.2",
         world: "policy",
         pub_export_macro: true,
         export_macro_name: "__export_policy_world",

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use host::model::{Decision, Event, EventKind, Metric, State, Unit};
+use host::model::{Decision, Event, EventKind, Metric, SettingValue, State, Unit};
 use host::policy::{LoadedPolicy, Origin, PolicyError, Runtime, RuntimeConfig};
 
 fn repo() -> PathBuf {
@@ -68,7 +68,7 @@ fn assert_recovers(policy: &mut LoadedPolicy) {
 fn shipped_threshold_policy_decides_on_the_service_mean() {
     let rt = runtime(RuntimeConfig::default());
     let mut policy = rt.load("threshold", &component("policies/threshold.wasm")).expect("loads");
-    assert_eq!(policy.contract_version(), "0.2.0");
+    assert_eq!(policy.contract_version(), "0.3.0");
     let names: Vec<&str> = policy.settings().iter().map(|s| s.name.as_str()).collect();
     assert!(names.contains(&"cpu.upper") && names.contains(&"aggregate"), "{names:?}");
     let band = [("cpu.upper", "0.8"), ("cpu.lower", "0.2")];
@@ -166,6 +166,40 @@ fn a_bind_that_traps_fails_the_call_and_the_next_instance_binds_again() {
     assert_eq!(policy.status().failures(), 0);
     assert!(policy.decide(&event_of("svc9", "trap-in-bind"), &state).is_err());
     assert_eq!(policy.decide(&event_of("svc1", "web"), &state).expect("bound again"), None);
+}
+
+#[test]
+fn the_sdk_builds_each_call_from_its_service_binding() {
+    let rt = runtime(RuntimeConfig::default());
+    let mut policy = misbehave(&rt);
+    let whoami = |id: &str, name: &str, container: &str| Event { container_id: container.into(), ..event_of(id, name) };
+    let docker_id = "4f1c0a7d2b9e4c3aa1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718";
+    let said = |policy: &mut LoadedPolicy, event: &Event, state: &State| {
+        policy.decide(event, state).expect("call").expect("decision").reason
+    };
+    let web = whoami("svc1", "web", docker_id);
+    assert_eq!(said(&mut policy, &web, &fault("whoami")), "web svc1 4f1c0a7d2b9e4c3a fault=whoami");
+    // Two services bound side by side, each with its own name and settings.
+    let api = whoami("svc2", "api", "0123abcd");
+    assert_eq!(said(&mut policy, &api, &fault("whoami")), "api svc2 0123abcd00000000 fault=whoami");
+    assert_eq!(said(&mut policy, &web, &fault("whoami")), "web svc1 4f1c0a7d2b9e4c3a fault=whoami");
+    // Changed settings bind the service again: the SDK sees the new ones.
+    assert_eq!(said(&mut policy, &web, &fault("report")), "reporting 0 warming 0");
+    assert_eq!(said(&mut policy, &web, &fault("whoami")), "web svc1 4f1c0a7d2b9e4c3a fault=whoami");
+    // The daemon's shared settings list: bound once, then compared by pointer.
+    let typed: std::sync::Arc<[Option<SettingValue>]> =
+        std::sync::Arc::from([Some(SettingValue::Text("whoami".into()))]);
+    let shared = State { typed_settings: Some(typed.clone()), ..state(2, &[]) };
+    assert_eq!(said(&mut policy, &api, &shared), "api svc2 0123abcd00000000 fault=whoami");
+    let other: std::sync::Arc<[Option<SettingValue>]> =
+        std::sync::Arc::from([Some(SettingValue::Text("report".into()))]);
+    let changed = State { typed_settings: Some(other), ..state(2, &[]) };
+    assert_eq!(said(&mut policy, &api, &changed), "reporting 0 warming 0");
+    // After a trap the new instance binds each service again, with its
+    // latest settings.
+    let _ = policy.decide(&web, &fault("trap")).expect_err("trap");
+    assert_eq!(said(&mut policy, &api, &shared), "api svc2 0123abcd00000000 fault=whoami");
+    assert_eq!(said(&mut policy, &web, &fault("whoami")), "web svc1 4f1c0a7d2b9e4c3a fault=whoami");
 }
 
 #[test]
@@ -348,8 +382,11 @@ fn cli_check_reports_version_imports_and_refusals() {
     let ok = host_cli(&["policy", "check", "policies/threshold.wasm"]);
     let out = String::from_utf8_lossy(&ok.stdout);
     assert!(ok.status.success(), "{out}");
-    assert!(out.contains("OK") && out.contains("contract version: 0.2.0 (supported"), "{out}");
-    assert!(out.contains("autoscaler:policy/host@0.2.0") && out.contains("decide"), "{out}");
+    assert!(out.contains("OK") && out.contains("contract version: 0.3.0 (current)"), "{out}");
+    assert!(out.contains("autoscaler:policy/host@0.3.0") && out.contains("decide"), "{out}");
+    let previous = host_cli(&["policy", "check", "tests/fixtures/out/contract_v0_2.wasm"]);
+    let out = String::from_utf8_lossy(&previous.stdout);
+    assert!(previous.status.success() && out.contains("contract version: 0.2.0 (supported"), "{out}");
     assert!(out.contains("settings (labels autoscale.NAME") && out.contains("cpu.upper"), "{out}");
     let old = host_cli(&["policy", "check", "tests/fixtures/out/contract_v0_1.wasm"]);
     let out = String::from_utf8_lossy(&old.stdout);
@@ -374,7 +411,7 @@ fn cli_check_reports_version_imports_and_refusals() {
     // import gets from the sandbox.
     let json = host_cli(&["policy", "check", "--json", "policies/threshold.wasm"]);
     let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json report");
-    assert_eq!(report["component"]["contract-version"], "0.2.0", "{report}");
+    assert_eq!(report["component"]["contract-version"], "0.3.0", "{report}");
     assert!(report["component"]["load-ms"].is_number(), "{report}");
     let access = report["import-access"].as_array().expect("import-access");
     assert!(

@@ -182,7 +182,9 @@ fn main() -> anyhow::Result<()> {
         .build_for::<threshold::Threshold>();
     let native_call = |i: u64| {
         let mut state = native_state.clone();
-        state.metrics[0].value.mean = (i % 100) as f64 / 100.0;
+        if let Some(cpu) = state.metrics.cpu.as_mut() {
+            cpu.value.mean = (i % 100) as f64 / 100.0;
+        }
         let event = EventBuilder::cpu((i % 100) as f64 / 100.0).container("c1").service("demo_web").build();
         std::hint::black_box(threshold::Threshold::decide(event, state));
     };

@@ -6,9 +6,10 @@
 //! declares a handful of settings; a scan over short names beats hashing and
 //! allocates nothing).
 //!
-//! Filled by the exported `settings()`, and by the exported `decide` when the
+//! Filled by the exported `settings()`, and by the exported `bind` when the
 //! instance is fresh (the daemon calls `settings()` once per load, possibly
-//! in another instance). In native unit tests,
+//! in another instance, and binds every service before its first call in
+//! an instance, so `decide` needs no check of its own). In native unit tests,
 //! [`StateBuilder::build_for`](crate::testing::StateBuilder::build_for)
 //! fills it for the test's thread. A component instance has one thread, so
 //! the thread-local is a plain global there.

@@ -1,6 +1,5 @@
-//! Convenience methods on the generated types: typed settings and the
-//! service view on [`State`], constructors on [`Decision`], small helpers on
-//! [`Event`] and [`Metric`].
+//! Convenience methods: typed settings and the service view on [`State`],
+//! constructors on [`Decision`], small helpers on [`Event`] and [`Metric`].
 
 use std::time::Duration;
 
@@ -49,22 +48,22 @@ impl State {
     /// The service-wide aggregate of `metric`, if the daemon measures it for
     /// this service.
     pub fn metric(&self, metric: &Metric) -> Option<&Aggregate> {
-        self.metrics.iter().find(|aggregate| aggregate.metric == *metric)
+        self.metrics.get(metric)
     }
 
     /// The service-wide CPU aggregate.
     pub fn cpu(&self) -> Option<&Aggregate> {
-        self.metric(&Metric::Cpu)
+        self.metrics.cpu.as_ref()
     }
 
     /// The service-wide memory aggregate.
     pub fn memory(&self) -> Option<&Aggregate> {
-        self.metric(&Metric::Memory)
+        self.metrics.memory.as_ref()
     }
 
     /// The service-wide connections aggregate.
     pub fn connections(&self) -> Option<&Aggregate> {
-        self.metric(&Metric::Connections)
+        self.metrics.connections.as_ref()
     }
 
     /// Clamp a wished-for replica count to this service's `[min, max]`.

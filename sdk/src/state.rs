@@ -9,11 +9,13 @@ use crate::{Action, Aggregate, Crossing, Decision, Event, EventKind, Metric, Set
 impl State {
     /// The value of declared setting `name`: the label's value parsed to the
     /// declared type, else the declared default, else `None`.
+    #[inline]
     pub fn setting(&self, name: &str) -> Option<&SettingValue> {
         self.settings.get(position(name)?)?.as_ref()
     }
 
     /// A `number` or `quantity` setting (`0.8`, `512Mi` as 536870912.0).
+    #[inline]
     pub fn number(&self, name: &str) -> Option<f64> {
         match self.setting(name)? {
             SettingValue::Number(value) => Some(*value),
@@ -22,6 +24,7 @@ impl State {
     }
 
     /// A `duration` setting.
+    #[inline]
     pub fn duration(&self, name: &str) -> Option<Duration> {
         match self.setting(name)? {
             SettingValue::DurationNs(ns) => Some(Duration::from_nanos(*ns)),
@@ -30,6 +33,7 @@ impl State {
     }
 
     /// A `flag` setting.
+    #[inline]
     pub fn flag(&self, name: &str) -> Option<bool> {
         match self.setting(name)? {
             SettingValue::Flag(value) => Some(*value),
@@ -38,6 +42,7 @@ impl State {
     }
 
     /// A `text` setting, as written in the label.
+    #[inline]
     pub fn text(&self, name: &str) -> Option<&str> {
         match self.setting(name)? {
             SettingValue::Text(value) => Some(value),

@@ -16,6 +16,10 @@
 //! ratios, and the machine. Needs `policies/build.sh` and
 //! `tests/fixtures/build.sh` to have run.
 //!
+//! `DECIDE_COMPARE=name=file.wasm[,name=file.wasm...]` measures more
+//! components in the same run, after these (for example a policy built
+//! before a change: `DECIDE_COMPARE=threshold-old=/tmp/threshold.wasm`).
+//!
 //! Wall-clock figures move with whatever else the machine runs. With
 //! `DECIDE_CALLS=N DECIDE_POLICY=<name>` the benchmark makes exactly N calls
 //! of that one policy (`threshold-native` for the native rule) and prints
@@ -104,17 +108,27 @@ fn main() -> anyhow::Result<()> {
     })?;
     let base = service_state();
     let mut medians = Vec::new();
-    for (name, path) in [
+    let mut components: Vec<(String, std::path::PathBuf)> = [
         ("threshold", "policies/threshold.wasm"),
         ("proportional", "policies/proportional.wasm"),
         ("empty", "tests/fixtures/out/empty.wasm"),
         ("empty-v0.2", "tests/fixtures/out/empty_v0_2.wasm"),
-    ] {
+    ]
+    .into_iter()
+    .map(|(name, path)| (name.to_string(), repo.join(path)))
+    .collect();
+    let own = components.len();
+    for extra in std::env::var("DECIDE_COMPARE").unwrap_or_default().split(',').filter(|e| !e.is_empty()) {
+        let (name, path) =
+            extra.split_once('=').ok_or_else(|| anyhow::anyhow!("DECIDE_COMPARE: {extra:?} is not name=file.wasm"))?;
+        components.push((name.to_string(), path.into()));
+    }
+    for (name, file) in &components {
+        let name = name.as_str();
         if counting.as_ref().is_some_and(|c| c.policy != name) {
             continue;
         }
-        let file = repo.join(path);
-        let bytes = std::fs::read(&file).map_err(|e| {
+        let bytes = std::fs::read(file).map_err(|e| {
             anyhow::anyhow!("{}: {e}; run policies/build.sh and tests/fixtures/build.sh first", file.display())
         })?;
         let compile_started = Instant::now();
@@ -205,7 +219,8 @@ fn main() -> anyhow::Result<()> {
     );
     println!("ratio boundary 0.3/0.2={:.2} (empty {empty:.0} ns, empty-v0.2 {empty_v0_2:.0} ns)", empty / empty_v0_2);
     for (name, median, per_sec) in &medians {
-        if name.starts_with("empty") {
+        // The targets are for the shipped policies.
+        if name.starts_with("empty") || components[own..].iter().any(|(extra, _)| extra == name) {
             continue;
         }
         println!(

@@ -297,7 +297,7 @@ fn component_of_another_world_is_refused_naming_the_missing_export() {
     let rt = runtime(RuntimeConfig::default());
     let err = rt.load("other", &component("tests/fixtures/out/other_world.wasm")).expect_err("wrong world");
     assert!(matches!(err, PolicyError::WrongWorld { .. }), "{err}");
-    assert!(err.to_string().contains("as 0.3.0: no export `bind`"), "{err}");
+    assert!(err.to_string().contains("as 0.3.0: no export `bind-service`"), "{err}");
     // The same runtime still runs a good policy.
     let mut good = rt.load("threshold", &component("policies/threshold.wasm")).expect("loads");
     let band = [("cpu.upper", "0.8"), ("cpu.lower", "0.2")];
@@ -399,7 +399,7 @@ fn cli_check_reports_version_imports_and_refusals() {
     let bad = host_cli(&["policy", "check", "tests/fixtures/out/other_world.wasm"]);
     let out = String::from_utf8_lossy(&bad.stdout);
     assert!(!bad.status.success(), "{out}");
-    assert!(out.contains("NOT RUNNABLE") && out.contains("no export `bind`"), "{out}");
+    assert!(out.contains("NOT RUNNABLE") && out.contains("no export `bind-service`"), "{out}");
 
     let json = host_cli(&["policy", "check", "--json", "Cargo.toml"]);
     assert!(!json.status.success());

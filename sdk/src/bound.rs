@@ -1,6 +1,6 @@
-//! The services the daemon bound to this instance (contract 0.3 `bind`),
-//! by handle, and the [`Event`] and [`State`] a call's arguments make with
-//! them.
+//! The services the daemon bound to this instance (contract 0.3
+//! `bind-service`), by handle, and the [`Event`] and [`State`] a call's
+//! arguments make with them.
 //!
 //! The daemon gives each service a small handle, binds it (its id, name and
 //! typed settings) before its first `decide` in an instance and again when
@@ -22,7 +22,7 @@ use crate::{Event, Level, SettingSpec, SettingValue, State};
 /// numbers (the daemon reuses freed ones), and the table is indexed by them.
 const MAX_HANDLE: u32 = 1 << 16;
 
-/// What `bind` said about a service.
+/// What `bind-service` said about a service.
 #[derive(Debug)]
 struct Binding {
     /// The Swarm service id.
@@ -38,8 +38,8 @@ thread_local! {
     static BOUND: RefCell<Vec<Option<Binding>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The exported `bind`: remember `service` under its handle, replacing an
-/// earlier binding of the handle. Also declares the policy's settings in a
+/// The exported `bind-service`: remember `service` under its handle, replacing
+/// an earlier binding of the handle. Also declares the policy's settings in a
 /// fresh instance, so that they are read by name from the first call.
 pub fn bind(service: wit::Service, settings: fn() -> Vec<SettingSpec>) {
     ensure_declared(settings);
@@ -57,7 +57,7 @@ pub fn bind(service: wit::Service, settings: fn() -> Vec<SettingSpec>) {
     });
 }
 
-/// The exported `unbind`: forget the service bound under `handle`.
+/// The exported `unbind-service`: forget the service bound under `handle`.
 pub fn unbind(handle: u32) {
     BOUND.with_borrow_mut(|bound| {
         if let Some(slot) = bound.get_mut(handle as usize) {

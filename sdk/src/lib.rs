@@ -175,9 +175,10 @@ pub trait Policy {
     fn decide(event: Event, state: State) -> Option<Decision>;
 }
 
-/// Export a [`Policy`] implementation as the component's `settings`, `bind`,
-/// `unbind` and `decide`: the SDK keeps the services the daemon binds and
-/// calls [`Policy::decide`] with the [`Event`] and [`State`] of each call.
+/// Export a [`Policy`] implementation as the component's `settings`,
+/// `bind-service`, `unbind-service` and `decide`: the SDK keeps the services
+/// the daemon binds and calls [`Policy::decide`] with the [`Event`] and
+/// [`State`] of each call.
 ///
 /// Use it once per crate, at the top level: `export_policy!(MyPolicy);`
 #[macro_export]
@@ -188,11 +189,11 @@ macro_rules! export_policy {
                 $crate::__declare_settings(<$policy as $crate::Policy>::settings())
             }
 
-            fn bind(service: $crate::__wit::Service) {
+            fn bind_service(service: $crate::__wit::Service) {
                 $crate::__bind(service, <$policy as $crate::Policy>::settings)
             }
 
-            fn unbind(handle: u32) {
+            fn unbind_service(handle: u32) {
                 $crate::__unbind(handle)
             }
 

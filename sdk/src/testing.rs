@@ -35,7 +35,7 @@
 //!
 //! [`decide_as_component`] calls a policy through the functions
 //! [`export_policy!`](crate::export_policy) generated, as the daemon calls
-//! the component: `bind`, then `decide` with the contract's arguments.
+//! the component: `bind-service`, then `decide` with the contract's arguments.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -362,14 +362,14 @@ impl StateBuilder {
     }
 }
 
-/// Decide as the component would: bind the event's service (its id and
-/// name, the state's settings) under handle 0 through the exported `bind`,
+/// Decide as the component would: bind the event's service (its id and name,
+/// the state's settings) under handle 0 through the exported `bind-service`,
 /// then call the exported `decide` with the contract's form of `event` and
-/// `state` (the container as its number). The bindings are this thread's,
-/// so a new thread stands for a new instance, where only `bind` declared
+/// `state` (the container as its number). The bindings are this thread's, so a
+/// new thread stands for a new instance, where only `bind-service` declared
 /// the settings.
 pub fn decide_as_component<P: crate::bindings::Guest>(event: Event, state: State) -> Option<Decision> {
-    P::bind(wit::Service {
+    P::bind_service(wit::Service {
         handle: 0,
         id: event.service_id.to_string(),
         name: event.service_name.to_string(),

@@ -346,7 +346,7 @@ mod convert_v0_3 {
         }
     }
 
-    /// What `bind` tells the policy about a service, once per binding.
+    /// What `bind-service` tells the policy about a service, once per binding.
     pub fn service(handle: u32, entry: &crate::policy::services::Entry) -> wit::Service {
         wit::Service {
             handle,

@@ -13,8 +13,8 @@
 //!   a per-policy rate budget and never block (see [`log`]).
 //! - Compilation: optionally in a child process bounded in time and memory
 //!   (see [`compile`]), so that a compile bomb fails alone.
-//! - Services (contract 0.3): each service gets a handle, and its id, name
-//!   and typed settings go to the policy once, in `bind`, before its first
+//! - Services (contract 0.3): each service gets a handle, and its id, name and
+//!   typed settings go to the policy once, in `bind-service`, before its first
 //!   call in an instance and again when they change (see [`services`]); a
 //!   call then carries only the handle, the event and the state.
 //! - Failure: a failed call poisons its instance; the next call starts a
@@ -717,12 +717,12 @@ fn bind_and_decide(
     state: &State,
 ) -> wasmtime::Result<Option<Decision>> {
     for handle in plan.unbind {
-        bindings.call_unbind(&mut *store, handle)?;
+        bindings.call_unbind_service(&mut *store, handle)?;
     }
     // The plan's handle always has an entry; without one the policy would
     // get a handle it does not know and, with the SDK, decide nothing.
     if let Some(entry) = services.entry(plan.handle).filter(|_| plan.bind) {
-        bindings.call_bind(&mut *store, &bindings::service_v0_3(plan.handle, entry))?;
+        bindings.call_bind_service(&mut *store, &bindings::service_v0_3(plan.handle, entry))?;
         services.bound(plan.handle, generation);
     }
     let (event, state) = (bindings::event_v0_3(event), bindings::state_v0_3(state));

@@ -1,17 +1,17 @@
 //! The services a policy of contract 0.3 has been told about, so that a
 //! call passes a number instead of the service's id, name and settings.
 //!
-//! Each Swarm service id the policy decides for gets a handle, a small
-//! number reused after the service is forgotten (so a policy can keep its
-//! bindings in an array). The table keeps, per handle, the name and typed
-//! settings last given to the policy and the instance they were given to:
-//! [`Services::plan`] says a call must `bind` first when the service is new
-//! to the table, when its settings or name changed (the settings are
-//! compared by pointer first, then by value), or when the instance was
-//! re-created since (a failed call poisons an instance, and a new one has
-//! nothing bound). The caller marks the binding done with
-//! [`Services::bound`] only once the policy's `bind` returned, so a bind
-//! that traps is simply done again in the next instance.
+//! Each Swarm service id the policy decides for gets a handle, a small number
+//! reused after the service is forgotten (so a policy can keep its bindings in
+//! an array). The table keeps, per handle, the name and typed settings last
+//! given to the policy and the instance they were given to: [`Services::plan`]
+//! says a call must `bind-service` first when the service is new to the table,
+//! when its settings or name changed (the settings are compared by pointer
+//! first, then by value), or when the instance was re-created since (a failed
+//! call poisons an instance, and a new one has nothing bound). The caller
+//! marks the binding done with [`Services::bound`] only once the policy's
+//! `bind-service` returned, so a bind that traps is simply done again in the
+//! next instance.
 //!
 //! Bounded: a service not decided for [`IDLE`] is forgotten at the next
 //! sweep (at most every [`SWEEP_EVERY`], at most [`UNBINDS_PER_CALL`]
@@ -61,7 +61,8 @@ pub struct Entry {
     /// The settings last bound (or to be bound).
     pub settings: Typed,
     /// The instance generation this service is bound in; `None` until the
-    /// policy's `bind` returned, and after the settings or name changed.
+    /// policy's `bind-service` returned, and after the settings or name
+    /// changed.
     bound_in: Option<u64>,
     /// The last call for this service.
     last_used: Instant,
@@ -74,7 +75,8 @@ pub struct Plan {
     pub handle: u32,
     /// Unbind these handles in the live instance first (forgotten services).
     pub unbind: Vec<u32>,
-    /// Call `bind` with [`Services::entry`] of `handle` before `decide`.
+    /// Call `bind-service` with [`Services::entry`] of `handle` before
+    /// `decide`.
     pub bind: bool,
 }
 
@@ -186,7 +188,7 @@ impl Services {
         }
     }
 
-    /// The policy's `bind` for `handle` returned in the instance of
+    /// The policy's `bind-service` for `handle` returned in the instance of
     /// generation `live`.
     pub fn bound(&mut self, handle: u32, live: u64) {
         if let Some(Some(entry)) = self.slots.get_mut(handle as usize) {

@@ -1,8 +1,6 @@
 #!/usr/bin/env bash
 # Build burst.py into burst.wasm with componentize-py (PyPI), installing it
-# with pip first if it is missing. Against contract 0.2.0 (wit/v0.2), which
-# the daemon keeps running: the boundary's cost is small beside the
-# interpreter's, so this example stays on the simpler shape.
+# with pip first if it is missing.
 # The component is about 18 MB (it carries a Python interpreter); the daemon
 # compiles it once (20-30 s with Cranelift on 2 cores) and then serves it
 # from its compile cache (tens of milliseconds).
@@ -23,6 +21,6 @@ if [ -z "$tool" ]; then
     tool="$(find_tool || true)"
     [ -n "$tool" ] || { echo "componentize-py installed but not found on PATH" >&2; exit 1; }
 fi
-"$tool" -d ../../../wit/v0.2 -w policy componentize burst -o .burst.wasm.tmp >&2
+"$tool" -d ../../../wit -w policy componentize burst -o .burst.wasm.tmp >&2
 mv .burst.wasm.tmp burst.wasm
 echo "examples/policies/python/burst.wasm ($(stat -c %s burst.wasm) bytes)"

@@ -2,8 +2,8 @@
 //!
 //! Creates folder NAME holding the source with a working `decide` (the same
 //! CPU band rule in every language, to be changed), the contract (`wit/`:
-//! the current one for Rust, whose SDK follows it; 0.2.0, which the daemon
-//! keeps running, for Python, JavaScript and C),
+//! the current one for Rust, whose SDK follows it, and Python; 0.2.0, which
+//! the daemon keeps running, for JavaScript and C),
 //! an executable `build.sh` that installs what the language needs when it
 //! is missing and leaves `NAME.wasm` in the folder, and an executable
 //! `test.sh` that runs the component through this daemon's runtime (`host
@@ -38,9 +38,10 @@ pub enum Lang {
 type File = (&'static str, &'static str, bool);
 
 const TEST_SH: &str = include_str!("templates/common/test.sh");
-/// The current contract, for the Rust project (the SDK generates it).
+/// The current contract, for the Rust project (the SDK generates it) and
+/// the Python one.
 const WIT: File = ("wit/policy.wit", include_str!("../../../wit/policy.wit"), false);
-/// The frozen contract 0.2.0 the other languages' templates are written
+/// The frozen contract 0.2.0 the JavaScript and C templates are written
 /// for: its `decide` takes everything in one call.
 const WIT_V0_2: File = ("wit/policy.wit", include_str!("../../../wit/v0.2/policy.wit"), false);
 const COMMON: &[File] = &[
@@ -57,7 +58,7 @@ const RUST: &[File] = &[
     (".gitignore", "/target\n/*.wasm\n", false),
 ];
 const PYTHON: &[File] = &[
-    WIT_V0_2,
+    WIT,
     ("__MODULE__.py", include_str!("templates/python/policy.py"), false),
     ("build.sh", include_str!("templates/python/build.sh"), true),
     (".gitignore", "/*.wasm\n__pycache__/\n", false),

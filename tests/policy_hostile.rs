@@ -316,7 +316,7 @@ fn a_component_of_another_world_names_the_missing_export() {
     let rt = runtime(RuntimeConfig::default());
     let err = rt.load("other", &read("tests/fixtures/out/other_world.wasm")).expect_err("refused");
     assert_eq!(err.kind(), "refused-import");
-    assert_names_cause(&err, &["other", "decide"]);
+    assert_names_cause(&err, &["other", "no export `bind-service`"]);
 }
 
 // ---- 5. Compile bombs ----

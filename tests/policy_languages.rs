@@ -41,7 +41,7 @@ fn connections(value: f64) -> Event {
 #[test]
 fn python_burst_jumps_on_the_upper_crossing_only() {
     let mut policy = load("python", "burst");
-    assert_eq!(policy.contract_version(), "0.2.0");
+    assert_eq!(policy.contract_version(), "0.3.0");
     assert_eq!(declared(&policy), ["burst.step", "cpu.upper", "cpu.lower", "connections.upper", "connections.lower"]);
     let state = State::replicas(1, 1, 10).with_settings(&[
         ("burst.step", "2"),

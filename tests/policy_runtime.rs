@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use host::model::{Decision, Event, EventKind, Metric, State, Unit};
+use host::model::{Decision, Event, EventKind, Metric, SettingValue, State, Unit};
 use host::policy::{LoadedPolicy, Origin, PolicyError, Runtime, RuntimeConfig};
 
 fn repo() -> PathBuf {
@@ -68,7 +68,7 @@ fn assert_recovers(policy: &mut LoadedPolicy) {
 fn shipped_threshold_policy_decides_on_the_service_mean() {
     let rt = runtime(RuntimeConfig::default());
     let mut policy = rt.load("threshold", &component("policies/threshold.wasm")).expect("loads");
-    assert_eq!(policy.contract_version(), "0.2.0");
+    assert_eq!(policy.contract_version(), "0.3.0");
     let names: Vec<&str> = policy.settings().iter().map(|s| s.name.as_str()).collect();
     assert!(names.contains(&"cpu.upper") && names.contains(&"aggregate"), "{names:?}");
     let band = [("cpu.upper", "0.8"), ("cpu.lower", "0.2")];
@@ -110,6 +110,96 @@ fn a_component_built_for_contract_0_1_still_runs() {
     assert_eq!(up.target(), Some(3));
     assert!(up.reason.starts_with("v0.1"), "{}", up.reason);
     assert_eq!(policy.decide(&event(Metric::Cpu, 0.5), &state(2, &band)).expect("call"), None);
+}
+
+#[test]
+fn a_component_built_for_contract_0_2_still_runs() {
+    let rt = runtime(RuntimeConfig::default());
+    let mut policy = rt.load("v02", &component("tests/fixtures/out/contract_v0_2.wasm")).expect("loads");
+    assert_eq!(policy.contract_version(), "0.2.0");
+    let names: Vec<&str> = policy.settings().iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["cpu.upper", "cpu.lower", "note"]);
+    let labels = [("cpu.upper", "0.7"), ("note", "typed")];
+    let hot = state(2, &labels).with_cpu(&[0.75, 0.8]);
+    let up = policy.decide(&event(Metric::Cpu, 0.8), &hot).expect("call").expect("decision");
+    assert_eq!(up.target(), Some(3));
+    // Every string reached the component: the service, its id, the
+    // container and a text setting.
+    assert_eq!(up.reason, "v0.2 web (svc1) replica 0123abcd note typed: 2 -> 3");
+    // The declared default of cpu.lower (0.2), and the service view.
+    let cold = state(2, &[]).with_cpu(&[0.1, 0.2]);
+    let down = policy.decide(&event(Metric::Cpu, 0.1), &cold).expect("call").expect("decision");
+    assert_eq!((down.target(), down.reason.ends_with("note -: 2 -> 1")), (Some(1), true), "{}", down.reason);
+    assert_eq!(policy.decide(&event(Metric::Cpu, 0.5), &state(2, &labels).with_cpu(&[0.5])).expect("call"), None);
+}
+
+/// An event of service `id` named `name`.
+fn event_of(id: &str, name: &str) -> Event {
+    Event { service_id: id.into(), service_name: name.into(), ..event(Metric::Cpu, 0.5) }
+}
+
+#[test]
+fn a_component_of_contract_0_3_has_each_service_bound_before_it_decides() {
+    // The empty 0.3 fixture traps on a call for a handle that is not bound.
+    let rt = runtime(RuntimeConfig::default());
+    let mut policy = rt.load("empty", &component("tests/fixtures/out/empty.wasm")).expect("loads");
+    assert_eq!(policy.contract_version(), "0.3.0");
+    for (id, name) in [("svc1", "web"), ("svc2", "api"), ("svc1", "web"), ("svc2", "api")] {
+        let state = state(2, &[]).with_cpu(&[0.5]);
+        assert_eq!(policy.decide(&event_of(id, name), &state).expect("bound, then decided"), None);
+    }
+}
+
+#[test]
+fn a_bind_that_traps_fails_the_call_and_the_next_instance_binds_again() {
+    let rt = runtime(RuntimeConfig::default());
+    let mut policy = rt.load("empty", &component("tests/fixtures/out/empty.wasm")).expect("loads");
+    let state = state(2, &[]).with_cpu(&[0.5]);
+    assert_eq!(policy.decide(&event_of("svc1", "web"), &state).expect("call"), None);
+    let err = policy.decide(&event_of("svc9", "trap-in-bind"), &state).expect_err("bind traps");
+    assert!(matches!(err, PolicyError::Trap { .. }), "{err}");
+    assert_eq!(policy.status().failures(), 1, "a failed bind is a failed call");
+    // A new instance has nothing bound: svc1 is bound again before its
+    // decide (the fixture would trap otherwise), and so is the service
+    // whose bind failed, until it fails again.
+    assert_eq!(policy.decide(&event_of("svc1", "web"), &state).expect("bound again"), None);
+    assert_eq!(policy.status().failures(), 0);
+    assert!(policy.decide(&event_of("svc9", "trap-in-bind"), &state).is_err());
+    assert_eq!(policy.decide(&event_of("svc1", "web"), &state).expect("bound again"), None);
+}
+
+#[test]
+fn the_sdk_builds_each_call_from_its_service_binding() {
+    let rt = runtime(RuntimeConfig::default());
+    let mut policy = misbehave(&rt);
+    let whoami = |id: &str, name: &str, container: &str| Event { container_id: container.into(), ..event_of(id, name) };
+    let docker_id = "4f1c0a7d2b9e4c3aa1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718";
+    let said = |policy: &mut LoadedPolicy, event: &Event, state: &State| {
+        policy.decide(event, state).expect("call").expect("decision").reason
+    };
+    let web = whoami("svc1", "web", docker_id);
+    assert_eq!(said(&mut policy, &web, &fault("whoami")), "web svc1 4f1c0a7d2b9e4c3a fault=whoami");
+    // Two services bound side by side, each with its own name and settings.
+    let api = whoami("svc2", "api", "0123abcd");
+    assert_eq!(said(&mut policy, &api, &fault("whoami")), "api svc2 0123abcd00000000 fault=whoami");
+    assert_eq!(said(&mut policy, &web, &fault("whoami")), "web svc1 4f1c0a7d2b9e4c3a fault=whoami");
+    // Changed settings bind the service again: the SDK sees the new ones.
+    assert_eq!(said(&mut policy, &web, &fault("report")), "reporting 0 warming 0");
+    assert_eq!(said(&mut policy, &web, &fault("whoami")), "web svc1 4f1c0a7d2b9e4c3a fault=whoami");
+    // The daemon's shared settings list: bound once, then compared by pointer.
+    let typed: std::sync::Arc<[Option<SettingValue>]> =
+        std::sync::Arc::from([Some(SettingValue::Text("whoami".into()))]);
+    let shared = State { typed_settings: Some(typed.clone()), ..state(2, &[]) };
+    assert_eq!(said(&mut policy, &api, &shared), "api svc2 0123abcd00000000 fault=whoami");
+    let other: std::sync::Arc<[Option<SettingValue>]> =
+        std::sync::Arc::from([Some(SettingValue::Text("report".into()))]);
+    let changed = State { typed_settings: Some(other), ..state(2, &[]) };
+    assert_eq!(said(&mut policy, &api, &changed), "reporting 0 warming 0");
+    // After a trap the new instance binds each service again, with its
+    // latest settings.
+    let _ = policy.decide(&web, &fault("trap")).expect_err("trap");
+    assert_eq!(said(&mut policy, &api, &shared), "api svc2 0123abcd00000000 fault=whoami");
+    assert_eq!(said(&mut policy, &web, &fault("whoami")), "web svc1 4f1c0a7d2b9e4c3a fault=whoami");
 }
 
 #[test]
@@ -207,7 +297,7 @@ fn component_of_another_world_is_refused_naming_the_missing_export() {
     let rt = runtime(RuntimeConfig::default());
     let err = rt.load("other", &component("tests/fixtures/out/other_world.wasm")).expect_err("wrong world");
     assert!(matches!(err, PolicyError::WrongWorld { .. }), "{err}");
-    assert!(err.to_string().contains("decide"), "{err}");
+    assert!(err.to_string().contains("as 0.3.0: no export `bind-service`"), "{err}");
     // The same runtime still runs a good policy.
     let mut good = rt.load("threshold", &component("policies/threshold.wasm")).expect("loads");
     let band = [("cpu.upper", "0.8"), ("cpu.lower", "0.2")];
@@ -292,17 +382,24 @@ fn cli_check_reports_version_imports_and_refusals() {
     let ok = host_cli(&["policy", "check", "policies/threshold.wasm"]);
     let out = String::from_utf8_lossy(&ok.stdout);
     assert!(ok.status.success(), "{out}");
-    assert!(out.contains("OK") && out.contains("contract version: 0.2.0 (current)"), "{out}");
-    assert!(out.contains("autoscaler:policy/host@0.2.0") && out.contains("decide"), "{out}");
+    assert!(out.contains("OK") && out.contains("contract version: 0.3.0 (current)"), "{out}");
+    assert!(out.contains("autoscaler:policy/host@0.3.0") && out.contains("decide"), "{out}");
+    let previous = host_cli(&["policy", "check", "tests/fixtures/out/contract_v0_2.wasm"]);
+    let out = String::from_utf8_lossy(&previous.stdout);
+    assert!(previous.status.success() && out.contains("contract version: 0.2.0 (supported"), "{out}");
     assert!(out.contains("settings (labels autoscale.NAME") && out.contains("cpu.upper"), "{out}");
     let old = host_cli(&["policy", "check", "tests/fixtures/out/contract_v0_1.wasm"]);
     let out = String::from_utf8_lossy(&old.stdout);
     assert!(old.status.success() && out.contains("contract version: 0.1.0 (supported"), "{out}");
+    // The version its exports fit, though it imports nothing of the package.
+    let lean = host_cli(&["policy", "check", "tests/fixtures/out/empty.wasm"]);
+    let out = String::from_utf8_lossy(&lean.stdout);
+    assert!(lean.status.success() && out.contains("contract version: 0.3.0 (current)"), "{out}");
 
     let bad = host_cli(&["policy", "check", "tests/fixtures/out/other_world.wasm"]);
     let out = String::from_utf8_lossy(&bad.stdout);
     assert!(!bad.status.success(), "{out}");
-    assert!(out.contains("NOT RUNNABLE") && out.contains("no export `decide`"), "{out}");
+    assert!(out.contains("NOT RUNNABLE") && out.contains("no export `bind-service`"), "{out}");
 
     let json = host_cli(&["policy", "check", "--json", "Cargo.toml"]);
     assert!(!json.status.success());
@@ -314,7 +411,7 @@ fn cli_check_reports_version_imports_and_refusals() {
     // import gets from the sandbox.
     let json = host_cli(&["policy", "check", "--json", "policies/threshold.wasm"]);
     let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json report");
-    assert_eq!(report["component"]["contract-version"], "0.2.0", "{report}");
+    assert_eq!(report["component"]["contract-version"], "0.3.0", "{report}");
     assert!(report["component"]["load-ms"].is_number(), "{report}");
     let access = report["import-access"].as_array().expect("import-access");
     assert!(

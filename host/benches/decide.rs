@@ -1,18 +1,24 @@
 //! `cargo bench -p host --bench decide`: the cost of one `decide` call through
 //! the policy runtime (event and service-view conversion, lowering into the
 //! component, the policy's own logic, lifting the decision) for each shipped
-//! policy, with the state a 3-replica service carries (contract 0.2: one
-//! aggregate per metric and typed settings), and the events per second one
-//! core sustains.
+//! policy, with the state a 3-replica service carries (one aggregate per
+//! metric, typed settings bound once per service with contract 0.3), and
+//! the events per second one core sustains.
 //!
-//! Beside them, in the same run: an empty 0.2 policy (the boundary alone:
-//! `tests/fixtures/out/empty.wasm`) and the threshold rule compiled natively
-//! (the same crate, linked into this benchmark), so that the overhead reads
-//! as a ratio on any machine.
+//! Beside them, in the same run: an empty 0.3 policy (the boundary alone:
+//! `tests/fixtures/out/empty.wasm`), an empty 0.2 policy (the boundary of
+//! the previous contract, with the service's strings and settings on every
+//! call: `empty_v0_2.wasm`) and the threshold rule compiled natively (the
+//! same crate, linked into this benchmark), so that the overhead reads as a
+//! ratio on any machine.
 //!
 //! Prints `decide_ns_median=<n> policy=<name>`, `events_per_sec=<n>`, the
 //! ratios, and the machine. Needs `policies/build.sh` and
 //! `tests/fixtures/build.sh` to have run.
+//!
+//! `DECIDE_COMPARE=name=file.wasm[,name=file.wasm...]` measures more
+//! components in the same run, after these (for example a policy built
+//! before a change: `DECIDE_COMPARE=threshold-old=/tmp/threshold.wasm`).
 //!
 //! Wall-clock figures move with whatever else the machine runs. With
 //! `DECIDE_CALLS=N DECIDE_POLICY=<name>` the benchmark makes exactly N calls
@@ -93,19 +99,36 @@ fn main() -> anyhow::Result<()> {
     if counting.is_none() {
         println!("machine: {}", common::machine());
     }
-    let runtime = Runtime::new(RuntimeConfig { cache_dir: None, ..RuntimeConfig::default() })?;
+    // A generous time limit: on a busy machine a call descheduled for 10 ms
+    // would end the run; the limit does not change what a call costs.
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: None,
+        time_limit: Duration::from_secs(1),
+        ..RuntimeConfig::default()
+    })?;
     let base = service_state();
     let mut medians = Vec::new();
-    for (name, path) in [
+    let mut components: Vec<(String, std::path::PathBuf)> = [
         ("threshold", "policies/threshold.wasm"),
         ("proportional", "policies/proportional.wasm"),
         ("empty", "tests/fixtures/out/empty.wasm"),
-    ] {
+        ("empty-v0.2", "tests/fixtures/out/empty_v0_2.wasm"),
+    ]
+    .into_iter()
+    .map(|(name, path)| (name.to_string(), repo.join(path)))
+    .collect();
+    let own = components.len();
+    for extra in std::env::var("DECIDE_COMPARE").unwrap_or_default().split(',').filter(|e| !e.is_empty()) {
+        let (name, path) =
+            extra.split_once('=').ok_or_else(|| anyhow::anyhow!("DECIDE_COMPARE: {extra:?} is not name=file.wasm"))?;
+        components.push((name.to_string(), path.into()));
+    }
+    for (name, file) in &components {
+        let name = name.as_str();
         if counting.as_ref().is_some_and(|c| c.policy != name) {
             continue;
         }
-        let file = repo.join(path);
-        let bytes = std::fs::read(&file).map_err(|e| {
+        let bytes = std::fs::read(file).map_err(|e| {
             anyhow::anyhow!("{}: {e}; run policies/build.sh and tests/fixtures/build.sh first", file.display())
         })?;
         let compile_started = Instant::now();
@@ -173,7 +196,9 @@ fn main() -> anyhow::Result<()> {
         .build_for::<threshold::Threshold>();
     let native_call = |i: u64| {
         let mut state = native_state.clone();
-        state.metrics[0].value.mean = (i % 100) as f64 / 100.0;
+        if let Some(cpu) = state.metrics.cpu.as_mut() {
+            cpu.value.mean = (i % 100) as f64 / 100.0;
+        }
         let event = EventBuilder::cpu((i % 100) as f64 / 100.0).container("c1").service("demo_web").build();
         std::hint::black_box(threshold::Threshold::decide(event, state));
     };
@@ -186,14 +211,16 @@ fn main() -> anyhow::Result<()> {
     println!("events_per_sec={native_per_sec:.0} policy=threshold-native");
 
     let of = |name: &str| medians.iter().find(|(n, ..)| *n == name).map(|(_, m, _)| *m).unwrap_or(f64::NAN);
-    let (threshold, empty) = (of("threshold"), of("empty"));
+    let (threshold, empty, empty_v0_2) = (of("threshold"), of("empty"), of("empty-v0.2"));
     println!(
         "ratio threshold/native={:.1} boundary_share={:.0}% (empty {empty:.0} ns of threshold {threshold:.0} ns)",
         threshold / native,
         100.0 * empty / threshold
     );
+    println!("ratio boundary 0.3/0.2={:.2} (empty {empty:.0} ns, empty-v0.2 {empty_v0_2:.0} ns)", empty / empty_v0_2);
     for (name, median, per_sec) in &medians {
-        if *name == "empty" {
+        // The targets are for the shipped policies.
+        if name.starts_with("empty") || components[own..].iter().any(|(extra, _)| extra == name) {
             continue;
         }
         println!(

@@ -1,6 +1,5 @@
-//! Convenience methods on the generated types: typed settings and the
-//! service view on [`State`], constructors on [`Decision`], small helpers on
-//! [`Event`] and [`Metric`].
+//! Convenience methods: typed settings and the service view on [`State`],
+//! constructors on [`Decision`], small helpers on [`Event`] and [`Metric`].
 
 use std::time::Duration;
 
@@ -10,11 +9,13 @@ use crate::{Action, Aggregate, Crossing, Decision, Event, EventKind, Metric, Set
 impl State {
     /// The value of declared setting `name`: the label's value parsed to the
     /// declared type, else the declared default, else `None`.
+    #[inline]
     pub fn setting(&self, name: &str) -> Option<&SettingValue> {
         self.settings.get(position(name)?)?.as_ref()
     }
 
     /// A `number` or `quantity` setting (`0.8`, `512Mi` as 536870912.0).
+    #[inline]
     pub fn number(&self, name: &str) -> Option<f64> {
         match self.setting(name)? {
             SettingValue::Number(value) => Some(*value),
@@ -23,6 +24,7 @@ impl State {
     }
 
     /// A `duration` setting.
+    #[inline]
     pub fn duration(&self, name: &str) -> Option<Duration> {
         match self.setting(name)? {
             SettingValue::DurationNs(ns) => Some(Duration::from_nanos(*ns)),
@@ -31,6 +33,7 @@ impl State {
     }
 
     /// A `flag` setting.
+    #[inline]
     pub fn flag(&self, name: &str) -> Option<bool> {
         match self.setting(name)? {
             SettingValue::Flag(value) => Some(*value),
@@ -39,6 +42,7 @@ impl State {
     }
 
     /// A `text` setting, as written in the label.
+    #[inline]
     pub fn text(&self, name: &str) -> Option<&str> {
         match self.setting(name)? {
             SettingValue::Text(value) => Some(value),
@@ -49,22 +53,22 @@ impl State {
     /// The service-wide aggregate of `metric`, if the daemon measures it for
     /// this service.
     pub fn metric(&self, metric: &Metric) -> Option<&Aggregate> {
-        self.metrics.iter().find(|aggregate| aggregate.metric == *metric)
+        self.metrics.get(metric)
     }
 
     /// The service-wide CPU aggregate.
     pub fn cpu(&self) -> Option<&Aggregate> {
-        self.metric(&Metric::Cpu)
+        self.metrics.cpu.as_ref()
     }
 
     /// The service-wide memory aggregate.
     pub fn memory(&self) -> Option<&Aggregate> {
-        self.metric(&Metric::Memory)
+        self.metrics.memory.as_ref()
     }
 
     /// The service-wide connections aggregate.
     pub fn connections(&self) -> Option<&Aggregate> {
-        self.metric(&Metric::Connections)
+        self.metrics.connections.as_ref()
     }
 
     /// Clamp a wished-for replica count to this service's `[min, max]`.

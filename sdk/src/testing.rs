@@ -32,14 +32,20 @@
 //! The builders panic with a clear message on a test's mistake (a setting
 //! the policy does not declare, a label that does not parse, a required
 //! setting left out); [`StateBuilder::try_build_for`] returns it instead.
+//!
+//! [`decide_as_component`] calls a policy through the functions
+//! [`export_policy!`](crate::export_policy) generated, as the daemon calls
+//! the component: `bind-service`, then `decide` with the contract's arguments.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use crate::bindings::autoscaler::policy::types as wit;
 use crate::declared::declare_settings;
 use crate::settings::{BOOL_FORMS, parse_bool, parse_duration, parse_number, parse_quantity};
 use crate::{
-    Aggregate, Crossing, Direction, Event, EventKind, Metric, Policy, SettingSpec, SettingType, SettingValue, State,
-    Stats, Unit,
+    Aggregate, ContainerId, Crossing, Decision, Direction, Event, EventKind, Metric, Metrics, Policy, SettingSpec,
+    SettingType, SettingValue, State, Stats, Unit,
 };
 
 /// The clock reading both builders use unless told otherwise: one hour
@@ -47,7 +53,9 @@ use crate::{
 pub const DEFAULT_NOW_NS: u64 = 3_600_000_000_000;
 
 /// Builds an [`Event`]. Defaults: a periodic sample from container `c1` of
-/// service `web` (id `s1`) at [`DEFAULT_NOW_NS`].
+/// service `web` (id `s1`) at [`DEFAULT_NOW_NS`]. A container id given here
+/// is kept as written (the daemon passes 16 hex digits), and
+/// `event.container` is its number as the daemon would read it.
 #[derive(Debug, Clone)]
 pub struct EventBuilder {
     /// The event being built.
@@ -63,6 +71,7 @@ impl EventBuilder {
                 value,
                 unit,
                 kind: EventKind::Sample,
+                container: ContainerId::from("c1").number(),
                 container_id: "c1".into(),
                 service_id: "s1".into(),
                 service_name: "web".into(),
@@ -104,9 +113,10 @@ impl EventBuilder {
         self
     }
 
-    /// The container id.
+    /// The container id (and `container`, its number).
     pub fn container(mut self, id: &str) -> Self {
         self.event.container_id = id.into();
+        self.event.container = self.event.container_id.number();
         self
     }
 
@@ -173,8 +183,8 @@ impl StateBuilder {
                 last_scale_up_ns: None,
                 last_scale_down_ns: None,
                 hold_until_ns: None,
-                metrics: Vec::new(),
-                settings: Vec::new(),
+                metrics: Metrics::default(),
+                settings: Arc::from([]),
             },
             given: Vec::new(),
             warming: None,
@@ -265,8 +275,7 @@ impl StateBuilder {
     /// A whole aggregate, replacing the one of its metric (for `of-limit`,
     /// other units or metrics).
     pub fn aggregate(mut self, aggregate: Aggregate) -> Self {
-        self.state.metrics.retain(|a| a.metric != aggregate.metric);
-        self.state.metrics.push(aggregate);
+        self.state.metrics.set(aggregate);
         self
     }
 
@@ -321,7 +330,7 @@ impl StateBuilder {
         if let Some(count) = self.warming {
             state.metrics.iter_mut().for_each(|aggregate| aggregate.warming = count);
         }
-        state.settings = specs.iter().map(|spec| resolve(spec, &self.given)).collect::<Result<_, _>>()?;
+        state.settings = specs.iter().map(|spec| resolve(spec, &self.given)).collect::<Result<Vec<_>, _>>()?.into();
         declare_settings(specs);
         Ok(state)
     }
@@ -335,23 +344,60 @@ impl StateBuilder {
 
     /// The aggregate of `metric`, added with no values if missing.
     fn aggregate_mut(&mut self, metric: Metric) -> &mut Aggregate {
-        let index = match self.state.metrics.iter().position(|a| a.metric == metric) {
-            Some(index) => index,
-            None => {
-                self.state.metrics.push(Aggregate {
-                    metric,
-                    unit: Unit::Count,
-                    reporting: 0,
-                    warming: 0,
-                    value: stats(&[]),
-                    of_limit: None,
-                    window_ns: 1_000_000_000,
-                });
-                self.state.metrics.len() - 1
-            }
-        };
-        &mut self.state.metrics[index]
+        if self.state.metrics.get(&metric).is_none() {
+            self.state.metrics.set(Aggregate {
+                metric: metric.clone(),
+                unit: Unit::Count,
+                reporting: 0,
+                warming: 0,
+                value: stats(&[]),
+                of_limit: None,
+                window_ns: 1_000_000_000,
+            });
+        }
+        match self.state.metrics.get_mut(&metric) {
+            Some(aggregate) => aggregate,
+            None => unreachable!("the aggregate of {metric:?} was just set"),
+        }
     }
+}
+
+/// Decide as the component would: bind the event's service (its id and name,
+/// the state's settings) under handle 0 through the exported `bind-service`,
+/// then call the exported `decide` with the contract's form of `event` and
+/// `state` (the container as its number). The bindings are this thread's, so a
+/// new thread stands for a new instance, where only `bind-service` declared
+/// the settings.
+pub fn decide_as_component<P: crate::bindings::Guest>(event: Event, state: State) -> Option<Decision> {
+    P::bind_service(wit::Service {
+        handle: 0,
+        id: event.service_id.to_string(),
+        name: event.service_name.to_string(),
+        settings: state.settings.to_vec(),
+    });
+    let Metrics { cpu, memory, connections, others } = state.metrics;
+    let state = wit::State {
+        current_replicas: state.current_replicas,
+        min_replicas: state.min_replicas,
+        max_replicas: state.max_replicas,
+        now_ns: state.now_ns,
+        last_scale_up_ns: state.last_scale_up_ns,
+        last_scale_down_ns: state.last_scale_down_ns,
+        hold_until_ns: state.hold_until_ns,
+        cpu,
+        memory,
+        connections,
+        other_metrics: (!others.is_empty()).then_some(others),
+    };
+    let event = wit::Event {
+        metric: event.metric,
+        value: event.value,
+        unit: event.unit,
+        kind: event.kind,
+        container: event.container,
+        timestamp_ns: event.timestamp_ns,
+    };
+    P::decide(0, event, state)
 }
 
 /// The value of `spec` from what was given, else its default.

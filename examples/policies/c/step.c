@@ -1,4 +1,4 @@
-// step: a scaling policy written in C (contract 0.2.0).
+// step: a scaling policy written in C (contract 0.2.0, `wit/v0.2`).
 //
 // It decides on the service view of CPU (the mean over the replicas that
 // report), on every CPU event:

@@ -1,4 +1,4 @@
-// headroom: a scaling policy written in JavaScript (contract 0.2.0).
+// headroom: a scaling policy written in JavaScript (contract 0.2.0, `wit/v0.2`).
 //
 // It sizes the service for its open connections: enough replicas that each
 // carries at most `headroom.per-replica` connections (default 50), counted

@@ -1,4 +1,4 @@
-"""burst: a scaling policy written in Python (contract 0.2.0).
+"""burst: a scaling policy written in Python (contract 0.3.0).
 
 It acts only on threshold crossings, the moment the kernel pushes them:
 
@@ -15,15 +15,22 @@ It acts only on threshold crossings, the moment the kernel pushes them:
 Watched metrics: cpu and connections; a metric without `<metric>.upper` or
 `<metric>.lower` set never triggers the matching rule.
 
+The daemon binds each service once (`bind-service`: its handle, id, name and typed
+settings) before it decides for it, and again when its labels change;
+`decide` then names the service by its handle. `SERVICES` keeps them.
+
 Build: ./build.sh (componentize-py turns this file plus wit/ into a component).
 """
 
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import wit_world
 from wit_world.imports import host, types
 
-# The settings, in the order `decide` receives them in `state.settings`.
+# The services bound to this instance, by handle.
+SERVICES: Dict[int, types.Service] = {}
+
+# The settings, in the order `bind-service` receives them in `service.settings`.
 SETTINGS = [
     ("burst.step", "2", "replicas added by one burst (a whole number >= 1)"),
     ("cpu.upper", None, "CPU (fraction of the limit) whose upward crossing is a burst"),
@@ -38,8 +45,8 @@ INDEX = {name: i for i, (name, _, _) in enumerate(SETTINGS)}
 TOLERANCE = 1e-3
 
 
-def number(state: types.State, name: str) -> Optional[float]:
-    value = state.settings[INDEX[name]]
+def number(service: types.Service, name: str) -> Optional[float]:
+    value = service.settings[INDEX[name]]
     return value.value if isinstance(value, types.SettingValue_Number) else None
 
 
@@ -64,8 +71,15 @@ class WitWorld(wit_world.WitWorld):
             for name, default, doc in SETTINGS
         ]
 
-    def decide(self, event: types.Event, state: types.State) -> Optional[types.Decision]:
-        if not isinstance(event.kind, types.EventKind_Crossing):
+    def bind_service(self, service: types.Service) -> None:
+        SERVICES[service.handle] = service
+
+    def unbind_service(self, handle: int) -> None:
+        SERVICES.pop(handle, None)
+
+    def decide(self, service: int, event: types.Event, state: types.State) -> Optional[types.Decision]:
+        bound = SERVICES.get(service)
+        if bound is None or not isinstance(event.kind, types.EventKind_Crossing):
             return None
         name = metric_name(event.metric)
         if name is None:
@@ -73,16 +87,16 @@ class WitWorld(wit_world.WitWorld):
         crossing = event.kind.value
         current = state.current_replicas
         if crossing.direction == types.Direction.UP:
-            upper = number(state, f"{name}.upper")
+            upper = number(bound, f"{name}.upper")
             if upper is None or not same(crossing.threshold, upper):
                 return None
-            step = number(state, "burst.step") or 2.0
+            step = number(bound, "burst.step") or 2.0
             if step < 1 or step != int(step):
-                host.log(host.Level.WARN, f"{event.service_name}: burst.step {step} is not a whole number >= 1; using 2")
+                host.log(host.Level.WARN, f"{bound.name}: burst.step {step} is not a whole number >= 1; using 2")
                 step = 2.0
             target = min(current + int(step), state.max_replicas)
         else:
-            lower = number(state, f"{name}.lower")
+            lower = number(bound, f"{name}.lower")
             if lower is None or not same(crossing.threshold, lower):
                 return None
             target = max(current - 1, state.min_replicas)

@@ -2,8 +2,8 @@
 //! one line.
 //!
 //! The label parser (`swarm/labels.rs`) knows the daemon's own labels; the
-//! policy's declaration (contract 0.2) knows the settings it reads; the
-//! policies folder knows which policies exist. This module puts the three
+//! policy's declaration (contract 0.2 and later) knows the settings it
+//! reads; the policies folder knows which policies exist. This module puts the three
 //! together: a misspelt policy name, a malformed bound and an unknown label
 //! name come out in the same line, each with the name that was probably
 //! meant, instead of one round of fixes each. Pure: the event loop gives it

@@ -1,7 +1,7 @@
 //! The service view: the latest value of every metric of every running
 //! replica of a service, and the aggregate over them that policies decide on
-//! (contract 0.2's `state.metrics`), as the Kubernetes HPA decides on the
-//! mean over ready pods.
+//! (the state's aggregates since contract 0.2), as the Kubernetes HPA
+//! decides on the mean over ready pods.
 //!
 //! A replica counts in an aggregate when it is past its warm-up
 //! (`autoscale.warmup`) and its latest value of that metric was measured

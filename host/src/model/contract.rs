@@ -162,7 +162,7 @@ pub struct Aggregate {
     pub window_ns: u64,
 }
 
-/// The type of a setting a policy declares (contract 0.2).
+/// The type of a setting a policy declares (contract 0.2 and later).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SettingType {

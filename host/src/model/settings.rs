@@ -1,5 +1,5 @@
-//! Settings a policy declares (contract 0.2), checked against a service's
-//! `autoscale.*` labels.
+//! Settings a policy declares (contract 0.2 and later), checked against a
+//! service's `autoscale.*` labels.
 //!
 //! [`resolve`] turns the labels of a service into the typed values its policy
 //! receives, in the policy's declared order, and reports every problem at

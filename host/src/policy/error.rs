@@ -20,7 +20,9 @@ pub enum PolicyError {
     #[error("policy {policy}: compile stopped: {reason}")]
     CompileLimit { policy: String, reason: String },
     /// The component is not of world `policy`, or needs imports we do not offer.
-    #[error("policy {policy}: does not fit world {WORLD} of any supported contract version (0.2.0, 0.1.0): {reason}")]
+    #[error(
+        "policy {policy}: does not fit world {WORLD} of any supported contract version (0.3.0, 0.2.0, 0.1.0): {reason}"
+    )]
     WrongWorld { policy: String, reason: String },
     /// The settings the policy declared are unusable (too many, duplicated).
     #[error("policy {policy}: declares unusable settings: {reason}")]

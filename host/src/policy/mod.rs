@@ -13,8 +13,13 @@
 //!   a per-policy rate budget and never block (see [`log`]).
 //! - Compilation: optionally in a child process bounded in time and memory
 //!   (see [`compile`]), so that a compile bomb fails alone.
+//! - Services (contract 0.3): each service gets a handle, and its id, name and
+//!   typed settings go to the policy once, in `bind-service`, before its first
+//!   call in an instance and again when they change (see [`services`]); a
+//!   call then carries only the handle, the event and the state.
 //! - Failure: a failed call poisons its instance; the next call starts a
-//!   fresh one from the pre-instantiated [`PolicyPre`]. After
+//!   fresh one from the pre-instantiated [`PolicyPre`] (and binds each
+//!   service again before its next call). After
 //!   [`RuntimeConfig::max_consecutive_failures`] failures in a row a policy is
 //!   quarantined until it is loaded again (its file changes).
 //! - Cache: compiled code is cached by content hash, in memory and on disk.
@@ -31,6 +36,7 @@ pub mod limits;
 mod log;
 pub mod registry;
 mod sandbox;
+mod services;
 mod ticker;
 
 use std::path::PathBuf;
@@ -42,7 +48,7 @@ use wasmtime::component::{Component, Linker, types::ComponentItem};
 use wasmtime::{Config, Engine, Store, Trap};
 
 pub use bindings::{CONTRACT_VERSION, SUPPORTED_VERSIONS, WORLD};
-use bindings::{v0_1, v0_2};
+use bindings::{v0_1, v0_2, v0_3};
 pub use cache::{Origin, content_hash};
 pub use compile::CompilerSettings;
 pub use error::{Inspection, PolicyError, cause_chain};
@@ -51,10 +57,11 @@ pub use log::LogRate;
 use log::{LogBudget, LogSink};
 pub use registry::{PolicySet, PolicySlot, ReloadStats};
 use sandbox::{Sandbox, SandboxSettings};
+use services::{Given, Services};
 use ticker::{EPOCH_TICK, EpochTicker};
 
 use crate::model::settings::resolve;
-use crate::model::{Decision, Event, SettingSpec, State};
+use crate::model::{Decision, Event, SettingSpec, SettingValue, State};
 
 /// Most settings a policy may declare; a longer list is refused at load.
 const MAX_DECLARED_SETTINGS: usize = 64;
@@ -210,16 +217,21 @@ impl Runtime {
                 _ => n.to_string(),
             })
             .collect();
-        let contract_version = imports
-            .iter()
-            .find_map(|i| i.strip_prefix(bindings::PACKAGE_PREFIX))
-            .and_then(|rest| rest.split_once('@').map(|(_, v)| v.to_string()));
         let runnable = self.validate(name, &component).and_then(|pre| {
             let mut policy = self.loaded(name, hex::encode(hash), origin, pre);
             policy.live = Some(policy.instantiate()?);
             policy.declare()?;
             Ok(policy)
         });
+        // The version whose world it fits; else the one its imports name (a
+        // policy that never logs imports nothing from the package).
+        let contract_version = match &runnable {
+            Ok(policy) => Some(policy.contract_version().to_string()),
+            Err(_) => imports
+                .iter()
+                .find_map(|i| i.strip_prefix(bindings::PACKAGE_PREFIX))
+                .and_then(|rest| rest.split_once('@').map(|(_, v)| v.to_string())),
+        };
         let settings = runnable.as_ref().map(|p| p.settings().to_vec()).unwrap_or_default();
         let inspection = Inspection {
             contract_version,
@@ -252,6 +264,8 @@ impl Runtime {
             budget: Arc::new(LogBudget::new(self.config.log_rate)),
             sink: self.sink.clone(),
             args: bindings::ArgsV0_2::default(),
+            services: Services::new(Instant::now()),
+            instances: 0,
         }
     }
 
@@ -286,16 +300,34 @@ impl Runtime {
     }
 
     /// Bind `component` to the newest contract version whose world it fits.
+    /// When none fits, say why for the version its imports name (the one
+    /// it was built for, presumably), else for the newest.
     fn validate(&self, name: &str, component: &Component) -> Result<Pre, PolicyError> {
         let wrong = |reason: String| PolicyError::WrongWorld { policy: name.to_string(), reason };
         let instance_pre = self.linker.instantiate_pre(component).map_err(|e| wrong(cause_chain(&e)))?;
-        match v0_2::PolicyPre::new(instance_pre.clone()) {
-            Ok(pre) => Ok(Pre::V0_2(pre)),
-            Err(newest) => match v0_1::PolicyPre::new(instance_pre) {
-                Ok(pre) => Ok(Pre::V0_1(pre)),
-                Err(_) => Err(wrong(format!("as 0.2.0: {}", cause_chain(&newest)))),
-            },
-        }
+        let v0_3 = match v0_3::PolicyPre::new(instance_pre.clone()) {
+            Ok(pre) => return Ok(Pre::V0_3(pre)),
+            Err(e) => e,
+        };
+        let v0_2 = match v0_2::PolicyPre::new(instance_pre.clone()) {
+            Ok(pre) => return Ok(Pre::V0_2(pre)),
+            Err(e) => e,
+        };
+        let v0_1 = match v0_1::PolicyPre::new(instance_pre) {
+            Ok(pre) => return Ok(Pre::V0_1(pre)),
+            Err(e) => e,
+        };
+        let imported = component
+            .component_type()
+            .imports(&self.engine)
+            .find_map(|(import, _)| import.strip_prefix(bindings::PACKAGE_PREFIX)?.split_once('@').map(|(_, v)| v))
+            .map(str::to_string);
+        let (version, err) = match imported.as_deref() {
+            Some("0.2.0") => ("0.2.0", v0_2),
+            Some("0.1.0") => ("0.1.0", v0_1),
+            _ => ("0.3.0", v0_3),
+        };
+        Err(wrong(format!("as {version}: {}", cause_chain(&err))))
     }
 }
 
@@ -322,6 +354,8 @@ enum Pre {
     V0_1(v0_1::PolicyPre<Sandbox>),
     /// Contract 0.2.0.
     V0_2(v0_2::PolicyPre<Sandbox>),
+    /// Contract 0.3.0.
+    V0_3(v0_3::PolicyPre<Sandbox>),
 }
 
 impl Pre {
@@ -329,6 +363,7 @@ impl Pre {
         match self {
             Pre::V0_1(pre) => pre.engine(),
             Pre::V0_2(pre) => pre.engine(),
+            Pre::V0_3(pre) => pre.engine(),
         }
     }
 
@@ -336,6 +371,7 @@ impl Pre {
         match self {
             Pre::V0_1(pre) => pre.instantiate(store).map(Bound::V0_1),
             Pre::V0_2(pre) => pre.instantiate(store).map(Bound::V0_2),
+            Pre::V0_3(pre) => pre.instantiate(store).map(Bound::V0_3),
         }
     }
 
@@ -343,6 +379,7 @@ impl Pre {
         match self {
             Pre::V0_1(_) => "0.1.0",
             Pre::V0_2(_) => "0.2.0",
+            Pre::V0_3(_) => "0.3.0",
         }
     }
 }
@@ -353,12 +390,17 @@ enum Bound {
     V0_1(v0_1::Policy),
     /// Contract 0.2.0.
     V0_2(v0_2::Policy),
+    /// Contract 0.3.0.
+    V0_3(v0_3::Policy),
 }
 
 /// A live instance: its store and the typed exports.
 struct Live {
     store: Store<Sandbox>,
     bindings: Bound,
+    /// Which instance of this policy it is (counted from 1): what the
+    /// service table's bindings are recorded against.
+    generation: u64,
 }
 
 /// One loaded policy, ready to decide. Not shared between threads: wrap it
@@ -380,8 +422,13 @@ pub struct LoadedPolicy {
     budget: Arc<LogBudget>,
     /// Where log lines go.
     sink: LogSink,
-    /// The last call's converted arguments, whose buffers the next reuses.
+    /// The last call's converted arguments, whose buffers the next reuses
+    /// (contract 0.2).
     args: bindings::ArgsV0_2,
+    /// The services bound to the policy, by handle (contract 0.3).
+    services: Services,
+    /// Instances created so far; the live one's generation.
+    instances: u64,
 }
 
 /// A policy's failure record, shared with the registry so that metrics and
@@ -456,15 +503,23 @@ impl LoadedPolicy {
             Some(live) => live,
             None => self.instantiate()?,
         };
-        let Bound::V0_2(bindings) = &live.bindings else {
+        if matches!(live.bindings, Bound::V0_1(_)) {
             self.live = Some(live);
             return Ok(());
-        };
+        }
         live.store.data_mut().begin_call(Instant::now() + self.config.time_limit);
         live.store.set_epoch_deadline(self.deadline_ticks());
-        let result = {
+        let result: wasmtime::Result<Vec<SettingSpec>> = {
             let _running = self.ticker.enter();
-            bindings.call_settings(&mut live.store)
+            match &live.bindings {
+                Bound::V0_1(_) => Ok(Vec::new()),
+                Bound::V0_2(bindings) => {
+                    bindings.call_settings(&mut live.store).map(|s| s.into_iter().map(Into::into).collect())
+                }
+                Bound::V0_3(bindings) => {
+                    bindings.call_settings(&mut live.store).map(|s| s.into_iter().map(Into::into).collect())
+                }
+            }
         };
         live.store.data_mut().finish_call();
         let specs = match result {
@@ -478,8 +533,7 @@ impl LoadedPolicy {
         }
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::with_capacity(specs.len());
-        for spec in specs {
-            let mut spec = SettingSpec::from(spec);
+        for mut spec in specs {
             if spec.name.is_empty() || spec.name.len() > MAX_DECLARED_TEXT || !seen.insert(spec.name.clone()) {
                 return Err(declaration(format!("setting name {:?} is empty, too long or declared twice", spec.name)));
             }
@@ -524,7 +578,10 @@ impl LoadedPolicy {
         store.set_epoch_deadline(ticks(limit));
         let _running = self.ticker.enter();
         match self.pre.instantiate(&mut store) {
-            Ok(bindings) => Ok(Live { store, bindings }),
+            Ok(bindings) => {
+                self.instances += 1;
+                Ok(Live { store, bindings, generation: self.instances })
+            }
             Err(e) => {
                 store.data_mut().finish_call();
                 Err(match self.classify(&e, store.data()) {
@@ -576,16 +633,17 @@ impl LoadedPolicy {
             None => self.instantiate()?,
         };
         let resolved;
-        let settings: &[Option<crate::model::SettingValue>] = match (&live.bindings, &state.typed_settings) {
+        let settings: &[Option<SettingValue>] = match (&live.bindings, &state.typed_settings) {
             (Bound::V0_1(_), _) => &[],
-            (Bound::V0_2(_), Some(typed)) => typed,
-            (Bound::V0_2(_), None) => {
+            (Bound::V0_2(_) | Bound::V0_3(_), Some(typed)) => typed,
+            (Bound::V0_2(_) | Bound::V0_3(_), None) => {
                 resolved = resolve(&self.settings, &state.settings)
                     .map_err(|problems| PolicyError::Settings { policy: self.name.to_string(), problems })?;
                 &resolved
             }
         };
-        live.store.data_mut().begin_call(Instant::now() + self.config.time_limit);
+        let now = Instant::now();
+        live.store.data_mut().begin_call(now + self.config.time_limit);
         live.store.set_epoch_deadline(self.deadline_ticks());
         let result = {
             let _running = self.ticker.enter();
@@ -596,6 +654,15 @@ impl LoadedPolicy {
                 Bound::V0_2(bindings) => {
                     let (event, state) = self.args.fill(event, state, settings);
                     bindings.call_decide(&mut live.store, event, state).map(|d| d.map(Decision::from))
+                }
+                Bound::V0_3(bindings) => {
+                    let given = match &state.typed_settings {
+                        Some(typed) => Given::Shared(typed),
+                        None => Given::Resolved(settings.to_vec()),
+                    };
+                    let plan = self.services.plan(&event.service_id, &event.service_name, given, live.generation, now);
+                    let store = &mut live.store;
+                    bind_and_decide(bindings, store, live.generation, &mut self.services, plan, event, state)
                 }
             }
         };
@@ -635,6 +702,31 @@ impl LoadedPolicy {
         };
         PolicyError::Trap { policy, reason }
     }
+}
+
+/// A 0.3 call: the unbinds and the bind `plan` asks for, then `decide`,
+/// all within the call's deadline. A trap in any of them fails the call; a
+/// bind is recorded only once it returned, so the next instance binds again.
+fn bind_and_decide(
+    bindings: &v0_3::Policy,
+    store: &mut Store<Sandbox>,
+    generation: u64,
+    services: &mut Services,
+    plan: services::Plan,
+    event: &Event,
+    state: &State,
+) -> wasmtime::Result<Option<Decision>> {
+    for handle in plan.unbind {
+        bindings.call_unbind_service(&mut *store, handle)?;
+    }
+    // The plan's handle always has an entry; without one the policy would
+    // get a handle it does not know and, with the SDK, decide nothing.
+    if let Some(entry) = services.entry(plan.handle).filter(|_| plan.bind) {
+        bindings.call_bind_service(&mut *store, &bindings::service_v0_3(plan.handle, entry))?;
+        services.bound(plan.handle, generation);
+    }
+    let (event, state) = (bindings::event_v0_3(event), bindings::state_v0_3(state));
+    bindings.call_decide(store, plan.handle, &event, &state).map(|d| d.map(Decision::from))
 }
 
 /// Epoch ticks for a time limit, rounded up.

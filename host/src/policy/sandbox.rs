@@ -23,7 +23,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{v0_1, v0_2};
+use super::bindings::{v0_1, v0_2, v0_3};
 use super::limits::{MAX_HOST_RESOURCES, StoreCaps};
 use super::log::{LogBudget, LogSink};
 
@@ -161,7 +161,7 @@ impl Sandbox {
 }
 
 /// The `host` interface of each contract version, generated with its own
-/// `level` enum; both end in [`Sandbox::log_line`].
+/// `level` enum; all end in [`Sandbox::log_line`].
 macro_rules! host_interface {
     ($version:ident) => {
         impl $version::autoscaler::policy::host::Host for Sandbox {
@@ -184,6 +184,7 @@ macro_rules! host_interface {
 
 host_interface!(v0_1);
 host_interface!(v0_2);
+host_interface!(v0_3);
 
 /// Cut `text` to at most `max` bytes on a character boundary, marking the cut.
 pub fn truncate(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
@@ -209,6 +210,7 @@ pub fn add_to_linker(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()> {
         waited_out: &mut s.waited_out,
     })?;
     linker.allow_shadowing(false);
+    v0_3::Policy::add_to_linker::<Sandbox, wasmtime::component::HasSelf<Sandbox>>(linker, |s| s)?;
     v0_2::Policy::add_to_linker::<Sandbox, wasmtime::component::HasSelf<Sandbox>>(linker, |s| s)?;
     v0_1::Policy::add_to_linker::<Sandbox, wasmtime::component::HasSelf<Sandbox>>(linker, |s| s)
 }

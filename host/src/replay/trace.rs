@@ -64,7 +64,9 @@ pub struct Header {
     pub format: String,
     /// The format version, [`VERSION`] when written by this build.
     pub version: u32,
-    /// The contract version of the recorded states (`0.2.0`).
+    /// The newest contract version of the daemon that recorded it (`0.3.0`).
+    /// Informational: a trace holds the daemon's own event and state, from
+    /// which the arguments of every contract version are made.
     pub contract: String,
     /// Wall clock when recording started, ns since the Unix epoch.
     pub started_unix_ns: u64,

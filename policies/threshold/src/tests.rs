@@ -168,7 +168,7 @@ fn the_exported_functions_work_in_a_fresh_instance() {
     let state = cpu_band().cpu_mean(0.9, 3).build_for::<Threshold>();
     std::thread::spawn(move || {
         use autoscaler_sdk::bindings::Guest;
-        let decision = <Threshold as Guest>::decide(EventBuilder::cpu(0.9).build(), state);
+        let decision = autoscaler_sdk::testing::decide_as_component::<Threshold>(EventBuilder::cpu(0.9).build(), state);
         assert_eq!(decision.and_then(|d| d.target()), Some(4));
         assert_eq!(<Threshold as Guest>::settings(), <Threshold as Policy>::settings());
     })

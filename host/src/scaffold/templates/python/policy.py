@@ -1,4 +1,4 @@
-"""__NAME__: a scaling policy for the Docker Swarm autoscaler (contract 0.2.0).
+"""__NAME__: a scaling policy for the Docker Swarm autoscaler (contract 0.3.0).
 
 The rule to start from: add a replica while the service's mean CPU is at or
 above `cpu.upper`, remove one while it is at or below `cpu.lower`, nothing in
@@ -10,14 +10,21 @@ between. Change `settings` and `decide` to your rule.
 The types come from wit/ (componentize-py generates them): variants are
 classes (`types.Metric_Cpu`, `types.SettingValue_Number(value)`), enums are
 `Enum`s, `option<T>` is `Optional[T]`.
+
+The daemon binds each service once (`bind-service`: its handle, id, name and
+settings) before it decides for it, and again when its labels change;
+`decide` then names the service by its handle. `SERVICES` keeps them.
 """
 
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import wit_world
 from wit_world.imports import host, types
 
-# The settings, in the order `decide` receives them in `state.settings`.
+# The services bound to this instance, by handle.
+SERVICES: Dict[int, types.Service] = {}
+
+# The settings, in the order `bind-service` receives them in `service.settings`.
 SETTINGS = [
     types.SettingSpec(
         name="cpu.upper", kind=types.SettingType.NUMBER, required=False, default="0.8",
@@ -30,8 +37,8 @@ SETTINGS = [
 ]
 
 
-def number(state: types.State, index: int) -> Optional[float]:
-    value = state.settings[index]
+def number(service: types.Service, index: int) -> Optional[float]:
+    value = service.settings[index]
     return value.value if isinstance(value, types.SettingValue_Number) else None
 
 
@@ -39,13 +46,20 @@ class WitWorld(wit_world.WitWorld):
     def settings(self) -> List[types.SettingSpec]:
         return SETTINGS
 
-    def decide(self, event: types.Event, state: types.State) -> Optional[types.Decision]:
-        cpu = next((a for a in state.metrics if isinstance(a.metric, types.Metric_Cpu)), None)
-        if cpu is None or cpu.reporting == 0:
+    def bind_service(self, service: types.Service) -> None:
+        SERVICES[service.handle] = service
+
+    def unbind_service(self, handle: int) -> None:
+        SERVICES.pop(handle, None)
+
+    def decide(self, service: int, event: types.Event, state: types.State) -> Optional[types.Decision]:
+        bound = SERVICES.get(service)
+        cpu = state.cpu
+        if bound is None or cpu is None or cpu.reporting == 0:
             return None
-        upper, lower = number(state, 0), number(state, 1)
+        upper, lower = number(bound, 0), number(bound, 1)
         if upper is None or lower is None:
-            host.log(host.Level.WARN, f"{event.service_name}: cpu.upper or cpu.lower missing")
+            host.log(host.Level.WARN, f"{bound.name}: cpu.upper or cpu.lower missing")
             return None
         current, mean = state.current_replicas, cpu.value.mean
         if mean >= upper:

@@ -10,7 +10,19 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-"$root/examples/setup.sh"
+# One test run at a time per machine: runs share the main engine's Swarm,
+# the test cluster (whose down.sh would tear down another run's nodes) and
+# the kernel's probes. A second run waits for the first. Nothing that
+# outlives this script may inherit the lock: setup.sh gets it closed (it may
+# start dockerd), tests/cluster/up.sh closes every inherited descriptor.
+lock_file="${SWARM_AUTOSCALER_TEST_LOCK:-/tmp/swarm-autoscaler-tests.lock}"
+exec {lock_fd}>>"$lock_file"
+if ! flock -n "$lock_fd"; then
+    echo "== another test run holds $lock_file; waiting for it (at most 60 min)"
+    flock -w 3600 "$lock_fd" || { echo "gave up waiting for $lock_file" >&2; exit 1; }
+fi
+
+"$root/examples/setup.sh" {lock_fd}>&-
 
 echo "== format"
 cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt

@@ -637,9 +637,12 @@ fn services_with_malformed_labels_or_no_policy_are_left_alone_while_another_scal
 }
 
 /// The pid of the running dockerd, if any.
+/// The main engine's dockerd, by its default pidfile: `pidof` could name a
+/// test cluster node's engine (tests/cluster/up.sh) instead.
 fn docker_pid() -> Option<libc::pid_t> {
-    let out = Command::new("pidof").arg("dockerd").output().ok()?;
-    String::from_utf8_lossy(&out.stdout).split_whitespace().next()?.parse().ok()
+    let pid: libc::pid_t = std::fs::read_to_string("/var/run/docker.pid").ok()?.trim().parse().ok()?;
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    (comm.trim() == "dockerd").then_some(pid)
 }
 
 /// Start dockerd again the way examples/setup.sh does, detached, and wait

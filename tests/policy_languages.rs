@@ -2,7 +2,8 @@
 //! Rust ones, with the production limits, and decide like their sources
 //! say: the Python (componentize-py), JavaScript (componentize-js) and C
 //! (clang + wit-bindgen + wasm-tools) examples in examples/policies/, built
-//! by their build.sh (tests/run.sh runs them).
+//! by their build.sh (tests/run.sh runs them), all on contract 0.3.0 (bind
+//! once per service, then decide by handle).
 
 use std::path::{Path, PathBuf};
 
@@ -77,7 +78,7 @@ fn python_burst_jumps_on_the_upper_crossing_only() {
 #[test]
 fn javascript_headroom_sizes_the_service_for_its_connections() {
     let mut policy = load("js", "headroom");
-    assert_eq!(policy.contract_version(), "0.2.0");
+    assert_eq!(policy.contract_version(), "0.3.0");
     assert_eq!(declared(&policy), ["headroom.per-replica", "headroom.step-in"]);
     let service = |current: u32, values: &[f64], labels: &[(&str, &str)]| {
         State::replicas(current, 1, 8).with_settings(labels).with_metric(Metric::Connections, Unit::Count, values, 0)
@@ -104,7 +105,7 @@ fn javascript_headroom_sizes_the_service_for_its_connections() {
 #[test]
 fn c_step_adds_on_heat_and_holds_scale_in_after_a_scale_up() {
     let mut policy = load("c", "step");
-    assert_eq!(policy.contract_version(), "0.2.0");
+    assert_eq!(policy.contract_version(), "0.3.0");
     assert_eq!(declared(&policy), ["cpu.upper", "cpu.lower", "step.size", "step.settle"]);
     let now = 3_600 * SEC;
     let service = |mean: f64, labels: &[(&str, &str)]| {

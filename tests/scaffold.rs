@@ -54,6 +54,8 @@ fn scaffold_build_and_test(lang: &str) {
     let tested = run(&dir, "./test.sh", &[]);
     assert!(tested.contains("OK, a component of world autoscaler:policy/policy"), "{tested}");
     assert!(tested.contains("3 passed, 0 failed"), "{tested}");
+    // Every template is written for the contract this daemon calls current.
+    assert!(tested.contains("contract version: ") && tested.contains(" (current)"), "{tested}");
     // The template declares its settings: check lists them.
     assert!(tested.contains("cpu.upper") && tested.contains("cpu.lower"), "{tested}");
 }

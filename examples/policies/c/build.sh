@@ -8,13 +8,13 @@
 #   - the WASI preview1 adapter that maps wasi-libc's few imports (stdio)
 #     onto the WASI the daemon offers (crates.io, fetched by cargo).
 # The component is about 100 KB; it imports nothing the daemon does not offer.
-# Against contract 0.2.0 (wit/v0.2), which the daemon keeps running.
+# Against the current contract (wit/, 0.3.0).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here"
 source ./toolchain.sh
 c_toolchain
-wit-bindgen c ../../../wit/v0.2 --world policy --out-dir gen >/dev/null 2>&1 || wit-bindgen c ../../../wit/v0.2 --world policy --out-dir gen
+wit-bindgen c ../../../wit --world policy --out-dir gen >/dev/null 2>&1 || wit-bindgen c ../../../wit --world policy --out-dir gen
 "$CC" --target=wasm32-wasi -mexec-model=reactor -O2 -Wall -Wextra -Werror \
     step.c gen/policy.c gen/policy_component_type.o -o gen/step.core.wasm
 wasm-tools component new gen/step.core.wasm --adapt "wasi_snapshot_preview1=$WASI_ADAPTER" -o .step.wasm.tmp

@@ -1,4 +1,4 @@
-// step: a scaling policy written in C (contract 0.2.0, `wit/v0.2`).
+// step: a scaling policy written in C (contract 0.3.0).
 //
 // It decides on the service view of CPU (the mean over the replicas that
 // report), on every CPU event:
@@ -10,10 +10,16 @@
 //   added for a burst is not removed while the burst may come back;
 // - in between: nothing.
 //
+// The daemon binds each service once (`bind_service`: its handle, id, name
+// and typed settings) before it decides for it, and again when its labels
+// change; `decide` then names the service by its handle. `services` keeps
+// each handle's settings, read once at binding. Handles are small numbers
+// the daemon reuses, so the table is an array indexed by handle.
+//
 // Build: ./build.sh (clang for wasm32 with wasi-libc, wit-bindgen's C
 // bindings in gen/, wasm-tools to make the component). The bindings own
-// every string and list: `decide` frees its arguments, the daemon frees the
-// returned values through the generated post-return functions.
+// every string and list: each export frees its arguments, the daemon frees
+// the returned values through the generated post-return functions.
 
 #include <math.h>
 #include <stdio.h>
@@ -22,7 +28,7 @@
 
 #include "gen/policy.h"
 
-// The settings, in the order `decide` receives them in `state->settings`.
+// The settings, in the order `bind_service` receives them in `service->settings`.
 enum { CPU_UPPER, CPU_LOWER, STEP_SIZE, STEP_SETTLE, SETTINGS };
 
 struct spec {
@@ -62,26 +68,68 @@ void exports_policy_settings(policy_list_setting_spec_t *ret) {
 }
 
 // The value of a number setting, or `fallback` if it is absent.
-static double number(const autoscaler_policy_types_state_t *state, size_t index, double fallback) {
-    if (index >= state->settings.len) {
+static double number(const autoscaler_policy_types_list_option_setting_value_t *settings, size_t index, double fallback) {
+    if (index >= settings->len) {
         return fallback;
     }
-    const autoscaler_policy_types_option_setting_value_t *value = &state->settings.ptr[index];
+    const autoscaler_policy_types_option_setting_value_t *value = &settings->ptr[index];
     if (!value->is_some || value->val.tag != AUTOSCALER_POLICY_TYPES_SETTING_VALUE_NUMBER) {
         return fallback;
     }
     return value->val.val.number;
 }
 
-static uint64_t duration_ns(const autoscaler_policy_types_state_t *state, size_t index, uint64_t fallback) {
-    if (index >= state->settings.len) {
+static uint64_t duration_ns(const autoscaler_policy_types_list_option_setting_value_t *settings, size_t index, uint64_t fallback) {
+    if (index >= settings->len) {
         return fallback;
     }
-    const autoscaler_policy_types_option_setting_value_t *value = &state->settings.ptr[index];
+    const autoscaler_policy_types_option_setting_value_t *value = &settings->ptr[index];
     if (!value->is_some || value->val.tag != AUTOSCALER_POLICY_TYPES_SETTING_VALUE_DURATION_NS) {
         return fallback;
     }
     return value->val.val.duration_ns;
+}
+
+// One bound service's settings.
+struct bound {
+    bool bound;
+    double upper, lower, size;
+    uint64_t settle_ns;
+};
+
+static struct bound *services;
+static size_t services_len;
+
+void exports_policy_bind_service(policy_service_t *service) {
+    uint32_t handle = service->handle;
+    if (handle >= services_len) {
+        size_t len = services_len ? services_len : 16;
+        while (len <= handle) {
+            len *= 2;
+        }
+        struct bound *grown = realloc(services, len * sizeof *grown);
+        if (grown == NULL) {
+            abort();  // a trap: the daemon replaces the instance and binds again
+        }
+        memset(grown + services_len, 0, (len - services_len) * sizeof *grown);
+        services = grown;
+        services_len = len;
+    }
+    const autoscaler_policy_types_list_option_setting_value_t *settings = &service->settings;
+    services[handle] = (struct bound){
+        .bound = true,
+        .upper = number(settings, CPU_UPPER, 0.75),
+        .lower = number(settings, CPU_LOWER, 0.25),
+        .size = number(settings, STEP_SIZE, 1),
+        .settle_ns = duration_ns(settings, STEP_SETTLE, 60000000000ull),
+    };
+    policy_service_free(service);
+}
+
+void exports_policy_unbind_service(uint32_t handle) {
+    if (handle < services_len) {
+        services[handle].bound = false;
+    }
 }
 
 static void warn(const char *text) {
@@ -93,24 +141,19 @@ static void warn(const char *text) {
 
 // The decision rule, on borrowed arguments; fills `ret` and returns true
 // for a decision.
-static bool rule(const autoscaler_policy_types_event_t *event, const autoscaler_policy_types_state_t *state,
-                 autoscaler_policy_types_decision_t *ret) {
+static bool rule(const struct bound *service, const autoscaler_policy_types_event_t *event,
+                 const autoscaler_policy_types_state_t *state, autoscaler_policy_types_decision_t *ret) {
     if (event->metric.tag != AUTOSCALER_POLICY_TYPES_METRIC_CPU) {
         return false;
     }
-    const autoscaler_policy_types_aggregate_t *cpu = NULL;
-    for (size_t i = 0; i < state->metrics.len; i++) {
-        if (state->metrics.ptr[i].metric.tag == AUTOSCALER_POLICY_TYPES_METRIC_CPU) {
-            cpu = &state->metrics.ptr[i];
-        }
-    }
-    if (cpu == NULL || cpu->reporting == 0) {
+    if (!state->cpu.is_some || state->cpu.val.reporting == 0) {
         return false;  // every replica still warming up
     }
-    double upper = number(state, CPU_UPPER, 0.75);
-    double lower = number(state, CPU_LOWER, 0.25);
-    double size = number(state, STEP_SIZE, 1);
-    uint64_t settle = duration_ns(state, STEP_SETTLE, 60000000000ull);
+    const autoscaler_policy_types_aggregate_t *cpu = &state->cpu.val;
+    double upper = service->upper;
+    double lower = service->lower;
+    double size = service->size;
+    uint64_t settle = service->settle_ns;
     if (size < 1 || size != floor(size) || lower >= upper) {
         warn("step: step.size must be a whole number >= 1 and cpu.lower below cpu.upper; no decision");
         return false;
@@ -154,8 +197,13 @@ static bool rule(const autoscaler_policy_types_event_t *event, const autoscaler_
     return true;
 }
 
-bool exports_policy_decide(policy_event_t *event, policy_state_t *state, policy_decision_t *ret) {
-    bool decided = rule(event, state, ret);
+bool exports_policy_decide(uint32_t handle, policy_event_t *event, policy_state_t *state, policy_decision_t *ret) {
+    if (handle >= services_len || !services[handle].bound) {
+        // The daemon binds before it decides; a handle it never bound is its bug.
+        warn("step: decide for a service handle that was never bound");
+        abort();
+    }
+    bool decided = rule(&services[handle], event, state, ret);
     policy_event_free(event);
     policy_state_free(state);
     return decided;

@@ -3,8 +3,7 @@
 # it first if it is missing (toolchain.sh: once per machine; Node 18 or newer).
 # The component is about 11 MB (it carries the StarlingMonkey JS engine); the
 # daemon compiles it once (seconds) and then serves it from its cache.
-# Against contract 0.2.0 (wit/v0.2), which the daemon keeps running: the
-# boundary's cost is small beside the engine's.
+# Against the current contract (wit/, 0.3.0).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here"
@@ -12,7 +11,7 @@ source ./toolchain.sh
 js_toolchain
 # The daemon offers no HTTP; stdio, random and clocks are left out too, so
 # the component imports only the contract and what the engine itself needs.
-"$COMPONENTIZE_JS" headroom.js --wit ../../../wit/v0.2 --world-name policy \
+"$COMPONENTIZE_JS" headroom.js --wit ../../../wit --world-name policy \
     -d stdio random clocks http fetch-event -o .headroom.wasm.tmp >&2
 mv .headroom.wasm.tmp headroom.wasm
 echo "examples/policies/js/headroom.wasm ($(stat -c %s headroom.wasm) bytes)"

@@ -1,9 +1,8 @@
 //! `host policy new NAME --lang rust|python|js|c`: a ready policy project.
 //!
 //! Creates folder NAME holding the source with a working `decide` (the same
-//! CPU band rule in every language, to be changed), the contract (`wit/`:
-//! the current one for Rust, whose SDK follows it, and Python; 0.2.0, which
-//! the daemon keeps running, for JavaScript and C),
+//! CPU band rule in every language, to be changed), the current contract
+//! (`wit/`),
 //! an executable `build.sh` that installs what the language needs when it
 //! is missing and leaves `NAME.wasm` in the folder, and an executable
 //! `test.sh` that runs the component through this daemon's runtime (`host
@@ -38,12 +37,8 @@ pub enum Lang {
 type File = (&'static str, &'static str, bool);
 
 const TEST_SH: &str = include_str!("templates/common/test.sh");
-/// The current contract, for the Rust project (the SDK generates it) and
-/// the Python one.
+/// The current contract, in every project (the Rust SDK also generates it).
 const WIT: File = ("wit/policy.wit", include_str!("../../../wit/policy.wit"), false);
-/// The frozen contract 0.2.0 the JavaScript and C templates are written
-/// for: its `decide` takes everything in one call.
-const WIT_V0_2: File = ("wit/policy.wit", include_str!("../../../wit/v0.2/policy.wit"), false);
 const COMMON: &[File] = &[
     ("test/event.json", include_str!("templates/common/event.json"), false),
     ("test/state-hot.json", include_str!("templates/common/state-hot.json"), false),
@@ -64,7 +59,7 @@ const PYTHON: &[File] = &[
     (".gitignore", "/*.wasm\n__pycache__/\n", false),
 ];
 const JS: &[File] = &[
-    WIT_V0_2,
+    WIT,
     ("__NAME__.js", include_str!("templates/js/policy.js"), false),
     ("package.json", include_str!("templates/js/package.json"), false),
     ("build.sh", include_str!("templates/js/build.sh"), true),
@@ -72,7 +67,7 @@ const JS: &[File] = &[
     (".gitignore", "/*.wasm\n/node_modules\n", false),
 ];
 const C: &[File] = &[
-    WIT_V0_2,
+    WIT,
     ("__MODULE__.c", include_str!("templates/c/policy.c"), false),
     ("build.sh", include_str!("templates/c/build.sh"), true),
     ("toolchain.sh", include_str!("../../../examples/policies/c/toolchain.sh"), false),

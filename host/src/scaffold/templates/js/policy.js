@@ -1,4 +1,4 @@
-// __NAME__: a scaling policy for the Docker Swarm autoscaler (contract 0.2.0).
+// __NAME__: a scaling policy for the Docker Swarm autoscaler (contract 0.3.0).
 //
 // The rule to start from: add a replica while the service's mean CPU is at
 // or above `cpu.upper`, remove one while it is at or below `cpu.lower`,
@@ -7,12 +7,16 @@
 // - build: ./build.sh (componentize-js; leaves __NAME__.wasm here);
 // - test: ./test.sh runs the component through the daemon's runtime.
 //
+// The daemon binds each service (`bindService`: its handle, id, name and
+// typed settings) before it decides for it, and again when its labels
+// change; `decide` names the service by its handle. `SERVICES` keeps them.
+//
 // Values follow componentize-js: variants are `{ tag, val }`, enums are
 // strings, `option<T>` is a value or `undefined`, `u64` is a BigInt.
 
-import { log } from 'autoscaler:policy/host@0.2.0';
+import { log } from 'autoscaler:policy/host@0.3.0';
 
-// The settings, in the order `decide` receives them in `state.settings`.
+// The settings, in the order `bindService` receives them in `service.settings`.
 const SETTINGS = [
     {
         name: 'cpu.upper', kind: 'number', required: false, default: '0.8',
@@ -28,14 +32,30 @@ export function settings() {
     return SETTINGS;
 }
 
-export function decide(event, state) {
-    const cpu = state.metrics.find((a) => a.metric.tag === 'cpu');
+// The services bound to this instance, by handle.
+const SERVICES = new Map();
+
+export function bindService(service) {
+    const [upper, lower] = service.settings.map((s) => s?.val);
+    SERVICES.set(service.handle, { name: service.name, upper, lower });
+}
+
+export function unbindService(handle) {
+    SERVICES.delete(handle);
+}
+
+export function decide(handle, event, state) {
+    const cpu = state.cpu;
     if (cpu === undefined || cpu.reporting === 0) {
         return undefined;
     }
-    const [upper, lower] = state.settings.map((s) => s?.val);
+    const service = SERVICES.get(handle);
+    if (service === undefined) {
+        throw new Error(`decide for unbound service handle ${handle}`);
+    }
+    const { name, upper, lower } = service;
     if (upper === undefined || lower === undefined) {
-        log('warn', `${event.serviceName}: cpu.upper or cpu.lower missing`);
+        log('warn', `${name}: cpu.upper or cpu.lower missing`);
         return undefined;
     }
     const current = state.currentReplicas;

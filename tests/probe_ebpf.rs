@@ -25,6 +25,9 @@ fn settings(kind: ProbeKind) -> ProbeSettings {
         kind,
         window: Duration::from_millis(100),
         sample_interval: Duration::from_millis(200),
+        // Not the machine's bpffs: a test's links must not outlive it. The
+        // test of pinning mounts a bpffs of its own.
+        pin_dir: None,
         ..ProbeSettings::default()
     }
 }
@@ -666,4 +669,95 @@ fn parking_needs_net_admin_besides_bpf_and_perfmon_or_sys_admin() {
     // neither CAP_BPF nor CAP_PERFMON: enough with TCX links (Linux 6.6+);
     // the netlink attachment of older kernels also wants CAP_NET_ADMIN.
     run_child("park_child_with_net_admin", "+sys_admin");
+}
+
+/// A bpffs mounted on a temporary directory for one test, unmounted (by
+/// the test that mounted it) when dropped.
+struct PrivateBpffs {
+    dir: tempfile::TempDir,
+}
+
+impl PrivateBpffs {
+    fn mount() -> PrivateBpffs {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let status =
+            std::process::Command::new("mount").args(["-t", "bpf", "bpf"]).arg(dir.path()).status().expect("run mount");
+        assert!(status.success(), "mount -t bpf bpf {}: {status}", dir.path().display());
+        PrivateBpffs { dir }
+    }
+
+    /// Pin file names in `sub`, sorted.
+    fn pins(&self, sub: &str) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.dir.path().join(sub))
+            .map(|entries| entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for PrivateBpffs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+/// A daemon that stops while a port is parked leaves it held: its pinned
+/// classifier link outlives it, so clients keep waiting instead of being
+/// refused. The next daemon's classifier goes first and takes over the
+/// ports it parks again; the old links are released after the grace, and
+/// then a port nobody parked or listens on refuses again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ebpf_a_parked_port_stays_held_across_a_probe_restart() {
+    if !root_or_explain("ebpf_park_pinned") {
+        return;
+    }
+    let bpffs = PrivateBpffs::mount();
+    let pinned = ProbeSettings { pin_dir: Some(bpffs.dir.path().join("autoscaler")), ..settings(ProbeKind::Ebpf) };
+    let port = free_port();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+
+    let (first, first_rx) = start_ebpf_with(pinned.clone()).await;
+    first.park(port, probe::ParkMode::Lookup).await.expect("parking works as root");
+    let pins = bpffs.pins("autoscaler");
+    assert!(pins.iter().any(|p| p.starts_with("park-") && p.ends_with("-lo")), "no pin for lo: {pins:?}");
+
+    // The first daemon stops: its pins are handed over, its links stay.
+    drop(first);
+    drop(first_rx);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !bpffs.pins("autoscaler").iter().all(|p| p.starts_with("orphan-")) {
+        assert!(Instant::now() < deadline, "pins not handed over: {:?}", bpffs.pins("autoscaler"));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let waiting = held(addr, Duration::from_millis(400)).await;
+
+    // The next daemon parks the port again: its classifier sees the
+    // waiting client's retransmit first and pushes the event.
+    let (next, mut rx) = start_ebpf_with(pinned).await;
+    let started = Instant::now();
+    next.park(port, probe::ParkMode::Lookup).await.expect("park again");
+    let mut seen = Vec::new();
+    until(&mut rx, &mut seen, Duration::from_secs(5), |e| is_port(e, probe::PORT_SYN_METRIC, port))
+        .await
+        .unwrap_or_else(|| panic!("the new probe saw no attempt on its parked port; events: {seen:?}"));
+    assert!(!waiting.is_finished(), "the waiting client was answered: {waiting:?}");
+    let pins = bpffs.pins("autoscaler");
+    assert!(pins.iter().any(|p| p.starts_with("orphan-")), "old links released before the grace: {pins:?}");
+    assert!(pins.iter().any(|p| p.starts_with("park-")), "the new probe pinned nothing: {pins:?}");
+
+    // Unparked by the new daemon, the port is still held by the old links
+    // until the grace ends; then they go, and nothing holds it any more.
+    next.unpark(port).await.expect("unpark");
+    assert!(bpffs.pins("autoscaler").iter().all(|p| p.starts_with("orphan-")), "{:?}", bpffs.pins("autoscaler"));
+    let still = held(addr, Duration::from_millis(300)).await;
+    let deadline = started + probe::INHERITED_GRACE + Duration::from_secs(5);
+    while !bpffs.pins("autoscaler").is_empty() {
+        assert!(Instant::now() < deadline, "old links not released: {:?}", bpffs.pins("autoscaler"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Nothing holds the port now: a new attempt is refused at once.
+    let refused = tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(addr)).await;
+    assert!(matches!(refused, Ok(Err(ref e)) if e.kind() == std::io::ErrorKind::ConnectionRefused), "{refused:?}");
+    drop((waiting, still, next));
 }

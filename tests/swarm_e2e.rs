@@ -307,6 +307,11 @@ impl Daemon {
             .arg(format!("127.0.0.1:{metrics_port}"))
             .args(extra)
             .args(std::env::var("SWARM_E2E_HOST_ARGS").unwrap_or_default().split_whitespace())
+            // No pinned classifier links by default: a daemon a test kills
+            // while a service is removed must not leave the machine holding
+            // that port. SWARM_E2E_BPF_PIN_DIR (a bpffs directory) pins them,
+            // to run the restart tests across pinned links.
+            .env("AUTOSCALER_BPF_PIN_DIR", std::env::var("SWARM_E2E_BPF_PIN_DIR").unwrap_or_default())
             .env("RUST_LOG", "info")
             .env_remove("DOCKER_HOST")
             .stdout(Stdio::null())

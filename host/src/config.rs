@@ -335,6 +335,13 @@ pub struct ProbeArgs {
     /// of two (256KiB holds about 5,000 events; 1MiB, 4MiB).
     #[arg(long, env = "AUTOSCALER_PROBE_RING_BUFFER", default_value = "256KiB", value_parser = crate::probe::parse_ring_buffer_size)]
     pub ring_buffer_size: u32,
+
+    /// bpffs directory where the classifier holding the ports of services
+    /// at zero replicas (autoscale.zero=remove) is pinned, so they stay held
+    /// across a daemon restart; "" not to pin. Its parent must be a bpffs
+    /// mount (mount -t bpf bpf /sys/fs/bpf), or nothing is pinned.
+    #[arg(long, env = "AUTOSCALER_BPF_PIN_DIR", default_value = crate::probe::DEFAULT_PIN_DIR)]
+    pub bpf_pin_dir: String,
 }
 
 /// `--probe` values.
@@ -369,6 +376,7 @@ impl ProbeArgs {
             window: self.window,
             sample_interval: self.sample_interval,
             ring_buffer_bytes: self.ring_buffer_size,
+            pin_dir: (!self.bpf_pin_dir.is_empty()).then(|| PathBuf::from(&self.bpf_pin_dir)),
             ..ProbeSettings::default()
         }
     }
@@ -422,6 +430,11 @@ mod tests {
         assert!(P::try_parse_from(["p", "--interval", "15"]).is_err(), "a bare number is refused");
         assert!(P::try_parse_from(["p", "--window", "0"]).is_err(), "a window must be above zero");
         assert!(P::try_parse_from(["p", "--probe", "kprobe"]).is_err());
+        assert_eq!(s.pin_dir.as_deref(), Some(std::path::Path::new(crate::probe::DEFAULT_PIN_DIR)));
+        let p = P::try_parse_from(["p", "--bpf-pin-dir", ""]).expect("an empty pin dir parses");
+        assert_eq!(p.probe.settings().pin_dir, None, "empty turns pinning off");
+        let p = P::try_parse_from(["p", "--bpf-pin-dir", "/mnt/bpf/x"]).expect("parse");
+        assert_eq!(p.probe.settings().pin_dir, Some(PathBuf::from("/mnt/bpf/x")));
     }
 
     #[test]

@@ -324,7 +324,7 @@ impl EbpfProbe {
         let control = take_map(&mut ebpf, "control")?;
         let drops = take_map(&mut ebpf, "drops")?;
         let wake = take_map(&mut ebpf, "wake")?;
-        let parking = Parking::new(take_map(&mut ebpf, "parked")?);
+        let parking = Parking::new(take_map(&mut ebpf, "parked")?, settings.pin_dir.as_deref());
         let ring = take_map(&mut ebpf, "events")?;
         Ok(EbpfProbe {
             ebpf,

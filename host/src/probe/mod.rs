@@ -25,7 +25,7 @@ pub mod crossing;
 pub mod ebpf;
 pub mod park;
 
-pub use park::{ParkMode, listening};
+pub use park::{INHERITED_GRACE, ParkMode, listening};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -82,7 +82,15 @@ pub struct ProbeSettings {
     /// Size of the eBPF ring buffer all containers share, bytes: a power of
     /// two, at least a page (default 256 KiB, about 5,000 events).
     pub ring_buffer_bytes: u32,
+    /// A directory on bpffs where the tc classifier's links are pinned, so
+    /// that a port parked for a service at zero replicas stays held while
+    /// no daemon runs (see `park.rs`); `None`, or a parent that is not a
+    /// bpffs mount, not to pin.
+    pub pin_dir: Option<std::path::PathBuf>,
 }
+
+/// Default [`ProbeSettings::pin_dir`].
+pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/swarm-autoscaler";
 
 /// Default [`ProbeSettings::ring_buffer_bytes`].
 pub const DEFAULT_RING_BUFFER_BYTES: u32 = 256 * 1024;
@@ -95,6 +103,7 @@ impl Default for ProbeSettings {
             sample_interval: Duration::from_millis(1000),
             check_interval: Duration::from_millis(1),
             ring_buffer_bytes: DEFAULT_RING_BUFFER_BYTES,
+            pin_dir: Some(DEFAULT_PIN_DIR.into()),
         }
     }
 }
@@ -348,12 +357,14 @@ trait Backend: Send {
             "port {port}: the cgroupfs probe cannot hold connections for a service at zero replicas (autoscale.zero=remove needs the eBPF probe; autoscale.zero=freeze does too)"
         )
     }
-    /// Whether any port is parked ([`Backend::maintain`] is then called
-    /// every [`MAINTAIN_INTERVAL`]).
+    /// Whether any port is parked, or an earlier daemon's parked ports wait
+    /// for their release ([`Backend::maintain`] is then called every
+    /// [`MAINTAIN_INTERVAL`]).
     fn parking(&self) -> bool {
         false
     }
-    /// Periodic upkeep while parking (interfaces that appeared).
+    /// Periodic upkeep while parking (interfaces that appeared, an earlier
+    /// daemon's links past their grace).
     fn maintain(&mut self) {}
 }
 

@@ -15,12 +15,26 @@
 //! local client, including those connecting to the host's own other
 //! addresses) and of every other Ethernet-like interface (clients
 //! elsewhere), only while at least one port is parked: with nothing
-//! parked it costs nothing. On Linux 6.6+ each attachment is a TCX link
-//! owned by this process, detached when it exits, even by `SIGKILL`; on
-//! older kernels it is a netlink filter under a `clsact` qdisc, which this
-//! module adds if missing, and a filter left by a killed daemon is removed
-//! before attaching again. Interfaces that appear while a port is parked
+//! parked it costs nothing. Interfaces that appear while a port is parked
 //! are attached at the next [`Parking::maintain`].
+//!
+//! A daemon that stops while a port is parked must not leave its clients
+//! refused until the next daemon parks the port again. On Linux 6.6+ each
+//! attachment is a TCX link; with a bpffs directory to pin them in
+//! ([`super::ProbeSettings::pin_dir`]) the links are pinned there, so they
+//! outlive the process (a clean exit, a crash or `SIGKILL` alike) and the
+//! old classifier, with its own map of parked ports, keeps holding
+//! connection attempts while no daemon runs. The next daemon finds those
+//! pins ([`Pins::inherited`]) and leaves them for [`INHERITED_GRACE`], its
+//! first look at the services: a port it parks again is held by its own
+//! classifier, attached *first* in each interface's TCX chain (so it sees
+//! those attempts and pushes their events; attempts to ports it did not
+//! park pass on to the old one). Then it removes the old pins, which
+//! detaches the old links. Without
+//! a pin directory each link is owned by this process and detached when it
+//! exits. On older kernels an attachment is a netlink filter under a
+//! `clsact` qdisc (added if missing), which outlives the process by itself;
+//! one left by an earlier daemon is replaced before attaching again.
 //!
 //! What it reads: Ethernet frames carrying IPv4 (options included) or
 //! IPv6 (no extension headers before TCP). Interfaces without an Ethernet
@@ -28,11 +42,16 @@
 //! first connection to a removed service is refused.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use aya::Ebpf;
 use aya::maps::{HashMap as BpfHashMap, MapData};
-use aya::programs::tc::{self, SchedClassifier, SchedClassifierLinkId, TcAttachType};
+use aya::programs::LinkOrder;
+use aya::programs::links::{FdLink, PinnedLink};
+use aya::programs::tc::{self, SchedClassifier, SchedClassifierLinkId, TcAttachOptions, TcAttachType};
 use aya::util::KernelVersion;
 
 /// The classifier's name in `ebpf/probe.bpf.c`.
@@ -65,6 +84,19 @@ impl ParkMode {
     }
 }
 
+/// How long links a stopped daemon left pinned keep holding their ports
+/// after this daemon's probe starts: long enough for its first look at
+/// the services, which parks again the ports of those still at zero.
+pub const INHERITED_GRACE: Duration = Duration::from_secs(10);
+
+/// One attachment of the classifier.
+enum Link {
+    /// Owned by this process (detached when it exits), or a netlink filter.
+    Owned(SchedClassifierLinkId),
+    /// A TCX link pinned in bpffs: attached until its pin is removed.
+    Pinned(PinnedLink),
+}
+
 /// The `parked` map, the classifier's state and its links.
 pub(super) struct Parking {
     /// Port (host order) -> `PROBE_PARK_*`.
@@ -74,23 +106,81 @@ pub(super) struct Parking {
     /// The classifier is loaded into the kernel.
     loaded: bool,
     /// Interface name -> its attachment, while any port is parked.
-    links: HashMap<String, SchedClassifierLinkId>,
+    links: HashMap<String, Link>,
+    /// Where links are pinned; `None` without a usable bpffs directory.
+    pins: Option<Pins>,
+    /// Pins an earlier daemon left, still holding its ports, and when they
+    /// are removed at the latest.
+    inherited: Vec<PathBuf>,
+    inherited_until: Instant,
 }
 
 impl std::fmt::Debug for Parking {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Parking").field("ports", &self.ports).field("links", &self.links.len()).finish()
+        f.debug_struct("Parking")
+            .field("ports", &self.ports)
+            .field("links", &self.links.len())
+            .field("inherited", &self.inherited.len())
+            .finish()
     }
 }
 
 impl Parking {
-    pub(super) fn new(map: BpfHashMap<MapData, u16, u32>) -> Parking {
-        Parking { map, ports: HashMap::new(), loaded: false, links: HashMap::new() }
+    /// `pin_dir`: where to pin links (created if its parent is a bpffs
+    /// mount), `None` not to pin.
+    pub(super) fn new(map: BpfHashMap<MapData, u16, u32>, pin_dir: Option<&Path>) -> Parking {
+        let pins = pin_dir.and_then(|dir| match Pins::open(dir) {
+            Ok(pins) => Some(pins),
+            Err(why) => {
+                tracing::info!(
+                    "classifier links will not be pinned ({why}): if the daemon stops while a service is at zero \
+                     replicas (autoscale.zero=remove), its clients are refused until the next daemon starts"
+                );
+                None
+            }
+        });
+        let inherited = pins.as_ref().map(Pins::inherited).unwrap_or_default();
+        if !inherited.is_empty() {
+            tracing::info!(
+                links = inherited.len(),
+                "a stopped daemon left its parked ports held (pinned classifier links); they hold for {} s \
+                 more while this daemon parks its own",
+                INHERITED_GRACE.as_secs()
+            );
+        }
+        Parking {
+            map,
+            ports: HashMap::new(),
+            loaded: false,
+            links: HashMap::new(),
+            pins,
+            inherited,
+            inherited_until: Instant::now() + INHERITED_GRACE,
+        }
     }
 
-    /// Whether any port is parked.
+    /// Whether any port is parked, or links an earlier daemon left still
+    /// wait for their release: [`Parking::maintain`] has work.
     pub(super) fn active(&self) -> bool {
-        !self.ports.is_empty()
+        !self.ports.is_empty() || !self.inherited.is_empty()
+    }
+
+    /// Remove the pins an earlier daemon left: their links detach. Each is
+    /// opened first, so that the last reference is this process's
+    /// descriptor and the link detaches when it closes, at once (the kernel
+    /// defers freeing a link whose last reference was its pin).
+    fn release_inherited(&mut self) {
+        for pin in std::mem::take(&mut self.inherited) {
+            let released = match PinnedLink::from_pin(&pin) {
+                Ok(link) => link.unpin().map(drop),
+                Err(_) => std::fs::remove_file(&pin),
+            };
+            match released {
+                Ok(()) => tracing::debug!(pin = %pin.display(), "released a classifier link an earlier daemon left"),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => tracing::warn!(pin = %pin.display(), error = %err, "cannot remove a classifier link's pin"),
+            }
+        }
     }
 
     /// Park `port` in `mode` (or change its mode), attaching the classifier
@@ -128,6 +218,13 @@ impl Parking {
     /// While parked: attach to interfaces that appeared since, forget
     /// those that went away.
     pub(super) fn maintain(&mut self, ebpf: &mut Ebpf) {
+        if !self.inherited.is_empty() && Instant::now() >= self.inherited_until {
+            tracing::info!(
+                links = self.inherited.len(),
+                "released the classifier links a stopped daemon left: this daemon's own hold what is still at zero"
+            );
+            self.release_inherited();
+        }
         if self.ports.is_empty() {
             return;
         }
@@ -138,7 +235,13 @@ impl Parking {
                 return;
             }
         };
-        self.links.retain(|name, _| now.contains(name));
+        let gone: Vec<String> = self.links.keys().filter(|name| !now.contains(name)).cloned().collect();
+        for name in gone {
+            // The interface took its link with it; a pin would outlive both.
+            if let Some(Link::Pinned(link)) = self.links.remove(&name) {
+                let _ = link.unpin();
+            }
+        }
         if let Err(err) = self.attach(ebpf) {
             tracing::warn!(error = %format!("{err:#}"), "cannot attach the tc classifier to a new interface");
         }
@@ -164,6 +267,7 @@ impl Parking {
         }
         let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
         let mut failed = Vec::new();
+        let mut pin_failed = false;
         for name in interfaces()? {
             if self.links.contains_key(&name) {
                 continue;
@@ -174,15 +278,40 @@ impl Parking {
                 let _ = tc::qdisc_add_clsact(&name);
                 let _ = tc::qdisc_detach_program(&name, TcAttachType::Ingress, PROGRAM);
             }
-            match prog.attach(&name, TcAttachType::Ingress) {
+            // First in the TCX chain: ahead of any classifier an earlier
+            // daemon left, which then sees nothing until it is released.
+            let attached = if tcx {
+                prog.attach_with_options(&name, TcAttachType::Ingress, TcAttachOptions::TcxOrder(LinkOrder::first()))
+            } else {
+                prog.attach(&name, TcAttachType::Ingress)
+            };
+            match attached {
                 Ok(link) => {
-                    self.links.insert(name, link);
+                    let link = match (&self.pins, tcx) {
+                        (Some(pins), true) => pins.pin(prog, &name, link),
+                        _ => Ok(Link::Owned(link)),
+                    };
+                    match link {
+                        Ok(link) => {
+                            self.links.insert(name, link);
+                        }
+                        Err(err) => {
+                            // The link went with the failed pin: attach again, unpinned.
+                            tracing::warn!(error = %format!("{err:#}"), "cannot pin the tc classifier's link; not pinning any more");
+                            pin_failed = true;
+                            break;
+                        }
+                    }
                 }
                 Err(err) if name == "lo" => {
                     return Err(err).context("attaching the tc classifier to the ingress of lo");
                 }
                 Err(err) => failed.push(format!("{name}: {err}")),
             }
+        }
+        if pin_failed {
+            self.pins = None;
+            return self.attach(ebpf);
         }
         if !failed.is_empty() {
             tracing::warn!(
@@ -201,12 +330,125 @@ impl Parking {
             return;
         };
         for (name, link) in links {
-            // An interface that went away took its link with it.
-            if let Err(err) = prog.detach(link) {
-                tracing::debug!(interface = %name, error = %err, "detaching the tc classifier");
+            match link {
+                // An interface that went away took its link with it.
+                Link::Owned(link) => {
+                    if let Err(err) = prog.detach(link) {
+                        tracing::debug!(interface = %name, error = %err, "detaching the tc classifier");
+                    }
+                }
+                // Removing the pin and dropping the link detaches it.
+                Link::Pinned(link) => {
+                    if let Err(err) = link.unpin() {
+                        tracing::warn!(interface = %name, error = %err, "cannot remove the tc classifier link's pin");
+                    }
+                }
             }
         }
     }
+}
+
+impl Drop for Parking {
+    /// The daemon stops (or its probe): pinned links stay attached, holding
+    /// the ports still parked, and are renamed so that the next daemon,
+    /// even one in this same process, takes them over.
+    fn drop(&mut self) {
+        let Some(pins) = &self.pins else { return };
+        if self.links.values().any(|link| matches!(link, Link::Pinned(_))) {
+            pins.orphan_all();
+        }
+    }
+}
+
+/// Pins of this process's classifier links in a bpffs directory:
+/// `park-<pid>-<n>-<interface>` while it runs (`n` tells apart the probes
+/// of one process), `orphan-<pid>-<n>-<interface>` once it stopped cleanly.
+struct Pins {
+    dir: PathBuf,
+    /// `park-<pid>-<n>-`.
+    prefix: String,
+}
+
+/// `statfs` magic of bpffs.
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+impl Pins {
+    /// Use `dir`, creating it if its parent is a bpffs mount.
+    fn open(dir: &Path) -> Result<Pins, String> {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("/"));
+        if !is_bpffs(parent) {
+            return Err(format!("{} is not a bpffs mount (mount -t bpf bpf {})", parent.display(), parent.display()));
+        }
+        if let Err(err) = std::fs::create_dir(dir)
+            && err.kind() != std::io::ErrorKind::AlreadyExists
+        {
+            return Err(format!("cannot create {}: {err}", dir.display()));
+        }
+        let prefix = format!("park-{}-{}-", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        Ok(Pins { dir: dir.to_path_buf(), prefix })
+    }
+
+    /// Pin a just attached TCX link (taken from `prog`).
+    fn pin(&self, prog: &mut SchedClassifier, interface: &str, link: SchedClassifierLinkId) -> anyhow::Result<Link> {
+        let path = self.dir.join(format!("{}{interface}", self.prefix));
+        let link = prog.take_link(link).context("taking the tc link")?;
+        let link: FdLink = link.try_into().context("a TCX link")?;
+        // A pin left under this very name (a reused pid) is stale.
+        let _ = std::fs::remove_file(&path);
+        let pinned = link.pin(&path).with_context(|| format!("pinning it at {}", path.display()))?;
+        Ok(Link::Pinned(pinned))
+    }
+
+    /// Rename this probe's pins to their orphan names.
+    fn orphan_all(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(rest) = name.strip_prefix(&self.prefix) {
+                let to = self.dir.join(format!("orphan-{}{rest}", &self.prefix["park-".len()..]));
+                if let Err(err) = std::fs::rename(entry.path(), &to) {
+                    tracing::warn!(pin = %entry.path().display(), error = %err, "cannot hand a classifier link over");
+                }
+            }
+        }
+    }
+
+    /// Pins an earlier daemon left: every `orphan-*`, and the `park-*` of a
+    /// process that no longer runs (a crash or `SIGKILL`).
+    fn inherited(&self) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return Vec::new() };
+        let mut found: Vec<PathBuf> = entries
+            .flatten()
+            .filter(|e| {
+                left_behind(&e.file_name().to_string_lossy(), |pid| Path::new(&format!("/proc/{pid}")).exists())
+            })
+            .map(|e| e.path())
+            .collect();
+        found.sort();
+        found
+    }
+}
+
+/// Whether the pin `name` was left by a daemon that stopped; `alive` says
+/// whether a process id runs.
+fn left_behind(name: &str, alive: impl Fn(u32) -> bool) -> bool {
+    if name.starts_with("orphan-") {
+        return true;
+    }
+    let Some(rest) = name.strip_prefix("park-") else { return false };
+    let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+    pid.is_some_and(|pid| pid != std::process::id() && !alive(pid))
+}
+
+fn is_bpffs(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt as _;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return false };
+    // SAFETY: `c` is a valid C string; `buf` is written by statfs only.
+    let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let rc = unsafe { libc::statfs(c.as_ptr(), &mut buf) };
+    rc == 0 && buf.f_type as i64 == BPF_FS_MAGIC
 }
 
 /// CAP_NET_ADMIN (a tc program's load and attach), or CAP_SYS_ADMIN.
@@ -300,6 +542,24 @@ mod tests {
         assert!(has_net_admin(1 << 12));
         assert!(has_net_admin(1 << 21));
         assert!(!has_net_admin((1 << 38) | (1 << 39)));
+    }
+
+    #[test]
+    fn pins_of_stopped_daemons_are_left_behind_and_live_ones_are_not() {
+        let me = std::process::id();
+        let alive = |pid: u32| pid == 4242;
+        assert!(left_behind("orphan-4242-0-lo", alive), "a clean exit hands over, whoever it was");
+        assert!(left_behind(&format!("orphan-{me}-1-eth0"), alive), "even a probe of this process");
+        assert!(left_behind("park-999999-0-lo", alive), "a crashed daemon's");
+        assert!(!left_behind("park-4242-0-lo", alive), "a running daemon's");
+        assert!(!left_behind(&format!("park-{me}-3-lo"), |_| false), "this process's own");
+        assert!(!left_behind("park-x-0-lo", alive) && !left_behind("something-else", alive));
+    }
+
+    #[test]
+    fn only_a_bpffs_mount_takes_pins() {
+        assert!(!is_bpffs(Path::new("/proc")));
+        assert!(Pins::open(Path::new("/proc/swarm-autoscaler")).is_err());
     }
 
     #[test]

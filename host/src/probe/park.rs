@@ -354,8 +354,10 @@ impl Drop for Parking {
     /// even one in this same process, takes them over.
     fn drop(&mut self) {
         let Some(pins) = &self.pins else { return };
-        if self.links.values().any(|link| matches!(link, Link::Pinned(_))) {
-            pins.orphan_all();
+        for (interface, link) in &self.links {
+            if matches!(link, Link::Pinned(_)) {
+                pins.orphan(interface);
+            }
         }
     }
 }
@@ -365,8 +367,8 @@ impl Drop for Parking {
 /// of one process), `orphan-<pid>-<n>-<interface>` once it stopped cleanly.
 struct Pins {
     dir: PathBuf,
-    /// `park-<pid>-<n>-`.
-    prefix: String,
+    /// `<pid>-<n>`.
+    owner: String,
 }
 
 /// `statfs` magic of bpffs.
@@ -385,13 +387,19 @@ impl Pins {
         {
             return Err(format!("cannot create {}: {err}", dir.display()));
         }
-        let prefix = format!("park-{}-{}-", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        Ok(Pins { dir: dir.to_path_buf(), prefix })
+        let owner = format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        Ok(Pins { dir: dir.to_path_buf(), owner })
+    }
+
+    /// Where this probe pins its link on `interface`: `state` is `park`
+    /// while it runs, `orphan` once it stopped.
+    fn path(&self, state: &str, interface: &str) -> PathBuf {
+        self.dir.join(format!("{state}-{}-{interface}", self.owner))
     }
 
     /// Pin a just attached TCX link (taken from `prog`).
     fn pin(&self, prog: &mut SchedClassifier, interface: &str, link: SchedClassifierLinkId) -> anyhow::Result<Link> {
-        let path = self.dir.join(format!("{}{interface}", self.prefix));
+        let path = self.path("park", interface);
         let link = prog.take_link(link).context("taking the tc link")?;
         let link: FdLink = link.try_into().context("a TCX link")?;
         // A pin left under this very name (a reused pid) is stale.
@@ -400,17 +408,11 @@ impl Pins {
         Ok(Link::Pinned(pinned))
     }
 
-    /// Rename this probe's pins to their orphan names.
-    fn orphan_all(&self) {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(rest) = name.strip_prefix(&self.prefix) {
-                let to = self.dir.join(format!("orphan-{}{rest}", &self.prefix["park-".len()..]));
-                if let Err(err) = std::fs::rename(entry.path(), &to) {
-                    tracing::warn!(pin = %entry.path().display(), error = %err, "cannot hand a classifier link over");
-                }
-            }
+    /// Rename this probe's pin on `interface` to its orphan name.
+    fn orphan(&self, interface: &str) {
+        let from = self.path("park", interface);
+        if let Err(err) = std::fs::rename(&from, self.path("orphan", interface)) {
+            tracing::warn!(pin = %from.display(), error = %err, "cannot hand a classifier link over");
         }
     }
 

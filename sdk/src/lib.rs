@@ -140,6 +140,7 @@ pub use bindings::autoscaler::policy::types::{
 
 mod declared;
 mod figure;
+pub mod series;
 mod settings;
 mod spec;
 mod state;
@@ -162,6 +163,19 @@ pub mod metric {
     pub const MEMORY: &str = "memory";
     /// Open TCP connections accepted by the replica, a count.
     pub const CONNECTIONS: &str = "connections";
+    /// Connections waiting in the replica's listening sockets' accept
+    /// queues: demand it has not started on, a count.
+    pub const QUEUE: &str = "queue";
+    /// Requests received and not yet answered (concurrency), a count.
+    pub const INFLIGHT: &str = "inflight";
+    /// Requests that arrived per second over the probe's sample window.
+    pub const REQUEST_RATE: &str = "request-rate";
+    /// Response time, median over the sample window, seconds.
+    pub const RESPONSE_TIME_P50: &str = "response-time-p50";
+    /// Response time, 95th percentile over the sample window, seconds.
+    pub const RESPONSE_TIME_P95: &str = "response-time-p95";
+    /// Response time, 99th percentile over the sample window, seconds.
+    pub const RESPONSE_TIME_P99: &str = "response-time-p99";
 }
 
 /// A scaling policy. Implement it on a type and export it with

@@ -76,6 +76,34 @@ impl State {
         self.metric(metric::CONNECTIONS)
     }
 
+    /// Requests waiting in the accept queues over the service's replicas.
+    #[inline]
+    pub fn queue(&self) -> Option<&Aggregate> {
+        self.metric(metric::QUEUE)
+    }
+
+    /// Requests in flight (received, not yet answered) over the replicas.
+    #[inline]
+    pub fn inflight(&self) -> Option<&Aggregate> {
+        self.metric(metric::INFLIGHT)
+    }
+
+    /// Requests per second arriving at the service's replicas.
+    #[inline]
+    pub fn request_rate(&self) -> Option<&Aggregate> {
+        self.metric(metric::REQUEST_RATE)
+    }
+
+    /// The response time percentile `p` (50, 95 or 99) over the replicas, seconds.
+    #[inline]
+    pub fn response_time(&self, p: u8) -> Option<&Aggregate> {
+        self.metric(match p {
+            50 => metric::RESPONSE_TIME_P50,
+            95 => metric::RESPONSE_TIME_P95,
+            _ => metric::RESPONSE_TIME_P99,
+        })
+    }
+
     /// The aggregate of the metric named `name`, to change it (in tests).
     pub fn metric_mut(&mut self, name: &str) -> Option<&mut Aggregate> {
         self.metrics.iter_mut().find(|a| a.metric == name)

@@ -8,7 +8,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here"
 cargo build --release --target wasm32-wasip2 --quiet
 target_dir="${CARGO_TARGET_DIR:-$here/target}"
-for crate in threshold proportional; do
+for crate in threshold proportional concurrency latency; do
     src="$target_dir/wasm32-wasip2/release/$crate.wasm"
     if ! cmp -s "$src" "$here/$crate.wasm"; then
         cp "$src" "$here/.$crate.wasm.tmp"

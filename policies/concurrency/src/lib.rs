@@ -1,0 +1,239 @@
+//! `concurrency`: Knative's rule, on demand the kernel measures.
+//!
+//! Demand is the requests a service holds: in flight (received, not yet
+//! answered) plus waiting in its replicas' accept queues, summed over the
+//! replicas that report (`inflight` + `queue`). A CPU rule sees a replica at
+//! its limit the same whether it is asked for 1.1x or 10x what it serves;
+//! demand keeps growing past saturation, so the rule can ask for the count
+//! the load needs in one decision.
+//!
+//! The rule (Knative's KPA, `pkg/autoscaler/scaling/autoscaler.go`):
+//! - `desired = ceil(demand / inflight.target)` over two windows: the
+//!   stable window (`stable.window`, default 60s) and the panic window
+//!   (`panic.window`, default 6s), each the mean of the demand seen in it;
+//! - with `request-rate.target` set, also `ceil(rate / request-rate.target)`
+//!   (requests per second one replica serves well), and the larger count
+//!   wins: arrivals, unlike concurrency, do not grow with the time a queue
+//!   has waited;
+//! - panic: when the panic window asks for at least `panic.threshold`
+//!   (default 2) times the current count, the service scales to it at once
+//!   and does not scale in until the panic window has asked for less for a
+//!   whole stable window; the panic count is the larger of the panic
+//!   window's mean and the newest demand, so a step seen by its first event
+//!   is answered in one decision;
+//! - otherwise the stable window's count, and a scale-in only to the
+//!   largest count asked within `scale-down.delay` (default 0s, as Knative).
+//!
+//! Settings (service labels `autoscale.<name>`):
+//! - `inflight.target` (default 10): requests each replica should hold on
+//!   average (Knative's container-concurrency target);
+//! - `request-rate.target` (optional): requests per second per replica;
+//! - `stable.window`, `panic.window`, `panic.threshold`, `scale-down.delay`.
+//!
+//! No demand metric reported (the probe does not measure it for this
+//! service): no decision.
+
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use autoscaler_sdk::series::{PerService, Series};
+use autoscaler_sdk::{Decision, Event, Figure, Policy, SettingSpec, State, export_policy, warn};
+
+#[cfg(test)]
+mod tests;
+
+/// The exported policy.
+pub struct Concurrency;
+
+/// Services remembered at once by one instance.
+const MAX_SERVICES: usize = 4096;
+
+/// Demand samples closer than this merge (events of one burst).
+const RESOLUTION_NS: u64 = 100_000_000;
+
+/// What the rule remembers of one service.
+#[derive(Debug)]
+struct Memory {
+    /// Demand (in flight + queued) over time.
+    demand: Series,
+    /// Request rate over time (when a rate target is set).
+    rate: Series,
+    /// Counts the stable rule asked for, for the scale-down delay.
+    asked: Series,
+    /// When the panic window last asked for `panic.threshold` x current.
+    panic_since_ns: Option<u64>,
+}
+
+thread_local! {
+    /// Per service id. A policy instance runs one call at a time.
+    static MEMORY: RefCell<PerService<Memory>> = RefCell::new(PerService::new(MAX_SERVICES));
+}
+
+impl Policy for Concurrency {
+    fn settings() -> Vec<SettingSpec> {
+        vec![
+            SettingSpec::number("inflight.target")
+                .default("10")
+                .doc("requests in flight (and queued) per replica to aim for, above 0"),
+            SettingSpec::number("request-rate.target").doc("requests per second one replica serves well (optional)"),
+            SettingSpec::duration("stable.window").default("60s").doc("window of the stable count"),
+            SettingSpec::duration("panic.window").default("6s").doc("window of the panic count"),
+            SettingSpec::number("panic.threshold")
+                .default("2")
+                .doc("panic when the panic count reaches this many times the current count"),
+            SettingSpec::duration("scale-down.delay")
+                .default("0s")
+                .doc("scale in only to the largest count asked within this time"),
+        ]
+    }
+
+    fn decide(_event: Event, state: State) -> Option<Decision> {
+        MEMORY.with(|memory| decide(&state, &mut memory.borrow_mut()))
+    }
+}
+
+export_policy!(Concurrency);
+
+/// The settings of one call, checked.
+struct Settings {
+    target: f64,
+    rate_target: Option<f64>,
+    stable_ns: u64,
+    panic_ns: u64,
+    panic_threshold: f64,
+    delay_ns: u64,
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn settings(state: &State) -> Option<Settings> {
+    let s = Settings {
+        target: state.number("inflight.target").unwrap_or(10.0),
+        rate_target: state.number("request-rate.target"),
+        stable_ns: nanos(state.duration("stable.window").unwrap_or(Duration::from_secs(60))),
+        panic_ns: nanos(state.duration("panic.window").unwrap_or(Duration::from_secs(6))),
+        panic_threshold: state.number("panic.threshold").unwrap_or(2.0),
+        delay_ns: nanos(state.duration("scale-down.delay").unwrap_or_default()),
+    };
+    let bad = if !(s.target > 0.0) {
+        Some("inflight.target must be above 0")
+    } else if s.rate_target.is_some_and(|r| !(r > 0.0)) {
+        Some("request-rate.target must be above 0")
+    } else if s.panic_ns == 0 || s.panic_ns > s.stable_ns {
+        Some("panic.window must be above 0 and at most stable.window")
+    } else if !(s.panic_threshold >= 1.0) {
+        Some("panic.threshold must be at least 1")
+    } else {
+        None
+    };
+    if let Some(problem) = bad {
+        warn!("{}: {problem}. No decision.", state.service_name);
+        return None;
+    }
+    Some(s)
+}
+
+/// `ceil(x)` as a count; huge or broken figures give `i64::MAX` (clamped later).
+fn count(x: f64) -> i64 {
+    if x.is_finite() { x.ceil().max(0.0) as i64 } else { i64::MAX }
+}
+
+/// The decision rule.
+fn decide(state: &State, memory: &mut PerService<Memory>) -> Option<Decision> {
+    let s = settings(state)?;
+    let current = state.current_replicas;
+    if current == 0 {
+        return None; // waking a service is the daemon's job
+    }
+    let inflight = state.inflight().filter(|a| a.reporting > 0)?;
+    let queued = state.queue().filter(|a| a.reporting > 0).map_or(0.0, |a| a.value.sum);
+    let demand = inflight.value.sum + queued;
+    let rate = s.rate_target.and(state.request_rate()).filter(|a| a.reporting > 0).map(|a| a.value.sum);
+    let now = state.now_ns;
+
+    let m = memory.entry(&state.service_id, || Memory {
+        demand: Series::new(RESOLUTION_NS),
+        rate: Series::new(RESOLUTION_NS),
+        asked: Series::new(RESOLUTION_NS),
+        panic_since_ns: None,
+    });
+    m.demand.push(now, demand, s.stable_ns);
+    if let Some(rate) = rate {
+        m.rate.push(now, rate, s.stable_ns);
+    }
+
+    // The count each window asks for: demand over the concurrency target,
+    // and arrivals over the rate target when there is one.
+    let wanted = |window_ns: u64, latest: bool| -> (i64, f64) {
+        let since = now.saturating_sub(window_ns);
+        let mut mean = m.demand.mean_since(since).unwrap_or(demand);
+        if latest {
+            mean = mean.max(demand);
+        }
+        let mut n = count(mean / s.target);
+        if let (Some(target), Some(rate_now)) = (s.rate_target, rate) {
+            let mut r = m.rate.mean_since(since).unwrap_or(rate_now);
+            if latest {
+                r = r.max(rate_now);
+            }
+            n = n.max(count(r / target));
+        }
+        (n, mean)
+    };
+    let (stable, stable_demand) = wanted(s.stable_ns, false);
+    let (panic, panic_demand) = wanted(s.panic_ns, true);
+
+    if panic as f64 >= s.panic_threshold * f64::from(current) {
+        m.panic_since_ns = Some(now);
+    }
+    let panicking = m.panic_since_ns.is_some_and(|since| now.saturating_sub(since) < s.stable_ns);
+    if !panicking {
+        m.panic_since_ns = None;
+    }
+
+    let mut reason = String::with_capacity(160);
+    let desired = if panicking {
+        // Never scale in while panicking.
+        let desired = panic.max(i64::from(current));
+        let _ = write!(
+            reason,
+            "panic: demand {} in the last {} s / inflight.target {} asks {}",
+            Figure(panic_demand),
+            s.panic_ns / 1_000_000_000,
+            Figure(s.target),
+            panic
+        );
+        desired
+    } else {
+        m.asked.push(now, stable as f64, s.delay_ns.max(1));
+        let mut desired = stable;
+        if stable < i64::from(current) && s.delay_ns > 0 {
+            let held = m.asked.max_since(now.saturating_sub(s.delay_ns)).map_or(stable, count);
+            desired = desired.max(held);
+        }
+        let _ = write!(
+            reason,
+            "demand {} over {} s / inflight.target {} asks {}",
+            Figure(stable_demand),
+            s.stable_ns / 1_000_000_000,
+            Figure(s.target),
+            stable
+        );
+        if desired != stable {
+            let _ = write!(reason, ", held at {desired} by scale-down.delay");
+        }
+        desired
+    };
+    if let (Some(target), Some(rate)) = (s.rate_target, rate) {
+        let _ = write!(reason, " (rate {} / request-rate.target {})", Figure(rate), Figure(target));
+    }
+    let replicas = state.clamp(desired);
+    if replicas == current {
+        return None;
+    }
+    let _ = write!(reason, ": {current} -> {replicas}");
+    Some(Decision::scale(replicas, reason))
+}

@@ -19,7 +19,7 @@ need_root() {
 
 install_packages() {
     local wanted=(clang-19 llvm-19 libbpf-dev bpftool docker.io iptables wrk curl
-        wasi-libc lld-19 libclang-rt-19-dev-wasm32)
+        wasi-libc lld-19 libclang-rt-19-dev-wasm32 prometheus)
     local missing=()
     for pkg in "${wanted[@]}"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")

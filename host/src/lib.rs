@@ -20,6 +20,7 @@
 pub mod cluster;
 pub mod config;
 pub mod daemon;
+pub mod live;
 pub mod metrics;
 pub mod model;
 pub mod policy;

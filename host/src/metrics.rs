@@ -26,6 +26,7 @@ use anyhow::Context;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+use crate::live::History;
 use crate::status::Board;
 
 /// Connections served at once; more are answered 503 and closed.
@@ -316,12 +317,20 @@ pub async fn serve(
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = TcpListener::bind(addr).await.with_context(|| format!("binding the metrics endpoint on {addr}"))?;
     let bound = listener.local_addr()?;
-    let task = tokio::spawn(accept_loop(listener, metrics, board));
+    let history = Arc::new(crate::live::History::default());
+    let task = tokio::spawn(async move {
+        // The live view's sampler lives and ends with the endpoint.
+        let sampler = crate::live::run_sampler(board.clone(), history.clone());
+        tokio::select! {
+            () = sampler => {}
+            () = accept_loop(listener, metrics, board, history) => {}
+        }
+    });
     Ok((bound, task))
 }
 
 /// The answer to one request: status line, content type, body.
-fn respond(head: &str, metrics: &Metrics, board: &Board) -> (&'static str, &'static str, String) {
+fn respond(head: &str, metrics: &Metrics, board: &Board, history: &History) -> (&'static str, &'static str, String) {
     const TEXT: &str = "text/plain; charset=utf-8";
     const JSON: &str = "application/json";
     let path = head.split_whitespace().nth(1).unwrap_or("");
@@ -334,6 +343,8 @@ fn respond(head: &str, metrics: &Metrics, board: &Board) -> (&'static str, &'sta
             board.render_metrics(&mut body);
             ("200 OK", "text/plain; version=0.0.4", body)
         }
+        "/ui" | "/ui/" => ("200 OK", "text/html; charset=utf-8", crate::live::PAGE.into()),
+        "/ui/history" => ("200 OK", JSON, serde_json::to_string(&history.report()).unwrap_or_default()),
         "/healthz" => ("200 OK", TEXT, "ok\n".into()),
         "/readyz" if board.ready() => ("200 OK", TEXT, "ready\n".into()),
         "/readyz" => ("503 Service Unavailable", TEXT, "not ready: swarm not read yet\n".into()),
@@ -351,12 +362,12 @@ fn respond(head: &str, metrics: &Metrics, board: &Board) -> (&'static str, &'sta
                     ("200 OK", JSON, serde_json::to_string(&report).unwrap_or_default())
                 }
             }
-            _ => ("404 Not Found", TEXT, "try /metrics, /status, /healthz or /readyz\n".into()),
+            _ => ("404 Not Found", TEXT, "try /metrics, /status, /ui, /healthz or /readyz\n".into()),
         },
     }
 }
 
-async fn accept_loop(listener: TcpListener, metrics: Arc<Metrics>, board: Arc<Board>) {
+async fn accept_loop(listener: TcpListener, metrics: Arc<Metrics>, board: Arc<Board>, history: Arc<History>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut backoff = Duration::from_millis(10);
     loop {
@@ -392,12 +403,12 @@ async fn accept_loop(listener: TcpListener, metrics: Arc<Metrics>, board: Arc<Bo
             });
             continue;
         };
-        let (metrics, board) = (metrics.clone(), board.clone());
+        let (metrics, board, history) = (metrics.clone(), board.clone(), history.clone());
         tokio::spawn(async move {
             let _permit = permit;
             let Ok(head) = tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut conn)).await else { return };
             let head = String::from_utf8_lossy(&head);
-            let (status, kind, body) = respond(&head, &metrics, &board);
+            let (status, kind, body) = respond(&head, &metrics, &board, &history);
             let response = format!(
                 "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
@@ -511,19 +522,20 @@ mod tests {
 
     #[test]
     fn operator_pages_answer() {
+        let history = History::default();
         let (metrics, board) = (Metrics::default(), Board::default());
-        assert_eq!(respond("GET /healthz HTTP/1.1", &metrics, &board).0, "200 OK");
-        assert_eq!(respond("GET /readyz HTTP/1.1", &metrics, &board).0, "503 Service Unavailable");
+        assert_eq!(respond("GET /healthz HTTP/1.1", &metrics, &board, &history).0, "200 OK");
+        assert_eq!(respond("GET /readyz HTTP/1.1", &metrics, &board, &history).0, "503 Service Unavailable");
         board.set_ready(true);
-        assert_eq!(respond("GET /readyz HTTP/1.1", &metrics, &board).0, "200 OK");
+        assert_eq!(respond("GET /readyz HTTP/1.1", &metrics, &board, &history).0, "200 OK");
         board.update("s1", |s| s.service = "web".into());
-        let (status, kind, body) = respond("GET /status HTTP/1.1", &metrics, &board);
+        let (status, kind, body) = respond("GET /status HTTP/1.1", &metrics, &board, &history);
         assert_eq!((status, kind), ("200 OK", "application/json"));
         assert!(body.contains("\"service\":\"web\""), "{body}");
-        assert_eq!(respond("GET /status/web HTTP/1.1", &metrics, &board).0, "200 OK");
-        assert_eq!(respond("GET /status/api HTTP/1.1", &metrics, &board).0, "404 Not Found");
-        assert_eq!(respond("POST /metrics HTTP/1.1", &metrics, &board).0, "405 Method Not Allowed");
-        let (_, _, body) = respond("GET /metrics HTTP/1.1", &metrics, &board);
+        assert_eq!(respond("GET /status/web HTTP/1.1", &metrics, &board, &history).0, "200 OK");
+        assert_eq!(respond("GET /status/api HTTP/1.1", &metrics, &board, &history).0, "404 Not Found");
+        assert_eq!(respond("POST /metrics HTTP/1.1", &metrics, &board, &history).0, "405 Method Not Allowed");
+        let (_, _, body) = respond("GET /metrics HTTP/1.1", &metrics, &board, &history);
         assert!(body.contains("autoscaler_service_config_errors{service=\"web\"} 0"), "{body}");
     }
 

@@ -116,6 +116,10 @@ pub struct ServiceStatus {
     pub cooldown_up_remaining_ms: u64,
     /// Time before a scale-down may be written, ms.
     pub cooldown_down_remaining_ms: u64,
+    /// Numeric threshold and target settings from its labels
+    /// (`cpu.upper` -> 0.8), for the live view to draw.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub thresholds: BTreeMap<String, f64>,
     /// Why it is not autoscaled, one phrase each.
     pub problems: Vec<String>,
     /// What is odd but does not stop it (an unknown label name).
@@ -172,6 +176,25 @@ pub struct Board {
     services: Mutex<BTreeMap<String, ServiceStatus>>,
     policies: Mutex<Vec<String>>,
     ready: AtomicBool,
+    /// The last [`DECISION_LOG`] decisions with a sequence number and the
+    /// service id, for the live view's timeline (`live.rs`).
+    decision_log: Mutex<(u64, std::collections::VecDeque<(u64, String, DecisionStatus)>)>,
+}
+
+/// Decisions the board keeps for the live view between two of its samples.
+pub const DECISION_LOG: usize = 1024;
+
+/// The numeric `*.upper`, `*.lower` and `*.target` settings among a
+/// service's labels (without the `autoscale.` prefix), for drawing.
+pub fn thresholds_of(settings: &[(String, String)]) -> BTreeMap<String, f64> {
+    settings
+        .iter()
+        .filter(|(name, _)| [".upper", ".lower", ".target"].iter().any(|end| name.ends_with(end)))
+        .filter_map(|(name, value)| {
+            let number = value.trim().parse::<f64>().ok().filter(|v| v.is_finite())?;
+            Some((name.clone(), number))
+        })
+        .collect()
 }
 
 impl Board {
@@ -195,6 +218,12 @@ impl Board {
         }
     }
 
+    /// Decisions recorded after sequence number `seq`, oldest first.
+    pub fn decisions_after(&self, seq: u64) -> Vec<(u64, String, DecisionStatus)> {
+        let log = self.decision_log.lock().unwrap_or_else(|p| p.into_inner());
+        log.1.iter().filter(|(n, _, _)| *n > seq).cloned().collect()
+    }
+
     /// Forget a service (removed, or no longer labelled).
     pub fn remove(&self, id: &str) {
         self.lock().remove(id);
@@ -208,6 +237,15 @@ impl Board {
     /// A decision's outcome for service `id`: the last decision, counted by
     /// outcome, and the desired replicas when it set them.
     pub fn record_decision(&self, id: &str, decision: DecisionStatus) {
+        {
+            let mut log = self.decision_log.lock().unwrap_or_else(|p| p.into_inner());
+            log.0 += 1;
+            let seq = log.0;
+            log.1.push_back((seq, id.to_string(), decision.clone()));
+            while log.1.len() > DECISION_LOG {
+                log.1.pop_front();
+            }
+        }
         self.update_existing(id, |s| {
             *s.decisions.entry(decision.outcome.clone()).or_insert(0) += 1;
             if matches!(decision.outcome.as_str(), "applied" | "dry-run") {

@@ -513,6 +513,7 @@ impl Loop {
             s.current_replicas = Some(replicas);
             s.problems = findings.problems.clone();
             s.warnings = findings.warnings.clone();
+            s.thresholds = config.as_ref().map(|c| crate::status::thresholds_of(&c.settings)).unwrap_or_default();
             if let Some(c) = &config {
                 s.clock = Cooldowns {
                     up: c.cooldown_up.unwrap_or(options.cooldown_up),

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -166,6 +166,38 @@ pub struct StatusReport {
     pub policies: Vec<String>,
     /// Services with autoscale labels (opted in or looking like it), by name.
     pub services: Vec<ServiceStatus>,
+    /// Full reads of Docker's services and containers: 1 after the start,
+    /// one more after each reconnection to Docker.
+    #[serde(default)]
+    pub inventory_reads: u64,
+    /// Multi-node mode (`--cluster`): this node's role and connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterStatus>,
+}
+
+/// Multi-node mode as one node sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ClusterStatus {
+    /// `manager` or `worker` (fixed for the daemon's life).
+    pub role: String,
+    /// Whether this daemon decides now (a manager that leads).
+    pub deciding: bool,
+    /// The decider this node's agent has a session with, if any.
+    pub decider: Option<String>,
+    /// Containers this node's probe measures for the decider.
+    pub tracking: u64,
+    /// A manager: agents connected to its decider endpoint now.
+    pub agents: Option<u64>,
+}
+
+/// Reads multi-node mode's state when `/status` is asked.
+struct ClusterSource(Box<dyn Fn() -> ClusterStatus + Send + Sync>);
+
+impl std::fmt::Debug for ClusterSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClusterSource")
+    }
 }
 
 /// The shared record every part writes into and the endpoint reads.
@@ -174,6 +206,10 @@ pub struct Board {
     services: Mutex<BTreeMap<String, ServiceStatus>>,
     policies: Mutex<Vec<String>>,
     ready: AtomicBool,
+    /// Full reads of Docker so far.
+    inventory_reads: AtomicU64,
+    /// Multi-node mode's state, read at report time.
+    cluster: Mutex<Option<ClusterSource>>,
 }
 
 impl Board {
@@ -234,6 +270,18 @@ impl Board {
         self.ready.store(ready, Ordering::Relaxed);
     }
 
+    /// Docker's services and containers were read whole (at the start, and
+    /// after each reconnection).
+    pub fn inventory_read(&self) {
+        self.inventory_reads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Multi-node mode: `source` says this node's role and connection when
+    /// `/status` is asked.
+    pub fn set_cluster(&self, source: impl Fn() -> ClusterStatus + Send + Sync + 'static) {
+        *self.cluster.lock().unwrap_or_else(|p| p.into_inner()) = Some(ClusterSource(Box::new(source)));
+    }
+
     /// Whether the daemon is ready: `/readyz`.
     pub fn ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
@@ -258,6 +306,8 @@ impl Board {
             ready: self.ready(),
             policies: self.policies.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             services,
+            inventory_reads: self.inventory_reads.load(Ordering::Relaxed),
+            cluster: self.cluster.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|source| (source.0)()),
         }
     }
 
@@ -480,5 +530,39 @@ mod tests {
         assert_eq!(json["services"][0]["policy-version"], "0123456789ab");
         let back: StatusReport = serde_json::from_value(json).expect("parse back");
         assert_eq!(back.services[0].service, "web");
+    }
+
+    #[test]
+    fn the_report_counts_docker_reads_and_shows_the_cluster_only_in_multi_node_mode() {
+        let board = Board::default();
+        let json = serde_json::to_value(board.report(0)).expect("json");
+        assert_eq!(json["inventory-reads"], 0);
+        assert!(json.get("cluster").is_none(), "single-node mode has no cluster block: {json}");
+        board.inventory_read();
+        board.inventory_read();
+        let leading = std::sync::Arc::new(AtomicBool::new(false));
+        let read = leading.clone();
+        board.set_cluster(move || ClusterStatus {
+            role: "manager".into(),
+            deciding: read.load(Ordering::Relaxed),
+            decider: Some("10.77.0.2:9470".into()),
+            tracking: 3,
+            agents: Some(2),
+        });
+        assert_eq!(board.report(0).inventory_reads, 2);
+        assert!(!board.report(0).cluster.expect("cluster").deciding);
+        // Read when asked, not when set.
+        leading.store(true, Ordering::Relaxed);
+        let json = serde_json::to_value(board.report(0)).expect("json");
+        assert_eq!(json["cluster"]["deciding"], true);
+        assert_eq!(json["cluster"]["decider"], "10.77.0.2:9470");
+        assert_eq!(json["cluster"]["tracking"], 3);
+        let text = render_text(&board.report(0));
+        assert!(
+            text.contains("\ncluster: manager, deciding; agent connected to 10.77.0.2:9470; measuring 3 containers\n"),
+            "{text}"
+        );
+        let back: StatusReport = serde_json::from_value(json).expect("parse back");
+        assert_eq!(back.cluster.map(|c| c.agents), Some(Some(2)));
     }
 }

@@ -17,6 +17,21 @@ pub fn render_text(report: &StatusReport) -> String {
         if report.ready { "ready" } else { "not ready" },
         if report.policies.is_empty() { "none".to_string() } else { report.policies.join(", ") }
     );
+    if let Some(c) = &report.cluster {
+        let _ = writeln!(
+            out,
+            "cluster: {}{}; agent {}; measuring {} container{}",
+            c.role,
+            match (c.role.as_str(), c.deciding) {
+                ("manager", true) => ", deciding",
+                ("manager", false) => ", not deciding",
+                _ => "",
+            },
+            c.decider.as_ref().map_or("not connected to a decider".to_string(), |d| format!("connected to {d}")),
+            c.tracking,
+            if c.tracking == 1 { "" } else { "s" }
+        );
+    }
     if report.services.is_empty() {
         let _ = writeln!(out, "no service has autoscale labels");
     }

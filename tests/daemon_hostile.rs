@@ -9,259 +9,48 @@
 //! within a few seconds. Root and a Swarm manager are needed (tests/run.sh
 //! provides both); elsewhere each test says loudly why it skips.
 
+mod common;
+
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
+use std::path::Path;
+use std::process::Command;
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
-const IMAGE: &str = "swarm-autoscaler-demo:local";
-static SERIAL: Mutex<()> = Mutex::new(());
+use common::service::Containers;
+use common::{Daemon, IMAGE, Service, counter, docker, repo, wait_until};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repository root").to_path_buf()
+/// The local Swarm for one test (`None`: skipped, said why).
+fn setup() -> Option<MutexGuard<'static, ()>> {
+    common::local_swarm("hostile-")
 }
 
-fn setup(test: &str) -> Option<MutexGuard<'static, ()>> {
-    let guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    // SAFETY: geteuid has no preconditions.
-    let reason = if unsafe { libc::geteuid() } != 0 {
-        Some("not running as root (needs dockerd and a Swarm manager)".to_string())
-    } else {
-        let out = Command::new("docker").args(["info", "--format", "{{.Swarm.LocalNodeState}}"]).output();
-        match out {
-            Ok(out) if String::from_utf8_lossy(&out.stdout).trim() == "active" => None,
-            _ => Some("docker is not a swarm manager; run examples/setup.sh (tests/run.sh does)".to_string()),
-        }
-    };
-    if let Some(reason) = reason {
-        let _ = writeln!(std::io::stderr(), "\n*** SKIPPED daemon_hostile::{test}: {reason} ***\n");
-        return None;
-    }
-    let image = Command::new("docker").args(["image", "inspect", IMAGE]).output().expect("docker");
-    assert!(image.status.success(), "image {IMAGE} is missing: run examples/demo/build-image.sh");
-    Some(guard)
+/// A service running the demo image, bound to `policy` (a copy of the
+/// misbehave fixture) with `autoscale.fault=FAULT` and `more` labels.
+fn service(name: &str, policy: &str, fault: &str, max: u32, more: &[(&str, &str)]) -> Service {
+    let (policy, fault, max) = (policy.to_string(), fault.to_string(), max.to_string());
+    let labels = [
+        ("autoscale.enable", "true"),
+        ("autoscale.policy", policy.as_str()),
+        ("autoscale.min", "1"),
+        ("autoscale.max", max.as_str()),
+        ("autoscale.fault", fault.as_str()),
+        ("autoscale.cooldown.up", "0"),
+    ];
+    Service::spec(&format!("hostile-{name}")).labels(&labels).labels(more).create()
 }
 
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().expect("run docker");
-    assert!(out.status.success(), "docker {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+/// The daemon on `policies` with the cgroupfs probe (a steady event stream
+/// without load) and `probe` timing flags, its own compile cache; ready.
+fn daemon(policies: &Path, probe: &[&str]) -> Daemon {
+    Daemon::builder().policies(policies).own_cache().args(&["--probe", "cgroupfs"]).args(probe).start()
 }
 
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// A service running the demo image with the misbehave policy under `policy`.
-struct Service {
-    name: String,
-}
-
-impl Service {
-    fn create(name: &str, policy: &str, fault: &str, max: u32) -> Service {
-        Service::create_with(name, policy, fault, max, &[])
-    }
-
-    /// Like [`Service::create`], with more labels.
-    fn create_with(name: &str, policy: &str, fault: &str, max: u32, more: &[&str]) -> Service {
-        let name = format!("hostile-{name}");
-        let _ = Command::new("docker").args(["service", "rm", &name]).output();
-        let labels = [
-            "autoscale.enable=true".to_string(),
-            format!("autoscale.policy={policy}"),
-            "autoscale.min=1".to_string(),
-            format!("autoscale.max={max}"),
-            format!("autoscale.fault={fault}"),
-            "autoscale.cooldown.up=0".to_string(),
-        ]
-        .into_iter()
-        .chain(more.iter().map(|l| l.to_string()))
-        .collect::<Vec<_>>();
-        let mut args = vec!["service", "create", "--detach", "--quiet", "--name", &name];
-        for label in &labels {
-            args.extend(["--label", label.as_str()]);
-        }
-        args.push(IMAGE);
-        docker(&args);
-        let service = Service { name };
-        wait_until(&format!("{} to run", service.name), Duration::from_secs(60), || {
-            docker(&[
-                "service",
-                "ps",
-                &service.name,
-                "--filter",
-                "desired-state=running",
-                "--format",
-                "{{.CurrentState}}",
-            ])
-            .lines()
-            .any(|l| l.starts_with("Running"))
-        });
-        service
-    }
-
-    /// The service's id.
-    fn id(&self) -> String {
-        docker(&["service", "inspect", &self.name, "--format", "{{.ID}}"])
-    }
-
-    /// The labels of the running container of one of its tasks.
-    fn task_labels(&self) -> Vec<(String, String)> {
-        let container =
-            docker(&["ps", "-q", "--filter", &format!("label=com.docker.swarm.service.name={}", self.name)]);
-        let container = container.lines().next().expect("a running task container").to_string();
-        let json = docker(&["inspect", &container, "--format", "{{json .Config.Labels}}"]);
-        let labels: std::collections::BTreeMap<String, String> = serde_json::from_str(&json).expect("labels");
-        labels.into_iter().filter(|(k, _)| k.starts_with("com.docker.swarm.")).collect()
-    }
-
-    fn replicas(&self) -> u32 {
-        docker(&["service", "inspect", &self.name, "--format", "{{.Spec.Mode.Replicated.Replicas}}"])
-            .parse()
-            .expect("replicas")
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = Command::new("docker").args(["service", "rm", &self.name]).output();
-    }
-}
-
-struct Daemon {
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-    metrics_port: u16,
-}
-
-impl Daemon {
-    /// Start the daemon on `policies` with the cgroupfs probe every 300 ms;
-    /// waits until it follows Docker.
-    fn start(policies: &Path) -> Daemon {
-        Daemon::start_with(policies, &["--interval", "300ms"])
-    }
-
-    /// Start the daemon on `policies` with the cgroupfs probe and `probe`
-    /// timing flags; waits until it follows Docker.
-    fn start_with(policies: &Path, probe: &[&str]) -> Daemon {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let log = std::fs::File::create(dir.path().join("host.log")).expect("log file");
-        let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        let child = Command::new(env!("CARGO_BIN_EXE_host"))
-            .arg("--policies")
-            .arg(policies)
-            .arg("--audit-log")
-            .arg(dir.path().join("audit.jsonl"))
-            .arg("--cache-dir")
-            .arg(dir.path().join("cache"))
-            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
-            .args(["--probe", "cgroupfs"])
-            .args(probe)
-            .env("RUST_LOG", "info")
-            .env_remove("DOCKER_HOST")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start host");
-        let mut daemon = Daemon { child: Some(child), dir, metrics_port };
-        let start = Instant::now();
-        while !daemon.log().contains("following docker events") {
-            assert!(!daemon.exited(), "host exited at startup:\n{}", daemon.log());
-            assert!(start.elapsed() < Duration::from_secs(60), "host did not start:\n{}", daemon.log());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        daemon
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("host.log")).unwrap_or_default()
-    }
-
-    fn exited(&mut self) -> bool {
-        self.child.as_mut().is_none_or(|c| matches!(c.try_wait(), Ok(Some(_))))
-    }
-
-    /// One scrape; panics unless answered 200 within `within`.
-    fn scrape(&self, within: Duration) -> String {
-        self.get("/metrics", within)
-    }
-
-    /// `GET path` on the metrics endpoint; panics unless answered 200
-    /// within `within`. The whole response, head included.
-    fn get(&self, path: &str, within: Duration) -> String {
-        let started = Instant::now();
-        let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).expect("connect");
-        conn.set_read_timeout(Some(within)).expect("timeout");
-        write!(conn, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("request");
-        let mut response = String::new();
-        conn.read_to_string(&mut response).expect("a response in time");
-        assert!(started.elapsed() <= within, "GET {path} took {:?}", started.elapsed());
-        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-        response
-    }
-
-    /// The reason the policy gave in its latest decision for `service`, as
-    /// `/status` shows it: every call's, where the audit log writes a run
-    /// of identical skips once.
-    fn last_reason(&self, service: &str) -> Option<String> {
-        let response = self.get(&format!("/status/{service}"), Duration::from_secs(5));
-        let body = response.split_once("\r\n\r\n").map_or("", |(_, body)| body);
-        let status: serde_json::Value = serde_json::from_str(body).ok()?;
-        status["services"][0]["last-decision"]["reason"].as_str().map(str::to_string)
-    }
-
-    fn audit_bytes(&self) -> u64 {
-        std::fs::metadata(self.dir.path().join("audit.jsonl")).map_or(0, |m| m.len())
-    }
-
-    fn audit(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.dir.path().join("audit.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
-    }
-
-    /// SIGTERM; the time until the process ended (panics after 10 s).
-    fn terminate(&mut self) -> Duration {
-        let mut child = self.child.take().expect("running");
-        let started = Instant::now();
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-        while started.elapsed() < Duration::from_secs(10) {
-            if let Ok(Some(_)) = child.try_wait() {
-                return started.elapsed();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("SIGTERM not honoured within 10 s:\n{}", self.log());
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if std::thread::panicking() {
-            let log = self.log();
-            eprintln!("--- host log (last 40 lines) ---");
-            for line in log.lines().rev().take(40).collect::<Vec<_>>().iter().rev() {
-                eprintln!("{line}");
-            }
-        }
-    }
+/// The reason the policy gave in its latest decision for `service`, as
+/// `/status` shows it: every call's, where the audit log writes a run of
+/// identical skips once.
+fn last_reason(daemon: &Daemon, service: &str) -> Option<String> {
+    daemon.service(service).and_then(|s| s["last-decision"]["reason"].as_str().map(str::to_string))
 }
 
 fn policies(names: &[&str]) -> tempfile::TempDir {
@@ -275,30 +64,26 @@ fn policies(names: &[&str]) -> tempfile::TempDir {
     dir
 }
 
-fn counter(metrics: &str, prefix: &str) -> f64 {
-    metrics.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
-}
-
 #[test]
 fn sleeping_policy_leaves_metrics_other_services_and_sigterm_working() {
-    let Some(_serial) = setup("sleeping_policy_leaves_metrics_other_services_and_sigterm_working") else { return };
+    let Some(_serial) = setup() else { return };
     let folder = policies(&["sleepy", "steady"]);
-    let sleepy = Service::create("sleepy", "sleepy", "sleep", 3);
-    let steady = Service::create("steady", "steady", "none", 2);
-    let mut daemon = Daemon::start(folder.path());
+    let sleepy = service("sleepy", "sleepy", "sleep", 3, &[]);
+    let steady = service("steady", "steady", "none", 2, &[]);
+    let mut daemon = daemon(folder.path(), &["--interval", "300ms"]);
     // The sleepy policy is called (and cut) every probe interval.
     wait_until("timeouts of the sleepy policy", Duration::from_secs(30), || {
         counter(
-            &daemon.scrape(Duration::from_secs(2)),
+            &daemon.get_within("/metrics", Duration::from_secs(2)),
             "autoscaler_policy_failures_total{policy=\"sleepy\",kind=\"timeout\"}",
         ) >= 1.0
     });
     // Meanwhile every scrape answers quickly, and the other service is decided.
     for _ in 0..10 {
-        daemon.scrape(Duration::from_secs(1));
+        daemon.get_within("/metrics", Duration::from_secs(1));
         std::thread::sleep(Duration::from_millis(100));
     }
-    let metrics = daemon.scrape(Duration::from_secs(1));
+    let metrics = daemon.get_within("/metrics", Duration::from_secs(1));
     assert!(
         counter(&metrics, "autoscaler_decisions_total{policy=\"steady\",outcome=\"decision\"}") >= 1.0,
         "{metrics}"
@@ -312,10 +97,10 @@ fn sleeping_policy_leaves_metrics_other_services_and_sigterm_working() {
 
 #[test]
 fn huge_reasons_keep_the_audit_log_bounded() {
-    let Some(_serial) = setup("huge_reasons_keep_the_audit_log_bounded") else { return };
+    let Some(_serial) = setup() else { return };
     let folder = policies(&["verbose"]);
-    let service = Service::create("verbose", "verbose", "huge-reason", 2);
-    let mut daemon = Daemon::start(folder.path());
+    let service = service("verbose", "verbose", "huge-reason", 2, &[]);
+    let mut daemon = daemon(folder.path(), &["--interval", "300ms"]);
     wait_until("audit records", Duration::from_secs(30), || !daemon.audit().is_empty());
     std::thread::sleep(Duration::from_secs(3));
     let records = daemon.audit();
@@ -333,15 +118,15 @@ fn huge_reasons_keep_the_audit_log_bounded() {
 
 #[test]
 fn fifo_in_the_folder_neither_blocks_start_nor_shutdown() {
-    let Some(_serial) = setup("fifo_in_the_folder_neither_blocks_start_nor_shutdown") else { return };
+    let Some(_serial) = setup() else { return };
     let folder = policies(&["good"]);
     let fifo =
         std::ffi::CString::new(folder.path().join("x.wasm").into_os_string().into_encoded_bytes()).expect("path");
     // SAFETY: a valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
-    let mut daemon = Daemon::start(folder.path());
+    let mut daemon = daemon(folder.path(), &["--interval", "300ms"]);
     assert!(daemon.log().contains("not a regular file"), "the FIFO is refused with a reason");
-    let metrics = daemon.scrape(Duration::from_secs(1));
+    let metrics = daemon.get_within("/metrics", Duration::from_secs(1));
     assert!(counter(&metrics, "autoscaler_policy_loads_total") >= 1.0, "{metrics}");
     // A second FIFO while running.
     let fifo2 =
@@ -349,17 +134,18 @@ fn fifo_in_the_folder_neither_blocks_start_nor_shutdown() {
     // SAFETY: a valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(fifo2.as_ptr(), 0o644) }, 0);
     wait_until("the second FIFO refused", Duration::from_secs(5), || {
-        daemon.log().matches("not a regular file").count() >= 2
+        counter(&daemon.scrape(), "autoscaler_policy_failures_total{policy=\"y\"") >= 1.0
     });
+    assert!(daemon.log().matches("not a regular file").count() >= 2, "each FIFO is refused with a reason");
     let took = daemon.terminate();
     assert!(took < Duration::from_secs(5), "SIGTERM took {took:?}");
 }
 
 #[test]
 fn idle_connections_do_not_take_the_metrics_endpoint_down() {
-    let Some(_serial) = setup("idle_connections_do_not_take_the_metrics_endpoint_down") else { return };
+    let Some(_serial) = setup() else { return };
     let folder = policies(&["good"]);
-    let mut daemon = Daemon::start(folder.path());
+    let mut daemon = daemon(folder.path(), &["--interval", "300ms"]);
     let idle: Vec<std::net::TcpStream> =
         (0..200).filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", daemon.metrics_port)).ok()).collect();
     assert!(idle.len() >= 100, "only {} connections", idle.len());
@@ -384,27 +170,27 @@ fn idle_connections_do_not_take_the_metrics_endpoint_down() {
 
 #[test]
 fn slow_policy_delays_only_its_own_services() {
-    let Some(_serial) = setup("slow_policy_delays_only_its_own_services") else { return };
+    let Some(_serial) = setup() else { return };
     let folder = policies(&["slow", "steady"]);
     // Three busy services on a policy that takes 8 ms per call (legal: the
     // limit is 10 ms), one on a fast policy. Every container reports every
     // 20 ms, so the slow policy is offered far more than it can do.
     let slow: Vec<Service> =
-        ["slow-a", "slow-b", "slow-c"].iter().map(|n| Service::create(n, "slow", "slow", 1)).collect();
-    let steady = Service::create("fast", "steady", "none", 2);
-    let mut daemon = Daemon::start_with(folder.path(), &["--interval", "20ms", "--sample-interval", "20ms"]);
+        ["slow-a", "slow-b", "slow-c"].iter().map(|n| service(n, "slow", "slow", 1, &[])).collect();
+    let steady = service("fast", "steady", "none", 2, &[]);
+    let mut daemon = daemon(folder.path(), &["--interval", "20ms", "--sample-interval", "20ms"]);
     let decisions = |metrics: &str, policy: &str| {
         counter(metrics, &format!("autoscaler_decisions_total{{policy=\"{policy}\","))
             + counter(metrics, &format!("autoscaler_policy_failures_total{{policy=\"{policy}\","))
     };
     wait_until("both policies deciding", Duration::from_secs(30), || {
-        let m = daemon.scrape(Duration::from_secs(2));
+        let m = daemon.get_within("/metrics", Duration::from_secs(2));
         decisions(&m, "slow") >= 10.0 && decisions(&m, "steady") >= 10.0
     });
-    let before = daemon.scrape(Duration::from_secs(2));
+    let before = daemon.get_within("/metrics", Duration::from_secs(2));
     let window = Duration::from_secs(4);
     std::thread::sleep(window);
-    let after = daemon.scrape(Duration::from_secs(2));
+    let after = daemon.get_within("/metrics", Duration::from_secs(2));
     let slow_calls = decisions(&after, "slow") - decisions(&before, "slow");
     let steady_calls = decisions(&after, "steady") - decisions(&before, "steady");
     let coalesced = counter(&after, "autoscaler_events_coalesced_total");
@@ -432,15 +218,15 @@ fn slow_policy_delays_only_its_own_services() {
 
 #[test]
 fn forged_task_labels_are_not_counted() {
-    let Some(_serial) = setup("forged_task_labels_are_not_counted") else { return };
+    let Some(_serial) = setup() else { return };
     let folder = policies(&["counted"]);
-    let service = Service::create_with("counted", "counted", "report", 3, &["autoscale.warmup=0s"]);
-    let mut daemon = Daemon::start_with(folder.path(), &["--interval", "200ms", "--sample-interval", "200ms"]);
+    let service = service("counted", "counted", "report", 3, &[("autoscale.warmup", "0s")]);
+    let mut daemon = daemon(folder.path(), &["--interval", "200ms", "--sample-interval", "200ms"]);
     let reasons = |daemon: &Daemon| -> Vec<String> {
         daemon.audit().iter().filter_map(|r| r["reason"].as_str().map(str::to_string)).collect()
     };
     wait_until("the view to count the one replica", Duration::from_secs(30), || {
-        daemon.last_reason(&service.name).is_some_and(|r| r == "reporting 1 warming 0")
+        last_reason(&daemon, &service.name).is_some_and(|r| r == "reporting 1 warming 0")
     });
     // Two containers started outside Swarm that claim to be the service's:
     // one copies the real task's labels, one names a task that does not exist.
@@ -464,7 +250,7 @@ fn forged_task_labels_are_not_counted() {
         args.extend(["-e".to_string(), "PORT=18099".to_string(), IMAGE.to_string()]);
         forged.push(docker(&args.iter().map(String::as_str).collect::<Vec<_>>()));
     }
-    let _cleanup = Forged(forged.clone());
+    let _cleanup = Containers(forged.clone());
     for id in &forged {
         wait_until("the forgery to be refused by name", Duration::from_secs(15), || {
             daemon.log().contains(&format!("container {id} carries the labels of service"))
@@ -475,7 +261,7 @@ fn forged_task_labels_are_not_counted() {
     let mut seen = Vec::new();
     let watched = Instant::now();
     while watched.elapsed() < Duration::from_secs(3) {
-        seen.extend(daemon.last_reason(&service.name));
+        seen.extend(last_reason(&daemon, &service.name));
         std::thread::sleep(Duration::from_millis(50));
     }
     let latest: Vec<&String> = seen.iter().rev().take(5).collect();
@@ -487,15 +273,4 @@ fn forged_task_labels_are_not_counted() {
     assert_eq!(service.replicas(), 1);
     let took = daemon.terminate();
     assert!(took < Duration::from_secs(5), "SIGTERM took {took:?}");
-}
-
-/// Removes the forged containers however the test ends.
-struct Forged(Vec<String>);
-
-impl Drop for Forged {
-    fn drop(&mut self) {
-        for id in &self.0 {
-            let _ = Command::new("docker").args(["rm", "-f", id]).output();
-        }
-    }
 }

@@ -18,405 +18,50 @@
 //! dockerd, a mislabelled service is left alone. Times are measured and
 //! printed, never asserted to the millisecond.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+mod common;
+
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-const IMAGE: &str = "swarm-autoscaler-demo:local";
+use common::{Daemon, Load, Service, docker, repo, request, unix_now, wait_until};
 
-/// One test at a time: they share the Swarm, dockerd and two CPU cores.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repository root").to_path_buf()
-}
-
-/// Why this machine cannot run the tests, if it cannot.
-fn cannot_run() -> Option<String> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not running as root (needs dockerd, a Swarm manager and eBPF rights)".into());
-    }
-    match Command::new("docker")
-        .args(["info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}"])
-        .output()
-    {
-        Err(err) => Some(format!("no docker client: {err}")),
-        Ok(out) if !out.status.success() => {
-            Some("no docker engine answers; run examples/setup.sh as root (tests/run.sh does)".into())
-        }
-        Ok(out) => {
-            let state = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            (state != "active true")
-                .then(|| format!("docker is not a swarm manager (swarm: {state}); run examples/setup.sh"))
-        }
-    }
-}
-
-/// Take the lock and check the machine; `None`: skip (said why, loudly).
-fn setup(test: &str) -> Option<MutexGuard<'static, ()>> {
-    let guard = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(reason) = cannot_run() {
-        // Straight to the process's stderr: libtest captures eprintln! of
-        // passing tests, and a skip must be seen.
-        let _ = writeln!(std::io::stderr(), "\n*** SKIPPED swarm_e2e::{test}: {reason} ***\n");
-        return None;
-    }
-    let image = Command::new("docker").args(["image", "inspect", IMAGE]).output().expect("docker");
-    assert!(
-        image.status.success(),
-        "image {IMAGE} is missing: build it with examples/demo/build-image.sh (tests/run.sh does)"
-    );
-    for policy in ["threshold", "proportional"] {
-        let file = repo().join("policies").join(format!("{policy}.wasm"));
-        assert!(file.is_file(), "{} is missing: run policies/build.sh (tests/run.sh does)", file.display());
-    }
-    // Leftovers of an interrupted run would be scaled by our daemons too.
-    let out = docker(&["service", "ls", "--filter", "name=e2e-", "--format", "{{.Name}}"]);
-    for name in out.lines().filter(|n| n.starts_with("e2e-")) {
-        let _ = Command::new("docker").args(["service", "rm", name]).output();
-    }
+/// The local Swarm for one test, the shipped policies built (`None`:
+/// skipped, said why).
+fn setup() -> Option<MutexGuard<'static, ()>> {
+    let guard = common::local_swarm("e2e-")?;
+    common::shipped_policies();
     Some(guard)
 }
 
-/// Run the docker CLI; panics with its stderr on failure.
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().expect("run docker");
-    assert!(out.status.success(), "docker {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+/// `e2e-<name>` with one replica on `port` and `labels`, running.
+fn service(name: &str, port: u16, labels: &[(&str, &str)]) -> Service {
+    service_n(name, port, 1, labels)
 }
 
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    start.elapsed()
+/// [`service`] with `replicas` tasks, each also on its own port
+/// ([`Service::slot_port`]).
+fn service_n(name: &str, port: u16, replicas: u32, labels: &[(&str, &str)]) -> Service {
+    Service::spec(&format!("e2e-{name}")).port(port).replicas(replicas).labels(labels).create()
 }
 
-fn unix_now() -> Duration {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970")
-}
-
-/// A Swarm service running the demo workload on the host network, removed
-/// on drop.
-struct Service {
-    name: String,
-    port: u16,
-}
-
-impl Service {
-    /// Create `e2e-<name>` with the autoscaling labels and wait for its
-    /// first task to run.
-    fn create(name: &str, port: u16, labels: &[(&str, &str)]) -> Service {
-        Service::create_replicated(name, port, 1, labels)
-    }
-
-    /// [`Service::create`] with `replicas` tasks, each also listening on its
-    /// own port `port + 10 + slot` (see [`Service::slot_port`]).
-    fn create_replicated(name: &str, port: u16, replicas: u32, labels: &[(&str, &str)]) -> Service {
-        let name = format!("e2e-{name}");
-        let env = format!("PORT={port}");
-        let slot_base = format!("SLOT_PORT_BASE={}", port + 10);
-        let replicas = replicas.to_string();
-        let mut args = vec![
-            "service",
-            "create",
-            "--detach",
-            "--quiet",
-            "--name",
-            &name,
-            "--network",
-            "host",
-            "--limit-cpu",
-            "0.5",
-            "--env",
-            &env,
-            "--env",
-            &slot_base,
-            "--env",
-            "SLOT={{.Task.Slot}}",
-            "--replicas",
-            &replicas,
-            "--stop-grace-period",
-            "2s",
-        ];
-        let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        for label in &labels {
-            args.extend(["--label", label.as_str()]);
-        }
-        args.push(IMAGE);
-        docker(&args);
-        let service = Service { name, port };
-        wait_until(&format!("{} to run", service.name), Duration::from_secs(60), || service.running() >= 1);
-        wait_until(&format!("{} to answer", service.name), Duration::from_secs(30), || service.answers());
-        service
-    }
-
-    /// The port only the replica in Swarm slot `slot` listens on.
-    fn slot_port(&self, slot: u16) -> u16 {
-        self.port + 10 + slot
-    }
-
-    /// Replicas in the spec.
-    fn replicas(&self) -> u32 {
-        docker(&["service", "inspect", &self.name, "--format", "{{.Spec.Mode.Replicated.Replicas}}"])
-            .parse()
-            .expect("replicas")
-    }
-
-    /// The spec's version index: changes on every write.
-    fn version(&self) -> u64 {
-        docker(&["service", "inspect", &self.name, "--format", "{{.Version.Index}}"]).parse().expect("version")
-    }
-
-    /// Tasks running now.
-    fn running(&self) -> usize {
-        let out = Command::new("docker")
-            .args(["service", "ps", &self.name, "--filter", "desired-state=running", "--format", "{{.CurrentState}}"])
-            .output()
-            .expect("docker service ps");
-        String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with("Running")).count()
-    }
-
-    fn answers(&self) -> bool {
-        request(self.port, "/healthz").is_some_and(|body| body.starts_with("ok"))
-    }
-
-    /// Container start times (Unix ns) of this service's tasks since `since`.
-    fn container_starts_since(&self, since: Duration) -> Vec<u128> {
-        let since = format!("{:.3}", since.as_secs_f64());
-        let until = format!("{:.3}", unix_now().as_secs_f64());
-        let label = format!("label=com.docker.swarm.service.name={}", self.name);
-        let out = docker(&[
-            "events",
-            "--since",
-            &since,
-            "--until",
-            &until,
-            "--filter",
-            "type=container",
-            "--filter",
-            "event=start",
-            "--filter",
-            &label,
-            "--format",
-            "{{.TimeNano}}",
-        ]);
-        out.lines().filter_map(|l| l.trim().parse().ok()).collect()
-    }
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = Command::new("docker").args(["service", "rm", &self.name]).output();
-    }
-}
-
-/// One GET on 127.0.0.1:port with `Connection: close`; the body, if any.
-fn request(port: u16, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(15))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    response.split_once("\r\n\r\n").map(|(_, body)| body.to_string())
-}
-
-/// Closed-loop CPU load: `threads` clients each asking for 50 ms of CPU
-/// burn, one connection per request (so the kernel spreads them over the
-/// replicas), until dropped.
-struct Load {
-    stop: Arc<AtomicBool>,
-    served: Arc<AtomicU64>,
-    threads: Vec<JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(port: u16, threads: usize) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let served = Arc::new(AtomicU64::new(0));
-        let threads = (0..threads)
-            .map(|_| {
-                let (stop, served) = (stop.clone(), served.clone());
-                std::thread::spawn(move || {
-                    while !stop.load(Ordering::Relaxed) {
-                        match request(port, "/burn?ms=50") {
-                            Some(_) => served.fetch_add(1, Ordering::Relaxed),
-                            None => {
-                                std::thread::sleep(Duration::from_millis(20));
-                                0
-                            }
-                        };
-                    }
-                })
-            })
-            .collect();
-        Load { stop, served, threads }
-    }
-
-    fn stop(mut self) -> u64 {
-        self.halt();
-        self.served.load(Ordering::Relaxed)
-    }
-
-    fn halt(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Load {
-    fn drop(&mut self) {
-        self.halt();
-    }
-}
-
-/// The `host` daemon as a child process; stopped with SIGTERM on drop.
-struct Daemon {
-    child: Child,
-    dir: tempfile::TempDir,
-    /// Port of the daemon's Prometheus endpoint on 127.0.0.1.
-    metrics_port: u16,
-}
-
-impl Daemon {
-    fn start(extra: &[&str]) -> Daemon {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let log = std::fs::File::create(dir.path().join("host.log")).expect("log file");
-        let audit = dir.path().join("audit.jsonl");
-        // A free port for the metrics endpoint, so runs never collide.
-        let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        let child = Command::new(env!("CARGO_BIN_EXE_host"))
-            .current_dir(repo())
-            .args(["--policies", "./policies", "--audit-log"])
-            .arg(&audit)
-            .arg("--metrics-addr")
-            .arg(format!("127.0.0.1:{metrics_port}"))
-            .args(extra)
-            .args(std::env::var("SWARM_E2E_HOST_ARGS").unwrap_or_default().split_whitespace())
-            // No pinned classifier links by default: a daemon a test kills
-            // while a service is removed must not leave the machine holding
-            // that port. SWARM_E2E_BPF_PIN_DIR (a bpffs directory) pins them,
-            // to run the restart tests across pinned links.
-            .env("AUTOSCALER_BPF_PIN_DIR", std::env::var("SWARM_E2E_BPF_PIN_DIR").unwrap_or_default())
-            .env("RUST_LOG", "info")
-            .env_remove("DOCKER_HOST")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start host");
-        let mut daemon = Daemon { child, dir, metrics_port };
-        let start = Instant::now();
-        while !daemon.log().contains("following docker events") {
-            assert!(!daemon.exited(), "host exited at startup:\n{}", daemon.log());
-            assert!(start.elapsed() < Duration::from_secs(60), "host did not start:\n{}", daemon.log());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        daemon
-    }
-
-    /// One scrape of the daemon's Prometheus endpoint, over real HTTP.
-    fn scrape_metrics(&self) -> String {
-        use std::io::{Read, Write};
-        let mut conn = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).expect("connect to metrics");
-        conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("request");
-        let mut response = String::new();
-        conn.read_to_string(&mut response).expect("response");
-        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-        response
-    }
-
-    /// The daemon's log so far (plain text: the daemon writes colour codes
-    /// only to a terminal).
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("host.log")).unwrap_or_default()
-    }
-
-    fn exited(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(Some(_)))
-    }
-
-    /// Wait until the daemon reports the service as autoscaled.
-    fn wait_enabled(&self, service: &Service) {
-        let line = format!("service {} autoscaled", service.name);
-        wait_until(&line, Duration::from_secs(30), || self.log().contains(&line));
-    }
-
-    /// `host status [SERVICE]` against this daemon, as its user runs it:
-    /// (success, stdout).
-    fn status(&self, service: Option<&str>) -> (bool, String) {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_host"));
-        command.args(["status", "--addr", &format!("127.0.0.1:{}", self.metrics_port)]);
-        command.args(service);
-        let out = command.output().expect("run host status");
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    /// The lines of the log that mention `service`'s autoscaling state.
-    fn lines_about(&self, service: &str) -> Vec<String> {
-        let prefix = format!("service {service} ");
-        self.log()
-            .lines()
-            // The text format puts the line's fields after the message.
-            .filter_map(|l| {
-                l.find(&prefix).map(|at| l[at..].trim_end_matches(&format!(" service={service}")).to_string())
-            })
-            .collect()
-    }
-
-    /// Every audit record so far.
-    fn audit(&self) -> Vec<serde_json::Value> {
-        let file = match std::fs::File::open(self.dir.path().join("audit.jsonl")) {
-            Ok(f) => f,
-            Err(_) => return Vec::new(),
-        };
-        BufReader::new(file).lines().map_while(Result::ok).filter_map(|l| serde_json::from_str(&l).ok()).collect()
-    }
-
-    fn audit_for(&self, service: &Service, outcome: &str) -> Vec<serde_json::Value> {
-        self.audit().into_iter().filter(|r| r["service"] == service.name.as_str() && r["outcome"] == outcome).collect()
-    }
-
-    fn stop(&mut self) {
-        // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.stop();
-        if std::thread::panicking() {
-            let log = self.log();
-            let tail: Vec<&str> = log.lines().rev().take(60).collect();
-            eprintln!("--- host log (last 60 lines) ---");
-            for line in tail.iter().rev() {
-                eprintln!("{line}");
-            }
-        }
-    }
+/// The daemon with the shipped policies, the default (eBPF) probe and
+/// `extra` flags, ready. `SWARM_E2E_HOST_ARGS` adds flags.
+fn start_daemon(extra: &[&str]) -> Daemon {
+    let more = std::env::var("SWARM_E2E_HOST_ARGS").unwrap_or_default();
+    let more: Vec<&str> = more.split_whitespace().collect();
+    Daemon::builder()
+        .args(extra)
+        .args(&more)
+        // No pinned classifier links by default: a daemon a test kills
+        // while a service is removed must not leave the machine holding
+        // that port. SWARM_E2E_BPF_PIN_DIR (a bpffs directory) pins them,
+        // to run the restart tests across pinned links.
+        .env("AUTOSCALER_BPF_PIN_DIR", &std::env::var("SWARM_E2E_BPF_PIN_DIR").unwrap_or_default())
+        .start()
 }
 
 /// Labels of a threshold-policy service with short cooldowns.
@@ -435,10 +80,10 @@ fn threshold_labels<'a>(max: &'a str, cooldown_down: &'a str) -> Vec<(&'a str, &
 
 #[test]
 fn load_scales_up_within_bounds_and_back_down_after_the_cooldown() {
-    let Some(_serial) = setup("load_scales_up_within_bounds_and_back_down_after_the_cooldown") else { return };
-    let web = Service::create("scale", 18081, &threshold_labels("3", "3s"));
-    let daemon = Daemon::start(&[]);
-    daemon.wait_enabled(&web);
+    let Some(_serial) = setup() else { return };
+    let web = service("scale", 18081, &threshold_labels("3", "3s"));
+    let daemon = start_daemon(&[]);
+    daemon.wait_autoscaled(&web.name);
 
     let load_start = unix_now();
     let started = Instant::now();
@@ -455,7 +100,7 @@ fn load_scales_up_within_bounds_and_back_down_after_the_cooldown() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert_eq!(highest, 3, "replicas went past autoscale.max");
-    let ups: Vec<_> = daemon.audit_for(&web, "applied");
+    let ups: Vec<_> = daemon.audit_for(&web.name, "applied");
     let first = ups.first().expect("an applied scale-up in the audit log");
     assert_eq!(first["policy"], "threshold");
     assert!(first["reason"].as_str().is_some_and(|r| r.contains(">= cpu.upper")), "{first}");
@@ -477,7 +122,7 @@ fn load_scales_up_within_bounds_and_back_down_after_the_cooldown() {
     );
 
     // The metrics endpoint saw the same story.
-    let metrics = daemon.scrape_metrics();
+    let metrics = daemon.scrape();
     let value = |prefix: &str| -> f64 {
         metrics
             .lines()
@@ -498,7 +143,7 @@ fn load_scales_up_within_bounds_and_back_down_after_the_cooldown() {
     let load_stop = Instant::now();
     wait_until("replicas back at min (1) after the load", Duration::from_secs(90), || web.replicas() == 1);
     eprintln!("e2e scale-down to min took {:.1} s after the load stopped", load_stop.elapsed().as_secs_f64());
-    let applied = daemon.audit_for(&web, "applied");
+    let applied = daemon.audit_for(&web.name, "applied");
     let downs: Vec<&serde_json::Value> = applied.iter().filter(|r| r["to"].as_u64() < r["from"].as_u64()).collect();
     assert!(downs.len() >= 2, "expected 3 -> 2 -> 1, got {downs:?}");
     assert_eq!(downs.last().map(|r| r["to"].clone()), Some(serde_json::json!(1)));
@@ -515,33 +160,33 @@ fn load_scales_up_within_bounds_and_back_down_after_the_cooldown() {
 
 #[test]
 fn dry_run_logs_decisions_and_writes_nothing() {
-    let Some(_serial) = setup("dry_run_logs_decisions_and_writes_nothing") else { return };
-    let web = Service::create("dryrun", 18082, &threshold_labels("3", "3s"));
+    let Some(_serial) = setup() else { return };
+    let web = service("dryrun", 18082, &threshold_labels("3", "3s"));
     let version = web.version();
-    let daemon = Daemon::start(&["--dry-run"]);
-    daemon.wait_enabled(&web);
+    let daemon = start_daemon(&["--dry-run"]);
+    daemon.wait_autoscaled(&web.name);
     assert!(daemon.log().contains("dry run"), "the daemon should say it runs dry");
     let load = Load::start(web.port, 4);
     wait_until("a dry-run decision in the audit log", Duration::from_secs(60), || {
-        !daemon.audit_for(&web, "dry-run").is_empty()
+        !daemon.audit_for(&web.name, "dry-run").is_empty()
     });
     std::thread::sleep(Duration::from_secs(3));
     load.stop();
-    let would = daemon.audit_for(&web, "dry-run");
+    let would = daemon.audit_for(&web.name, "dry-run");
     assert_eq!(would[0]["from"], 1);
     assert_eq!(would[0]["to"], 2);
     assert!(daemon.log().contains("dry-run: would scale e2e-dryrun 1 -> 2"), "decision not in the log");
-    assert!(daemon.audit_for(&web, "applied").is_empty());
+    assert!(daemon.audit_for(&web.name, "applied").is_empty());
     assert_eq!(web.replicas(), 1, "dry-run changed the replicas");
     assert_eq!(web.version(), version, "dry-run wrote to the service spec");
 }
 
 #[test]
 fn a_manual_scale_during_a_run_is_respected() {
-    let Some(_serial) = setup("a_manual_scale_during_a_run_is_respected") else { return };
-    let web = Service::create("manual", 18083, &threshold_labels("6", "3s"));
-    let daemon = Daemon::start(&[]);
-    daemon.wait_enabled(&web);
+    let Some(_serial) = setup() else { return };
+    let web = service("manual", 18083, &threshold_labels("6", "3s"));
+    let daemon = start_daemon(&[]);
+    daemon.wait_autoscaled(&web.name);
     let load = Load::start(web.port, 4);
     wait_until("the daemon to scale up", Duration::from_secs(60), || web.replicas() >= 2);
 
@@ -556,10 +201,10 @@ fn a_manual_scale_during_a_run_is_respected() {
     // The daemon's next change starts from the operator's 5: no decision
     // taken on the old count is written over it.
     wait_until("the daemon's next change after the manual scale", Duration::from_secs(60), || {
-        daemon.audit_for(&web, "applied").iter().any(|r| r["time_unix_ms"].as_u64() > Some(manual_at))
+        daemon.audit_for(&web.name, "applied").iter().any(|r| r["time_unix_ms"].as_u64() > Some(manual_at))
     });
     let after: Vec<serde_json::Value> = daemon
-        .audit_for(&web, "applied")
+        .audit_for(&web.name, "applied")
         .into_iter()
         .filter(|r| r["time_unix_ms"].as_u64() > Some(manual_at))
         .collect();
@@ -573,10 +218,10 @@ fn a_manual_scale_during_a_run_is_respected() {
 
 #[test]
 fn the_daemon_outlives_a_dockerd_restart_and_resumes_scaling() {
-    let Some(_serial) = setup("the_daemon_outlives_a_dockerd_restart_and_resumes_scaling") else { return };
-    let web = Service::create("restart", 18084, &threshold_labels("3", "30s"));
-    let mut daemon = Daemon::start(&[]);
-    daemon.wait_enabled(&web);
+    let Some(_serial) = setup() else { return };
+    let web = service("restart", 18084, &threshold_labels("3", "30s"));
+    let mut daemon = start_daemon(&[]);
+    daemon.wait_autoscaled(&web.name);
 
     // Kill the dockerd examples/setup.sh started (ours on this machine).
     let pid = docker_pid().expect("dockerd runs");
@@ -587,34 +232,32 @@ fn the_daemon_outlives_a_dockerd_restart_and_resumes_scaling() {
     assert!(!daemon.exited(), "the daemon died with dockerd:\n{}", daemon.log());
 
     start_dockerd();
-    wait_until("the daemon to resync after the restart", Duration::from_secs(90), || {
-        daemon.log().contains("reconnected to docker")
+    daemon.wait_status("the daemon to read docker again after the restart", Duration::from_secs(90), |s| {
+        s["inventory-reads"].as_u64() >= Some(2)
     });
     wait_until("the service to run again", Duration::from_secs(90), || web.running() >= 1 && web.answers());
     assert!(!daemon.exited(), "the daemon exited:\n{}", daemon.log());
 
-    let before = daemon.audit_for(&web, "applied").len();
+    let before = daemon.audit_for(&web.name, "applied").len();
     let load = Load::start(web.port, 4);
     wait_until("scaling to resume after the restart", Duration::from_secs(90), || web.replicas() >= 2);
     load.stop();
-    assert!(daemon.audit_for(&web, "applied").len() > before, "the scale-up was not the daemon's");
+    assert!(daemon.audit_for(&web.name, "applied").len() > before, "the scale-up was not the daemon's");
 }
 
 #[test]
 fn services_with_malformed_labels_or_no_policy_are_left_alone_while_another_scales() {
-    let Some(_serial) = setup("services_with_malformed_labels_or_no_policy_are_left_alone_while_another_scales") else {
-        return;
-    };
-    let good = Service::create("good", 18085, &threshold_labels("3", "30s"));
-    let bad = Service::create("bad", 18086, &threshold_labels("lots", "30s"));
+    let Some(_serial) = setup() else { return };
+    let good = service("good", 18085, &threshold_labels("3", "30s"));
+    let bad = service("bad", 18086, &threshold_labels("lots", "30s"));
     let bad_version = bad.version();
     // Well labelled, but bound to a policy that is not in the folder.
     let mut orphan_labels = threshold_labels("3", "30s");
     orphan_labels.retain(|(k, _)| *k != "autoscale.policy");
     orphan_labels.push(("autoscale.policy", "no-such-policy"));
-    let orphan = Service::create("orphan", 18087, &orphan_labels);
-    let daemon = Daemon::start(&[]);
-    daemon.wait_enabled(&good);
+    let orphan = service("orphan", 18087, &orphan_labels);
+    let daemon = start_daemon(&[]);
+    daemon.wait_autoscaled(&good.name);
     let log = daemon.log();
     let complaint = log.lines().find(|l| l.contains("service e2e-bad") && l.contains("autoscale.max"));
     let complaint = complaint.unwrap_or_else(|| panic!("no line naming service e2e-bad and autoscale.max:\n{log}"));
@@ -669,7 +312,9 @@ fn start_dockerd() {
         });
     }
     command.status().expect("start dockerd");
-    wait_until("dockerd to answer as a swarm manager", Duration::from_secs(90), || cannot_run().is_none());
+    wait_until("dockerd to answer as a swarm manager", Duration::from_secs(90), || {
+        common::local_swarm_missing().is_none()
+    });
 }
 
 /// Labels of a threshold-policy service deciding on the service mean, with
@@ -691,17 +336,15 @@ fn view_labels<'a>(max: &'a str, lower: &'a str, warmup: &'a str) -> Vec<(&'a st
 
 #[test]
 fn a_half_loaded_service_is_judged_by_its_mean_and_scales_in_only_when_all_idle() {
-    let Some(_serial) = setup("a_half_loaded_service_is_judged_by_its_mean_and_scales_in_only_when_all_idle") else {
-        return;
-    };
-    let web = Service::create_replicated("view", 18091, 3, &view_labels("4", "0.2", "2s"));
+    let Some(_serial) = setup() else { return };
+    let web = service_n("view", 18091, 3, &view_labels("4", "0.2", "2s"));
     wait_until("3 tasks to run", Duration::from_secs(60), || web.running() >= 3);
     // Two replicas saturated, one idle, from before the daemon looks: the
     // mean sits between the thresholds the whole time.
     let loads = [Load::start(web.slot_port(1), 2), Load::start(web.slot_port(2), 2)];
     std::thread::sleep(Duration::from_secs(3)); // the load is on, the replicas past the warm-up
-    let daemon = Daemon::start(&[]);
-    daemon.wait_enabled(&web);
+    let daemon = start_daemon(&[]);
+    daemon.wait_autoscaled(&web.name);
     let watched = Instant::now();
     let mut lowest = u32::MAX;
     while watched.elapsed() < Duration::from_secs(60) {
@@ -711,22 +354,26 @@ fn a_half_loaded_service_is_judged_by_its_mean_and_scales_in_only_when_all_idle(
     let served: u64 = loads.into_iter().map(Load::stop).sum();
     assert!(served > 100, "the load did not run ({served} requests)");
     assert!(lowest >= 3, "scaled in to {lowest} while two of three replicas were saturated");
-    let actions = daemon.audit_for(&web, "applied").len();
-    assert!(actions <= 1, "{actions} scale actions in 60 s on a steady load: {:?}", daemon.audit_for(&web, "applied"));
+    let actions = daemon.audit_for(&web.name, "applied").len();
+    assert!(
+        actions <= 1,
+        "{actions} scale actions in 60 s on a steady load: {:?}",
+        daemon.audit_for(&web.name, "applied")
+    );
 
     // All idle: the mean falls below lower and the service scales in.
     wait_until("a scale-in once every replica is idle", Duration::from_secs(30), || web.replicas() < 3);
-    let down = daemon.audit_for(&web, "applied");
+    let down = daemon.audit_for(&web.name, "applied");
     let last = down.last().expect("an applied scale-in");
     assert!(last["to"].as_u64() < last["from"].as_u64(), "{last}");
 }
 
 #[test]
 fn a_new_idle_replica_does_not_pull_the_service_back_in() {
-    let Some(_serial) = setup("a_new_idle_replica_does_not_pull_the_service_back_in") else { return };
-    let web = Service::create_replicated("warmup", 18101, 1, &view_labels("3", "0.3", "5s"));
-    let daemon = Daemon::start(&[]);
-    daemon.wait_enabled(&web);
+    let Some(_serial) = setup() else { return };
+    let web = service_n("warmup", 18101, 1, &view_labels("3", "0.3", "5s"));
+    let daemon = start_daemon(&[]);
+    daemon.wait_autoscaled(&web.name);
 
     // Only replica 1 is loaded, through its own port; the new replica stays idle.
     let load = Load::start(web.slot_port(1), 2);
@@ -740,7 +387,7 @@ fn a_new_idle_replica_does_not_pull_the_service_back_in() {
     assert!(load.stop() > 50, "the load did not run");
     assert!(lowest >= 2, "scaled back in to {lowest} because of the idle newcomer");
     let ins: Vec<_> =
-        daemon.audit_for(&web, "applied").into_iter().filter(|r| r["to"].as_u64() < r["from"].as_u64()).collect();
+        daemon.audit_for(&web.name, "applied").into_iter().filter(|r| r["to"].as_u64() < r["from"].as_u64()).collect();
     assert!(ins.is_empty(), "scale-ins while loaded: {ins:?}");
 }
 
@@ -759,24 +406,6 @@ fn zero_labels(min: &str) -> Vec<(&str, &str)> {
     ]
 }
 
-impl Service {
-    /// Full ids of this service's task containers on this node.
-    fn containers(&self) -> Vec<String> {
-        let label = format!("label=com.docker.swarm.service.name={}", self.name);
-        docker(&["ps", "-q", "--no-trunc", "--filter", &label]).lines().map(str::to_string).collect()
-    }
-
-    /// Whether one of its containers is paused (frozen).
-    fn frozen(&self) -> bool {
-        self.containers().iter().any(|id| {
-            Command::new("docker")
-                .args(["inspect", "--format", "{{.State.Paused}}", id])
-                .output()
-                .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "true")
-        })
-    }
-}
-
 /// Scale to zero on a real Swarm: an idle `min=0` service is frozen (spec
 /// and task untouched), a burst of 100 concurrent connections wakes it and
 /// every one is answered; a `min=1` service and a `min=0` service that
@@ -784,13 +413,13 @@ impl Service {
 /// audit log and the metrics.
 #[test]
 fn an_idle_min_zero_service_freezes_and_its_first_connections_wake_it() {
-    let Some(_serial) = setup("an_idle_min_zero_service_freezes_and_its_first_connections_wake_it") else { return };
-    let idle = Service::create("zero", 18121, &zero_labels("0"));
-    let kept = Service::create("zero-min1", 18122, &zero_labels("1"));
-    let busy = Service::create("zero-busy", 18123, &zero_labels("0"));
-    let daemon = Daemon::start(&[]);
+    let Some(_serial) = setup() else { return };
+    let idle = service("zero", 18121, &zero_labels("0"));
+    let kept = service("zero-min1", 18122, &zero_labels("1"));
+    let busy = service("zero-busy", 18123, &zero_labels("0"));
+    let daemon = start_daemon(&[]);
     for service in [&idle, &kept, &busy] {
-        daemon.wait_enabled(service);
+        daemon.wait_autoscaled(&service.name);
     }
     // A request every 400 ms keeps `busy` from ever being idle.
     let stop = Arc::new(AtomicBool::new(false));
@@ -821,7 +450,7 @@ fn an_idle_min_zero_service_freezes_and_its_first_connections_wake_it() {
     }
     assert_eq!((idle.replicas(), idle.running()), (1, 1), "a frozen replica stays one running task in Swarm");
     assert!(!others_frozen, "a min=1 service or a min=0 service with requests was frozen");
-    let (ok, text) = daemon.status(Some(&idle.name));
+    let (ok, text) = daemon.host_status(Some(&idle.name));
     assert!(ok && text.contains("  zero:      frozen "), "host status shows the freeze:\n{text}");
 
     // 100 connections at once against the frozen replica: all answered.
@@ -846,7 +475,7 @@ fn an_idle_min_zero_service_freezes_and_its_first_connections_wake_it() {
     times.sort();
     assert!(!idle.frozen(), "the burst should have woken {}", idle.name);
     assert_eq!(idle.containers(), before, "woken in place: the same replica, not a restarted one");
-    let (_, text) = daemon.status(Some(&idle.name));
+    let (_, text) = daemon.host_status(Some(&idle.name));
     assert!(text.contains("  zero:      woken ") && text.contains(": connection to unpaused in "), "{text}");
 
     let zero: Vec<serde_json::Value> = daemon.audit().into_iter().filter(|r| r["zero"].is_string()).collect();
@@ -857,7 +486,7 @@ fn an_idle_min_zero_service_freezes_and_its_first_connections_wake_it() {
     assert!(zero.iter().all(|r| r["service"] == idle.name.as_str()), "only the idle service froze: {zero:?}");
     let woken = zero.iter().find(|r| r["zero"] == "woken").expect("a woken record");
     let wake_ms = woken["wake_us"].as_u64().expect("wake latency") as f64 / 1000.0;
-    let metrics = daemon.scrape_metrics();
+    let metrics = daemon.scrape();
     for op in ["freeze", "thaw", "wake"] {
         assert!(metrics.contains(&format!("autoscaler_zero_seconds_count{{op=\"{op}\"}} ")), "no {op} in\n{metrics}");
     }
@@ -879,7 +508,7 @@ fn an_idle_min_zero_service_freezes_and_its_first_connections_wake_it() {
     let (left, operators) = (idle.containers()[0].clone(), kept.containers()[0].clone());
     docker(&["pause", &left]);
     docker(&["pause", &operators]);
-    let next = Daemon::start(&[]);
+    let next = start_daemon(&[]);
     wait_until("the next daemon to unpause the replica left paused", Duration::from_secs(20), || {
         next.audit().iter().any(|r| {
             r["service"] == idle.name.as_str()
@@ -899,15 +528,13 @@ fn an_idle_min_zero_service_freezes_and_its_first_connections_wake_it() {
 /// service beside it is frozen and woken as before. Audited and measured.
 #[test]
 fn an_idle_removed_service_goes_to_zero_replicas_and_a_burst_brings_it_back() {
-    let Some(_serial) = setup("an_idle_removed_service_goes_to_zero_replicas_and_a_burst_brings_it_back") else {
-        return;
-    };
+    let Some(_serial) = setup() else { return };
     let mut remove_labels = zero_labels("0");
     remove_labels.extend([("autoscale.zero", "remove"), ("autoscale.port", "18131")]);
-    let removed = Service::create("zero-remove", 18131, &remove_labels);
-    let frozen = Service::create("zero-freeze", 18132, &zero_labels("0"));
-    let mut first = Daemon::start(&[]);
-    first.wait_enabled(&removed);
+    let removed = service("zero-remove", 18131, &remove_labels);
+    let frozen = service("zero-freeze", 18132, &zero_labels("0"));
+    let mut first = start_daemon(&[]);
+    first.wait_autoscaled(&removed.name);
     let took = wait_until("the idle zero=remove service to have no replica", Duration::from_secs(40), || {
         removed.replicas() == 0 && removed.containers().is_empty()
     });
@@ -915,16 +542,17 @@ fn an_idle_removed_service_goes_to_zero_replicas_and_a_burst_brings_it_back() {
         first.audit().into_iter().filter(|r| r["service"] == removed.name.as_str() && r["zero"] == "removed").collect();
     assert_eq!(gone.len(), 1, "{gone:?}");
     assert_eq!(gone[0]["ports"], serde_json::json!([18131]));
-    let (ok, text) = first.status(Some(&removed.name));
+    let (ok, text) = first.host_status(Some(&removed.name));
     assert!(ok && text.contains("  zero:      removed "), "host status shows the removal:\n{text}");
-    assert!(first.scrape_metrics().contains("autoscaler_zero_seconds_count{op=\"remove\"} 1"));
+    assert!(first.scrape().contains("autoscaler_zero_seconds_count{op=\"remove\"} 1"));
     // A new daemon finds the service at 0 replicas and holds its port again.
     first.stop();
-    let daemon = Daemon::start(&[]);
-    daemon.wait_enabled(&removed);
+    let daemon = start_daemon(&[]);
+    daemon.wait_autoscaled(&removed.name);
     wait_until("the next daemon to hold the port again", Duration::from_secs(10), || {
-        daemon.log().contains(&format!("service {} is at 0 replicas: port 18131 held", removed.name))
+        daemon.service(&removed.name).is_some_and(|s| s["zero"]["state"] == "removed")
     });
+    assert_eq!(daemon.count(&format!("service {} is at 0 replicas: port 18131 held", removed.name)), 1);
 
     // 50 connections at once to a service with no replica: all held by the
     // kernel, none refused, all answered by the replica that comes back.
@@ -969,7 +597,7 @@ fn an_idle_removed_service_goes_to_zero_replicas_and_a_burst_brings_it_back() {
     assert!(of(&removed, "frozen").is_empty() && of(&removed, "failed").is_empty(), "{zero:?}");
     assert!(!of(&frozen, "frozen").is_empty() && !of(&frozen, "woken").is_empty(), "{zero:?}");
     assert!(of(&frozen, "removed").is_empty(), "{zero:?}");
-    let metrics = daemon.scrape_metrics();
+    let metrics = daemon.scrape();
     for op in ["restore", "freeze", "wake"] {
         assert!(metrics.contains(&format!("autoscaler_zero_seconds_count{{op=\"{op}\"}} ")), "no {op} in\n{metrics}");
     }
@@ -978,7 +606,7 @@ fn an_idle_removed_service_goes_to_zero_replicas_and_a_burst_brings_it_back() {
         .find_map(|l| l.strip_prefix("autoscaler_probe_parked_syns_total "))
         .and_then(|v| v.parse::<f64>().ok());
     assert!(held.is_some_and(|n| n >= 50.0), "every attempt of the burst was held: {held:?}");
-    let (_, text) = daemon.status(Some(&removed.name));
+    let (_, text) = daemon.host_status(Some(&removed.name));
     assert!(text.contains("  zero:      restored ") && text.contains("connection attempt to listening in "), "{text}");
     eprintln!(
         "e2e remove: no replica {:.1} s after the first daemon started; after a restart, burst of 50 to a removed service: all answered within {burst_took:?}, median {:?}, max {:?}; kernel's first held attempt -> replica listening {restore_ms:.0} ms",
@@ -996,12 +624,12 @@ fn an_idle_removed_service_goes_to_zero_replicas_and_a_burst_brings_it_back() {
 /// the same order: replay runs the actuator's own guardrails.
 #[test]
 fn a_recorded_live_run_replays_to_the_same_decisions() {
-    let Some(_serial) = setup("a_recorded_live_run_replays_to_the_same_decisions") else { return };
-    let web = Service::create("replay", 18090, &threshold_labels("3", "3s"));
+    let Some(_serial) = setup() else { return };
+    let web = service("replay", 18090, &threshold_labels("3", "3s"));
     let dir = tempfile::tempdir().expect("tempdir");
     let trace = dir.path().join("live.trace");
-    let mut daemon = Daemon::start(&["--record", trace.to_str().expect("a UTF-8 temp path")]);
-    daemon.wait_enabled(&web);
+    let mut daemon = start_daemon(&["--record", trace.to_str().expect("a UTF-8 temp path")]);
+    daemon.wait_autoscaled(&web.name);
     let load = Load::start(web.port, 4);
     wait_until("a scale-up under load", Duration::from_secs(90), || web.replicas() >= 2);
     std::thread::sleep(Duration::from_secs(5));
@@ -1089,16 +717,14 @@ fn block<'a>(status: &'a str, service: &str) -> &'a str {
 
 #[test]
 fn operator_mistakes_are_caught_at_once_and_host_status_shows_every_service() {
-    let Some(_serial) = setup("operator_mistakes_are_caught_at_once_and_host_status_shows_every_service") else {
-        return;
-    };
+    let Some(_serial) = setup() else { return };
     // A misspelt switch: looks opted in, is not.
     let mut switch_labels = threshold_labels("3", "30s");
     switch_labels.retain(|(k, _)| *k != "autoscale.enable");
     switch_labels.push(("autoscale.enabled", "true"));
-    let switch = Service::create("switch", 18091, &switch_labels);
+    let switch = service("switch", 18091, &switch_labels);
     // Three mistakes at once: a misspelt policy, a bad bound, an unknown label.
-    let rounds = Service::create(
+    let rounds = service(
         "rounds",
         18092,
         &[
@@ -1112,9 +738,9 @@ fn operator_mistakes_are_caught_at_once_and_host_status_shows_every_service() {
     // Autoscaled, with one label no one reads.
     let mut unknown_labels = threshold_labels("3", "30s");
     unknown_labels.push(("autoscale.cpu.uper", "0.6"));
-    let unknown = Service::create("unknown", 18093, &unknown_labels);
-    let daemon = Daemon::start(&[]);
-    daemon.wait_enabled(&unknown);
+    let unknown = service("unknown", 18093, &unknown_labels);
+    let daemon = start_daemon(&[]);
+    daemon.wait_autoscaled(&unknown.name);
     std::thread::sleep(Duration::from_secs(2));
 
     // The exact lines, one per service, each saying everything at once.
@@ -1157,7 +783,7 @@ fn operator_mistakes_are_caught_at_once_and_host_status_shows_every_service() {
     let load = Load::start(unknown.port, 3);
     wait_until("e2e-unknown to scale up", Duration::from_secs(90), || unknown.replicas() >= 2);
     load.stop();
-    let (ok, status) = daemon.status(None);
+    let (ok, status) = daemon.host_status(None);
     assert!(ok, "host status failed:\n{status}");
     println!("host status:\n{status}");
     let b = block(&status, &unknown.name);
@@ -1176,13 +802,13 @@ fn operator_mistakes_are_caught_at_once_and_host_status_shows_every_service() {
     assert!(b.contains("  problem:   it has the label autoscale.enabled=\"true\""), "{b}");
 
     // One service, by name; an unknown one fails.
-    let (ok, one) = daemon.status(Some(&unknown.name));
+    let (ok, one) = daemon.host_status(Some(&unknown.name));
     assert!(ok && one.contains(&format!("\n{}\n", unknown.name)) && !one.contains(&rounds.name), "{one}");
-    assert!(!daemon.status(Some("e2e-nothing")).0);
+    assert!(!daemon.host_status(Some("e2e-nothing")).0);
     // Beside /metrics: health, readiness and the per-service series.
     assert_eq!(request(daemon.metrics_port, "/healthz").as_deref(), Some("ok\n"));
     assert_eq!(request(daemon.metrics_port, "/readyz").as_deref(), Some("ready\n"));
-    let metrics = daemon.scrape_metrics();
+    let metrics = daemon.scrape();
     assert!(
         metrics.contains(&format!("autoscaler_service_config_errors{{service=\"{}\"}} 2", rounds.name)),
         "{metrics}"

@@ -535,3 +535,6 @@ fn note(pending: &mut HashMap<String, Pending>, folder: &Folder, event: &notify:
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

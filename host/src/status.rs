@@ -11,13 +11,15 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::model::Stats;
-use crate::units::human_duration;
+
+mod text;
+pub use text::{print, render_text};
 
 /// One metric of one service: the latest reading and the service view.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -168,6 +170,38 @@ pub struct StatusReport {
     pub policies: Vec<String>,
     /// Services with autoscale labels (opted in or looking like it), by name.
     pub services: Vec<ServiceStatus>,
+    /// Full reads of Docker's services and containers: 1 after the start,
+    /// one more after each reconnection to Docker.
+    #[serde(default)]
+    pub inventory_reads: u64,
+    /// Multi-node mode (`--cluster`): this node's role and connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterStatus>,
+}
+
+/// Multi-node mode as one node sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ClusterStatus {
+    /// `manager` or `worker` (fixed for the daemon's life).
+    pub role: String,
+    /// Whether this daemon decides now (a manager that leads).
+    pub deciding: bool,
+    /// The decider this node's agent has a session with, if any.
+    pub decider: Option<String>,
+    /// Containers this node's probe measures for the decider.
+    pub tracking: u64,
+    /// A manager: agents connected to its decider endpoint now.
+    pub agents: Option<u64>,
+}
+
+/// Reads multi-node mode's state when `/status` is asked.
+struct ClusterSource(Box<dyn Fn() -> ClusterStatus + Send + Sync>);
+
+impl std::fmt::Debug for ClusterSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClusterSource")
+    }
 }
 
 /// The shared record every part writes into and the endpoint reads.
@@ -176,6 +210,10 @@ pub struct Board {
     services: Mutex<BTreeMap<String, ServiceStatus>>,
     policies: Mutex<Vec<String>>,
     ready: AtomicBool,
+    /// Full reads of Docker so far.
+    inventory_reads: AtomicU64,
+    /// Multi-node mode's state, read at report time.
+    cluster: Mutex<Option<ClusterSource>>,
     /// The last [`DECISION_LOG`] decisions with a sequence number and the
     /// service id, for the live view's timeline (`live.rs`).
     decision_log: Mutex<(u64, std::collections::VecDeque<(u64, String, DecisionStatus)>)>,
@@ -270,6 +308,18 @@ impl Board {
         self.ready.store(ready, Ordering::Relaxed);
     }
 
+    /// Docker's services and containers were read whole (at the start, and
+    /// after each reconnection).
+    pub fn inventory_read(&self) {
+        self.inventory_reads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Multi-node mode: `source` says this node's role and connection when
+    /// `/status` is asked.
+    pub fn set_cluster(&self, source: impl Fn() -> ClusterStatus + Send + Sync + 'static) {
+        *self.cluster.lock().unwrap_or_else(|p| p.into_inner()) = Some(ClusterSource(Box::new(source)));
+    }
+
     /// Whether the daemon is ready: `/readyz`.
     pub fn ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
@@ -294,6 +344,8 @@ impl Board {
             ready: self.ready(),
             policies: self.policies.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             services,
+            inventory_reads: self.inventory_reads.load(Ordering::Relaxed),
+            cluster: self.cluster.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|source| (source.0)()),
         }
     }
 
@@ -374,189 +426,6 @@ fn millis(d: Duration) -> u64 {
 
 fn esc(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
-}
-
-/// `host status` as text: one block per service.
-pub fn render_text(report: &StatusReport) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "autoscaler {} ({}); policies: {}",
-        report.version,
-        if report.ready { "ready" } else { "not ready" },
-        if report.policies.is_empty() { "none".to_string() } else { report.policies.join(", ") }
-    );
-    if report.services.is_empty() {
-        let _ = writeln!(out, "no service has autoscale labels");
-    }
-    for s in &report.services {
-        let _ = writeln!(out, "\n{}", s.service);
-        let policy = match (&s.policy, &s.policy_version) {
-            (Some(p), Some(v)) => format!(
-                "{p} (version {v}{})",
-                s.contract.as_ref().map(|c| format!(", contract {c}")).unwrap_or_default()
-            ),
-            (Some(p), None) => format!("{p} (not loaded)"),
-            (None, _) => "none".to_string(),
-        };
-        let _ = writeln!(out, "  state:     {}", if s.autoscaled { "autoscaled" } else { "not autoscaled" });
-        let _ = writeln!(out, "  policy:    {policy}");
-        if let (Some(min), Some(max)) = (s.min, s.max) {
-            let replicas = s.current_replicas.map(|n| format!("{n}")).unwrap_or_else(|| "?".into());
-            let desired = match s.desired_replicas {
-                Some(d) if Some(d) != s.current_replicas => format!(", desired {d}"),
-                _ => String::new(),
-            };
-            let _ = writeln!(out, "  replicas:  {replicas}{desired} (bounds {min}..={max})");
-        }
-        // Metric names line up with each other, and with the other labels
-        // while they are short.
-        let width = s.metrics.iter().map(|m| m.metric.len() + 1).max().unwrap_or(0).max(10);
-        for m in &s.metrics {
-            let aggregate = match m.aggregate {
-                Some(a) => format!(
-                    "service mean {} (min {}, max {}) over {} replica{}",
-                    value(a.mean, &m.unit),
-                    value(a.min, &m.unit),
-                    value(a.max, &m.unit),
-                    m.reporting,
-                    if m.reporting == 1 { "" } else { "s" }
-                ),
-                None => "no service aggregate yet".to_string(),
-            };
-            let warming = if m.warming > 0 { format!(", {} warming up", m.warming) } else { String::new() };
-            let _ = writeln!(
-                out,
-                "  {:<width$} latest {} ({}); {aggregate}{warming}",
-                format!("{}:", m.metric),
-                value(m.latest, &m.unit),
-                m.latest_container
-            );
-        }
-        match &s.last_decision {
-            Some(d) => {
-                let change = match (d.from, d.to, d.requested) {
-                    (Some(f), Some(t), _) => format!("{f} -> {t}"),
-                    (_, _, Some(r)) => format!("asked {r}"),
-                    _ => String::new(),
-                };
-                let why = d.skip.as_ref().map(|s| format!(": {s}")).unwrap_or_default();
-                let times = if d.repeated > 1 {
-                    format!(" ({} times since the last change)", d.repeated)
-                } else {
-                    String::new()
-                };
-                let _ = writeln!(out, "  last:      {} {change}{why}{times}; policy: {}", d.outcome, d.reason);
-            }
-            None if s.autoscaled => {
-                let _ = writeln!(out, "  last:      no decision yet");
-            }
-            None => {}
-        }
-        if s.autoscaled {
-            let cooldown = |ms: u64| {
-                if ms == 0 {
-                    "ready".to_string()
-                } else {
-                    format!("{} to go", human_duration(Duration::from_millis(ms)))
-                }
-            };
-            let _ = writeln!(
-                out,
-                "  cooldown:  up {}, down {}",
-                cooldown(s.cooldown_up_remaining_ms),
-                cooldown(s.cooldown_down_remaining_ms)
-            );
-        }
-        if let Some(z) = &s.zero {
-            let ago = human_duration(Duration::from_millis(report.now_unix_ms.saturating_sub(z.time_unix_ms)));
-            let ms = |us: u64| format!("{:.1} ms", us as f64 / 1000.0);
-            let detail = match (z.state.as_str(), z.wake_us) {
-                ("woken", Some(wake)) => {
-                    format!("connection to unpaused in {} (unpause {})", ms(wake), ms(z.docker_us))
-                }
-                ("frozen", _) => format!("{} (pause {})", z.reason, ms(z.docker_us)),
-                ("thawed", _) => format!("{} (unpause {})", z.reason, ms(z.docker_us)),
-                ("removed", _) if z.docker_us > 0 => format!("{} (service update {})", z.reason, ms(z.docker_us)),
-                ("restored", Some(wake)) => {
-                    format!("connection attempt to listening in {} (service update {})", ms(wake), ms(z.docker_us))
-                }
-                _ => z.reason.clone(),
-            };
-            let replica = if z.container.is_empty() { String::new() } else { format!(", replica {}", z.container) };
-            let _ = writeln!(out, "  zero:      {} {ago} ago{replica}: {detail}", z.state);
-        }
-        for p in &s.problems {
-            let _ = writeln!(out, "  problem:   {p}");
-        }
-        for w in &s.warnings {
-            let _ = writeln!(out, "  warning:   {w}");
-        }
-    }
-    out
-}
-
-/// How long `host status` waits for the daemon.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// `GET path` on the daemon's endpoint at `addr`: the status code and body.
-fn get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
-    use anyhow::Context;
-    use std::io::{Read, Write};
-    use std::net::ToSocketAddrs;
-    let target = addr
-        .to_socket_addrs()
-        .with_context(|| format!("{addr:?} is not an address like 127.0.0.1:9464"))?
-        .next()
-        .with_context(|| format!("{addr} names no address"))?;
-    let mut conn = std::net::TcpStream::connect_timeout(&target, CLIENT_TIMEOUT).with_context(|| {
-        format!("no autoscaler answers on {addr}; is the daemon running, and is --addr its --metrics-addr?")
-    })?;
-    conn.set_read_timeout(Some(CLIENT_TIMEOUT))?;
-    conn.set_write_timeout(Some(CLIENT_TIMEOUT))?;
-    write!(conn, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
-    let mut response = String::new();
-    conn.read_to_string(&mut response).with_context(|| format!("reading the answer of {addr}"))?;
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    Ok((code, body.to_string()))
-}
-
-/// `host status [SERVICE]`: ask the daemon at `addr` and print its answer,
-/// as text or as its JSON. `Ok(false)`: the service is unknown to it.
-pub fn print(addr: &str, service: Option<&str>, json: bool) -> anyhow::Result<bool> {
-    let path = match service {
-        Some(name) => format!("/status/{name}"),
-        None => "/status".to_string(),
-    };
-    let (code, body) = get(addr, &path)?;
-    match code {
-        200 => {}
-        404 if service.is_some() => {
-            eprintln!("{}", body.trim());
-            return Ok(false);
-        }
-        _ => anyhow::bail!("the daemon on {addr} answered {code} to {path}: {}", body.trim()),
-    }
-    if json {
-        println!("{body}");
-        return Ok(true);
-    }
-    let report: StatusReport = serde_json::from_str(&body)
-        .map_err(|err| anyhow::anyhow!("the daemon on {addr} sent a status this host cannot read: {err}"))?;
-    print!("{}", render_text(&report));
-    Ok(true)
-}
-
-/// A value with its unit, for people.
-fn value(v: f64, unit: &str) -> String {
-    match unit {
-        "fraction-of-limit" => format!("{:.0}% of limit", v * 100.0),
-        "cores" => format!("{v:.2} cores"),
-        "bytes" => format!("{:.1} MiB", v / 1_048_576.0),
-        "connections" | "count" => format!("{v:.0}"),
-        other => format!("{v:.3} {other}"),
-    }
 }
 
 #[cfg(test)]
@@ -699,5 +568,39 @@ mod tests {
         assert_eq!(json["services"][0]["policy-version"], "0123456789ab");
         let back: StatusReport = serde_json::from_value(json).expect("parse back");
         assert_eq!(back.services[0].service, "web");
+    }
+
+    #[test]
+    fn the_report_counts_docker_reads_and_shows_the_cluster_only_in_multi_node_mode() {
+        let board = Board::default();
+        let json = serde_json::to_value(board.report(0)).expect("json");
+        assert_eq!(json["inventory-reads"], 0);
+        assert!(json.get("cluster").is_none(), "single-node mode has no cluster block: {json}");
+        board.inventory_read();
+        board.inventory_read();
+        let leading = std::sync::Arc::new(AtomicBool::new(false));
+        let read = leading.clone();
+        board.set_cluster(move || ClusterStatus {
+            role: "manager".into(),
+            deciding: read.load(Ordering::Relaxed),
+            decider: Some("10.77.0.2:9470".into()),
+            tracking: 3,
+            agents: Some(2),
+        });
+        assert_eq!(board.report(0).inventory_reads, 2);
+        assert!(!board.report(0).cluster.expect("cluster").deciding);
+        // Read when asked, not when set.
+        leading.store(true, Ordering::Relaxed);
+        let json = serde_json::to_value(board.report(0)).expect("json");
+        assert_eq!(json["cluster"]["deciding"], true);
+        assert_eq!(json["cluster"]["decider"], "10.77.0.2:9470");
+        assert_eq!(json["cluster"]["tracking"], 3);
+        let text = render_text(&board.report(0));
+        assert!(
+            text.contains("\ncluster: manager, deciding; agent connected to 10.77.0.2:9470; measuring 3 containers\n"),
+            "{text}"
+        );
+        let back: StatusReport = serde_json::from_value(json).expect("parse back");
+        assert_eq!(back.cluster.map(|c| c.agents), Some(Some(2)));
     }
 }

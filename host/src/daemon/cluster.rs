@@ -33,6 +33,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -50,6 +51,7 @@ use crate::cluster::{AgentStats, DeciderStats};
 use crate::metrics::Metrics;
 use crate::model::{Metric, Tracked};
 use crate::probe::{self, ProbeEvent, ProbeHandle, ProbeSettings, WAKE_METRIC};
+use crate::status::{Board, ClusterStatus};
 use crate::swarm::audit::ZeroOutcome;
 use crate::swarm::inventory::Inventory;
 use crate::swarm::{Freezer, SwarmClient};
@@ -137,6 +139,8 @@ pub struct NodeIo {
     commands: Option<mpsc::UnboundedReceiver<ZeroCommand>>,
     /// Scale to zero on this node.
     zero: LocalZero,
+    /// How many containers `current` holds, for `/status`.
+    tracked: Arc<AtomicU64>,
 }
 
 /// Where one of this node's containers stands with scale to zero; a
@@ -191,7 +195,7 @@ impl NodeIo {
             agent: agent.clone(),
             state: Arc::default(),
         };
-        NodeIo { agent, tracking, probe, current: HashMap::new(), commands, zero }
+        NodeIo { agent, tracking, probe, current: HashMap::new(), commands, zero, tracked: Arc::default() }
     }
 
     /// A local measurement: to the decider; the first connection to a
@@ -249,6 +253,30 @@ impl NodeIo {
             self.current.insert(tracked.container_id.clone(), tracked.clone());
             self.probe.track(tracked);
         }
+        self.tracked.store(self.current.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Show this node's role, its agent's decider and what it measures on
+    /// `board` (`/status`, `host status`); a manager (`tracking`) also
+    /// whether it decides and how many agents it serves. Read when asked.
+    pub fn show_on(&self, board: &Board, tracking: Option<&ClusterTracking>) {
+        let (agent, tracked) = (self.agent.clone(), self.tracked.clone());
+        let manager = tracking.map(|t| (t.decider.clone(), t.leadership.clone()));
+        board.set_cluster(move || {
+            let (role, deciding, agents) = match &manager {
+                Some((decider, leadership)) => {
+                    ("manager", leadership.borrow().is_leader, Some(decider.stats().connected))
+                }
+                None => ("worker", false, None),
+            };
+            ClusterStatus {
+                role: role.to_string(),
+                deciding,
+                decider: agent.stats().connected_to,
+                tracking: tracked.load(Ordering::Relaxed),
+                agents,
+            }
+        });
     }
 }
 
@@ -551,6 +579,31 @@ impl ClusterTracking {
     }
 }
 
+#[cfg(test)]
+impl ClusterTracking {
+    /// A decider endpoint on `settings.listen` (loopback in tests) whose
+    /// leadership the test sets through `leadership`.
+    pub(crate) async fn bind_for_test(
+        settings: crate::cluster::ChannelSettings,
+        token: Token,
+        leadership: watch::Receiver<Leadership>,
+    ) -> (ClusterTracking, DeciderInputs) {
+        let (events_tx, events) = mpsc::channel(REMOTE_CHANNEL);
+        let (membership_tx, membership) = mpsc::unbounded_channel();
+        let decider = Decider::bind(settings, token, leadership.clone(), events_tx, membership_tx)
+            .await
+            .expect("bind the decider");
+        let zero = decider.take_zero_reports().expect("the decider's reports");
+        let tracking = ClusterTracking { decider: Arc::new(decider), leadership, sent: BTreeMap::new() };
+        (tracking, DeciderInputs { events, membership, zero })
+    }
+
+    /// Where the decider endpoint listens.
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.decider.local_addr()
+    }
+}
+
 impl NodeIo {
     /// Export the agent's counters.
     pub fn export_counters(&self, metrics: &Metrics) {
@@ -595,9 +648,10 @@ pub async fn run_worker(
     let metrics = Arc::new(Metrics::default());
     let _server = match metrics_addr {
         Some(addr) => {
-            // A worker decides for no service: its board stays empty, and
-            // it is ready as soon as its probe and agent run.
-            let board = Arc::new(crate::status::Board::default());
+            // A worker decides for no service: its board has no service,
+            // and it is ready as soon as its probe and agent run.
+            let board = Arc::new(Board::default());
+            io.show_on(&board, None);
             board.set_ready(true);
             let (bound, task) = crate::metrics::serve(addr, metrics.clone(), board).await?;
             tracing::info!(address = %bound, "prometheus metrics on http://{bound}/metrics");

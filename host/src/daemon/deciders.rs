@@ -222,3 +222,111 @@ fn run(queue: &Queue, answers: &mpsc::Sender<Decided>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::daemon::testing::{self, MISBEHAVE, THRESHOLD};
+
+    /// A job of `policy` for service `service` at `cpu` (the service mean).
+    fn job(set: &crate::policy::PolicySet, policy: &str, service: &str, cpu: f64, fault: &str) -> Job {
+        let band = [("cpu.upper", "0.6"), ("cpu.lower", "0.1"), ("fault", fault)];
+        let config = testing::config(
+            service,
+            &[
+                ("autoscale.enable", "true"),
+                ("autoscale.policy", policy),
+                ("autoscale.min", "1"),
+                ("autoscale.max", "5"),
+            ],
+        );
+        Job {
+            slot: set.get(policy).expect("loaded"),
+            policy: policy.to_string(),
+            config,
+            event: Event::cpu(cpu).of(&format!("c-{service}"), service, service),
+            state: State::replicas(2, 1, 5).with_settings(&band).with_cpu(&[cpu]),
+        }
+    }
+
+    /// Wait until `policy`'s thread has taken every job off its queue.
+    async fn taken(deciders: &Deciders, policy: &str) {
+        let start = Instant::now();
+        while !deciders.workers[policy].queue.waiting.lock().expect("queue").jobs.is_empty() {
+            assert!(start.elapsed() < Duration::from_secs(10), "the thread never took its jobs");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_newer_job_replaces_the_one_still_waiting_for_the_same_service() {
+        let set = testing::policy_set(&[("threshold", THRESHOLD)]);
+        // Room for one answer: while the loop does not read, the thread
+        // holds its second answer and the queue fills behind it.
+        let (tx, mut answers) = mpsc::channel(1);
+        let mut deciders = Deciders::new(tx);
+        for cpu in [0.91, 0.92] {
+            deciders.submit(job(&set, "threshold", "s1", cpu, "none")).expect("submit");
+            taken(&deciders, "threshold").await;
+        }
+        // The thread answered 0.91 and waits to hand over 0.92; three newer
+        // events of the same service wait: only the newest is decided.
+        for cpu in [0.93, 0.94, 0.95] {
+            deciders.submit(job(&set, "threshold", "s1", cpu, "none")).expect("submit");
+        }
+        assert_eq!(deciders.coalesced().load(Ordering::Relaxed), 2);
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let done = testing::answer(&mut answers).await;
+            assert_eq!(done.result.as_ref().ok().cloned().flatten().and_then(|d| d.target()), Some(3));
+            seen.push(done.job.event.value);
+        }
+        assert_eq!(seen, [0.91, 0.92, 0.95], "the stale jobs were dropped, in order otherwise");
+        assert!(testing::no_answer(&mut answers, Duration::from_millis(200)).await.is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_slow_policy_delays_only_its_own_services() {
+        let set = testing::policy_set(&[("threshold", THRESHOLD), ("sleepy", MISBEHAVE)]);
+        let (tx, mut answers) = mpsc::channel(64);
+        let mut deciders = Deciders::new(tx);
+        // The sleepy policy sleeps through its whole time limit (2 s).
+        let slow_started = Instant::now();
+        deciders.submit(job(&set, "sleepy", "slow", 0.9, "sleep")).expect("submit");
+        for i in 0..5 {
+            let service = format!("fast-{i}");
+            deciders.submit(job(&set, "threshold", &service, 0.9, "none")).expect("submit");
+            let done = testing::answer(&mut answers).await;
+            assert_eq!(done.job.policy, "threshold", "answered while the sleepy policy runs");
+            assert_eq!(done.job.event.service_id, service);
+        }
+        let fast_done = slow_started.elapsed();
+        let slow = testing::answer(&mut answers).await;
+        assert_eq!(slow.job.policy, "sleepy");
+        assert!(matches!(slow.result, Err(PolicyError::Timeout { .. })), "{:?}", slow.result);
+        assert!(fast_done < testing::TIME_LIMIT, "five fast answers took {fast_done:?}");
+        deciders.shutdown(Duration::from_secs(1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_retired_policy_drops_its_waiting_jobs_and_comes_back_with_a_new_thread() {
+        let set = testing::policy_set(&[("threshold", THRESHOLD)]);
+        let (tx, mut answers) = mpsc::channel(1);
+        let mut deciders = Deciders::new(tx);
+        deciders.submit(job(&set, "threshold", "s1", 0.91, "none")).expect("submit");
+        deciders.submit(job(&set, "threshold", "s2", 0.92, "none")).expect("submit");
+        taken(&deciders, "threshold").await;
+        deciders.submit(job(&set, "threshold", "s3", 0.93, "none")).expect("submit");
+        // Unloaded: s3's job, still waiting, is never decided.
+        deciders.retire("threshold");
+        let first: Vec<f64> = [testing::answer(&mut answers).await, testing::answer(&mut answers).await]
+            .iter()
+            .map(|d| d.job.event.value)
+            .collect();
+        assert_eq!(first, [0.91, 0.92]);
+        assert!(testing::no_answer(&mut answers, Duration::from_millis(200)).await.is_none());
+        // Loaded again: a new thread.
+        deciders.submit(job(&set, "threshold", "s4", 0.94, "none")).expect("submit");
+        assert_eq!(testing::answer(&mut answers).await.job.event.service_id, "s4");
+    }
+}

@@ -11,6 +11,12 @@
 //! through the decider endpoint ([`Loop::on_remote_event`]), inventory
 //! changes become each node's tracking set, and nothing is decided or
 //! written unless this manager leads.
+//!
+//! The loop's own state and the sources every mode has are here; what it
+//! checks and says about each service is in `examine.rs`, multi-node
+//! mode's sources in `remote.rs`, and the outside parts it drives (probe,
+//! Swarm writer, scale to zero's I/O) are the traits of `outside.rs`, so
+//! that `tests.rs` drives the whole loop with fakes.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -18,22 +24,27 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::checks::{self, Folder, PolicyInfo};
 use super::cluster::ClusterTracking;
 use super::deciders::{Decided, Deciders, Job};
 use super::service_view::ServiceView;
-use super::zero::{self, Zero, ZeroIo};
-use crate::cluster::{Membership, RemoteEvent, RemoteZero, ZeroCommand, ZeroReport};
+use super::zero::{self, Zero};
+use crate::cluster::ZeroCommand;
 use crate::metrics::Metrics;
 use crate::model::{self, Event, Metric, SettingValue, State};
 use crate::policy::{PolicyError, PolicySet};
-use crate::probe::{PORT_LISTEN_METRIC, PORT_SYN_METRIC, ProbeEvent, ProbeHandle, WAKE_METRIC};
-use crate::reload;
+use crate::probe::{PORT_LISTEN_METRIC, PORT_SYN_METRIC, ProbeEvent, WAKE_METRIC};
 use crate::replay::Recorder;
-use crate::status::{Board, Cooldowns, MetricStatus};
-use crate::swarm::audit::ZeroOutcome;
-use crate::swarm::inventory::{self, Notice, ServiceEntry, Status};
-use crate::swarm::{Actuator, DockerWriter, Inventory, Request};
+use crate::status::{Board, Cooldowns};
+use crate::swarm::inventory::{self, Notice, ServiceEntry};
+use crate::swarm::{Actuator, Inventory, Request};
+
+mod examine;
+mod outside;
+mod remote;
+#[cfg(test)]
+mod tests;
+
+pub use outside::{Outside, Real, Tracker, ZeroRunner};
 
 /// How a service's labels fit its policy's declaration, for one version of
 /// that policy.
@@ -45,8 +56,9 @@ struct Binding {
     typed: Option<Arc<[Option<SettingValue>]>>,
 }
 
-/// The event loop's state; each `on_*` handles one select branch.
-pub struct Loop {
+/// The event loop's state; each `on_*` handles one select branch. `O`
+/// names its outside parts: [`Real`] in the daemon, fakes in tests.
+pub struct Loop<O: Outside = Real> {
     /// Services and containers, from Docker's events.
     inventory: Inventory,
     /// The latest readings of every replica.
@@ -54,17 +66,17 @@ pub struct Loop {
     /// How long a replica's reading counts in the view.
     view_window: Duration,
     /// The running probe: told what to track.
-    probe: ProbeHandle,
+    probe: O::Probe,
     /// Loaded policies by name.
     policies: PolicySet,
     /// Applies decisions under the guardrails.
-    actuator: Actuator<DockerWriter>,
+    actuator: Actuator<O::Writer>,
     /// One thread per policy.
     deciders: Deciders,
     /// Services at zero: frozen replicas, removed services.
     zero: Zero,
     /// Carries out what `zero` asks for.
-    zero_io: ZeroIo,
+    zero_io: O::Zero,
     /// Each service's settings checked against its policy, by service id.
     bindings: HashMap<String, Binding>,
     /// (service id, policy) pairs already warned about (quarantine), so
@@ -100,7 +112,7 @@ pub struct Loop {
     leading: bool,
 }
 
-impl std::fmt::Debug for Loop {
+impl<O: Outside> std::fmt::Debug for Loop<O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Loop")
             .field("services", &self.inventory.active().count())
@@ -112,19 +124,19 @@ impl std::fmt::Debug for Loop {
 
 /// The parts the loop drives, built by [`super::run`].
 #[derive(Debug)]
-pub struct Parts {
+pub struct Parts<O: Outside = Real> {
     /// The running probe.
-    pub probe: ProbeHandle,
+    pub probe: O::Probe,
     /// Loaded policies by name.
     pub policies: PolicySet,
     /// Applies decisions under the guardrails.
-    pub actuator: Actuator<DockerWriter>,
+    pub actuator: Actuator<O::Writer>,
     /// One thread per policy.
     pub deciders: Deciders,
     /// Scale to zero.
     pub zero: Zero,
     /// Its I/O.
-    pub zero_io: ZeroIo,
+    pub zero_io: O::Zero,
     /// Counters and histograms.
     pub metrics: Arc<Metrics>,
     /// Every service's state for `host status`.
@@ -133,9 +145,9 @@ pub struct Parts {
     pub view_window: Duration,
 }
 
-impl Loop {
+impl<O: Outside> Loop<O> {
     /// The loop's state, empty until the first inventory resync.
-    pub fn new(parts: Parts) -> Loop {
+    pub fn new(parts: Parts<O>) -> Loop<O> {
         let Parts { probe, policies, actuator, deciders, zero, zero_io, metrics, board, view_window } = parts;
         Loop {
             inventory: Inventory::default(),
@@ -200,51 +212,6 @@ impl Loop {
         }
     }
 
-    /// Multi-node mode: a node's agent says how a freeze, thaw or recover
-    /// ended, or that a connection woke a replica it had frozen.
-    pub fn on_remote_zero(&mut self, remote: RemoteZero) {
-        if !self.deciding() {
-            return;
-        }
-        let service = |inventory: &Inventory, container: &str| {
-            inventory.service_of(container).map(|s| (s.id.clone(), s.name.clone())).unwrap_or_default()
-        };
-        let us = |us: u64| Duration::from_micros(us);
-        let done = match remote.report {
-            ZeroReport::Frozen { container_id, took_us, .. } => {
-                zero::Done::Frozen { container: container_id, took: us(took_us) }
-            }
-            ZeroReport::Busy { container_id } => zero::Done::Busy { container: container_id },
-            ZeroReport::NotFrozen { container_id, refused, reason } => zero::Done::NotFrozen {
-                container: container_id,
-                outcome: if refused { ZeroOutcome::Refused } else { ZeroOutcome::Failed },
-                reason,
-            },
-            ZeroReport::Thawed { container_id, took_us, wake_us: None } => {
-                zero::Done::Thawed { container: container_id, took: us(took_us) }
-            }
-            ZeroReport::Thawed { container_id, took_us, wake_us: Some(wake_us) } => zero::Done::WokenOnNode {
-                service: service(&self.inventory, &container_id),
-                container: container_id,
-                took: us(took_us),
-                wake: us(wake_us),
-            },
-            ZeroReport::ThawFailed { container_id, reason } => {
-                zero::Done::ThawFailed { container: container_id, reason }
-            }
-            ZeroReport::FoundPaused { container_id, took_us, error } => {
-                let (service_id, service) = service(&self.inventory, &container_id);
-                let unpaused = match (took_us, error) {
-                    (Some(took), _) => Ok(us(took)),
-                    (None, error) => Err(error.unwrap_or_default()),
-                };
-                zero::Done::FoundPaused { container: container_id, service_id, service, unpaused }
-            }
-        };
-        tracing::debug!(node = %remote.node_id, "cluster: scale-to-zero report {done:?}");
-        self.on_zero_done(done);
-    }
-
     /// When scale to zero waits for time next (a restored service's ports
     /// looked at for a listener), if it does.
     pub fn zero_deadline(&self) -> Option<tokio::time::Instant> {
@@ -255,55 +222,6 @@ impl Loop {
     pub fn on_zero_tick(&mut self) {
         self.zero.tick();
         self.drive_zero();
-    }
-
-    /// Whether this daemon may decide and write: always in single-node
-    /// mode, only while leading in multi-node mode.
-    fn deciding(&self) -> bool {
-        self.cluster.as_ref().is_none_or(ClusterTracking::is_leader)
-    }
-
-    /// An event a node's agent forwarded (this node's included): the same
-    /// path as a local event, once the node is checked to run the container.
-    pub fn on_remote_event(&mut self, remote: RemoteEvent) {
-        let RemoteEvent { node_id, event } = remote;
-        if !self.deciding() {
-            self.ignored_remote += 1;
-            return;
-        }
-        if let Some(container) = self.inventory.container(&event.container_id)
-            && container.node_id != node_id
-        {
-            // A node reports only its own containers; a container that
-            // moved is re-read with the swarm's tasks.
-            self.ignored_remote += 1;
-            tracing::debug!(node = %node_id, container = %event.container_id, on = %container.node_id, "cluster: event for a container on another node ignored");
-            return;
-        }
-        self.on_probe_event(event);
-    }
-
-    /// A node joined or went silent. A silent node's replicas leave the
-    /// service view (the decider logged it once); they count again with
-    /// their next reading.
-    pub fn on_membership(&mut self, change: Membership) {
-        if let Membership::Lost { node_id, .. } = change {
-            for container in self.inventory.containers_on(&node_id) {
-                self.view.forget_container(&container);
-            }
-        }
-    }
-
-    /// Leadership changed: a manager that starts or stops leading forgets
-    /// readings a previous term may have left; a new term starts from what
-    /// the agents send now.
-    pub fn on_leadership_change(&mut self) {
-        let leading = self.deciding();
-        if leading != self.leading {
-            self.leading = leading;
-            self.view = ServiceView::default();
-            self.view_since_ns = model::monotonic_ns();
-        }
     }
 
     /// Record every call a policy answers to `recorder` (`--record`).
@@ -429,166 +347,6 @@ impl Loop {
             .any(|c| now_ns.saturating_sub(c.started_ns) >= nanos(warmup) && !self.view.has_reading(service_id, &c.id))
     }
 
-    /// The service's settings typed for its policy's current version,
-    /// checked once per (service labels, policy version); `None` when they
-    /// do not fit (said once, by [`Loop::examine`]).
-    fn binding(&mut self, id: &str) -> Option<Arc<[Option<SettingValue>]>> {
-        let config = self.inventory.service(id)?.config()?.clone();
-        let slot = self.policies.get(&config.policy)?;
-        if let Some(binding) = self.bindings.get(id)
-            && binding.sha256 == slot.sha256()
-        {
-            return binding.typed.clone();
-        }
-        self.examine(id);
-        self.bindings.get(id).and_then(|b| b.typed.clone())
-    }
-
-    /// Check everything about service `id` at once (its labels, its
-    /// policy, the policy's declared settings, unknown label names), keep
-    /// the typed settings for the hot path, publish it on the status board,
-    /// and log one line if what there is to say changed.
-    fn examine(&mut self, id: &str) {
-        let Some(entry) = self.inventory.service(id) else {
-            self.forget(id);
-            return;
-        };
-        let (name, replicas) = (entry.name.clone(), entry.replicas);
-        let loaded = self.policies.names();
-        let (config, errors, settings) = match &entry.status {
-            Status::Active(config) => (Some(config.clone()), Vec::new(), config.settings.clone()),
-            Status::Invalid { errors, settings } => (None, errors.0.clone(), settings.clone()),
-            Status::NotOptedIn(reason) => {
-                let reason = reason.clone();
-                self.board.update(id, |s| {
-                    *s = crate::status::ServiceStatus { service: name.clone(), id: id.into(), ..Default::default() };
-                    s.problems = vec![reason.clone()];
-                });
-                self.say(id, tracing::Level::WARN, format!("service {name} is not autoscaled: {reason}"));
-                return;
-            }
-            Status::NotReplicated => {
-                self.board.update(id, |s| {
-                    *s = crate::status::ServiceStatus { service: name.clone(), id: id.into(), ..Default::default() };
-                    s.problems = vec!["not a replicated service (global or job mode)".into()];
-                });
-                self.say(
-                    id,
-                    tracing::Level::WARN,
-                    format!("service {name} has autoscale.enable=true but is not a replicated service (global or job mode); it is left alone"),
-                );
-                return;
-            }
-            Status::NotEnabled => {
-                self.forget(id);
-                return;
-            }
-        };
-        let named = settings.iter().find(|(k, _)| k == "policy").map(|(_, v)| v.clone());
-        let slot = named.as_deref().and_then(|n| self.policies.get(n));
-        let declaration = slot.as_ref().map(|slot| slot.declaration());
-        let info = match (&named, &declaration) {
-            (Some(name), Some((_, contract, specs))) => Some(PolicyInfo { name, contract, specs }),
-            _ => None,
-        };
-        let folder = Folder { loaded: &loaded, not_loaded: &self.not_loaded };
-        let findings = checks::check(&errors, &settings, info, &folder);
-        let version = declaration.as_ref().map(|(sha, _, _)| sha.chars().take(12).collect::<String>());
-        if let Some((sha256, _, _)) = &declaration {
-            self.bindings.insert(id.to_string(), Binding { sha256: sha256.clone(), typed: findings.typed.clone() });
-        } else {
-            self.bindings.remove(id);
-        }
-        let autoscaled = findings.autoscaled();
-        let options = self.actuator.options();
-        let history = self.actuator.history(id);
-        self.board.update(id, |s| {
-            s.service = name.clone();
-            s.autoscaled = autoscaled && config.is_some();
-            s.policy = named.clone();
-            s.policy_version = version.clone();
-            s.contract = declaration.as_ref().map(|(_, c, _)| c.to_string());
-            s.min = config.as_ref().map(|c| c.min);
-            s.max = config.as_ref().map(|c| c.max);
-            s.current_replicas = Some(replicas);
-            s.problems = findings.problems.clone();
-            s.warnings = findings.warnings.clone();
-            s.thresholds = config.as_ref().map(|c| crate::status::thresholds_of(&c.settings)).unwrap_or_default();
-            if let Some(c) = &config {
-                s.clock = Cooldowns {
-                    up: c.cooldown_up.unwrap_or(options.cooldown_up),
-                    down: c.cooldown_down.unwrap_or(options.cooldown_down),
-                    last_scale_ns: history.last_scale_ns(),
-                };
-            }
-        });
-        match checks::line(&name, config.as_deref(), version.as_deref(), &findings) {
-            Ok(text) if findings.warnings.is_empty() => self.say(id, tracing::Level::INFO, text),
-            Ok(text) | Err(text) => self.say(id, tracing::Level::WARN, text),
-        }
-    }
-
-    /// Log `text` about service `id` unless it is what was said last.
-    fn say(&mut self, id: &str, level: tracing::Level, text: String) {
-        if self.said.get(id) == Some(&text) {
-            return;
-        }
-        let service = self.inventory.service(id).map(|s| s.name.clone()).unwrap_or_default();
-        if level == tracing::Level::INFO {
-            tracing::info!(service = %service, "{text}");
-        } else {
-            tracing::warn!(service = %service, "{text}");
-        }
-        self.said.insert(id.to_string(), text);
-    }
-
-    /// Service `id` has no autoscale labels any more, or is gone.
-    fn forget(&mut self, id: &str) {
-        self.board.remove(id);
-        self.said.remove(id);
-        self.bindings.remove(id);
-    }
-
-    /// Publish a reading and the state a policy is about to see.
-    fn show_reading(&self, id: &str, replicas: u32, clock: Cooldowns, event: &ProbeEvent, state: &State) {
-        let container: String = event.container_id.chars().take(12).collect();
-        let latest_unix_ms = crate::swarm::audit::unix_ms();
-        self.board.update_existing(id, |s| {
-            s.current_replicas = Some(replicas);
-            s.clock = clock;
-            let name = event.metric.name();
-            let index = match s.metrics.iter().position(|m| m.metric == name) {
-                Some(i) => i,
-                None => {
-                    // The unit's WIT name, as the JSON of an event has it.
-                    let unit = serde_json::to_value(&event.unit).ok().and_then(|v| v.as_str().map(str::to_string));
-                    s.metrics.push(MetricStatus {
-                        metric: name.to_string(),
-                        unit: unit.unwrap_or_else(|| "value".into()),
-                        latest: 0.0,
-                        latest_container: String::new(),
-                        latest_unix_ms: 0,
-                        aggregate: None,
-                        reporting: 0,
-                        warming: 0,
-                    });
-                    s.metrics.len() - 1
-                }
-            };
-            let m = &mut s.metrics[index];
-            m.latest = event.value;
-            m.latest_container = container;
-            m.latest_unix_ms = latest_unix_ms;
-            for agg in &state.metrics {
-                if let Some(m) = s.metrics.iter_mut().find(|m| m.metric == agg.metric.name()) {
-                    m.aggregate = Some(agg.value);
-                    m.reporting = agg.reporting;
-                    m.warming = agg.warming;
-                }
-            }
-        });
-    }
-
     /// A change from Docker: update the inventory and act on its effects.
     pub fn on_inventory_change(&mut self, change: inventory::Change) {
         let resync = matches!(change, inventory::Change::Resync { .. });
@@ -598,6 +356,7 @@ impl Loop {
             }
             self.resynced = true;
             self.view_since_ns = model::monotonic_ns();
+            self.board.inventory_read();
         }
         let (died, touched) = match &change {
             inventory::Change::ContainerDied { id } => (Some(id.clone()), Vec::new()),
@@ -700,20 +459,6 @@ impl Loop {
         self.board.clear();
     }
 
-    /// Re-examine every service with autoscale labels (a policy came or went).
-    fn examine_all(&mut self) {
-        let ids: Vec<String> = self
-            .inventory
-            .services()
-            .filter(|s| !matches!(s.status, Status::NotEnabled))
-            .map(|s| s.id.clone())
-            .collect();
-        for id in ids {
-            self.examine(&id);
-        }
-        self.board.set_policies(self.policies.names());
-    }
-
     /// A policy answered: hand its decision to the actuator.
     pub fn on_decided(&mut self, done: Decided) {
         let Decided { job, result, decided_ns, took } = done;
@@ -782,34 +527,6 @@ impl Loop {
                 service = %job.event.service_name, policy = %job.policy, kind = err.kind(),
                 "{err}; service {} keeps its replicas", job.event.service_name
             ),
-        }
-    }
-
-    /// The policies folder changed.
-    pub fn on_policy_change(&mut self, change: reload::Change) {
-        match change {
-            reload::Change::Loaded(name) | reload::Change::Reloaded(name) => {
-                // A (re)loaded policy gets a fresh chance: warn again if it
-                // fails, and check its services against its declaration.
-                self.warned.retain(|(_, policy)| *policy != name);
-                self.not_loaded.remove(&name);
-                self.examine_all();
-            }
-            reload::Change::Unloaded(name) => {
-                self.deciders.retire(&name);
-                self.not_loaded.insert(name.clone(), format!("{name}.wasm was deleted"));
-                self.examine_all();
-            }
-            reload::Change::Rejected { name, error } => {
-                if self.policies.get(&name).is_some() {
-                    return; // the previous version runs on
-                }
-                // Services bound to it say why, at once.
-                self.warned.retain(|(_, policy)| *policy != name);
-                let first = error.lines().next().unwrap_or_default();
-                self.not_loaded.insert(name.clone(), format!("{name}.wasm was refused: {first}"));
-                self.examine_all();
-            }
         }
     }
 

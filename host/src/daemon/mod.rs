@@ -26,6 +26,8 @@ pub mod cluster;
 pub mod deciders;
 pub mod event_loop;
 pub mod service_view;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod zero;
 
 use std::future::Future;
@@ -181,7 +183,10 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
     let (zero_io, mut zero_done) = zero::ZeroIo::new(freezer, probe.clone());
     let state_metrics = metrics.clone();
     let view_window = args.probe.view_window();
-    let mut state = Loop::new(event_loop::Parts {
+    if let Some(io) = &io {
+        io.show_on(&board, tracking.as_ref());
+    }
+    let mut state: Loop = Loop::new(event_loop::Parts {
         probe,
         policies,
         actuator,

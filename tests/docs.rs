@@ -15,7 +15,8 @@
 //!   it (checked to contain the command) or says why only a person runs it.
 //!   Anything else fails, naming the file and line: a new command in the
 //!   docs must be made runnable or added to the list;
-//! - every `--flag` given to `host` appears in the built binary's `--help`
+//! - every `--flag` given to `host`, in a block or inline in the prose
+//!   (`` `host status --json` ``), appears in the built binary's `--help`
 //!   of that subcommand; a `cargo ... --bench/--test NAME` names a target of
 //!   host/Cargo.toml; a repository script named as a command exists and is
 //!   executable;
@@ -654,6 +655,7 @@ fn every_command_in_the_docs_runs_or_is_vouched_for() {
             }
         }
         problems.extend(link_problems(&file, &text));
+        problems.extend(inline_host_problems(&mut help, &file, &text));
     }
     eprintln!(
         "{ran} command lines ran; run only by a person:\n  {}",
@@ -661,6 +663,30 @@ fn every_command_in_the_docs_runs_or_is_vouched_for() {
     );
     assert!(problems.is_empty(), "{} problem(s) in the docs:\n{}", problems.len(), problems.join("\n"));
     assert!(ran >= 5, "only {ran} command lines ran: did the docs lose their examples, or this test its parser?");
+}
+
+/// Flags of `host` commands written inline in prose (`` `host status --json` ``)
+/// that the built binary does not have.
+fn inline_host_problems(help: &mut Help, file: &Path, text: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut fenced = false;
+    for (i, line) in text.lines().enumerate() {
+        if line.trim_start().starts_with("```") || line.trim_start().starts_with("~~~") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced {
+            continue;
+        }
+        for span in line.split('`').skip(1).step_by(2) {
+            if let Some(rest) = span.strip_prefix("host ") {
+                let words: Vec<String> = rest.split_whitespace().map(str::to_string).collect();
+                let at = format!("{}:{}", file.display(), i + 1);
+                problems.extend(check_host_flags(help, &words).into_iter().map(|p| format!("{at}: {p}")));
+            }
+        }
+    }
+    problems
 }
 
 /// Whether the file, or some file under the folder, contains `text`.

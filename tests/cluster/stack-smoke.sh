@@ -23,9 +23,10 @@
 #
 # Not part of tests/run.sh: a cold static build of `host` takes about 16
 # minutes on 2 cores (its own target directory, STATIC_TARGET_DIR, see
-# deploy/README.md). Build it first without holding the e2e lock (the cargo
-# line of deploy/build-image.sh), then run this under the lock:
-#   flock -w 1800 /tmp/autoscaler-e2e.lock tests/cluster/stack-smoke.sh
+# deploy/README.md). Build it first without holding the test lock (the cargo
+# line of deploy/build-image.sh), then run this under the lock tests/run.sh
+# holds, so that it never tears down the test swarm under another run:
+#   flock -w 1800 /tmp/swarm-autoscaler-tests.lock tests/cluster/stack-smoke.sh
 # SKIP_BUILD=1 packages the last static binary as it is. Needs root, dockerd,
 # the demo image (examples/demo/build-image.sh) and the shipped policies
 # (policies/build.sh); says why and exits 0 when it cannot run.

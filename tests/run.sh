@@ -51,6 +51,16 @@ echo "== host and sdk tests"
 # the test swarm, which the next step starts; they run there with --ignored.
 cargo test --workspace --release
 
+# Outcomes on the evaluation application (tests/evaluation/outcome.py): the
+# 60-second smoke version, one trace against one autoscaler; asserts the run
+# completes and reports every figure. It uses this run's lock (--lock-held).
+echo "== outcome evaluation smoke (60 s of the step trace, push + proportional)"
+if [[ $EUID -ne 0 ]] || ! command -v dockerd >/dev/null; then
+    echo "SKIPPED: the outcome smoke needs root and dockerd (examples/setup.sh)"
+else
+    timeout --kill-after=10 600 tests/evaluation/outcome.py smoke --lock-held
+fi
+
 # The multi-node tests need a real 3-node swarm (tests/cluster/up.sh): three
 # more dockerd in network namespaces of their own. They run last, on binaries
 # the step above built, each step under a time limit; down.sh removes the

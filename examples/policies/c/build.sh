@@ -8,7 +8,7 @@
 #   - the WASI preview1 adapter that maps wasi-libc's few imports (stdio)
 #     onto the WASI the daemon offers (crates.io, fetched by cargo).
 # The component is about 100 KB; it imports nothing the daemon does not offer.
-# Against the current contract (wit/, 0.3.0).
+# Against the contract in wit/ (autoscaler:policy@1.0.0).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here"

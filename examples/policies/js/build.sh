@@ -3,7 +3,7 @@
 # it first if it is missing (toolchain.sh: once per machine; Node 18 or newer).
 # The component is about 11 MB (it carries the StarlingMonkey JS engine); the
 # daemon compiles it once (seconds) and then serves it from its cache.
-# Against the current contract (wit/, 0.3.0).
+# Against the contract in wit/ (autoscaler:policy@1.0.0).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here"

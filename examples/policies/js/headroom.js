@@ -1,4 +1,4 @@
-// headroom: a scaling policy written in JavaScript (contract 0.3.0).
+// headroom: a scaling policy written in JavaScript (contract autoscaler:policy@1.0.0).
 //
 // It sizes the service for its open connections: enough replicas that each
 // carries at most `headroom.per-replica` connections (default 50), counted
@@ -8,19 +8,18 @@
 // a short lull does not drop half the service at once; the daemon's
 // cooldowns and bounds still apply on top.
 //
-// The daemon binds each service once (`bindService`: its handle, id, name
-// and typed settings) before it decides for it, and again when its labels
-// change; `decide` then names the service by its handle. `SERVICES` keeps
-// what each handle's settings say.
+// Each call is self-contained: `state` carries the service's name, its
+// parsed settings and the service view, so the policy keeps nothing between
+// calls.
 //
 // Build: ./build.sh (componentize-js turns this file plus wit/ into a
 // component). The shape of the values follows componentize-js (jco):
 // variants are `{ tag, val }`, enums are strings, `option<T>` is a value or
 // `undefined`, and `u64` is a BigInt.
 
-import { log } from 'autoscaler:policy/host@0.3.0';
+import { log } from 'autoscaler:policy/host@1.0.0';
 
-// The settings, in the order `bindService` receives them in `service.settings`.
+// The settings; `state.settings` holds their values in this order.
 const SETTINGS = [
     {
         name: 'headroom.per-replica',
@@ -37,40 +36,37 @@ const SETTINGS = [
         doc: 'most replicas removed by one decision (a whole number >= 1)',
     },
 ];
+const INDEX = new Map(SETTINGS.map((spec, i) => [spec.name, i]));
 
 export function settings() {
     return SETTINGS;
 }
 
-// The services bound to this instance, by handle: name and settings.
-const SERVICES = new Map();
-
-export function bindService(service) {
-    const [perReplica, stepIn] = service.settings.map((s) => (s === undefined ? undefined : s.val));
-    SERVICES.set(service.handle, { name: service.name, perReplica, stepIn });
+// The value of the setting `name` (a number for a number setting), or
+// `undefined` when it has none.
+function setting(state, name) {
+    return state.settings[INDEX.get(name)]?.val;
 }
 
-export function unbindService(handle) {
-    SERVICES.delete(handle);
+// The service view of the metric `name` (an aggregate), or `undefined` when
+// the daemon does not measure it for this service.
+function metric(state, name) {
+    return state.metrics.find((aggregate) => aggregate.metric === name);
 }
 
-export function decide(handle, event, state) {
-    if (event.metric.tag !== 'connections') {
+export function decide(event, state) {
+    if (event.metric !== 'connections') {
         return undefined;
     }
-    const connections = state.connections;
+    const connections = metric(state, 'connections');
     if (connections === undefined || connections.reporting === 0) {
         // Every replica still warming up: nothing to decide on yet.
         return undefined;
     }
-    const service = SERVICES.get(handle);
-    if (service === undefined) {
-        // The daemon binds before it decides; a handle it never bound is its bug.
-        throw new Error(`decide for unbound service handle ${handle}`);
-    }
-    const { name, perReplica, stepIn } = service;
+    const perReplica = setting(state, 'headroom.per-replica');
+    const stepIn = setting(state, 'headroom.step-in');
     if (!(perReplica > 0) || !(stepIn >= 1) || !Number.isInteger(stepIn)) {
-        log('warn', `${name}: headroom.per-replica must be > 0 and headroom.step-in a whole number >= 1`);
+        log('warn', `${state.serviceName}: headroom.per-replica must be > 0 and headroom.step-in a whole number >= 1`);
         return undefined;
     }
     const total = connections.value.sum;

@@ -1,4 +1,4 @@
-"""burst: a scaling policy written in Python (contract 0.3.0).
+"""burst: a scaling policy written in Python (contract autoscaler:policy@1.0.0).
 
 It acts only on threshold crossings, the moment the kernel pushes them:
 
@@ -15,39 +15,44 @@ It acts only on threshold crossings, the moment the kernel pushes them:
 Watched metrics: cpu and connections; a metric without `<metric>.upper` or
 `<metric>.lower` set never triggers the matching rule.
 
-The daemon binds each service once (`bind-service`: its handle, id, name and typed
-settings) before it decides for it, and again when its labels change;
-`decide` then names the service by its handle. `SERVICES` keeps them.
+Each call is self-contained: `state` carries the service's name, its parsed
+settings and the service view, so the policy keeps nothing between calls.
 
 Build: ./build.sh (componentize-py turns this file plus wit/ into a component).
 """
 
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import wit_world
 from wit_world.imports import host, types
 
-# The services bound to this instance, by handle.
-SERVICES: Dict[int, types.Service] = {}
 
-# The settings, in the order `bind-service` receives them in `service.settings`.
+def number(name: str, default: Optional[str], doc: str) -> types.SettingSpec:
+    return types.SettingSpec(name=name, kind=types.SettingType.NUMBER, required=False, default=default, doc=doc)
+
+
+# The settings; `state.settings` holds their values in this order.
 SETTINGS = [
-    ("burst.step", "2", "replicas added by one burst (a whole number >= 1)"),
-    ("cpu.upper", None, "CPU (fraction of the limit) whose upward crossing is a burst"),
-    ("cpu.lower", None, "CPU (fraction of the limit) whose downward crossing steps in by one"),
-    ("connections.upper", None, "open connections per replica whose upward crossing is a burst"),
-    ("connections.lower", None, "open connections per replica whose downward crossing steps in by one"),
+    number("burst.step", "2", "replicas added by one burst (a whole number >= 1)"),
+    number("cpu.upper", None, "CPU (fraction of the limit) whose upward crossing is a burst"),
+    number("cpu.lower", None, "CPU (fraction of the limit) whose downward crossing steps in by one"),
+    number("connections.upper", None, "open connections per replica whose upward crossing is a burst"),
+    number("connections.lower", None, "open connections per replica whose downward crossing steps in by one"),
 ]
-INDEX = {name: i for i, (name, _, _) in enumerate(SETTINGS)}
+INDEX = {spec.name: i for i, spec in enumerate(SETTINGS)}
+
+# The metrics this policy watches.
+WATCHED = ("cpu", "connections")
 
 # A crossing's threshold is compared with the settings with this relative
 # tolerance: the kernel probe may carry thresholds in fixed point.
 TOLERANCE = 1e-3
 
 
-def number(service: types.Service, name: str) -> Optional[float]:
-    value = service.settings[INDEX[name]]
-    return value.value if isinstance(value, types.SettingValue_Number) else None
+def setting(state: types.State, name: str):
+    """The value of the setting `name` (a float for a number), or None."""
+    value = state.settings[INDEX[name]]
+    return None if value is None else value.value
 
 
 def same(threshold: float, setting: float) -> bool:
@@ -56,54 +61,40 @@ def same(threshold: float, setting: float) -> bool:
     return abs(threshold - setting) <= TOLERANCE * max(abs(setting), 1e-9)
 
 
-def metric_name(metric: types.Metric) -> Optional[str]:
-    if isinstance(metric, types.Metric_Cpu):
-        return "cpu"
-    if isinstance(metric, types.Metric_Connections):
-        return "connections"
-    return None
+def decide(event: types.Event, state: types.State) -> Optional[types.Decision]:
+    if event.metric not in WATCHED or not isinstance(event.kind, types.EventKind_Crossing):
+        return None
+    name = event.metric
+    crossing = event.kind.value
+    current = state.current_replicas
+    if crossing.direction == types.Direction.UP:
+        upper = setting(state, f"{name}.upper")
+        if upper is None or not same(crossing.threshold, upper):
+            return None
+        step = setting(state, "burst.step") or 2.0
+        if step < 1 or step != int(step):
+            host.log(host.Level.WARN, f"{state.service_name}: burst.step {step} is not a whole number >= 1; using 2")
+            step = 2.0
+        target = min(current + int(step), state.max_replicas)
+    else:
+        lower = setting(state, f"{name}.lower")
+        if lower is None or not same(crossing.threshold, lower):
+            return None
+        target = max(current - 1, state.min_replicas)
+    if target == current:
+        return None
+    way = "up" if crossing.direction == types.Direction.UP else "down"
+    return types.Decision(
+        action=types.Action_Scale(target),
+        reason=f"{name} {event.value:.3f} crossed {crossing.threshold:g} going {way}: {current} -> {target}",
+    )
 
 
 class WitWorld(wit_world.WitWorld):
+    """The exports componentize-py looks for: the two functions above."""
+
     def settings(self) -> List[types.SettingSpec]:
-        return [
-            types.SettingSpec(name=name, kind=types.SettingType.NUMBER, required=False, default=default, doc=doc)
-            for name, default, doc in SETTINGS
-        ]
+        return SETTINGS
 
-    def bind_service(self, service: types.Service) -> None:
-        SERVICES[service.handle] = service
-
-    def unbind_service(self, handle: int) -> None:
-        SERVICES.pop(handle, None)
-
-    def decide(self, service: int, event: types.Event, state: types.State) -> Optional[types.Decision]:
-        bound = SERVICES.get(service)
-        if bound is None or not isinstance(event.kind, types.EventKind_Crossing):
-            return None
-        name = metric_name(event.metric)
-        if name is None:
-            return None
-        crossing = event.kind.value
-        current = state.current_replicas
-        if crossing.direction == types.Direction.UP:
-            upper = number(bound, f"{name}.upper")
-            if upper is None or not same(crossing.threshold, upper):
-                return None
-            step = number(bound, "burst.step") or 2.0
-            if step < 1 or step != int(step):
-                host.log(host.Level.WARN, f"{bound.name}: burst.step {step} is not a whole number >= 1; using 2")
-                step = 2.0
-            target = min(current + int(step), state.max_replicas)
-        else:
-            lower = number(bound, f"{name}.lower")
-            if lower is None or not same(crossing.threshold, lower):
-                return None
-            target = max(current - 1, state.min_replicas)
-        if target == current:
-            return None
-        way = "up" if crossing.direction == types.Direction.UP else "down"
-        return types.Decision(
-            action=types.Action_Scale(target),
-            reason=f"{name} {event.value:.3f} crossed {crossing.threshold:g} going {way}: {current} -> {target}",
-        )
+    def decide(self, event: types.Event, state: types.State) -> Optional[types.Decision]:
+        return decide(event, state)

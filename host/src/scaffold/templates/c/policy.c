@@ -1,114 +1,127 @@
-// __NAME__: a scaling policy for the Docker Swarm autoscaler (contract 0.3.0).
+// __NAME__: a scaling policy for the Docker Swarm autoscaler (contract autoscaler:policy@1.0.0).
 //
 // The rule to start from: add a replica while the service's mean CPU is at
 // or above `cpu.upper`, remove one while it is at or below `cpu.lower`,
-// nothing in between. Change `SPECS`, `struct bound` (what `bind_service`
-// keeps of a service) and `rule` to your rule.
+// nothing in between. Change `SETTINGS` and `rule` to your rule.
 //
 // - build: ./build.sh (clang for wasm32, wit-bindgen, wasm-tools; leaves
 //   __NAME__.wasm here);
 // - test: ./test.sh runs the component through the daemon's runtime.
 //
-// The daemon binds each service (`bind_service`: its handle, id, name and
-// typed settings) before it decides for it, and again when its labels
-// change; `decide` names the service by its handle. `services` keeps each
-// handle's settings; handles are small numbers the daemon reuses.
+// `rule(event, state, ret)` gets everything in each call: the event
+// (`event->metric` names the metric, "cpu", "memory", "connections"...), the
+// service's name and replica counts, its settings (`number(state,
+// "cpu.upper")`) and the service view over its replicas (`metric(state,
+// "cpu")`). It fills `ret` and returns true for a decision.
 //
-// The types are generated from wit/ into gen/policy.h. The bindings own
-// every string and list: each export frees its arguments; what it returns
-// is freed after the call by the generated code. printf goes to the daemon's
-// log, tagged with the policy's name.
+// The types are generated from wit/ into gen/policy.h. Strings
+// (`policy_string_t`) are UTF-8 bytes with a length, not NUL-terminated.
+// The bindings own every string and list: `decide` frees its arguments;
+// what it returns is freed after the call by the generated code.
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "gen/policy.h"
 
-// The settings, in the order `bind_service` receives them in `service->settings`.
-enum { CPU_UPPER, CPU_LOWER, SETTINGS };
+typedef autoscaler_policy_types_aggregate_t aggregate_t;
+typedef autoscaler_policy_types_setting_value_t setting_value_t;
 
+// The settings this policy reads (service labels `autoscale.<name>`);
+// `state->settings` holds their values in this order.
 static const struct {
     const char *name, *fallback, *doc;
-} SPECS[SETTINGS] = {
-    [CPU_UPPER] = {"cpu.upper", "0.8", "mean CPU (fraction of the limit) at or above which a replica is added"},
-    [CPU_LOWER] = {"cpu.lower", "0.3", "mean CPU (fraction of the limit) at or below which a replica is removed"},
+} SETTINGS[] = {
+    {"cpu.upper", "0.8", "mean CPU (fraction of the limit) at or above which a replica is added"},
+    {"cpu.lower", "0.3", "mean CPU (fraction of the limit) at or below which a replica is removed"},
 };
+enum { SETTINGS_LEN = sizeof SETTINGS / sizeof SETTINGS[0] };
 
 void exports_policy_settings(policy_list_setting_spec_t *ret) {
-    ret->len = SETTINGS;
-    ret->ptr = calloc(SETTINGS, sizeof *ret->ptr);
-    for (size_t i = 0; i < SETTINGS; i++) {
-        policy_string_dup(&ret->ptr[i].name, SPECS[i].name);
+    ret->len = SETTINGS_LEN;
+    ret->ptr = calloc(SETTINGS_LEN, sizeof *ret->ptr);
+    for (size_t i = 0; i < SETTINGS_LEN; i++) {
+        policy_string_dup(&ret->ptr[i].name, SETTINGS[i].name);
         ret->ptr[i].kind = AUTOSCALER_POLICY_TYPES_SETTING_TYPE_NUMBER;
         ret->ptr[i].required = false;
         ret->ptr[i].default_.is_some = true;
-        policy_string_dup(&ret->ptr[i].default_.val, SPECS[i].fallback);
-        policy_string_dup(&ret->ptr[i].doc, SPECS[i].doc);
+        policy_string_dup(&ret->ptr[i].default_.val, SETTINGS[i].fallback);
+        policy_string_dup(&ret->ptr[i].doc, SETTINGS[i].doc);
     }
 }
 
-// One bound service: its settings, NAN where one has no value.
-struct bound {
-    bool bound;
-    double upper, lower;
-};
-
-static struct bound *services;
-static size_t services_len;
-
-// A number setting, or NAN if it has no value.
-static double number(const autoscaler_policy_types_list_option_setting_value_t *settings, size_t index) {
-    if (index >= settings->len || !settings->ptr[index].is_some ||
-        settings->ptr[index].val.tag != AUTOSCALER_POLICY_TYPES_SETTING_VALUE_NUMBER) {
-        return NAN;
-    }
-    return settings->ptr[index].val.val.number;
+static bool is(const policy_string_t *text, const char *name) {
+    size_t len = strlen(name);
+    return text->len == len && memcmp(text->ptr, name, len) == 0;
 }
 
-void exports_policy_bind_service(policy_service_t *service) {
-    uint32_t handle = service->handle;
-    if (handle >= services_len) {
-        size_t len = services_len ? services_len : 16;
-        while (len <= handle) {
-            len *= 2;
+// The service view of the metric `name` (mean, min, max and sum over the
+// replicas that report), or NULL when the daemon does not measure it.
+static const aggregate_t *metric(const policy_state_t *state, const char *name) {
+    for (size_t i = 0; i < state->metrics.len; i++) {
+        if (is(&state->metrics.ptr[i].metric, name)) {
+            return &state->metrics.ptr[i];
         }
-        struct bound *grown = realloc(services, len * sizeof *grown);
-        if (grown == NULL) {
-            abort();  // a trap: the daemon replaces the instance and binds again
-        }
-        memset(grown + services_len, 0, (len - services_len) * sizeof *grown);
-        services = grown;
-        services_len = len;
     }
-    services[handle] = (struct bound){
-        .bound = true,
-        .upper = number(&service->settings, CPU_UPPER),
-        .lower = number(&service->settings, CPU_LOWER),
-    };
-    policy_service_free(service);
+    return NULL;
 }
 
-void exports_policy_unbind_service(uint32_t handle) {
-    if (handle < services_len) {
-        services[handle].bound = false;
+// The value of the setting `name` (`tag` says which case of `val`), or
+// NULL when it has none.
+static const setting_value_t *setting(const policy_state_t *state, const char *name) {
+    for (size_t i = 0; i < SETTINGS_LEN && i < state->settings.len; i++) {
+        if (strcmp(SETTINGS[i].name, name) == 0) {
+            return state->settings.ptr[i].is_some ? &state->settings.ptr[i].val : NULL;
+        }
     }
+    return NULL;
+}
+
+// A number setting, or NAN when it has no value.
+static double number(const policy_state_t *state, const char *name) {
+    const setting_value_t *value = setting(state, name);
+    return value && value->tag == AUTOSCALER_POLICY_TYPES_SETTING_VALUE_NUMBER ? value->val.number : NAN;
+}
+
+// A line in the daemon's log, printf-style, naming the service.
+__attribute__((format(printf, 3, 4))) static void say(autoscaler_policy_host_level_t level,
+                                                      const policy_state_t *state, const char *format, ...) {
+    char line[256];
+    int at = snprintf(line, sizeof line, "%.*s: ", (int)state->service_name.len, (const char *)state->service_name.ptr);
+    if (at < 0 || (size_t)at >= sizeof line) {
+        at = 0;
+    }
+    va_list args;
+    va_start(args, format);
+    vsnprintf(line + at, sizeof line - at, format, args);
+    va_end(args);
+    policy_string_t message = {(uint8_t *)line, strlen(line)};
+    autoscaler_policy_host_log(level, &message);
 }
 
 // The rule, on borrowed arguments: fills `ret` and returns true to decide.
-static bool rule(const struct bound *service, const policy_event_t *event, const policy_state_t *state,
-                 policy_decision_t *ret) {
+static bool rule(const policy_event_t *event, const policy_state_t *state, policy_decision_t *ret) {
     (void)event;
-    double upper = service->upper, lower = service->lower;
-    if (!state->cpu.is_some || state->cpu.val.reporting == 0 || isnan(upper) || isnan(lower)) {
+    const aggregate_t *cpu = metric(state, "cpu");
+    if (cpu == NULL || cpu->reporting == 0) {
+        return false;  // not measured, or every replica still warming up
+    }
+    double upper = number(state, "cpu.upper"), lower = number(state, "cpu.lower");
+    if (!(lower < upper)) {
+        say(AUTOSCALER_POLICY_HOST_LEVEL_WARN, state, "cpu.lower must be below cpu.upper");
         return false;
     }
     uint32_t current = state->current_replicas, target;
-    double mean = state->cpu.val.value.mean;
+    double mean = cpu->value.mean;
     if (mean >= upper) {
         target = current < state->max_replicas ? current + 1 : state->max_replicas;
     } else if (mean <= lower) {
+        // To keep the count and refuse scale-in for a while instead:
+        // ret->action.tag = AUTOSCALER_POLICY_TYPES_ACTION_HOLD;
+        // ret->action.val.hold = 60000000000ull;  // nanoseconds
         target = current > state->min_replicas ? current - 1 : state->min_replicas;
     } else {
         return false;
@@ -124,11 +137,8 @@ static bool rule(const struct bound *service, const policy_event_t *event, const
     return true;
 }
 
-bool exports_policy_decide(uint32_t handle, policy_event_t *event, policy_state_t *state, policy_decision_t *ret) {
-    if (handle >= services_len || !services[handle].bound) {
-        abort();  // the daemon binds before it decides: a trap, and it binds again
-    }
-    bool decided = rule(&services[handle], event, state, ret);
+bool exports_policy_decide(policy_event_t *event, policy_state_t *state, policy_decision_t *ret) {
+    bool decided = rule(event, state, ret);
     policy_event_free(event);
     policy_state_free(state);
     return decided;

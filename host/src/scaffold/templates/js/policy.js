@@ -1,22 +1,26 @@
-// __NAME__: a scaling policy for the Docker Swarm autoscaler (contract 0.3.0).
+// __NAME__: a scaling policy for the Docker Swarm autoscaler (contract autoscaler:policy@1.0.0).
 //
 // The rule to start from: add a replica while the service's mean CPU is at
 // or above `cpu.upper`, remove one while it is at or below `cpu.lower`,
-// nothing in between. Change `settings` and `decide` to your rule.
+// nothing in between. Change `SETTINGS` and `decide` to your rule.
 //
 // - build: ./build.sh (componentize-js; leaves __NAME__.wasm here);
 // - test: ./test.sh runs the component through the daemon's runtime.
 //
-// The daemon binds each service (`bindService`: its handle, id, name and
-// typed settings) before it decides for it, and again when its labels
-// change; `decide` names the service by its handle. `SERVICES` keeps them.
+// `decide(event, state)` gets everything in each call: the event
+// (`event.metric` names the metric, 'cpu', 'memory', 'connections'...), the
+// service's name and replica counts, its settings (`setting(state,
+// 'cpu.upper')`) and the service view over its replicas (`metric(state,
+// 'cpu')`). It returns a decision or `undefined`.
 //
 // Values follow componentize-js: variants are `{ tag, val }`, enums are
-// strings, `option<T>` is a value or `undefined`, `u64` is a BigInt.
+// strings, `option<T>` is a value or `undefined`, `u64` is a BigInt
+// (`state.nowNs`, durations).
 
-import { log } from 'autoscaler:policy/host@0.3.0';
+import { log } from 'autoscaler:policy/host@1.0.0';
 
-// The settings, in the order `bindService` receives them in `service.settings`.
+// The settings this policy reads (service labels `autoscale.<name>`);
+// `state.settings` holds their values in this order.
 const SETTINGS = [
     {
         name: 'cpu.upper', kind: 'number', required: false, default: '0.8',
@@ -27,35 +31,33 @@ const SETTINGS = [
         doc: 'mean CPU (fraction of the limit) at or below which a replica is removed',
     },
 ];
+const INDEX = new Map(SETTINGS.map((spec, i) => [spec.name, i]));
 
 export function settings() {
     return SETTINGS;
 }
 
-// The services bound to this instance, by handle.
-const SERVICES = new Map();
-
-export function bindService(service) {
-    const [upper, lower] = service.settings.map((s) => s?.val);
-    SERVICES.set(service.handle, { name: service.name, upper, lower });
+// The value of the setting `name` (a number, a BigInt of nanoseconds for a
+// duration, a boolean, a string), or `undefined`.
+function setting(state, name) {
+    return state.settings[INDEX.get(name)]?.val;
 }
 
-export function unbindService(handle) {
-    SERVICES.delete(handle);
+// The service view of the metric `name` (mean, min, max and sum over the
+// replicas that report), or `undefined` when the daemon does not measure it.
+function metric(state, name) {
+    return state.metrics.find((aggregate) => aggregate.metric === name);
 }
 
-export function decide(handle, event, state) {
-    const cpu = state.cpu;
+export function decide(event, state) {
+    const cpu = metric(state, 'cpu');
     if (cpu === undefined || cpu.reporting === 0) {
-        return undefined;
+        return undefined; // not measured, or every replica still warming up
     }
-    const service = SERVICES.get(handle);
-    if (service === undefined) {
-        throw new Error(`decide for unbound service handle ${handle}`);
-    }
-    const { name, upper, lower } = service;
-    if (upper === undefined || lower === undefined) {
-        log('warn', `${name}: cpu.upper or cpu.lower missing`);
+    const upper = setting(state, 'cpu.upper');
+    const lower = setting(state, 'cpu.lower');
+    if (!(lower < upper)) {
+        log('warn', `${state.serviceName}: cpu.lower must be below cpu.upper`);
         return undefined;
     }
     const current = state.currentReplicas;
@@ -64,6 +66,8 @@ export function decide(handle, event, state) {
     if (mean >= upper) {
         target = Math.min(current + 1, state.maxReplicas);
     } else if (mean <= lower) {
+        // To keep the count and refuse scale-in for a while instead:
+        // return { action: { tag: 'hold', val: 60_000_000_000n }, reason: '...' };
         target = Math.max(current - 1, state.minReplicas);
     } else {
         return undefined;

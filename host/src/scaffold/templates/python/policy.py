@@ -1,30 +1,29 @@
-"""__NAME__: a scaling policy for the Docker Swarm autoscaler (contract 0.3.0).
+"""__NAME__: a scaling policy for the Docker Swarm autoscaler (contract autoscaler:policy@1.0.0).
 
 The rule to start from: add a replica while the service's mean CPU is at or
 above `cpu.upper`, remove one while it is at or below `cpu.lower`, nothing in
-between. Change `settings` and `decide` to your rule.
+between. Change `SETTINGS` and `decide` to your rule.
 
 - build: ./build.sh (componentize-py; leaves __NAME__.wasm here);
 - test: ./test.sh runs the component through the daemon's runtime.
 
-The types come from wit/ (componentize-py generates them): variants are
-classes (`types.Metric_Cpu`, `types.SettingValue_Number(value)`), enums are
-`Enum`s, `option<T>` is `Optional[T]`.
+`decide(event, state)` gets everything in each call: the event (`event.metric`
+names the metric, "cpu", "memory", "connections"...), the service's name and
+replica counts, its settings (`setting(state, "cpu.upper")`) and the service
+view over its replicas (`metric(state, "cpu")`). It returns a decision or None.
 
-The daemon binds each service once (`bind-service`: its handle, id, name and
-settings) before it decides for it, and again when its labels change;
-`decide` then names the service by its handle. `SERVICES` keeps them.
+The types come from wit/ (componentize-py generates them): variants are
+classes (`types.Action_Scale(3)`, `types.Action_Hold(30 * 10**9)`), enums are
+`Enum`s, `option<T>` is `Optional[T]`.
 """
 
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import wit_world
 from wit_world.imports import host, types
 
-# The services bound to this instance, by handle.
-SERVICES: Dict[int, types.Service] = {}
-
-# The settings, in the order `bind-service` receives them in `service.settings`.
+# The settings this policy reads (service labels `autoscale.<name>`);
+# `state.settings` holds their values in this order.
 SETTINGS = [
     types.SettingSpec(
         name="cpu.upper", kind=types.SettingType.NUMBER, required=False, default="0.8",
@@ -35,39 +34,49 @@ SETTINGS = [
         doc="mean CPU (fraction of the limit) at or below which a replica is removed",
     ),
 ]
+INDEX = {spec.name: i for i, spec in enumerate(SETTINGS)}
 
 
-def number(service: types.Service, index: int) -> Optional[float]:
-    value = service.settings[index]
-    return value.value if isinstance(value, types.SettingValue_Number) else None
+def setting(state: types.State, name: str):
+    """The value of the setting `name` (a float for a number, nanoseconds for
+    a duration, a bool for a flag, a str for text), or None."""
+    value = state.settings[INDEX[name]]
+    return None if value is None else value.value
+
+
+def metric(state: types.State, name: str) -> Optional[types.Aggregate]:
+    """The service view of the metric `name` (mean, min, max and sum over the
+    replicas that report), or None when the daemon does not measure it."""
+    return next((aggregate for aggregate in state.metrics if aggregate.metric == name), None)
+
+
+def decide(event: types.Event, state: types.State) -> Optional[types.Decision]:
+    cpu = metric(state, "cpu")
+    if cpu is None or cpu.reporting == 0:
+        return None  # not measured, or every replica still warming up
+    upper, lower = setting(state, "cpu.upper"), setting(state, "cpu.lower")
+    if upper is None or lower is None or lower >= upper:
+        host.log(host.Level.WARN, f"{state.service_name}: cpu.lower must be below cpu.upper")
+        return None
+    current, mean = state.current_replicas, cpu.value.mean
+    if mean >= upper:
+        target = min(current + 1, state.max_replicas)
+    elif mean <= lower:
+        # To keep the count and refuse scale-in for a while instead:
+        # return types.Decision(action=types.Action_Hold(60 * 10**9), reason="...")
+        target = max(current - 1, state.min_replicas)
+    else:
+        return None
+    if target == current:
+        return None
+    return types.Decision(action=types.Action_Scale(target), reason=f"mean cpu {mean:.2f}: {current} -> {target}")
 
 
 class WitWorld(wit_world.WitWorld):
+    """The exports componentize-py looks for: the two above."""
+
     def settings(self) -> List[types.SettingSpec]:
         return SETTINGS
 
-    def bind_service(self, service: types.Service) -> None:
-        SERVICES[service.handle] = service
-
-    def unbind_service(self, handle: int) -> None:
-        SERVICES.pop(handle, None)
-
-    def decide(self, service: int, event: types.Event, state: types.State) -> Optional[types.Decision]:
-        bound = SERVICES.get(service)
-        cpu = state.cpu
-        if bound is None or cpu is None or cpu.reporting == 0:
-            return None
-        upper, lower = number(bound, 0), number(bound, 1)
-        if upper is None or lower is None:
-            host.log(host.Level.WARN, f"{bound.name}: cpu.upper or cpu.lower missing")
-            return None
-        current, mean = state.current_replicas, cpu.value.mean
-        if mean >= upper:
-            target = min(current + 1, state.max_replicas)
-        elif mean <= lower:
-            target = max(current - 1, state.min_replicas)
-        else:
-            return None
-        if target == current:
-            return None
-        return types.Decision(action=types.Action_Scale(target), reason=f"mean cpu {mean:.2f}: {current} -> {target}")
+    def decide(self, event: types.Event, state: types.State) -> Optional[types.Decision]:
+        return decide(event, state)

@@ -245,7 +245,13 @@ mod tests {
             policy: policy.to_string(),
             config,
             event: Event::cpu(cpu).of(&format!("c-{service}"), service, service),
-            state: State::replicas(2, 1, 5).with_settings(&band).with_cpu(&[cpu]),
+            state: {
+                let slot = set.get(policy).expect("loaded");
+                let (_, _, specs) = slot.declaration();
+                let labels: Vec<(String, String)> = band.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+                let settings = crate::model::settings::resolve(&specs, &labels).expect("the band fits the policy");
+                State::replicas(2, 1, 5).with_settings(settings.into()).with_cpu(&[cpu])
+            },
         }
     }
 

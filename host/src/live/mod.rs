@@ -219,6 +219,7 @@ mod tests {
                 }],
                 ..Default::default()
             }],
+            ..Default::default()
         }
     }
 

@@ -97,7 +97,7 @@ use tokio::time::Instant;
 
 use crate::metrics::Metrics;
 use crate::model::{self, Metric};
-use crate::probe::{ACCEPTED_METRIC, ParkMode, ProbeEvent, ProbeHandle};
+use crate::probe::{ParkMode, ProbeEvent, ProbeHandle, Signal};
 use crate::swarm::actuator::{ZeroWrite, ZeroWritten};
 use crate::swarm::audit::{ZeroOutcome, ZeroRecord, unix_ms};
 use crate::swarm::inventory::Inventory;
@@ -492,22 +492,23 @@ impl Zero {
         (spec, running): (u32, &[String]),
         event: &ProbeEvent,
     ) {
+        let Some(container) = event.container_id() else { return };
         let now = Instant::now();
         let busy = is_busy(event, config);
-        if let Some(replica) = self.replicas.get(&event.container_id) {
+        if let Some(replica) = self.replicas.get(container) {
             // A frozen replica makes no readings of its own; a connection
             // in a sample means the wake event was lost (ring buffer full).
-            if busy && replica.phase == Phase::Frozen && event.metric != Metric::Cpu {
+            if busy && replica.phase == Phase::Frozen && !is_cpu(event) {
                 self.busy.insert(service_id.to_string(), now);
-                let container = event.container_id.clone();
-                self.thaw(&container, Some(event.timestamp_ns), "a connection in a sample (its wake event was lost)");
+                let container = container.to_string();
+                self.thaw(&container, Some(event.timestamp_ns()), "a connection in a sample (its wake event was lost)");
             }
             return;
         }
         if let Some(r) = self.removals.get(service_id) {
             // On its way out or back: readings of the new replica are load
             // (the policy sees them), but nothing goes to zero meanwhile.
-            if r.step == Step::Restoring && r.replica.as_deref() != Some(event.container_id.as_str()) {
+            if r.step == Step::Restoring && r.replica.as_deref() != Some(container) {
                 self.busy.insert(service_id.to_string(), now);
                 self.look(service_id, now);
             }
@@ -519,7 +520,7 @@ impl Zero {
             return;
         }
         if now.duration_since(*last) >= zero.idle {
-            let lower = config.thresholds.cpu.lower.unwrap_or(IDLE_CPU);
+            let lower = idle_cpu(config);
             let reason = format!("idle for {:?} (no connection, CPU below {lower})", zero.idle);
             self.try_zero((service_id, service), config, zero, (spec, running), reason);
         }
@@ -1512,15 +1513,27 @@ pub(crate) async fn freeze(freezer: &Freezer, probe: &ProbeHandle, container: St
     }
 }
 
-/// Whether a reading shows work: a connection open or accepted, or CPU at
-/// or above the service's lower threshold.
+/// Whether a reading or the accepted-connections signal shows work: a
+/// connection open or accepted, or CPU at or above the service's lower
+/// threshold.
 fn is_busy(event: &ProbeEvent, config: &ServiceConfig) -> bool {
-    match &event.metric {
-        Metric::Connections => event.value > 0.0,
-        Metric::Cpu => event.value >= config.thresholds.cpu.lower.unwrap_or(IDLE_CPU),
-        Metric::Other(name) if name == ACCEPTED_METRIC => event.value > 0.0,
+    match event {
+        ProbeEvent::Reading(r) if r.metric == Metric::CONNECTIONS => r.value > 0.0,
+        ProbeEvent::Reading(r) if r.metric == Metric::CPU => r.value >= idle_cpu(config),
+        ProbeEvent::Signal(Signal::Accepted { count, .. }) => *count > 0,
         _ => false,
     }
+}
+
+/// Whether `event` is a CPU reading (busy by CPU, not by a connection).
+fn is_cpu(event: &ProbeEvent) -> bool {
+    matches!(event, ProbeEvent::Reading(r) if r.metric == Metric::CPU)
+}
+
+/// The CPU below which the service counts as idle: `autoscale.cpu.lower`,
+/// or [`IDLE_CPU`].
+fn idle_cpu(config: &ServiceConfig) -> f64 {
+    config.thresholds.band(&Metric::CPU).lower.unwrap_or(IDLE_CPU)
 }
 
 #[cfg(test)]

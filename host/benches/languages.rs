@@ -44,7 +44,7 @@ struct Case {
 fn cases() -> Vec<Case> {
     // Settings are parsed from LABELS for each policy once it is loaded.
     let hot = State::replicas(2, 1, 10).with_cpu(&[0.9, 0.95]).with_metric(
-        Metric::Connections,
+        Metric::CONNECTIONS,
         Unit::Count,
         &[80.0, 70.0],
         0,
@@ -60,7 +60,7 @@ fn cases() -> Vec<Case> {
         Case {
             lang: "js",
             file: "examples/policies/js/headroom.wasm",
-            event: Event::sample(Metric::Connections, 80.0, Unit::Count),
+            event: Event::sample(Metric::CONNECTIONS, 80.0, Unit::Count),
             state: hot.clone(),
         },
         Case { lang: "c", file: "examples/policies/c/step.wasm", event: Event::cpu(0.95), state: hot },

@@ -30,9 +30,9 @@ use super::service_view::ServiceView;
 use super::zero::{self, Zero};
 use crate::cluster::ZeroCommand;
 use crate::metrics::Metrics;
-use crate::model::{self, Event, Metric, SettingValue, State};
+use crate::model::{self, Event, SettingValue, State};
 use crate::policy::{PolicyError, PolicySet};
-use crate::probe::{PORT_LISTEN_METRIC, PORT_SYN_METRIC, ProbeEvent, WAKE_METRIC};
+use crate::probe::{ProbeEvent, Signal};
 use crate::replay::Recorder;
 use crate::status::{Board, Cooldowns};
 use crate::swarm::inventory::{self, Notice, ServiceEntry};
@@ -231,33 +231,28 @@ impl<O: Outside> Loop<O> {
 
     /// A probe event: find the service, update its view, queue a decision.
     pub fn on_probe_event(&mut self, event: ProbeEvent) {
-        self.metrics.event_received(event.metric.name());
-        if let Metric::Other(name) = &event.metric {
-            // Scale to zero's own events, handled at once, never by a policy:
-            // a frozen replica's first connection (thaw), a connection attempt
-            // to a removed service's port (restore), a socket listening on it
-            // again (unpark).
-            let port = || u16::try_from(event.value as u64).ok();
-            match name.as_str() {
-                WAKE_METRIC => self.zero.on_wake(&event.container_id, event.timestamp_ns),
-                PORT_SYN_METRIC => {
-                    if let Some(port) = port() {
-                        self.zero.on_port_attempt(port, event.timestamp_ns);
-                    }
-                }
-                PORT_LISTEN_METRIC => {
-                    if let Some(port) = port() {
-                        self.zero.on_port_listen(port);
-                    }
-                }
-                _ => {}
+        self.metrics.event_received(event.name());
+        let container_id = match &event {
+            ProbeEvent::Reading(reading) => reading.container_id.as_str(),
+            ProbeEvent::Signal(Signal::Accepted { container_id, .. } | Signal::MemoryLimit { container_id, .. }) => {
+                container_id.as_str()
             }
-            if [WAKE_METRIC, PORT_SYN_METRIC, PORT_LISTEN_METRIC].contains(&name.as_str()) {
+            ProbeEvent::Signal(signal) => {
+                // Scale to zero's own signals, handled at once: a frozen
+                // replica's first connection (thaw), a connection attempt to
+                // a removed service's port (restore), a socket listening on
+                // it again (unpark).
+                match *signal {
+                    Signal::Wake { ref container_id, timestamp_ns } => self.zero.on_wake(container_id, timestamp_ns),
+                    Signal::PortSyn { port, timestamp_ns } => self.zero.on_port_attempt(port, timestamp_ns),
+                    Signal::PortListen { port, .. } => self.zero.on_port_listen(port),
+                    Signal::Accepted { .. } | Signal::MemoryLimit { .. } => {}
+                }
                 self.drive_zero();
                 return;
             }
-        }
-        let Some(container) = self.inventory.container(&event.container_id) else {
+        };
+        let Some(container) = self.inventory.container(container_id) else {
             self.unknown_containers += 1;
             return;
         };
@@ -269,22 +264,12 @@ impl<O: Outside> Loop<O> {
             let running: Vec<String> = self.inventory.containers_of(&service_id).map(|c| c.id.clone()).collect();
             self.zero.observe((&service_id, &name), &config, zero, (replicas, &running), &event);
             self.drive_zero();
-            if self.zero.holds(&event.container_id) {
+            if event.container_id().is_some_and(|id| self.zero.holds(id)) {
                 return; // a frozen or removed replica's readings are not the service's load
             }
         }
-        let worth_deciding = self.view.record(
-            &service_id,
-            &event.container_id,
-            started_ns,
-            &event.metric,
-            event.value,
-            &event.unit,
-            event.timestamp_ns,
-        );
-        if !worth_deciding {
-            return;
-        }
+        // Only a reading goes on to a policy (a memory limit stays in the view).
+        let Some(event) = self.view.admit(&service_id, started_ns, event) else { return };
         // A policy that is not loaded was reported when the service was
         // examined (and is again when the folder changes).
         let Some(slot) = self.policies.get(&config.policy) else { return };

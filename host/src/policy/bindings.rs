@@ -258,7 +258,7 @@ mod tests {
         let mut args = Args::default();
         let settings: model::Settings = vec![Some(model::SettingValue::Number(0.8)), None].into();
         let mut state = model::State::replicas(2, 1, 5).with_cpu(&[0.5]).with_metric(
-            model::Metric::Connections,
+            model::Metric::CONNECTIONS,
             model::Unit::Count,
             &[3.0],
             1,
@@ -276,7 +276,7 @@ mod tests {
 
         // Fewer metrics, another settings list, another service.
         let mut next = model::State::replicas(3, 1, 5).with_metric(
-            model::Metric::Other("request-rate".into()),
+            model::Metric::named("request-rate"),
             model::Unit::PerSecond,
             &[40.0],
             0,

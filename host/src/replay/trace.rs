@@ -138,12 +138,7 @@ pub struct Record {
 
 /// The metric of a name in a trace, as the probes name it.
 fn metric_named(name: String) -> Metric {
-    match name.as_str() {
-        "cpu" => Metric::Cpu,
-        "memory" => Metric::Memory,
-        "connections" => Metric::Connections,
-        _ => Metric::Other(name),
-    }
+    Metric::named(&name)
 }
 
 /// A unit as one letter (`f`, `c`, `b`, `n`, `r`, `s`), or `{"o": NAME}`.
@@ -698,11 +693,11 @@ mod tests {
         late.hold_until_ns = Some(9_000_000_000);
         late.metrics[0].of_limit = Some(Stats { mean: 0.1, min: 0.0, max: 0.2, sum: 0.3 });
         late.metrics.push(Aggregate {
-            metric: Metric::Other("request-rate".into()),
+            metric: Metric::named("request-rate"),
             unit: Unit::PerSecond,
             ..late.metrics[0].clone()
         });
-        let other = Event::sample(Metric::Memory, 1e6, Unit::Bytes).of("c2", "s1", "web").at(1_999_000_000);
+        let other = Event::sample(Metric::MEMORY, 1e6, Unit::Bytes).of("c2", "s1", "web").at(1_999_000_000);
         let (low, high) = (labels("0.8"), labels("0.9"));
         {
             let mut rec = Recorder::create_at(&path, &options, 5).expect("create");

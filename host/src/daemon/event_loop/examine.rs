@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::{Binding, Loop, Outside};
 use crate::daemon::checks::{self, Folder, PolicyInfo};
 use crate::model::{SettingValue, State};
-use crate::probe::ProbeEvent;
+use crate::probe::Reading;
 use crate::reload;
 use crate::status::{Cooldowns, MetricStatus};
 use crate::swarm::inventory::Status;
@@ -135,7 +135,7 @@ impl<O: Outside> Loop<O> {
     }
 
     /// Publish a reading and the state a policy is about to see.
-    pub(super) fn show_reading(&self, id: &str, replicas: u32, clock: Cooldowns, event: &ProbeEvent, state: &State) {
+    pub(super) fn show_reading(&self, id: &str, replicas: u32, clock: Cooldowns, event: &Reading, state: &State) {
         let container: String = event.container_id.chars().take(12).collect();
         let latest_unix_ms = crate::swarm::audit::unix_ms();
         self.board.update_existing(id, |s| {

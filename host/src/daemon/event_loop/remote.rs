@@ -73,13 +73,13 @@ impl<O: Outside> Loop<O> {
             self.ignored_remote += 1;
             return;
         }
-        if let Some(container) = self.inventory.container(&event.container_id)
+        if let Some(container) = event.container_id().and_then(|id| self.inventory.container(id))
             && container.node_id != node_id
         {
             // A node reports only its own containers; a container that
             // moved is re-read with the swarm's tasks.
             self.ignored_remote += 1;
-            tracing::debug!(node = %node_id, container = %event.container_id, on = %container.node_id, "cluster: event for a container on another node ignored");
+            tracing::debug!(node = %node_id, container = %event.container_id().unwrap_or_default(), on = %container.node_id, "cluster: event for a container on another node ignored");
             return;
         }
         self.on_probe_event(event);

@@ -180,14 +180,14 @@ fn replica(id: &str, service: &str) -> ContainerInfo {
 
 /// A CPU sample of `container`, now.
 fn cpu(container: &str, value: f64) -> ProbeEvent {
-    ProbeEvent {
+    ProbeEvent::Reading(crate::probe::Reading {
         container_id: container.into(),
-        metric: Metric::Cpu,
+        metric: Metric::CPU,
         value,
         unit: Unit::FractionOfLimit,
         kind: EventKind::Sample,
         timestamp_ns: model::monotonic_ns(),
-    }
+    })
 }
 
 /// Docker's first full read: `web` with replicas c1 and c2.
@@ -230,7 +230,7 @@ async fn a_reading_reaches_the_policy_with_the_service_state_and_its_decision_is
     assert_eq!((event.service_id.as_str(), event.service_name.as_str()), ("s1", "web"));
     assert_eq!((event.container_id.as_str(), event.value), ("c2", 0.5));
     assert_eq!((state.current_replicas, state.min_replicas, state.max_replicas), (2, 1, 5));
-    let aggregate = state.aggregate(&Metric::Cpu).expect("a cpu aggregate").clone();
+    let aggregate = state.aggregate(&Metric::CPU).expect("a cpu aggregate").clone();
     assert_eq!(aggregate.reporting, 2);
     assert!((aggregate.value.mean - 0.7).abs() < 1e-9, "{aggregate:?}");
     let decision = done.result.as_ref().expect("decided").clone().expect("a decision");
@@ -301,7 +301,7 @@ async fn docker_coming_back_rebuilds_tracking_and_forgets_old_readings() {
     assert!(testing::no_answer(&mut w.answers, Duration::from_millis(200)).await.is_none());
     w.lp.on_probe_event(cpu("c1", 0.9));
     let done = testing::answer(&mut w.answers).await;
-    assert_eq!(done.job.state.aggregate(&Metric::Cpu).map(|a| a.reporting), Some(2));
+    assert_eq!(done.job.state.aggregate(&Metric::CPU).map(|a| a.reporting), Some(2));
 }
 
 /// Multi-node mode: the loop of a manager with a real decider endpoint on
@@ -383,7 +383,7 @@ mod cluster {
             w.lp.on_remote_event(event);
         }
         let done = testing::answer(&mut w.answers).await;
-        let aggregate = done.job.state.aggregate(&Metric::Cpu).expect("cpu").clone();
+        let aggregate = done.job.state.aggregate(&Metric::CPU).expect("cpu").clone();
         assert_eq!(aggregate.reporting, 2);
         assert!((aggregate.value.mean - 0.85).abs() < 1e-9, "{aggregate:?}");
         assert_eq!(done.result.as_ref().ok().cloned().flatten().and_then(|d| d.target()), Some(3));

@@ -141,4 +141,45 @@ struct probe_control {
 /* Least time between two PROBE_METRIC_PORT_SYN events of one port. */
 #define PROBE_PARK_EVENT_GAP_NS 100000000
 
+/* Demand (ebpf/demand.h): requests, their queue and response time, for
+ * request/response protocols over TCP, measured without parsing them. */
+#define PROBE_METRIC_QUEUE 9     /* connections in the container's listeners'
+				  * accept queues (and SYN backlogs) */
+#define PROBE_METRIC_INFLIGHT 10 /* requests received, not yet answered */
+#define PROBE_METRIC_REQUEST_RATE 11 /* requests that arrived since the
+				      * previous sample, per second x 1000
+				      * (samples only) */
+#define PROBE_METRIC_RESPONSE_P50 12 /* response time percentiles over the */
+#define PROBE_METRIC_RESPONSE_P95 13 /* requests answered since the previous */
+#define PROBE_METRIC_RESPONSE_P99 14 /* sample, ns; no sample when none was */
+
+/* demand_cfg.flags: which thresholds are set. */
+#define PROBE_DEMAND_HAS_INFLIGHT_UPPER (1u << 0)
+#define PROBE_DEMAND_HAS_QUEUE_UPPER (1u << 1)
+#define PROBE_DEMAND_HAS_P95_UPPER (1u << 2)
+
+/* Value of the `demand_cfg` array, index = the container's slot: the
+ * upper thresholds of the demand metrics, written by userspace with the
+ * container's `configs` entry. */
+struct demand_cfg {
+	__u64 inflight_upper; /* requests */
+	__u64 queue_upper;    /* connections */
+	__u64 p95_upper_ns;   /* response time p95, ns */
+	__u64 hysteresis;     /* counts: an upward crossing is undone below
+			       * upper - this; p95: below upper x 15/16 */
+	__u64 gap_ns;         /* least time between two crossings of one
+			       * threshold; a later one waits */
+	__u32 flags;          /* PROBE_DEMAND_HAS_* */
+	__u32 _pad;
+};
+
+#define PROBE_DEMAND_CFG_SIZE 48
+
+/* Value of the `demand` array (index = slot): kernel-owned, zeroed by
+ * userspace before the container's `slots` entry appears. */
+#define PROBE_DEMAND_STATE_SIZE 1456
+/* Log-linear response time histogram: 16 buckets per power of two of
+ * (ns >> 10), 336 buckets up to about 17 s. */
+#define PROBE_DEMAND_BUCKETS 336
+
 #endif

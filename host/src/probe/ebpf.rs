@@ -79,6 +79,7 @@ use tokio::io::unix::AsyncFd;
 
 use crate::model::{Crossing, Direction, EventKind, Metric, Thresholds, Unit};
 
+use super::demand::{Demand, DemandCfg, DemandThresholds};
 use super::park::{ParkMode, Parking};
 use super::{
     ACCEPTED_METRIC, Backend, ContainerCgroup, MEMORY_LIMIT_METRIC, PORT_LISTEN_METRIC, PORT_SYN_METRIC, ProbeEvent,
@@ -255,6 +256,8 @@ pub(super) struct EbpfProbe {
     wake: Array<MapData, u64>,
     /// Parked ports and the tc classifier (`autoscale.zero=remove`).
     parking: Parking,
+    /// The demand maps (`ebpf/demand.h`).
+    demand: Demand,
     /// Current generation, mirrored from `control`.
     generation: u64,
     /// Free slots, least recently freed first: a container holds one while
@@ -318,6 +321,7 @@ impl EbpfProbe {
             prog.load(tracepoint, &btf).map_err(|source| LoadError::Program { program, source })?;
             prog.attach().map_err(|source| LoadError::Program { program, source })?;
         }
+        let demand = Demand::load(&mut ebpf, &btf)?;
         let slots = take_map(&mut ebpf, "slots")?;
         let configs = take_map(&mut ebpf, "configs")?;
         let state = take_map(&mut ebpf, "state")?;
@@ -334,6 +338,7 @@ impl EbpfProbe {
             control,
             wake,
             parking,
+            demand,
             generation: 0,
             free_slots: (0..abi::PROBE_MAX_TRACKED as u32).collect(),
             drops: Arc::new(Mutex::new(drops)),
@@ -421,8 +426,10 @@ impl Backend for EbpfProbe {
             self.remove(&cgroup.container_id);
         }
         let cfg = TrackedCfg::new(&thresholds, limit, self.window, cgroup.id);
+        let demand = DemandCfg::new(&DemandThresholds::default(), thresholds.bounds.connection_min_gap);
         if let Some((_, slot)) = self.by_container.get(&cgroup.container_id).copied() {
             // A threshold update: same slot, the accounting goes on.
+            self.demand.set_cfg(slot, demand)?;
             return self.configs.set(slot, cfg, 0).context("writing the eBPF configs map");
         }
         let slot = self
@@ -442,6 +449,7 @@ impl Backend for EbpfProbe {
                 .set(slot, StateBlob([0; abi::PROBE_STATE_SIZE as usize]), 0)
                 .context("writing the eBPF state map")?;
             self.configs.set(slot, cfg, 0).context("writing the eBPF configs map")?;
+            self.demand.add_slot(slot, demand)?;
             // A slot is never handed over armed.
             self.wake.set(slot, 0, 0).context("writing the eBPF wake map")?;
             self.slots.insert(cgroup.id, slot, 0).context("writing the eBPF slots map")?;
@@ -454,6 +462,10 @@ impl Backend for EbpfProbe {
             }
             self.free_slots.push_front(slot);
             return Err(err);
+        }
+        // Listeners the container opened before it was tracked.
+        if let Err(err) = Demand::find_listeners(&mut self.ebpf) {
+            tracing::warn!(container = %cgroup.container_id, error = %format!("{err:#}"), "cannot look for the container's listening sockets: its queue counts only those it opens from now on");
         }
         self.by_container.insert(cgroup.container_id, (cgroup.id, slot));
         Ok(())
@@ -618,6 +630,9 @@ impl RawEvent {
 /// Turn a kernel record into the daemon's event; `None` for an unknown
 /// metric or kind (a newer kernel object than this decoder).
 pub fn decode(raw: &RawEvent, container_id: String) -> Option<ProbeEvent> {
+    if super::demand::is_demand(raw.metric) {
+        return super::demand::decode(raw, container_id);
+    }
     let of_limit = u64::from(raw.flags) & abi::PROBE_EVENT_CPU_OF_LIMIT != 0;
     let (metric, scale, unit) = match u64::from(raw.metric) {
         abi::PROBE_METRIC_CPU => (Metric::Cpu, PPM, cpu_unit(of_limit)),

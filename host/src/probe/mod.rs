@@ -16,12 +16,15 @@
 //! - [`cgroupfs`]: the pull probe;
 //! - [`ebpf`]: the push probe (aya loader, ring buffer reader, the layout
 //!   check of the event struct shared with `ebpf/probe.bpf.c`);
+//! - [`demand`]: queue, in-flight requests, request rate and response time
+//!   (eBPF probe only; `ebpf/demand.h`);
 //! - [`park`]: parked ports, the tc classifier that holds connection
 //!   attempts to a service scaled to zero replicas (eBPF probe only).
 
 pub mod cgroup;
 pub mod cgroupfs;
 pub mod crossing;
+pub mod demand;
 pub mod ebpf;
 pub mod park;
 

@@ -11,6 +11,9 @@
 //! (`Connection: close`), or keep-alive: a request takes an idle connection
 //! of the pool, or opens one when none is idle (the kernel sees every
 //! request the moment the client sends it; none waits in the client).
+//! The first byte's time is the kernel's receive timestamp of the answer
+//! on the client's socket (`SO_TIMESTAMPNS`), not when the client's task
+//! woke up to read it: on a busy machine a wake-up takes milliseconds.
 
 #![allow(dead_code, reason = "shared by the test and the benchmark, each uses a part")]
 
@@ -19,7 +22,9 @@ use std::time::Duration;
 
 use host::model::{EventKind, monotonic_ns};
 use host::probe::ProbeEvent;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::os::fd::AsRawFd;
+
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
 /// What the client saw of one request (CLOCK_MONOTONIC ns).
@@ -101,6 +106,17 @@ async fn one(at: u64, port: u16, keep_alive: bool, pool: Arc<Mutex<Vec<TcpStream
         },
     };
     let _ = stream.set_nodelay(true);
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt on an open socket with a valid int option.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
     let request: &[u8] = if keep_alive {
         b"GET / HTTP/1.1\r\nHost: demand\r\n\r\n"
     } else {
@@ -112,24 +128,65 @@ async fn one(at: u64, port: u16, keep_alive: bool, pool: Arc<Mutex<Vec<TcpStream
     outcome.sent_ns = monotonic_ns();
     let mut buf = Vec::with_capacity(128);
     let mut chunk = [0u8; 256];
+    let fd = stream.as_raw_fd();
     loop {
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return outcome,
-            Ok(k) => {
+        if stream.readable().await.is_err() {
+            return outcome;
+        }
+        match stream.try_io(Interest::READABLE, || recv_stamped(fd, &mut chunk)) {
+            Ok((0, _)) => return outcome,
+            Ok((k, stamp)) => {
                 if outcome.first_byte_ns == 0 {
-                    outcome.first_byte_ns = monotonic_ns();
+                    outcome.first_byte_ns = stamp.unwrap_or_else(monotonic_ns);
                 }
                 buf.extend_from_slice(&chunk[..k]);
                 if buf.ends_with(b"ok\n") {
                     break;
                 }
             }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return outcome,
         }
     }
     if keep_alive && let Ok(mut p) = pool.lock() {
         p.push(stream);
     }
     outcome
+}
+
+/// `recvmsg` with the kernel's receive timestamp of what it read, turned
+/// from CLOCK_REALTIME into CLOCK_MONOTONIC ns.
+fn recv_stamped(fd: std::os::fd::RawFd, buf: &mut [u8]) -> std::io::Result<(usize, Option<u64>)> {
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    let mut control = [0u64; 16];
+    // SAFETY: an all-zero msghdr is valid; the pointers set below outlive
+    // the call; CMSG_* walk only the control buffer the kernel filled.
+    unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = std::mem::size_of_val(&control);
+        let n = libc::recvmsg(fd, &mut msg, 0);
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mono = monotonic_ns();
+        let mut real = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        libc::clock_gettime(libc::CLOCK_REALTIME, &mut real);
+        let ns = |t: libc::timespec| t.tv_sec as i128 * 1_000_000_000 + t.tv_nsec as i128;
+        let mut stamp = None;
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                let at = ns(ts) - (ns(real) - mono as i128);
+                stamp = u64::try_from(at).ok().filter(|t| *t <= mono);
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+        Ok((n as usize, stamp))
+    }
 }
 
 /// Nearest-rank percentile (`p` in 0..=100) of sorted values.

@@ -56,8 +56,6 @@ struct demand_state {
 	__u64 answered;        /* requests answered so far */
 	__u64 abandoned;       /* requests whose connection ended unanswered */
 	__u64 last_sample_ns;  /* when the last samples went out; 0: not yet */
-	__u64 bits;            /* crossing state: bit m "at or above upper" */
-	__u64 event_ns[3];     /* when each metric's last crossing went out */
 	__u64 in_window;       /* requests answered since the last sample */
 	__u64 _reserved[2];
 	/* Answered since the last sample, by response time; 8-byte aligned
@@ -66,7 +64,6 @@ struct demand_state {
 };
 
 _Static_assert(sizeof(struct demand_state) == PROBE_DEMAND_STATE_SIZE, "demand_state size is shared with the loader");
-_Static_assert(sizeof(struct demand_cfg) == PROBE_DEMAND_CFG_SIZE, "demand_cfg size");
 
 /* A tracked container's listening socket (key: its address). */
 struct listener {
@@ -81,13 +78,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct demand_state);
 } demand SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, MAX_TRACKED);
-	__type(key, __u32);
-	__type(value, struct demand_cfg);
-} demand_cfg SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -114,10 +104,6 @@ struct {
 	__type(key, __u32);
 	__type(value, struct demand_scratch);
 } demand_scratch SEC(".maps");
-
-#define DEMAND_INFLIGHT 0
-#define DEMAND_QUEUE 1
-#define DEMAND_P95 2
 
 static __always_inline __u32 ilog2_u64(__u64 v)
 {
@@ -160,52 +146,40 @@ static __always_inline int slot_owned(__u32 slot, __u64 cgid)
 	return cfg && s && *s == slot && cfg->cgroup_id == cgid;
 }
 
-/* One demand threshold (upper only): bit m of `d->bits` is "at or above".
- * Pushed at once, once per change (a compare-and-swap), unless within
- * `gap_ns` of the metric's last crossing or over the container's budget:
- * then held (the bit stays) until an evaluation after it, at the latest
- * the next window close. */
-static __always_inline void demand_check(struct demand_state *d, const struct demand_cfg *dc, __u32 slot, __u32 m,
-					 __u32 metric, __u64 value, __u64 upper, __u64 hyst, __u64 now)
+/* The per-request paths' cheaper check: the slot's configuration still
+ * names the socket's container (a slot is reused for another container
+ * only after its configuration is rewritten; until then an untracked
+ * container's sockets only touch state nobody reads). */
+static __always_inline struct tracked_cfg *slot_cfg(__u32 slot, __u64 cgid)
 {
-	if (m > 2)
-		return;
-	__u64 bit = 1ULL << m;
-	for (int tries = 0; tries < 4; tries++) {
-		__u64 old = READ_ONCE(d->bits);
-		int above = (old & bit) ? value + hyst >= upper : value >= upper;
-		__u64 new = above ? old | bit : old & ~bit;
-		if (new == old)
-			return;
-		__u64 last = READ_ONCE(d->event_ns[m]);
-		if (dc->gap_ns && last && now - last < dc->gap_ns)
-			return;
-		struct cg_state *st = bpf_map_lookup_elem(&state, &slot);
-		struct tracked_cfg *cfg = bpf_map_lookup_elem(&configs, &slot);
-		if (!st || !cfg)
-			return;
-		if (!take_budget(st, cfg, 1)) {
-			count_drop(PROBE_DROP_HELD);
-			return;
-		}
-		if (__sync_val_compare_and_swap(&d->bits, old, new) != old) {
-			__sync_fetch_and_sub(&st->spent, 1);
-			continue;
-		}
-		WRITE_ONCE(d->event_ns[m], now);
-		emit(cfg->cgroup_id, metric, above ? PROBE_KIND_UP : PROBE_KIND_DOWN, value, upper, 0, now);
-		return;
-	}
+	struct tracked_cfg *cfg = bpf_map_lookup_elem(&configs, &slot);
+	return cfg && cfg->cgroup_id == cgid ? cfg : 0;
 }
 
-static __always_inline void check_inflight(struct demand_state *d, __u32 slot, __u64 now)
+/* A demand metric's band (tracked_cfg.bands[metric], set by the
+ * `autoscale.<metric>.upper/lower` labels), with check_band()'s crossing
+ * bits, budget and hysteresis: a tenth of the upper threshold (at least 1)
+ * for counts, a sixteenth for the response time. */
+static __always_inline void demand_band(__u32 slot, const struct tracked_cfg *cfg, __u32 metric, __u64 value,
+					__u64 now)
 {
-	struct demand_cfg *dc = bpf_map_lookup_elem(&demand_cfg, &slot);
-	if (!dc || !(dc->flags & PROBE_DEMAND_HAS_INFLIGHT_UPPER))
+	if (metric >= PROBE_MAX_METRICS || !(cfg->flags & (PROBE_HAS_UPPER(metric) | PROBE_HAS_LOWER(metric))))
+		return;
+	struct cg_state *st = bpf_map_lookup_elem(&state, &slot);
+	if (!st)
+		return;
+	__u64 upper = cfg->bands[metric].upper;
+	__u64 hyst = metric == PROBE_METRIC_RESPONSE_P95 ? upper / 16 : (upper >= 20 ? upper / 10 : 1);
+	check_band(cfg->cgroup_id, st, cfg, metric, value, hyst, 0, now);
+}
+
+static __always_inline void check_inflight(struct demand_state *d, __u32 slot, const struct tracked_cfg *cfg,
+					   __u64 now)
+{
+	if (!(cfg->flags & (PROBE_HAS_UPPER(PROBE_METRIC_INFLIGHT) | PROBE_HAS_LOWER(PROBE_METRIC_INFLIGHT))))
 		return;
 	__s64 n = READ_ONCE(d->inflight);
-	demand_check(d, dc, slot, DEMAND_INFLIGHT, PROBE_METRIC_INFLIGHT, n > 0 ? n : 0, dc->inflight_upper,
-		     dc->hysteresis, now);
+	demand_band(slot, cfg, PROBE_METRIC_INFLIGHT, n > 0 ? n : 0, now);
 }
 
 /* Connection state changes (from on_inet_sock_set_state): listeners come
@@ -254,11 +228,12 @@ static __always_inline void demand_on_state(struct sock *sk, int oldstate, int n
 	c->open = 0;
 	__u32 slot = c->slot;
 	struct demand_state *d = bpf_map_lookup_elem(&demand, &slot);
-	if (!d || !slot_owned(slot, c->cgroup_id))
+	struct tracked_cfg *cfg = slot_cfg(slot, c->cgroup_id);
+	if (!d || !cfg)
 		return;
 	__sync_fetch_and_sub(&d->inflight, 1);
 	__sync_fetch_and_add(&d->abandoned, 1);
-	check_inflight(d, slot, bpf_ktime_get_ns());
+	check_inflight(d, slot, cfg, bpf_ktime_get_ns());
 }
 
 /* A segment received on an established socket (softirq, or the socket's
@@ -278,14 +253,15 @@ int BPF_PROG(on_tcp_probe, struct sock *sk, struct sk_buff *skb)
 		return 0; /* a bare ACK (or FIN) */
 	__u32 slot = c->slot;
 	struct demand_state *d = bpf_map_lookup_elem(&demand, &slot);
-	if (!d || !slot_owned(slot, c->cgroup_id))
+	struct tracked_cfg *cfg = slot_cfg(slot, c->cgroup_id);
+	if (!d || !cfg)
 		return 0;
 	__u64 now = bpf_ktime_get_ns();
 	c->start_ns = now;
 	c->open = 1;
 	__sync_fetch_and_add(&d->inflight, 1);
 	__sync_fetch_and_add(&d->arrivals, 1);
-	check_inflight(d, slot, now);
+	check_inflight(d, slot, cfg, now);
 	return 0;
 }
 
@@ -302,7 +278,8 @@ int BPF_PROG(on_tcp_sendmsg, struct sock *sk)
 	c->open = 0;
 	__u32 slot = c->slot;
 	struct demand_state *d = bpf_map_lookup_elem(&demand, &slot);
-	if (!d || !slot_owned(slot, c->cgroup_id))
+	struct tracked_cfg *cfg = slot_cfg(slot, c->cgroup_id);
+	if (!d || !cfg)
 		return 0;
 	__u32 b = bucket_of(took);
 	if (b < DEMAND_BUCKETS)
@@ -310,7 +287,7 @@ int BPF_PROG(on_tcp_sendmsg, struct sock *sk)
 	__sync_fetch_and_add(&d->in_window, 1);
 	__sync_fetch_and_sub(&d->inflight, 1);
 	__sync_fetch_and_add(&d->answered, 1);
-	check_inflight(d, slot, now);
+	check_inflight(d, slot, cfg, now);
 	return 0;
 }
 
@@ -432,17 +409,15 @@ static __always_inline __u64 demand_percentiles(struct demand_state *d, int take
 /* One container's window close (from close_window): crossings of the
  * queue (read just before by demand_poll_listeners), those held back, and
  * every `sample_ns` the samples. */
-static __always_inline void demand_close(__u32 slot, __u64 cgid, __u64 now)
+static __always_inline void demand_close(__u32 slot, __u64 cgid, const struct tracked_cfg *cfg, __u64 now)
 {
 	struct demand_state *d = bpf_map_lookup_elem(&demand, &slot);
-	struct demand_cfg *dc = bpf_map_lookup_elem(&demand_cfg, &slot);
-	if (!d || !dc)
+	if (!d)
 		return;
 	__s64 queue = READ_ONCE(d->queue), inflight = READ_ONCE(d->inflight);
 	__u64 q = queue > 0 ? queue : 0, in = inflight > 0 ? inflight : 0;
-	if (dc->flags & PROBE_DEMAND_HAS_QUEUE_UPPER)
-		demand_check(d, dc, slot, DEMAND_QUEUE, PROBE_METRIC_QUEUE, q, dc->queue_upper, dc->hysteresis, now);
-	check_inflight(d, slot, now);
+	demand_band(slot, cfg, PROBE_METRIC_QUEUE, q, now);
+	check_inflight(d, slot, cfg, now);
 	if (!d->last_sample_ns) {
 		d->last_sample_ns = now;
 		d->arrivals_sampled = READ_ONCE(d->arrivals);
@@ -453,11 +428,11 @@ static __always_inline void demand_close(__u32 slot, __u64 cgid, __u64 now)
 	__u64 n = 0;
 	if (sample)
 		n = demand_percentiles(d, 1, p);
-	else if ((dc->flags & PROBE_DEMAND_HAS_P95_UPPER) && READ_ONCE(d->in_window))
+	else if ((cfg->flags & (PROBE_HAS_UPPER(PROBE_METRIC_RESPONSE_P95) | PROBE_HAS_LOWER(PROBE_METRIC_RESPONSE_P95))) &&
+		 READ_ONCE(d->in_window))
 		n = demand_percentiles(d, 0, p);
-	if (n && (dc->flags & PROBE_DEMAND_HAS_P95_UPPER))
-		demand_check(d, dc, slot, DEMAND_P95, PROBE_METRIC_RESPONSE_P95, p[1], dc->p95_upper_ns,
-			     dc->p95_upper_ns / 16, now);
+	if (n)
+		demand_band(slot, cfg, PROBE_METRIC_RESPONSE_P95, p[1], now);
 	if (!sample)
 		return;
 	__u64 elapsed = now - d->last_sample_ns;

@@ -138,8 +138,9 @@ static __always_inline int take_budget(struct cg_state *st, const struct tracked
 	return 1;
 }
 
-/* Crossing state: per metric m (0 cpu, 1 memory, 2 connections) bit 2m is
- * "at or above the upper threshold", bit 2m+1 "below the lower threshold".
+/* Crossing state: per metric m (PROBE_METRIC_*) bit 2m is "at or above the
+ * upper threshold", bit 2m+1 "below the lower threshold"; the thresholds are
+ * cfg->bands[m], set when PROBE_HAS_UPPER(m) / PROBE_HAS_LOWER(m) is.
  * All zero is "inside the band", the state a container starts in. With
  * hysteresis h, a set upper bit clears only below `upper - h` and a set
  * lower bit only at `lower + h`. A compare-and-swap makes each change,
@@ -148,11 +149,14 @@ static __always_inline int take_budget(struct cg_state *st, const struct tracked
  * budget, or for a connection threshold within `conn_gap_ns` of its own
  * last crossing; the
  * next evaluation, at the latest the next window close, makes it. */
-static __always_inline void check_band(__u64 cgid, struct cg_state *st, const struct tracked_cfg *cfg, __u32 idx,
-				       __u32 metric, __u64 value, __u64 upper, __u64 lower, int has_upper,
-				       int has_lower, __u64 hyst, __u32 flags, __u64 now)
+static __always_inline void check_band(__u64 cgid, struct cg_state *st, const struct tracked_cfg *cfg, __u32 metric,
+				       __u64 value, __u64 hyst, __u32 flags, __u64 now)
 {
-	__u64 ub = 1ULL << (2 * idx), lb = 1ULL << (2 * idx + 1);
+	if (metric >= PROBE_MAX_METRICS)
+		return;
+	__u64 ub = 1ULL << (2 * metric), lb = 1ULL << (2 * metric + 1);
+	__u64 upper = cfg->bands[metric].upper, lower = cfg->bands[metric].lower;
+	int has_upper = cfg->flags & PROBE_HAS_UPPER(metric), has_lower = cfg->flags & PROBE_HAS_LOWER(metric);
 	for (int tries = 0; tries < 4; tries++) {
 		__u64 old = READ_ONCE(st->bits), new = old;
 		if (has_upper) {
@@ -201,16 +205,14 @@ static __always_inline __u32 cpu_flags(const struct tracked_cfg *cfg)
 
 static __always_inline void check_cpu(struct cg_state *st, const struct tracked_cfg *cfg, __u64 value, __u64 now)
 {
-	check_band(cfg->cgroup_id, st, cfg, 0, PROBE_METRIC_CPU, value, cfg->cpu_upper, cfg->cpu_lower,
-		   cfg->flags & PROBE_HAS_CPU_UPPER, cfg->flags & PROBE_HAS_CPU_LOWER, 0, cpu_flags(cfg), now);
+	check_band(cfg->cgroup_id, st, cfg, PROBE_METRIC_CPU, value, 0, cpu_flags(cfg), now);
 }
 
 static __always_inline void check_connections(struct cg_state *st, const struct tracked_cfg *cfg, __u64 now)
 {
 	__s64 open = READ_ONCE(st->open_conns);
-	check_band(cfg->cgroup_id, st, cfg, 2, PROBE_METRIC_CONNECTIONS, open > 0 ? open : 0, cfg->conn_upper,
-		   cfg->conn_lower, cfg->flags & PROBE_HAS_CONN_UPPER, cfg->flags & PROBE_HAS_CONN_LOWER,
-		   cfg->conn_hysteresis, 0, now);
+	check_band(cfg->cgroup_id, st, cfg, PROBE_METRIC_CONNECTIONS, open > 0 ? open : 0, cfg->conn_hysteresis, 0,
+		   now);
 }
 
 /* Read the memcg page counter at `memcg` and check the memory band. */
@@ -228,8 +230,7 @@ static __always_inline void update_memory(struct cg_state *st, const struct trac
 	__u64 limit = max >= (0x7fffffffffffffffULL / page_size) ? 0 : max * page_size;
 	st->mem_bytes = bytes;
 	st->mem_limit = limit;
-	check_band(cfg->cgroup_id, st, cfg, 1, PROBE_METRIC_MEMORY, bytes, cfg->mem_upper, cfg->mem_lower,
-		   cfg->flags & PROBE_HAS_MEM_UPPER, cfg->flags & PROBE_HAS_MEM_LOWER, 0, 0, now);
+	check_band(cfg->cgroup_id, st, cfg, PROBE_METRIC_MEMORY, bytes, 0, 0, now);
 }
 
 static __always_inline struct mem_cgroup *task_memcg(struct task_struct *task)
@@ -366,7 +367,7 @@ int BPF_PROG(on_inet_sock_set_state, const struct sock *sk, const int oldstate, 
 			return 0;
 		__u16 port = sk->__sk_common.skc_num;
 		if (bpf_map_lookup_elem(&parked, &port))
-			emit(0, PROBE_METRIC_PORT_LISTEN, PROBE_KIND_UP, port, 0, 0, bpf_ktime_get_ns());
+			emit(0, PROBE_SIGNAL_PORT_LISTEN, PROBE_KIND_UP, port, 0, 0, bpf_ktime_get_ns());
 		return 0;
 	}
 	if (newstate == TCP_ESTABLISHED && oldstate == TCP_SYN_RECV) {
@@ -401,7 +402,7 @@ int BPF_PROG(on_inet_sock_set_state, const struct sock *sk, const int oldstate, 
 		__u64 *armed = bpf_map_lookup_elem(&wake, &s);
 		if (armed && READ_ONCE(*armed) == PROBE_WAKE_ARMED &&
 		    __sync_val_compare_and_swap(armed, PROBE_WAKE_ARMED, 0) == PROBE_WAKE_ARMED)
-			emit(cgid, PROBE_METRIC_WAKE, PROBE_KIND_UP, 1, 0, 0, bpf_ktime_get_ns());
+			emit(cgid, PROBE_SIGNAL_WAKE, PROBE_KIND_UP, 1, 0, 0, bpf_ktime_get_ns());
 		__sync_fetch_and_add(&st->accepted, 1);
 		/* Not remembered (map full): not counted as open either. */
 		key = (__u64)sk;
@@ -469,8 +470,8 @@ static long check_early(__u64 cpu, __u64 *now)
 	__u32 slot = slot1 - 1;
 	struct tracked_cfg *cfg = bpf_map_lookup_elem(&configs, &slot);
 	struct cg_state *st = bpf_map_lookup_elem(&state, &slot);
-	if (!cfg || !st || !cfg->cpu_upper_ns || !(cfg->flags & PROBE_HAS_CPU_UPPER) || !st->win_start_ns ||
-	    (READ_ONCE(st->bits) & 1))
+	if (!cfg || !st || !cfg->cpu_upper_ns || !(cfg->flags & PROBE_HAS_UPPER(PROBE_METRIC_CPU)) ||
+	    !st->win_start_ns || (READ_ONCE(st->bits) & (1ULL << (2 * PROBE_METRIC_CPU))))
 		return 0;
 	__u64 used = slot_total(slot, *now) - st->win_cpu_ns;
 	if (used < cfg->cpu_upper_ns)
@@ -479,8 +480,9 @@ static long check_early(__u64 cpu, __u64 *now)
 	__u64 value = used * PPM / window_ns;
 	if (cfg->cpu_limit_ppm)
 		value = value * PPM / cfg->cpu_limit_ppm;
-	if (value < cfg->cpu_upper)
-		value = cfg->cpu_upper;
+	__u64 upper = cfg->bands[PROBE_METRIC_CPU].upper;
+	if (value < upper)
+		value = upper;
 	if (cfg->cpu_limit_ppm && value > PPM)
 		value = PPM;
 	st->early = 1;
@@ -512,7 +514,7 @@ static long close_window(void *map, __u64 *key, __u32 *slotp, __u64 *nowp)
 	if (!st || !cfg)
 		return 0;
 	__u64 cgid = cfg->cgroup_id;
-	demand_close(slot, cgid, now);
+	demand_close(slot, cgid, cfg, now);
 	__u64 total = slot_total(slot, now);
 	int throttled = throttled_since(st);
 	if (!st->win_start_ns) {
@@ -538,8 +540,8 @@ static long close_window(void *map, __u64 *key, __u32 *slotp, __u64 *nowp)
 	}
 	/* An early crossing proved the window at or above `upper`; a late
 	 * tick must not turn that into a crossing back down. */
-	if (st->early && ppm < cfg->cpu_upper)
-		ppm = cfg->cpu_upper;
+	if (st->early && ppm < cfg->bands[PROBE_METRIC_CPU].upper)
+		ppm = cfg->bands[PROBE_METRIC_CPU].upper;
 	st->early = 0;
 	st->cpu_value = ppm;
 	__u32 flags = cpu_flags(cfg);
@@ -561,10 +563,10 @@ static long close_window(void *map, __u64 *key, __u32 *slotp, __u64 *nowp)
 		if (st->memcg) {
 			emit(cgid, PROBE_METRIC_MEMORY, PROBE_KIND_SAMPLE, st->mem_bytes, 0, 0, now);
 			if (st->mem_limit)
-				emit(cgid, PROBE_METRIC_MEMORY_LIMIT, PROBE_KIND_SAMPLE, st->mem_limit, 0, 0, now);
+				emit(cgid, PROBE_SIGNAL_MEMORY_LIMIT, PROBE_KIND_SAMPLE, st->mem_limit, 0, 0, now);
 		}
 		emit(cgid, PROBE_METRIC_CONNECTIONS, PROBE_KIND_SAMPLE, open > 0 ? open : 0, 0, 0, now);
-		emit(cgid, PROBE_METRIC_ACCEPTED, PROBE_KIND_SAMPLE, accepted - st->accepted_sampled, 0, 0, now);
+		emit(cgid, PROBE_SIGNAL_ACCEPTED, PROBE_KIND_SAMPLE, accepted - st->accepted_sampled, 0, 0, now);
 		st->accepted_sampled = accepted;
 	}
 	return 0;
@@ -621,7 +623,7 @@ static __always_inline void held_syn(__u16 port, __u32 mode, __u32 family)
 	e->cgroup_id = 0;
 	e->value = port;
 	e->threshold = mode;
-	e->metric = PROBE_METRIC_PORT_SYN;
+	e->metric = PROBE_SIGNAL_PORT_SYN;
 	e->kind = PROBE_KIND_UP;
 	e->flags = family;
 	e->_pad = 0;

@@ -11,20 +11,46 @@
 
 #include <linux/types.h>
 
-/* Metrics (probe_event.metric). */
-#define PROBE_METRIC_CPU 1          /* ppm of a core, or of the CPU limit */
-#define PROBE_METRIC_MEMORY 2       /* bytes charged to the memcg */
-#define PROBE_METRIC_CONNECTIONS 3  /* accepted connections still open */
-#define PROBE_METRIC_ACCEPTED 4     /* accepted since the previous sample */
-#define PROBE_METRIC_MEMORY_LIMIT 5 /* memcg limit in bytes (samples only) */
-#define PROBE_METRIC_WAKE 6         /* first connection to a frozen container:
-				     * kind UP, value 1; sent once per arming */
-#define PROBE_METRIC_PORT_SYN 7     /* a connection attempt (bare SYN) to a
-				     * parked port was held: kind UP, value the
-				     * port, cgroup_id 0; at most one per port
-				     * per PROBE_PARK_EVENT_GAP_NS */
-#define PROBE_METRIC_PORT_LISTEN 8  /* a socket started listening on a parked
-				     * port: kind UP, value the port, cgroup_id 0 */
+/* Metrics (probe_event.metric of a reading): each is a row of the metrics
+ * table in host/src/model/metrics.rs, which names it, and the index of its
+ * band in tracked_cfg.bands. Adding one: a number below PROBE_MAX_METRICS
+ * here, the kernel code that measures it (check_band() and a sample in
+ * close_window()), and its row in the table. */
+#define PROBE_METRIC_CPU 0         /* ppm of a core, or of the CPU limit */
+#define PROBE_METRIC_MEMORY 1      /* bytes charged to the memcg */
+#define PROBE_METRIC_CONNECTIONS 2 /* accepted connections still open */
+/* Demand (ebpf/demand.h): requests, their queue and response time, for
+ * request/response protocols over TCP, measured without parsing them. */
+#define PROBE_METRIC_QUEUE 9         /* connections in the container's
+				      * listeners' accept queues and SYN
+				      * backlogs */
+#define PROBE_METRIC_INFLIGHT 10     /* requests received, not yet answered */
+#define PROBE_METRIC_REQUEST_RATE 11 /* requests that arrived since the
+				      * previous sample, per second x 1000
+				      * (samples only) */
+#define PROBE_METRIC_RESPONSE_P50 12 /* response time percentiles, ns, of */
+#define PROBE_METRIC_RESPONSE_P95 13 /* the requests answered since the */
+#define PROBE_METRIC_RESPONSE_P99 14 /* previous sample; none if none was */
+/* Most metrics: the size of tracked_cfg.bands (two has-bits each in
+ * tracked_cfg.flags, two crossing bits each in the kernel's state). */
+#define PROBE_MAX_METRICS 16
+
+/* Control signals (probe_event.metric at or above PROBE_SIGNAL_BASE): not
+ * measurements, never handed to a policy; the daemon decodes each into its
+ * own typed value (host/src/probe/abi.rs). */
+#define PROBE_SIGNAL_BASE 32
+#define PROBE_SIGNAL_ACCEPTED 32     /* connections accepted since the previous
+				      * sample (samples only): a busy signal
+				      * for scale to zero */
+#define PROBE_SIGNAL_MEMORY_LIMIT 33 /* memcg limit in bytes (samples only) */
+#define PROBE_SIGNAL_WAKE 34         /* first connection to a frozen container:
+				      * kind UP, value 1; sent once per arming */
+#define PROBE_SIGNAL_PORT_SYN 35     /* a connection attempt (bare SYN) to a
+				      * parked port was held: kind UP, value the
+				      * port, cgroup_id 0; at most one per port
+				      * per PROBE_PARK_EVENT_GAP_NS */
+#define PROBE_SIGNAL_PORT_LISTEN 36  /* a socket started listening on a parked
+				      * port: kind UP, value the port, cgroup_id 0 */
 
 /* Kinds (probe_event.kind). */
 #define PROBE_KIND_SAMPLE 0
@@ -54,45 +80,47 @@ struct probe_event {
 #define PROBE_EVENT_OFF_KIND 36
 #define PROBE_EVENT_OFF_FLAGS 40
 
-/* tracked_cfg.flags: which thresholds are set. */
-#define PROBE_HAS_CPU_UPPER (1u << 0)
-#define PROBE_HAS_CPU_LOWER (1u << 1)
-#define PROBE_HAS_MEM_UPPER (1u << 2)
-#define PROBE_HAS_MEM_LOWER (1u << 3)
-#define PROBE_HAS_CONN_UPPER (1u << 4)
-#define PROBE_HAS_CONN_LOWER (1u << 5)
+/* tracked_cfg.flags: which thresholds are set, two bits per metric m:
+ * PROBE_HAS_UPPER(m) and PROBE_HAS_LOWER(m). */
+#define PROBE_HAS_UPPER(m) (1u << (2 * (m)))
+#define PROBE_HAS_LOWER(m) (1u << (2 * (m) + 1))
 
 /* Most containers tracked at once: the size of the slot-indexed maps. */
 #define PROBE_MAX_TRACKED 4096
 
+/* One metric's thresholds, in the unit its events use. */
+struct probe_band {
+	__u64 upper, lower;
+};
+
 /* Value of the `configs` array, index = the container's slot. Written by
  * userspace before the container's cgroup id is put in `slots`. */
 struct tracked_cfg {
-	__u64 cpu_upper, cpu_lower;   /* ppm, in the unit the events use */
-	__u64 mem_upper, mem_lower;   /* bytes */
-	__u64 conn_upper, conn_lower; /* open connections */
-	__u64 cpu_limit_ppm;          /* limit in ppm of a core; 0: none */
-	__u64 cpu_upper_ns;           /* on-CPU ns within one window that prove
-				       * an upward crossing of cpu_upper before
-				       * the window closes; 0: wait for the close */
-	__u64 conn_hysteresis;        /* connections: an upward crossing of
-				       * conn_upper is undone below
-				       * conn_upper - this, a downward one of
-				       * conn_lower at conn_lower + this */
-	__u64 conn_gap_ns;            /* least time between two crossings of
-				       * one connection threshold; a later one
-				       * waits */
-	__u64 cgroup_id;              /* the container's v2 cgroup id */
-	__u32 flags;                  /* PROBE_HAS_* */
-	__u32 budget;                 /* most crossing events per window; 0: no bound */
+	struct probe_band bands[PROBE_MAX_METRICS]; /* index: PROBE_METRIC_* */
+	__u64 cpu_limit_ppm;   /* limit in ppm of a core; 0: none */
+	__u64 cpu_upper_ns;    /* on-CPU ns within one window that prove an
+				* upward crossing of the CPU band's upper
+				* before the window closes; 0: wait for the
+				* close */
+	__u64 conn_hysteresis; /* connections: an upward crossing of the upper
+				* threshold is undone below upper - this, a
+				* downward one of the lower at lower + this */
+	__u64 conn_gap_ns;     /* least time between two crossings of one
+				* connection threshold; a later one waits */
+	__u64 cgroup_id;       /* the container's v2 cgroup id */
+	__u32 flags;           /* PROBE_HAS_UPPER(m) | PROBE_HAS_LOWER(m) */
+	__u32 budget;          /* most crossing events per window; 0: no bound */
 };
 
-#define PROBE_CFG_SIZE 96
-#define PROBE_CFG_OFF_CPU_LIMIT 48
-#define PROBE_CFG_OFF_CPU_UPPER_NS 56
-#define PROBE_CFG_OFF_CGROUP 80
-#define PROBE_CFG_OFF_FLAGS 88
-#define PROBE_CFG_OFF_BUDGET 92
+#define PROBE_BAND_SIZE 16
+#define PROBE_CFG_SIZE 304
+#define PROBE_CFG_OFF_CPU_LIMIT 256
+#define PROBE_CFG_OFF_CPU_UPPER_NS 264
+#define PROBE_CFG_OFF_CONN_HYSTERESIS 272
+#define PROBE_CFG_OFF_CONN_GAP 280
+#define PROBE_CFG_OFF_CGROUP 288
+#define PROBE_CFG_OFF_FLAGS 296
+#define PROBE_CFG_OFF_BUDGET 300
 
 /* Value of the `control` array (one entry), written by userspace. */
 struct probe_control {
@@ -119,14 +147,14 @@ struct probe_control {
 /* Value of the `wake` array (index = slot), written by userspace: WAKE_ARMED
  * while the container is frozen (or being frozen). The first connection the
  * kernel establishes on one of the container's sockets swaps it to 0 and
- * pushes one PROBE_METRIC_WAKE event, outside the container's event budget. */
+ * pushes one PROBE_SIGNAL_WAKE event, outside the container's event budget. */
 #define PROBE_WAKE_ARMED 1
 
 /* Value of the `parked` hash map (key: TCP port, host order), written by
  * userspace for a service scaled to zero replicas (`autoscale.zero=remove`).
  * The tc classifier (on_tc_ingress) drops a bare SYN to a parked port
  * without an answer (the client retransmits it about a second later) and
- * pushes a PROBE_METRIC_PORT_SYN event; a SYN with the ACK bit, and every
+ * pushes a PROBE_SIGNAL_PORT_SYN event; a SYN with the ACK bit, and every
  * other packet, passes.
  * - HOLD: every bare SYN is held, even if a socket listens: the service's
  *   last replica is on its way out, and a connection it accepted now would
@@ -138,46 +166,12 @@ struct probe_control {
 #define PROBE_PARK_LOOKUP 2
 /* Most ports parked at once. */
 #define PROBE_MAX_PARKED 1024
-/* Least time between two PROBE_METRIC_PORT_SYN events of one port. */
+/* Least time between two PROBE_SIGNAL_PORT_SYN events of one port. */
 #define PROBE_PARK_EVENT_GAP_NS 100000000
 
-/* Demand (ebpf/demand.h): requests, their queue and response time, for
- * request/response protocols over TCP, measured without parsing them. */
-#define PROBE_METRIC_QUEUE 9     /* connections in the container's listeners'
-				  * accept queues (and SYN backlogs) */
-#define PROBE_METRIC_INFLIGHT 10 /* requests received, not yet answered */
-#define PROBE_METRIC_REQUEST_RATE 11 /* requests that arrived since the
-				      * previous sample, per second x 1000
-				      * (samples only) */
-#define PROBE_METRIC_RESPONSE_P50 12 /* response time percentiles over the */
-#define PROBE_METRIC_RESPONSE_P95 13 /* requests answered since the previous */
-#define PROBE_METRIC_RESPONSE_P99 14 /* sample, ns; no sample when none was */
-
-/* demand_cfg.flags: which thresholds are set. */
-#define PROBE_DEMAND_HAS_INFLIGHT_UPPER (1u << 0)
-#define PROBE_DEMAND_HAS_QUEUE_UPPER (1u << 1)
-#define PROBE_DEMAND_HAS_P95_UPPER (1u << 2)
-
-/* Value of the `demand_cfg` array, index = the container's slot: the
- * upper thresholds of the demand metrics, written by userspace with the
- * container's `configs` entry. */
-struct demand_cfg {
-	__u64 inflight_upper; /* requests */
-	__u64 queue_upper;    /* connections */
-	__u64 p95_upper_ns;   /* response time p95, ns */
-	__u64 hysteresis;     /* counts: an upward crossing is undone below
-			       * upper - this; p95: below upper x 15/16 */
-	__u64 gap_ns;         /* least time between two crossings of one
-			       * threshold; a later one waits */
-	__u32 flags;          /* PROBE_DEMAND_HAS_* */
-	__u32 _pad;
-};
-
-#define PROBE_DEMAND_CFG_SIZE 48
-
 /* Value of the `demand` array (index = slot): kernel-owned, zeroed by
- * userspace before the container's `slots` entry appears. */
-#define PROBE_DEMAND_STATE_SIZE 1456
+ * userspace before the container's `slots` entry appears (ebpf/demand.h). */
+#define PROBE_DEMAND_STATE_SIZE 1424
 /* Log-linear response time histogram: 16 buckets per power of two of
  * (ns >> 10), 336 buckets up to about 17 s. */
 #define PROBE_DEMAND_BUCKETS 336

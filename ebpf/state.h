@@ -21,11 +21,11 @@ struct cg_state {
 	__u64 cpu_value;        /* last CPU window value, event unit */
 	__u64 bits;             /* crossing state, see check_band() */
 	__u64 mem_read_ns;      /* when sched_switch last read the memcg */
-	__u64 conn_event_ns;    /* when the last crossing of conn_upper went out */
+	__u64 conn_event_ns;    /* when the last crossing of the connections' upper went out */
 	__u64 spent;            /* events pushed in the current window */
 	__s64 win_throttled;    /* nr_throttled + 1 when the window opened; 0: unknown */
 	__u64 early;            /* an early upward CPU crossing in this window */
-	__u64 conn_low_event_ns; /* when the last crossing of conn_lower went out */
+	__u64 conn_low_event_ns; /* when the last crossing of the connections' lower went out */
 	__u64 _reserved[2];
 };
 
@@ -70,6 +70,11 @@ _Static_assert(__builtin_offsetof(struct probe_event, flags) == PROBE_EVENT_OFF_
 _Static_assert(sizeof(struct tracked_cfg) == PROBE_CFG_SIZE, "tracked_cfg size");
 _Static_assert(__builtin_offsetof(struct tracked_cfg, cpu_limit_ppm) == PROBE_CFG_OFF_CPU_LIMIT, "cpu_limit_ppm");
 _Static_assert(__builtin_offsetof(struct tracked_cfg, cpu_upper_ns) == PROBE_CFG_OFF_CPU_UPPER_NS, "cpu_upper_ns");
+_Static_assert(sizeof(struct probe_band) == PROBE_BAND_SIZE, "probe_band size");
+_Static_assert(PROBE_MAX_METRICS * 2 <= 32, "two has-bits per metric in tracked_cfg.flags");
+_Static_assert(PROBE_SIGNAL_BASE >= PROBE_MAX_METRICS, "signals never collide with metric ids");
+_Static_assert(__builtin_offsetof(struct tracked_cfg, conn_hysteresis) == PROBE_CFG_OFF_CONN_HYSTERESIS, "conn_hysteresis");
+_Static_assert(__builtin_offsetof(struct tracked_cfg, conn_gap_ns) == PROBE_CFG_OFF_CONN_GAP, "conn_gap_ns");
 _Static_assert(__builtin_offsetof(struct tracked_cfg, cgroup_id) == PROBE_CFG_OFF_CGROUP, "cgroup_id");
 _Static_assert(__builtin_offsetof(struct tracked_cfg, flags) == PROBE_CFG_OFF_FLAGS, "flags");
 _Static_assert(__builtin_offsetof(struct tracked_cfg, budget) == PROBE_CFG_OFF_BUDGET, "budget");
@@ -164,7 +169,7 @@ struct {
 	__type(value, __u32);
 } parked SEC(".maps");
 
-/* When each parked port last pushed a PROBE_METRIC_PORT_SYN event: a burst
+/* When each parked port last pushed a PROBE_SIGNAL_PORT_SYN event: a burst
  * of connection attempts (and their retransmits) is one event per
  * PROBE_PARK_EVENT_GAP_NS. LRU: a port unparked and forgotten leaves. */
 struct {

@@ -83,7 +83,9 @@ fn write_abi(header: &Path, out: &Path) {
         let rest = rest.split("/*").next().unwrap_or("").trim();
         let Some((name, value)) = rest.split_once(char::is_whitespace) else { continue };
         let value = value.trim();
-        if !name.starts_with("PROBE_") {
+        // Function-like macros (`PROBE_HAS_UPPER(m)`) are C only: the
+        // Rust side writes them as functions.
+        if !name.starts_with("PROBE_") || name.contains('(') {
             continue;
         }
         let value = match value.strip_prefix("(1u << ").and_then(|v| v.strip_suffix(')')) {

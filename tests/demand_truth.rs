@@ -85,7 +85,8 @@ async fn demand_metrics_match_an_open_loop_client_below_and_above_saturation() {
     let mut seen = Vec::new();
     drain(&mut rx, &mut seen, Duration::from_millis(2500)).await;
     assert!(
-        seen.iter().any(|e| e.container_id == server.id && e.metric.name() == "queue"),
+        seen.iter()
+            .any(|e| matches!(e, ProbeEvent::Reading(r) if r.container_id == server.id && r.metric.name() == "queue")),
         "no queue sample for the tracked server: {seen:?}"
     );
 

@@ -88,7 +88,7 @@ fn in_child(timeout: Duration, memory_limit: u64) -> Option<CompilerSettings> {
 
 fn event() -> Event {
     Event {
-        metric: Metric::Cpu,
+        metric: Metric::CPU,
         value: 0.5,
         unit: Unit::FractionOfLimit,
         kind: EventKind::Sample,
@@ -351,7 +351,7 @@ fn python_policy_compiles_in_a_bounded_child_and_fits_the_caps() {
         ..fault("none")
     };
     let crossing = Event {
-        metric: Metric::Connections,
+        metric: Metric::CONNECTIONS,
         value: 120.0,
         unit: Unit::Count,
         kind: EventKind::Crossing(host::model::Crossing { threshold: 100.0, direction: host::model::Direction::Up }),

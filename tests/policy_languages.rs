@@ -36,7 +36,7 @@ fn scale(decision: Option<Decision>) -> Option<u32> {
 }
 
 fn connections(value: f64) -> Event {
-    Event::sample(Metric::Connections, value, Unit::Count)
+    Event::sample(Metric::CONNECTIONS, value, Unit::Count)
 }
 
 #[test]
@@ -63,7 +63,7 @@ fn python_burst_jumps_on_the_upper_crossing_only() {
     assert_eq!(decide(Event::cpu(0.7).crossing(0.8, Direction::Down)), None);
     // Samples are ignored; memory is not watched.
     assert_eq!(decide(Event::cpu(0.99)), None);
-    assert_eq!(decide(Event::sample(Metric::Memory, 1e9, Unit::Bytes).crossing(5e8, Direction::Up)), None);
+    assert_eq!(decide(Event::sample(Metric::MEMORY, 1e9, Unit::Bytes).crossing(5e8, Direction::Up)), None);
 
     let state = State { current_replicas: 4, ..state.clone() };
     let down = policy.decide(&connections(4.0).crossing(10.0, Direction::Down), &state).expect("call");
@@ -81,7 +81,7 @@ fn javascript_headroom_sizes_the_service_for_its_connections() {
     assert_eq!(policy.contract_version(), "0.3.0");
     assert_eq!(declared(&policy), ["headroom.per-replica", "headroom.step-in"]);
     let service = |current: u32, values: &[f64], labels: &[(&str, &str)]| {
-        State::replicas(current, 1, 8).with_settings(labels).with_metric(Metric::Connections, Unit::Count, values, 0)
+        State::replicas(current, 1, 8).with_settings(labels).with_metric(Metric::CONNECTIONS, Unit::Count, values, 0)
     };
     let mut decide = |state: &State| policy.decide(&connections(70.0), state).expect("call");
 
@@ -98,7 +98,7 @@ fn javascript_headroom_sizes_the_service_for_its_connections() {
     // Other metrics, and a service with no replica reporting, are left alone.
     let cpu = service(2, &[80.0, 60.0], &[]).with_cpu(&[0.9, 0.9]);
     assert_eq!(policy.decide(&Event::cpu(0.9), &cpu).expect("call"), None);
-    let warming = State::replicas(2, 1, 8).with_metric(Metric::Connections, Unit::Count, &[], 2);
+    let warming = State::replicas(2, 1, 8).with_metric(Metric::CONNECTIONS, Unit::Count, &[], 2);
     assert_eq!(policy.decide(&connections(70.0), &warming).expect("call"), None);
 }
 

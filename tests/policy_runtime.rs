@@ -60,7 +60,7 @@ fn fault(name: &str) -> State {
 
 /// After any failure the same policy must decide correctly again.
 fn assert_recovers(policy: &mut LoadedPolicy) {
-    let decision = policy.decide(&event(Metric::Cpu, 0.5), &fault("none")).expect("recovered call");
+    let decision = policy.decide(&event(Metric::CPU, 0.5), &fault("none")).expect("recovered call");
     assert_eq!(decision, Some(Decision::scale(3, "ok")));
 }
 
@@ -73,18 +73,18 @@ fn shipped_threshold_policy_decides_on_the_service_mean() {
     assert!(names.contains(&"cpu.upper") && names.contains(&"aggregate"), "{names:?}");
     let band = [("cpu.upper", "0.8"), ("cpu.lower", "0.2")];
     let hot = state(2, &band).with_cpu(&[0.95, 0.91]);
-    let up = policy.decide(&event(Metric::Cpu, 0.93), &hot).expect("call").expect("decision");
+    let up = policy.decide(&event(Metric::CPU, 0.93), &hot).expect("call").expect("decision");
     assert_eq!(up.target(), Some(3), "{}", up.reason);
     let idle = state(2, &band).with_cpu(&[0.1, 0.05]);
-    let down = policy.decide(&event(Metric::Cpu, 0.1), &idle).expect("call").expect("decision");
+    let down = policy.decide(&event(Metric::CPU, 0.1), &idle).expect("call").expect("decision");
     assert_eq!(down.target(), Some(1), "{}", down.reason);
     // One idle replica among saturated ones: the mean stays in the band.
     let mixed = state(3, &band).with_cpu(&[1.0, 1.0, 0.05]);
-    assert_eq!(policy.decide(&event(Metric::Cpu, 0.05), &mixed).expect("call"), None);
+    assert_eq!(policy.decide(&event(Metric::CPU, 0.05), &mixed).expect("call"), None);
     // A replica warming up is left out of the mean by the daemon: only the
     // hot one reports, and the service still scales out.
-    let warming = state(2, &band).with_metric(Metric::Cpu, Unit::FractionOfLimit, &[0.9], 1);
-    assert_eq!(policy.decide(&event(Metric::Cpu, 0.0), &warming).expect("call").and_then(|d| d.target()), Some(3));
+    let warming = state(2, &band).with_metric(Metric::CPU, Unit::FractionOfLimit, &[0.9], 1);
+    assert_eq!(policy.decide(&event(Metric::CPU, 0.0), &warming).expect("call").and_then(|d| d.target()), Some(3));
 }
 
 #[test]
@@ -93,10 +93,10 @@ fn shipped_proportional_policy_is_the_hpa_rule_over_the_mean() {
     let mut policy = rt.load("proportional", &component("policies/proportional.wasm")).expect("loads");
     let target = [("cpu.target", "0.5")];
     let busy = state(2, &target).with_cpu(&[0.95, 0.85]);
-    let d = policy.decide(&event(Metric::Cpu, 0.9), &busy).expect("call").expect("decision");
+    let d = policy.decide(&event(Metric::CPU, 0.9), &busy).expect("call").expect("decision");
     assert_eq!(d.target(), Some(4), "ceil(2 * 0.9 / 0.5) = 4: {}", d.reason);
     let near = state(2, &target).with_cpu(&[0.52, 0.52]);
-    assert_eq!(policy.decide(&event(Metric::Cpu, 0.52), &near).expect("call"), None, "within the tolerance");
+    assert_eq!(policy.decide(&event(Metric::CPU, 0.52), &near).expect("call"), None, "within the tolerance");
 }
 
 #[test]
@@ -106,10 +106,10 @@ fn a_component_built_for_contract_0_1_still_runs() {
     assert_eq!(policy.contract_version(), "0.1.0");
     assert!(policy.settings().is_empty(), "0.1 declares nothing");
     let band = [("cpu.upper", "0.8"), ("cpu.lower", "0.2"), ("log", "yes")];
-    let up = policy.decide(&event(Metric::Cpu, 0.93), &state(2, &band)).expect("call").expect("decision");
+    let up = policy.decide(&event(Metric::CPU, 0.93), &state(2, &band)).expect("call").expect("decision");
     assert_eq!(up.target(), Some(3));
     assert!(up.reason.starts_with("v0.1"), "{}", up.reason);
-    assert_eq!(policy.decide(&event(Metric::Cpu, 0.5), &state(2, &band)).expect("call"), None);
+    assert_eq!(policy.decide(&event(Metric::CPU, 0.5), &state(2, &band)).expect("call"), None);
 }
 
 #[test]
@@ -121,21 +121,21 @@ fn a_component_built_for_contract_0_2_still_runs() {
     assert_eq!(names, ["cpu.upper", "cpu.lower", "note"]);
     let labels = [("cpu.upper", "0.7"), ("note", "typed")];
     let hot = state(2, &labels).with_cpu(&[0.75, 0.8]);
-    let up = policy.decide(&event(Metric::Cpu, 0.8), &hot).expect("call").expect("decision");
+    let up = policy.decide(&event(Metric::CPU, 0.8), &hot).expect("call").expect("decision");
     assert_eq!(up.target(), Some(3));
     // Every string reached the component: the service, its id, the
     // container and a text setting.
     assert_eq!(up.reason, "v0.2 web (svc1) replica 0123abcd note typed: 2 -> 3");
     // The declared default of cpu.lower (0.2), and the service view.
     let cold = state(2, &[]).with_cpu(&[0.1, 0.2]);
-    let down = policy.decide(&event(Metric::Cpu, 0.1), &cold).expect("call").expect("decision");
+    let down = policy.decide(&event(Metric::CPU, 0.1), &cold).expect("call").expect("decision");
     assert_eq!((down.target(), down.reason.ends_with("note -: 2 -> 1")), (Some(1), true), "{}", down.reason);
-    assert_eq!(policy.decide(&event(Metric::Cpu, 0.5), &state(2, &labels).with_cpu(&[0.5])).expect("call"), None);
+    assert_eq!(policy.decide(&event(Metric::CPU, 0.5), &state(2, &labels).with_cpu(&[0.5])).expect("call"), None);
 }
 
 /// An event of service `id` named `name`.
 fn event_of(id: &str, name: &str) -> Event {
-    Event { service_id: id.into(), service_name: name.into(), ..event(Metric::Cpu, 0.5) }
+    Event { service_id: id.into(), service_name: name.into(), ..event(Metric::CPU, 0.5) }
 }
 
 #[test]
@@ -207,7 +207,7 @@ fn settings_that_do_not_fit_the_declaration_fail_with_every_problem() {
     let rt = runtime(RuntimeConfig::default());
     let mut policy = rt.load("threshold", &component("policies/threshold.wasm")).expect("loads");
     let bad = state(2, &[("cpu.upper", "lots"), ("step", "two")]).with_cpu(&[0.9]);
-    let err = policy.decide(&event(Metric::Cpu, 0.9), &bad).expect_err("labels do not parse");
+    let err = policy.decide(&event(Metric::CPU, 0.9), &bad).expect_err("labels do not parse");
     let text = err.to_string();
     assert!(matches!(err, PolicyError::Settings { .. }), "{text}");
     assert!(text.contains("autoscale.cpu.upper") && text.contains("autoscale.step"), "{text}");
@@ -219,7 +219,7 @@ fn endless_loop_is_interrupted_within_ten_times_the_limit() {
     let rt = runtime(RuntimeConfig { time_limit: limit, ..RuntimeConfig::default() });
     let mut policy = misbehave(&rt);
     let started = Instant::now();
-    let err = policy.decide(&event(Metric::Cpu, 0.5), &fault("loop")).expect_err("must not return");
+    let err = policy.decide(&event(Metric::CPU, 0.5), &fault("loop")).expect_err("must not return");
     let took = started.elapsed();
     assert!(matches!(err, PolicyError::Timeout { .. }), "{err}");
     assert!(err.to_string().contains("misbehave") && err.to_string().contains("10 ms"), "{err}");
@@ -236,7 +236,7 @@ fn unbounded_allocation_stops_at_the_memory_cap() {
         ..RuntimeConfig::default()
     });
     let mut policy = misbehave(&rt);
-    let err = policy.decide(&event(Metric::Cpu, 0.5), &fault("grow")).expect_err("must fail");
+    let err = policy.decide(&event(Metric::CPU, 0.5), &fault("grow")).expect_err("must fail");
     assert!(matches!(err, PolicyError::MemoryLimit { limit_mib: 32, .. }), "{err}");
     assert!(err.to_string().contains("memory limit of 32 MiB"), "{err}");
     assert_recovers(&mut policy);
@@ -246,7 +246,7 @@ fn unbounded_allocation_stops_at_the_memory_cap() {
 fn trap_fails_one_call_only() {
     let rt = runtime(RuntimeConfig::default());
     let mut policy = misbehave(&rt);
-    let err = policy.decide(&event(Metric::Cpu, 0.5), &fault("trap")).expect_err("must trap");
+    let err = policy.decide(&event(Metric::CPU, 0.5), &fault("trap")).expect_err("must trap");
     assert!(matches!(err, PolicyError::Trap { .. }), "{err}");
     assert!(err.to_string().contains("unreachable"), "{err}");
     assert_recovers(&mut policy);
@@ -258,7 +258,7 @@ fn files_environment_and_sockets_are_denied() {
     let mut policy = misbehave(&rt);
     for attempt in ["file", "env", "socket"] {
         let decision = policy
-            .decide(&event(Metric::Cpu, 0.5), &fault(attempt))
+            .decide(&event(Metric::CPU, 0.5), &fault(attempt))
             .expect("the call itself succeeds")
             .expect("the fixture always decides");
         assert!(decision.reason.starts_with("denied"), "{attempt}: {}", decision.reason);
@@ -270,7 +270,7 @@ fn chatty_policy_output_is_bounded_and_the_call_succeeds() {
     let rt = runtime(RuntimeConfig::default());
     let mut policy = misbehave(&rt);
     for chatter in ["print", "log-spam"] {
-        let decision = policy.decide(&event(Metric::Cpu, 0.5), &fault(chatter)).expect("call");
+        let decision = policy.decide(&event(Metric::CPU, 0.5), &fault(chatter)).expect("call");
         assert_eq!(decision.and_then(|d| d.target()), Some(3), "{chatter}");
     }
 }
@@ -301,7 +301,7 @@ fn component_of_another_world_is_refused_naming_the_missing_export() {
     // The same runtime still runs a good policy.
     let mut good = rt.load("threshold", &component("policies/threshold.wasm")).expect("loads");
     let band = [("cpu.upper", "0.8"), ("cpu.lower", "0.2")];
-    assert!(good.decide(&event(Metric::Cpu, 0.9), &state(1, &band).with_cpu(&[0.9])).expect("call").is_some());
+    assert!(good.decide(&event(Metric::CPU, 0.9), &state(1, &band).with_cpu(&[0.9])).expect("call").is_some());
 }
 
 #[test]
@@ -310,12 +310,12 @@ fn five_failures_in_a_row_quarantine_until_reloaded() {
     let bytes = component("tests/fixtures/out/misbehave.wasm");
     let mut policy = rt.load("misbehave", &bytes).expect("loads");
     for _ in 0..4 {
-        let _ = policy.decide(&event(Metric::Cpu, 0.5), &fault("trap")).expect_err("trap");
+        let _ = policy.decide(&event(Metric::CPU, 0.5), &fault("trap")).expect_err("trap");
     }
     assert!(!policy.is_quarantined(), "four failures are not enough");
-    let _ = policy.decide(&event(Metric::Cpu, 0.5), &fault("trap")).expect_err("trap");
+    let _ = policy.decide(&event(Metric::CPU, 0.5), &fault("trap")).expect_err("trap");
     assert!(policy.is_quarantined());
-    let err = policy.decide(&event(Metric::Cpu, 0.5), &fault("none")).expect_err("quarantined");
+    let err = policy.decide(&event(Metric::CPU, 0.5), &fault("none")).expect_err("quarantined");
     assert!(matches!(err, PolicyError::Quarantined { failures: 5, .. }), "{err}");
     // Loading the file again (what a reload does) lifts it.
     let mut reloaded = rt.load("misbehave", &bytes).expect("loads");
@@ -328,7 +328,7 @@ fn a_success_resets_the_failure_count() {
     let mut policy = misbehave(&rt);
     for _ in 0..3 {
         for _ in 0..4 {
-            let _ = policy.decide(&event(Metric::Cpu, 0.5), &fault("trap")).expect_err("trap");
+            let _ = policy.decide(&event(Metric::CPU, 0.5), &fault("trap")).expect_err("trap");
         }
         assert_recovers(&mut policy);
     }
@@ -364,7 +364,7 @@ fn unchanged_component_is_compiled_once_across_restarts() {
     let mut d = third.load("proportional", &bytes).expect("recompiles");
     assert_eq!((d.origin(), third.compiles()), (Origin::Compiled, 1));
     let busy = state(2, &[("cpu.target", "0.5")]).with_cpu(&[0.9, 0.9]);
-    assert!(d.decide(&event(Metric::Cpu, 0.9), &busy).expect("call").is_some());
+    assert!(d.decide(&event(Metric::CPU, 0.9), &busy).expect("call").is_some());
 }
 
 fn host_cli(args: &[&str]) -> std::process::Output {

@@ -14,7 +14,7 @@ mod workload;
 use std::time::{Duration, Instant};
 
 use host::model::{Band, Direction, EventBounds, EventKind, Metric, Thresholds, Tracked, Unit};
-use host::probe::{self, ProbeEvent, ProbeHandle, ProbeKind, ProbeSettings};
+use host::probe::{self, ProbeEvent, ProbeHandle, ProbeKind, ProbeSettings, Signal};
 use tokio::sync::mpsc;
 use workload::{Container, root_or_explain};
 
@@ -36,15 +36,16 @@ fn settings(kind: ProbeKind) -> ProbeSettings {
 /// everything received and whether it matched.
 async fn until(
     rx: &mut mpsc::Receiver<ProbeEvent>,
-    seen: &mut Vec<ProbeEvent>,
+    seen: &mut Vec<Ev>,
     timeout: Duration,
-    pred: impl Fn(&ProbeEvent) -> bool,
-) -> Option<ProbeEvent> {
+    pred: impl Fn(&Ev) -> bool,
+) -> Option<Ev> {
     let deadline = Instant::now() + timeout;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, rx.recv()).await {
             Ok(Some(ev)) => {
+                let ev = Ev::from(ev);
                 seen.push(ev.clone());
                 if pred(&ev) {
                     return Some(ev);
@@ -55,15 +56,65 @@ async fn until(
     }
 }
 
-fn threshold(ev: &ProbeEvent) -> Option<f64> {
+/// What a test looks at: a reading, or a signal with its number in
+/// `value` (a count, bytes, a port) and its name in `signal`.
+#[derive(Debug, Clone, PartialEq)]
+struct Ev {
+    container_id: String,
+    /// The metric of a reading; `None` for a signal.
+    metric: Option<Metric>,
+    /// The name of a signal; `None` for a reading.
+    signal: Option<&'static str>,
+    value: f64,
+    unit: Unit,
+    kind: EventKind,
+    timestamp_ns: u64,
+}
+
+impl From<ProbeEvent> for Ev {
+    fn from(event: ProbeEvent) -> Ev {
+        match event {
+            ProbeEvent::Reading(r) => Ev {
+                container_id: r.container_id,
+                metric: Some(r.metric),
+                signal: None,
+                value: r.value,
+                unit: r.unit,
+                kind: r.kind,
+                timestamp_ns: r.timestamp_ns,
+            },
+            ProbeEvent::Signal(s) => {
+                let (value, unit) = match &s {
+                    Signal::Accepted { count, .. } => (*count as f64, Unit::Count),
+                    Signal::MemoryLimit { bytes, .. } => (*bytes as f64, Unit::Bytes),
+                    Signal::Wake { .. } => (1.0, Unit::Count),
+                    Signal::PortSyn { port, .. } | Signal::PortListen { port, .. } => (f64::from(*port), Unit::Count),
+                };
+                Ev {
+                    container_id: s.container_id().unwrap_or_default().to_string(),
+                    metric: None,
+                    signal: Some(s.name()),
+                    value,
+                    unit,
+                    kind: EventKind::Sample,
+                    timestamp_ns: s.timestamp_ns(),
+                }
+            }
+        }
+    }
+}
+
+fn threshold(ev: &Ev) -> Option<f64> {
     match ev.kind {
         EventKind::Crossing(c) => Some(c.threshold),
         EventKind::Sample => None,
     }
 }
 
-fn crossing(ev: &ProbeEvent, id: &str, metric: Metric, dir: Direction) -> bool {
-    ev.container_id == id && ev.metric == metric && matches!(ev.kind, EventKind::Crossing(c) if c.direction == dir)
+fn crossing(ev: &Ev, id: &str, metric: Metric, dir: Direction) -> bool {
+    ev.container_id == id
+        && ev.metric.as_ref() == Some(&metric)
+        && matches!(ev.kind, EventKind::Crossing(c) if c.direction == dir)
 }
 
 async fn start_ebpf() -> (ProbeHandle, mpsc::Receiver<ProbeEvent>) {
@@ -81,7 +132,7 @@ async fn start_ebpf_with(settings: ProbeSettings) -> (ProbeHandle, mpsc::Receive
 async fn track_and_wait(
     handle: &ProbeHandle,
     rx: &mut mpsc::Receiver<ProbeEvent>,
-    seen: &mut Vec<ProbeEvent>,
+    seen: &mut Vec<Ev>,
     c: &Container,
     thresholds: Thresholds,
 ) {
@@ -103,14 +154,14 @@ async fn ebpf_cpu_crossings_go_up_and_down_for_the_tracked_container_only() {
     // Burns without a limit and is never tracked: must produce nothing.
     let untracked = Container::start(&[], &["burn", "6"]);
     let band = Band { upper: Some(0.6), lower: Some(0.1) };
-    track_and_wait(&handle, &mut rx, &mut seen, &burner, Thresholds { cpu: band, ..Default::default() }).await;
+    track_and_wait(&handle, &mut rx, &mut seen, &burner, Thresholds::default().with(&Metric::CPU, band)).await;
     burner.go();
     untracked.go();
 
     // The idle container read below the lower threshold at its first
     // window; the load takes it back over it, then over the upper one.
     let up = until(&mut rx, &mut seen, Duration::from_secs(20), |e| {
-        crossing(e, &burner.id, Metric::Cpu, Direction::Up) && threshold(e) == Some(0.6)
+        crossing(e, &burner.id, Metric::CPU, Direction::Up) && threshold(e) == Some(0.6)
     })
     .await
     .unwrap_or_else(|| panic!("no upward CPU crossing; events: {seen:?}"));
@@ -123,7 +174,7 @@ async fn ebpf_cpu_crossings_go_up_and_down_for_the_tracked_container_only() {
     // The load stops after 3 s: the window timer notices the quiet
     // container without any context switch of its own.
     let down = until(&mut rx, &mut seen, Duration::from_secs(20), |e| {
-        crossing(e, &burner.id, Metric::Cpu, Direction::Down)
+        crossing(e, &burner.id, Metric::CPU, Direction::Down)
             && matches!(e.kind, EventKind::Crossing(c) if c.threshold < 0.2)
     })
     .await
@@ -139,12 +190,12 @@ async fn ebpf_cpu_crossings_go_up_and_down_for_the_tracked_container_only() {
 }
 
 /// Receive everything for `dur`.
-async fn collect(rx: &mut mpsc::Receiver<ProbeEvent>, seen: &mut Vec<ProbeEvent>, dur: Duration) {
+async fn collect(rx: &mut mpsc::Receiver<ProbeEvent>, seen: &mut Vec<Ev>, dur: Duration) {
     let _ = until(rx, seen, dur, |_| false).await;
 }
 
-fn is_up(ev: &ProbeEvent, id: &str) -> bool {
-    crossing(ev, id, Metric::Cpu, Direction::Up)
+fn is_up(ev: &Ev, id: &str) -> bool {
+    crossing(ev, id, Metric::CPU, Direction::Up)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,7 +213,7 @@ async fn ebpf_saturating_load_crosses_before_the_window_closes() {
     // of CPU, which two spinning threads prove in about 8 ms.
     let c = Container::start(&["--cpus", "0.5"], &["pulse", "5", "150", "300", "2"]);
     let band = Band { upper: Some(0.3), lower: None };
-    track_and_wait(&handle, &mut rx, &mut seen, &c, Thresholds { cpu: band, ..Default::default() }).await;
+    track_and_wait(&handle, &mut rx, &mut seen, &c, Thresholds::default().with(&Metric::CPU, band)).await;
     c.go();
     collect(&mut rx, &mut seen, Duration::from_secs(5)).await;
     let starts: Vec<u64> =
@@ -204,7 +255,7 @@ async fn ebpf_cpu_of_a_container_held_at_its_limit_stays_at_most_the_limit() {
     seen.clear();
     collect(&mut rx, &mut seen, Duration::from_secs(4)).await;
     let values: Vec<f64> =
-        seen.iter().filter(|e| e.container_id == c.id && e.metric == Metric::Cpu).map(|e| e.value).collect();
+        seen.iter().filter(|e| e.container_id == c.id && e.metric == Some(Metric::CPU)).map(|e| e.value).collect();
     assert!(values.len() >= 10, "CPU samples every 200 ms: {values:?}");
     assert!(values.iter().all(|v| *v <= 1.0), "a value above the limit: {values:?}");
     let inside = values.iter().filter(|v| (0.8..=1.0).contains(*v)).count();
@@ -216,9 +267,9 @@ async fn ebpf_cpu_of_a_container_held_at_its_limit_stays_at_most_the_limit() {
 }
 
 /// Connection crossings of `c` in `seen`, with their timestamps.
-fn connection_crossings<'a>(seen: &'a [ProbeEvent], id: &'a str) -> impl Iterator<Item = &'a ProbeEvent> + 'a {
+fn connection_crossings<'a>(seen: &'a [Ev], id: &'a str) -> impl Iterator<Item = &'a Ev> + 'a {
     seen.iter().filter(move |e| {
-        e.container_id == id && e.metric == Metric::Connections && matches!(e.kind, EventKind::Crossing(_))
+        e.container_id == id && e.metric == Some(Metric::CONNECTIONS) && matches!(e.kind, EventKind::Crossing(_))
     })
 }
 
@@ -241,8 +292,14 @@ async fn ebpf_connection_crossings_of_a_hovering_count_are_bounded() {
         (&gap, no_hysteresis(EventBounds { events_per_window: 0, ..defaults })),
         (&budget, no_hysteresis(EventBounds { connection_min_gap: Duration::ZERO, events_per_window: 4, ..defaults })),
     ] {
-        track_and_wait(&handle, &mut rx, &mut seen, c, Thresholds { connections: band, bounds, ..Default::default() })
-            .await;
+        track_and_wait(
+            &handle,
+            &mut rx,
+            &mut seen,
+            c,
+            Thresholds::default().with(&Metric::CONNECTIONS, band).with_bounds(bounds),
+        )
+        .await;
     }
     for c in [&hysteresis, &gap, &budget] {
         c.go();
@@ -292,21 +349,21 @@ async fn ebpf_memory_crossings_follow_allocation_and_release() {
     let mut seen = Vec::new();
     let hog = Container::start(&["--memory", "512m"], &["mem", "200", "3"]);
     let band = Band { upper: Some(100.0 * MIB), lower: None };
-    track_and_wait(&handle, &mut rx, &mut seen, &hog, Thresholds { memory: band, ..Default::default() }).await;
+    track_and_wait(&handle, &mut rx, &mut seen, &hog, Thresholds::default().with(&Metric::MEMORY, band)).await;
     hog.go();
     let up =
-        until(&mut rx, &mut seen, Duration::from_secs(20), |e| crossing(e, &hog.id, Metric::Memory, Direction::Up))
+        until(&mut rx, &mut seen, Duration::from_secs(20), |e| crossing(e, &hog.id, Metric::MEMORY, Direction::Up))
             .await
             .unwrap_or_else(|| panic!("no upward memory crossing; events: {seen:?}"));
     assert_eq!(up.unit, Unit::Bytes);
     assert!(up.value >= 100.0 * MIB && up.value <= 512.0 * MIB, "{up:?}");
     let down =
-        until(&mut rx, &mut seen, Duration::from_secs(20), |e| crossing(e, &hog.id, Metric::Memory, Direction::Down))
+        until(&mut rx, &mut seen, Duration::from_secs(20), |e| crossing(e, &hog.id, Metric::MEMORY, Direction::Down))
             .await
             .unwrap_or_else(|| panic!("no downward memory crossing after the release; events: {seen:?}"));
     assert!(down.value < 100.0 * MIB, "{down:?}");
     // The memcg limit set with --memory comes with the samples.
-    let limit = seen.iter().find(|e| e.metric == Metric::Other(probe::MEMORY_LIMIT_METRIC.into()));
+    let limit = seen.iter().find(|e| e.signal == Some("memory-limit"));
     assert_eq!(limit.map(|e| e.value), Some(512.0 * MIB), "memory limit sample; events: {seen:?}");
     assert!(seen.iter().all(|e| e.container_id == hog.id));
 }
@@ -320,36 +377,38 @@ async fn ebpf_connections_are_attributed_by_socket_cgroup() {
     let mut seen = Vec::new();
     let server = Container::start(&[], &["conns", "20", "3"]);
     let band = Band { upper: Some(10.0), lower: Some(1.0) };
-    track_and_wait(&handle, &mut rx, &mut seen, &server, Thresholds { connections: band, ..Default::default() }).await;
+    track_and_wait(&handle, &mut rx, &mut seen, &server, Thresholds::default().with(&Metric::CONNECTIONS, band)).await;
     server.go();
     // No connections at the first window: below the lower threshold; the
     // second connection (lower + hysteresis) takes it back, the tenth over
     // the upper threshold.
     let up = until(&mut rx, &mut seen, Duration::from_secs(20), |e| {
-        crossing(e, &server.id, Metric::Connections, Direction::Up) && threshold(e) == Some(10.0)
+        crossing(e, &server.id, Metric::CONNECTIONS, Direction::Up) && threshold(e) == Some(10.0)
     })
     .await
     .unwrap_or_else(|| panic!("no upward connections crossing; events: {seen:?}"));
     assert_eq!((up.unit.clone(), up.value), (Unit::Count, 10.0), "crossing pushed at the 10th accepted connection");
     let peak = until(&mut rx, &mut seen, Duration::from_secs(10), |e| {
-        e.container_id == server.id && e.metric == Metric::Connections && e.kind == EventKind::Sample && e.value >= 20.0
+        e.container_id == server.id
+            && e.metric == Some(Metric::CONNECTIONS)
+            && e.kind == EventKind::Sample
+            && e.value >= 20.0
     })
     .await;
     assert_eq!(peak.map(|e| e.value), Some(20.0), "20 open connections in a sample; events: {seen:?}");
     let down = until(&mut rx, &mut seen, Duration::from_secs(20), |e| {
-        crossing(e, &server.id, Metric::Connections, Direction::Down) && e.value < 1.0
+        crossing(e, &server.id, Metric::CONNECTIONS, Direction::Down) && e.value < 1.0
     })
     .await
     .unwrap_or_else(|| panic!("no downward crossing when the connections closed; events: {seen:?}"));
     assert_eq!(down.value, 0.0);
-    let accepted: f64 =
-        seen.iter().filter(|e| e.metric == Metric::Other(probe::ACCEPTED_METRIC.into())).map(|e| e.value).sum();
+    let accepted: f64 = seen.iter().filter(|e| e.signal == Some("accepted-connections")).map(|e| e.value).sum();
     assert!(accepted <= 20.0, "accepted connections over the samples: {accepted}");
     assert!(seen.iter().all(|e| e.container_id == server.id));
 }
 
-fn is_wake(ev: &ProbeEvent, id: &str) -> bool {
-    ev.container_id == id && ev.metric == Metric::Other(probe::WAKE_METRIC.into())
+fn is_wake(ev: &Ev, id: &str) -> bool {
+    ev.container_id == id && ev.signal == Some("wake")
 }
 
 fn docker(args: &[&str]) {
@@ -371,11 +430,9 @@ async fn ebpf_first_connection_to_a_frozen_container_pushes_one_wake() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
     let server = Container::start_on("host", &[], &["serve", &port.to_string()]);
     // A tight event budget: the wake must not depend on it.
-    let thresholds = Thresholds {
-        connections: Band { upper: Some(1.0), lower: None },
-        bounds: EventBounds { events_per_window: 1, ..EventBounds::default() },
-        ..Default::default()
-    };
+    let thresholds = Thresholds::default()
+        .with(&Metric::CONNECTIONS, Band { upper: Some(1.0), lower: None })
+        .with_bounds(EventBounds { events_per_window: 1, ..EventBounds::default() });
     track_and_wait(&handle, &mut rx, &mut seen, &server, thresholds).await;
     let answered = |mut s: std::net::TcpStream| {
         s.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
@@ -409,8 +466,7 @@ async fn ebpf_first_connection_to_a_frozen_container_pushes_one_wake() {
         .await
         .unwrap_or_else(|| panic!("no wake event within 2 s of the first connection; events: {seen:?}"));
     let woke = start.elapsed();
-    assert_eq!((wake.value, wake.unit.clone()), (1.0, Unit::Count));
-    assert!(matches!(wake.kind, EventKind::Crossing(c) if c.direction == Direction::Up), "{wake:?}");
+    assert!(wake.metric.is_none(), "a wake is a signal, not a reading: {wake:?}");
     // Once per arming: more connections to the frozen server wake nobody.
     let more: Vec<std::net::TcpStream> = (0..5).map(|_| connect().expect("connect")).collect();
     let again = until(&mut rx, &mut seen, Duration::from_millis(500), |e| is_wake(e, &server.id)).await;
@@ -424,8 +480,8 @@ async fn ebpf_first_connection_to_a_frozen_container_pushes_one_wake() {
     assert!(woke < Duration::from_millis(200), "the wake is pushed at once, took {woke:?}");
 }
 
-fn is_port(ev: &ProbeEvent, metric: &str, port: u16) -> bool {
-    ev.metric == Metric::Other(metric.into()) && ev.value == f64::from(port) && ev.container_id.is_empty()
+fn is_port(ev: &Ev, signal: &str, port: u16) -> bool {
+    ev.signal == Some(signal) && ev.value == f64::from(port) && ev.container_id.is_empty()
 }
 
 fn free_port() -> u16 {
@@ -463,21 +519,21 @@ async fn ebpf_a_parked_port_holds_connection_attempts_until_a_listener_takes_the
     let start = Instant::now();
     let first = held(addr, Duration::from_millis(50)).await;
     let burst: Vec<_> = (0..20).map(|_| tokio::spawn(tokio::net::TcpStream::connect(addr))).collect();
-    let syn = until(&mut rx, &mut seen, Duration::from_secs(2), |e| is_port(e, probe::PORT_SYN_METRIC, port))
+    let syn = until(&mut rx, &mut seen, Duration::from_secs(2), |e| is_port(e, "port-syn", port))
         .await
         .unwrap_or_else(|| panic!("no event for the held attempt; events: {seen:?}"));
     let pushed = start.elapsed();
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(!first.is_finished() && burst.iter().all(|a| !a.is_finished()), "attempts answered while parked");
-    assert_eq!(syn.unit, Unit::Count);
-    let events = seen.iter().filter(|e| is_port(e, probe::PORT_SYN_METRIC, port)).count();
+    assert!(syn.metric.is_none(), "a held attempt is a signal: {syn:?}");
+    let events = seen.iter().filter(|e| is_port(e, "port-syn", port)).count();
     assert_eq!(events, 1, "21 attempts within 100 ms are one event: {seen:?}");
     assert!(handle.stats().parked_syns >= 21, "{:?}", handle.stats());
 
     // The replica is back: it listens, the kernel says so, and the
     // retransmits (about 1 s after each first attempt) connect.
     let listener = std::net::TcpListener::bind(addr).expect("listen on the parked port");
-    until(&mut rx, &mut seen, Duration::from_secs(2), |e| is_port(e, probe::PORT_LISTEN_METRIC, port))
+    until(&mut rx, &mut seen, Duration::from_secs(2), |e| is_port(e, "port-listen", port))
         .await
         .unwrap_or_else(|| panic!("no listen event for the parked port; events: {seen:?}"));
     let stream = tokio::time::timeout(Duration::from_secs(5), first).await.expect("the held attempt connects");
@@ -509,7 +565,7 @@ async fn ebpf_a_parked_port_holds_connection_attempts_until_a_listener_takes_the
     let addr6: std::net::SocketAddr = (std::net::Ipv6Addr::LOCALHOST, port6).into();
     handle.park(port6, probe::ParkMode::Lookup).await.expect("park");
     let attempt6 = held(addr6, Duration::from_millis(300)).await;
-    until(&mut rx, &mut seen, Duration::from_secs(2), |e| is_port(e, probe::PORT_SYN_METRIC, port6))
+    until(&mut rx, &mut seen, Duration::from_secs(2), |e| is_port(e, "port-syn", port6))
         .await
         .unwrap_or_else(|| panic!("no event for an IPv6 attempt; events: {seen:?}"));
     let _listener6 = std::net::TcpListener::bind(addr6).expect("listen on ::1");
@@ -554,24 +610,25 @@ async fn cgroupfs_probe_reports_the_same_container_within_its_interval() {
     let server = Container::start(&[], &["conns", "5", "30"]);
     let band = Band { upper: Some(0.5), lower: None };
     handle
-        .track(Tracked { container_id: burner.id.clone(), thresholds: Thresholds { cpu: band, ..Default::default() } });
+        .track(Tracked { container_id: burner.id.clone(), thresholds: Thresholds::default().with(&Metric::CPU, band) });
     handle.track(Tracked {
         container_id: server.id.clone(),
-        thresholds: Thresholds { connections: Band { upper: Some(3.0), lower: None }, ..Default::default() },
+        thresholds: Thresholds::default().with(&Metric::CONNECTIONS, Band { upper: Some(3.0), lower: None }),
     });
     let first =
-        until(&mut rx, &mut seen, interval * 5, |e| e.container_id == burner.id && e.metric == Metric::Memory).await;
+        until(&mut rx, &mut seen, interval * 5, |e| e.container_id == burner.id && e.metric == Some(Metric::MEMORY))
+            .await;
     assert!(first.is_some_and(|e| e.value > 0.0), "memory reading within a few intervals; events: {seen:?}");
     burner.go();
     server.go();
-    let up = until(&mut rx, &mut seen, interval * 10, |e| crossing(e, &burner.id, Metric::Cpu, Direction::Up))
+    let up = until(&mut rx, &mut seen, interval * 10, |e| crossing(e, &burner.id, Metric::CPU, Direction::Up))
         .await
         .unwrap_or_else(|| panic!("cgroupfs probe saw no CPU crossing; events: {seen:?}"));
     assert_eq!(up.unit, Unit::Cores);
     assert!((0.5..=2.2).contains(&up.value), "{up:?}");
     // Both containers run at once: the connections crossing may already have
     // arrived while the CPU one was awaited.
-    let conns_up = |e: &ProbeEvent| crossing(e, &server.id, Metric::Connections, Direction::Up);
+    let conns_up = |e: &Ev| crossing(e, &server.id, Metric::CONNECTIONS, Direction::Up);
     let conns = match seen.iter().find(|e| conns_up(e)).cloned() {
         Some(event) => Some(event),
         None => until(&mut rx, &mut seen, interval * 10, conns_up).await,
@@ -738,7 +795,7 @@ async fn ebpf_a_parked_port_stays_held_across_a_probe_restart() {
     let started = Instant::now();
     next.park(port, probe::ParkMode::Lookup).await.expect("park again");
     let mut seen = Vec::new();
-    until(&mut rx, &mut seen, Duration::from_secs(5), |e| is_port(e, probe::PORT_SYN_METRIC, port))
+    until(&mut rx, &mut seen, Duration::from_secs(5), |e| is_port(e, "port-syn", port))
         .await
         .unwrap_or_else(|| panic!("the new probe saw no attempt on its parked port; events: {seen:?}"));
     assert!(!waiting.is_finished(), "the waiting client was answered: {waiting:?}");

@@ -15,20 +15,20 @@ use std::time::{Duration, Instant};
 
 use host::cluster::{AgentHandle, ChannelSettings, Decider, Leadership, Token};
 use host::model::{EventKind, Metric, Unit, monotonic_ns};
-use host::probe::ProbeEvent;
+use host::probe::{ProbeEvent, Reading};
 use tokio::sync::{mpsc, watch};
 
 const SAMPLES: usize = 2_000;
 
 fn event(value: f64) -> ProbeEvent {
-    ProbeEvent {
+    ProbeEvent::Reading(Reading {
         container_id: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into(),
-        metric: Metric::Cpu,
+        metric: Metric::CPU,
         value,
         unit: Unit::FractionOfLimit,
         kind: EventKind::Sample,
         timestamp_ns: monotonic_ns(),
-    }
+    })
 }
 
 fn main() -> anyhow::Result<()> {
@@ -63,7 +63,8 @@ async fn run() -> anyhow::Result<()> {
         let sent = monotonic_ns();
         agent.forward(event(sent as f64));
         let got = events.recv().await.ok_or_else(|| anyhow::anyhow!("decider stopped"))?;
-        latencies.push((monotonic_ns() - got.event.value as u64) as f64 / 1_000.0);
+        let ProbeEvent::Reading(got) = got.event else { anyhow::bail!("a reading was sent") };
+        latencies.push((monotonic_ns() - got.value as u64) as f64 / 1_000.0);
     }
     let p50 = common::percentile(&mut latencies, 50);
     let p99 = common::percentile(&mut latencies, 99);

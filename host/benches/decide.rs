@@ -46,8 +46,8 @@ fn service_state() -> State {
     State::replicas(3, 1, 10)
         .with_settings(&[("cpu.upper", "0.8"), ("cpu.lower", "0.2"), ("cpu.target", "0.5"), ("cooldown.up", "3s")])
         .with_cpu(&[0.7, 0.75, 0.4])
-        .with_metric(Metric::Memory, Unit::Bytes, &[2.0e8, 2.1e8, 1.9e8], 0)
-        .with_metric(Metric::Connections, Unit::Count, &[12.0, 9.0, 3.0], 1)
+        .with_metric(Metric::MEMORY, Unit::Bytes, &[2.0e8, 2.1e8, 1.9e8], 0)
+        .with_metric(Metric::CONNECTIONS, Unit::Count, &[12.0, 9.0, 3.0], 1)
 }
 
 /// Median ns per call over `BATCHES` batches, and calls per second

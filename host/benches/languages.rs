@@ -42,7 +42,7 @@ fn cases() -> Vec<Case> {
     let hot = State::replicas(2, 1, 10)
         .with_settings(&[("cpu.upper", "0.8"), ("cpu.lower", "0.2"), ("connections.upper", "100")])
         .with_cpu(&[0.9, 0.95])
-        .with_metric(Metric::Connections, Unit::Count, &[80.0, 70.0], 0);
+        .with_metric(Metric::CONNECTIONS, Unit::Count, &[80.0, 70.0], 0);
     vec![
         Case { lang: "rust", file: "policies/threshold.wasm", event: Event::cpu(0.95), state: hot.clone() },
         Case {
@@ -54,7 +54,7 @@ fn cases() -> Vec<Case> {
         Case {
             lang: "js",
             file: "examples/policies/js/headroom.wasm",
-            event: Event::sample(Metric::Connections, 80.0, Unit::Count),
+            event: Event::sample(Metric::CONNECTIONS, 80.0, Unit::Count),
             state: hot.clone(),
         },
         Case { lang: "c", file: "examples/policies/c/step.wasm", event: Event::cpu(0.95), state: hot },

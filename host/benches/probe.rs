@@ -64,7 +64,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use host::model::{Band, Direction, EventKind, Metric, Thresholds, Tracked, monotonic_ns};
-use host::probe::{self, ProbeEvent, ProbeKind, ProbeSettings};
+use host::probe::{self, ProbeEvent, ProbeKind, ProbeSettings, Reading};
 use tokio::sync::mpsc;
 use workload::Container;
 
@@ -113,7 +113,7 @@ async fn run() -> anyhow::Result<()> {
     };
     let handle = probe::start(settings, tx).await?;
     anyhow::ensure!(handle.kind() == ProbeKind::Ebpf, "the eBPF probe did not load");
-    let busy = Thresholds { cpu: Band { upper: Some(0.5), lower: Some(0.05) }, ..Default::default() };
+    let busy = Thresholds::default().with(&Metric::CPU, Band { upper: Some(0.5), lower: Some(0.05) });
     for c in idle.iter().chain([&switcher, &spread_switcher]) {
         handle.track(Tracked { container_id: c.id.clone(), thresholds: busy });
     }
@@ -161,7 +161,7 @@ async fn run() -> anyhow::Result<()> {
     // 4. The connection program under a tracked container churning
     //    loopback connections.
     let churn = Container::start(&[], &["churn", "8"]);
-    let conns = Thresholds { connections: Band { upper: Some(1.0), lower: None }, ..Default::default() };
+    let conns = Thresholds::default().with(&Metric::CONNECTIONS, Band { upper: Some(1.0), lower: None });
     handle.track(Tracked { container_id: churn.id.clone(), thresholds: conns });
     drain_for(&mut rx, Duration::from_secs(1)).await;
     let old = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap_or_else(|_| "0".into());
@@ -384,7 +384,7 @@ async fn latencies_for(rx: &mut mpsc::Receiver<ProbeEvent>, dur: Duration) -> Ve
     let end = tokio::time::Instant::now() + dur;
     let mut out = Vec::new();
     while let Ok(Some(ev)) = tokio::time::timeout_at(end, rx.recv()).await {
-        out.push(monotonic_ns().saturating_sub(ev.timestamp_ns) as f64 / 1e3);
+        out.push(monotonic_ns().saturating_sub(ev.timestamp_ns()) as f64 / 1e3);
     }
     out
 }
@@ -482,7 +482,10 @@ async fn track_live(
     handle.track(Tracked { container_id: c.id.clone(), thresholds });
     let end = tokio::time::Instant::now() + Duration::from_secs(15);
     while let Ok(Some(ev)) = tokio::time::timeout_at(end, rx.recv()).await {
-        if ev.container_id == c.id && ev.kind == EventKind::Sample {
+        if let ProbeEvent::Reading(ev) = ev
+            && ev.container_id == c.id
+            && ev.kind == EventKind::Sample
+        {
             return Ok(());
         }
     }
@@ -505,14 +508,15 @@ async fn crossing_latencies(
         &["--cpus", &cpus.to_string()],
         &["pulse", &PULSES.to_string(), "150", "300", &threads.to_string()],
     );
-    let thresholds = Thresholds { cpu: Band { upper: Some(upper), lower: None }, ..Default::default() };
+    let thresholds = Thresholds::default().with(&Metric::CPU, Band { upper: Some(upper), lower: None });
     track_live(handle, rx, &c, thresholds).await?;
     c.go();
     let mut ups = Vec::new();
     let end = tokio::time::Instant::now() + Duration::from_millis(PULSES as u64 * 550 + 1000);
     while let Ok(Some(ev)) = tokio::time::timeout_at(end, rx.recv()).await {
-        if ev.container_id == c.id
-            && ev.metric == Metric::Cpu
+        if let ProbeEvent::Reading(ev) = ev
+            && ev.container_id == c.id
+            && ev.metric == Metric::CPU
             && matches!(ev.kind, EventKind::Crossing(x) if x.direction == Direction::Up)
         {
             ups.push(ev.timestamp_ns);
@@ -548,8 +552,12 @@ async fn window_values_at_limit(
     let mut values = Vec::new();
     let end = tokio::time::Instant::now() + Duration::from_secs(6);
     while let Ok(Some(ev)) = tokio::time::timeout_at(end, rx.recv()).await {
-        if ev.container_id == c.id && ev.metric == Metric::Cpu && ev.kind == EventKind::Sample {
-            values.push(ev.value);
+        if let ProbeEvent::Reading(Reading { container_id, metric, kind, value, .. }) = ev
+            && container_id == c.id
+            && metric == Metric::CPU
+            && kind == EventKind::Sample
+        {
+            values.push(value);
         }
     }
     if let (Some((p0, t0)), Some((p1, t1))) = (throttled0, cfs_throttling(&c.id)) {

@@ -55,7 +55,7 @@ fn main() -> anyhow::Result<()> {
         tokio.block_on(reload::watch(runtime.clone(), dir.path(), set.clone(), ReloadSettings::default(), tx))?;
 
     let event = Event {
-        metric: Metric::Cpu,
+        metric: Metric::CPU,
         value: 0.9,
         unit: Unit::FractionOfLimit,
         kind: EventKind::Sample,

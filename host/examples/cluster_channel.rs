@@ -16,7 +16,7 @@ use bollard::Docker;
 use host::cluster::docker::{EngineManagers, identity, watch_leadership};
 use host::cluster::{AgentHandle, ChannelSettings, Decider, Membership, Token};
 use host::model::{EventKind, Metric, Unit, monotonic_ns};
-use host::probe::ProbeEvent;
+use host::probe::{ProbeEvent, Reading};
 use tokio::sync::mpsc;
 
 #[tokio::main]
@@ -45,7 +45,7 @@ async fn main() -> anyhow::Result<()> {
             let _decider = Decider::bind(settings, token, leadership, events_tx, membership_tx).await?;
             loop {
                 tokio::select! {
-                    Some(e) = events.recv() => println!("event {} {} {:.3}", e.node_id, e.event.container_id, e.event.value),
+                    Some(e) = events.recv() => println!("event {} {:?}", e.node_id, e.event),
                     Some(m) = membership.recv() => match m {
                         Membership::Live { hostname, .. } => println!("live {hostname}"),
                         Membership::Lost { hostname, .. } => println!("lost {hostname}"),
@@ -62,14 +62,14 @@ async fn main() -> anyhow::Result<()> {
             loop {
                 tick.tick().await;
                 n += 1;
-                agent.forward(ProbeEvent {
+                agent.forward(ProbeEvent::Reading(Reading {
                     container_id: format!("{}-c", me.hostname),
-                    metric: Metric::Cpu,
+                    metric: Metric::CPU,
                     value: n as f64,
                     unit: Unit::FractionOfLimit,
                     kind: EventKind::Sample,
                     timestamp_ns: monotonic_ns(),
-                });
+                }));
             }
         }
         _ => anyhow::bail!(usage),

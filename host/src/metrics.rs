@@ -89,8 +89,9 @@ type FailureSource = Box<dyn Fn() -> Vec<((String, String), u64)> + Send + Sync>
 
 #[derive(Default)]
 struct Inner {
-    /// `autoscaler_events_total{metric}`
-    events: BTreeMap<String, u64>,
+    /// `autoscaler_events_total{metric}`: a metric of the table, a
+    /// signal's name, or `other` (`ProbeEvent::name`), so a bounded set.
+    events: BTreeMap<&'static str, u64>,
     /// `autoscaler_decisions_total{policy,outcome}`
     decisions: BTreeMap<(String, String), u64>,
     /// `autoscaler_policy_failures_total{policy,kind}`
@@ -135,9 +136,11 @@ impl Metrics {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A probe event arrived for a tracked container.
-    pub fn event_received(&self, metric: &str) {
-        bump(&mut self.lock().events, metric.to_string());
+    /// A probe event arrived for a tracked container: `name` is its
+    /// metric's name in the table, or its signal's (`ProbeEvent::name`);
+    /// `'static`, so the series cannot grow a label per name a node sends.
+    pub fn event_received(&self, name: &'static str) {
+        bump(&mut self.lock().events, name);
     }
 
     /// A policy call ended with `outcome` (`scale`, `none`, `error`, ...).
@@ -205,7 +208,12 @@ impl Metrics {
     pub fn render(&self) -> String {
         let inner = self.lock();
         let mut out = String::new();
-        family(&mut out, "autoscaler_events_total", "Probe events received, by metric.", "counter");
+        family(
+            &mut out,
+            "autoscaler_events_total",
+            "Probe events received: readings by metric, signals by name (accepted-connections, memory-limit, wake, port-syn, port-listen).",
+            "counter",
+        );
         for (metric, n) in &inner.events {
             let _ = writeln!(out, "autoscaler_events_total{{metric=\"{}\"}} {n}", escape(metric));
         }

@@ -216,7 +216,11 @@ pub struct KernelSample {
 /// Group a container's demand samples by their close.
 pub fn kernel_samples(events: &[ProbeEvent], container_id: &str) -> Vec<KernelSample> {
     let mut out: Vec<KernelSample> = Vec::new();
-    for ev in events.iter().filter(|e| e.container_id == container_id && e.kind == EventKind::Sample) {
+    let readings = events.iter().filter_map(|e| match e {
+        ProbeEvent::Reading(r) if r.container_id == container_id && r.kind == EventKind::Sample => Some(r),
+        _ => None,
+    });
+    for ev in readings {
         let name = ev.metric.name();
         if !matches!(
             name,

@@ -350,7 +350,18 @@ impl Agent {
                 };
                 match msg {
                     DeciderMsg::Track { containers } => {
-                        let set: Vec<Tracked> = containers.into_iter().map(Tracked::from).collect();
+                        let (mut set, mut unknown) = (Vec::with_capacity(containers.len()), 0);
+                        for wire in containers {
+                            let (tracked, refused) = wire.into_tracked();
+                            set.push(tracked);
+                            unknown += refused;
+                        }
+                        if unknown > 0 {
+                            tracing::warn!(
+                                bands = unknown,
+                                "cluster: the decider set thresholds of metrics this daemon does not know (a newer decider?); left out"
+                            );
+                        }
                         tracing::debug!(containers = set.len(), "cluster: new tracking set from the decider");
                         tracking.send_replace(Some(Arc::new(set)));
                     }
@@ -380,7 +391,7 @@ impl Agent {
                     let before = batch.len();
                     let events: Vec<WireEvent> = batch
                         .drain(..)
-                        .filter(|e| now.saturating_sub(e.timestamp_ns) <= max_age)
+                        .filter(|e| now.saturating_sub(e.timestamp_ns()) <= max_age)
                         .map(|e| WireEvent::from_probe(&e, now))
                         .collect();
                     let stale = (before - events.len()) as u64;

@@ -47,6 +47,9 @@ pub struct DeciderStats {
     pub dropped: u64,
     /// Events agents report they dropped (their queue full or stale).
     pub agent_dropped: u64,
+    /// Readings refused because their metric is not in this daemon's
+    /// table (a node running a newer daemon); one count, whatever the name.
+    pub unknown_metric: u64,
     /// Nodes connected right now.
     pub connected: u64,
 }
@@ -87,6 +90,7 @@ struct Shared {
     refused: AtomicU64,
     delivered: AtomicU64,
     dropped: AtomicU64,
+    unknown_metric: AtomicU64,
     connected: AtomicU64,
     /// Second of the last refusal logged at warn level (the rest go to debug,
     /// so a port scan cannot flood the log).
@@ -146,6 +150,7 @@ impl Decider {
             refused: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            unknown_metric: AtomicU64::new(0),
             connected: AtomicU64::new(0),
             last_refusal_log: AtomicU64::new(0),
             stop,
@@ -207,6 +212,7 @@ impl Decider {
             events: s.delivered.load(Ordering::Relaxed),
             dropped: s.dropped.load(Ordering::Relaxed),
             agent_dropped: lock(&s.nodes).values().map(|n| n.agent_dropped).sum(),
+            unknown_metric: s.unknown_metric.load(Ordering::Relaxed),
             connected: s.connected.load(Ordering::Relaxed),
         }
     }
@@ -439,7 +445,16 @@ fn receive(shared: &Shared, node_id: &str, msg: AgentMsg) {
     };
     let now = monotonic_ns();
     for event in events {
-        let remote = RemoteEvent { node_id: node_id.to_string(), event: event.into_probe(now) };
+        let event = match event.into_probe(now) {
+            Ok(event) => event,
+            Err(unknown) => {
+                if shared.unknown_metric.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::warn!(node = %node_id, "cluster: {unknown}; its readings are refused and counted (autoscaler_cluster_decider_unknown_metric_total)");
+                }
+                continue;
+            }
+        };
+        let remote = RemoteEvent { node_id: node_id.to_string(), event };
         match shared.events.try_send(remote) {
             Ok(()) => shared.delivered.fetch_add(1, Ordering::Relaxed),
             Err(_) => shared.dropped.fetch_add(1, Ordering::Relaxed),

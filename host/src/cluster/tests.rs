@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::*;
 use crate::model::{Band, EventKind, Metric, Thresholds, Unit, monotonic_ns};
+use crate::probe::Reading;
 
 fn settings() -> ChannelSettings {
     ChannelSettings {
@@ -31,20 +32,28 @@ fn leader(is_leader: bool, leader_addr: Option<String>) -> (watch::Sender<Leader
 }
 
 fn event(container: &str, value: f64) -> ProbeEvent {
-    ProbeEvent {
+    ProbeEvent::Reading(Reading {
         container_id: container.into(),
-        metric: Metric::Cpu,
+        metric: Metric::CPU,
         value,
         unit: Unit::FractionOfLimit,
         kind: EventKind::Sample,
         timestamp_ns: monotonic_ns(),
+    })
+}
+
+/// The reading a remote event carries.
+fn reading(event: &ProbeEvent) -> &Reading {
+    match event {
+        ProbeEvent::Reading(r) => r,
+        ProbeEvent::Signal(s) => panic!("a reading was sent, got {s:?}"),
     }
 }
 
 fn tracked(container: &str) -> Tracked {
     Tracked {
         container_id: container.into(),
-        thresholds: Thresholds { cpu: Band { upper: Some(0.7), lower: Some(0.2) }, ..Thresholds::default() },
+        thresholds: Thresholds::default().with(&Metric::CPU, Band { upper: Some(0.7), lower: Some(0.2) }),
     }
 }
 
@@ -100,10 +109,10 @@ async fn events_flow_to_the_decider_and_tracking_sets_flow_back() {
     agent.forward(sent.clone());
     let got = next_event(&mut ep.events).await;
     assert_eq!(got.node_id, "node-a");
-    assert_eq!((got.event.container_id.as_str(), got.event.value), ("c1", 0.93));
+    assert_eq!((reading(&got.event).container_id.as_str(), reading(&got.event).value), ("c1", 0.93));
     // Re-based on the receiver's clock: never in the future, and recent.
     let now = monotonic_ns();
-    assert!(got.event.timestamp_ns <= now && now - got.event.timestamp_ns < 1_000_000_000);
+    assert!(got.event.timestamp_ns() <= now && now - got.event.timestamp_ns() < 1_000_000_000);
     assert_eq!(ep.decider.live_nodes(), vec![("node-a".to_string(), "host-a".to_string())]);
     assert_eq!(agent.stats().forwarded, 1);
 }
@@ -216,7 +225,7 @@ async fn the_agent_survives_a_decider_restart_and_resumes() {
     while let Ok(Some(more)) = tokio::time::timeout(Duration::from_millis(300), ep.events.recv()).await {
         last = more;
     }
-    assert_eq!(last.event.value, 0.5);
+    assert_eq!(reading(&last.event).value, 0.5);
     assert_eq!(agent.stats().sessions, 2);
 }
 
@@ -242,7 +251,7 @@ async fn agents_follow_leadership_from_one_manager_to_another() {
     let took = moved.elapsed();
     assert!(took < Duration::from_secs(1), "moved in {took:?}");
     agent.forward(event("c9", 0.8));
-    assert_eq!(next_event(&mut b.events).await.event.container_id, "c9");
+    assert_eq!(next_event(&mut b.events).await.event.container_id(), Some("c9"));
     eventually(Duration::from_secs(1), "A holds no agent once it stopped leading", || a.decider.stats().connected == 0)
         .await;
 }
@@ -286,7 +295,7 @@ fn diff_tracks_new_and_changed_and_untracks_gone() {
     current.insert("c1".to_string(), tracked("c1"));
     current.insert("c2".to_string(), tracked("c2"));
     let mut changed = tracked("c2");
-    changed.thresholds.cpu.upper = Some(0.9);
+    changed.thresholds.set(&Metric::CPU, Band { upper: Some(0.9), lower: Some(0.2) });
     let (track, untrack) = diff(&current, &[changed.clone(), tracked("c3"), tracked("c1")]);
     assert_eq!(track, vec![changed, tracked("c3")]);
     assert!(untrack.is_empty());

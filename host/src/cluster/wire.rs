@@ -20,15 +20,26 @@
 //! ([`DeciderMsg::Zero`]), and the agent says how that ended, and when a
 //! connection woke a replica it had frozen, which it thaws on its own,
 //! without waiting for the decider ([`AgentMsg::Zero`]).
+//!
+//! Metrics are data (protocol 3): a reading names its metric and a tracking
+//! set names each band's metric, as strings of the metrics table
+//! ([`crate::model::METRICS`]), so a new metric needs no new protocol. A
+//! name the receiver's table does not know (a newer node's metric) is
+//! refused and counted, never passed on: [`WireEvent::into_probe`],
+//! [`WireTracked::into_tracked`]. A probe's control signals have variants
+//! of their own: they are not measurements.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::model::{Band, EventKind, Metric, Thresholds, Tracked, Unit};
-use crate::probe::ProbeEvent;
+use crate::probe::{ProbeEvent, Reading, Signal};
 
 /// Version of this protocol; both sides must speak the same. 2: scale to
-/// zero's commands and reports.
-pub const PROTOCOL: u32 = 2;
+/// zero's commands and reports. 3: readings and thresholds name their
+/// metric (metrics as data), signals typed apart from readings.
+pub const PROTOCOL: u32 = 3;
 
 /// Longest node id or hostname accepted in a hello.
 pub const MAX_NAME_LEN: usize = 128;
@@ -199,51 +210,129 @@ pub enum ZeroReport {
     },
 }
 
-/// A [`ProbeEvent`] on the wire.
+/// A [`ProbeEvent`] on the wire: a reading of a metric named by its table
+/// name, or a control signal. Times are ages, see the module doc.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct WireEvent {
-    /// Full container id.
-    pub container_id: String,
-    /// What was measured.
-    pub metric: Metric,
-    /// The value, in `unit`.
-    pub value: f64,
-    /// The unit.
-    pub unit: Unit,
-    /// Sample or crossing.
-    pub kind: EventKind,
-    /// Nanoseconds between the measurement and the moment the agent wrote
-    /// the frame.
-    pub age_ns: u64,
+#[serde(tag = "type", rename_all = "kebab-case", rename_all_fields = "kebab-case")]
+pub enum WireEvent {
+    /// A [`Reading`].
+    Reading {
+        /// Full container id.
+        container_id: String,
+        /// The metric's name in the table.
+        metric: String,
+        /// The value, in `unit`.
+        value: f64,
+        /// The unit.
+        unit: Unit,
+        /// Sample or crossing.
+        kind: EventKind,
+        /// Nanoseconds between the measurement and the moment the agent
+        /// wrote the frame.
+        age_ns: u64,
+    },
+    /// [`Signal::Accepted`].
+    Accepted {
+        /// Full container id.
+        container_id: String,
+        /// Connections accepted since the previous sample.
+        count: u64,
+        /// As in `Reading`.
+        age_ns: u64,
+    },
+    /// [`Signal::MemoryLimit`].
+    MemoryLimit {
+        /// Full container id.
+        container_id: String,
+        /// The limit, bytes.
+        bytes: u64,
+        /// As in `Reading`.
+        age_ns: u64,
+    },
+    /// [`Signal::Wake`] of a replica the agent did not freeze itself.
+    Wake {
+        /// Full container id.
+        container_id: String,
+        /// As in `Reading`.
+        age_ns: u64,
+    },
+    /// [`Signal::PortSyn`].
+    PortSyn {
+        /// The parked port.
+        port: u16,
+        /// As in `Reading`.
+        age_ns: u64,
+    },
+    /// [`Signal::PortListen`].
+    PortListen {
+        /// The parked port.
+        port: u16,
+        /// As in `Reading`.
+        age_ns: u64,
+    },
 }
+
+/// A reading of a metric the receiver's table does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("metric {0:?} is not in this daemon's metrics table (a newer node?)")]
+pub struct UnknownMetric(pub String);
 
 impl WireEvent {
     /// `event` as measured on this node, aged against `now_ns` (this node's
     /// CLOCK_MONOTONIC).
     pub fn from_probe(event: &ProbeEvent, now_ns: u64) -> WireEvent {
-        WireEvent {
-            container_id: event.container_id.clone(),
-            metric: event.metric.clone(),
-            value: event.value,
-            unit: event.unit.clone(),
-            kind: event.kind,
-            age_ns: now_ns.saturating_sub(event.timestamp_ns),
+        let age_ns = now_ns.saturating_sub(event.timestamp_ns());
+        match event {
+            ProbeEvent::Reading(r) => WireEvent::Reading {
+                container_id: r.container_id.clone(),
+                metric: r.metric.name().to_string(),
+                value: r.value,
+                unit: r.unit.clone(),
+                kind: r.kind,
+                age_ns,
+            },
+            ProbeEvent::Signal(Signal::Accepted { container_id, count, .. }) => {
+                WireEvent::Accepted { container_id: container_id.clone(), count: *count, age_ns }
+            }
+            ProbeEvent::Signal(Signal::MemoryLimit { container_id, bytes, .. }) => {
+                WireEvent::MemoryLimit { container_id: container_id.clone(), bytes: *bytes, age_ns }
+            }
+            ProbeEvent::Signal(Signal::Wake { container_id, .. }) => {
+                WireEvent::Wake { container_id: container_id.clone(), age_ns }
+            }
+            ProbeEvent::Signal(Signal::PortSyn { port, .. }) => WireEvent::PortSyn { port: *port, age_ns },
+            ProbeEvent::Signal(Signal::PortListen { port, .. }) => WireEvent::PortListen { port: *port, age_ns },
         }
     }
 
     /// The event on the receiver's clock, `now_ns` being the receiver's
     /// CLOCK_MONOTONIC when the frame arrived (the transit time is not
-    /// known and is counted as zero).
-    pub fn into_probe(self, now_ns: u64) -> ProbeEvent {
-        ProbeEvent {
-            container_id: self.container_id,
-            metric: self.metric,
-            value: self.value,
-            unit: self.unit,
-            kind: self.kind,
-            timestamp_ns: now_ns.saturating_sub(self.age_ns),
-        }
+    /// known and is counted as zero). A reading of a metric this daemon's
+    /// table does not know is refused: the caller counts it.
+    pub fn into_probe(self, now_ns: u64) -> Result<ProbeEvent, UnknownMetric> {
+        let at = |age_ns: u64| now_ns.saturating_sub(age_ns);
+        Ok(match self {
+            WireEvent::Reading { container_id, metric, value, unit, kind, age_ns } => {
+                let Some(def) = crate::model::metrics::lookup(&metric) else { return Err(UnknownMetric(metric)) };
+                ProbeEvent::Reading(Reading {
+                    container_id,
+                    metric: def.metric(),
+                    value,
+                    unit,
+                    kind,
+                    timestamp_ns: at(age_ns),
+                })
+            }
+            WireEvent::Accepted { container_id, count, age_ns } => {
+                Signal::Accepted { container_id, count, timestamp_ns: at(age_ns) }.into()
+            }
+            WireEvent::MemoryLimit { container_id, bytes, age_ns } => {
+                Signal::MemoryLimit { container_id, bytes, timestamp_ns: at(age_ns) }.into()
+            }
+            WireEvent::Wake { container_id, age_ns } => Signal::Wake { container_id, timestamp_ns: at(age_ns) }.into(),
+            WireEvent::PortSyn { port, age_ns } => Signal::PortSyn { port, timestamp_ns: at(age_ns) }.into(),
+            WireEvent::PortListen { port, age_ns } => Signal::PortListen { port, timestamp_ns: at(age_ns) }.into(),
+        })
     }
 }
 
@@ -257,45 +346,43 @@ pub struct WireBand {
     pub lower: Option<f64>,
 }
 
-/// A [`Tracked`] on the wire.
+/// A [`Tracked`] on the wire: the bands that are set, by metric name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct WireTracked {
     /// Full container id.
     pub container_id: String,
-    /// CPU band.
-    pub cpu: WireBand,
-    /// Memory band.
-    pub memory: WireBand,
-    /// Connections band.
-    pub connections: WireBand,
+    /// Metric name -> band; metrics without a threshold are left out.
+    #[serde(default)]
+    pub bands: BTreeMap<String, WireBand>,
 }
 
 impl From<&Tracked> for WireTracked {
     fn from(t: &Tracked) -> Self {
-        let band = |b: Band| WireBand { upper: b.upper, lower: b.lower };
-        WireTracked {
-            container_id: t.container_id.clone(),
-            cpu: band(t.thresholds.cpu),
-            memory: band(t.thresholds.memory),
-            connections: band(t.thresholds.connections),
-        }
+        let bands = t
+            .thresholds
+            .bands()
+            .filter(|(_, band)| band.upper.is_some() || band.lower.is_some())
+            .map(|(def, band)| (def.name.to_string(), WireBand { upper: band.upper, lower: band.lower }))
+            .collect();
+        WireTracked { container_id: t.container_id.clone(), bands }
     }
 }
 
-impl From<WireTracked> for Tracked {
-    fn from(w: WireTracked) -> Self {
-        let band = |b: WireBand| Band { upper: b.upper, lower: b.lower };
-        Tracked {
-            container_id: w.container_id,
-            // The event bounds are not on the wire yet: agents use the defaults.
-            thresholds: Thresholds {
-                cpu: band(w.cpu),
-                memory: band(w.memory),
-                connections: band(w.connections),
-                ..Thresholds::default()
-            },
+impl WireTracked {
+    /// The tracking request, and how many bands named a metric this
+    /// daemon's table does not know (left out: the probe could not measure
+    /// it; the caller counts them).
+    pub fn into_tracked(self) -> (Tracked, usize) {
+        let mut unknown = 0;
+        // The event bounds are not on the wire yet: agents use the defaults.
+        let mut thresholds = Thresholds::default();
+        for (name, band) in self.bands {
+            if !thresholds.set(&Metric::named(&name), Band { upper: band.upper, lower: band.lower }) {
+                unknown += 1;
+            }
         }
+        (Tracked { container_id: self.container_id, thresholds }, unknown)
     }
 }
 
@@ -312,41 +399,93 @@ mod tests {
     use super::*;
     use crate::model::{Crossing, Direction};
 
-    #[test]
-    fn events_keep_their_age_across_clocks() {
-        let event = ProbeEvent {
+    fn reading(metric: Metric) -> ProbeEvent {
+        ProbeEvent::Reading(Reading {
             container_id: "c1".into(),
-            metric: Metric::Cpu,
+            metric,
             value: 0.9,
             unit: Unit::FractionOfLimit,
             kind: EventKind::Crossing(Crossing { threshold: 0.8, direction: Direction::Up }),
             timestamp_ns: 1_000,
-        };
-        let wire = WireEvent::from_probe(&event, 1_500);
-        assert_eq!(wire.age_ns, 500);
-        let json = serde_json::to_string(&AgentMsg::Events { events: vec![wire], dropped: 0 }).expect("json");
-        let AgentMsg::Events { mut events, .. } = serde_json::from_str(&json).expect("parse") else {
+        })
+    }
+
+    fn through_the_wire(events: &[ProbeEvent]) -> (String, Vec<WireEvent>) {
+        let wire = events.iter().map(|e| WireEvent::from_probe(e, 1_500)).collect();
+        let json = serde_json::to_string(&AgentMsg::Events { events: wire, dropped: 0 }).expect("json");
+        let AgentMsg::Events { events, .. } = serde_json::from_str(&json).expect("parse") else {
             panic!("not events: {json}")
         };
-        let back = events.pop().expect("one event").into_probe(10_000_000);
-        assert_eq!(back, ProbeEvent { timestamp_ns: 10_000_000 - 500, ..event });
+        (json, events)
+    }
+
+    #[test]
+    fn events_keep_their_age_across_clocks() {
+        let event = reading(Metric::CPU);
+        let (json, mut events) = through_the_wire(std::slice::from_ref(&event));
+        assert!(json.contains(r#""metric":"cpu""#), "the metric travels as its name: {json}");
+        let wire = events.pop().expect("one event");
+        assert!(matches!(wire, WireEvent::Reading { age_ns: 500, .. }), "{wire:?}");
+        let ProbeEvent::Reading(back) = wire.into_probe(10_000_000).expect("a known metric") else {
+            panic!("a reading")
+        };
+        let ProbeEvent::Reading(sent) = event else { unreachable!() };
+        assert_eq!(back, Reading { timestamp_ns: 10_000_000 - 500, ..sent });
+    }
+
+    #[test]
+    fn every_table_metric_crosses_by_name_and_unknown_names_are_refused() {
+        for def in crate::model::METRICS {
+            let (json, mut events) = through_the_wire(&[reading(def.metric())]);
+            assert!(json.contains(&format!(r#""metric":"{}""#, def.name)), "{json}");
+            let back = events.pop().expect("one").into_probe(2_000).expect("known");
+            assert!(matches!(back, ProbeEvent::Reading(r) if r.metric == def.metric()));
+        }
+        // A newer node's metric: the frame parses, the reading is refused.
+        let json = r#"{"type":"events","dropped":0,"events":[{"type":"reading","container-id":"c1",
+            "metric":"gpu-busy","value":1.0,"unit":"count","kind":"sample","age-ns":0}]}"#;
+        let AgentMsg::Events { mut events, .. } = serde_json::from_str(json).expect("parse") else { panic!() };
+        assert_eq!(events.pop().expect("one").into_probe(1), Err(UnknownMetric("gpu-busy".into())));
+    }
+
+    #[test]
+    fn signals_cross_as_signals() {
+        let signals = [
+            Signal::Accepted { container_id: "c1".into(), count: 2, timestamp_ns: 1_000 },
+            Signal::MemoryLimit { container_id: "c1".into(), bytes: 1 << 30, timestamp_ns: 1_000 },
+            Signal::Wake { container_id: "c1".into(), timestamp_ns: 1_000 },
+            Signal::PortSyn { port: 8080, timestamp_ns: 1_000 },
+            Signal::PortListen { port: 8080, timestamp_ns: 1_000 },
+        ];
+        let events: Vec<ProbeEvent> = signals.iter().cloned().map(ProbeEvent::Signal).collect();
+        let (json, wire) = through_the_wire(&events);
+        assert!(!json.contains("metric"), "a signal names no metric: {json}");
+        for (sent, got) in signals.into_iter().zip(wire) {
+            let back = got.into_probe(1_500).expect("signals are never refused");
+            assert_eq!(back, ProbeEvent::Signal(sent));
+        }
     }
 
     #[test]
     fn tracking_round_trips() {
         let tracked = Tracked {
             container_id: "c1".into(),
-            thresholds: Thresholds {
-                cpu: Band { upper: Some(0.7), lower: Some(0.2) },
-                memory: Band { upper: Some(1e9), lower: None },
-                connections: Band::default(),
-                ..Thresholds::default()
-            },
+            thresholds: Thresholds::default()
+                .with(&Metric::CPU, Band { upper: Some(0.7), lower: Some(0.2) })
+                .with(&Metric::MEMORY, Band { upper: Some(1e9), lower: None }),
         };
         let json = serde_json::to_string(&DeciderMsg::Track { containers: vec![(&tracked).into()] }).expect("json");
         assert!(json.starts_with(r#"{"type":"track""#), "{json}");
+        assert!(json.contains(r#""bands":{"cpu":{"upper":0.7,"lower":0.2},"memory":"#), "{json}");
+        assert!(!json.contains("connections"), "bands not set stay off the wire: {json}");
         let DeciderMsg::Track { containers } = serde_json::from_str(&json).expect("parse") else { panic!("{json}") };
-        assert_eq!(Tracked::from(containers[0].clone()), tracked);
+        assert_eq!(containers[0].clone().into_tracked(), (tracked, 0));
+        // A band of a metric this daemon does not know is left out, counted.
+        let json = r#"{"type":"track","containers":[{"container-id":"c1","bands":{"cpu":{"upper":0.5,"lower":null},"gpu-busy":{"upper":1.0,"lower":null}}}]}"#;
+        let DeciderMsg::Track { containers } = serde_json::from_str(json).expect("parse") else { panic!() };
+        let (tracked, unknown) = containers[0].clone().into_tracked();
+        assert_eq!(unknown, 1);
+        assert_eq!(tracked.thresholds.band(&Metric::CPU).upper, Some(0.5));
     }
 
     #[test]

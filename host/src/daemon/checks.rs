@@ -15,7 +15,7 @@ use std::sync::Arc;
 use crate::model::settings::{closest, resolve};
 use crate::model::{SettingSpec, SettingValue};
 use crate::swarm::ServiceConfig;
-use crate::swarm::labels::{DAEMON_LABELS, LabelError, ZeroMode};
+use crate::swarm::labels::{LabelError, ZeroMode, daemon_labels};
 
 /// The loaded policy a service names, as far as the checks need it.
 #[derive(Debug, Clone, Copy)]
@@ -108,7 +108,8 @@ pub fn not_loaded(name: &str, folder: &Folder<'_>) -> String {
 /// to one of the daemon's own are reported (those are typos either way).
 pub fn unknown_labels(settings: &[(String, String)], policy: Option<PolicyInfo<'_>>) -> Vec<String> {
     let declares = policy.filter(|p| p.contract != "0.1.0");
-    let mut known: Vec<&str> = DAEMON_LABELS.to_vec();
+    let daemon = daemon_labels();
+    let mut known: Vec<&str> = daemon.iter().map(String::as_str).collect();
     if let Some(p) = declares {
         known.extend(p.specs.iter().map(|s| s.name.as_str()));
     }
@@ -150,8 +151,8 @@ pub fn line(
             let t = &config.thresholds;
             let version = version.map(|v| format!(" (version {v})")).unwrap_or_default();
             let mut text = format!(
-                "service {service} autoscaled by policy {}{version} within {}..={} replicas (cpu {}, memory {}, connections {})",
-                config.policy, config.min, config.max, t.cpu, t.memory, t.connections
+                "service {service} autoscaled by policy {}{version} within {}..={} replicas ({t})",
+                config.policy, config.min, config.max
             );
             if let Some(zero) = config.zero {
                 let idle = crate::units::human_duration(zero.idle);

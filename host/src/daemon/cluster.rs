@@ -48,8 +48,8 @@ use crate::cluster::{
 };
 use crate::cluster::{AgentStats, DeciderStats};
 use crate::metrics::Metrics;
-use crate::model::{Metric, Tracked};
-use crate::probe::{self, ProbeEvent, ProbeHandle, ProbeSettings, WAKE_METRIC};
+use crate::model::Tracked;
+use crate::probe::{self, ProbeEvent, ProbeHandle, ProbeSettings, Signal};
 use crate::swarm::audit::ZeroOutcome;
 use crate::swarm::inventory::Inventory;
 use crate::swarm::{Freezer, SwarmClient};
@@ -197,8 +197,8 @@ impl NodeIo {
     /// A local measurement: to the decider; the first connection to a
     /// replica this node froze is handled here instead.
     pub fn forward(&self, event: ProbeEvent) {
-        if matches!(&event.metric, Metric::Other(name) if name == WAKE_METRIC)
-            && self.zero.on_wake(&event.container_id, event.timestamp_ns)
+        if let ProbeEvent::Signal(Signal::Wake { container_id, timestamp_ns }) = &event
+            && self.zero.on_wake(container_id, *timestamp_ns)
         {
             return;
         }
@@ -522,7 +522,7 @@ impl ClusterTracking {
     /// Export the decider's counters and whether this manager leads.
     pub fn export_counters(&self, metrics: &Metrics) {
         type Read = fn(&DeciderStats) -> u64;
-        let counters: [(&str, &str, &'static str, Read); 4] = [
+        let counters: [(&str, &str, &'static str, Read); 5] = [
             ("autoscaler_cluster_decider_events_total", "Events agents forwarded to this decider.", "counter", |s| {
                 s.events
             }),
@@ -537,6 +537,12 @@ impl ClusterTracking {
                 "Connections refused: failed handshakes, over the cap.",
                 "counter",
                 |s| s.refused,
+            ),
+            (
+                "autoscaler_cluster_decider_unknown_metric_total",
+                "Readings refused because their metric is not in this daemon's metrics table (a newer node).",
+                "counter",
+                |s| s.unknown_metric,
             ),
             ("autoscaler_cluster_nodes_connected", "Agents connected to this decider now.", "gauge", |s| s.connected),
         ];

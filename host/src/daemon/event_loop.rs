@@ -25,9 +25,9 @@ use super::service_view::ServiceView;
 use super::zero::{self, Zero, ZeroIo};
 use crate::cluster::{Membership, RemoteEvent, RemoteZero, ZeroCommand, ZeroReport};
 use crate::metrics::Metrics;
-use crate::model::{self, Event, Metric, SettingValue, State};
+use crate::model::{self, Event, SettingValue, State};
 use crate::policy::{PolicyError, PolicySet};
-use crate::probe::{PORT_LISTEN_METRIC, PORT_SYN_METRIC, ProbeEvent, ProbeHandle, WAKE_METRIC};
+use crate::probe::{ProbeEvent, ProbeHandle, Reading, Signal};
 use crate::reload;
 use crate::replay::Recorder;
 use crate::status::{Board, Cooldowns, MetricStatus};
@@ -271,13 +271,13 @@ impl Loop {
             self.ignored_remote += 1;
             return;
         }
-        if let Some(container) = self.inventory.container(&event.container_id)
+        if let Some(container) = event.container_id().and_then(|id| self.inventory.container(id))
             && container.node_id != node_id
         {
             // A node reports only its own containers; a container that
             // moved is re-read with the swarm's tasks.
             self.ignored_remote += 1;
-            tracing::debug!(node = %node_id, container = %event.container_id, on = %container.node_id, "cluster: event for a container on another node ignored");
+            tracing::debug!(node = %node_id, container = %event.container_id().unwrap_or_default(), on = %container.node_id, "cluster: event for a container on another node ignored");
             return;
         }
         self.on_probe_event(event);
@@ -312,34 +312,31 @@ impl Loop {
     }
 
     /// A probe event: find the service, update its view, queue a decision.
+    /// Only a [`Reading`] reaches the service view and a policy; a
+    /// [`Signal`] is scale to zero's, or the view's memory limit.
     pub fn on_probe_event(&mut self, event: ProbeEvent) {
-        self.metrics.event_received(event.metric.name());
-        if let Metric::Other(name) = &event.metric {
-            // Scale to zero's own events, handled at once, never by a policy:
-            // a frozen replica's first connection (thaw), a connection attempt
-            // to a removed service's port (restore), a socket listening on it
-            // again (unpark).
-            let port = || u16::try_from(event.value as u64).ok();
-            match name.as_str() {
-                WAKE_METRIC => self.zero.on_wake(&event.container_id, event.timestamp_ns),
-                PORT_SYN_METRIC => {
-                    if let Some(port) = port() {
-                        self.zero.on_port_attempt(port, event.timestamp_ns);
-                    }
-                }
-                PORT_LISTEN_METRIC => {
-                    if let Some(port) = port() {
-                        self.zero.on_port_listen(port);
-                    }
-                }
-                _ => {}
+        self.metrics.event_received(event.name());
+        let container_id = match &event {
+            ProbeEvent::Reading(reading) => reading.container_id.as_str(),
+            ProbeEvent::Signal(Signal::Accepted { container_id, .. } | Signal::MemoryLimit { container_id, .. }) => {
+                container_id.as_str()
             }
-            if [WAKE_METRIC, PORT_SYN_METRIC, PORT_LISTEN_METRIC].contains(&name.as_str()) {
+            ProbeEvent::Signal(signal) => {
+                // Scale to zero's own signals, handled at once: a frozen
+                // replica's first connection (thaw), a connection attempt to
+                // a removed service's port (restore), a socket listening on
+                // it again (unpark).
+                match *signal {
+                    Signal::Wake { ref container_id, timestamp_ns } => self.zero.on_wake(container_id, timestamp_ns),
+                    Signal::PortSyn { port, timestamp_ns } => self.zero.on_port_attempt(port, timestamp_ns),
+                    Signal::PortListen { port, .. } => self.zero.on_port_listen(port),
+                    Signal::Accepted { .. } | Signal::MemoryLimit { .. } => {}
+                }
                 self.drive_zero();
                 return;
             }
-        }
-        let Some(container) = self.inventory.container(&event.container_id) else {
+        };
+        let Some(container) = self.inventory.container(container_id) else {
             self.unknown_containers += 1;
             return;
         };
@@ -351,22 +348,12 @@ impl Loop {
             let running: Vec<String> = self.inventory.containers_of(&service_id).map(|c| c.id.clone()).collect();
             self.zero.observe((&service_id, &name), &config, zero, (replicas, &running), &event);
             self.drive_zero();
-            if self.zero.holds(&event.container_id) {
+            if event.container_id().is_some_and(|id| self.zero.holds(id)) {
                 return; // a frozen or removed replica's readings are not the service's load
             }
         }
-        let worth_deciding = self.view.record(
-            &service_id,
-            &event.container_id,
-            started_ns,
-            &event.metric,
-            event.value,
-            &event.unit,
-            event.timestamp_ns,
-        );
-        if !worth_deciding {
-            return;
-        }
+        // Only a reading goes on to a policy (a memory limit stays in the view).
+        let Some(event) = self.view.admit(&service_id, started_ns, event) else { return };
         // A policy that is not loaded was reported when the service was
         // examined (and is again when the folder changes).
         let Some(slot) = self.policies.get(&config.policy) else { return };
@@ -549,7 +536,7 @@ impl Loop {
     }
 
     /// Publish a reading and the state a policy is about to see.
-    fn show_reading(&self, id: &str, replicas: u32, clock: Cooldowns, event: &ProbeEvent, state: &State) {
+    fn show_reading(&self, id: &str, replicas: u32, clock: Cooldowns, event: &Reading, state: &State) {
         let container: String = event.container_id.chars().take(12).collect();
         let latest_unix_ms = crate::swarm::audit::unix_ms();
         self.board.update_existing(id, |s| {

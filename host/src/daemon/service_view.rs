@@ -12,21 +12,23 @@
 //! window is a few sample intervals long, so a replica (or a node) that
 //! stops reporting drops out of the aggregate on its own.
 //!
+//! It holds only [`Reading`]s, of metrics of the table
+//! ([`crate::model::METRICS`]), and each replica's memory limit (a signal,
+//! not a metric): a probe's control signals never reach it. Aggregates come
+//! in the table's order.
+//!
 //! Pure state, no I/O: the event loop feeds it readings and asks for
 //! aggregates.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::model::{Aggregate, Metric, Stats, Unit};
-
-/// The probe's extra metric carrying a container's memory limit in bytes;
-/// it feeds `of-limit` and is not an aggregate of its own.
-const MEMORY_LIMIT: &str = "memory-limit";
+use crate::model::{Aggregate, METRICS, Metric, Stats, Unit};
+use crate::probe::{ProbeEvent, Reading, Signal};
 
 /// One measured value.
 #[derive(Debug, Clone, PartialEq)]
-struct Reading {
+struct Latest {
     /// The value, in `unit`.
     value: f64,
     /// Its unit.
@@ -43,7 +45,7 @@ struct Replica {
     /// Its memory limit in bytes, when it has one.
     memory_limit: Option<f64>,
     /// The latest reading of each metric.
-    latest: Vec<(Metric, Reading)>,
+    latest: Vec<(Metric, Latest)>,
 }
 
 /// The latest readings of every replica of every service.
@@ -56,39 +58,53 @@ pub struct ServiceView {
 }
 
 impl ServiceView {
-    /// Record a reading of `metric` for `container` of `service`.
-    /// Returns false for readings that only update what the view knows of
-    /// the replica (its memory limit) and need no decision.
-    #[expect(clippy::too_many_arguments, reason = "one reading, flat; the caller has the parts at hand")]
-    pub fn record(
-        &mut self,
-        service: &str,
-        container: &str,
-        started_ns: u64,
-        metric: &Metric,
-        value: f64,
-        unit: &Unit,
-        at_ns: u64,
-    ) -> bool {
+    /// Take a probe's event about a replica of `service` (started at
+    /// `started_ns`): a [`Reading`] is recorded and handed back, the one
+    /// kind of event a policy is asked about; a memory limit is recorded as
+    /// the replica's; every other signal is not the view's and is dropped.
+    pub fn admit(&mut self, service: &str, started_ns: u64, event: ProbeEvent) -> Option<Reading> {
+        match event {
+            ProbeEvent::Reading(reading) => {
+                self.record(service, started_ns, &reading);
+                Some(reading)
+            }
+            ProbeEvent::Signal(Signal::MemoryLimit { container_id, bytes, .. }) => {
+                self.set_memory_limit(service, &container_id, started_ns, bytes);
+                None
+            }
+            ProbeEvent::Signal(_) => None,
+        }
+    }
+
+    /// Record a reading of a replica of `service` that started at
+    /// `started_ns`.
+    pub fn record(&mut self, service: &str, started_ns: u64, reading: &Reading) {
+        let replica = self.replica(service, &reading.container_id, started_ns);
+        let latest = Latest { value: reading.value, unit: reading.unit.clone(), at_ns: reading.timestamp_ns };
+        match replica.latest.iter_mut().find(|(m, _)| *m == reading.metric) {
+            Some((_, old)) if old.at_ns <= latest.at_ns => *old = latest,
+            Some(_) => {}
+            None => replica.latest.push((reading.metric.clone(), latest)),
+        }
+    }
+
+    /// Record a replica's memory limit, bytes (0: none): it feeds memory's
+    /// `of-limit` and is no aggregate of its own.
+    pub fn set_memory_limit(&mut self, service: &str, container: &str, started_ns: u64, bytes: u64) {
+        self.replica(service, container, started_ns).memory_limit = (bytes > 0).then_some(bytes as f64);
+    }
+
+    /// The replica `container` of `service`, created when new.
+    fn replica(&mut self, service: &str, container: &str, started_ns: u64) -> &mut Replica {
+        self.owners.entry(container.to_string()).or_insert_with(|| service.to_string());
         let replica = self
             .services
             .entry(service.to_string())
             .or_default()
             .entry(container.to_string())
             .or_insert_with(|| Replica { started_ns, ..Replica::default() });
-        self.owners.entry(container.to_string()).or_insert_with(|| service.to_string());
         replica.started_ns = started_ns;
-        if matches!(metric, Metric::Other(name) if name == MEMORY_LIMIT) {
-            replica.memory_limit = (value > 0.0).then_some(value);
-            return false;
-        }
-        let reading = Reading { value, unit: unit.clone(), at_ns };
-        match replica.latest.iter_mut().find(|(m, _)| m == metric) {
-            Some((_, latest)) if latest.at_ns <= at_ns => *latest = reading,
-            Some(_) => {}
-            None => replica.latest.push((metric.clone(), reading)),
-        }
-        true
+        replica
     }
 
     /// Whether `container` of `service` has reported anything.
@@ -137,10 +153,13 @@ impl ServiceView {
                 }
             }
         }
+        // The table's order; a name the table does not know (a replayed
+        // trace's) after it.
+        metrics.sort_by_key(|m| METRICS.iter().position(|def| def.name == m.name()).unwrap_or(METRICS.len()));
         metrics
             .into_iter()
             .map(|metric| {
-                let counted: Vec<(&Reading, Option<f64>)> = replicas
+                let counted: Vec<(&Latest, Option<f64>)> = replicas
                     .values()
                     .filter(|r| !is_warming(r))
                     .filter_map(|r| {
@@ -183,12 +202,17 @@ mod tests {
     const WARMUP: Duration = Duration::from_secs(10);
     const WINDOW: Duration = Duration::from_secs(3);
 
+    fn reading(container: &str, metric: Metric, value: f64, unit: Unit, at: u64) -> Reading {
+        let kind = crate::model::EventKind::Sample;
+        Reading { container_id: container.into(), metric, value, unit, kind, timestamp_ns: at }
+    }
+
     fn cpu(view: &mut ServiceView, container: &str, started: u64, value: f64, at: u64) {
-        view.record("s1", container, started, &Metric::Cpu, value, &Unit::FractionOfLimit, at);
+        view.record("s1", started, &reading(container, Metric::CPU, value, Unit::FractionOfLimit, at));
     }
 
     fn cpu_of(view: &ServiceView, now: u64) -> Aggregate {
-        view.aggregates("s1", now, WARMUP, WINDOW).into_iter().find(|a| a.metric == Metric::Cpu).expect("cpu")
+        view.aggregates("s1", now, WARMUP, WINDOW).into_iter().find(|a| a.metric == Metric::CPU).expect("cpu")
     }
 
     #[test]
@@ -263,19 +287,58 @@ mod tests {
     #[test]
     fn memory_comes_in_bytes_and_as_a_fraction_of_the_limit() {
         let mut view = ServiceView::default();
-        let limit = Metric::Other(MEMORY_LIMIT.into());
-        assert!(!view.record("s1", "a", 0, &limit, 1000.0, &Unit::Bytes, 100 * SEC), "a limit needs no decision");
-        view.record("s1", "b", 0, &limit, 2000.0, &Unit::Bytes, 100 * SEC);
-        view.record("s1", "a", 0, &Metric::Memory, 500.0, &Unit::Bytes, 100 * SEC);
-        view.record("s1", "b", 0, &Metric::Memory, 1500.0, &Unit::Bytes, 100 * SEC);
-        view.record("s1", "a", 0, &Metric::Connections, 3.0, &Unit::Count, 100 * SEC);
+        view.set_memory_limit("s1", "a", 0, 1000);
+        view.set_memory_limit("s1", "b", 0, 2000);
+        view.record("s1", 0, &reading("a", Metric::CONNECTIONS, 3.0, Unit::Count, 100 * SEC));
+        view.record("s1", 0, &reading("a", Metric::MEMORY, 500.0, Unit::Bytes, 100 * SEC));
+        view.record("s1", 0, &reading("b", Metric::MEMORY, 1500.0, Unit::Bytes, 100 * SEC));
         let all = view.aggregates("s1", 100 * SEC, WARMUP, WINDOW);
-        let memory = all.iter().find(|a| a.metric == Metric::Memory).expect("memory");
+        let names: Vec<&str> = all.iter().map(|a| a.metric.name()).collect();
+        assert_eq!(names, ["memory", "connections"], "the table's order, and no aggregate of the limit");
+        let memory = all.iter().find(|a| a.metric == Metric::MEMORY).expect("memory");
         assert_eq!((memory.value.sum, memory.unit.clone()), (2000.0, Unit::Bytes));
         let of_limit = memory.of_limit.expect("both replicas have limits");
         assert_eq!((of_limit.min, of_limit.max), (0.5, 0.75));
-        let conns = all.iter().find(|a| a.metric == Metric::Connections).expect("connections");
+        let conns = all.iter().find(|a| a.metric == Metric::CONNECTIONS).expect("connections");
         assert_eq!((conns.reporting, conns.value.sum, conns.of_limit), (1, 3.0, None));
-        assert!(all.iter().all(|a| a.metric != limit));
+    }
+
+    #[test]
+    fn no_control_signal_reaches_the_view_or_a_policy() {
+        let mut view = ServiceView::default();
+        let at = 100 * SEC;
+        let signals = [
+            Signal::Accepted { container_id: "a".into(), count: 5, timestamp_ns: at },
+            Signal::MemoryLimit { container_id: "a".into(), bytes: 1 << 30, timestamp_ns: at },
+            Signal::Wake { container_id: "a".into(), timestamp_ns: at },
+            Signal::PortSyn { port: 8080, timestamp_ns: at },
+            Signal::PortListen { port: 8080, timestamp_ns: at },
+        ];
+        for signal in signals.clone() {
+            assert_eq!(view.admit("s1", 0, ProbeEvent::Signal(signal.clone())), None, "{signal:?} asks no policy");
+        }
+        // Only the memory limit left a trace, and it is no aggregate.
+        assert!(view.aggregates("s1", at, WARMUP, WINDOW).is_empty());
+        // A reading of every metric of the table is handed on, and is all
+        // the state's aggregates hold.
+        let mut asked = Vec::new();
+        for def in METRICS {
+            let reading = reading("a", def.metric(), 1.0, def.unit.unit(false), at);
+            asked.extend(view.admit("s1", 0, ProbeEvent::Reading(reading)));
+            for signal in signals.clone() {
+                assert_eq!(view.admit("s1", 0, ProbeEvent::Signal(signal)), None);
+            }
+        }
+        let names: Vec<&str> = asked.iter().map(|r| r.metric.name()).collect();
+        let table: Vec<&str> = METRICS.iter().map(|d| d.name).collect();
+        assert_eq!(names, table, "one policy call per reading, none per signal");
+        let state = view.aggregates("s1", at, WARMUP, WINDOW);
+        let aggregated: Vec<&str> = state.iter().map(|a| a.metric.name()).collect();
+        assert_eq!(aggregated, table);
+        for signal in &signals {
+            assert!(!aggregated.contains(&signal.name()) && !names.contains(&signal.name()), "{}", signal.name());
+        }
+        let memory = state.iter().find(|a| a.metric == Metric::MEMORY).expect("memory");
+        assert!(memory.of_limit.is_some(), "the limit signal feeds memory's of-limit");
     }
 }

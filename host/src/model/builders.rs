@@ -23,7 +23,7 @@ impl Event {
 
     /// A CPU sample as a fraction of the limit.
     pub fn cpu(value: f64) -> Event {
-        Event::sample(Metric::Cpu, value, Unit::FractionOfLimit)
+        Event::sample(Metric::CPU, value, Unit::FractionOfLimit)
     }
 
     /// This event as a crossing of `threshold` in `direction`.
@@ -77,6 +77,6 @@ impl State {
 
     /// This state with a CPU aggregate (fraction of the limit) over `values`.
     pub fn with_cpu(self, values: &[f64]) -> State {
-        self.with_metric(Metric::Cpu, Unit::FractionOfLimit, values, 0)
+        self.with_metric(Metric::CPU, Unit::FractionOfLimit, values, 0)
     }
 }

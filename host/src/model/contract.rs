@@ -9,37 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// What was measured.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Metric {
-    /// CPU utilisation over the probe window.
-    Cpu,
-    /// Memory in use (memory cgroup usage).
-    Memory,
-    /// Open TCP connections accepted by the container.
-    Connections,
-    /// A measurement the contract does not name yet.
-    Other(String),
-}
-
-impl Metric {
-    /// The WIT case name, used in logs, metrics and settings keys.
-    pub fn name(&self) -> &str {
-        match self {
-            Metric::Cpu => "cpu",
-            Metric::Memory => "memory",
-            Metric::Connections => "connections",
-            Metric::Other(name) => name,
-        }
-    }
-}
-
-impl std::fmt::Display for Metric {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+pub use super::metrics::Metric;
 
 /// The unit of [`Event::value`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -360,7 +330,7 @@ mod tests {
             "timestamp-ns": 42
         }"#;
         let event: Event = serde_json::from_str(json).expect("valid event json");
-        assert_eq!(event.metric, Metric::Cpu);
+        assert_eq!(event.metric, Metric::CPU);
         assert_eq!(event.unit, Unit::FractionOfLimit);
         assert_eq!(event.kind, EventKind::Crossing(Crossing { threshold: 0.8, direction: Direction::Up }));
         assert_eq!(event.service_name, "web");
@@ -375,7 +345,7 @@ mod tests {
             "kind": "sample", "container-id": "", "service-id": "", "service-name": "",
             "timestamp-ns": 0}"#;
         let event: Event = serde_json::from_str(json).expect("valid event json");
-        assert_eq!(event.metric, Metric::Other("disk-io".into()));
+        assert_eq!(event.metric, Metric::named("disk-io"));
         assert_eq!(event.metric.name(), "disk-io");
         assert_eq!(event.kind, EventKind::Sample);
     }

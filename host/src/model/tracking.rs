@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use super::metrics::{MAX_METRICS, METRICS, Metric, MetricDef};
+
 /// Upper and lower threshold of one metric; `None` means not watched.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Band {
@@ -16,19 +18,75 @@ pub struct Band {
     pub lower: Option<f64>,
 }
 
-/// Per-container thresholds, in the units the probe reports: CPU as a
-/// fraction of the container's limit (or cores without a limit), memory in
-/// bytes, connections as a count of open connections.
+/// Per-container thresholds, one [`Band`] per metric of the table
+/// ([`METRICS`]), in the units the probe reports: CPU as a fraction of the
+/// container's limit (or cores without a limit), memory in bytes,
+/// connections as a count of open connections.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Thresholds {
-    /// CPU band.
-    pub cpu: Band,
-    /// Memory band.
-    pub memory: Band,
-    /// Open connections band.
-    pub connections: Band,
+    /// Index: [`MetricDef::index`] (the kernel id). Unused entries stay off.
+    bands: [Band; MAX_METRICS],
     /// How often and how much the container may push.
     pub bounds: EventBounds,
+}
+
+impl Thresholds {
+    /// The band of `metric`; off for a metric the table does not know.
+    pub fn band(&self, metric: &Metric) -> Band {
+        metric.def().map_or_else(Band::default, |def| self.band_of(def))
+    }
+
+    /// The band of a row of the table.
+    pub fn band_of(&self, def: &MetricDef) -> Band {
+        self.bands.get(def.index()).copied().unwrap_or_default()
+    }
+
+    /// Set the band of `metric`; false (and nothing set) for a metric the
+    /// table does not know.
+    pub fn set(&mut self, metric: &Metric, band: Band) -> bool {
+        match metric.def().and_then(|def| self.bands.get_mut(def.index())) {
+            Some(slot) => {
+                *slot = band;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The same with `metric`'s band set (tests, builders).
+    pub fn with(mut self, metric: &Metric, band: Band) -> Thresholds {
+        self.set(metric, band);
+        self
+    }
+
+    /// The same with other event bounds (tests, builders).
+    pub fn with_bounds(mut self, bounds: EventBounds) -> Thresholds {
+        self.bounds = bounds;
+        self
+    }
+
+    /// Every metric of the table with its band, set or not, in table order.
+    pub fn bands(&self) -> impl Iterator<Item = (&'static MetricDef, Band)> + '_ {
+        METRICS.iter().map(|def| (def, self.band_of(def)))
+    }
+
+    /// Whether no band is set.
+    pub fn is_off(&self) -> bool {
+        self.bands.iter().all(|b| b.upper.is_none() && b.lower.is_none())
+    }
+}
+
+impl std::fmt::Display for Thresholds {
+    /// `cpu 0.2..0.8, memory off, connections >= 100`, for log lines.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (def, band)) in self.bands().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{} {band}", def.name)?;
+        }
+        Ok(())
+    }
 }
 
 /// Bounds on what one container pushes, so that a service hovering at a
@@ -91,5 +149,29 @@ impl std::fmt::Display for Band {
             (None, Some(upper)) => write!(f, ">= {upper}"),
             (Some(lower), Some(upper)) => write!(f, "{lower}..{upper}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bands_are_kept_per_table_metric_and_unknown_names_are_refused() {
+        let mut t = Thresholds::default();
+        assert!(t.is_off());
+        for def in METRICS {
+            assert!(t.set(&def.metric(), Band { upper: Some(f64::from(def.kernel_id) + 1.0), lower: None }));
+        }
+        for def in METRICS {
+            assert_eq!(t.band(&def.metric()).upper, Some(f64::from(def.kernel_id) + 1.0));
+        }
+        assert!(!t.set(&Metric::named("gpu"), Band { upper: Some(1.0), lower: None }));
+        assert_eq!(t.band(&Metric::named("gpu")), Band::default());
+        let t = Thresholds::default().with(&Metric::CPU, Band { upper: Some(0.8), lower: Some(0.2) });
+        assert_eq!(
+            t.to_string(),
+            "cpu 0.2..0.8, memory off, connections off, queue off, inflight off, request-rate off, response-time-p50 off, response-time-p95 off, response-time-p99 off"
+        );
     }
 }

@@ -58,11 +58,13 @@ macro_rules! common_conversions {
 
         impl From<&model::Metric> for wit::Metric {
             fn from(metric: &model::Metric) -> Self {
-                match metric {
-                    model::Metric::Cpu => wit::Metric::Cpu,
-                    model::Metric::Memory => wit::Metric::Memory,
-                    model::Metric::Connections => wit::Metric::Connections,
-                    model::Metric::Other(name) => wit::Metric::Other(name.clone()),
+                // The frozen contracts name three metrics; any other
+                // crosses as `other`.
+                match metric.name() {
+                    "cpu" => wit::Metric::Cpu,
+                    "memory" => wit::Metric::Memory,
+                    "connections" => wit::Metric::Connections,
+                    name => wit::Metric::Other(name.to_string()),
                 }
             }
         }
@@ -318,11 +320,11 @@ mod convert_v0_3 {
     pub fn state(state: &model::State) -> wit::State {
         let (mut cpu, mut memory, mut connections, mut others) = (None, None, None, Vec::new());
         for a in &state.metrics {
-            let slot = match a.metric {
-                model::Metric::Cpu => &mut cpu,
-                model::Metric::Memory => &mut memory,
-                model::Metric::Connections => &mut connections,
-                model::Metric::Other(_) => {
+            let slot = match a.metric.name() {
+                "cpu" => &mut cpu,
+                "memory" => &mut memory,
+                "connections" => &mut connections,
+                _ => {
                     others.push(aggregate(a));
                     continue;
                 }
@@ -375,7 +377,7 @@ mod convert_v0_3 {
         #[test]
         fn the_three_metrics_get_their_fields_and_others_the_list() {
             let state = model::State::replicas(2, 1, 5).with_cpu(&[0.5]).with_metric(
-                model::Metric::Connections,
+                model::Metric::CONNECTIONS,
                 model::Unit::Count,
                 &[3.0],
                 1,
@@ -384,7 +386,7 @@ mod convert_v0_3 {
             assert_eq!(wit.cpu.as_ref().map(|a| a.value.mean), Some(0.5));
             assert_eq!(wit.connections.as_ref().map(|a| a.warming), Some(1));
             assert!(wit.memory.is_none() && wit.other_metrics.is_none());
-            let state = state.with_metric(model::Metric::Other("gpu".into()), model::Unit::Count, &[1.0], 0);
+            let state = state.with_metric(model::Metric::named("gpu"), model::Unit::Count, &[1.0], 0);
             let others = self::state(&state).other_metrics.expect("gpu");
             assert!(matches!(&others[..], [wit::Aggregate { metric: wit::Metric::Other(name), .. }] if name == "gpu"));
         }

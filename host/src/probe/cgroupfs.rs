@@ -10,17 +10,21 @@
 //!   connections (`/proc/<pid>/fd` matched against
 //!   `/proc/<pid>/net/tcp{,6}`), read at each tick;
 //! - accepted connections are not counted (nothing in cgroupfs says so).
+//!
+//! Like the kernel program, it measures each metric with code of its own
+//! (`cpu`, `memory`, `connections`); units and bands come from the
+//! metrics table.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::model::{Band, EventKind, Metric, Thresholds, Unit, monotonic_ns};
+use crate::model::{EventKind, Metric, Thresholds, monotonic_ns};
 
 use super::cgroup::ContainerCgroup;
 use super::crossing::BandState;
-use super::{Backend, MEMORY_LIMIT_METRIC, ProbeSettings, Shared, cpu_unit, event};
+use super::{Backend, ProbeSettings, Reading, Shared, Signal};
 
 /// The cgroupfs probe's half that the manager task drives.
 #[derive(Debug, Clone)]
@@ -123,18 +127,24 @@ fn read_one(entry: &mut Entry, shared: &Shared, sample_ns: u64, tables: &mut Tcp
     let now = monotonic_ns();
     let id = entry.cgroup.container_id.clone();
     let sample = now.saturating_sub(entry.last_sample_ns) >= sample_ns;
-    let emit = |metric: Metric,
-                value: f64,
-                unit: Unit,
-                band: &Band,
-                hysteresis: f64,
-                state: &mut BandState,
-                in_sample: bool| {
-        for crossing in state.update_with_hysteresis(band, value, hysteresis) {
-            shared.emit(event(&id, metric.clone(), value, unit.clone(), EventKind::Crossing(crossing), now));
+    let thresholds = entry.thresholds;
+    // `of_limit`: the value is a fraction of the container's limit.
+    let emit = |metric: Metric, value: f64, of_limit: bool, hysteresis: f64, state: &mut BandState, in_sample: bool| {
+        let Some(def) = metric.def() else { return };
+        let unit = def.unit.unit(of_limit);
+        let reading = |kind| Reading {
+            container_id: id.clone(),
+            metric: metric.clone(),
+            value,
+            unit: unit.clone(),
+            kind,
+            timestamp_ns: now,
+        };
+        for crossing in state.update_with_hysteresis(&thresholds.band_of(def), value, hysteresis) {
+            shared.emit(reading(EventKind::Crossing(crossing)).into());
         }
         if in_sample {
-            shared.emit(event(&id, metric, value, unit, EventKind::Sample, now));
+            shared.emit(reading(EventKind::Sample).into());
         }
     };
 
@@ -145,42 +155,18 @@ fn read_one(entry: &mut Entry, shared: &Shared, sample_ns: u64, tables: &mut Tcp
         // Never above the limit: more is quota that CFS handed out in
         // slices straddling the edge of the reading (as in the kernel probe).
         let value = reading.cpu_limit_cores.map_or(cores, |limit| (cores / limit).min(1.0));
-        emit(
-            Metric::Cpu,
-            value,
-            cpu_unit(reading.cpu_limit_cores.is_some()),
-            &entry.thresholds.cpu,
-            0.0,
-            &mut entry.cpu,
-            sample,
-        );
+        emit(Metric::CPU, value, reading.cpu_limit_cores.is_some(), 0.0, &mut entry.cpu, sample);
     }
     entry.last_cpu = Some((now, reading.cpu_ns));
 
-    let thresholds = entry.thresholds;
-    emit(Metric::Memory, reading.memory_bytes as f64, Unit::Bytes, &thresholds.memory, 0.0, &mut entry.memory, sample);
+    emit(Metric::MEMORY, reading.memory_bytes as f64, false, 0.0, &mut entry.memory, sample);
     if sample && let Some(limit) = reading.memory_limit {
-        shared.emit(event(
-            &id,
-            Metric::Other(MEMORY_LIMIT_METRIC.into()),
-            limit as f64,
-            Unit::Bytes,
-            EventKind::Sample,
-            now,
-        ));
+        shared.emit(Signal::MemoryLimit { container_id: id.clone(), bytes: limit, timestamp_ns: now }.into());
     }
 
     let open = established_connections(&entry.cgroup.pids()?, tables);
-    let hysteresis = thresholds.bounds.connection_hysteresis_for(&thresholds.connections);
-    emit(
-        Metric::Connections,
-        open as f64,
-        Unit::Count,
-        &thresholds.connections,
-        hysteresis,
-        &mut entry.connections,
-        sample,
-    );
+    let hysteresis = thresholds.bounds.connection_hysteresis_for(&thresholds.band(&Metric::CONNECTIONS));
+    emit(Metric::CONNECTIONS, open as f64, false, hysteresis, &mut entry.connections, sample);
     if sample {
         entry.last_sample_ns = now;
     }

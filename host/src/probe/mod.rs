@@ -1,5 +1,7 @@
-//! Probes: per-container CPU, memory and connection accounting, pushed as
-//! [`ProbeEvent`]s. Two implementations share this interface:
+//! Probes: per-container accounting of the metrics of the table
+//! ([`crate::model::METRICS`]), pushed as [`ProbeEvent`]s: readings, and
+//! the control signals scale to zero needs. Two implementations share this
+//! interface:
 //! - `ebpf` (default): kernel programs push through a ring buffer;
 //! - `cgroupfs`: reads cgroup files on an interval; the fallback for hosts
 //!   without BPF rights and the pull-based baseline benchmarks compare with.
@@ -14,20 +16,26 @@
 //! - [`cgroup`]: cgroup layout detection, container id <-> cgroup id;
 //! - [`crossing`]: the threshold crossing rule both probes apply;
 //! - [`cgroupfs`]: the pull probe;
-//! - [`ebpf`]: the push probe (aya loader, ring buffer reader, the layout
-//!   check of the event struct shared with `ebpf/probe.bpf.c`);
+//! - [`event`]: what a probe hands the daemon, [`Reading`]s and [`Signal`]s;
+//! - [`abi`]: the structs and numbers shared with `ebpf/probe.h`, their
+//!   layout check, the kernel configuration built from thresholds, the
+//!   record decoder;
+//! - [`ebpf`]: the push probe (aya loader, ring buffer reader);
 //! - [`demand`]: queue, in-flight requests, request rate and response time
 //!   (eBPF probe only; `ebpf/demand.h`);
 //! - [`park`]: parked ports, the tc classifier that holds connection
 //!   attempts to a service scaled to zero replicas (eBPF probe only).
 
+pub mod abi;
 pub mod cgroup;
 pub mod cgroupfs;
 pub mod crossing;
 pub mod demand;
 pub mod ebpf;
+pub mod event;
 pub mod park;
 
+pub use event::{ProbeEvent, Reading, Signal};
 pub use park::{INHERITED_GRACE, ParkMode, listening};
 
 use std::collections::HashMap;
@@ -37,25 +45,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::model::{EventKind, Metric, Thresholds, Tracked, Unit};
+use crate::model::{Thresholds, Tracked};
 use cgroup::{CgroupError, ContainerCgroup, Layout};
-
-/// One measurement of one tracked container.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ProbeEvent {
-    /// Full Docker container id.
-    pub container_id: String,
-    /// What was measured.
-    pub metric: Metric,
-    /// The value, in `unit`.
-    pub value: f64,
-    /// The unit of `value`.
-    pub unit: Unit,
-    /// Periodic sample or threshold crossing.
-    pub kind: EventKind,
-    /// CLOCK_MONOTONIC nanoseconds when it was measured.
-    pub timestamp_ns: u64,
-}
 
 /// Which probe to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,7 +184,7 @@ impl ProbeHandle {
     /// seconds, then logged and forgotten.
     pub fn track(&self, tracked: Tracked) {
         // A send fails only when the manager has stopped, i.e. at shutdown.
-        let _ = self.inner.commands.send(Command::Track(tracked));
+        let _ = self.inner.commands.send(Command::Track(Box::new(tracked)));
     }
 
     /// Stop accounting a container; unknown ids are ignored.
@@ -203,7 +194,7 @@ impl ProbeHandle {
 
     /// Arm (`armed`) or disarm the container's wake: while armed, the first
     /// TCP connection the kernel establishes on one of the container's
-    /// sockets pushes one [`WAKE_METRIC`] event at once (eBPF probe only;
+    /// sockets pushes one [`Signal::Wake`] at once (eBPF probe only;
     /// the cgroupfs probe answers with an error, it cannot see a connection
     /// as it happens). Returns the container's open connections as counted
     /// right after the change: a connection established before arming is
@@ -226,8 +217,8 @@ impl ProbeHandle {
 
     /// Park TCP `port` in `mode` (or change its mode): while parked, the
     /// kernel drops connection attempts to it without an answer and pushes
-    /// a [`PORT_SYN_METRIC`] event, and a socket that starts listening on it
-    /// pushes a [`PORT_LISTEN_METRIC`] event (eBPF probe only, and
+    /// a [`Signal::PortSyn`], and a socket that starts listening on it
+    /// pushes a [`Signal::PortListen`] (eBPF probe only, and
     /// `CAP_NET_ADMIN`: the error says what is missing). See [`park`].
     pub async fn park(&self, port: u16, mode: ParkMode) -> Result<(), String> {
         self.park_command(port, Some(mode)).await
@@ -331,11 +322,23 @@ pub async fn start(settings: ProbeSettings, events: mpsc::Sender<ProbeEvent>) ->
 /// A request from the daemon.
 #[derive(Debug)]
 enum Command {
-    Track(Tracked),
+    /// Boxed: thresholds hold a band per metric of the table.
+    Track(Box<Tracked>),
     Untrack(String),
-    Wake { container_id: String, armed: bool, reply: tokio::sync::oneshot::Sender<anyhow::Result<i64>> },
-    Open { container_id: String, reply: tokio::sync::oneshot::Sender<anyhow::Result<i64>> },
-    Park { port: u16, mode: Option<ParkMode>, reply: tokio::sync::oneshot::Sender<anyhow::Result<()>> },
+    Wake {
+        container_id: String,
+        armed: bool,
+        reply: tokio::sync::oneshot::Sender<anyhow::Result<i64>>,
+    },
+    Open {
+        container_id: String,
+        reply: tokio::sync::oneshot::Sender<anyhow::Result<i64>>,
+    },
+    Park {
+        port: u16,
+        mode: Option<ParkMode>,
+        reply: tokio::sync::oneshot::Sender<anyhow::Result<()>>,
+    },
 }
 
 /// What the manager task needs from a probe implementation.
@@ -397,7 +400,7 @@ fn spawn_manager(
                     None => break,
                     Some(Command::Track(tracked)) => {
                         pending.remove(&tracked.container_id);
-                        if let Some(again) = try_add(&layout, backend.as_mut(), tracked, 0) {
+                        if let Some(again) = try_add(&layout, backend.as_mut(), *tracked, 0) {
                             if pending.is_empty() {
                                 retry.reset();
                             }
@@ -477,35 +480,6 @@ impl Shared {
             self.channel_drops.fetch_add(1, Ordering::Relaxed);
         }
     }
-}
-
-/// The unit a CPU value is reported in: a fraction of the limit when the
-/// container has one, else cores.
-fn cpu_unit(has_limit: bool) -> Unit {
-    if has_limit { Unit::FractionOfLimit } else { Unit::Cores }
-}
-
-/// The extra metric carried by samples: TCP connections accepted since the
-/// previous sample (eBPF probe only).
-pub const ACCEPTED_METRIC: &str = "accepted-connections";
-/// The extra metric carried by samples: the memory limit in bytes, when the
-/// container has one.
-pub const MEMORY_LIMIT_METRIC: &str = "memory-limit";
-/// The wake event: the first connection to a frozen container, pushed by
-/// the kernel once per [`ProbeHandle::set_wake`] arming (a crossing up,
-/// value 1). Never handed to a policy.
-pub const WAKE_METRIC: &str = "wake";
-/// A connection attempt to a parked port was held ([`ProbeHandle::park`]):
-/// the value is the port, the container id empty. At most one per port per
-/// 100 ms. Never handed to a policy.
-pub const PORT_SYN_METRIC: &str = "port-syn";
-/// A socket started listening on a parked port: the value is the port, the
-/// container id empty. Never handed to a policy.
-pub const PORT_LISTEN_METRIC: &str = "port-listen";
-
-/// Shorthand to build an event.
-fn event(container_id: &str, metric: Metric, value: f64, unit: Unit, kind: EventKind, timestamp_ns: u64) -> ProbeEvent {
-    ProbeEvent { container_id: container_id.to_string(), metric, value, unit, kind, timestamp_ns }
 }
 
 #[cfg(test)]

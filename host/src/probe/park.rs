@@ -5,9 +5,9 @@
 //! `on_tc_ingress` of `ebpf/probe.bpf.c` drops every connection attempt
 //! (a bare SYN) to it without an answer, so the client's TCP retransmits
 //! the SYN about a second later instead of being refused, and the first
-//! attempt pushes a [`super::PORT_SYN_METRIC`] event that makes the daemon
+//! attempt pushes a [`super::Signal::PortSyn`] that makes the daemon
 //! scale the service back to one replica. A socket that starts listening
-//! on a parked port pushes a [`super::PORT_LISTEN_METRIC`] event.
+//! on a parked port pushes a [`super::Signal::PortListen`].
 //!
 //! The classifier is loaded at the first park (loading a tc program needs
 //! `CAP_NET_ADMIN`; without it parking fails with a message that says so,
@@ -57,10 +57,9 @@ use aya::util::KernelVersion;
 /// The classifier's name in `ebpf/probe.bpf.c`.
 pub(super) const PROGRAM: &str = "on_tc_ingress";
 
-/// Least time between two [`super::PORT_SYN_METRIC`] events of one port:
+/// Least time between two [`super::Signal::PortSyn`]s of one port:
 /// a burst of connection attempts, and their retransmits, is one event.
-pub const PORT_SYN_GAP: std::time::Duration =
-    std::time::Duration::from_nanos(super::ebpf::abi::PROBE_PARK_EVENT_GAP_NS);
+pub const PORT_SYN_GAP: std::time::Duration = std::time::Duration::from_nanos(super::abi::PROBE_PARK_EVENT_GAP_NS);
 
 /// How a parked port treats a connection attempt (`PROBE_PARK_*` of
 /// `ebpf/probe.h`).
@@ -78,8 +77,8 @@ pub enum ParkMode {
 impl ParkMode {
     fn value(self) -> u32 {
         match self {
-            ParkMode::Hold => super::ebpf::abi::PROBE_PARK_HOLD as u32,
-            ParkMode::Lookup => super::ebpf::abi::PROBE_PARK_LOOKUP as u32,
+            ParkMode::Hold => super::abi::PROBE_PARK_HOLD as u32,
+            ParkMode::Lookup => super::abi::PROBE_PARK_LOOKUP as u32,
         }
     }
 }
@@ -186,7 +185,7 @@ impl Parking {
     /// Park `port` in `mode` (or change its mode), attaching the classifier
     /// first if it is not.
     pub(super) fn park(&mut self, ebpf: &mut Ebpf, port: u16, mode: ParkMode) -> anyhow::Result<()> {
-        let most = super::ebpf::abi::PROBE_MAX_PARKED as usize;
+        let most = super::abi::PROBE_MAX_PARKED as usize;
         if !self.ports.contains_key(&port) && self.ports.len() >= most {
             bail!("port {port}: {most} ports are parked already, the most the probe holds");
         }
@@ -250,7 +249,7 @@ impl Parking {
     /// Load the classifier if needed and attach it to every interface it
     /// is not attached to. Fails if `lo` cannot be attached.
     fn attach(&mut self, ebpf: &mut Ebpf) -> anyhow::Result<()> {
-        let caps = super::ebpf::effective_caps();
+        let caps = super::abi::effective_caps();
         if !has_net_admin(caps) {
             bail!(
                 "holding connections for a service at zero replicas (autoscale.zero=remove) needs CAP_NET_ADMIN besides CAP_BPF and CAP_PERFMON (effective capabilities {caps:#x}): run the daemon as root or grant it (setcap cap_bpf,cap_perfmon,cap_net_admin+ep host), or use autoscale.zero=freeze"

@@ -404,25 +404,18 @@ fn bind(
     Ok(Bound { config, limits, typed: Arc::from(typed) })
 }
 
-/// The first metric (cpu, memory, connections) with an upper threshold.
+/// The first metric of the table with an upper threshold.
 fn watched_metric(config: &ServiceConfig) -> Option<(Metric, f64)> {
-    let t = &config.thresholds;
-    [(Metric::Cpu, t.cpu.upper), (Metric::Memory, t.memory.upper), (Metric::Connections, t.connections.upper)]
-        .into_iter()
-        .find_map(|(metric, upper)| upper.map(|u| (metric, u)))
+    config.thresholds.bands().find_map(|(def, band)| band.upper.map(|u| (def.metric(), u)))
 }
 
-/// Whether any metric's service mean is at or above its upper threshold.
+/// Whether any metric's service aggregate (the table's statistic for it)
+/// is at or above its upper threshold.
 fn above_upper(config: &ServiceConfig, metrics: &[crate::model::Aggregate]) -> bool {
     let t = &config.thresholds;
     metrics.iter().filter(|a| a.reporting > 0).any(|a| {
-        let upper = match a.metric {
-            Metric::Cpu => t.cpu.upper,
-            Metric::Memory => t.memory.upper,
-            Metric::Connections => t.connections.upper,
-            Metric::Other(_) => None,
-        };
-        upper.is_some_and(|upper| a.value.mean >= upper)
+        let Some(def) = a.metric.def() else { return false };
+        t.band_of(def).upper.is_some_and(|upper| def.aggregation.of(&a.value) >= upper)
     })
 }
 
@@ -477,10 +470,10 @@ mod tests {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         let config = labels::parse("web", &labels).expect("labels").expect("enabled");
-        assert_eq!(watched_metric(&config), Some((Metric::Connections, 40.0)));
-        let hot = State::replicas(2, 1, 4).with_metric(Metric::Connections, Unit::Count, &[50.0, 40.0], 0);
+        assert_eq!(watched_metric(&config), Some((Metric::CONNECTIONS, 40.0)));
+        let hot = State::replicas(2, 1, 4).with_metric(Metric::CONNECTIONS, Unit::Count, &[50.0, 40.0], 0);
         assert!(above_upper(&config, &hot.metrics));
-        let cool = State::replicas(2, 1, 4).with_metric(Metric::Connections, Unit::Count, &[50.0, 10.0], 0);
+        let cool = State::replicas(2, 1, 4).with_metric(Metric::CONNECTIONS, Unit::Count, &[50.0, 10.0], 0);
         assert!(!above_upper(&config, &cool.metrics), "the mean decides, not one replica");
     }
 }

@@ -87,16 +87,16 @@ pub fn write(path: &Path, spec: &Synthetic) -> anyhow::Result<usize> {
             let connections = |v: f64| (40.0 * v).round();
             events.push(base.clone());
             let mut other = base.clone();
-            (other.metric, other.unit, other.value) = (Metric::Memory, Unit::Bytes, memory(value));
+            (other.metric, other.unit, other.value) = (Metric::MEMORY, Unit::Bytes, memory(value));
             events.push(other.clone());
-            (other.metric, other.unit, other.value) = (Metric::Connections, Unit::Count, connections(value));
+            (other.metric, other.unit, other.value) = (Metric::CONNECTIONS, Unit::Count, connections(value));
             events.push(other);
             last[i] = Some(value);
             let mut state = State::replicas(spec.replicas, 1, 6)
-                .with_metric(Metric::Cpu, Unit::FractionOfLimit, &values, 0)
-                .with_metric(Metric::Memory, Unit::Bytes, &values.iter().map(|v| memory(*v)).collect::<Vec<_>>(), 0)
+                .with_metric(Metric::CPU, Unit::FractionOfLimit, &values, 0)
+                .with_metric(Metric::MEMORY, Unit::Bytes, &values.iter().map(|v| memory(*v)).collect::<Vec<_>>(), 0)
                 .with_metric(
-                    Metric::Connections,
+                    Metric::CONNECTIONS,
                     Unit::Count,
                     &values.iter().map(|v| connections(*v)).collect::<Vec<_>>(),
                     0,

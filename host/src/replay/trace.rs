@@ -140,11 +140,11 @@ enum M {
 
 impl From<&Metric> for M {
     fn from(m: &Metric) -> M {
-        match m {
-            Metric::Cpu => M::Cpu,
-            Metric::Memory => M::Memory,
-            Metric::Connections => M::Connections,
-            Metric::Other(name) => M::Other(name.clone()),
+        match m.name() {
+            "cpu" => M::Cpu,
+            "memory" => M::Memory,
+            "connections" => M::Connections,
+            name => M::Other(name.to_string()),
         }
     }
 }
@@ -152,10 +152,10 @@ impl From<&Metric> for M {
 impl From<M> for Metric {
     fn from(m: M) -> Metric {
         match m {
-            M::Cpu => Metric::Cpu,
-            M::Memory => Metric::Memory,
-            M::Connections => Metric::Connections,
-            M::Other(name) => Metric::Other(name),
+            M::Cpu => Metric::CPU,
+            M::Memory => Metric::MEMORY,
+            M::Connections => Metric::CONNECTIONS,
+            M::Other(name) => Metric::named(&name),
         }
     }
 }
@@ -679,7 +679,7 @@ mod tests {
         late.last_scale_up_ns = Some(1_500_000_000);
         late.hold_until_ns = Some(9_000_000_000);
         late.metrics[0].of_limit = Some(Stats { mean: 0.1, min: 0.0, max: 0.2, sum: 0.3 });
-        let other = Event::sample(Metric::Memory, 1e6, Unit::Bytes).of("c2", "s1", "web").at(1_999_000_000);
+        let other = Event::sample(Metric::MEMORY, 1e6, Unit::Bytes).of("c2", "s1", "web").at(1_999_000_000);
         {
             let mut rec = Recorder::create_at(&path, &options, 5).expect("create");
             rec.record("threshold", &event, &state(10), 12, Some(&up));

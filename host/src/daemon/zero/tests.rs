@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use super::*;
 use crate::model::{Band, EventKind, Thresholds, Unit};
+use crate::probe::Reading;
 use crate::swarm::inventory::{Change, ContainerInfo, ServiceInfo};
 
 const MS: Duration = Duration::from_millis(1);
@@ -87,18 +88,22 @@ fn inventory(services: &[Svc<'_>], containers: &[(&str, &str)]) -> Inventory {
 }
 
 fn reading(container: &str, metric: Metric, value: f64) -> ProbeEvent {
-    ProbeEvent {
+    ProbeEvent::Reading(Reading {
         container_id: container.into(),
         metric,
         value,
         unit: Unit::Count,
         kind: EventKind::Sample,
         timestamp_ns: model::monotonic_ns(),
-    }
+    })
+}
+
+fn accepted(container: &str, count: u64) -> ProbeEvent {
+    ProbeEvent::Signal(Signal::Accepted { container_id: container.into(), count, timestamp_ns: model::monotonic_ns() })
 }
 
 fn idle(container: &str) -> ProbeEvent {
-    reading(container, Metric::Cpu, 0.0)
+    reading(container, Metric::CPU, 0.0)
 }
 
 /// One reading of service s1's one replica c1.
@@ -183,21 +188,21 @@ async fn an_idle_replica_is_frozen_and_its_first_connection_thaws_it() {
 async fn a_service_that_keeps_working_is_never_frozen() {
     let (mut zero, _dir) = bench(false);
     let mut config = config(FREEZE);
-    config.thresholds = Thresholds { cpu: Band { upper: Some(0.8), lower: Some(0.2) }, ..Default::default() };
+    config.thresholds = Thresholds::default().with(&Metric::CPU, Band { upper: Some(0.8), lower: Some(0.2) });
     for i in 0..20 {
         let event = match i % 3 {
-            0 => reading("c1", Metric::Connections, 1.0),
-            1 => reading("c1", Metric::Other(ACCEPTED_METRIC.into()), 2.0),
-            _ => reading("c1", Metric::Cpu, 0.3),
+            0 => reading("c1", Metric::CONNECTIONS, 1.0),
+            1 => accepted("c1", 2),
+            _ => reading("c1", Metric::CPU, 0.3),
         };
         assert!(observe(&mut zero, &config, &event).is_empty(), "reading {i}");
         tokio::time::advance(Duration::from_millis(1500)).await;
     }
     // Below its lower threshold (0.2) it is idle, though not at 0.
-    assert!(observe(&mut zero, &config, &reading("c1", Metric::Cpu, 0.1)).is_empty());
+    assert!(observe(&mut zero, &config, &reading("c1", Metric::CPU, 0.1)).is_empty());
     tokio::time::advance(Duration::from_millis(3100)).await;
     assert_eq!(
-        observe(&mut zero, &config, &reading("c1", Metric::Cpu, 0.1)),
+        observe(&mut zero, &config, &reading("c1", Metric::CPU, 0.1)),
         [Work::Freeze { container: "c1".into() }]
     );
 }
@@ -238,7 +243,7 @@ async fn a_policys_zero_freezes_only_after_a_quiet_spell() {
     let config = config(FREEZE);
     let z = config.zero.expect("min=0");
     let running = ["c1".to_string()];
-    assert!(observe(&mut zero, &config, &reading("c1", Metric::Connections, 1.0)).is_empty());
+    assert!(observe(&mut zero, &config, &reading("c1", Metric::CONNECTIONS, 1.0)).is_empty());
     assert!(!zero.policy_zero(("s1", "web"), &config, z, (1, &running), "idle"), "work 0 s ago");
     tokio::time::advance(Duration::from_millis(2500)).await;
     assert!(!zero.policy_zero(("s1", "web"), &config, z, (1, &running), "idle"), "2.5 s: not quiet for 3 s");
@@ -560,13 +565,13 @@ async fn in_multi_node_mode_a_replica_woken_on_its_node_is_audited_and_outlives_
 #[test]
 fn connections_and_cpu_above_the_lower_threshold_are_work() {
     let mut config = config(FREEZE);
-    assert!(is_busy(&reading("c", Metric::Connections, 1.0), &config));
-    assert!(!is_busy(&reading("c", Metric::Connections, 0.0), &config));
-    assert!(is_busy(&reading("c", Metric::Other(ACCEPTED_METRIC.into()), 2.0), &config));
-    assert!(!is_busy(&reading("c", Metric::Cpu, 0.01), &config));
-    assert!(is_busy(&reading("c", Metric::Cpu, IDLE_CPU), &config));
-    config.thresholds = Thresholds { cpu: Band { upper: Some(0.8), lower: Some(0.2) }, ..Default::default() };
-    assert!(!is_busy(&reading("c", Metric::Cpu, 0.1), &config));
-    assert!(is_busy(&reading("c", Metric::Cpu, 0.3), &config));
-    assert!(!is_busy(&reading("c", Metric::Memory, 1e9), &config));
+    assert!(is_busy(&reading("c", Metric::CONNECTIONS, 1.0), &config));
+    assert!(!is_busy(&reading("c", Metric::CONNECTIONS, 0.0), &config));
+    assert!(is_busy(&accepted("c", 2), &config));
+    assert!(!is_busy(&reading("c", Metric::CPU, 0.01), &config));
+    assert!(is_busy(&reading("c", Metric::CPU, IDLE_CPU), &config));
+    config.thresholds = Thresholds::default().with(&Metric::CPU, Band { upper: Some(0.8), lower: Some(0.2) });
+    assert!(!is_busy(&reading("c", Metric::CPU, 0.1), &config));
+    assert!(is_busy(&reading("c", Metric::CPU, 0.3), &config));
+    assert!(!is_busy(&reading("c", Metric::MEMORY, 1e9), &config));
 }

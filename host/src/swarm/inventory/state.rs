@@ -445,7 +445,10 @@ mod tests {
             ],
         });
         assert_eq!(tracked_ids(&effects), ["c1", "c2"]);
-        assert_eq!(effects.track[0].thresholds.cpu, Band { upper: Some(0.8), lower: Some(0.2) });
+        assert_eq!(
+            effects.track[0].thresholds.band(&crate::model::Metric::CPU),
+            Band { upper: Some(0.8), lower: Some(0.2) }
+        );
         assert!(effects.untrack.is_empty());
         assert!(effects.notices.contains(&Notice::NotReplicated { service: "agent".into() }));
         assert_eq!(inv.service_of("c2").map(|s| s.name.as_str()), Some("web"));
@@ -482,7 +485,7 @@ mod tests {
         labels.push(("autoscale.cpu.upper", "0.9"));
         let effects = inv.apply(Change::Service(service("s1", "web", Some(1), &labels)));
         assert_eq!(tracked_ids(&effects), ["c1"]);
-        assert_eq!(effects.track[0].thresholds.cpu.upper, Some(0.9));
+        assert_eq!(effects.track[0].thresholds.band(&crate::model::Metric::CPU).upper, Some(0.9));
         assert!(matches!(effects.notices.as_slice(), [Notice::Enabled { .. }]));
 
         // Malformed: untracked, one notice naming the label, the service retired.

@@ -4,11 +4,13 @@
 //! A service opts in with `autoscale.enable=true` and must then name its
 //! policy and bounds (`autoscale.policy`, `autoscale.min`, `autoscale.max`).
 //! Optional, checked here because the daemon itself uses them:
-//! - `autoscale.<metric>.upper` / `.lower` for `cpu` (fraction of the
-//!   container's CPU limit, or cores without one), `memory` (bytes; `k`, `M`,
-//!   `G`, `T`, `Ki`, `Mi`, `Gi`, `Ti` suffixes, and Docker's own `512m`,
-//!   `512MB`, `1g`, read as Docker reads them, in powers of 1024) and `connections` (open
-//!   connections per container): the thresholds the probes push crossings of;
+//! - `autoscale.<metric>.upper` / `.lower` for every metric of the table
+//!   ([`crate::model::METRICS`]: `cpu` as a fraction of the container's CPU
+//!   limit, or cores without one, `memory` in bytes with `k`, `M`, `G`,
+//!   `T`, `Ki`, `Mi`, `Gi`, `Ti` suffixes and Docker's own `512m`, `512MB`,
+//!   `1g`, read as Docker reads them, in powers of 1024, `connections` as
+//!   open connections per container; docs/metrics.md lists them all): the
+//!   thresholds the probes push crossings of, parsed in [`thresholds`];
 //! - `autoscale.cooldown.up` / `.down` (`30s`, `500ms`, `2m`, or `0`);
 //! - `autoscale.step.max`: most replicas added or removed by one update;
 //! - scale to zero: `autoscale.min=0` lets an idle service go to zero, kept
@@ -30,8 +32,10 @@ use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
-use crate::model::{Band, Thresholds};
-use crate::units::{parse_bool, parse_duration, parse_number, parse_quantity};
+use crate::model::Thresholds;
+use crate::units::{parse_bool, parse_duration};
+
+mod thresholds;
 
 /// The prefix of every autoscaling label.
 pub const PREFIX: &str = "autoscale.";
@@ -39,22 +43,14 @@ pub const PREFIX: &str = "autoscale.";
 /// How long a new replica warms up before it counts in the service view.
 pub const DEFAULT_WARMUP: Duration = Duration::from_secs(10);
 
-/// Every label the daemon itself reads, without the prefix. A bound policy
-/// may declare more; any other `autoscale.*` label is probably a typo.
-pub const DAEMON_LABELS: &[&str] = &[
+/// Every label the daemon itself reads, without the prefix, besides each
+/// metric's `<name>.upper`, `.lower` and `.target` ([`daemon_labels`] has
+/// them all).
+const OWN_LABELS: &[&str] = &[
     "enable",
     "policy",
     "min",
     "max",
-    "cpu.upper",
-    "cpu.lower",
-    "memory.upper",
-    "memory.lower",
-    "connections.upper",
-    "connections.lower",
-    "cpu.target",
-    "memory.target",
-    "connections.target",
     "tolerance",
     "cooldown.up",
     "cooldown.down",
@@ -64,6 +60,15 @@ pub const DAEMON_LABELS: &[&str] = &[
     "zero",
     "port",
 ];
+
+/// Every label the daemon itself reads, without the prefix: its own and
+/// each metric's of the table. A bound policy may declare more; any other
+/// `autoscale.*` label is probably a typo.
+pub fn daemon_labels() -> Vec<String> {
+    let mut labels: Vec<String> = OWN_LABELS.iter().map(|l| l.to_string()).collect();
+    labels.extend(crate::model::METRICS.iter().flat_map(|def| crate::model::metrics::Edge::ALL.map(|e| def.label(e))));
+    labels
+}
 
 /// Default `autoscale.idle`.
 pub const DEFAULT_IDLE: Duration = Duration::from_secs(60);
@@ -284,35 +289,7 @@ pub fn parse(service: &str, labels: &HashMap<String, String>) -> Result<Option<S
         fail("autoscale.max", Some(value), &format!("is below autoscale.min={lo}"));
     }
 
-    let mut band = |metric: &str, parse_value: fn(&str) -> Option<f64>| {
-        let mut side = |edge: &str| {
-            let label = format!("{PREFIX}{metric}.{edge}");
-            let value = labels.get(&label)?;
-            match parse_value(value) {
-                Some(v) if v >= 0.0 => Some(v),
-                _ => {
-                    fail(&label, Some(value), unit_hint(metric));
-                    None
-                }
-            }
-        };
-        let (upper, lower) = (side("upper"), side("lower"));
-        if let (Some(up), Some(low)) = (upper, lower)
-            && low >= up
-        {
-            let label = format!("{PREFIX}{metric}.lower");
-            let value = labels.get(&label).map(String::as_str);
-            fail(&label, value, &format!("must be below {metric}.upper={up}"));
-        }
-        Band { upper, lower }
-    };
-    let mut thresholds = Thresholds {
-        cpu: band("cpu", parse_number),
-        memory: band("memory", parse_quantity),
-        connections: band("connections", parse_number),
-        ..Default::default()
-    };
-    derive_bands_from_targets(labels, &mut thresholds);
+    let thresholds = thresholds::parse(labels, &mut fail);
 
     let mut cooldown = |key: &str| {
         let label = format!("{PREFIX}{key}");
@@ -428,41 +405,6 @@ pub fn resolve_ports(service: &str, config: &mut ServiceConfig, published: &[Pub
     Err(LabelError { service: service.to_string(), label: "autoscale.port".into(), value: None, problem })
 }
 
-/// A metric watched through a `<metric>.target` (the `proportional` policy's
-/// setting) but without explicit thresholds gets the band
-/// `target * (1 ± tolerance)`, so its containers still push a crossing the
-/// moment the policy would act, instead of waiting for the next sample.
-fn derive_bands_from_targets(labels: &HashMap<String, String>, thresholds: &mut Thresholds) {
-    let tolerance = labels
-        .get(&format!("{PREFIX}tolerance"))
-        .and_then(|t| parse_number(t))
-        .filter(|t| (0.0..1.0).contains(t))
-        .unwrap_or(DEFAULT_TOLERANCE);
-    type Parse = fn(&str) -> Option<f64>;
-    let bands: [(&str, &mut Band, Parse); 3] = [
-        ("cpu", &mut thresholds.cpu, parse_number),
-        ("memory", &mut thresholds.memory, parse_quantity),
-        ("connections", &mut thresholds.connections, parse_number),
-    ];
-    for (metric, band, parse_value) in bands {
-        if band.upper.is_some() || band.lower.is_some() {
-            continue;
-        }
-        let target = labels.get(&format!("{PREFIX}{metric}.target")).and_then(|t| parse_value(t));
-        if let Some(target) = target.filter(|t| *t > 0.0) {
-            *band = Band { upper: Some(target * (1.0 + tolerance)), lower: Some(target * (1.0 - tolerance)) };
-        }
-    }
-}
-
-fn unit_hint(metric: &str) -> &'static str {
-    match metric {
-        "cpu" => "is not a non-negative number (a fraction of the CPU limit, or cores without one, e.g. 0.8)",
-        "memory" => "is not a non-negative size in bytes (e.g. 268435456, 256Mi, 256MB, 256m, 1G)",
-        _ => "is not a non-negative number of open connections",
-    }
-}
-
 fn is_policy_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with('.')
@@ -476,257 +418,4 @@ impl fmt::Display for ServiceConfig {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
-
-    const BASE: &[(&str, &str)] = &[
-        ("autoscale.enable", "true"),
-        ("autoscale.policy", "threshold"),
-        ("autoscale.min", "1"),
-        ("autoscale.max", "5"),
-    ];
-
-    fn with(extra: &[(&str, &str)]) -> HashMap<String, String> {
-        let mut l = labels(BASE);
-        for (k, v) in extra {
-            l.insert(k.to_string(), v.to_string());
-        }
-        l
-    }
-
-    fn errors(result: Result<Option<ServiceConfig>, LabelErrors>) -> Vec<LabelError> {
-        match result {
-            Err(LabelErrors(errors)) => errors,
-            Ok(config) => panic!("expected label errors, got {config:?}"),
-        }
-    }
-
-    #[test]
-    fn services_without_enable_or_with_false_are_left_alone() {
-        assert_eq!(parse("web", &labels(&[])), Ok(None));
-        assert_eq!(parse("web", &labels(&[("autoscale.policy", "threshold"), ("other", "x")])), Ok(None));
-        assert_eq!(parse("web", &with(&[("autoscale.enable", "false")])), Ok(None));
-    }
-
-    #[test]
-    fn services_that_look_opted_in_are_told_why_they_are_not() {
-        let mut typo = with(&[]);
-        typo.remove("autoscale.enable");
-        typo.insert("autoscale.enabled".into(), "true".into());
-        assert_eq!(parse("web", &typo), Ok(None));
-        assert_eq!(
-            not_opted_in(&typo).as_deref(),
-            Some(
-                "it has the label autoscale.enabled=\"true\" but not autoscale.enable=true (did you mean autoscale.enable?)"
-            )
-        );
-        let mut other = labels(&[("autoscaler.enable", "yes")]);
-        assert!(not_opted_in(&other).is_some_and(|r| r.contains("autoscaler.enable")));
-        other = labels(&[
-            ("autoscale.policy", "threshold"),
-            ("autoscale.min", "1"),
-            ("autoscale.max", "3"),
-            ("autoscale.cpu.upper", "1"),
-        ]);
-        assert_eq!(
-            not_opted_in(&other).as_deref(),
-            Some(
-                "it has autoscale labels (autoscale.cpu.upper, autoscale.max, autoscale.min and 1 more) but not autoscale.enable=true"
-            )
-        );
-        assert_eq!(not_opted_in(&with(&[("autoscale.enable", "false")])), None, "false is a choice");
-        assert_eq!(not_opted_in(&labels(&[("com.example", "x")])), None);
-    }
-
-    #[test]
-    fn a_complete_service_parses() {
-        let config = parse(
-            "web",
-            &with(&[
-                ("autoscale.cpu.upper", "0.8"),
-                ("autoscale.cpu.lower", "0.2"),
-                ("autoscale.memory.upper", "256Mi"),
-                ("autoscale.connections.upper", "100"),
-                ("autoscale.cooldown.up", "5s"),
-                ("autoscale.cooldown.down", "2m"),
-                ("autoscale.step.max", "2"),
-                ("autoscale.custom.knob", "anything"),
-                ("com.example.unrelated", "x"),
-            ]),
-        )
-        .expect("valid labels")
-        .expect("opted in");
-        assert_eq!(config.policy, "threshold");
-        assert_eq!((config.min, config.max), (1, 5));
-        assert_eq!(config.thresholds.cpu, Band { upper: Some(0.8), lower: Some(0.2) });
-        assert_eq!(config.thresholds.memory, Band { upper: Some(256.0 * 1024.0 * 1024.0), lower: None });
-        assert_eq!(config.thresholds.connections, Band { upper: Some(100.0), lower: None });
-        assert_eq!(config.cooldown_up, Some(Duration::from_secs(5)));
-        assert_eq!(config.cooldown_down, Some(Duration::from_secs(120)));
-        assert_eq!(config.step_max, Some(2));
-        // Every autoscale.* label reaches the policy, sorted, prefix removed;
-        // other labels do not.
-        let keys: Vec<&str> = config.settings.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(
-            keys,
-            [
-                "connections.upper",
-                "cooldown.down",
-                "cooldown.up",
-                "cpu.lower",
-                "cpu.upper",
-                "custom.knob",
-                "enable",
-                "max",
-                "memory.upper",
-                "min",
-                "policy",
-                "step.max"
-            ]
-        );
-        assert!(config.settings.contains(&("custom.knob".into(), "anything".into())));
-    }
-
-    #[test]
-    fn missing_required_labels_are_each_named() {
-        let errs = errors(parse("web", &labels(&[("autoscale.enable", "true")])));
-        let named: Vec<&str> = errs.iter().map(|e| e.label.as_str()).collect();
-        assert_eq!(named, ["autoscale.policy", "autoscale.min", "autoscale.max"]);
-        assert!(errs.iter().all(|e| e.value.is_none() && e.service == "web"));
-        let text = errs[0].to_string();
-        assert!(text.contains("service web") && text.contains("autoscale.policy is missing"), "{text}");
-    }
-
-    #[test]
-    fn malformed_values_name_service_label_and_value() {
-        let errs = errors(parse("api", &with(&[("autoscale.max", "lots")])));
-        assert_eq!(errs.len(), 1);
-        assert_eq!(errs[0].label, "autoscale.max");
-        assert_eq!(errs[0].value.as_deref(), Some("lots"));
-        let text = errs[0].to_string();
-        assert!(text.contains("service api") && text.contains("autoscale.max=\"lots\""), "{text}");
-        assert!(text.contains("not scaled until the label is fixed"), "{text}");
-
-        for (label, value) in [
-            ("autoscale.enable", "maybe"),
-            ("autoscale.policy", "../etc/passwd"),
-            ("autoscale.max", "0"),
-            ("autoscale.min", "-1"),
-            ("autoscale.zero", "delete"),
-            ("autoscale.idle", "100ms"),
-            ("autoscale.cpu.upper", "high"),
-            ("autoscale.cpu.lower", "-0.5"),
-            ("autoscale.memory.upper", "64XB"),
-            ("autoscale.connections.lower", "NaN"),
-            ("autoscale.cooldown.up", "30"),
-            ("autoscale.cooldown.down", "soon"),
-            ("autoscale.step.max", "0"),
-        ] {
-            let errs = errors(parse("api", &with(&[(label, value)])));
-            assert!(
-                errs.iter().any(|e| e.label == label && e.value.as_deref() == Some(value)),
-                "{label}={value}: {errs:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn bounds_and_bands_must_be_ordered() {
-        let errs = errors(parse("web", &with(&[("autoscale.min", "4"), ("autoscale.max", "2")])));
-        assert_eq!(errs[0].label, "autoscale.max");
-        assert!(errs[0].problem.contains("below autoscale.min=4"), "{}", errs[0].problem);
-        let errs = errors(parse("web", &with(&[("autoscale.cpu.upper", "0.2"), ("autoscale.cpu.lower", "0.8")])));
-        assert_eq!(errs[0].label, "autoscale.cpu.lower");
-    }
-
-    #[test]
-    fn all_problems_are_reported_at_once() {
-        let errs = errors(parse(
-            "web",
-            &with(&[("autoscale.max", "x"), ("autoscale.cpu.upper", "y"), ("autoscale.step.max", "z")]),
-        ));
-        assert_eq!(errs.len(), 3, "{errs:?}");
-        let all = LabelErrors(errs).to_string();
-        assert!(
-            all.contains("autoscale.max") && all.contains("autoscale.cpu.upper") && all.contains("autoscale.step.max")
-        );
-    }
-
-    #[test]
-    fn targets_without_bands_derive_crossing_thresholds() {
-        let config = parse("web", &with(&[("autoscale.cpu.target", "0.5"), ("autoscale.tolerance", "0.2")]))
-            .expect("valid")
-            .expect("opted in");
-        let cpu = config.thresholds.cpu;
-        assert!((cpu.upper.expect("upper") - 0.6).abs() < 1e-9);
-        assert!((cpu.lower.expect("lower") - 0.4).abs() < 1e-9);
-        // Explicit bands win over targets.
-        let config = parse("web", &with(&[("autoscale.cpu.target", "0.5"), ("autoscale.cpu.upper", "0.9")]))
-            .expect("valid")
-            .expect("opted in");
-        assert_eq!(config.thresholds.cpu, Band { upper: Some(0.9), lower: None });
-    }
-
-    #[test]
-    fn min_zero_scales_to_a_frozen_replica() {
-        let config = parse("web", &with(&[("autoscale.min", "0")])).expect("valid").expect("opted in");
-        assert_eq!(config.min, 0);
-        assert_eq!(config.zero, Some(ScaleToZero { mode: ZeroMode::Freeze, idle: DEFAULT_IDLE }));
-        let config =
-            parse("web", &with(&[("autoscale.min", "0"), ("autoscale.idle", "5s"), ("autoscale.zero", "freeze")]))
-                .expect("valid")
-                .expect("opted in");
-        assert_eq!(config.zero.map(|z| z.idle), Some(Duration::from_secs(5)));
-        // Without min=0 the zero labels change nothing.
-        let config = parse("web", &with(&[("autoscale.idle", "5s")])).expect("valid").expect("opted in");
-        assert_eq!(config.zero, None);
-    }
-
-    #[test]
-    fn zero_by_removal_needs_a_port_from_a_label_or_a_host_mode_publication() {
-        let remove = with(&[("autoscale.min", "0"), ("autoscale.zero", "remove"), ("autoscale.port", "8080")]);
-        let mut config = parse("web", &remove).expect("valid").expect("opted in");
-        assert_eq!(config.zero.map(|z| z.mode), Some(ZeroMode::Remove));
-        assert_eq!(config.ports, [8080]);
-        let published = [Published { port: 9090, host_mode: true }, Published { port: 8080, host_mode: true }];
-        resolve_ports("web", &mut config, &published).expect("ports");
-        assert_eq!(config.ports, [8080, 9090], "the label and the spec's host-mode ports, once each");
-
-        let mut unlabelled = remove.clone();
-        unlabelled.remove("autoscale.port");
-        let mut config = parse("web", &unlabelled).expect("valid").expect("opted in");
-        resolve_ports("web", &mut config.clone(), &[Published { port: 80, host_mode: true }]).expect("host mode");
-        let err = resolve_ports("web", &mut config.clone(), &[]).expect_err("no port");
-        assert_eq!(err.label, "autoscale.port");
-        assert!(err.short().contains("autoscale.port is missing (name the TCP port"), "{}", err.short());
-        let err = resolve_ports("web", &mut config, &[Published { port: 80, host_mode: false }]).expect_err("ingress");
-        assert!(err.problem.contains("publishes 80 through the ingress routing mesh"), "{}", err.problem);
-        // Freeze needs no port.
-        let mut freeze = parse("web", &with(&[("autoscale.min", "0")])).expect("valid").expect("opted in");
-        resolve_ports("web", &mut freeze, &[]).expect("freeze holds no port");
-        for bad in ["0", "70000", "http"] {
-            let errs = errors(parse("web", &with(&[("autoscale.port", bad)])));
-            assert_eq!(errs[0].label, "autoscale.port", "{bad}");
-        }
-    }
-
-    #[test]
-    fn quantities_and_cooldowns() {
-        assert_eq!(parse_quantity("1.5G"), Some(1.5e9));
-        assert_eq!(parse_quantity("64Mi"), Some(64.0 * 1024.0 * 1024.0));
-        assert_eq!(parse_quantity(" 2k "), Some(2000.0));
-        assert_eq!(parse_quantity("64MB"), Some(64.0 * 1024.0 * 1024.0));
-        assert_eq!(parse_quantity("512m"), Some(512.0 * 1024.0 * 1024.0));
-        assert_eq!(parse_quantity("1g"), Some(1024.0 * 1024.0 * 1024.0));
-        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert!(parse_duration("30").is_err());
-        assert!(parse_duration("").is_err());
-    }
-}
+mod tests;

@@ -80,12 +80,45 @@ struct sock_cgroup_data {
  * the kernel's definition; CO-RE finds it there). */
 struct sock_common {
 	__u16 skc_num;
+	volatile unsigned char skc_state;
 };
 
 struct sock {
 	struct sock_common __sk_common;
 	struct sock_cgroup_data sk_cgrp_data;
 	__u16 sk_protocol;
+	__u32 sk_ack_backlog; /* connections in a listener's accept queue */
+};
+
+/* A listener's queue of connection requests still in the handshake
+ * (SYN_RECV request socks): qlen. */
+typedef struct {
+	int counter;
+} atomic_t;
+
+struct request_sock_queue {
+	atomic_t qlen;
+};
+
+struct inet_connection_sock {
+	struct request_sock_queue icsk_accept_queue;
+};
+
+/* A received segment in tcp_rcv_established (tp_btf/tcp_probe): `data`
+ * points at the TCP header there, `len` counts header and payload. */
+struct sk_buff {
+	unsigned int len;
+	unsigned char *data;
+};
+
+/* The context of an `iter/tcp` program. */
+struct bpf_iter_meta {
+	void *seq;
+};
+
+struct bpf_iter__tcp {
+	struct bpf_iter_meta *meta;
+	struct sock_common *sk_common;
 };
 
 #pragma clang attribute pop
@@ -99,6 +132,10 @@ enum {
 	TCP_ESTABLISHED = 1,
 	TCP_SYN_SENT = 2,
 	TCP_SYN_RECV = 3,
+	TCP_FIN_WAIT1 = 4,
+	TCP_CLOSE = 7,
+	TCP_CLOSE_WAIT = 8,
+	TCP_LAST_ACK = 9,
 	TCP_LISTEN = 10,
 };
 

@@ -272,6 +272,8 @@ static __always_inline __u64 task_cgroup_id(struct task_struct *task)
 	return task->cgroups->dfl_cgrp->kn->id;
 }
 
+#include "demand.h"
+
 static int tick_fired(void *map, int *key, struct tick_timer *t);
 
 /* Set once the tick runs: one load on the switch path instead of a lookup. */
@@ -356,6 +358,7 @@ int BPF_PROG(on_inet_sock_set_state, const struct sock *sk, const int oldstate, 
 {
 	__u64 key, cgid;
 	__s64 delta;
+	demand_on_state((struct sock *)sk, oldstate, newstate);
 	if (newstate == TCP_LISTEN) {
 		/* The replica of a removed service listens again: the daemon
 		 * unparks its port. Fired before the socket is hashed, in the
@@ -511,6 +514,7 @@ static long close_window(void *map, __u64 *key, __u32 *slotp, __u64 *nowp)
 	if (!st || !cfg)
 		return 0;
 	__u64 cgid = cfg->cgroup_id;
+	demand_close(slot, cgid, cfg, now);
 	__u64 total = slot_total(slot, now);
 	int throttled = throttled_since(st);
 	if (!st->win_start_ns) {
@@ -589,6 +593,7 @@ static int tick_fired(void *map, int *key, struct tick_timer *t)
 	bpf_loop(nr_cpus < MAX_CPUS ? nr_cpus : MAX_CPUS, observe_cpu, &now, 0);
 	if (now - t->last_close_ns >= window_ns) {
 		t->last_close_ns = now;
+		demand_poll_listeners(now);
 		bpf_for_each_map_elem(&slots, close_window, &now, 0);
 	} else {
 		bpf_loop(nr_cpus < MAX_CPUS ? nr_cpus : MAX_CPUS, check_early, &now, 0);

@@ -19,6 +19,18 @@
 #define PROBE_METRIC_CPU 0         /* ppm of a core, or of the CPU limit */
 #define PROBE_METRIC_MEMORY 1      /* bytes charged to the memcg */
 #define PROBE_METRIC_CONNECTIONS 2 /* accepted connections still open */
+/* Demand (ebpf/demand.h): requests, their queue and response time, for
+ * request/response protocols over TCP, measured without parsing them. */
+#define PROBE_METRIC_QUEUE 9         /* connections in the container's
+				      * listeners' accept queues and SYN
+				      * backlogs */
+#define PROBE_METRIC_INFLIGHT 10     /* requests received, not yet answered */
+#define PROBE_METRIC_REQUEST_RATE 11 /* requests that arrived since the
+				      * previous sample, per second x 1000
+				      * (samples only) */
+#define PROBE_METRIC_RESPONSE_P50 12 /* response time percentiles, ns, of */
+#define PROBE_METRIC_RESPONSE_P95 13 /* the requests answered since the */
+#define PROBE_METRIC_RESPONSE_P99 14 /* previous sample; none if none was */
 /* Most metrics: the size of tracked_cfg.bands (two has-bits each in
  * tracked_cfg.flags, two crossing bits each in the kernel's state). */
 #define PROBE_MAX_METRICS 16
@@ -156,5 +168,12 @@ struct probe_control {
 #define PROBE_MAX_PARKED 1024
 /* Least time between two PROBE_SIGNAL_PORT_SYN events of one port. */
 #define PROBE_PARK_EVENT_GAP_NS 100000000
+
+/* Value of the `demand` array (index = slot): kernel-owned, zeroed by
+ * userspace before the container's `slots` entry appears (ebpf/demand.h). */
+#define PROBE_DEMAND_STATE_SIZE 1424
+/* Log-linear response time histogram: 16 buckets per power of two of
+ * (ns >> 10), 336 buckets up to about 17 s. */
+#define PROBE_DEMAND_BUCKETS 336
 
 #endif

@@ -25,9 +25,19 @@
  *   load serve PORT       listen on 127.0.0.1:PORT (run it with --network
  *                         host) and answer every connection with "ok\n",
  *                         one at a time: a server the test can freeze
- * Every mode but idle and serve waits for SIGUSR1 before it starts, so that
+ *   load http PORT WORK_US
+ *                         an HTTP/1.1 server on 127.0.0.1:PORT (run it with
+ *                         --network host), one thread, epoll: it accepts one
+ *                         connection per turn of its loop (the others wait
+ *                         in the accept queue), answers one request per
+ *                         ready connection per turn after WORK_US of CPU
+ *                         time, and keeps the connection unless the request
+ *                         says "Connection: close". Its capacity is about
+ *                         1e6 / WORK_US requests per second of free CPU.
+ * Every mode but idle, serve and http waits for SIGUSR1 before it starts, so that
  * the test can start tracking the container first. SIGTERM ends it.
  */
+#define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -35,6 +45,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -111,6 +123,65 @@ static int loopback_listener(struct sockaddr_in *a)
 	return ls;
 }
 
+/* Spin for `us` microseconds of this thread's CPU time. */
+static void work(long us)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	__uint64_t end = (__uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec + (__uint64_t)us * 1000ull;
+	volatile unsigned long x = 0;
+	for (;;) {
+		for (int i = 0; i < 1000; i++)
+			x += i;
+		clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+		if ((__uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec >= end)
+			break;
+	}
+}
+
+static int http(int port, long work_us)
+{
+	int one = 1, ls = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	if (ls < 0 || setsockopt(ls, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+	    bind(ls, (struct sockaddr *)&a, sizeof(a)) || listen(ls, 65535)) {
+		perror("listen");
+		return 1;
+	}
+	int ep = epoll_create1(0);
+	struct epoll_event ev = { .events = EPOLLIN, .data.fd = ls }, evs[256];
+	epoll_ctl(ep, EPOLL_CTL_ADD, ls, &ev);
+	static char buf[65536];
+	for (;;) {
+		int n = epoll_wait(ep, evs, 256, -1);
+		for (int i = 0; i < n; i++) {
+			int fd = evs[i].data.fd;
+			if (fd == ls) {
+				int c = accept4(ls, 0, 0, SOCK_NONBLOCK);
+				if (c >= 0) {
+					struct epoll_event ce = { .events = EPOLLIN, .data.fd = c };
+					epoll_ctl(ep, EPOLL_CTL_ADD, c, &ce);
+				}
+				continue;
+			}
+			ssize_t r = read(fd, buf, sizeof(buf) - 1);
+			if (r <= 0) {
+				close(fd);
+				continue;
+			}
+			buf[r] = 0;
+			int keep = !strstr(buf, "Connection: close") && !strstr(buf, "connection: close");
+			work(work_us);
+			static const char ka[] = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n";
+			static const char cl[] = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n";
+			const char *resp = keep ? ka : cl;
+			size_t len = keep ? sizeof(ka) - 1 : sizeof(cl) - 1;
+			if (write(fd, resp, len) != (ssize_t)len || !keep)
+				close(fd);
+		}
+	}
+}
+
 static int pipes[2][2];
 static volatile int stop_switch;
 static void *pong(void *arg)
@@ -149,6 +220,8 @@ int main(int argc, char **argv)
 			close(s);
 		}
 	}
+	if (!strcmp(argv[1], "http") && argc > 3)
+		return http(atoi(argv[2]), atol(argv[3]));
 	while (!go)
 		pause();
 	if (!strcmp(argv[1], "burn") && argc > 2) {
@@ -266,7 +339,7 @@ int main(int argc, char **argv)
 	} else {
 		fprintf(stderr, "usage: load burn SECS | spin THREADS SECS | pulse N ON_MS OFF_MS THREADS | mem MIB SECS | conns N SECS | churn SECS | "
 				"hover N SECS | "
-				"switch SECS | serve PORT | idle\n");
+				"switch SECS | serve PORT | http PORT WORK_US | idle\n");
 		return 2;
 	}
 	idle();

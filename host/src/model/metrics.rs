@@ -109,6 +109,10 @@ pub enum UnitRule {
     Bytes,
     /// A plain count.
     Count,
+    /// Per second (a rate).
+    PerSecond,
+    /// Seconds (a duration).
+    Seconds,
 }
 
 impl UnitRule {
@@ -120,6 +124,8 @@ impl UnitRule {
             UnitRule::OfLimitOrCores => Unit::Cores,
             UnitRule::Bytes => Unit::Bytes,
             UnitRule::Count => Unit::Count,
+            UnitRule::PerSecond => Unit::Other("per-second".into()),
+            UnitRule::Seconds => Unit::Other("seconds".into()),
         }
     }
 }
@@ -132,6 +138,10 @@ pub enum Encoding {
     Millionths,
     /// Whole units: bytes, counts.
     Whole,
+    /// Thousandths: a rate per second.
+    Thousandths,
+    /// Nanoseconds of a value in seconds.
+    Nanoseconds,
 }
 
 impl Encoding {
@@ -140,6 +150,8 @@ impl Encoding {
         match self {
             Encoding::Millionths => kernel as f64 / 1e6,
             Encoding::Whole => kernel as f64,
+            Encoding::Thousandths => kernel as f64 / 1e3,
+            Encoding::Nanoseconds => kernel as f64 / 1e9,
         }
     }
 
@@ -150,6 +162,8 @@ impl Encoding {
         match self {
             Encoding::Millionths => (value.max(0.0) * 1e6).round() as u64,
             Encoding::Whole => value.max(0.0).ceil() as u64,
+            Encoding::Thousandths => (value.max(0.0) * 1e3).round() as u64,
+            Encoding::Nanoseconds => (value.max(0.0) * 1e9).round() as u64,
         }
     }
 }
@@ -161,6 +175,8 @@ pub enum LabelValue {
     Number,
     /// A size: bytes, or with a `k`/`M`/`Gi`/... suffix as Docker reads them.
     Quantity,
+    /// A duration with its unit (`200ms`, `1.5s`), in seconds.
+    Duration,
 }
 
 /// The statistic of the service view that speaks for a metric in one number
@@ -251,6 +267,66 @@ pub static METRICS: &[MetricDef] = &[
         aggregation: Aggregation::Mean,
         label_hint: "a non-negative number of open connections",
         doc: "TCP connections the container accepted (since it is tracked) that are still open",
+    },
+    MetricDef {
+        name: "queue",
+        kernel_id: kernel::PROBE_METRIC_QUEUE as u32,
+        unit: UnitRule::Count,
+        encoding: Encoding::Whole,
+        label_value: LabelValue::Number,
+        aggregation: Aggregation::Sum,
+        label_hint: "a non-negative number of waiting connections",
+        doc: "connections waiting in the accept queues (and SYN backlogs) of the container's listening sockets: demand it has not started on (docs/demand.md)",
+    },
+    MetricDef {
+        name: "inflight",
+        kernel_id: kernel::PROBE_METRIC_INFLIGHT as u32,
+        unit: UnitRule::Count,
+        encoding: Encoding::Whole,
+        label_value: LabelValue::Number,
+        aggregation: Aggregation::Sum,
+        label_hint: "a non-negative number of requests",
+        doc: "requests received and not yet answered (a request starts when data arrives on a connection whose last traffic was outbound, and ends at the replica's first send; docs/demand.md)",
+    },
+    MetricDef {
+        name: "request-rate",
+        kernel_id: kernel::PROBE_METRIC_REQUEST_RATE as u32,
+        unit: UnitRule::PerSecond,
+        encoding: Encoding::Thousandths,
+        label_value: LabelValue::Number,
+        aggregation: Aggregation::Sum,
+        label_hint: "a non-negative number of requests per second",
+        doc: "requests that arrived per second since the previous sample",
+    },
+    MetricDef {
+        name: "response-time-p50",
+        kernel_id: kernel::PROBE_METRIC_RESPONSE_P50 as u32,
+        unit: UnitRule::Seconds,
+        encoding: Encoding::Nanoseconds,
+        label_value: LabelValue::Duration,
+        aggregation: Aggregation::Max,
+        label_hint: "a duration with its unit (e.g. 200ms)",
+        doc: "median response time of the requests answered since the previous sample, from their arrival in the kernel (accept queue included) to the first byte of the answer, seconds",
+    },
+    MetricDef {
+        name: "response-time-p95",
+        kernel_id: kernel::PROBE_METRIC_RESPONSE_P95 as u32,
+        unit: UnitRule::Seconds,
+        encoding: Encoding::Nanoseconds,
+        label_value: LabelValue::Duration,
+        aggregation: Aggregation::Max,
+        label_hint: "a duration with its unit (e.g. 200ms)",
+        doc: "95th percentile of the response time since the previous sample, seconds (its thresholds are checked at every window close)",
+    },
+    MetricDef {
+        name: "response-time-p99",
+        kernel_id: kernel::PROBE_METRIC_RESPONSE_P99 as u32,
+        unit: UnitRule::Seconds,
+        encoding: Encoding::Nanoseconds,
+        label_value: LabelValue::Duration,
+        aggregation: Aggregation::Max,
+        label_hint: "a duration with its unit (e.g. 200ms)",
+        doc: "99th percentile of the response time since the previous sample, seconds",
     },
 ];
 

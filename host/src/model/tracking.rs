@@ -169,6 +169,9 @@ mod tests {
         assert!(!t.set(&Metric::named("gpu"), Band { upper: Some(1.0), lower: None }));
         assert_eq!(t.band(&Metric::named("gpu")), Band::default());
         let t = Thresholds::default().with(&Metric::CPU, Band { upper: Some(0.8), lower: Some(0.2) });
-        assert_eq!(t.to_string(), "cpu 0.2..0.8, memory off, connections off");
+        assert_eq!(
+            t.to_string(),
+            "cpu 0.2..0.8, memory off, connections off, queue off, inflight off, request-rate off, response-time-p50 off, response-time-p95 off, response-time-p99 off"
+        );
     }
 }

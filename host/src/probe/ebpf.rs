@@ -86,6 +86,7 @@ use tokio::io::unix::AsyncFd;
 use crate::model::Thresholds;
 
 use super::abi::{self, Control, RawEvent, StateBlob, TrackedCfg, decode, effective_caps};
+use super::demand::Demand;
 use super::park::{ParkMode, Parking};
 use super::{Backend, ContainerCgroup, ProbeSettings, Shared};
 
@@ -152,6 +153,8 @@ pub(super) struct EbpfProbe {
     wake: Array<MapData, u64>,
     /// Parked ports and the tc classifier (`autoscale.zero=remove`).
     parking: Parking,
+    /// The demand maps (`ebpf/demand.h`).
+    demand: Demand,
     /// Current generation, mirrored from `control`.
     generation: u64,
     /// Free slots, least recently freed first: a container holds one while
@@ -215,6 +218,7 @@ impl EbpfProbe {
             prog.load(tracepoint, &btf).map_err(|source| LoadError::Program { program, source })?;
             prog.attach().map_err(|source| LoadError::Program { program, source })?;
         }
+        let demand = Demand::load(&mut ebpf, &btf)?;
         let slots = take_map(&mut ebpf, "slots")?;
         let configs = take_map(&mut ebpf, "configs")?;
         let state = take_map(&mut ebpf, "state")?;
@@ -231,6 +235,7 @@ impl EbpfProbe {
             control,
             wake,
             parking,
+            demand,
             generation: 0,
             free_slots: (0..abi::PROBE_MAX_TRACKED as u32).collect(),
             drops: Arc::new(Mutex::new(drops)),
@@ -336,6 +341,7 @@ impl Backend for EbpfProbe {
                 .set(slot, StateBlob([0; abi::PROBE_STATE_SIZE as usize]), 0)
                 .context("writing the eBPF state map")?;
             self.configs.set(slot, cfg, 0).context("writing the eBPF configs map")?;
+            self.demand.add_slot(slot)?;
             // A slot is never handed over armed.
             self.wake.set(slot, 0, 0).context("writing the eBPF wake map")?;
             self.slots.insert(cgroup.id, slot, 0).context("writing the eBPF slots map")?;
@@ -348,6 +354,10 @@ impl Backend for EbpfProbe {
             }
             self.free_slots.push_front(slot);
             return Err(err);
+        }
+        // Listeners the container opened before it was tracked.
+        if let Err(err) = Demand::find_listeners(&mut self.ebpf) {
+            tracing::warn!(container = %cgroup.container_id, error = %format!("{err:#}"), "cannot look for the container's listening sockets: its queue counts only those it opens from now on");
         }
         self.by_container.insert(cgroup.container_id, (cgroup.id, slot));
         Ok(())

@@ -21,6 +21,8 @@
 //!   layout check, the kernel configuration built from thresholds, the
 //!   record decoder;
 //! - [`ebpf`]: the push probe (aya loader, ring buffer reader);
+//! - [`demand`]: queue, in-flight requests, request rate and response time
+//!   (eBPF probe only; `ebpf/demand.h`);
 //! - [`park`]: parked ports, the tc classifier that holds connection
 //!   attempts to a service scaled to zero replicas (eBPF probe only).
 
@@ -28,6 +30,7 @@ pub mod abi;
 pub mod cgroup;
 pub mod cgroupfs;
 pub mod crossing;
+pub mod demand;
 pub mod ebpf;
 pub mod event;
 pub mod park;

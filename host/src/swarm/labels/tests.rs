@@ -260,11 +260,12 @@ fn every_table_metric_has_threshold_labels() {
             def.name
         );
         // A value in the metric's own grammar: a quantity takes a suffix.
-        let (up, expected) = match def.label_value {
-            LabelValue::Number => ("40", 40.0),
-            LabelValue::Quantity => ("2Ki", 2048.0),
+        let (up, expected, one, two, ten) = match def.label_value {
+            LabelValue::Number => ("40", 40.0, "1", "2", "10"),
+            LabelValue::Quantity => ("2Ki", 2048.0, "1", "2", "10"),
+            LabelValue::Duration => ("40s", 40.0, "1s", "2s", "10s"),
         };
-        let config = parse("web", &with(&[(&format!("{PREFIX}{upper}"), up), (&format!("{PREFIX}{lower}"), "1")]))
+        let config = parse("web", &with(&[(&format!("{PREFIX}{upper}"), up), (&format!("{PREFIX}{lower}"), one)]))
             .unwrap_or_else(|e| panic!("{}: {e}", def.name))
             .expect("opted in");
         assert_eq!(config.thresholds.band_of(def), Band { upper: Some(expected), lower: Some(1.0) }, "{}", def.name);
@@ -279,10 +280,10 @@ fn every_table_metric_has_threshold_labels() {
         assert!(errs[0].problem.contains(def.label_hint), "{:?}", errs[0]);
         // The lower edge must stay below the upper one.
         let errs =
-            errors(parse("web", &with(&[(&format!("{PREFIX}{upper}"), "1"), (&format!("{PREFIX}{lower}"), "2")])));
+            errors(parse("web", &with(&[(&format!("{PREFIX}{upper}"), one), (&format!("{PREFIX}{lower}"), two)])));
         assert_eq!(errs[0].label, format!("{PREFIX}{lower}"));
         // A target alone derives a band around it.
-        let config = parse("web", &with(&[(&format!("{PREFIX}{target}"), "10")])).expect("valid").expect("opted in");
+        let config = parse("web", &with(&[(&format!("{PREFIX}{target}"), ten)])).expect("valid").expect("opted in");
         let band = config.thresholds.band_of(def);
         assert!(band.upper.is_some_and(|u| (u - 11.0).abs() < 1e-9), "{}: {band:?}", def.name);
     }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use crate::model::metrics::{Edge, LabelValue, MetricDef};
 use crate::model::{Band, METRICS, Thresholds};
-use crate::units::{parse_number, parse_quantity};
+use crate::units::{parse_duration, parse_number, parse_quantity};
 
 use super::{DEFAULT_TOLERANCE, PREFIX};
 
@@ -17,6 +17,7 @@ fn value_of(def: &MetricDef, text: &str) -> Option<f64> {
     match def.label_value {
         LabelValue::Number => parse_number(text),
         LabelValue::Quantity => parse_quantity(text),
+        LabelValue::Duration => parse_duration(text).ok().map(|d| d.as_secs_f64()),
     }
 }
 

@@ -124,8 +124,8 @@ impl UnitRule {
             UnitRule::OfLimitOrCores => Unit::Cores,
             UnitRule::Bytes => Unit::Bytes,
             UnitRule::Count => Unit::Count,
-            UnitRule::PerSecond => Unit::Other("per-second".into()),
-            UnitRule::Seconds => Unit::Other("seconds".into()),
+            UnitRule::PerSecond => Unit::PerSecond,
+            UnitRule::Seconds => Unit::Seconds,
         }
     }
 }

@@ -626,7 +626,7 @@ def markdown(rows: list[dict]) -> str:
             "| load average |\n|" + "---|" * 15)
     lines = [head]
     for r in rows:
-        lines.append(f"| {r['trace']} | {r['autoscaler']} | {r['runs']} | {r['over_slo_pct']}% | {r['failed']:g} "
+        lines.append(f"| {r['trace']} | {r['autoscaler']} | {int(r['runs'])} | {r['over_slo_pct']}% | {r['failed']:g} "
                      f"| {r['p50_ms']:g} ms | {r['p99_ms']:g} ms | {r['p999_ms']:g} ms "
                      f"| {r['replica_s']:g} ({r['oracle_replica_s']:g}) | {r['cpu_s']:g} | {r['actions']:g} "
                      f"| {r['reversals_60s']:g} | {r['seconds_out_of_slo']:g} | "
@@ -695,6 +695,14 @@ def run_matrix(traces: list[str], names: list[str], runs: int, scale: float, out
     finally:
         remove_app()
     rows = summarise(all_runs)
+    # Rows of earlier invocations for other trace x autoscaler pairs stay,
+    # so traces can be run one command at a time into one summary.
+    if (out / "summary.csv").exists():
+        new = {(r["trace"], r["autoscaler"]) for r in rows}
+        with open(out / "summary.csv", newline="") as f:
+            kept = [{k: (float(v) if k not in ("trace", "autoscaler", "load_avg") and v != "" else v)
+                     for k, v in r.items()} for r in csv.DictReader(f) if (r["trace"], r["autoscaler"]) not in new]
+        rows = sorted(kept + rows, key=lambda r: (r["trace"] != "step", r["trace"]))
     with open(out / "summary.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=SUMMARY_FIELDS)
         w.writeheader()
@@ -706,7 +714,8 @@ def run_matrix(traces: list[str], names: list[str], runs: int, scale: float, out
         rel = out.relative_to(ROOT / "docs") if out.is_relative_to(ROOT / "docs") else out
         update_doc(f"Measured {time.strftime('%Y-%m-%d')} on {machine()}, time scale {scale:g}, {runs} run(s) "
                    f"each (`tests/evaluation/outcome.py run --traces {','.join(traces)} --autoscalers "
-                   f"{','.join(names)} --runs {runs} --time-scale {scale:g} --doc`). SLO: {SLO_MS:g} ms per "
+                   f"{','.join(names)} --runs {runs} --time-scale {scale:g} --doc`, one command per trace into one "
+                   f"summary). SLO: {SLO_MS:g} ms per "
                    f"request at the front.\n\n{table}\n\n![summary]({rel}/summary.svg)")
     return rows
 

@@ -90,6 +90,14 @@ const VOUCHED: &[(&str, By)] = &[
         "tests/evaluation/evaluate.py",
         By::Hand("as root, up to 30 minutes; its results are checked in under docs/evaluation/"),
     ),
+    (
+        "tests/evaluation/outcome.py smoke",
+        By::File { file: "tests/run.sh", evidence: "tests/evaluation/outcome.py smoke" },
+    ),
+    (
+        "tests/evaluation/outcome.py",
+        By::Hand("as root, minutes to hours of open-loop load; its results are checked in under docs/evaluation/outcomes/"),
+    ),
     ("install", By::Hand("installs into /usr/local and /etc (operations.md's systemd set-up)")),
     ("systemctl", By::Hand("starts the installed unit (operations.md)")),
     ("journalctl", By::Hand("follows the installed unit's log (operations.md)")),

@@ -96,7 +96,9 @@ const VOUCHED: &[(&str, By)] = &[
     ),
     (
         "tests/evaluation/outcome.py",
-        By::Hand("as root, minutes to hours of open-loop load; its results are checked in under docs/evaluation/outcomes/"),
+        By::Hand(
+            "as root, minutes to hours of open-loop load; its results are checked in under docs/evaluation/outcomes/",
+        ),
     ),
     ("install", By::Hand("installs into /usr/local and /etc (operations.md's systemd set-up)")),
     ("systemctl", By::Hand("starts the installed unit (operations.md)")),

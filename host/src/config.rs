@@ -48,6 +48,12 @@ pub enum Command {
         /// Print the daemon's JSON as it is.
         #[arg(long)]
         json: bool,
+        /// Redraw every `--every` until interrupted (text only).
+        #[arg(long, conflicts_with = "json")]
+        watch: bool,
+        /// Time between two redraws of `--watch` (500ms, 2s).
+        #[arg(long, default_value = "1s", value_parser = crate::units::parse_positive_duration, requires = "watch")]
+        every: std::time::Duration,
     },
     /// Work with a policy component without a cluster.
     #[command(subcommand)]

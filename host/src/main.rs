@@ -25,7 +25,11 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // `host status` only asks the running daemon: no policy runtime needed.
-    if let Some(Command::Status { service, addr, json }) = &cli.command {
+    if let Some(Command::Status { service, addr, json, watch, every }) = &cli.command {
+        if *watch {
+            status::watch(addr, service.as_deref(), *every)?;
+            return Ok(ExitCode::SUCCESS);
+        }
         let ok = status::print(addr, service.as_deref(), *json)?;
         return Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE });
     }

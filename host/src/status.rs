@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::Stats;
 
 mod text;
-pub use text::{print, render_text};
+pub use text::{print, render_text, watch};
 
 /// One metric of one service: the latest reading and the service view.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

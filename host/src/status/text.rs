@@ -142,6 +142,33 @@ pub fn render_text(report: &StatusReport) -> String {
     out
 }
 
+/// The largest answer `host status` reads (64 MiB).
+const MAX_ANSWER_BYTES: u64 = 64 << 20;
+
+/// `host status --watch`: redraw the text every `every` until interrupted.
+/// A daemon that stops answering is said on the screen, and asked again.
+pub fn watch(addr: &str, service: Option<&str>, every: Duration) -> anyhow::Result<()> {
+    let path = match service {
+        Some(name) => format!("/status/{name}"),
+        None => "/status".to_string(),
+    };
+    loop {
+        let screen = match get(addr, &path) {
+            Ok((200, body)) => match serde_json::from_str::<StatusReport>(&body) {
+                Ok(report) => render_text(&report),
+                Err(err) => format!("the daemon on {addr} sent a status this host cannot read: {err}\n"),
+            },
+            Ok((code, body)) => format!("the daemon on {addr} answered {code} to {path}: {}\n", body.trim()),
+            Err(err) => format!("{err:#}\n"),
+        };
+        // Clear the screen and home the cursor, then draw.
+        print!("\x1b[2J\x1b[H{screen}");
+        use std::io::Write as _;
+        std::io::stdout().flush()?;
+        std::thread::sleep(every);
+    }
+}
+
 /// How long `host status` waits for the daemon.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -162,7 +189,13 @@ fn get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
     conn.set_write_timeout(Some(CLIENT_TIMEOUT))?;
     write!(conn, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
     let mut response = String::new();
-    conn.read_to_string(&mut response).with_context(|| format!("reading the answer of {addr}"))?;
+    // A daemon's answer is a few KiB per service; anything past the cap is
+    // not one, and must not fill this process's memory.
+    let read = conn
+        .take(MAX_ANSWER_BYTES + 1)
+        .read_to_string(&mut response)
+        .with_context(|| format!("reading the answer of {addr}"))?;
+    anyhow::ensure!(read as u64 <= MAX_ANSWER_BYTES, "the answer of {addr} is over {MAX_ANSWER_BYTES} bytes");
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
     let code = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
     Ok((code, body.to_string()))

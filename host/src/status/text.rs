@@ -161,10 +161,14 @@ pub fn watch(addr: &str, service: Option<&str>, every: Duration) -> anyhow::Resu
             Ok((code, body)) => format!("the daemon on {addr} answered {code} to {path}: {}\n", body.trim()),
             Err(err) => format!("{err:#}\n"),
         };
-        // Clear the screen and home the cursor, then draw.
-        print!("\x1b[2J\x1b[H{screen}");
+        // Clear the screen and home the cursor, then draw; a closed
+        // terminal or pipe ends the watch.
         use std::io::Write as _;
-        std::io::stdout().flush()?;
+        let mut out = std::io::stdout().lock();
+        if write!(out, "\x1b[2J\x1b[H{screen}").and_then(|()| out.flush()).is_err() {
+            return Ok(());
+        }
+        drop(out);
         std::thread::sleep(every);
     }
 }

@@ -216,8 +216,15 @@ pub struct Board {
     cluster: Mutex<Option<ClusterSource>>,
     /// The last [`DECISION_LOG`] decisions with a sequence number and the
     /// service id, for the live view's timeline (`live.rs`).
-    decision_log: Mutex<(u64, std::collections::VecDeque<(u64, String, DecisionStatus)>)>,
+    decision_log: Mutex<DecisionLog>,
 }
+
+/// A decision as the board's log keeps it: sequence number, service id, decision.
+pub type LoggedDecision = (u64, String, DecisionStatus);
+
+/// The board's bounded decision log: the last sequence number given, and
+/// the newest [`DECISION_LOG`] decisions.
+type DecisionLog = (u64, std::collections::VecDeque<LoggedDecision>);
 
 /// Decisions the board keeps for the live view between two of its samples.
 pub const DECISION_LOG: usize = 1024;
@@ -257,7 +264,7 @@ impl Board {
     }
 
     /// Decisions recorded after sequence number `seq`, oldest first.
-    pub fn decisions_after(&self, seq: u64) -> Vec<(u64, String, DecisionStatus)> {
+    pub fn decisions_after(&self, seq: u64) -> Vec<LoggedDecision> {
         let log = self.decision_log.lock().unwrap_or_else(|p| p.into_inner());
         log.1.iter().filter(|(n, _, _)| *n > seq).cloned().collect()
     }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::status::{Board, DecisionStatus, StatusReport};
+use crate::status::{Board, DecisionStatus, LoggedDecision, StatusReport};
 
 /// The page, served at `/ui`.
 pub const PAGE: &str = include_str!("page.html");
@@ -116,7 +116,7 @@ impl History {
 
     /// Take one report of the board, and the decisions logged since the
     /// last call.
-    pub fn sample(&self, report: &StatusReport, decisions: Vec<(u64, String, DecisionStatus)>) {
+    pub fn sample(&self, report: &StatusReport, decisions: Vec<LoggedDecision>) {
         let mut inner = self.lock();
         inner.head = HistoryReport {
             version: report.version.clone(),

@@ -32,7 +32,7 @@ use aya::programs::{BtfTracePoint, Iter};
 use aya::{Btf, Ebpf, Pod};
 
 use super::abi::{PROBE_DEMAND_BUCKETS, PROBE_DEMAND_STATE_SIZE};
-use super::ebpf::LoadError;
+use super::error::LoadError;
 
 /// The kernel's per-container demand accounting, opaque here.
 #[repr(C)]

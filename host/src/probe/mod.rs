@@ -21,6 +21,7 @@
 //!   layout check, the kernel configuration built from thresholds, the
 //!   record decoder;
 //! - [`ebpf`]: the push probe (aya loader, ring buffer reader);
+//! - [`error`]: why the eBPF probe could not start;
 //! - [`demand`]: queue, in-flight requests, request rate and response time
 //!   (eBPF probe only; `ebpf/demand.h`);
 //! - [`park`]: parked ports, the tc classifier that holds connection
@@ -32,6 +33,7 @@ pub mod cgroupfs;
 pub mod crossing;
 pub mod demand;
 pub mod ebpf;
+pub mod error;
 pub mod event;
 pub mod park;
 

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use host::model::{Event, EventKind, Metric, State, Unit};
+use host::model::{Event, EventKind, Metric, SettingValue, State, Unit};
 use host::policy::{CompilerSettings, LoadedPolicy, LogRate, PolicyError, PolicySet, Runtime, RuntimeConfig};
 use host::reload::{self, Change, ReloadSettings};
 
@@ -99,12 +99,15 @@ fn event() -> Event {
     }
 }
 
+/// A state with the misbehave fixture's one setting, `fault`.
 fn fault(name: &str) -> State {
     State {
+        service_id: "svc".into(),
+        service_name: "web".into(),
+        settings: vec![Some(SettingValue::Text(name.into()))].into(),
         current_replicas: 2,
         min_replicas: 1,
         max_replicas: 6,
-        settings: vec![("fault".into(), name.into())],
         ..State::default()
     }
 }
@@ -228,7 +231,9 @@ fn memories_within_the_sum_load_and_decide() {
     let bytes = wat_policy(&memories(3, 256));
     let rt = runtime(RuntimeConfig::default());
     let mut policy = rt.load("modest", &bytes).expect("3 x 16 MiB fits in 64 MiB");
-    assert_eq!(policy.decide(&event(), &fault("none")).expect("decides"), None);
+    // The hand-written policy declares no settings.
+    let state = State { settings: Default::default(), ..fault("none") };
+    assert_eq!(policy.decide(&event(), &state).expect("decides"), None);
 }
 
 #[test]
@@ -316,7 +321,7 @@ fn a_component_of_another_world_names_the_missing_export() {
     let rt = runtime(RuntimeConfig::default());
     let err = rt.load("other", &read("tests/fixtures/out/other_world.wasm")).expect_err("refused");
     assert_eq!(err.kind(), "refused-import");
-    assert_names_cause(&err, &["other", "no export `bind-service`"]);
+    assert_names_cause(&err, &["other", "no export `decide`"]);
 }
 
 // ---- 5. Compile bombs ----
@@ -345,11 +350,8 @@ fn python_policy_compiles_in_a_bounded_child_and_fits_the_caps() {
     let mut policy = rt.load("burst", &bytes).expect("the python policy loads within the default bounds");
     println!("python policy compiled in a child in {:?}", started.elapsed());
     // The rule: an upward crossing of the configured connections.upper.
-    let state = State {
-        settings: vec![("burst.step".into(), "3".into()), ("connections.upper".into(), "100".into())],
-        max_replicas: 10,
-        ..fault("none")
-    };
+    let settings = policy.resolve(&[("burst.step", "3"), ("connections.upper", "100")]).expect("labels fit");
+    let state = State { settings, max_replicas: 10, ..fault("none") };
     let crossing = Event {
         metric: Metric::Connections,
         value: 120.0,

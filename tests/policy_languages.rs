@@ -7,7 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
-use host::model::{Action, Decision, Direction, Event, Metric, State, Unit};
+use host::model::settings::resolve;
+use host::model::{Action, Decision, Direction, Event, Metric, SettingSpec, Settings, State, Unit};
 use host::policy::{LoadedPolicy, Runtime, RuntimeConfig};
 
 const SEC: u64 = 1_000_000_000;
@@ -27,6 +28,13 @@ fn load(lang: &str, name: &str) -> LoadedPolicy {
     runtime.load(name, &bytes).unwrap_or_else(|e| panic!("{lang} policy {name} loads: {e}"))
 }
 
+/// The settings of a service with `labels`, parsed as the daemon parses
+/// them for a policy that declares `specs`.
+fn parsed(specs: &[SettingSpec], labels: &[(&str, &str)]) -> Settings {
+    let labels: Vec<(String, String)> = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    resolve(specs, &labels).expect("the labels fit the policy").into()
+}
+
 fn declared(policy: &LoadedPolicy) -> Vec<String> {
     policy.settings().iter().map(|s| s.name.clone()).collect()
 }
@@ -42,15 +50,18 @@ fn connections(value: f64) -> Event {
 #[test]
 fn python_burst_jumps_on_the_upper_crossing_only() {
     let mut policy = load("python", "burst");
-    assert_eq!(policy.contract_version(), "0.3.0");
+    assert_eq!(policy.contract_version(), "1.0.0");
     assert_eq!(declared(&policy), ["burst.step", "cpu.upper", "cpu.lower", "connections.upper", "connections.lower"]);
-    let state = State::replicas(1, 1, 10).with_settings(&[
-        ("burst.step", "2"),
-        ("cpu.upper", "0.8"),
-        ("cpu.lower", "0.2"),
-        ("connections.upper", "100"),
-        ("connections.lower", "10"),
-    ]);
+    let state = State::replicas(1, 1, 10).with_settings(parsed(
+        &policy.settings().clone(),
+        &[
+            ("burst.step", "2"),
+            ("cpu.upper", "0.8"),
+            ("cpu.lower", "0.2"),
+            ("connections.upper", "100"),
+            ("connections.lower", "10"),
+        ],
+    ));
     let mut decide = |event: Event| policy.decide(&event, &state).expect("call");
 
     let up = decide(Event::cpu(0.93).crossing(0.8, Direction::Up)).expect("a burst");
@@ -78,10 +89,16 @@ fn python_burst_jumps_on_the_upper_crossing_only() {
 #[test]
 fn javascript_headroom_sizes_the_service_for_its_connections() {
     let mut policy = load("js", "headroom");
-    assert_eq!(policy.contract_version(), "0.3.0");
+    assert_eq!(policy.contract_version(), "1.0.0");
     assert_eq!(declared(&policy), ["headroom.per-replica", "headroom.step-in"]);
+    let specs = policy.settings().clone();
     let service = |current: u32, values: &[f64], labels: &[(&str, &str)]| {
-        State::replicas(current, 1, 8).with_settings(labels).with_metric(Metric::Connections, Unit::Count, values, 0)
+        State::replicas(current, 1, 8).with_settings(parsed(&specs, labels)).with_metric(
+            Metric::Connections,
+            Unit::Count,
+            values,
+            0,
+        )
     };
     let mut decide = |state: &State| policy.decide(&connections(70.0), state).expect("call");
 
@@ -98,18 +115,19 @@ fn javascript_headroom_sizes_the_service_for_its_connections() {
     // Other metrics, and a service with no replica reporting, are left alone.
     let cpu = service(2, &[80.0, 60.0], &[]).with_cpu(&[0.9, 0.9]);
     assert_eq!(policy.decide(&Event::cpu(0.9), &cpu).expect("call"), None);
-    let warming = State::replicas(2, 1, 8).with_metric(Metric::Connections, Unit::Count, &[], 2);
+    let warming = service(2, &[], &[]).with_metric(Metric::Connections, Unit::Count, &[], 2);
     assert_eq!(policy.decide(&connections(70.0), &warming).expect("call"), None);
 }
 
 #[test]
 fn c_step_adds_on_heat_and_holds_scale_in_after_a_scale_up() {
     let mut policy = load("c", "step");
-    assert_eq!(policy.contract_version(), "0.3.0");
+    assert_eq!(policy.contract_version(), "1.0.0");
     assert_eq!(declared(&policy), ["cpu.upper", "cpu.lower", "step.size", "step.settle"]);
     let now = 3_600 * SEC;
+    let specs = policy.settings().clone();
     let service = |mean: f64, labels: &[(&str, &str)]| {
-        let mut state = State::replicas(2, 1, 6).with_settings(labels).with_cpu(&[mean, mean]);
+        let mut state = State::replicas(2, 1, 6).with_settings(parsed(&specs, labels)).with_cpu(&[mean, mean]);
         state.now_ns = now;
         state
     };
@@ -145,9 +163,8 @@ fn every_language_example_refuses_labels_that_do_not_parse() {
     for (lang, name, label) in
         [("python", "burst", "burst.step"), ("js", "headroom", "headroom.per-replica"), ("c", "step", "step.size")]
     {
-        let mut policy = load(lang, name);
-        let state = State::replicas(2, 1, 5).with_settings(&[(label, "lots")]).with_cpu(&[0.5]);
-        let err = policy.decide(&Event::cpu(0.5), &state).expect_err("a label that is not a number").to_string();
+        let policy = load(lang, name);
+        let err = policy.resolve(&[(label, "lots")]).expect_err("a label that is not a number").to_string();
         assert!(err.contains(&format!("autoscale.{label}")) && err.contains("not a number"), "{lang}: {err}");
     }
 }

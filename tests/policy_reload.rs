@@ -12,8 +12,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use host::model::settings::resolve;
 use host::model::{Event, State};
-use host::policy::PolicySet;
+use host::policy::{PolicyError, PolicySet};
 use host::policy::{Runtime, RuntimeConfig};
 use host::reload::{self, Change, ReloadSettings};
 
@@ -37,9 +38,21 @@ enum Seen {
     Failed(String),
 }
 
-fn classify(set: &PolicySet, event: &Event, state: &State) -> Seen {
+/// What the current version of policy `p` answers for a service with
+/// `labels`, their settings parsed for that version as the daemon parses
+/// them. Settings parsed for a version that a reload replaced before the
+/// call are refused (`SettingsMismatch`, not a failure): parsed again.
+fn classify(set: &PolicySet, event: &Event, state: &State, labels: &[(String, String)]) -> Seen {
     let Some(slot) = set.get("p") else { return Seen::Absent };
-    match slot.decide(event, state) {
+    let answer = loop {
+        let (_, _, specs) = slot.declaration();
+        let Ok(settings) = resolve(&specs, labels) else { return Seen::Failed("labels do not fit".into()) };
+        match slot.decide(event, &State { settings: settings.into(), ..state.clone() }) {
+            Err(PolicyError::SettingsMismatch { .. }) => continue,
+            answer => break answer,
+        }
+    };
+    match answer {
         Ok(Some(d)) if d.reason.contains(">= cpu.upper") => Seen::Threshold,
         Ok(Some(d)) if d.reason.contains("/ target") => Seen::Proportional,
         Ok(Some(d)) if d.reason == "ok" => Seen::Misbehave,
@@ -61,14 +74,16 @@ impl Stream {
         let stop = Arc::new(AtomicBool::new(false));
         let event = Event::cpu(0.95).at(1);
         // Chosen so that each shipped policy and the fixture decide, differently.
-        let state = State::replicas(2, 1, 9)
-            .with_settings(&[("cpu.upper", "0.8"), ("cpu.lower", "0.2"), ("cpu.target", "0.5")])
-            .with_cpu(&[0.95, 0.95]);
+        let state = State::replicas(2, 1, 9).with_cpu(&[0.95, 0.95]);
+        let labels: Vec<(String, String)> = [("cpu.upper", "0.8"), ("cpu.lower", "0.2"), ("cpu.target", "0.5")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let thread = {
             let (seen, stop) = (seen.clone(), stop.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    let who = classify(&set, &event, &state);
+                    let who = classify(&set, &event, &state, &labels);
                     seen.lock().expect("lock").push(who);
                     std::thread::sleep(Duration::from_micros(500));
                 }

@@ -40,22 +40,31 @@ fn event(metric: Metric, value: f64) -> Event {
     }
 }
 
-fn state(current: u32, settings: &[(&str, &str)]) -> State {
+/// Service `svc1` (`web`) at `current` replicas of `[1, 6]`, no settings.
+fn state(current: u32) -> State {
     State {
+        service_id: "svc1".into(),
+        service_name: "web".into(),
         current_replicas: current,
         min_replicas: 1,
         max_replicas: 6,
-        settings: settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
         ..State::default()
     }
+}
+
+/// The state of a service with these `labels`, parsed for `policy` as the
+/// daemon parses them.
+fn labelled(policy: &LoadedPolicy, current: u32, labels: &[(&str, &str)]) -> State {
+    state(current).with_settings(policy.resolve(labels).expect("the labels fit the policy"))
 }
 
 fn misbehave(rt: &Runtime) -> LoadedPolicy {
     rt.load("misbehave", &component("tests/fixtures/out/misbehave.wasm")).expect("fixture loads")
 }
 
+/// The misbehave fixture's one setting, `fault`.
 fn fault(name: &str) -> State {
-    state(2, &[("fault", name)])
+    state(2).with_settings(vec![Some(SettingValue::Text(name.into()))].into())
 }
 
 /// After any failure the same policy must decide correctly again.
@@ -68,22 +77,22 @@ fn assert_recovers(policy: &mut LoadedPolicy) {
 fn shipped_threshold_policy_decides_on_the_service_mean() {
     let rt = runtime(RuntimeConfig::default());
     let mut policy = rt.load("threshold", &component("policies/threshold.wasm")).expect("loads");
-    assert_eq!(policy.contract_version(), "0.3.0");
+    assert_eq!(policy.contract_version(), "1.0.0");
     let names: Vec<&str> = policy.settings().iter().map(|s| s.name.as_str()).collect();
     assert!(names.contains(&"cpu.upper") && names.contains(&"aggregate"), "{names:?}");
     let band = [("cpu.upper", "0.8"), ("cpu.lower", "0.2")];
-    let hot = state(2, &band).with_cpu(&[0.95, 0.91]);
+    let hot = labelled(&policy, 2, &band).with_cpu(&[0.95, 0.91]);
     let up = policy.decide(&event(Metric::Cpu, 0.93), &hot).expect("call").expect("decision");
     assert_eq!(up.target(), Some(3), "{}", up.reason);
-    let idle = state(2, &band).with_cpu(&[0.1, 0.05]);
+    let idle = labelled(&policy, 2, &band).with_cpu(&[0.1, 0.05]);
     let down = policy.decide(&event(Metric::Cpu, 0.1), &idle).expect("call").expect("decision");
     assert_eq!(down.target(), Some(1), "{}", down.reason);
     // One idle replica among saturated ones: the mean stays in the band.
-    let mixed = state(3, &band).with_cpu(&[1.0, 1.0, 0.05]);
+    let mixed = labelled(&policy, 3, &band).with_cpu(&[1.0, 1.0, 0.05]);
     assert_eq!(policy.decide(&event(Metric::Cpu, 0.05), &mixed).expect("call"), None);
     // A replica warming up is left out of the mean by the daemon: only the
     // hot one reports, and the service still scales out.
-    let warming = state(2, &band).with_metric(Metric::Cpu, Unit::FractionOfLimit, &[0.9], 1);
+    let warming = labelled(&policy, 2, &band).with_metric(Metric::Cpu, Unit::FractionOfLimit, &[0.9], 1);
     assert_eq!(policy.decide(&event(Metric::Cpu, 0.0), &warming).expect("call").and_then(|d| d.target()), Some(3));
 }
 
@@ -92,122 +101,82 @@ fn shipped_proportional_policy_is_the_hpa_rule_over_the_mean() {
     let rt = runtime(RuntimeConfig::default());
     let mut policy = rt.load("proportional", &component("policies/proportional.wasm")).expect("loads");
     let target = [("cpu.target", "0.5")];
-    let busy = state(2, &target).with_cpu(&[0.95, 0.85]);
+    let busy = labelled(&policy, 2, &target).with_cpu(&[0.95, 0.85]);
     let d = policy.decide(&event(Metric::Cpu, 0.9), &busy).expect("call").expect("decision");
     assert_eq!(d.target(), Some(4), "ceil(2 * 0.9 / 0.5) = 4: {}", d.reason);
-    let near = state(2, &target).with_cpu(&[0.52, 0.52]);
+    let near = labelled(&policy, 2, &target).with_cpu(&[0.52, 0.52]);
     assert_eq!(policy.decide(&event(Metric::Cpu, 0.52), &near).expect("call"), None, "within the tolerance");
 }
 
 #[test]
-fn a_component_built_for_contract_0_1_still_runs() {
+fn a_component_built_for_another_contract_version_is_refused_naming_both() {
     let rt = runtime(RuntimeConfig::default());
-    let mut policy = rt.load("v01", &component("tests/fixtures/out/contract_v0_1.wasm")).expect("loads");
-    assert_eq!(policy.contract_version(), "0.1.0");
-    assert!(policy.settings().is_empty(), "0.1 declares nothing");
-    let band = [("cpu.upper", "0.8"), ("cpu.lower", "0.2"), ("log", "yes")];
-    let up = policy.decide(&event(Metric::Cpu, 0.93), &state(2, &band)).expect("call").expect("decision");
-    assert_eq!(up.target(), Some(3));
-    assert!(up.reason.starts_with("v0.1"), "{}", up.reason);
-    assert_eq!(policy.decide(&event(Metric::Cpu, 0.5), &state(2, &band)).expect("call"), None);
+    let err = rt.load("old", &component("tests/fixtures/out/contract_v0_3.wasm")).expect_err("0.3 is refused");
+    assert!(matches!(err, PolicyError::OtherContract { .. }), "{err}");
+    assert_eq!(err.kind(), "contract-version");
+    let text = err.to_string();
+    assert!(
+        text.contains("policy old: built for contract autoscaler:policy@0.3.0, but this daemon runs 1.0.0"),
+        "{text}"
+    );
+}
+
+/// An event of service `id` named `name` about `container`, and the state
+/// of that service with the misbehave fixture's `whoami` fault.
+fn call_of(id: &str, name: &str, container: &str) -> (Event, State) {
+    let event = Event {
+        service_id: id.into(),
+        service_name: name.into(),
+        container_id: container.into(),
+        ..event(Metric::Cpu, 0.5)
+    };
+    let state = State { service_id: id.into(), service_name: name.into(), ..fault("whoami") };
+    (event, state)
 }
 
 #[test]
-fn a_component_built_for_contract_0_2_still_runs() {
-    let rt = runtime(RuntimeConfig::default());
-    let mut policy = rt.load("v02", &component("tests/fixtures/out/contract_v0_2.wasm")).expect("loads");
-    assert_eq!(policy.contract_version(), "0.2.0");
-    let names: Vec<&str> = policy.settings().iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["cpu.upper", "cpu.lower", "note"]);
-    let labels = [("cpu.upper", "0.7"), ("note", "typed")];
-    let hot = state(2, &labels).with_cpu(&[0.75, 0.8]);
-    let up = policy.decide(&event(Metric::Cpu, 0.8), &hot).expect("call").expect("decision");
-    assert_eq!(up.target(), Some(3));
-    // Every string reached the component: the service, its id, the
-    // container and a text setting.
-    assert_eq!(up.reason, "v0.2 web (svc1) replica 0123abcd note typed: 2 -> 3");
-    // The declared default of cpu.lower (0.2), and the service view.
-    let cold = state(2, &[]).with_cpu(&[0.1, 0.2]);
-    let down = policy.decide(&event(Metric::Cpu, 0.1), &cold).expect("call").expect("decision");
-    assert_eq!((down.target(), down.reason.ends_with("note -: 2 -> 1")), (Some(1), true), "{}", down.reason);
-    assert_eq!(policy.decide(&event(Metric::Cpu, 0.5), &state(2, &labels).with_cpu(&[0.5])).expect("call"), None);
-}
-
-/// An event of service `id` named `name`.
-fn event_of(id: &str, name: &str) -> Event {
-    Event { service_id: id.into(), service_name: name.into(), ..event(Metric::Cpu, 0.5) }
-}
-
-#[test]
-fn a_component_of_contract_0_3_has_each_service_bound_before_it_decides() {
-    // The empty 0.3 fixture traps on a call for a handle that is not bound.
-    let rt = runtime(RuntimeConfig::default());
-    let mut policy = rt.load("empty", &component("tests/fixtures/out/empty.wasm")).expect("loads");
-    assert_eq!(policy.contract_version(), "0.3.0");
-    for (id, name) in [("svc1", "web"), ("svc2", "api"), ("svc1", "web"), ("svc2", "api")] {
-        let state = state(2, &[]).with_cpu(&[0.5]);
-        assert_eq!(policy.decide(&event_of(id, name), &state).expect("bound, then decided"), None);
-    }
-}
-
-#[test]
-fn a_bind_that_traps_fails_the_call_and_the_next_instance_binds_again() {
-    let rt = runtime(RuntimeConfig::default());
-    let mut policy = rt.load("empty", &component("tests/fixtures/out/empty.wasm")).expect("loads");
-    let state = state(2, &[]).with_cpu(&[0.5]);
-    assert_eq!(policy.decide(&event_of("svc1", "web"), &state).expect("call"), None);
-    let err = policy.decide(&event_of("svc9", "trap-in-bind"), &state).expect_err("bind traps");
-    assert!(matches!(err, PolicyError::Trap { .. }), "{err}");
-    assert_eq!(policy.status().failures(), 1, "a failed bind is a failed call");
-    // A new instance has nothing bound: svc1 is bound again before its
-    // decide (the fixture would trap otherwise), and so is the service
-    // whose bind failed, until it fails again.
-    assert_eq!(policy.decide(&event_of("svc1", "web"), &state).expect("bound again"), None);
-    assert_eq!(policy.status().failures(), 0);
-    assert!(policy.decide(&event_of("svc9", "trap-in-bind"), &state).is_err());
-    assert_eq!(policy.decide(&event_of("svc1", "web"), &state).expect("bound again"), None);
-}
-
-#[test]
-fn the_sdk_builds_each_call_from_its_service_binding() {
+fn every_call_carries_its_service_and_replica() {
     let rt = runtime(RuntimeConfig::default());
     let mut policy = misbehave(&rt);
-    let whoami = |id: &str, name: &str, container: &str| Event { container_id: container.into(), ..event_of(id, name) };
-    let docker_id = "4f1c0a7d2b9e4c3aa1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718";
-    let said = |policy: &mut LoadedPolicy, event: &Event, state: &State| {
+    let said = |policy: &mut LoadedPolicy, (event, state): &(Event, State)| {
         policy.decide(event, state).expect("call").expect("decision").reason
     };
-    let web = whoami("svc1", "web", docker_id);
-    assert_eq!(said(&mut policy, &web, &fault("whoami")), "web svc1 4f1c0a7d2b9e4c3a fault=whoami");
-    // Two services bound side by side, each with its own name and settings.
-    let api = whoami("svc2", "api", "0123abcd");
-    assert_eq!(said(&mut policy, &api, &fault("whoami")), "api svc2 0123abcd00000000 fault=whoami");
-    assert_eq!(said(&mut policy, &web, &fault("whoami")), "web svc1 4f1c0a7d2b9e4c3a fault=whoami");
-    // Changed settings bind the service again: the SDK sees the new ones.
-    assert_eq!(said(&mut policy, &web, &fault("report")), "reporting 0 warming 0");
-    assert_eq!(said(&mut policy, &web, &fault("whoami")), "web svc1 4f1c0a7d2b9e4c3a fault=whoami");
-    // The daemon's shared settings list: bound once, then compared by pointer.
-    let typed: std::sync::Arc<[Option<SettingValue>]> =
-        std::sync::Arc::from([Some(SettingValue::Text("whoami".into()))]);
-    let shared = State { typed_settings: Some(typed.clone()), ..state(2, &[]) };
-    assert_eq!(said(&mut policy, &api, &shared), "api svc2 0123abcd00000000 fault=whoami");
-    let other: std::sync::Arc<[Option<SettingValue>]> =
-        std::sync::Arc::from([Some(SettingValue::Text("report".into()))]);
-    let changed = State { typed_settings: Some(other), ..state(2, &[]) };
-    assert_eq!(said(&mut policy, &api, &changed), "reporting 0 warming 0");
-    // After a trap the new instance binds each service again, with its
-    // latest settings.
-    let _ = policy.decide(&web, &fault("trap")).expect_err("trap");
-    assert_eq!(said(&mut policy, &api, &shared), "api svc2 0123abcd00000000 fault=whoami");
-    assert_eq!(said(&mut policy, &web, &fault("whoami")), "web svc1 4f1c0a7d2b9e4c3a fault=whoami");
+    let docker_id = "4f1c0a7d2b9e4c3aa1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718";
+    let web = call_of("svc1", "web", docker_id);
+    assert_eq!(said(&mut policy, &web), "web svc1 4f1c0a7d2b9e4c3a fault=whoami");
+    // Services side by side, each with its own name and settings, and no
+    // call in between to tell the policy about them.
+    let api = call_of("svc2", "api", "0123abcd");
+    assert_eq!(said(&mut policy, &api), "api svc2 0123abcd00000000 fault=whoami");
+    let report = State { settings: fault("report").settings, ..web.1.clone() };
+    assert_eq!(said(&mut policy, &(web.0.clone(), report)), "reporting 0 warming 0");
+    assert_eq!(said(&mut policy, &web), "web svc1 4f1c0a7d2b9e4c3a fault=whoami");
+    // After a trap the new instance needs nothing but the next call.
+    let _ = policy.decide(&web.0, &fault("trap")).expect_err("trap");
+    assert_eq!(said(&mut policy, &api), "api svc2 0123abcd00000000 fault=whoami");
+}
+
+#[test]
+fn the_boundary_alone_decides_nothing_and_a_trap_fails_one_call() {
+    // The empty fixture, without the SDK: it traps for `trap-in-decide`.
+    let rt = runtime(RuntimeConfig::default());
+    let mut policy = rt.load("empty", &component("tests/fixtures/out/empty.wasm")).expect("loads");
+    assert_eq!((policy.contract_version(), policy.settings().len()), ("1.0.0", 0));
+    let calm = state(2).with_cpu(&[0.5]);
+    assert_eq!(policy.decide(&event(Metric::Cpu, 0.5), &calm).expect("call"), None);
+    let trap = State { service_name: "trap-in-decide".into(), ..calm.clone() };
+    let err = policy.decide(&event(Metric::Cpu, 0.5), &trap).expect_err("traps");
+    assert!(matches!(err, PolicyError::Trap { .. }), "{err}");
+    assert_eq!(policy.status().failures(), 1);
+    assert_eq!(policy.decide(&event(Metric::Cpu, 0.5), &calm).expect("a fresh instance"), None);
+    assert_eq!(policy.status().failures(), 0);
 }
 
 #[test]
 fn settings_that_do_not_fit_the_declaration_fail_with_every_problem() {
     let rt = runtime(RuntimeConfig::default());
-    let mut policy = rt.load("threshold", &component("policies/threshold.wasm")).expect("loads");
-    let bad = state(2, &[("cpu.upper", "lots"), ("step", "two")]).with_cpu(&[0.9]);
-    let err = policy.decide(&event(Metric::Cpu, 0.9), &bad).expect_err("labels do not parse");
+    let policy = rt.load("threshold", &component("policies/threshold.wasm")).expect("loads");
+    let err = policy.resolve(&[("cpu.upper", "lots"), ("step", "two")]).expect_err("labels do not parse");
     let text = err.to_string();
     assert!(matches!(err, PolicyError::Settings { .. }), "{text}");
     assert!(text.contains("autoscale.cpu.upper") && text.contains("autoscale.step"), "{text}");
@@ -297,11 +266,12 @@ fn component_of_another_world_is_refused_naming_the_missing_export() {
     let rt = runtime(RuntimeConfig::default());
     let err = rt.load("other", &component("tests/fixtures/out/other_world.wasm")).expect_err("wrong world");
     assert!(matches!(err, PolicyError::WrongWorld { .. }), "{err}");
-    assert!(err.to_string().contains("as 0.3.0: no export `bind-service`"), "{err}");
+    assert!(err.to_string().contains("of contract 1.0.0: no export `decide`"), "{err}");
     // The same runtime still runs a good policy.
     let mut good = rt.load("threshold", &component("policies/threshold.wasm")).expect("loads");
     let band = [("cpu.upper", "0.8"), ("cpu.lower", "0.2")];
-    assert!(good.decide(&event(Metric::Cpu, 0.9), &state(1, &band).with_cpu(&[0.9])).expect("call").is_some());
+    let hot = labelled(&good, 1, &band).with_cpu(&[0.9]);
+    assert!(good.decide(&event(Metric::Cpu, 0.9), &hot).expect("call").is_some());
 }
 
 #[test]
@@ -363,7 +333,7 @@ fn unchanged_component_is_compiled_once_across_restarts() {
     let third = runtime(RuntimeConfig { cache_dir: Some(cache.path().to_path_buf()), ..RuntimeConfig::default() });
     let mut d = third.load("proportional", &bytes).expect("recompiles");
     assert_eq!((d.origin(), third.compiles()), (Origin::Compiled, 1));
-    let busy = state(2, &[("cpu.target", "0.5")]).with_cpu(&[0.9, 0.9]);
+    let busy = labelled(&d, 2, &[("cpu.target", "0.5")]).with_cpu(&[0.9, 0.9]);
     assert!(d.decide(&event(Metric::Cpu, 0.9), &busy).expect("call").is_some());
 }
 
@@ -382,24 +352,22 @@ fn cli_check_reports_version_imports_and_refusals() {
     let ok = host_cli(&["policy", "check", "policies/threshold.wasm"]);
     let out = String::from_utf8_lossy(&ok.stdout);
     assert!(ok.status.success(), "{out}");
-    assert!(out.contains("OK") && out.contains("contract version: 0.3.0 (current)"), "{out}");
-    assert!(out.contains("autoscaler:policy/host@0.3.0") && out.contains("decide"), "{out}");
-    let previous = host_cli(&["policy", "check", "tests/fixtures/out/contract_v0_2.wasm"]);
-    let out = String::from_utf8_lossy(&previous.stdout);
-    assert!(previous.status.success() && out.contains("contract version: 0.2.0 (supported"), "{out}");
+    assert!(out.contains("OK") && out.contains("contract version: 1.0.0 (current)"), "{out}");
+    assert!(out.contains("autoscaler:policy/host@1.0.0") && out.contains("decide"), "{out}");
     assert!(out.contains("settings (labels autoscale.NAME") && out.contains("cpu.upper"), "{out}");
-    let old = host_cli(&["policy", "check", "tests/fixtures/out/contract_v0_1.wasm"]);
+    let old = host_cli(&["policy", "check", "tests/fixtures/out/contract_v0_3.wasm"]);
     let out = String::from_utf8_lossy(&old.stdout);
-    assert!(old.status.success() && out.contains("contract version: 0.1.0 (supported"), "{out}");
-    // The version its exports fit, though it imports nothing of the package.
+    assert!(!old.status.success(), "{out}");
+    assert!(out.contains("NOT RUNNABLE") && out.contains("contract version: 0.3.0 (this daemon runs 1.0.0)"), "{out}");
+    assert!(out.contains("built for contract autoscaler:policy@0.3.0"), "{out}");
     let lean = host_cli(&["policy", "check", "tests/fixtures/out/empty.wasm"]);
     let out = String::from_utf8_lossy(&lean.stdout);
-    assert!(lean.status.success() && out.contains("contract version: 0.3.0 (current)"), "{out}");
+    assert!(lean.status.success() && out.contains("contract version: 1.0.0 (current)"), "{out}");
 
     let bad = host_cli(&["policy", "check", "tests/fixtures/out/other_world.wasm"]);
     let out = String::from_utf8_lossy(&bad.stdout);
     assert!(!bad.status.success(), "{out}");
-    assert!(out.contains("NOT RUNNABLE") && out.contains("no export `bind-service`"), "{out}");
+    assert!(out.contains("NOT RUNNABLE") && out.contains("no export `decide`"), "{out}");
 
     let json = host_cli(&["policy", "check", "--json", "Cargo.toml"]);
     assert!(!json.status.success());
@@ -411,7 +379,7 @@ fn cli_check_reports_version_imports_and_refusals() {
     // import gets from the sandbox.
     let json = host_cli(&["policy", "check", "--json", "policies/threshold.wasm"]);
     let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json report");
-    assert_eq!(report["component"]["contract-version"], "0.3.0", "{report}");
+    assert_eq!(report["component"]["contract-version"], "1.0.0", "{report}");
     assert!(report["component"]["load-ms"].is_number(), "{report}");
     let access = report["import-access"].as_array().expect("import-access");
     assert!(
@@ -431,14 +399,14 @@ fn cli_run_prints_the_decision_as_json_with_wit_names() {
     let state = r#"{"current-replicas":2,"min-replicas":1,"max-replicas":5,
         "metrics":[{"metric":"cpu","unit":"fraction-of-limit","reporting":2,"warming":0,
             "value":{"mean":0.9,"min":0.87,"max":0.93,"sum":1.8},"window-ns":3000000000}],
-        "settings":[["cpu.upper","0.8"],["cpu.lower","0.2"]]}"#;
+        "labels":{"cpu.upper":"0.8","cpu.lower":"0.2"}}"#;
     let run = host_cli(&["policy", "run", "policies/threshold.wasm", "--event", event, "--state", state]);
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let decision: serde_json::Value = serde_json::from_slice(&run.stdout).expect("json");
     assert_eq!(decision["action"]["scale"], 3, "{decision}");
     assert!(decision["reason"].as_str().unwrap_or_default().contains(">= cpu.upper"), "{decision}");
 
-    let quiet = state.replace("0.8\"],[\"cpu.lower", "0.99\"],[\"cpu.lower");
+    let quiet = state.replace("\"cpu.upper\":\"0.8\"", "\"cpu.upper\":\"0.99\"");
     let none = host_cli(&["policy", "run", "policies/threshold.wasm", "--event", event, "--state", &quiet]);
     assert!(none.status.success());
     assert_eq!(String::from_utf8_lossy(&none.stdout).trim(), "null");
@@ -472,7 +440,7 @@ fn cli_run_prints_the_decision_as_json_with_wit_names() {
         "--event",
         event,
         "--state",
-        r#"{"current-replicas":1,"min-replicas":1,"max-replicas":2,"settings":[["fault","loop"]]}"#,
+        r#"{"current-replicas":1,"min-replicas":1,"max-replicas":2,"labels":{"fault":"loop"}}"#,
     ]);
     assert!(!looping.status.success());
     assert!(String::from_utf8_lossy(&looping.stderr).contains("time limit"));

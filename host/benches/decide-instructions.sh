@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Instructions per `decide` call, for each policy of the decide benchmark
-# (the shipped ones, the empty 0.3 and 0.2 policies) and the threshold rule
+# (the shipped ones, the empty policy) and the threshold rule
 # compiled natively: the benchmark binary runs under
 # valgrind (callgrind) with DECIDE_CALLS=1000 and 3000 calls, counting only
 # inside the call (LoadedPolicy::decide: conversion, lowering, the guest,
@@ -27,7 +27,7 @@ count() { # policy calls function
     grep -o 'Collected : [0-9]*' "$work/err" | grep -o '[0-9]*$'
 }
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores, kernel $(uname -r)"
-for policy in threshold proportional empty empty-v0.2 threshold-native; do
+for policy in threshold proportional empty threshold-native; do
     case $policy in
         threshold-native) fn='<threshold::Threshold as autoscaler_sdk::Policy>::decide' ;;
         *) fn='host::policy::LoadedPolicy::decide*' ;;

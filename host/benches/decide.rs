@@ -1,16 +1,14 @@
 //! `cargo bench -p host --bench decide`: the cost of one `decide` call through
 //! the policy runtime (event and service-view conversion, lowering into the
 //! component, the policy's own logic, lifting the decision) for each shipped
-//! policy, with the state a 3-replica service carries (one aggregate per
-//! metric, typed settings bound once per service with contract 0.3), and
-//! the events per second one core sustains.
+//! policy, with the state a 3-replica service carries (contract 1.0: the
+//! service's id and name, its parsed settings and one aggregate per metric
+//! on every call), and the events per second one core sustains.
 //!
-//! Beside them, in the same run: an empty 0.3 policy (the boundary alone:
-//! `tests/fixtures/out/empty.wasm`), an empty 0.2 policy (the boundary of
-//! the previous contract, with the service's strings and settings on every
-//! call: `empty_v0_2.wasm`) and the threshold rule compiled natively (the
-//! same crate, linked into this benchmark), so that the overhead reads as a
-//! ratio on any machine.
+//! Beside them, in the same run: an empty policy (the boundary alone:
+//! `tests/fixtures/out/empty.wasm`) and the threshold rule compiled
+//! natively (the same crate, linked into this benchmark), so that the
+//! overhead reads as a ratio on any machine.
 //!
 //! Prints `decide_ns_median=<n> policy=<name>`, `events_per_sec=<n>`, the
 //! ratios, and the machine. Needs `policies/build.sh` and
@@ -34,17 +32,21 @@ use std::time::{Duration, Instant};
 
 use autoscaler_sdk::Policy as _;
 use autoscaler_sdk::testing::{EventBuilder, StateBuilder};
-use host::model::settings::resolve;
 use host::model::{Event, Metric, State, Unit};
 use host::policy::{Runtime, RuntimeConfig};
 
 const BATCH: usize = 2_000;
 const BATCHES: usize = 101;
 
-/// The state of a busy 3-replica service, as the daemon passes it.
+/// The labels of the benchmark's service (settings for both shipped policies).
+const LABELS: [(&str, &str); 4] =
+    [("cpu.upper", "0.8"), ("cpu.lower", "0.2"), ("cpu.target", "0.5"), ("cooldown.up", "3s")];
+
+/// The state of a busy 3-replica service, as the daemon passes it (its
+/// settings are parsed for each policy).
 fn service_state() -> State {
     State::replicas(3, 1, 10)
-        .with_settings(&[("cpu.upper", "0.8"), ("cpu.lower", "0.2"), ("cpu.target", "0.5"), ("cooldown.up", "3s")])
+        .of("k3l9x0c2v8b7n6m5", "demo_web")
         .with_cpu(&[0.7, 0.75, 0.4])
         .with_metric(Metric::Memory, Unit::Bytes, &[2.0e8, 2.1e8, 1.9e8], 0)
         .with_metric(Metric::Connections, Unit::Count, &[12.0, 9.0, 3.0], 1)
@@ -112,7 +114,6 @@ fn main() -> anyhow::Result<()> {
         ("threshold", "policies/threshold.wasm"),
         ("proportional", "policies/proportional.wasm"),
         ("empty", "tests/fixtures/out/empty.wasm"),
-        ("empty-v0.2", "tests/fixtures/out/empty_v0_2.wasm"),
     ]
     .into_iter()
     .map(|(name, path)| (name.to_string(), repo.join(path)))
@@ -144,10 +145,7 @@ fn main() -> anyhow::Result<()> {
             .collect::<Result<_, _>>()?;
         let instantiate_us = common::percentile(&mut instantiate_us, 50);
         // The daemon resolves settings once per service and policy version.
-        let mut state = base.clone();
-        let typed = resolve(policy.settings(), &state.settings)
-            .map_err(|p| anyhow::anyhow!("bench settings do not fit {name}: {p:?}"))?;
-        state.typed_settings = Some(typed.into());
+        let mut state = base.clone().with_settings(policy.resolve(&LABELS)?);
         // Values sweep through the band so the policy takes every branch.
         let event = |i: u64| {
             Event::cpu((i % 100) as f64 / 100.0).of(
@@ -193,13 +191,14 @@ fn main() -> anyhow::Result<()> {
         .connections(&[12.0, 9.0, 3.0])
         .label("cpu.upper", "0.8")
         .label("cpu.lower", "0.2")
+        .service("demo_web")
         .build_for::<threshold::Threshold>();
     let native_call = |i: u64| {
         let mut state = native_state.clone();
-        if let Some(cpu) = state.metrics.cpu.as_mut() {
+        if let Some(cpu) = state.metric_mut("cpu") {
             cpu.value.mean = (i % 100) as f64 / 100.0;
         }
-        let event = EventBuilder::cpu((i % 100) as f64 / 100.0).container("c1").service("demo_web").build();
+        let event = EventBuilder::cpu((i % 100) as f64 / 100.0).container("c1").build();
         std::hint::black_box(threshold::Threshold::decide(event, state));
     };
     if let Some(counting) = &counting {
@@ -211,13 +210,12 @@ fn main() -> anyhow::Result<()> {
     println!("events_per_sec={native_per_sec:.0} policy=threshold-native");
 
     let of = |name: &str| medians.iter().find(|(n, ..)| *n == name).map(|(_, m, _)| *m).unwrap_or(f64::NAN);
-    let (threshold, empty, empty_v0_2) = (of("threshold"), of("empty"), of("empty-v0.2"));
+    let (threshold, empty) = (of("threshold"), of("empty"));
     println!(
         "ratio threshold/native={:.1} boundary_share={:.0}% (empty {empty:.0} ns of threshold {threshold:.0} ns)",
         threshold / native,
         100.0 * empty / threshold
     );
-    println!("ratio boundary 0.3/0.2={:.2} (empty {empty:.0} ns, empty-v0.2 {empty_v0_2:.0} ns)", empty / empty_v0_2);
     for (name, median, per_sec) in &medians {
         // The targets are for the shipped policies.
         if name.starts_with("empty") || components[own..].iter().any(|(extra, _)| extra == name) {

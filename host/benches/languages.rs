@@ -31,6 +31,9 @@ use host::replay::{ReplayOptions, Trace, replay};
 const BATCH: usize = 200;
 const BATCHES: usize = 51;
 
+/// The labels of the service every case decides for.
+const LABELS: [(&str, &str); 3] = [("cpu.upper", "0.8"), ("cpu.lower", "0.2"), ("connections.upper", "100")];
+
 struct Case {
     lang: &'static str,
     file: &'static str,
@@ -39,10 +42,13 @@ struct Case {
 }
 
 fn cases() -> Vec<Case> {
-    let hot = State::replicas(2, 1, 10)
-        .with_settings(&[("cpu.upper", "0.8"), ("cpu.lower", "0.2"), ("connections.upper", "100")])
-        .with_cpu(&[0.9, 0.95])
-        .with_metric(Metric::Connections, Unit::Count, &[80.0, 70.0], 0);
+    // Settings are parsed from LABELS for each policy once it is loaded.
+    let hot = State::replicas(2, 1, 10).with_cpu(&[0.9, 0.95]).with_metric(
+        Metric::Connections,
+        Unit::Count,
+        &[80.0, 70.0],
+        0,
+    );
     vec![
         Case { lang: "rust", file: "policies/threshold.wasm", event: Event::cpu(0.95), state: hot.clone() },
         Case {
@@ -92,13 +98,14 @@ fn measure(repo: &Path, case: &Case) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut policy = runtime.load(case.lang, &bytes)?;
     let cached_start_ms = started.elapsed().as_secs_f64() * 1e3;
-    let decision = policy.decide(&case.event, &case.state)?;
+    let state = case.state.clone().with_settings(policy.resolve(&LABELS)?);
+    let decision = policy.decide(&case.event, &state)?;
     anyhow::ensure!(decision.is_some(), "{}: the bench state should make a decision", case.lang);
     let mut per_call_us = Vec::with_capacity(BATCHES);
     for _ in 0..BATCHES {
         let started = Instant::now();
         for _ in 0..BATCH {
-            std::hint::black_box(policy.decide(&case.event, &case.state)?);
+            std::hint::black_box(policy.decide(&case.event, &state)?);
         }
         per_call_us.push(started.elapsed().as_secs_f64() * 1e6 / BATCH as f64);
     }

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use host::model::settings::resolve;
 use host::model::{Event, EventKind, Metric, State, Unit};
 use host::policy::PolicySet;
 use host::policy::{CompilerSettings, Runtime, RuntimeConfig, content_hash};
@@ -64,17 +65,12 @@ fn main() -> anyhow::Result<()> {
         service_name: "web".into(),
         timestamp_ns: 1,
     };
-    let state = State {
-        current_replicas: 2,
-        min_replicas: 1,
-        max_replicas: 9,
-        settings: vec![
-            ("cpu.upper".into(), "0.8".into()),
-            ("cpu.lower".into(), "0.2".into()),
-            ("cpu.target".into(), "0.5".into()),
-        ],
-        ..State::default()
-    };
+    let state = State::replicas(2, 1, 9);
+    // Parsed for each version, as the daemon parses a service's labels.
+    let labels: Vec<(String, String)> = [("cpu.upper", "0.8"), ("cpu.lower", "0.2"), ("cpu.target", "0.5")]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
 
     // Rename `bytes` into place as p.wasm and time until a decision comes
     // from exactly that version.
@@ -86,7 +82,9 @@ fn main() -> anyhow::Result<()> {
         std::fs::rename(&tmp, dir.path().join("p.wasm"))?;
         loop {
             if let Some(slot) = set.get("p").filter(|s| s.sha256() == want) {
-                slot.decide(&event, &state)?;
+                let (_, _, specs) = slot.declaration();
+                let settings = resolve(&specs, &labels).map_err(|p| anyhow::anyhow!("labels: {p:?}"))?;
+                slot.decide(&event, &State { settings: settings.into(), ..state.clone() })?;
                 return Ok(started.elapsed().as_secs_f64() * 1e3);
             }
             anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "version {want} never answered");

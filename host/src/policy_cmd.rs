@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 
 use crate::model::settings::closest;
 use crate::model::{Event, State};
-use crate::policy::{CONTRACT_VERSION, Runtime, SUPPORTED_VERSIONS, WORLD};
+use crate::policy::{CONTRACT_VERSION, Runtime, WORLD};
 
 /// The policy name for a file: its stem.
 pub fn policy_name(file: &Path) -> String {
@@ -49,10 +49,7 @@ pub fn check(runtime: &Runtime, file: &Path, json: bool) -> anyhow::Result<bool>
     }
     match &inspection.contract_version {
         Some(v) if v == CONTRACT_VERSION => println!("  contract version: {v} (current)"),
-        Some(v) if SUPPORTED_VERSIONS.contains(&v.as_str()) => {
-            println!("  contract version: {v} (supported; the current one is {CONTRACT_VERSION})")
-        }
-        Some(v) => println!("  contract version: {v} (this daemon runs {})", SUPPORTED_VERSIONS.join(", ")),
+        Some(v) => println!("  contract version: {v} (this daemon runs {CONTRACT_VERSION})"),
         None => println!("  contract version: unknown (imports nothing from autoscaler:policy)"),
     }
     if !inspection.settings.is_empty() {
@@ -98,6 +95,10 @@ const EVENT_FIELDS: &[(&str, bool)] = &[
 
 /// Fields of a state: (WIT name, required).
 const STATE_FIELDS: &[(&str, bool)] = &[
+    ("service-id", false),
+    ("service-name", false),
+    ("settings", false),
+    ("labels", false),
     ("current-replicas", true),
     ("min-replicas", true),
     ("max-replicas", true),
@@ -106,7 +107,6 @@ const STATE_FIELDS: &[(&str, bool)] = &[
     ("last-scale-down-ns", false),
     ("hold-until-ns", false),
     ("metrics", false),
-    ("settings", false),
 ];
 
 /// Every unknown and every missing top-level field of `value`, at once:
@@ -138,6 +138,12 @@ fn field_problems(what: &str, value: &serde_json::Value, fields: &[(&str, bool)]
 /// `host policy run FILE --event JSON --state JSON`: the decision as JSON,
 /// and what the policy logged during the call (printed to stderr; when it
 /// returns no decision, that is usually why).
+///
+/// Besides the WIT's fields, the state may give the service's `labels`
+/// (`{"cpu.upper": "0.8"}`, without the `autoscale.` prefix) instead of
+/// `settings`: they are parsed against the policy's declaration as the
+/// daemon parses a service's labels. A state without `service-id` and
+/// `service-name` gets the event's.
 pub fn run(runtime: &Runtime, file: &Path, event: &str, state: &str) -> anyhow::Result<String> {
     let event: serde_json::Value = serde_json::from_str(&read_arg(event)?)
         .context("--event is not a valid event: not JSON (fields use the WIT names, e.g. \"container-id\")")?;
@@ -148,12 +154,32 @@ pub fn run(runtime: &Runtime, file: &Path, event: &str, state: &str) -> anyhow::
     if !problems.is_empty() {
         bail!("{}", problems.join("\n"));
     }
+    let mut state = state;
+    let labels = match state.as_object_mut().and_then(|o| o.remove("labels")) {
+        None => None,
+        Some(labels) => Some(read_labels(labels)?),
+    };
+    if labels.is_some() && state.get("settings").is_some() {
+        bail!("--state has both \"labels\" and \"settings\"; give one (labels are parsed into settings)");
+    }
     let event: Event = serde_json::from_value(event).context("--event is not a valid event")?;
-    let state: State = serde_json::from_value(state).context("--state is not a valid state")?;
+    let mut state: State = serde_json::from_value(state).context("--state is not a valid state")?;
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     runtime.capture_policy_log();
     let mut policy = runtime.load(&policy_name(file), &bytes)?;
-    let mut state = state;
+    if let Some(labels) = labels {
+        state.settings = policy.resolve(&labels)?;
+    } else if state.settings.is_empty() && !policy.settings().is_empty() {
+        // No labels at all: the declared defaults (and a clear message for
+        // a required setting).
+        state.settings = policy.resolve::<&str, &str>(&[])?;
+    }
+    if state.service_id.is_empty() {
+        state.service_id.clone_from(&event.service_id);
+    }
+    if state.service_name.is_empty() {
+        state.service_name.clone_from(&event.service_name);
+    }
     if state.now_ns == 0 {
         state.now_ns = event.timestamp_ns;
     }
@@ -194,6 +220,25 @@ pub fn import_access(import: &str) -> (bool, &'static str) {
         i if i.starts_with("wasi:cli/") => (true, "harmless (exit, terminal queries)"),
         _ => (false, "refused: not provided by this daemon, the component cannot be loaded"),
     }
+}
+
+/// The `labels` of a `--state`: an object of strings, or a list of
+/// `[name, value]` pairs; names without the `autoscale.` prefix.
+fn read_labels(labels: serde_json::Value) -> anyhow::Result<Vec<(String, String)>> {
+    let pairs: Vec<(String, String)> = match labels {
+        // A number or flag written without quotes reads as its text.
+        serde_json::Value::Object(map) => map
+            .into_iter()
+            .map(|(k, v)| match v {
+                serde_json::Value::String(v) => (k, v),
+                other => (k, other.to_string()),
+            })
+            .collect(),
+        other => serde_json::from_value(other).context(
+            "--state \"labels\" is neither an object ({\"cpu.upper\": \"0.8\"}) nor a list of [name, value]",
+        )?,
+    };
+    Ok(pairs.into_iter().map(|(k, v)| (k.strip_prefix("autoscale.").map(str::to_string).unwrap_or(k), v)).collect())
 }
 
 /// An argument that is either inline JSON or `@path`.

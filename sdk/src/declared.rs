@@ -9,11 +9,10 @@
 //! instructions per read in a component. Names are fixed per policy, so
 //! the index is built when the settings are declared and never again.
 //!
-//! Filled by the exported `settings()`, and by the exported `bind-service`
-//! when the instance is fresh (the daemon calls `settings()` once per load,
-//! possibly in another instance, and binds every service before its first call
-//! in an instance, so `decide` needs no check of its own). In native unit
-//! tests, [`StateBuilder::build_for`](crate::testing::StateBuilder::build_for)
+//! Filled by the exported `settings()`, and by the exported `decide` when
+//! the instance is fresh (the daemon calls `settings()` once per load,
+//! possibly in another instance; the check costs one thread-local read per
+//! call). In native unit tests, [`StateBuilder::build_for`](crate::testing::StateBuilder::build_for)
 //! fills it for the test's thread. A component instance has one thread, so the
 //! thread-local is a plain global there.
 

@@ -3,7 +3,7 @@
 //! Write scaling policies for the Docker Swarm autoscaler `host` in Rust.
 //!
 //! A policy is a WebAssembly component of world `autoscaler:policy/policy`,
-//! contract version 0.3.0 (see `wit/policy.wit` in the repository). It does
+//! contract version 1.0.0 (see `wit/policy.wit` in the repository). It does
 //! two things:
 //!
 //! - [`Policy::settings`] declares the settings it reads, each an
@@ -12,38 +12,31 @@
 //!   when it loads the policy, refuses services whose labels do not parse
 //!   as declared, and passes the parsed values to every call.
 //! - [`Policy::decide`] is called when the kernel pushes an event about a
-//!   replica of a bound service. The [`Event`] names the replica and the
-//!   service; the [`State`] carries the service view: one [`Aggregate`] per
-//!   metric over all the service's running replicas (mean, min, max, sum of
-//!   the replicas that report, how many are still warming up), the clock,
-//!   the last scale in each direction and the settings. It returns a
-//!   [`Decision`] (scale to a count, or hold scale-in for a while) or
-//!   `None`. The daemon applies a decision after its own guardrails
-//!   (bounds, cooldowns, step limit).
+//!   replica of a bound service. The [`Event`] says what was measured on
+//!   which replica; the [`State`] names the service and carries its
+//!   settings and the service view: one [`Aggregate`] per metric over all
+//!   the service's running replicas (mean, min, max, sum of the replicas
+//!   that report, how many are still warming up), the clock and the last
+//!   scale in each direction. It returns a [`Decision`] (scale to a count,
+//!   or hold scale-in for a while) or `None`. The daemon applies a decision
+//!   after its own guardrails (bounds, cooldowns, step limit).
 //!
 //! Settings are read by name and type, without parsing text:
 //! [`State::number`], [`State::duration`], [`State::flag`], [`State::text`].
 //! The SDK keeps the declared names and maps a name to its position in the
 //! state with a short scan, no allocation.
 //!
-//! ## What the contract passes, and what the SDK keeps
+//! Metrics are data: a metric is a name from the daemon's metric table
+//! ([`metric::CPU`], [`metric::MEMORY`], [`metric::CONNECTIONS`] today).
+//! [`State::metric`] finds the aggregate of any name; [`State::cpu`],
+//! [`State::memory`] and [`State::connections`] are one-line accessors
+//! for the metrics there are today (a new metric needs a new name, and at
+//! most a new accessor here, never a new contract). A policy ignores
+//! metrics it does not know.
 //!
-//! Contract 0.3 passes what stays the same between calls once per service:
-//! the daemon binds a service (its handle, id, name and typed settings)
-//! before its first call, and again when its labels change; a call then
-//! carries the handle, the event and the state, without a string or a
-//! list. [`export_policy!`] keeps the bindings and builds [`Event`] and
-//! [`State`] from them, sharing the service's strings ([`SharedStr`]) and
-//! settings (`Arc<[..]>`) instead of copying them, so a policy reads
-//! `event.service_name` or `state.number("cpu.upper")` as before. Two
-//! differences from 0.2, where the SDK re-exported the contract's types:
-//!
-//! - `event.container_id` is the first 16 hex digits of the Docker
-//!   container id (a [`ContainerId`]; the first 12 are what `docker ps`
-//!   shows), also as a number in `event.container`; it was the whole id.
-//! - `state.metrics` is a [`Metrics`] (`cpu`, `memory`, `connections` and
-//!   `others`; `state.metrics.iter()` visits them) and `state.settings` an
-//!   `Arc<[Option<SettingValue>]>`; they were vectors.
+//! The types are the contract's own ([`Event`], [`State`], [`Aggregate`]
+//! are generated from the WIT), with the methods of this crate on them:
+//! what a Python, JavaScript or C policy gets is what a Rust policy gets.
 //!
 //! Policies run sandboxed: no files, network or environment, a time budget per
 //! call (10 ms by default) and a memory cap (64 MiB by default). Keep
@@ -141,11 +134,10 @@ pub mod bindings {
 
 pub use bindings::autoscaler::policy::host::Level;
 pub use bindings::autoscaler::policy::types::{
-    Action, Aggregate, Crossing, Decision, Direction, EventKind, Metric, SettingSpec, SettingType, SettingValue, Stats,
-    Unit,
+    Action, Aggregate, Crossing, Decision, Direction, Event, EventKind, SettingSpec, SettingType, SettingValue, State,
+    Stats, Unit,
 };
 
-mod bound;
 mod declared;
 mod figure;
 mod settings;
@@ -154,11 +146,23 @@ mod state;
 pub mod testing;
 #[cfg(test)]
 mod tests;
-mod view;
 
 pub use figure::Figure;
 pub use settings::{BOOL_FORMS, DURATION_FORMS, parse_bool, parse_duration, parse_number, parse_quantity};
-pub use view::{ContainerId, Event, Metrics, MetricsIter, SharedStr, State};
+
+/// The names of the metrics the daemon measures today, as `event.metric`
+/// and `aggregate.metric` carry them. Metrics are data: a daemon may send
+/// names this list does not have yet (a policy ignores those it does not
+/// know), and a new metric adds a name here, never a contract version.
+pub mod metric {
+    /// CPU utilisation over the probe window: a fraction of the limit, or
+    /// cores without a limit.
+    pub const CPU: &str = "cpu";
+    /// Memory in use (memory cgroup usage), bytes.
+    pub const MEMORY: &str = "memory";
+    /// Open TCP connections accepted by the replica, a count.
+    pub const CONNECTIONS: &str = "connections";
+}
 
 /// A scaling policy. Implement it on a type and export it with
 /// [`export_policy!`].
@@ -175,10 +179,10 @@ pub trait Policy {
     fn decide(event: Event, state: State) -> Option<Decision>;
 }
 
-/// Export a [`Policy`] implementation as the component's `settings`,
-/// `bind-service`, `unbind-service` and `decide`: the SDK keeps the services
-/// the daemon binds and calls [`Policy::decide`] with the [`Event`] and
-/// [`State`] of each call.
+/// Export a [`Policy`] implementation as the component's `settings` and
+/// `decide`. In a fresh instance (the daemon asked for the settings in
+/// another one) the first `decide` declares the settings first, so that
+/// they are read by name from the first call.
 ///
 /// Use it once per crate, at the top level: `export_policy!(MyPolicy);`
 #[macro_export]
@@ -189,20 +193,8 @@ macro_rules! export_policy {
                 $crate::__declare_settings(<$policy as $crate::Policy>::settings())
             }
 
-            fn bind_service(service: $crate::__wit::Service) {
-                $crate::__bind(service, <$policy as $crate::Policy>::settings)
-            }
-
-            fn unbind_service(handle: u32) {
-                $crate::__unbind(handle)
-            }
-
-            fn decide(
-                service: u32,
-                event: $crate::__wit::Event,
-                state: $crate::__wit::State,
-            ) -> ::core::option::Option<$crate::Decision> {
-                let (event, state) = $crate::__view(service, event, state)?;
+            fn decide(event: $crate::Event, state: $crate::State) -> ::core::option::Option<$crate::Decision> {
+                $crate::__ensure_declared(<$policy as $crate::Policy>::settings);
                 <$policy as $crate::Policy>::decide(event, state)
             }
         }
@@ -210,10 +202,6 @@ macro_rules! export_policy {
     };
 }
 
-#[doc(hidden)]
-pub use bindings::autoscaler::policy::types as __wit;
-#[doc(hidden)]
-pub use bound::{bind as __bind, unbind as __unbind, view as __view};
 #[doc(hidden)]
 pub use declared::{declare_settings as __declare_settings, ensure_declared as __ensure_declared};
 

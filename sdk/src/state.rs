@@ -1,10 +1,11 @@
-//! Convenience methods: typed settings and the service view on [`State`],
-//! constructors on [`Decision`], small helpers on [`Event`] and [`Metric`].
+//! Convenience methods on the contract's types: typed settings and the
+//! service view on [`State`], constructors on [`Decision`], small helpers
+//! on [`Event`].
 
 use std::time::Duration;
 
 use crate::declared::position;
-use crate::{Action, Aggregate, Crossing, Decision, Event, EventKind, Metric, SettingValue, State};
+use crate::{Action, Aggregate, Crossing, Decision, Event, EventKind, SettingValue, State, metric};
 
 impl State {
     /// The value of declared setting `name`: the label's value parsed to the
@@ -50,25 +51,34 @@ impl State {
         }
     }
 
-    /// The service-wide aggregate of `metric`, if the daemon measures it for
-    /// this service.
-    pub fn metric(&self, metric: &Metric) -> Option<&Aggregate> {
-        self.metrics.get(metric)
+    /// The service-wide aggregate of the metric named `name` (see
+    /// [`metric`]), if the daemon measures it for this service.
+    #[inline]
+    pub fn metric(&self, name: &str) -> Option<&Aggregate> {
+        self.metrics.iter().find(|a| a.metric == name)
     }
 
     /// The service-wide CPU aggregate.
+    #[inline]
     pub fn cpu(&self) -> Option<&Aggregate> {
-        self.metrics.cpu.as_ref()
+        self.metric(metric::CPU)
     }
 
     /// The service-wide memory aggregate.
+    #[inline]
     pub fn memory(&self) -> Option<&Aggregate> {
-        self.metrics.memory.as_ref()
+        self.metric(metric::MEMORY)
     }
 
     /// The service-wide connections aggregate.
+    #[inline]
     pub fn connections(&self) -> Option<&Aggregate> {
-        self.metrics.connections.as_ref()
+        self.metric(metric::CONNECTIONS)
+    }
+
+    /// The aggregate of the metric named `name`, to change it (in tests).
+    pub fn metric_mut(&mut self, name: &str) -> Option<&mut Aggregate> {
+        self.metrics.iter_mut().find(|a| a.metric == name)
     }
 
     /// Clamp a wished-for replica count to this service's `[min, max]`.
@@ -151,18 +161,26 @@ impl Event {
     /// The metric's name as used in setting names: `cpu`, `memory`,
     /// `connections`, or the name of a newer metric.
     pub fn metric_name(&self) -> &str {
-        self.metric.name()
+        &self.metric
+    }
+
+    /// The replica's id as text: the first 16 hex digits of its Docker
+    /// container id (the first 12 are what `docker ps` shows).
+    pub fn container_id(&self) -> String {
+        format!("{:016x}", self.container)
     }
 }
 
-impl Metric {
-    /// The WIT case name: `cpu`, `memory`, `connections`, or the other name.
-    pub fn name(&self) -> &str {
-        match self {
-            Metric::Cpu => "cpu",
-            Metric::Memory => "memory",
-            Metric::Connections => "connections",
-            Metric::Other(name) => name,
-        }
+/// The contract's number for a container id: its first 16 hex digits, the
+/// first highest; a shorter id (or one with a character that is not a hex
+/// digit) is read up to there and padded with zeros, as the daemon reads
+/// the ids it is given.
+pub(crate) fn container_number(id: &str) -> u64 {
+    let mut number = 0u64;
+    let mut digits = 0;
+    for digit in id.chars().take(16).map_while(|c| c.to_digit(16)) {
+        number = number << 4 | u64::from(digit);
+        digits += 1;
     }
+    number.checked_shl(4 * (16 - digits)).unwrap_or(0)
 }

@@ -23,8 +23,8 @@
 //!     }
 //! }
 //!
-//! let event = EventBuilder::cpu(0.93).crossing_up(0.8).container("c1").service("web").build();
-//! let state = StateBuilder::new().replicas(2, 1, 5).cpu_mean(0.9, 2).label("cpu.upper", "0.85").build_for::<Busy>();
+//! let event = EventBuilder::cpu(0.93).crossing_up(0.8).container("c1").build();
+//! let state = StateBuilder::new().service("web").replicas(2, 1, 5).cpu_mean(0.9, 2).label("cpu.upper", "0.85").build_for::<Busy>();
 //! assert_eq!(state.number("cpu.upper"), Some(0.85));
 //! assert_eq!(Busy::decide(event, state).and_then(|d| d.target()), Some(3));
 //! ```
@@ -35,27 +35,25 @@
 //!
 //! [`decide_as_component`] calls a policy through the functions
 //! [`export_policy!`](crate::export_policy) generated, as the daemon calls
-//! the component: `bind-service`, then `decide` with the contract's arguments.
+//! the component.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::bindings::autoscaler::policy::types as wit;
 use crate::declared::declare_settings;
 use crate::settings::{BOOL_FORMS, parse_bool, parse_duration, parse_number, parse_quantity};
+use crate::state::container_number;
 use crate::{
-    Aggregate, ContainerId, Crossing, Decision, Direction, Event, EventKind, Metric, Metrics, Policy, SettingSpec,
-    SettingType, SettingValue, State, Stats, Unit,
+    Aggregate, Crossing, Decision, Direction, Event, EventKind, Policy, SettingSpec, SettingType, SettingValue, State,
+    Stats, Unit, metric,
 };
 
 /// The clock reading both builders use unless told otherwise: one hour
 /// after boot, so that "some time ago" never goes below zero.
 pub const DEFAULT_NOW_NS: u64 = 3_600_000_000_000;
 
-/// Builds an [`Event`]. Defaults: a periodic sample from container `c1` of
-/// service `web` (id `s1`) at [`DEFAULT_NOW_NS`]. A container id given here
-/// is kept as written (the daemon passes 16 hex digits), and
-/// `event.container` is its number as the daemon would read it.
+/// Builds an [`Event`]. Defaults: a periodic sample from container `c1` at
+/// [`DEFAULT_NOW_NS`]. `event.container` is the number of the container id
+/// given, as the daemon reads it (`c1` is `0xc100000000000000`).
 #[derive(Debug, Clone)]
 pub struct EventBuilder {
     /// The event being built.
@@ -63,18 +61,15 @@ pub struct EventBuilder {
 }
 
 impl EventBuilder {
-    /// An event of `metric` with `value` in `unit`.
-    pub fn new(metric: Metric, value: f64, unit: Unit) -> Self {
+    /// An event of the metric named `metric` with `value` in `unit`.
+    pub fn new(metric: &str, value: f64, unit: Unit) -> Self {
         EventBuilder {
             event: Event {
-                metric,
+                metric: metric.to_string(),
                 value,
                 unit,
                 kind: EventKind::Sample,
-                container: ContainerId::from("c1").number(),
-                container_id: "c1".into(),
-                service_id: "s1".into(),
-                service_name: "web".into(),
+                container: container_number("c1"),
                 timestamp_ns: DEFAULT_NOW_NS,
             },
         }
@@ -82,17 +77,17 @@ impl EventBuilder {
 
     /// CPU as a fraction of the container's limit.
     pub fn cpu(value: f64) -> Self {
-        Self::new(Metric::Cpu, value, Unit::FractionOfLimit)
+        Self::new(metric::CPU, value, Unit::FractionOfLimit)
     }
 
     /// Memory in bytes.
     pub fn memory(bytes: f64) -> Self {
-        Self::new(Metric::Memory, bytes, Unit::Bytes)
+        Self::new(metric::MEMORY, bytes, Unit::Bytes)
     }
 
     /// Open connections.
     pub fn connections(count: f64) -> Self {
-        Self::new(Metric::Connections, count, Unit::Count)
+        Self::new(metric::CONNECTIONS, count, Unit::Count)
     }
 
     /// Another unit (for example [`Unit::Cores`] for a CPU without a limit).
@@ -113,22 +108,9 @@ impl EventBuilder {
         self
     }
 
-    /// The container id (and `container`, its number).
+    /// The container, by its id (hex digits; `container` is their number).
     pub fn container(mut self, id: &str) -> Self {
-        self.event.container_id = id.into();
-        self.event.container = self.event.container_id.number();
-        self
-    }
-
-    /// The service name.
-    pub fn service(mut self, name: &str) -> Self {
-        self.event.service_name = name.into();
-        self
-    }
-
-    /// The service id.
-    pub fn service_id(mut self, id: &str) -> Self {
-        self.event.service_id = id.into();
+        self.event.container = container_number(id);
         self
     }
 
@@ -153,8 +135,9 @@ enum Given {
     Value(SettingValue),
 }
 
-/// Builds a [`State`]. Defaults: 1 replica within `[1, 10]`, the clock at
-/// [`DEFAULT_NOW_NS`], never scaled, no hold, no metrics, no labels.
+/// Builds a [`State`]. Defaults: service `web` (id `s1`), 1 replica within
+/// `[1, 10]`, the clock at [`DEFAULT_NOW_NS`], never scaled, no hold, no
+/// metrics, no labels.
 #[derive(Debug, Clone)]
 pub struct StateBuilder {
     /// The state without its settings, which `build_for` places.
@@ -176,6 +159,9 @@ impl StateBuilder {
     pub fn new() -> Self {
         StateBuilder {
             state: State {
+                service_id: "s1".into(),
+                service_name: "web".into(),
+                settings: Vec::new(),
                 current_replicas: 1,
                 min_replicas: 1,
                 max_replicas: 10,
@@ -183,12 +169,23 @@ impl StateBuilder {
                 last_scale_up_ns: None,
                 last_scale_down_ns: None,
                 hold_until_ns: None,
-                metrics: Metrics::default(),
-                settings: Arc::from([]),
+                metrics: Vec::new(),
             },
             given: Vec::new(),
             warming: None,
         }
+    }
+
+    /// The service name.
+    pub fn service(mut self, name: &str) -> Self {
+        self.state.service_name = name.into();
+        self
+    }
+
+    /// The service id.
+    pub fn service_id(mut self, id: &str) -> Self {
+        self.state.service_id = id.into();
+        self
     }
 
     /// Current, min and max replicas.
@@ -225,38 +222,39 @@ impl StateBuilder {
 
     /// The latest CPU value (fraction of the limit) of each reporting replica.
     pub fn cpu(self, values: &[f64]) -> Self {
-        self.values(Metric::Cpu, Unit::FractionOfLimit, values)
+        self.values(metric::CPU, Unit::FractionOfLimit, values)
     }
 
     /// The latest memory value (bytes) of each reporting replica.
     pub fn memory(self, values: &[f64]) -> Self {
-        self.values(Metric::Memory, Unit::Bytes, values)
+        self.values(metric::MEMORY, Unit::Bytes, values)
     }
 
     /// The latest connection count of each reporting replica.
     pub fn connections(self, values: &[f64]) -> Self {
-        self.values(Metric::Connections, Unit::Count, values)
+        self.values(metric::CONNECTIONS, Unit::Count, values)
     }
 
     /// `reporting` replicas all at CPU `mean`.
     pub fn cpu_mean(self, mean: f64, reporting: u32) -> Self {
-        self.values(Metric::Cpu, Unit::FractionOfLimit, &vec![mean; reporting as usize])
+        self.values(metric::CPU, Unit::FractionOfLimit, &vec![mean; reporting as usize])
     }
 
     /// `reporting` replicas all at memory `mean` bytes.
     pub fn memory_mean(self, mean: f64, reporting: u32) -> Self {
-        self.values(Metric::Memory, Unit::Bytes, &vec![mean; reporting as usize])
+        self.values(metric::MEMORY, Unit::Bytes, &vec![mean; reporting as usize])
     }
 
     /// `reporting` replicas all at `mean` connections.
     pub fn connections_mean(self, mean: f64, reporting: u32) -> Self {
-        self.values(Metric::Connections, Unit::Count, &vec![mean; reporting as usize])
+        self.values(metric::CONNECTIONS, Unit::Count, &vec![mean; reporting as usize])
     }
 
-    /// The aggregate of `metric` in `unit` over the latest values of the
-    /// reporting replicas (mean, min, max, sum as the daemon computes them;
-    /// all 0 without values). Keeps the metric's `warming` count.
-    pub fn values(mut self, metric: Metric, unit: Unit, values: &[f64]) -> Self {
+    /// The aggregate of the metric named `metric` in `unit` over the latest
+    /// values of the reporting replicas (mean, min, max, sum as the daemon
+    /// computes them; all 0 without values). Keeps the metric's `warming`
+    /// count.
+    pub fn values(mut self, metric: &str, unit: Unit, values: &[f64]) -> Self {
         let aggregate = self.aggregate_mut(metric);
         aggregate.unit = unit;
         aggregate.reporting = u32::try_from(values.len()).unwrap_or(u32::MAX);
@@ -275,7 +273,8 @@ impl StateBuilder {
     /// A whole aggregate, replacing the one of its metric (for `of-limit`,
     /// other units or metrics).
     pub fn aggregate(mut self, aggregate: Aggregate) -> Self {
-        self.state.metrics.set(aggregate);
+        self.state.metrics.retain(|a| a.metric != aggregate.metric);
+        self.state.metrics.push(aggregate);
         self
     }
 
@@ -330,7 +329,7 @@ impl StateBuilder {
         if let Some(count) = self.warming {
             state.metrics.iter_mut().for_each(|aggregate| aggregate.warming = count);
         }
-        state.settings = specs.iter().map(|spec| resolve(spec, &self.given)).collect::<Result<Vec<_>, _>>()?.into();
+        state.settings = specs.iter().map(|spec| resolve(spec, &self.given)).collect::<Result<Vec<_>, _>>()?;
         declare_settings(specs);
         Ok(state)
     }
@@ -343,61 +342,34 @@ impl StateBuilder {
     }
 
     /// The aggregate of `metric`, added with no values if missing.
-    fn aggregate_mut(&mut self, metric: Metric) -> &mut Aggregate {
-        if self.state.metrics.get(&metric).is_none() {
-            self.state.metrics.set(Aggregate {
-                metric: metric.clone(),
-                unit: Unit::Count,
-                reporting: 0,
-                warming: 0,
-                value: stats(&[]),
-                of_limit: None,
-                window_ns: 1_000_000_000,
-            });
-        }
-        match self.state.metrics.get_mut(&metric) {
-            Some(aggregate) => aggregate,
-            None => unreachable!("the aggregate of {metric:?} was just set"),
-        }
+    fn aggregate_mut(&mut self, metric: &str) -> &mut Aggregate {
+        let metrics = &mut self.state.metrics;
+        let at = match metrics.iter().position(|a| a.metric == metric) {
+            Some(at) => at,
+            None => {
+                metrics.push(Aggregate {
+                    metric: metric.to_string(),
+                    unit: Unit::Count,
+                    reporting: 0,
+                    warming: 0,
+                    value: stats(&[]),
+                    of_limit: None,
+                    window_ns: 1_000_000_000,
+                });
+                metrics.len() - 1
+            }
+        };
+        &mut metrics[at]
     }
 }
 
-/// Decide as the component would: bind the event's service (its id and name,
-/// the state's settings) under handle 0 through the exported `bind-service`,
-/// then call the exported `decide` with the contract's form of `event` and
-/// `state` (the container as its number). The bindings are this thread's, so a
-/// new thread stands for a new instance, where only `bind-service` declared
-/// the settings.
+/// Decide as the component would: through the `decide` that
+/// [`export_policy!`](crate::export_policy) generated, which declares the
+/// policy's settings first when this thread (an instance) has none yet.
+/// A new thread stands for a new instance, where the daemon did not call
+/// `settings()`.
 pub fn decide_as_component<P: crate::bindings::Guest>(event: Event, state: State) -> Option<Decision> {
-    P::bind_service(wit::Service {
-        handle: 0,
-        id: event.service_id.to_string(),
-        name: event.service_name.to_string(),
-        settings: state.settings.to_vec(),
-    });
-    let Metrics { cpu, memory, connections, others } = state.metrics;
-    let state = wit::State {
-        current_replicas: state.current_replicas,
-        min_replicas: state.min_replicas,
-        max_replicas: state.max_replicas,
-        now_ns: state.now_ns,
-        last_scale_up_ns: state.last_scale_up_ns,
-        last_scale_down_ns: state.last_scale_down_ns,
-        hold_until_ns: state.hold_until_ns,
-        cpu,
-        memory,
-        connections,
-        other_metrics: (!others.is_empty()).then_some(others),
-    };
-    let event = wit::Event {
-        metric: event.metric,
-        value: event.value,
-        unit: event.unit,
-        kind: event.kind,
-        container: event.container,
-        timestamp_ns: event.timestamp_ns,
-    };
-    P::decide(0, event, state)
+    P::decide(event, state)
 }
 
 /// The value of `spec` from what was given, else its default.

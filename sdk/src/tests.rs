@@ -1,12 +1,10 @@
 //! Tests of the SDK's own logic: typed settings by name, the builders,
 //! decisions.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use crate::bindings::autoscaler::policy::types as wit;
-use crate::testing::{EventBuilder, StateBuilder};
-use crate::{Action, ContainerId, Decision, Event, Metric, Policy, SettingSpec, SettingValue, State, Stats, Unit};
+use crate::testing::{EventBuilder, StateBuilder, decide_as_component};
+use crate::{Action, Aggregate, Decision, Event, Policy, SettingSpec, SettingValue, State, Stats, Unit, metric};
 
 /// A policy that declares one setting of each type and decides nothing.
 struct Declares;
@@ -121,9 +119,7 @@ fn a_fresh_instance_declares_lazily() {
     // never called: each test runs on its own thread, which starts empty.
     std::thread::spawn(|| {
         let mut state = StateBuilder::new().build_for::<Declares>();
-        let mut settings = state.settings.to_vec();
-        settings[0] = Some(SettingValue::Number(0.5));
-        state.settings = settings.into();
+        state.settings[0] = Some(SettingValue::Number(0.5));
         std::thread::spawn(move || {
             crate::__ensure_declared(Declares::settings);
             assert_eq!(state.number("cpu.upper"), Some(0.5));
@@ -158,7 +154,8 @@ fn aggregates_from_replica_values() {
     assert!((cpu.value.sum - 1.95).abs() < 1e-9);
     assert_eq!(state.memory().map(|m| (m.value.mean, m.warming)), Some((100e6, 1)));
     assert_eq!(state.connections(), None);
-    assert_eq!(state.metric(&Metric::Other("gpu".into())), None);
+    assert_eq!(state.metric("gpu"), None);
+    assert_eq!(state.metric(metric::MEMORY), state.memory());
 }
 
 #[test]
@@ -192,20 +189,23 @@ fn clamp_respects_bounds() {
 
 #[test]
 fn event_builder() {
-    let event = EventBuilder::cpu(0.93).crossing_up(0.8).container("c9").service("api").build();
-    assert_eq!(event.metric_name(), "cpu");
+    let event = EventBuilder::cpu(0.93).crossing_up(0.8).container("c9").build();
+    assert_eq!((event.metric_name(), event.metric.as_str()), ("cpu", metric::CPU));
     assert_eq!(event.crossing().map(|c| c.threshold), Some(0.8));
-    assert_eq!((event.container_id.as_str(), event.service_name.as_str()), ("c9", "api"));
     assert_eq!(event.container, 0xc900_0000_0000_0000, "the number the daemon would pass");
+    assert_eq!(event.container_id(), "c900000000000000");
+    let id = EventBuilder::cpu(0.1).container("0123456789abcdef0123").build();
+    assert_eq!((id.container, &id.container_id()[..12]), (0x0123_4567_89ab_cdef, "0123456789ab"));
+    assert_eq!(EventBuilder::cpu(0.1).container("web.1").build().container, 0);
     assert_eq!(EventBuilder::memory(1e6).build().unit, Unit::Bytes);
     assert_eq!(EventBuilder::connections(5.0).crossing_down(10.0).build().crossing().map(|c| c.threshold), Some(10.0));
 }
 
-/// An aggregate of `metric` over one replica at `mean`.
-fn one(metric: Metric, mean: f64) -> wit::Aggregate {
-    wit::Aggregate {
-        metric,
-        unit: Unit::FractionOfLimit,
+/// An aggregate of the metric named `metric` over one replica at `mean`.
+fn one(metric: &str, unit: Unit, mean: f64) -> Aggregate {
+    Aggregate {
+        metric: metric.into(),
+        unit,
         reporting: 1,
         warming: 0,
         value: Stats { mean, min: mean, max: mean, sum: mean },
@@ -214,90 +214,66 @@ fn one(metric: Metric, mean: f64) -> wit::Aggregate {
     }
 }
 
-/// The arguments of a 0.3 `decide`: a CPU sample of container
-/// `4f1c0a7d2b9e4c3a...` and a state with a CPU aggregate.
-fn call_args(cpu: f64) -> (wit::Event, wit::State) {
-    let event = wit::Event {
-        metric: Metric::Cpu,
-        value: cpu,
-        unit: Unit::FractionOfLimit,
-        kind: crate::EventKind::Sample,
-        container: 0x4f1c_0a7d_2b9e_4c3a,
-        timestamp_ns: 7,
-    };
-    let state = wit::State {
-        current_replicas: 2,
-        min_replicas: 1,
-        max_replicas: 5,
-        now_ns: 9,
-        last_scale_up_ns: None,
-        last_scale_down_ns: None,
-        hold_until_ns: None,
-        cpu: Some(one(Metric::Cpu, cpu)),
-        memory: None,
-        connections: None,
-        other_metrics: Some(vec![one(Metric::Other("gpu".into()), 0.25)]),
-    };
-    (event, state)
+#[test]
+fn metrics_are_found_by_name_and_new_ones_are_data() {
+    let state = StateBuilder::new()
+        .service("api")
+        .service_id("id-api")
+        .cpu(&[0.5])
+        .aggregate(one("request-rate", Unit::PerSecond, 40.0))
+        .aggregate(one("response-time-p99", Unit::Seconds, 0.2))
+        .build_for::<Declares>();
+    assert_eq!((state.service_name.as_str(), state.service_id.as_str()), ("api", "id-api"));
+    assert_eq!(state.cpu().map(|a| a.value.mean), Some(0.5));
+    assert_eq!(state.metric("request-rate").map(|a| (a.value.mean, &a.unit)), Some((40.0, &Unit::PerSecond)));
+    let names: Vec<&str> = state.metrics.iter().map(|a| a.metric.as_str()).collect();
+    assert_eq!(names, ["cpu", "request-rate", "response-time-p99"]);
+    // A replaced aggregate keeps one entry per metric.
+    let state = StateBuilder::new().cpu(&[0.5]).aggregate(one(metric::CPU, Unit::Cores, 1.5)).build_for::<Declares>();
+    assert_eq!((state.metrics.len(), state.cpu().map(|a| a.value.mean)), (1, Some(1.5)));
 }
 
-fn service(handle: u32, name: &str, upper: f64) -> wit::Service {
-    wit::Service {
-        handle,
-        id: format!("id-{name}"),
-        name: name.into(),
-        settings: vec![Some(SettingValue::Number(upper)), None, None, None, None],
+/// Reads its setting and names the service, to show what a call sees.
+struct Echo;
+
+impl Policy for Echo {
+    fn settings() -> Vec<SettingSpec> {
+        vec![SettingSpec::number("cpu.upper").default("0.8")]
+    }
+
+    fn decide(event: Event, state: State) -> Option<Decision> {
+        let upper = state.number("cpu.upper")?;
+        Some(Decision::scale(2, format!("{} {} {upper} {}", state.service_name, event.metric, event.container_id())))
+    }
+}
+
+// What `export_policy!(Echo)` generates, without the component's exports
+// (this is a native test binary).
+impl crate::bindings::Guest for Echo {
+    fn settings() -> Vec<SettingSpec> {
+        crate::__declare_settings(<Echo as Policy>::settings())
+    }
+
+    fn decide(event: Event, state: State) -> Option<Decision> {
+        crate::__ensure_declared(<Echo as Policy>::settings);
+        <Echo as Policy>::decide(event, state)
     }
 }
 
 #[test]
-fn a_call_sees_its_bound_service_and_shares_its_strings() {
+fn the_exported_decide_declares_in_a_fresh_instance() {
+    // A thread that never called `settings()`: a fresh instance.
     std::thread::spawn(|| {
-        crate::__bind(service(3, "web", 0.7), Declares::settings);
-        crate::__bind(service(0, "api", 0.9), Declares::settings);
-        let (event, state) = call_args(0.5);
-        let (event, state) = crate::__view(3, event, state).expect("bound");
-        assert_eq!((event.service_name.as_str(), event.service_id.as_str()), ("web", "id-web"));
-        assert_eq!(event.container_id, "4f1c0a7d2b9e4c3a");
-        assert_eq!(event.container_id.number(), event.container);
-        assert_eq!(state.number("cpu.upper"), Some(0.7), "declared by bind in a fresh instance");
-        assert_eq!(state.cpu().map(|a| a.value.mean), Some(0.5));
-        assert_eq!(state.metric(&Metric::Other("gpu".into())).map(|a| a.value.mean), Some(0.25));
-        let names: Vec<&str> = state.metrics.iter().map(|a| a.metric.name()).collect();
-        assert_eq!(names, ["cpu", "gpu"]);
-        // The second call shares the binding's settings instead of copying.
-        let (_, again) = crate::__view(3, call_args(0.6).0, call_args(0.6).1).expect("bound");
-        assert!(Arc::ptr_eq(&state.settings, &again.settings));
-        let (api, _) = crate::__view(0, call_args(0.5).0, call_args(0.5).1).expect("bound");
-        assert_eq!(api.service_name, "api");
-        // A new bind of a handle replaces it; an unbound handle decides nothing.
-        crate::__bind(service(3, "web", 0.75), Declares::settings);
-        assert_eq!(
-            crate::__view(3, call_args(0.5).0, call_args(0.5).1).map(|(_, s)| s.number("cpu.upper")),
-            Some(Some(0.75))
-        );
-        crate::__unbind(3);
-        assert!(crate::__view(3, call_args(0.5).0, call_args(0.5).1).is_none());
-        assert!(crate::__view(7, call_args(0.5).0, call_args(0.5).1).is_none());
+        let mut state = StateBuilder::new().service("web").build_for::<Echo>();
+        state.settings = vec![Some(SettingValue::Number(0.7))];
+        let event = EventBuilder::cpu(0.5).container("4f1c0a7d2b9e4c3aa1b2").build();
+        std::thread::spawn(move || {
+            let decision = decide_as_component::<Echo>(event, state).expect("a decision");
+            assert_eq!(decision.reason, "web cpu 0.7 4f1c0a7d2b9e4c3a");
+        })
+        .join()
+        .expect("inner thread");
     })
     .join()
     .expect("test thread");
-}
-
-#[test]
-fn container_ids_and_shared_strings_read_as_text() {
-    let id = ContainerId::from_number(0x0123_4567_89ab_cdef);
-    assert_eq!((id.as_str(), id.len()), ("0123456789abcdef", 16));
-    assert_eq!(id.number(), 0x0123_4567_89ab_cdef);
-    assert_eq!(&id[..12], "0123456789ab", "what docker ps shows");
-    assert_eq!(format!("{id} {id:?}"), "0123456789abcdef \"0123456789abcdef\"");
-    assert_eq!(ContainerId::from("0123456789abcdef"), id, "compared as text");
-    assert_eq!(ContainerId::from("web.1").number(), 0);
-    let name = crate::SharedStr::from("web");
-    let owned = String::from("web");
-    assert_eq!(name, "web");
-    assert_eq!("web", name);
-    assert_eq!(name, owned);
-    assert_eq!(name.to_uppercase(), "WEB");
-    assert_eq!(String::from(name.clone()), "web");
 }

@@ -383,6 +383,9 @@ impl Loop {
             last_scale_ns: history.last_scale_ns(),
         };
         let state = State {
+            service_id: service_id.clone(),
+            service_name: name.clone(),
+            settings: typed,
             current_replicas: replicas,
             min_replicas: config.min,
             max_replicas: config.max,
@@ -391,8 +394,6 @@ impl Loop {
             last_scale_down_ns: history.last_down_ns,
             hold_until_ns: history.hold_until_ns.filter(|until| *until > now_ns),
             metrics: self.view.aggregates(&service_id, now_ns, config.warmup, self.view_window),
-            settings: config.settings.clone(),
-            typed_settings: Some(typed),
         };
         self.show_reading(&service_id, replicas, clock, &event, &state);
         let event = Event {
@@ -721,7 +722,7 @@ impl Loop {
         // Buffered, and it never fails the loop.
         if let Some(recorder) = &mut self.recorder {
             let answer = result.as_ref().ok().and_then(Option::as_ref);
-            recorder.record(&job.policy, &job.event, &job.state, decided_ns, answer);
+            recorder.record(&job.policy, &job.config.settings, &job.event, &job.state, decided_ns, answer);
         }
         let service_id = &job.event.service_id;
         self.metrics.observe_decide(&job.policy, took);

@@ -3,7 +3,7 @@
 //! literals repeated across crates. Policy authors have the same in the
 //! SDK's `testing` module.
 
-use super::contract::{Aggregate, Crossing, Direction, Event, EventKind, Metric, State, Stats, Unit};
+use super::contract::{Aggregate, Crossing, Direction, Event, EventKind, Metric, Settings, State, Stats, Unit};
 
 impl Event {
     /// A periodic sample of `metric` at `value` in `unit`, for container
@@ -48,14 +48,30 @@ impl Event {
 }
 
 impl State {
-    /// A service at `current` replicas within `[min, max]`, no history.
+    /// Service `s1` (`web`, as [`Event::sample`]'s) at `current` replicas
+    /// within `[min, max]`, no history, no settings.
     pub fn replicas(current: u32, min: u32, max: u32) -> State {
-        State { current_replicas: current, min_replicas: min, max_replicas: max, ..State::default() }
+        State {
+            service_id: "s1".into(),
+            service_name: "web".into(),
+            current_replicas: current,
+            min_replicas: min,
+            max_replicas: max,
+            ..State::default()
+        }
     }
 
-    /// This state with these `autoscale.*` settings (prefix removed).
-    pub fn with_settings(mut self, settings: &[(&str, &str)]) -> State {
-        self.settings = settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    /// This state for service `id` named `name`.
+    pub fn of(mut self, id: &str, name: &str) -> State {
+        self.service_id = id.into();
+        self.service_name = name.into();
+        self
+    }
+
+    /// This state with these parsed settings (in the policy's declared
+    /// order: `LoadedPolicy::resolve` makes them from labels).
+    pub fn with_settings(mut self, settings: Settings) -> State {
+        self.settings = settings;
         self
     }
 

@@ -1,11 +1,18 @@
 //! Events, service state and decisions as the daemon sees them.
 //!
-//! These types mirror the WIT contract (`wit/policy.wit`) one to one and carry
-//! serde derives whose field names are the WIT names, so the JSON a user
-//! writes for `host policy run --event ... --state ...` reads like the WIT.
-//! The probes produce [`Event`]s, the Swarm side produces [`State`]s, and only
-//! `policy::bindings` converts them to the generated component types: nothing
-//! outside `policy` knows about wasmtime.
+//! These types mirror the WIT contract (`wit/policy.wit`,
+//! `autoscaler:policy@1.0.0`) and carry serde derives whose field names are
+//! the WIT names, so the JSON a user writes for `host policy run --event ...
+//! --state ...` (and a replay's output) reads like the WIT. Two differences,
+//! both for the daemon's own use: an [`Event`] names its container by the
+//! full Docker id and also carries its service's id and name (the deciders'
+//! queues, the actuator and the audit key on them); the WIT event has the
+//! container as a number and the service only in `state`. The probes produce
+//! [`Event`]s, the Swarm side produces [`State`]s, and only
+//! `policy::bindings` converts them to the generated component types:
+//! nothing outside `policy` knows about wasmtime.
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -53,6 +60,10 @@ pub enum Unit {
     Bytes,
     /// A plain count.
     Count,
+    /// Events per second.
+    PerSecond,
+    /// Seconds.
+    Seconds,
     /// A unit the contract does not name yet.
     Other(String),
 }
@@ -162,7 +173,7 @@ pub struct Aggregate {
     pub window_ns: u64,
 }
 
-/// The type of a setting a policy declares (contract 0.2 and later).
+/// The type of a setting a policy declares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum SettingType {
@@ -221,10 +232,31 @@ pub enum SettingValue {
     Text(String),
 }
 
+/// The settings a policy declared, parsed for one service, in declared
+/// order: one shared list per (service labels, policy version), so that
+/// every state of the service carries it by reference.
+pub type Settings = Arc<[Option<SettingValue>]>;
+
 /// What the daemon knows about a service when it asks a policy.
+///
+/// The service's id and name are also in [`Event`], where the daemon's
+/// queues, actuator and audit read them; a hand-written state (`host
+/// policy run`) may leave them out and gets the event's.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct State {
+    /// The Swarm service id.
+    #[serde(default)]
+    pub service_id: String,
+    /// The Swarm service name.
+    #[serde(default)]
+    pub service_name: String,
+    /// The settings the policy declared, parsed from the service's
+    /// `autoscale.*` labels (else the declared default, else none), in the
+    /// order the policy declared them. Resolved once per (labels, policy
+    /// version) by the daemon and shared by every state of the service.
+    #[serde(default, with = "shared_list")]
+    pub settings: Settings,
     /// Replicas in the current service spec.
     pub current_replicas: u32,
     /// `autoscale.min`.
@@ -247,15 +279,22 @@ pub struct State {
     /// The service view: one aggregate per metric.
     #[serde(default)]
     pub metrics: Vec<Aggregate>,
-    /// `autoscale.*` labels without the prefix, sorted by name: what a 0.1
-    /// policy receives, and what the 0.2 settings are parsed from.
-    #[serde(default)]
-    pub settings: Vec<(String, String)>,
-    /// The settings the policy declared, parsed, in its declared order: what
-    /// a 0.2 policy receives. Filled by the daemon when it binds a service;
-    /// when absent the runtime parses `settings` against the declaration.
-    #[serde(skip)]
-    pub typed_settings: Option<std::sync::Arc<[Option<SettingValue>]>>,
+}
+
+/// Serde for a shared list (`Arc<[T]>`) as a plain JSON list, without
+/// serde's `rc` feature (a feature change would rebuild wasmtime).
+mod shared_list {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T: Serialize, S: Serializer>(list: &Arc<[T]>, serializer: S) -> Result<S::Ok, S::Error> {
+        list[..].serialize(serializer)
+    }
+
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(deserializer: D) -> Result<Arc<[T]>, D::Error> {
+        Vec::<T>::deserialize(deserializer).map(Arc::from)
+    }
 }
 
 impl State {
@@ -381,11 +420,20 @@ mod tests {
     }
 
     #[test]
-    fn state_settings_are_pairs_and_optional_fields_default() {
+    fn state_settings_are_typed_values_and_optional_fields_default() {
         let json = r#"{"current-replicas": 2, "min-replicas": 1, "max-replicas": 5,
-            "settings": [["cpu.upper", "0.8"]]}"#;
+            "settings": [{"number": 0.8}, null, {"duration-ns": 3000000000}]}"#;
         let state: State = serde_json::from_str(json).expect("valid state json");
         assert_eq!(state.last_scale_ns(), None);
-        assert_eq!(state.settings, vec![("cpu.upper".to_string(), "0.8".to_string())]);
+        assert_eq!(state.service_id, "");
+        assert_eq!(
+            state.settings[..],
+            [Some(SettingValue::Number(0.8)), None, Some(SettingValue::DurationNs(3_000_000_000))]
+        );
+        let back = serde_json::to_value(&state).expect("serialise");
+        assert_eq!(back["settings"][0]["number"], 0.8);
+        let empty: State =
+            serde_json::from_str(r#"{"current-replicas": 2, "min-replicas": 1, "max-replicas": 5}"#).expect("json");
+        assert!(empty.settings.is_empty());
     }
 }

@@ -1,4 +1,4 @@
-//! Settings a policy declares (contract 0.2 and later), checked against a
+//! Settings a policy declares, checked against a
 //! service's `autoscale.*` labels.
 //!
 //! [`resolve`] turns the labels of a service into the typed values its policy

@@ -2,7 +2,7 @@
 //! policy check` reports: the runtime's outward-facing words. Every message
 //! names the policy and puts the cause first.
 
-use super::WORLD;
+use super::{CONTRACT_VERSION, WORLD};
 use crate::model::SettingSpec;
 use crate::model::settings::SettingProblem;
 
@@ -20,16 +20,29 @@ pub enum PolicyError {
     #[error("policy {policy}: compile stopped: {reason}")]
     CompileLimit { policy: String, reason: String },
     /// The component is not of world `policy`, or needs imports we do not offer.
-    #[error(
-        "policy {policy}: does not fit world {WORLD} of any supported contract version (0.3.0, 0.2.0, 0.1.0): {reason}"
-    )]
+    #[error("policy {policy}: does not fit world {WORLD} of contract {CONTRACT_VERSION}: {reason}")]
     WrongWorld { policy: String, reason: String },
+    /// The component was built for another version of the contract.
+    #[error(
+        "policy {policy}: built for contract autoscaler:policy@{built_for}, but this daemon runs \
+         {CONTRACT_VERSION}; rebuild it against wit/policy.wit (or the SDK) of {CONTRACT_VERSION} \
+         (CHANGELOG.md says what changed)"
+    )]
+    OtherContract { policy: String, built_for: String },
     /// The settings the policy declared are unusable (too many, duplicated).
     #[error("policy {policy}: declares unusable settings: {reason}")]
     Declaration { policy: String, reason: String },
     /// The service's settings do not fit what the policy declared.
     #[error("policy {policy}: settings do not fit its declaration: {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Settings { policy: String, problems: Vec<SettingProblem> },
+    /// The state's settings were not parsed for this version of the policy
+    /// (another count or type than it declares): a call that raced a
+    /// reload, or a hand-written state. Not the policy's failure.
+    #[error(
+        "policy {policy}: the settings passed do not fit its declaration ({reason}); they were parsed for \
+         another version of it, or written by hand"
+    )]
+    SettingsMismatch { policy: String, reason: String },
     /// Creating an instance failed (a trap in its start code, limits).
     #[error("policy {policy}: failed to instantiate: {reason}")]
     Instantiate { policy: String, reason: String },
@@ -65,8 +78,10 @@ impl PolicyError {
             PolicyError::Compile { .. } => "compile",
             PolicyError::CompileLimit { .. } => "compile-limit",
             PolicyError::WrongWorld { .. } => "refused-import",
+            PolicyError::OtherContract { .. } => "contract-version",
             PolicyError::Declaration { .. } => "declaration",
             PolicyError::Settings { .. } => "settings",
+            PolicyError::SettingsMismatch { .. } => "settings-mismatch",
             PolicyError::Instantiate { .. } => "instantiate",
             PolicyError::Timeout { .. } => "timeout",
             PolicyError::MemoryLimit { .. } => "memory",
@@ -83,7 +98,7 @@ impl PolicyError {
 pub struct Inspection {
     /// The contract version the component was built against, if it says.
     pub contract_version: Option<String>,
-    /// The settings it declares (contract 0.2 and later).
+    /// The settings it declares.
     pub settings: Vec<SettingSpec>,
     /// Every import name of the component.
     pub imports: Vec<String>,

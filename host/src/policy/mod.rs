@@ -13,13 +13,12 @@
 //!   a per-policy rate budget and never block (see [`log`]).
 //! - Compilation: optionally in a child process bounded in time and memory
 //!   (see [`compile`]), so that a compile bomb fails alone.
-//! - Services (contract 0.3): each service gets a handle, and its id, name and
-//!   typed settings go to the policy once, in `bind-service`, before its first
-//!   call in an instance and again when they change (see [`services`]); a
-//!   call then carries only the handle, the event and the state.
+//! - Contract: one version, `autoscaler:policy@1.0.0` (see [`bindings`]);
+//!   a call is self-contained (event and state, the service's settings
+//!   parsed), so a policy keeps no table of services. A component built for
+//!   another version is refused at load, naming both versions.
 //! - Failure: a failed call poisons its instance; the next call starts a
-//!   fresh one from the pre-instantiated [`PolicyPre`] (and binds each
-//!   service again before its next call). After
+//!   fresh one from the pre-instantiated [`PolicyPre`]. After
 //!   [`RuntimeConfig::max_consecutive_failures`] failures in a row a policy is
 //!   quarantined until it is loaded again (its file changes).
 //! - Cache: compiled code is cached by content hash, in memory and on disk.
@@ -36,7 +35,6 @@ pub mod limits;
 mod log;
 pub mod registry;
 mod sandbox;
-mod services;
 mod ticker;
 
 use std::path::PathBuf;
@@ -47,8 +45,8 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker, types::ComponentItem};
 use wasmtime::{Config, Engine, Store, Trap};
 
-pub use bindings::{CONTRACT_VERSION, SUPPORTED_VERSIONS, WORLD};
-use bindings::{v0_1, v0_2, v0_3};
+use bindings::v1;
+pub use bindings::{CONTRACT_VERSION, WORLD};
 pub use cache::{Origin, content_hash};
 pub use compile::CompilerSettings;
 pub use error::{Inspection, PolicyError, cause_chain};
@@ -57,11 +55,10 @@ pub use log::LogRate;
 use log::{LogBudget, LogSink};
 pub use registry::{PolicySet, PolicySlot, ReloadStats};
 use sandbox::{Sandbox, SandboxSettings};
-use services::{Given, Services};
 use ticker::{EPOCH_TICK, EpochTicker};
 
 use crate::model::settings::resolve;
-use crate::model::{Decision, Event, SettingSpec, SettingValue, State};
+use crate::model::{Decision, Event, SettingSpec, SettingType, SettingValue, Settings, State};
 
 /// Most settings a policy may declare; a longer list is refused at load.
 const MAX_DECLARED_SETTINGS: usize = 64;
@@ -223,14 +220,10 @@ impl Runtime {
             policy.declare()?;
             Ok(policy)
         });
-        // The version whose world it fits; else the one its imports name (a
-        // policy that never logs imports nothing from the package).
+        // The version it runs on; else the one its imports name.
         let contract_version = match &runnable {
             Ok(policy) => Some(policy.contract_version().to_string()),
-            Err(_) => imports
-                .iter()
-                .find_map(|i| i.strip_prefix(bindings::PACKAGE_PREFIX))
-                .and_then(|rest| rest.split_once('@').map(|(_, v)| v.to_string())),
+            Err(_) => imported_version(imports.iter().map(String::as_str)).map(str::to_string),
         };
         let settings = runnable.as_ref().map(|p| p.settings().to_vec()).unwrap_or_default();
         let inspection = Inspection {
@@ -263,9 +256,7 @@ impl Runtime {
             status: Arc::default(),
             budget: Arc::new(LogBudget::new(self.config.log_rate)),
             sink: self.sink.clone(),
-            args: bindings::ArgsV0_2::default(),
-            services: Services::new(Instant::now()),
-            instances: 0,
+            args: bindings::Args::default(),
         }
     }
 
@@ -299,36 +290,28 @@ impl Runtime {
         })
     }
 
-    /// Bind `component` to the newest contract version whose world it fits.
-    /// When none fits, say why for the version its imports name (the one
-    /// it was built for, presumably), else for the newest.
+    /// Check that `component` was built for this contract and fits its
+    /// world. A component whose imports name another version of the
+    /// package is refused with both versions named, before its exports are
+    /// looked at.
     fn validate(&self, name: &str, component: &Component) -> Result<Pre, PolicyError> {
         let wrong = |reason: String| PolicyError::WrongWorld { policy: name.to_string(), reason };
+        let ty = component.component_type();
+        let imports: Vec<String> = ty.imports(&self.engine).map(|(import, _)| import.to_string()).collect();
+        if let Some(version) = imported_version(imports.iter().map(String::as_str))
+            && !bindings::runs(version)
+        {
+            return Err(PolicyError::OtherContract { policy: name.to_string(), built_for: version.to_string() });
+        }
         let instance_pre = self.linker.instantiate_pre(component).map_err(|e| wrong(cause_chain(&e)))?;
-        let v0_3 = match v0_3::PolicyPre::new(instance_pre.clone()) {
-            Ok(pre) => return Ok(Pre::V0_3(pre)),
-            Err(e) => e,
-        };
-        let v0_2 = match v0_2::PolicyPre::new(instance_pre.clone()) {
-            Ok(pre) => return Ok(Pre::V0_2(pre)),
-            Err(e) => e,
-        };
-        let v0_1 = match v0_1::PolicyPre::new(instance_pre) {
-            Ok(pre) => return Ok(Pre::V0_1(pre)),
-            Err(e) => e,
-        };
-        let imported = component
-            .component_type()
-            .imports(&self.engine)
-            .find_map(|(import, _)| import.strip_prefix(bindings::PACKAGE_PREFIX)?.split_once('@').map(|(_, v)| v))
-            .map(str::to_string);
-        let (version, err) = match imported.as_deref() {
-            Some("0.2.0") => ("0.2.0", v0_2),
-            Some("0.1.0") => ("0.1.0", v0_1),
-            _ => ("0.3.0", v0_3),
-        };
-        Err(wrong(format!("as {version}: {}", cause_chain(&err))))
+        v1::PolicyPre::new(instance_pre).map(Pre).map_err(|e| wrong(cause_chain(&e)))
     }
+}
+
+/// The contract version a component's imports name (`autoscaler:policy/host@1.0.0`
+/// or the types interface); `None` when it imports nothing of the package.
+fn imported_version<'a>(mut imports: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    imports.find_map(|import| import.strip_prefix(bindings::PACKAGE_PREFIX)?.split_once('@').map(|(_, v)| v))
 }
 
 /// Reject anything that is not a component before handing it to Cranelift,
@@ -348,59 +331,23 @@ fn check_component_header(bytes: &[u8]) -> Result<(), String> {
     }
 }
 
-/// A validated component, bound to the contract version it was built for.
-enum Pre {
-    /// Contract 0.1.0.
-    V0_1(v0_1::PolicyPre<Sandbox>),
-    /// Contract 0.2.0.
-    V0_2(v0_2::PolicyPre<Sandbox>),
-    /// Contract 0.3.0.
-    V0_3(v0_3::PolicyPre<Sandbox>),
-}
+/// A validated component of contract 1.0.
+struct Pre(v1::PolicyPre<Sandbox>);
 
 impl Pre {
     fn engine(&self) -> &Engine {
-        match self {
-            Pre::V0_1(pre) => pre.engine(),
-            Pre::V0_2(pre) => pre.engine(),
-            Pre::V0_3(pre) => pre.engine(),
-        }
+        self.0.engine()
     }
 
-    fn instantiate(&self, store: &mut Store<Sandbox>) -> wasmtime::Result<Bound> {
-        match self {
-            Pre::V0_1(pre) => pre.instantiate(store).map(Bound::V0_1),
-            Pre::V0_2(pre) => pre.instantiate(store).map(Bound::V0_2),
-            Pre::V0_3(pre) => pre.instantiate(store).map(Bound::V0_3),
-        }
+    fn instantiate(&self, store: &mut Store<Sandbox>) -> wasmtime::Result<v1::Policy> {
+        self.0.instantiate(store)
     }
-
-    fn version(&self) -> &'static str {
-        match self {
-            Pre::V0_1(_) => "0.1.0",
-            Pre::V0_2(_) => "0.2.0",
-            Pre::V0_3(_) => "0.3.0",
-        }
-    }
-}
-
-/// The typed exports of an instance.
-enum Bound {
-    /// Contract 0.1.0.
-    V0_1(v0_1::Policy),
-    /// Contract 0.2.0.
-    V0_2(v0_2::Policy),
-    /// Contract 0.3.0.
-    V0_3(v0_3::Policy),
 }
 
 /// A live instance: its store and the typed exports.
 struct Live {
     store: Store<Sandbox>,
-    bindings: Bound,
-    /// Which instance of this policy it is (counted from 1): what the
-    /// service table's bindings are recorded against.
-    generation: u64,
+    bindings: v1::Policy,
 }
 
 /// One loaded policy, ready to decide. Not shared between threads: wrap it
@@ -410,7 +357,7 @@ pub struct LoadedPolicy {
     sha256: String,
     origin: Origin,
     pre: Pre,
-    /// The settings it declared (empty for 0.1 components).
+    /// The settings it declared.
     settings: Arc<[SettingSpec]>,
     /// The current instance; `None` after a failed call poisoned it.
     live: Option<Live>,
@@ -422,13 +369,8 @@ pub struct LoadedPolicy {
     budget: Arc<LogBudget>,
     /// Where log lines go.
     sink: LogSink,
-    /// The last call's converted arguments, whose buffers the next reuses
-    /// (contract 0.2).
-    args: bindings::ArgsV0_2,
-    /// The services bound to the policy, by handle (contract 0.3).
-    services: Services,
-    /// Instances created so far; the live one's generation.
-    instances: u64,
+    /// The last call's converted arguments, whose buffers the next reuses.
+    args: bindings::Args,
 }
 
 /// A policy's failure record, shared with the registry so that metrics and
@@ -488,38 +430,37 @@ impl LoadedPolicy {
 
     /// The contract version the component was built for.
     pub fn contract_version(&self) -> &'static str {
-        self.pre.version()
+        CONTRACT_VERSION
     }
 
-    /// The settings it declared, in the order `decide` receives them
-    /// (empty for 0.1 components, which receive every label as text).
+    /// The settings it declared, in the order `state.settings` holds them.
     pub fn settings(&self) -> &Arc<[SettingSpec]> {
         &self.settings
     }
 
-    /// Ask a 0.2 component for its settings, once, at load; bound the answer.
+    /// The settings of a service with these `autoscale.*` labels (without
+    /// the prefix), parsed against this policy's declaration: what
+    /// `state.settings` carries. (The daemon resolves them once per service
+    /// and policy version; `host policy run`, replay and tests use this.)
+    pub fn resolve<K: AsRef<str>, V: AsRef<str>>(&self, labels: &[(K, V)]) -> Result<Settings, PolicyError> {
+        let labels: Vec<(String, String)> =
+            labels.iter().map(|(k, v)| (k.as_ref().to_string(), v.as_ref().to_string())).collect();
+        resolve(&self.settings, &labels)
+            .map(Settings::from)
+            .map_err(|problems| PolicyError::Settings { policy: self.name.to_string(), problems })
+    }
+
+    /// Ask the component for its settings, once, at load; bound the answer.
     fn declare(&mut self) -> Result<(), PolicyError> {
         let mut live = match self.live.take() {
             Some(live) => live,
             None => self.instantiate()?,
         };
-        if matches!(live.bindings, Bound::V0_1(_)) {
-            self.live = Some(live);
-            return Ok(());
-        }
         live.store.data_mut().begin_call(Instant::now() + self.config.time_limit);
         live.store.set_epoch_deadline(self.deadline_ticks());
         let result: wasmtime::Result<Vec<SettingSpec>> = {
             let _running = self.ticker.enter();
-            match &live.bindings {
-                Bound::V0_1(_) => Ok(Vec::new()),
-                Bound::V0_2(bindings) => {
-                    bindings.call_settings(&mut live.store).map(|s| s.into_iter().map(Into::into).collect())
-                }
-                Bound::V0_3(bindings) => {
-                    bindings.call_settings(&mut live.store).map(|s| s.into_iter().map(Into::into).collect())
-                }
-            }
+            live.bindings.call_settings(&mut live.store).map(|s| s.into_iter().map(Into::into).collect())
         };
         live.store.data_mut().finish_call();
         let specs = match result {
@@ -578,10 +519,7 @@ impl LoadedPolicy {
         store.set_epoch_deadline(ticks(limit));
         let _running = self.ticker.enter();
         match self.pre.instantiate(&mut store) {
-            Ok(bindings) => {
-                self.instances += 1;
-                Ok(Live { store, bindings, generation: self.instances })
-            }
+            Ok(bindings) => Ok(Live { store, bindings }),
             Err(e) => {
                 store.data_mut().finish_call();
                 Err(match self.classify(&e, store.data()) {
@@ -603,6 +541,8 @@ impl LoadedPolicy {
         if status.is_quarantined() {
             return Err(PolicyError::Quarantined { policy: self.name.to_string(), failures: status.failures() });
         }
+        // Not counted as the policy's failure: the caller's settings are stale.
+        self.check_settings(&state.settings)?;
         let result = self.call(event, state);
         status.log_dropped.store(self.budget.dropped.load(Ordering::Relaxed), Ordering::Relaxed);
         match &result {
@@ -627,44 +567,43 @@ impl LoadedPolicy {
         result
     }
 
+    /// Whether `settings` fit this version's declaration: one value per
+    /// declared setting, each absent or of the declared type. Settings are
+    /// passed by position, so values parsed for another version (a call
+    /// that raced a reload which changed the declaration) would reach the
+    /// wrong names; they are refused instead.
+    fn check_settings(&self, settings: &[Option<SettingValue>]) -> Result<(), PolicyError> {
+        let mismatch = |reason: String| PolicyError::SettingsMismatch { policy: self.name.to_string(), reason };
+        if settings.len() != self.settings.len() {
+            return Err(mismatch(format!("{} values for {} declared settings", settings.len(), self.settings.len())));
+        }
+        for (value, spec) in settings.iter().zip(self.settings.iter()) {
+            let fits = matches!(
+                (spec.kind, value),
+                (_, None)
+                    | (SettingType::Number | SettingType::Quantity, Some(SettingValue::Number(_)))
+                    | (SettingType::Duration, Some(SettingValue::DurationNs(_)))
+                    | (SettingType::Flag, Some(SettingValue::Flag(_)))
+                    | (SettingType::Text, Some(SettingValue::Text(_)))
+            );
+            if !fits {
+                return Err(mismatch(format!("{} is declared {} but given {value:?}", spec.name, spec.kind.name())));
+            }
+        }
+        Ok(())
+    }
+
     fn call(&mut self, event: &Event, state: &State) -> Result<Option<Decision>, PolicyError> {
         let mut live = match self.live.take() {
             Some(live) => live,
             None => self.instantiate()?,
         };
-        let resolved;
-        let settings: &[Option<SettingValue>] = match (&live.bindings, &state.typed_settings) {
-            (Bound::V0_1(_), _) => &[],
-            (Bound::V0_2(_) | Bound::V0_3(_), Some(typed)) => typed,
-            (Bound::V0_2(_) | Bound::V0_3(_), None) => {
-                resolved = resolve(&self.settings, &state.settings)
-                    .map_err(|problems| PolicyError::Settings { policy: self.name.to_string(), problems })?;
-                &resolved
-            }
-        };
-        let now = Instant::now();
-        live.store.data_mut().begin_call(now + self.config.time_limit);
+        live.store.data_mut().begin_call(Instant::now() + self.config.time_limit);
         live.store.set_epoch_deadline(self.deadline_ticks());
         let result = {
             let _running = self.ticker.enter();
-            match &live.bindings {
-                Bound::V0_1(bindings) => {
-                    bindings.call_decide(&mut live.store, &event.into(), &state.into()).map(|d| d.map(Decision::from))
-                }
-                Bound::V0_2(bindings) => {
-                    let (event, state) = self.args.fill(event, state, settings);
-                    bindings.call_decide(&mut live.store, event, state).map(|d| d.map(Decision::from))
-                }
-                Bound::V0_3(bindings) => {
-                    let given = match &state.typed_settings {
-                        Some(typed) => Given::Shared(typed),
-                        None => Given::Resolved(settings.to_vec()),
-                    };
-                    let plan = self.services.plan(&event.service_id, &event.service_name, given, live.generation, now);
-                    let store = &mut live.store;
-                    bind_and_decide(bindings, store, live.generation, &mut self.services, plan, event, state)
-                }
-            }
+            let (event, state) = self.args.fill(event, state);
+            live.bindings.call_decide(&mut live.store, event, state).map(|d| d.map(Decision::from))
         };
         live.store.data_mut().finish_call();
         match result {
@@ -702,31 +641,6 @@ impl LoadedPolicy {
         };
         PolicyError::Trap { policy, reason }
     }
-}
-
-/// A 0.3 call: the unbinds and the bind `plan` asks for, then `decide`,
-/// all within the call's deadline. A trap in any of them fails the call; a
-/// bind is recorded only once it returned, so the next instance binds again.
-fn bind_and_decide(
-    bindings: &v0_3::Policy,
-    store: &mut Store<Sandbox>,
-    generation: u64,
-    services: &mut Services,
-    plan: services::Plan,
-    event: &Event,
-    state: &State,
-) -> wasmtime::Result<Option<Decision>> {
-    for handle in plan.unbind {
-        bindings.call_unbind_service(&mut *store, handle)?;
-    }
-    // The plan's handle always has an entry; without one the policy would
-    // get a handle it does not know and, with the SDK, decide nothing.
-    if let Some(entry) = services.entry(plan.handle).filter(|_| plan.bind) {
-        bindings.call_bind_service(&mut *store, &bindings::service_v0_3(plan.handle, entry))?;
-        services.bound(plan.handle, generation);
-    }
-    let (event, state) = (bindings::event_v0_3(event), bindings::state_v0_3(state));
-    bindings.call_decide(store, plan.handle, &event, &state).map(|d| d.map(Decision::from))
 }
 
 /// Epoch ticks for a time limit, rounded up.

@@ -25,7 +25,7 @@ struct Version {
     sha256: String,
     /// The contract version it was built for.
     contract_version: &'static str,
-    /// The settings it declared (contract 0.2 and later), read without the mutex.
+    /// The settings it declared, read without the mutex.
     settings: Arc<[SettingSpec]>,
     /// Failure record, readable while a call holds `policy`.
     status: Arc<PolicyStatus>,

@@ -23,7 +23,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{v0_1, v0_2, v0_3};
+use super::bindings::v1;
 use super::limits::{MAX_HOST_RESOURCES, StoreCaps};
 use super::log::{LogBudget, LogSink};
 
@@ -146,7 +146,7 @@ impl WasiView for Sandbox {
 }
 
 impl Sandbox {
-    /// A `host.log` call of either contract version: bounded, then logged
+    /// A `host.log` call: bounded, then logged
     /// with the policy's name.
     fn log_line(&mut self, level: tracing::Level, message: &str) {
         self.log_lines += 1;
@@ -160,8 +160,9 @@ impl Sandbox {
     }
 }
 
-/// The `host` interface of each contract version, generated with its own
-/// `level` enum; all end in [`Sandbox::log_line`].
+/// The `host` interface of a contract version, generated with its own
+/// `level` enum; it ends in [`Sandbox::log_line`]. (A macro so that a 2.0
+/// contract, with the 1.x bindings kept beside it, adds one line.)
 macro_rules! host_interface {
     ($version:ident) => {
         impl $version::autoscaler::policy::host::Host for Sandbox {
@@ -182,9 +183,7 @@ macro_rules! host_interface {
     };
 }
 
-host_interface!(v0_1);
-host_interface!(v0_2);
-host_interface!(v0_3);
+host_interface!(v1);
 
 /// Cut `text` to at most `max` bytes on a character boundary, marking the cut.
 pub fn truncate(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
@@ -210,9 +209,7 @@ pub fn add_to_linker(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()> {
         waited_out: &mut s.waited_out,
     })?;
     linker.allow_shadowing(false);
-    v0_3::Policy::add_to_linker::<Sandbox, wasmtime::component::HasSelf<Sandbox>>(linker, |s| s)?;
-    v0_2::Policy::add_to_linker::<Sandbox, wasmtime::component::HasSelf<Sandbox>>(linker, |s| s)?;
-    v0_1::Policy::add_to_linker::<Sandbox, wasmtime::component::HasSelf<Sandbox>>(linker, |s| s)
+    v1::Policy::add_to_linker::<Sandbox, wasmtime::component::HasSelf<Sandbox>>(linker, |s| s)
 }
 
 /// `wasi:io/poll` for one call: waits end at the call's deadline.

@@ -234,9 +234,9 @@ pub fn replay(trace: &Trace, policy: &mut LoadedPolicy, options: &ReplayOptions)
             service.recorded.push((t, recorded.current_replicas));
             sim.last_recorded = recorded.current_replicas;
         }
-        if sim.bound.is_none() || sim.raw != recorded.settings {
-            sim.raw = recorded.settings.clone();
-            sim.bound = Some(bind(&event.service_name, &recorded.settings, options, &actuator, policy));
+        if sim.bound.is_none() || sim.raw != record.labels {
+            sim.raw = record.labels.clone();
+            sim.bound = Some(bind(&event.service_name, &record.labels, options, &actuator, policy));
         }
         let bound = match &sim.bound {
             Some(Ok(bound)) => bound,
@@ -286,6 +286,9 @@ pub fn replay(trace: &Trace, policy: &mut LoadedPolicy, options: &ReplayOptions)
         }
         sim.above = above_upper(&bound.config, &metrics);
         let state = State {
+            service_id: recorded.service_id.clone(),
+            service_name: recorded.service_name.clone(),
+            settings: bound.typed.clone(),
             current_replicas: seen,
             min_replicas: bound.config.min,
             max_replicas: bound.config.max,
@@ -294,8 +297,6 @@ pub fn replay(trace: &Trace, policy: &mut LoadedPolicy, options: &ReplayOptions)
             last_scale_down_ns: sim.history.last_down_ns,
             hold_until_ns: sim.history.hold_until_ns.filter(|until| *until > now),
             metrics,
-            settings: bound.config.settings.clone(),
-            typed_settings: Some(bound.typed.clone()),
         };
         run.calls += 1;
         let answer = policy.decide(&event, &state);

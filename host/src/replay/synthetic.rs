@@ -101,12 +101,11 @@ pub fn write(path: &Path, spec: &Synthetic) -> anyhow::Result<usize> {
                     &values.iter().map(|v| connections(*v)).collect::<Vec<_>>(),
                     0,
                 );
-            state.settings = spec.labels.clone();
             state.now_ns = now;
             for event in events {
                 // No live policy answered: the recorded policy is named
                 // `synthetic`, so no replay compares itself with it.
-                recorder.record(SYNTHETIC, &event, &state, now + 20_000, None);
+                recorder.record(SYNTHETIC, &spec.labels, &event, &state, now + 20_000, None);
                 records += 1;
             }
         }

@@ -2,7 +2,7 @@
 //! [`Recorder`] the daemon appends to.
 //!
 //! A trace is a text file of JSON lines, appended to and never rewritten.
-//! Version 2 is positional, so that an hour of a busy service stays a few
+//! Version 3 is positional, so that an hour of a busy service stays a few
 //! MB and reads back in well under a second:
 //!
 //! - `{"header": {...}}` each time a daemon starts recording: format
@@ -11,7 +11,8 @@
 //!   the time deltas that follow);
 //! - `{"service": [N, ID, NAME, POLICY, LABELS]}` before the first record of
 //!   a service and again whenever its policy or its `autoscale.*` labels
-//!   (without the prefix, as `State::settings`) change;
+//!   (without the prefix) change: a replay parses them for its own policy,
+//!   as the daemon parses them into `state.settings`;
 //! - `{"container": [N, ID]}` before the first record of a container;
 //! - one array per call the daemon made: `[SERVICE, CONTAINER, DT, TOOK,
 //!   AGE, METRIC, VALUE, UNIT, CROSSING, REPLICAS, MIN, MAX, UP, DOWN, HOLD,
@@ -22,8 +23,15 @@
 //!   `now-ns` (null when absent); CROSSING is `[threshold, "u"|"d"]` or null
 //!   for a periodic sample; an aggregate is `[METRIC, UNIT, REPORTING,
 //!   WARMING, [MEAN, MIN, MAX, SUM], OF-LIMIT, WINDOW-NS]`; DECISION is what
-//!   the live policy answered (null for none or a failure). Metrics and
-//!   units are one-letter codes for the contract's cases.
+//!   the live policy answered (null for none or a failure). A metric is its
+//!   name in the daemon's metric table (`"cpu"`), as the contract passes it;
+//!   a unit is a one-letter code for the contract's cases (`f`raction of
+//!   limit, `c`ores, `b`ytes, cou`n`t, `r`ate per second, `s`econds) or
+//!   `{"o": NAME}`.
+//!
+//! Version 2 (contract 0.x) wrote metrics as one-letter codes; its traces
+//! are refused with a message (record them again, or convert them: the
+//! shipped ones in `examples/traces/` were converted).
 //!
 //! Only what the daemon actually passed to a policy is recorded: the
 //! recorder runs when the answer comes back ([`crate::daemon`]), so an
@@ -50,7 +58,7 @@ use crate::swarm::ActuatorOptions;
 /// The value of `format` in every header.
 pub const FORMAT: &str = "autoscaler-trace";
 /// The version of the format this build writes and reads.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 /// Write errors in a row after which a [`Recorder`] stops.
 pub const MAX_WRITE_ERRORS: u32 = 5;
 /// How long records may sit in the write buffer (monotonic ns).
@@ -64,9 +72,9 @@ pub struct Header {
     pub format: String,
     /// The format version, [`VERSION`] when written by this build.
     pub version: u32,
-    /// The newest contract version of the daemon that recorded it (`0.3.0`).
+    /// The contract version of the daemon that recorded it (`1.0.0`).
     /// Informational: a trace holds the daemon's own event and state, from
-    /// which the arguments of every contract version are made.
+    /// which the contract's arguments are made.
     pub contract: String,
     /// Wall clock when recording started, ns since the Unix epoch.
     pub started_unix_ns: u64,
@@ -113,10 +121,13 @@ impl Header {
 pub struct Record {
     /// The policy the service was bound to (`autoscale.policy`).
     pub policy: String,
+    /// The service's `autoscale.*` labels without the prefix, sorted by
+    /// name: what its settings were parsed from.
+    pub labels: Labels,
     /// The event passed to `decide`.
     pub event: Event,
-    /// The state passed to `decide` (settings as recorded; typed settings
-    /// are not recorded: a replay resolves them for its own policy).
+    /// The state passed to `decide`, with the service's id and name but no
+    /// settings: a replay parses `labels` for its own policy.
     pub state: State,
     /// CLOCK_MONOTONIC ns when the policy answered: the time the actuator
     /// judges the decision at (cooldowns, holds).
@@ -125,42 +136,17 @@ pub struct Record {
     pub decision: Option<Decision>,
 }
 
-/// A metric as one letter (`c`, `m`, `n`), or `{"o": NAME}`.
-#[derive(Serialize, Deserialize)]
-enum M {
-    #[serde(rename = "c")]
-    Cpu,
-    #[serde(rename = "m")]
-    Memory,
-    #[serde(rename = "n")]
-    Connections,
-    #[serde(rename = "o")]
-    Other(String),
-}
-
-impl From<&Metric> for M {
-    fn from(m: &Metric) -> M {
-        match m {
-            Metric::Cpu => M::Cpu,
-            Metric::Memory => M::Memory,
-            Metric::Connections => M::Connections,
-            Metric::Other(name) => M::Other(name.clone()),
-        }
+/// The metric of a name in a trace, as the probes name it.
+fn metric_named(name: String) -> Metric {
+    match name.as_str() {
+        "cpu" => Metric::Cpu,
+        "memory" => Metric::Memory,
+        "connections" => Metric::Connections,
+        _ => Metric::Other(name),
     }
 }
 
-impl From<M> for Metric {
-    fn from(m: M) -> Metric {
-        match m {
-            M::Cpu => Metric::Cpu,
-            M::Memory => Metric::Memory,
-            M::Connections => Metric::Connections,
-            M::Other(name) => Metric::Other(name),
-        }
-    }
-}
-
-/// A unit as one letter (`f`, `c`, `b`, `n`), or `{"o": NAME}`.
+/// A unit as one letter (`f`, `c`, `b`, `n`, `r`, `s`), or `{"o": NAME}`.
 #[derive(Serialize, Deserialize)]
 enum U {
     #[serde(rename = "f")]
@@ -171,6 +157,10 @@ enum U {
     Bytes,
     #[serde(rename = "n")]
     Count,
+    #[serde(rename = "r")]
+    PerSecond,
+    #[serde(rename = "s")]
+    Seconds,
     #[serde(rename = "o")]
     Other(String),
 }
@@ -182,6 +172,8 @@ impl From<&Unit> for U {
             Unit::Cores => U::Cores,
             Unit::Bytes => U::Bytes,
             Unit::Count => U::Count,
+            Unit::PerSecond => U::PerSecond,
+            Unit::Seconds => U::Seconds,
             Unit::Other(name) => U::Other(name.clone()),
         }
     }
@@ -194,6 +186,8 @@ impl From<U> for Unit {
             U::Cores => Unit::Cores,
             U::Bytes => Unit::Bytes,
             U::Count => Unit::Count,
+            U::PerSecond => Unit::PerSecond,
+            U::Seconds => Unit::Seconds,
             U::Other(name) => Unit::Other(name),
         }
     }
@@ -212,7 +206,7 @@ fn stats([mean, min, max, sum]: S) -> Stats {
 
 /// One aggregate, positional.
 #[derive(Serialize, Deserialize)]
-struct A(M, U, u32, u32, S, Option<S>, u64);
+struct A(String, U, u32, u32, S, Option<S>, u64);
 
 /// One record line, positional (see the module doc).
 #[derive(Serialize, Deserialize)]
@@ -222,7 +216,7 @@ struct R(
     i64,
     u64,
     i64,
-    M,
+    String,
     f64,
     U,
     Option<(f64, char)>,
@@ -245,8 +239,8 @@ fn abs(delta: Option<i64>, now: u64) -> Option<u64> {
     delta.map(|d| now.saturating_add_signed(d))
 }
 
-/// `autoscale.*` labels without the prefix, as `State::settings`.
-type Labels = Vec<(String, String)>;
+/// `autoscale.*` labels without the prefix, sorted by name.
+pub type Labels = Vec<(String, String)>;
 
 /// What a reader knows of a service: id, name, policy, labels.
 type ServiceDef = (String, String, String, Labels);
@@ -321,7 +315,7 @@ impl Context {
             }),
         };
         let event = Event {
-            metric: metric.into(),
+            metric: metric_named(metric),
             value,
             unit: unit.into(),
             kind,
@@ -333,7 +327,7 @@ impl Context {
         let metrics = aggs
             .into_iter()
             .map(|A(metric, unit, reporting, warming, value, of_limit, window_ns)| Aggregate {
-                metric: metric.into(),
+                metric: metric_named(metric),
                 unit: unit.into(),
                 reporting,
                 warming,
@@ -343,6 +337,9 @@ impl Context {
             })
             .collect();
         let state = State {
+            service_id: id.clone(),
+            service_name: name.clone(),
+            settings: Default::default(),
             current_replicas: replicas,
             min_replicas: min,
             max_replicas: max,
@@ -351,10 +348,9 @@ impl Context {
             last_scale_down_ns: abs(down, now),
             hold_until_ns: abs(hold, now),
             metrics,
-            settings: labels.clone(),
-            typed_settings: None,
         };
-        Ok(Record { policy: policy.clone(), event, state, decided_ns: now.saturating_add(took), decision })
+        let (policy, labels) = (policy.clone(), labels.clone());
+        Ok(Record { policy, labels, event, state, decided_ns: now.saturating_add(took), decision })
     }
 }
 
@@ -492,21 +488,27 @@ impl Recorder {
         })
     }
 
-    /// Append one call: the event and state the daemon passed to `policy`,
-    /// when it answered (`decided_ns`) and what it said. The daemon calls
-    /// it when the answer comes back, so only what was decided on is kept.
-    pub fn record(&mut self, policy: &str, event: &Event, state: &State, decided_ns: u64, decision: Option<&Decision>) {
+    /// Append one call: the event and state the daemon passed to `policy`
+    /// for a service with `labels` (the `autoscale.*` labels without the
+    /// prefix, what the state's settings were parsed from), when it
+    /// answered (`decided_ns`) and what it said. The daemon calls it when
+    /// the answer comes back, so only what was decided on is kept.
+    pub fn record(
+        &mut self,
+        policy: &str,
+        labels: &[(String, String)],
+        event: &Event,
+        state: &State,
+        decided_ns: u64,
+        decision: Option<&Decision>,
+    ) {
         let Some(out) = self.out.as_mut() else { return };
-        let result = write_record(
-            out,
-            &mut self.base_ns,
-            &mut self.services,
-            &mut self.containers,
-            (policy, event, state, decided_ns, decision),
-        );
+        let now_ns = state.now_ns;
+        let call = Call { policy, labels, event, state, decided_ns, decision };
+        let result = write_record(out, &mut self.base_ns, &mut self.services, &mut self.containers, call);
         let result = result.and_then(|()| {
-            if state.now_ns.saturating_sub(self.flushed_ns) >= FLUSH_EVERY_NS {
-                self.flushed_ns = state.now_ns;
+            if now_ns.saturating_sub(self.flushed_ns) >= FLUSH_EVERY_NS {
+                self.flushed_ns = now_ns;
                 out.flush()
             } else {
                 Ok(())
@@ -560,27 +562,39 @@ impl Recorder {
     }
 }
 
+/// One call the daemon made, as [`Recorder::record`] got it.
+#[derive(Debug, Clone, Copy)]
+struct Call<'a> {
+    /// The policy the service is bound to.
+    policy: &'a str,
+    /// The service's `autoscale.*` labels without the prefix.
+    labels: &'a [(String, String)],
+    /// The event passed to `decide`.
+    event: &'a Event,
+    /// The state passed to `decide`.
+    state: &'a State,
+    /// CLOCK_MONOTONIC ns when the policy answered.
+    decided_ns: u64,
+    /// What it answered.
+    decision: Option<&'a Decision>,
+}
+
 /// One call, with the service and container lines it needs first.
 fn write_record(
     out: &mut impl Write,
     base_ns: &mut u64,
     services: &mut HashMap<String, ServiceWritten>,
     containers: &mut HashMap<String, u32>,
-    (policy, event, state, decided_ns, decision): (&str, &Event, &State, u64, Option<&Decision>),
+    Call { policy, labels, event, state, decided_ns, decision }: Call<'_>,
 ) -> std::io::Result<()> {
     let next = u32::try_from(services.len()).unwrap_or(u32::MAX);
     let service = services.entry(event.service_id.clone()).or_insert_with(|| (next, String::new(), Vec::new()));
     let svc = service.0;
-    if service.1 != policy || service.2 != state.settings || service.1.is_empty() {
+    if service.1 != policy || service.2 != labels || service.1.is_empty() {
         service.1 = policy.to_string();
-        service.2.clone_from(&state.settings);
-        let line = Line::Service(
-            svc,
-            event.service_id.clone(),
-            event.service_name.clone(),
-            policy.into(),
-            state.settings.clone(),
-        );
+        service.2 = labels.to_vec();
+        let line =
+            Line::Service(svc, event.service_id.clone(), event.service_name.clone(), policy.into(), labels.to_vec());
         serde_json::to_writer(&mut *out, &line)?;
         out.write_all(b"\n")?;
     }
@@ -608,7 +622,7 @@ fn write_record(
         .iter()
         .map(|a| {
             A(
-                (&a.metric).into(),
+                a.metric.name().to_string(),
                 (&a.unit).into(),
                 a.reporting,
                 a.warming,
@@ -624,7 +638,7 @@ fn write_record(
         dt,
         decided_ns.saturating_sub(now),
         rel(Some(now), event.timestamp_ns).unwrap_or(0),
-        (&event.metric).into(),
+        event.metric.name().to_string(),
         event.value,
         (&event.unit).into(),
         crossing,
@@ -663,9 +677,13 @@ mod tests {
     use super::*;
 
     fn state(now_ns: u64) -> State {
-        let mut s = State::replicas(2, 1, 5).with_settings(&[("cpu.upper", "0.8")]).with_cpu(&[0.9, 0.7]);
+        let mut s = State::replicas(2, 1, 5).of("s1", "web").with_cpu(&[0.9, 0.7]);
         s.now_ns = now_ns;
         s
+    }
+
+    fn labels(upper: &str) -> Labels {
+        vec![("cpu.upper".to_string(), upper.to_string())]
     }
 
     #[test]
@@ -679,27 +697,39 @@ mod tests {
         late.last_scale_up_ns = Some(1_500_000_000);
         late.hold_until_ns = Some(9_000_000_000);
         late.metrics[0].of_limit = Some(Stats { mean: 0.1, min: 0.0, max: 0.2, sum: 0.3 });
+        late.metrics.push(Aggregate {
+            metric: Metric::Other("request-rate".into()),
+            unit: Unit::PerSecond,
+            ..late.metrics[0].clone()
+        });
         let other = Event::sample(Metric::Memory, 1e6, Unit::Bytes).of("c2", "s1", "web").at(1_999_000_000);
+        let (low, high) = (labels("0.8"), labels("0.9"));
         {
             let mut rec = Recorder::create_at(&path, &options, 5).expect("create");
-            rec.record("threshold", &event, &state(10), 12, Some(&up));
-            rec.record("threshold", &other, &late, 2_000_000_100, None);
+            rec.record("threshold", &low, &event, &state(10), 12, Some(&up));
+            rec.record("threshold", &low, &other, &late, 2_000_000_100, None);
             // Answers of two threads may come back out of order.
-            rec.record("threshold", &event, &state(1_000), 1_100, None);
+            rec.record("threshold", &low, &event, &state(1_000), 1_100, None);
             assert_eq!((rec.records(), rec.errors()), (3, 0));
         }
         // A second daemon appends with a header of its own.
-        let relabelled = state(30).with_settings(&[("cpu.upper", "0.9")]);
-        Recorder::create_at(&path, &options, 20).expect("append").record("threshold", &event, &relabelled, 31, None);
+        Recorder::create_at(&path, &options, 20).expect("append").record(
+            "threshold",
+            &high,
+            &event,
+            &state(30),
+            31,
+            None,
+        );
         let trace = read(&path).expect("read");
         assert_eq!(trace.records.len(), 4);
         assert_eq!(trace.torn_lines, 0);
         let first = &trace.records[0];
         assert_eq!((&first.event, &first.state, first.policy.as_str()), (&event, &state(10), "threshold"));
-        assert_eq!((first.decided_ns, first.decision.as_ref()), (12, Some(&up)));
+        assert_eq!((first.decided_ns, first.decision.as_ref(), &first.labels), (12, Some(&up), &low));
         assert_eq!((&trace.records[1].event, &trace.records[1].state), (&other, &late));
         assert_eq!((trace.records[2].state.now_ns, trace.records[2].decided_ns), (1_000, 1_100));
-        assert_eq!(trace.records[3].state, relabelled);
+        assert_eq!((&trace.records[3].state, &trace.records[3].labels), (&state(30), &high));
         assert_eq!(trace.header.actuator_options(), options);
         let text = std::fs::read_to_string(&path).expect("text");
         assert_eq!(text.lines().filter(|l| l.starts_with("{\"header\"")).count(), 2);
@@ -717,13 +747,14 @@ mod tests {
         let path = dir.path().join("t.trace");
         Recorder::create(&path, &ActuatorOptions::default()).expect("create").record(
             "p",
+            &labels("0.8"),
             &Event::cpu(0.5),
             &state(1),
             2,
             None,
         );
         let good = std::fs::read_to_string(&path).expect("text");
-        std::fs::write(&path, format!("{good}[0,0,12,3,4,\"c\",0.")).expect("write");
+        std::fs::write(&path, format!("{good}[0,0,12,3,4,\"cpu\",0.")).expect("write");
         let trace = read(&path).expect("a torn last line is tolerated");
         assert_eq!((trace.records.len(), trace.torn_lines), (1, 1));
 
@@ -734,6 +765,16 @@ mod tests {
         std::fs::write(&path, "").expect("write");
         let err = read(&path).expect_err("no header").to_string();
         assert!(err.contains("no header"), "{err}");
+    }
+
+    #[test]
+    fn a_trace_of_format_version_2_is_refused_with_what_to_do() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("old.trace");
+        let header = r#"{"header":{"format":"autoscaler-trace","version":2,"contract":"0.2.0","started-unix-ns":1,"started-monotonic-ns":1,"cooldown-up-ns":1,"cooldown-down-ns":1,"max-decision-age-ns":1}}"#;
+        std::fs::write(&path, format!("{header}\n")).expect("write");
+        let err = format!("{:#}", read(&path).expect_err("version 2"));
+        assert!(err.contains("version 2; this host reads autoscaler-trace version 3"), "{err}");
     }
 
     /// Accepts `room` bytes, then fails every write (a full disk).
@@ -764,7 +805,7 @@ mod tests {
         let mut rec = Recorder::start(path, sink, &ActuatorOptions::default(), 0).expect("header fits");
         for i in 0..(MAX_WRITE_ERRORS * 40) {
             let now = u64::from(i) * FLUSH_EVERY_NS * 2;
-            rec.record("p", &Event::cpu(0.5), &state(now), now, None);
+            rec.record("p", &[], &Event::cpu(0.5), &state(now), now, None);
         }
         assert!(!rec.is_recording());
         assert!(rec.records() > 0, "records written before the disk filled");

@@ -59,8 +59,8 @@ impl Policy for Proportional {
         ]
     }
 
-    fn decide(event: Event, state: State) -> Option<Decision> {
-        decide(&event, &state)
+    fn decide(_event: Event, state: State) -> Option<Decision> {
+        decide(&state)
     }
 }
 
@@ -84,13 +84,14 @@ struct Proposal {
     desired: i64,
 }
 
-/// The decision rule, on borrowed values.
-fn decide(event: &Event, state: &State) -> Option<Decision> {
+/// The decision rule, on the service's state (the event only says that
+/// something changed: the service view decides).
+fn decide(state: &State) -> Option<Decision> {
     let tolerance = state.number("tolerance").unwrap_or(0.1);
     if !(0.0..1.0).contains(&tolerance) {
         warn!(
             "{}: autoscale.tolerance is {tolerance}; write a number from 0 to below 1. No decision.",
-            event.service_name
+            state.service_name
         );
         return None;
     }
@@ -102,7 +103,7 @@ fn decide(event: &Event, state: &State) -> Option<Decision> {
     for (setting, metric, aggregate) in TARGETS {
         let Some(target) = state.number(setting) else { continue };
         if target <= 0.0 {
-            warn!("{}: autoscale.{setting} is {target}; it must be above 0. No decision.", event.service_name);
+            warn!("{}: autoscale.{setting} is {target}; it must be above 0. No decision.", state.service_name);
             return None;
         }
         let Some(aggregate) = aggregate(state).filter(|a| a.reporting > 0) else { continue };

@@ -76,20 +76,21 @@ impl Policy for Threshold {
         ]
     }
 
-    fn decide(event: Event, state: State) -> Option<Decision> {
-        decide(&event, &state)
+    fn decide(_event: Event, state: State) -> Option<Decision> {
+        decide(&state)
     }
 }
 
 export_policy!(Threshold);
 
-/// The decision rule, on borrowed values.
-fn decide(event: &Event, state: &State) -> Option<Decision> {
+/// The decision rule, on the service's state (the event only says that
+/// something changed: the service view decides).
+fn decide(state: &State) -> Option<Decision> {
     let use_max = match state.text("aggregate") {
         None | Some("mean") => false,
         Some("max") => true,
         Some(other) => {
-            warn!("{}: autoscale.aggregate is {other:?}; write mean or max. No decision.", event.service_name);
+            warn!("{}: autoscale.aggregate is {other:?}; write mean or max. No decision.", state.service_name);
             return None;
         }
     };
@@ -97,7 +98,7 @@ fn decide(event: &Event, state: &State) -> Option<Decision> {
     let step = match state.number("step") {
         Some(step) if step >= 1.0 && step.fract() == 0.0 && step <= f64::from(u32::MAX) => step as i64,
         Some(step) => {
-            warn!("{}: autoscale.step is {step}; write a whole number >= 1. No decision.", event.service_name);
+            warn!("{}: autoscale.step is {step}; write a whole number >= 1. No decision.", state.service_name);
             return None;
         }
         None => 1,
@@ -115,7 +116,7 @@ fn decide(event: &Event, state: &State) -> Option<Decision> {
         {
             warn!(
                 "{}: autoscale.{} ({lower}) must be below autoscale.{} ({upper}). No decision.",
-                event.service_name, watched.lower, watched.upper
+                state.service_name, watched.lower, watched.upper
             );
             return None;
         }

@@ -1,4 +1,4 @@
-//! __NAME__: a scaling policy for the Docker Swarm autoscaler (contract 0.3.0).
+//! __NAME__: a scaling policy for the Docker Swarm autoscaler (contract 1.0.0).
 //!
 //! The rule to start from: add a replica while the service's mean CPU is at
 //! or above `cpu.upper`, remove one while it is at or below `cpu.lower`,

@@ -51,6 +51,9 @@ fn scale(decision: Option<Decision>) -> Option<u32> {
     decision.map(|d| d.target().unwrap_or_else(|| panic!("a scale decision, got {d:?}")))
 }
 
+/// `autoscale.*` labels without the prefix.
+type Labels = &'static [(&'static str, &'static str)];
+
 fn connections(value: f64) -> Event {
     Event::sample(Metric::Connections, value, Unit::Count)
 }
@@ -182,7 +185,7 @@ fn every_language_example_decides_each_call_from_its_state_alone() {
     // Contract 1.0 keeps nothing between calls: two services with
     // different settings, interleaved in one instance, get the answers
     // each gets alone.
-    let cases: [(&str, &str, Event, &[(&str, &str)], &[(&str, &str)]); 3] = [
+    let cases: [(&str, &str, Event, Labels, Labels); 3] = [
         (
             "python",
             "burst",

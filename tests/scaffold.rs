@@ -7,9 +7,16 @@
 //!
 //! The toolchains come from examples/setup.sh in CI; elsewhere build.sh
 //! installs them (npm, pip, rustup), which needs the registries.
+//!
+//! The Python, JavaScript and C templates start from the shipped
+//! `threshold` policy's rule on CPU alone: on the same states they decide
+//! the same targets (policies/threshold.wasm, built by policies/build.sh).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use host::model::{Event, State};
+use host::policy::{LoadedPolicy, Runtime, RuntimeConfig};
 
 fn host() -> &'static str {
     env!("CARGO_BIN_EXE_host")
@@ -42,7 +49,9 @@ fn run(dir: &Path, program: &str, args: &[&str]) -> String {
     stdout
 }
 
-fn scaffold_build_and_test(lang: &str) {
+/// Creates, builds and tests a project; returns its component and the
+/// temporary folder that holds it (removed when dropped).
+fn scaffold_build_and_test(lang: &str) -> (PathBuf, tempfile::TempDir) {
     let parent = tempfile::tempdir().expect("tempdir");
     let name = format!("my-{lang}-policy");
     let created = run(parent.path(), host(), &["policy", "new", &name, "--lang", lang]);
@@ -58,6 +67,41 @@ fn scaffold_build_and_test(lang: &str) {
     assert!(tested.contains("contract version: ") && tested.contains(" (current)"), "{tested}");
     // The template declares its settings: check lists them.
     assert!(tested.contains("cpu.upper") && tested.contains("cpu.lower"), "{tested}");
+    (wasm, parent)
+}
+
+/// The target a policy asks for on a service at `current` of [1, 5] with
+/// mean CPU `mean` and these labels, if any.
+fn target(policy: &mut LoadedPolicy, current: u32, mean: f64, labels: &[(&str, &str)]) -> Option<u32> {
+    let settings = policy.resolve(labels).expect("the labels fit the policy");
+    let state = State::replicas(current, 1, 5).with_cpu(&[mean, mean]).with_settings(settings);
+    let decision = policy.decide(&Event::cpu(mean), &state).expect("call");
+    decision.map(|d| d.target().unwrap_or_else(|| panic!("a scale decision, got {d:?}")))
+}
+
+/// The template's component decides like the shipped threshold policy on
+/// CPU: every replica count of [1, 5] and mean CPU from 0 to 1 in tenths
+/// (the thresholds themselves included), at two bands.
+fn agrees_with_threshold(lang: &str, wasm: &Path) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root");
+    let threshold = repo.join("policies/threshold.wasm");
+    let threshold = std::fs::read(&threshold)
+        .unwrap_or_else(|e| panic!("{}: {e}; build it with policies/build.sh", threshold.display()));
+    let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    let mut reference = runtime.load("threshold", &threshold).expect("threshold loads");
+    let mut template = runtime.load(lang, &std::fs::read(wasm).expect("wasm")).expect("template loads");
+    for labels in [[("cpu.upper", "0.8"), ("cpu.lower", "0.3")], [("cpu.upper", "0.6"), ("cpu.lower", "0.5")]] {
+        for current in 1..=5 {
+            for tenth in 0..=10 {
+                let mean = f64::from(tenth) / 10.0;
+                assert_eq!(
+                    target(&mut template, current, mean, &labels),
+                    target(&mut reference, current, mean, &labels),
+                    "{lang}: {current} replicas at mean cpu {mean} with {labels:?}"
+                );
+            }
+        }
+    }
 }
 
 #[test]
@@ -67,17 +111,20 @@ fn rust_project_builds_and_passes_its_tests() {
 
 #[test]
 fn python_project_builds_and_passes_its_tests() {
-    scaffold_build_and_test("python");
+    let (wasm, _project) = scaffold_build_and_test("python");
+    agrees_with_threshold("python", &wasm);
 }
 
 #[test]
 fn js_project_builds_and_passes_its_tests() {
-    scaffold_build_and_test("js");
+    let (wasm, _project) = scaffold_build_and_test("js");
+    agrees_with_threshold("js", &wasm);
 }
 
 #[test]
 fn c_project_builds_and_passes_its_tests() {
-    scaffold_build_and_test("c");
+    let (wasm, _project) = scaffold_build_and_test("c");
+    agrees_with_threshold("c", &wasm);
 }
 
 #[test]

@@ -767,7 +767,7 @@ fn operator_mistakes_are_caught_at_once_and_host_status_shows_every_service() {
     assert!(line.starts_with(&format!("service {} autoscaled by policy threshold (version ", unknown.name)), "{line}");
     assert!(
         line.ends_with(
-            "within 1..=3 replicas (cpu 0.15..0.6, memory off, connections off); \
+            "within 1..=3 replicas (cpu 0.15..0.6); \
              but label autoscale.cpu.uper is not known to the daemon or policy threshold (did you mean autoscale.cpu.upper?)"
         ),
         "{line}"

@@ -77,9 +77,14 @@ impl Thresholds {
 }
 
 impl std::fmt::Display for Thresholds {
-    /// `cpu 0.2..0.8, memory off, connections >= 100`, for log lines.
+    /// `cpu 0.2..0.8, connections >= 100`: the watched metrics only (the
+    /// table has many), or `no thresholds`, for log lines.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, (def, band)) in self.bands().enumerate() {
+        let mut watched = self.bands().filter(|(_, band)| band.upper.is_some() || band.lower.is_some()).peekable();
+        if watched.peek().is_none() {
+            return f.write_str("no thresholds");
+        }
+        for (i, (def, band)) in watched.enumerate() {
             if i > 0 {
                 f.write_str(", ")?;
             }
@@ -169,9 +174,7 @@ mod tests {
         assert!(!t.set(&Metric::named("gpu"), Band { upper: Some(1.0), lower: None }));
         assert_eq!(t.band(&Metric::named("gpu")), Band::default());
         let t = Thresholds::default().with(&Metric::CPU, Band { upper: Some(0.8), lower: Some(0.2) });
-        assert_eq!(
-            t.to_string(),
-            "cpu 0.2..0.8, memory off, connections off, queue off, inflight off, request-rate off, response-time-p50 off, response-time-p95 off, response-time-p99 off"
-        );
+        assert_eq!(t.to_string(), "cpu 0.2..0.8");
+        assert_eq!(Thresholds::default().to_string(), "no thresholds");
     }
 }

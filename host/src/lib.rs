@@ -4,8 +4,9 @@
 //! - [`model`]: events, service state and decisions as the daemon sees them.
 //! - [`policy`]: the WebAssembly policy runtime (the only user of wasmtime).
 //! - [`swarm`]: Docker Swarm: service labels, the inventory of services and
-//!   their containers, the guarded actuator and the audit log (the only user
-//!   of bollard).
+//!   their containers, the guarded actuator and the audit log (bollard's main
+//!   user; `cluster::docker`, `cluster::lease` and `daemon::cluster` use the
+//!   client it connects).
 //! - [`cluster`]: multi-node Swarm: the agent on every node and the decider
 //!   endpoint on the leader, over an authenticated channel.
 //! - [`daemon`]: the event loop that ties the parts together.

@@ -1,4 +1,5 @@
-//! The actuator: the only code that writes to Swarm.
+//! The actuator: the only code that writes a scaled service's spec (the
+//! lease labels on the autoscaler's own service are `cluster::lease`'s).
 //!
 //! The daemon hands it every decision a policy makes ([`Actuator::submit`]);
 //! whatever the policy returned, the actuator

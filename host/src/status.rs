@@ -229,17 +229,25 @@ type DecisionLog = (u64, std::collections::VecDeque<LoggedDecision>);
 /// Decisions the board keeps for the live view between two of its samples.
 pub const DECISION_LOG: usize = 1024;
 
-/// The numeric `*.upper`, `*.lower` and `*.target` settings among a
-/// service's labels (without the `autoscale.` prefix), for drawing.
-pub fn thresholds_of(settings: &[(String, String)]) -> BTreeMap<String, f64> {
-    settings
-        .iter()
-        .filter(|(name, _)| [".upper", ".lower", ".target"].iter().any(|end| name.ends_with(end)))
-        .filter_map(|(name, value)| {
-            let number = value.trim().parse::<f64>().ok().filter(|v| v.is_finite())?;
-            Some((name.clone(), number))
-        })
-        .collect()
+/// What the live view draws on a service's metric axis: its thresholds as
+/// the labels parser read them (in the unit the probe reports: `512Mi` in
+/// bytes, `200ms` in seconds) and the numeric `*.target` settings its policy
+/// reads, by label name without the `autoscale.` prefix.
+pub fn thresholds_of(thresholds: &crate::model::Thresholds, settings: &[(String, String)]) -> BTreeMap<String, f64> {
+    let mut drawn = BTreeMap::new();
+    for (def, band) in thresholds.bands() {
+        for (side, value) in [("upper", band.upper), ("lower", band.lower)] {
+            if let Some(value) = value {
+                drawn.insert(format!("{}.{side}", def.name), value);
+            }
+        }
+    }
+    for (name, value) in settings.iter().filter(|(name, _)| name.ends_with(".target")) {
+        if let Some(number) = value.trim().parse::<f64>().ok().filter(|v| v.is_finite()) {
+            drawn.insert(name.clone(), number);
+        }
+    }
+    drawn
 }
 
 impl Board {
@@ -438,6 +446,25 @@ fn esc(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_live_view_draws_parsed_thresholds_and_numeric_targets() {
+        use crate::model::{Band, Metric, Thresholds};
+        let thresholds = Thresholds::default()
+            .with(&Metric::CPU, Band { upper: Some(0.8), lower: Some(0.2) })
+            .with(&Metric::MEMORY, Band { upper: Some(512.0 * 1024.0 * 1024.0), lower: None });
+        let settings = [("cpu.target".to_string(), "0.6".to_string()), ("aggregate".into(), "max".into())];
+        let drawn = thresholds_of(&thresholds, &settings);
+        assert_eq!(
+            drawn,
+            BTreeMap::from([
+                ("cpu.upper".to_string(), 0.8),
+                ("cpu.lower".to_string(), 0.2),
+                ("memory.upper".to_string(), 536_870_912.0),
+                ("cpu.target".to_string(), 0.6),
+            ])
+        );
+    }
 
     fn board_with_web() -> Board {
         let board = Board::default();

@@ -98,7 +98,8 @@ impl<O: Outside> Loop<O> {
             s.current_replicas = Some(replicas);
             s.problems = findings.problems.clone();
             s.warnings = findings.warnings.clone();
-            s.thresholds = config.as_ref().map(|c| crate::status::thresholds_of(&c.settings)).unwrap_or_default();
+            s.thresholds =
+                config.as_ref().map(|c| crate::status::thresholds_of(&c.thresholds, &c.settings)).unwrap_or_default();
             if let Some(c) = &config {
                 s.clock = Cooldowns {
                     up: c.cooldown_up.unwrap_or(options.cooldown_up),

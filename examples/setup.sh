@@ -19,7 +19,7 @@ need_root() {
 
 install_packages() {
     local wanted=(clang-19 llvm-19 libbpf-dev bpftool docker.io iptables wrk curl
-        wasi-libc lld-19 libclang-rt-19-dev-wasm32 prometheus)
+        wasi-libc lld-19 libclang-rt-19-dev-wasm32 prometheus chromium)
     local missing=()
     for pkg in "${wanted[@]}"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing+=("$pkg")
@@ -82,7 +82,16 @@ start_dockerd() {
     fi
     log "starting dockerd (log: /var/log/dockerd.log)"
     # setsid: dockerd must outlive this script and not get its signals.
-    setsid dockerd >/var/log/dockerd.log 2>&1 < /dev/null &
+    # It must not inherit descriptors above stderr either: a lock held
+    # around this script (tests/run.sh's machine-wide test lock) would be
+    # held by dockerd for good, and every later test run would wait on it.
+    (
+        for fd in /proc/self/fd/*; do
+            fd=${fd##*/}
+            [ "$fd" -gt 2 ] 2>/dev/null && eval "exec $fd>&-"
+        done
+        exec setsid dockerd >/var/log/dockerd.log 2>&1 < /dev/null
+    ) &
     for _ in $(seq 1 60); do
         docker info >/dev/null 2>&1 && return
         sleep 1

@@ -193,6 +193,19 @@ pub struct ClusterStatus {
     pub tracking: u64,
     /// A manager: agents connected to its decider endpoint now.
     pub agents: Option<u64>,
+    /// A manager: the nodes whose agents reported within the node timeout.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<ClusterNode>,
+}
+
+/// One node a manager's decider hears from.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct ClusterNode {
+    /// The Swarm node id.
+    pub id: String,
+    /// Its hostname, as its agent said.
+    pub hostname: String,
 }
 
 /// Reads multi-node mode's state when `/status` is asked.
@@ -303,6 +316,10 @@ impl Board {
             *s.decisions.entry(decision.outcome.clone()).or_insert(0) += 1;
             if matches!(decision.outcome.as_str(), "applied" | "dry-run") {
                 s.desired_replicas = decision.to;
+            }
+            if decision.outcome == "applied" && decision.to.is_some() {
+                // Docker accepted the update: that is the spec now.
+                s.current_replicas = decision.to;
             }
             s.last_decision = Some(decision);
         });
@@ -620,6 +637,7 @@ mod tests {
             decider: Some("10.77.0.2:9470".into()),
             tracking: 3,
             agents: Some(2),
+            nodes: vec![ClusterNode { id: "n0d3a1b2c3d4e5".into(), hostname: "node-1".into() }],
         });
         assert_eq!(board.report(0).inventory_reads, 2);
         assert!(!board.report(0).cluster.expect("cluster").deciding);
@@ -634,6 +652,8 @@ mod tests {
             text.contains("\ncluster: manager, deciding; agent connected to 10.77.0.2:9470; measuring 3 containers\n"),
             "{text}"
         );
+        assert!(text.contains("\nnodes reporting: node-1 (n0d3a1b2c3d4)\n"), "{text}");
+        assert_eq!(json["cluster"]["nodes"][0]["hostname"], "node-1");
         let back: StatusReport = serde_json::from_value(json).expect("parse back");
         assert_eq!(back.cluster.map(|c| c.agents), Some(Some(2)));
     }

@@ -31,6 +31,14 @@ pub fn render_text(report: &StatusReport) -> String {
             c.tracking,
             if c.tracking == 1 { "" } else { "s" }
         );
+        if !c.nodes.is_empty() {
+            let nodes: Vec<String> = c
+                .nodes
+                .iter()
+                .map(|n| format!("{} ({})", n.hostname, n.id.chars().take(12).collect::<String>()))
+                .collect();
+            let _ = writeln!(out, "nodes reporting: {}", nodes.join(", "));
+        }
     }
     if report.services.is_empty() {
         let _ = writeln!(out, "no service has autoscale labels");

@@ -142,11 +142,16 @@ impl NodeIo {
         let (agent, tracked) = (self.agent.clone(), self.tracked.clone());
         let manager = tracking.map(|t| (t.decider.clone(), t.leadership.clone()));
         board.set_cluster(move || {
-            let (role, deciding, agents) = match &manager {
+            let (role, deciding, agents, nodes) = match &manager {
                 Some((decider, leadership)) => {
-                    ("manager", leadership.borrow().is_leader, Some(decider.stats().connected))
+                    let nodes = decider
+                        .live_nodes()
+                        .into_iter()
+                        .map(|(id, hostname)| crate::status::ClusterNode { id, hostname })
+                        .collect();
+                    ("manager", leadership.borrow().is_leader, Some(decider.stats().connected), nodes)
                 }
-                None => ("worker", false, None),
+                None => ("worker", false, None, Vec::new()),
             };
             ClusterStatus {
                 role: role.to_string(),
@@ -154,6 +159,7 @@ impl NodeIo {
                 decider: agent.stats().connected_to,
                 tracking: tracked.load(Ordering::Relaxed),
                 agents,
+                nodes,
             }
         });
     }

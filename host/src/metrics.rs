@@ -341,7 +341,8 @@ pub async fn serve(
 fn respond(head: &str, metrics: &Metrics, board: &Board, history: &History) -> (&'static str, &'static str, String) {
     const TEXT: &str = "text/plain; charset=utf-8";
     const JSON: &str = "application/json";
-    let path = head.split_whitespace().nth(1).unwrap_or("");
+    let target = head.split_whitespace().nth(1).unwrap_or("");
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     if !head.starts_with("GET ") {
         return ("405 Method Not Allowed", TEXT, "only GET is served\n".into());
     }
@@ -352,7 +353,7 @@ fn respond(head: &str, metrics: &Metrics, board: &Board, history: &History) -> (
             ("200 OK", "text/plain; version=0.0.4", body)
         }
         "/ui" | "/ui/" => ("200 OK", "text/html; charset=utf-8", crate::live::PAGE.into()),
-        "/ui/history" => ("200 OK", JSON, serde_json::to_string(&history.report()).unwrap_or_default()),
+        "/ui/history" => ("200 OK", JSON, serde_json::to_string(&history.answer(board, query)).unwrap_or_default()),
         "/healthz" => ("200 OK", TEXT, "ok\n".into()),
         "/readyz" if board.ready() => ("200 OK", TEXT, "ready\n".into()),
         "/readyz" => ("503 Service Unavailable", TEXT, "not ready: swarm not read yet\n".into()),

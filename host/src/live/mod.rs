@@ -4,12 +4,16 @@
 //! replicas and configuration problems, updated every second.
 //!
 //! The page is one self-contained HTML file (no external assets: it works
-//! offline, behind any proxy) that polls `/ui/history`. The history is kept
-//! here, bounded: [`History::sample`] takes the status board's report once a
-//! second ([`run_sampler`]) and keeps [`MAX_POINTS`] points per service for
-//! at most [`MAX_SERVICES`] services; decisions come from the board's own
-//! bounded log, so none made between two samples is missed. The page adds
-//! no load a scrape would not: one small JSON answer per second per open
+//! offline, behind any proxy) that polls `/ui/history` twice a second. The
+//! history is kept here, bounded: [`History::sample`] takes the status
+//! board's report once a second ([`run_sampler`]) and keeps [`MAX_POINTS`]
+//! points per service for at most [`MAX_SERVICES`] services; decisions come
+//! from the board's own bounded log, so none made between two samples is
+//! missed. Each answer also carries the board as it is at that moment
+//! ([`ServiceHistory::live`], decisions not sampled yet), so a scale-out
+//! shows on the page within one poll of the spec change, not one sample
+//! plus one poll. The page asks only for what it has not seen
+//! (`?since=<ms>&after=<seq>`): one small JSON answer per poll per open
 //! page, under the endpoint's connection cap.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -18,7 +22,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::status::{Board, DecisionStatus, LoggedDecision, StatusReport};
+use crate::status::{Board, ClusterStatus, DecisionStatus, LoggedDecision, StatusReport};
 
 /// The page, served at `/ui`.
 pub const PAGE: &str = include_str!("page.html");
@@ -73,7 +77,50 @@ pub struct ServiceHistory {
     /// Samples, oldest first.
     pub points: VecDeque<Point>,
     /// Decisions, oldest first.
-    pub decisions: VecDeque<DecisionStatus>,
+    pub decisions: VecDeque<Decision>,
+    /// The service as the board has it when the answer is made (not kept).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub live: Option<Point>,
+}
+
+/// One decision, numbered as the board's log numbers them, so a page that
+/// asks again (`?after=<seq>`) gets each once.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Decision {
+    /// The board's sequence number.
+    pub seq: u64,
+    /// What was decided.
+    #[serde(flatten)]
+    pub decision: DecisionStatus,
+}
+
+/// What the page already has: points up to `since_ms`, decisions up to
+/// `after_seq` (both 0 for everything).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Seen {
+    /// Wall-clock ms of the newest point the page holds.
+    pub since_ms: u64,
+    /// The newest decision's sequence number the page holds.
+    pub after_seq: u64,
+}
+
+impl Seen {
+    /// From a query string such as `since=1700000000000&after=12`; what it
+    /// does not understand counts as 0 (everything).
+    pub fn parse(query: &str) -> Seen {
+        let mut seen = Seen::default();
+        for pair in query.split('&') {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = value.parse().unwrap_or(0);
+            match key {
+                "since" => seen.since_ms = value,
+                "after" => seen.after_seq = value,
+                _ => {}
+            }
+        }
+        seen
+    }
 }
 
 /// The answer to `GET /ui/history`.
@@ -90,6 +137,10 @@ pub struct HistoryReport {
     pub policies: Vec<String>,
     /// Every service the board lists, by name.
     pub services: Vec<ServiceHistory>,
+    /// Multi-node mode (`--cluster`): this node's role, its decider and,
+    /// on a manager, the nodes whose agents report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterStatus>,
 }
 
 /// The bounded history of every service.
@@ -124,6 +175,7 @@ impl History {
             ready: report.ready,
             policies: report.policies.clone(),
             services: Vec::new(),
+            cluster: report.cluster.clone(),
         };
         let listed: std::collections::BTreeSet<&str> = report.services.iter().map(|s| s.id.as_str()).collect();
         inner.services.retain(|id, _| listed.contains(id.as_str()));
@@ -139,13 +191,7 @@ impl History {
             h.problems.clone_from(&s.problems);
             h.warnings.clone_from(&s.warnings);
             h.thresholds = s.thresholds.clone();
-            let metrics = s.metrics.iter().filter_map(|m| m.aggregate.map(|a| (m.metric.clone(), a.mean))).collect();
-            h.points.push_back(Point {
-                t: report.now_unix_ms,
-                replicas: s.current_replicas,
-                desired: s.desired_replicas,
-                metrics,
-            });
+            h.points.push_back(point_of(s, report.now_unix_ms));
             while h.points.len() > MAX_POINTS {
                 h.points.pop_front();
             }
@@ -153,7 +199,7 @@ impl History {
         for (seq, id, decision) in decisions {
             inner.decisions_seen = inner.decisions_seen.max(seq);
             if let Some(h) = inner.services.get_mut(&id) {
-                h.decisions.push_back(decision);
+                h.decisions.push_back(Decision { seq, decision });
                 while h.decisions.len() > MAX_DECISIONS {
                     h.decisions.pop_front();
                 }
@@ -166,13 +212,61 @@ impl History {
         self.lock().decisions_seen
     }
 
-    /// What `GET /ui/history` answers.
+    /// Everything kept (what a page that has seen nothing gets).
     pub fn report(&self) -> HistoryReport {
+        self.report_since(Seen::default())
+    }
+
+    /// The points and decisions kept after what the page has `seen`, with
+    /// every service's settings whole.
+    pub fn report_since(&self, seen: Seen) -> HistoryReport {
         let inner = self.lock();
         let mut report = inner.head.clone();
-        report.services = inner.services.values().cloned().collect();
+        report.services = inner
+            .services
+            .values()
+            .map(|h| ServiceHistory {
+                points: h.points.iter().filter(|p| p.t > seen.since_ms).cloned().collect(),
+                decisions: h.decisions.iter().filter(|d| d.seq > seen.after_seq).cloned().collect(),
+                ..h.clone()
+            })
+            .collect();
         report.services.sort_by(|a, b| a.service.cmp(&b.service));
         report
+    }
+
+    /// What `GET /ui/history?<query>` answers: [`History::report_since`],
+    /// then the board as it is now: each service's [`ServiceHistory::live`]
+    /// point, the decisions logged since the last sample (not taken: the
+    /// sampler still keeps them) and the header.
+    pub fn answer(&self, board: &Board, query: &str) -> HistoryReport {
+        let seen = Seen::parse(query);
+        let mut report = self.report_since(seen);
+        let now = board.report(crate::model::monotonic_ns());
+        let fresh = board.decisions_after(self.decisions_seen().max(seen.after_seq));
+        report.now_unix_ms = now.now_unix_ms;
+        report.ready = now.ready;
+        report.cluster = now.cluster.clone();
+        for h in &mut report.services {
+            if let Some(s) = now.services.iter().find(|s| s.id == h.id) {
+                h.live = Some(point_of(s, now.now_unix_ms));
+                h.zero = s.zero.as_ref().map(|z| z.state.clone());
+            }
+            for (seq, _, decision) in fresh.iter().filter(|(_, id, _)| *id == h.id) {
+                h.decisions.push_back(Decision { seq: *seq, decision: decision.clone() });
+            }
+        }
+        report
+    }
+}
+
+/// One service's point at `t`, from its status.
+fn point_of(s: &crate::status::ServiceStatus, t: u64) -> Point {
+    Point {
+        t,
+        replicas: s.current_replicas,
+        desired: s.desired_replicas,
+        metrics: s.metrics.iter().filter_map(|m| m.aggregate.map(|a| (m.metric.clone(), a.mean))).collect(),
     }
 }
 
@@ -252,6 +346,42 @@ mod tests {
         empty.services.clear();
         history.sample(&empty, vec![(1, "id-web".into(), decision(2, 3))]);
         assert!(history.report().services.is_empty());
+    }
+
+    #[test]
+    fn a_page_gets_only_what_it_has_not_seen() {
+        let history = History::default();
+        for t in 1..=5 {
+            history.sample(&report(t * 1000, 1, 0.5), vec![(t, "id-web".into(), decision(t * 1000, 2))]);
+        }
+        let web = &history.report_since(Seen::parse("since=3000&after=4")).services[0];
+        assert_eq!(web.points.iter().map(|p| p.t).collect::<Vec<_>>(), vec![4000, 5000]);
+        assert_eq!(web.decisions.iter().map(|d| d.seq).collect::<Vec<_>>(), vec![5]);
+        assert_eq!(web.thresholds.get("cpu.upper"), Some(&0.8), "settings come whole every time");
+        assert_eq!(Seen::parse("after=x&since=7&other=1"), Seen { since_ms: 7, after_seq: 0 });
+        assert_eq!(Seen::parse(""), Seen::default());
+    }
+
+    #[test]
+    fn an_answer_shows_the_board_as_it_is_now_without_waiting_for_a_sample() {
+        let board = Board::default();
+        board.update("id-web", |s| {
+            s.service = "web".into();
+            s.current_replicas = Some(1);
+        });
+        let history = History::default();
+        history.sample(&board.report(0), board.decisions_after(0));
+        // Scaled out between two samples.
+        board.record_decision("id-web", decision(5, 3));
+        let answer = history.answer(&board, "");
+        let web = &answer.services[0];
+        assert_eq!(web.live.as_ref().and_then(|p| p.replicas), Some(3), "the applied decision set the spec");
+        assert_eq!(web.points.len(), 1, "the live point is not kept");
+        assert_eq!(web.decisions.iter().map(|d| (d.seq, d.decision.to)).collect::<Vec<_>>(), vec![(1, Some(3))]);
+        // The sampler still takes that decision once.
+        history.sample(&board.report(0), board.decisions_after(history.decisions_seen()));
+        assert_eq!(history.report().services[0].decisions.len(), 1);
+        assert!(history.answer(&board, "after=1").services[0].decisions.is_empty());
     }
 
     #[test]

@@ -28,7 +28,7 @@
  * The per-request counts are per CPU (`demand_cpu`: opened, closed), so
  * that the two ends of a request, often on two CPUs, never write the same
  * cache line; in-flight is their sum over the CPUs, taken by the timer
- * and, when an in-flight threshold is set, at each change.
+ * at each window close (its crossings too: see demand_close).
  * Sockets of untracked containers have no storage: tcp_probe and
  * tcp_sendmsg_locked return after one read of the socket's storage pointer
  * (and a failed storage lookup when another map keeps storage on it);
@@ -60,7 +60,7 @@ struct demand_state {
 	__u64 last_sample_ns;   /* when the last samples went out; 0: not yet */
 	__u64 prev_arrivals;    /* requests opened in the previous sample interval */
 	__u64 prev_interval_ns; /* its length; 0: none yet */
-	__u64 _reserved;
+	__u64 prev_inflight;    /* in flight at the previous window close */
 	/* Answered since the last sample, by response time; 8-byte aligned
 	 * (the close empties two buckets with one 64-bit exchange). */
 	__u32 hist[DEMAND_BUCKETS] __attribute__((aligned(8)));
@@ -179,7 +179,7 @@ static __always_inline struct tracked_cfg *slot_cfg(__u32 slot, __u64 cgid)
  * for counts, a tenth for the request rate, a sixteenth for response
  * times. A global function: the verifier checks it once, alone, instead of
  * once per caller (the window close is near the verifier's limit). */
-__attribute__((noinline)) int demand_band(__u32 slot, __u32 metric, __u64 value, __u64 now)
+__attribute__((noinline)) int demand_band_as(__u32 slot, __u32 metric, __u64 value, __u64 shown, __u64 now)
 {
 	if (metric >= PROBE_MAX_METRICS)
 		return 0;
@@ -199,8 +199,13 @@ __attribute__((noinline)) int demand_band(__u32 slot, __u32 metric, __u64 value,
 		hyst = upper / 10;
 	else
 		hyst = upper >= 20 ? upper / 10 : 1;
-	check_band(cfg->cgroup_id, st, cfg, metric, value, hyst, 0, now);
+	check_band_as(cfg->cgroup_id, st, cfg, metric, value, shown, hyst, 0, now);
 	return 0;
+}
+
+static __always_inline int demand_band(__u32 slot, __u32 metric, __u64 value, __u64 now)
+{
+	return demand_band_as(slot, metric, value, value, now);
 }
 
 static __always_inline int has_band(const struct tracked_cfg *cfg, __u32 metric)
@@ -236,14 +241,6 @@ __attribute__((noinline)) __u64 demand_inflight(__u32 slot, __u64 *opened)
 	if (opened)
 		*opened = sum.opened;
 	return sum.opened > sum.closed ? sum.opened - sum.closed : 0;
-}
-
-/* After a request opened or closed: the in-flight band, if one is set
- * (only then are the CPUs' counts summed here). */
-static __always_inline void check_inflight(__u32 slot, const struct tracked_cfg *cfg, __u64 now)
-{
-	if (has_band(cfg, PROBE_METRIC_INFLIGHT))
-		demand_band(slot, PROBE_METRIC_INFLIGHT, demand_inflight(slot, 0), now);
 }
 
 /* Connection state changes (from on_inet_sock_set_state): listeners come
@@ -296,7 +293,6 @@ static __always_inline void demand_on_state(struct sock *sk, int oldstate, int n
 	if (!dc || !cfg)
 		return;
 	__sync_fetch_and_add(&dc->closed, 1);
-	check_inflight(slot, cfg, bpf_ktime_get_ns());
 }
 
 /* TCP flags in struct tcp_skb_cb's tcp_flags. */
@@ -330,7 +326,6 @@ int BPF_PROG(on_tcp_probe, struct sock *sk, struct sk_buff *skb)
 	c->start_ns = now;
 	c->open = 1;
 	__sync_fetch_and_add(&dc->opened, 1);
-	check_inflight(slot, cfg, now);
 	return 0;
 }
 
@@ -357,7 +352,6 @@ int BPF_PROG(on_tcp_sendmsg, struct sock *sk)
 	if (b < DEMAND_BUCKETS)
 		__sync_fetch_and_add(&d->hist[b], 1);
 	__sync_fetch_and_add(&dc->closed, 1);
-	check_inflight(slot, cfg, now);
 	return 0;
 }
 
@@ -492,7 +486,12 @@ static __always_inline void demand_close(__u32 slot, __u64 cgid, const struct tr
 	__u64 opened = 0;
 	__u64 in = demand_inflight(slot, &opened);
 	demand_band(slot, PROBE_METRIC_QUEUE, q, now);
-	demand_band(slot, PROBE_METRIC_INFLIGHT, in, now);
+	/* Judged on the smaller of this close's and the previous one's, so
+	 * that an upward crossing shows a step after at least a window of it
+	 * (its requests arrive over a few ms: the first one over the
+	 * threshold would show a fraction), a downward one at once. */
+	demand_band_as(slot, PROBE_METRIC_INFLIGHT, in < d->prev_inflight ? in : d->prev_inflight, in, now);
+	d->prev_inflight = in;
 	if (!d->last_sample_ns) {
 		d->last_sample_ns = now;
 		d->arrivals_sampled = opened;

@@ -39,7 +39,6 @@ mod openloop;
 #[path = "probe/workload.rs"]
 mod workload;
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use host::model::{Band, Direction, EventKind, Metric, Thresholds, Tracked, monotonic_ns};
@@ -52,7 +51,7 @@ use workload::{Container, root_or_explain};
 const WORK_US: &str = "1000";
 
 /// One probe at a time: the tests of this file load their own.
-static SERIAL: Mutex<()> = Mutex::new(());
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The demo workload's image (tests/common).
 const DEMO_IMAGE: &str = "swarm-autoscaler-demo:local";
@@ -171,7 +170,7 @@ async fn demand_metrics_match_an_open_loop_client_below_and_above_saturation() {
     if !root_or_explain("demand_truth") {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     openloop::raise_nofile();
     let (handle, mut rx) = start_probe().await;
     let port = free_port();
@@ -197,7 +196,7 @@ async fn demand_metrics_match_an_open_loop_client_on_the_demo_workload() {
     if !root_or_explain("demand_truth on the demo workload") {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     openloop::raise_nofile();
     let port = free_port();
     let env = format!("PORT={port}");
@@ -248,7 +247,7 @@ async fn thresholds_on_every_demand_metric_cross_at_once_both_ways() {
     if !root_or_explain("demand_truth crossings") {
         return;
     }
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().await;
     openloop::raise_nofile();
     let (handle, mut rx) = start_probe().await;
     let port = free_port();

@@ -8,7 +8,7 @@
 #   demand-step.trace idle, then one step to five times what one replica
 #                     should hold (10 connections, inflight.target=2), then
 #                     idle, under the concurrency policy: a trace with the
-#                     demand metrics (docs/demand.md).
+#                     demand metrics, written to demand/ (docs/demand.md).
 # The service uses the threshold policy, the concurrency one for
 # demand-step (its audit log lands beside each trace as *.audit.jsonl, the
 # live decisions to compare a replay with).
@@ -24,6 +24,7 @@ root="$(cd "$here/../.." && pwd)"
 host="${1:-$root/target/release/host}"
 port=18095
 service=trace-demo
+out="$here"
 
 cleanup() {
     [ -n "${daemon:-}" ] && kill "$daemon" 2>/dev/null && wait "$daemon" 2>/dev/null || true
@@ -51,16 +52,16 @@ record() { # name, the load pattern as a function name, [policy max [label...]]
         --label autoscale.cooldown.up=3s --label autoscale.cooldown.down=10s \
         swarm-autoscaler-demo:local >/dev/null
     until curl -fsS "http://127.0.0.1:$port/" >/dev/null 2>&1; do sleep 0.5; done
-    rm -f "$here/$name.trace" "$here/$name.audit.jsonl"
+    rm -f "$out/$name.trace" "$out/$name.audit.jsonl"
     (cd "$root" && exec "$host" --policies ./policies --metrics-addr "" \
-        --record "$here/$name.trace" --audit-log "$here/$name.audit.jsonl") 2>"/tmp/record-$name.log" &
+        --record "$out/$name.trace" --audit-log "$out/$name.audit.jsonl") 2>"/tmp/record-$name.log" &
     daemon=$!
     until grep -q "following docker events" "/tmp/record-$name.log"; do sleep 0.2; done
     sleep 3
     "$pattern"
     kill "$daemon"; wait "$daemon" 2>/dev/null || true
     daemon=
-    echo "$name.trace: $(grep -c '^\[' "$here/$name.trace") calls, $(stat -c %s "$here/$name.trace") bytes"
+    echo "$name.trace: $(grep -c '^\[' "$out/$name.trace") calls, $(stat -c %s "$out/$name.trace") bytes"
 }
 
 step() { idle 15; load 60 4; idle 45; }
@@ -77,7 +78,7 @@ for name in "${names[@]}"; do
         load-step) record load-step step ;;
         slow-ramp) record slow-ramp ramp ;;
         bursts) record bursts bursts ;;
-        demand-step) record demand-step demand_step concurrency 8 autoscale.inflight.target=2 ;;
+        demand-step) out="$here/demand" record demand-step demand_step concurrency 8 autoscale.inflight.target=2 ;;
         *) echo "unknown trace $name: load-step, slow-ramp, bursts or demand-step" >&2; exit 1 ;;
     esac
 done

@@ -25,14 +25,20 @@
  *   samples, from the histogram below, computed at the sample in the timer
  *   (bounded loops). A p95 threshold is checked at every window close over
  *   the requests answered since the last sample.
- * Sockets of untracked containers have no storage: every program returns
- * after one failed storage lookup (tcp_probe, tcp_sendmsg_locked) or one
- * hash lookup on connection state changes.
+ * The per-request counts are per CPU (`demand_cpu`: opened, closed), so
+ * that the two ends of a request, often on two CPUs, never write the same
+ * cache line; in-flight is their sum over the CPUs, taken by the timer
+ * at each window close (its crossings too: see demand_close).
+ * Sockets of untracked containers have no storage: tcp_probe and
+ * tcp_sendmsg_locked return after one read of the socket's storage pointer
+ * (and a failed storage lookup when another map keeps storage on it);
+ * connection state changes after one hash lookup.
  */
 #ifndef PROBE_DEMAND_H
 #define PROBE_DEMAND_H
 
 #define DEMAND_BUCKETS PROBE_DEMAND_BUCKETS
+_Static_assert((PROBE_MAX_METRICS & (PROBE_MAX_METRICS - 1)) == 0, "demand_band masks metric ids");
 /* Histogram unit: ns >> 10 (1.024 us); 16 sub-buckets per power of two
  * from 16 units on, linear below. The last bucket holds everything from
  * 2^24 units (about 17 s) on. */
@@ -49,18 +55,22 @@ struct conn_demand {
 
 /* Kernel-side demand accounting of one container. */
 struct demand_state {
-	__s64 inflight;        /* requests open */
-	__s64 queue;           /* sum of `listeners` values' last reading */
-	__u64 arrivals;        /* requests opened so far */
-	__u64 arrivals_sampled; /* `arrivals` at the last sample */
-	__u64 answered;        /* requests answered so far */
-	__u64 abandoned;       /* requests whose connection ended unanswered */
-	__u64 last_sample_ns;  /* when the last samples went out; 0: not yet */
-	__u64 in_window;       /* requests answered since the last sample */
-	__u64 _reserved[2];
+	__s64 queue;            /* sum of `listeners` values' last reading */
+	__u64 arrivals_sampled; /* requests opened, over the CPUs, at the last sample */
+	__u64 last_sample_ns;   /* when the last samples went out; 0: not yet */
+	__u64 prev_arrivals;    /* requests opened in the previous sample interval */
+	__u64 prev_interval_ns; /* its length; 0: none yet */
+	__u64 prev_inflight;    /* in flight at the previous window close */
 	/* Answered since the last sample, by response time; 8-byte aligned
 	 * (the close empties two buckets with one 64-bit exchange). */
 	__u32 hist[DEMAND_BUCKETS] __attribute__((aligned(8)));
+};
+
+/* One container's requests on one CPU (zeroed by userspace with the
+ * slot): in flight = sum of opened - sum of closed. */
+struct demand_cpu {
+	__u64 opened; /* requests that arrived (softirq, on this CPU) */
+	__u64 closed; /* requests answered or abandoned on this CPU */
 };
 
 _Static_assert(sizeof(struct demand_state) == PROBE_DEMAND_STATE_SIZE, "demand_state size is shared with the loader");
@@ -78,6 +88,13 @@ struct {
 	__type(key, __u32);
 	__type(value, struct demand_state);
 } demand SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_TRACKED);
+	__type(key, __u32);
+	__type(value, struct demand_cpu);
+} demand_cpu SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -159,27 +176,71 @@ static __always_inline struct tracked_cfg *slot_cfg(__u32 slot, __u64 cgid)
 /* A demand metric's band (tracked_cfg.bands[metric], set by the
  * `autoscale.<metric>.upper/lower` labels), with check_band()'s crossing
  * bits, budget and hysteresis: a tenth of the upper threshold (at least 1)
- * for counts, a sixteenth for the response time. */
-static __always_inline void demand_band(__u32 slot, const struct tracked_cfg *cfg, __u32 metric, __u64 value,
-					__u64 now)
+ * for counts, a tenth for the request rate, a sixteenth for response
+ * times. A global function: the verifier checks it once, alone, instead of
+ * once per caller (the window close is near the verifier's limit). */
+__attribute__((noinline)) int demand_band_as(__u32 slot, __u32 metric, __u64 value, __u64 shown, __u64 now)
 {
-	if (metric >= PROBE_MAX_METRICS || !(cfg->flags & (PROBE_HAS_UPPER(metric) | PROBE_HAS_LOWER(metric))))
-		return;
+	if (metric >= PROBE_MAX_METRICS)
+		return 0;
+	/* Kept in range where the verifier sees it (a power of two). */
+	barrier_var(metric);
+	metric &= PROBE_MAX_METRICS - 1;
+	struct tracked_cfg *cfg = bpf_map_lookup_elem(&configs, &slot);
+	if (!cfg || !(cfg->flags & (PROBE_HAS_UPPER(metric) | PROBE_HAS_LOWER(metric))))
+		return 0;
 	struct cg_state *st = bpf_map_lookup_elem(&state, &slot);
 	if (!st)
-		return;
-	__u64 upper = cfg->bands[metric].upper;
-	__u64 hyst = metric == PROBE_METRIC_RESPONSE_P95 ? upper / 16 : (upper >= 20 ? upper / 10 : 1);
-	check_band(cfg->cgroup_id, st, cfg, metric, value, hyst, 0, now);
+		return 0;
+	__u64 upper = cfg->bands[metric].upper, hyst;
+	if (metric >= PROBE_METRIC_RESPONSE_P50)
+		hyst = upper / 16;
+	else if (metric == PROBE_METRIC_REQUEST_RATE)
+		hyst = upper / 10;
+	else
+		hyst = upper >= 20 ? upper / 10 : 1;
+	check_band_as(cfg->cgroup_id, st, cfg, metric, value, shown, hyst, 0, now);
+	return 0;
 }
 
-static __always_inline void check_inflight(struct demand_state *d, __u32 slot, const struct tracked_cfg *cfg,
-					   __u64 now)
+static __always_inline int demand_band(__u32 slot, __u32 metric, __u64 value, __u64 now)
 {
-	if (!(cfg->flags & (PROBE_HAS_UPPER(PROBE_METRIC_INFLIGHT) | PROBE_HAS_LOWER(PROBE_METRIC_INFLIGHT))))
-		return;
-	__s64 n = READ_ONCE(d->inflight);
-	demand_band(slot, cfg, PROBE_METRIC_INFLIGHT, n > 0 ? n : 0, now);
+	return demand_band_as(slot, metric, value, value, now);
+}
+
+static __always_inline int has_band(const struct tracked_cfg *cfg, __u32 metric)
+{
+	return cfg->flags & (PROBE_HAS_UPPER(metric) | PROBE_HAS_LOWER(metric));
+}
+
+/* A slot's per-CPU counts, summed. */
+struct demand_sum {
+	__u64 opened;
+	__u64 closed;
+	__u32 slot;
+};
+
+static long add_demand_cpu(__u64 cpu, struct demand_sum *sum)
+{
+	struct demand_cpu *dc = bpf_map_lookup_percpu_elem(&demand_cpu, &sum->slot, cpu);
+	if (!dc)
+		return 1;
+	sum->opened += READ_ONCE(dc->opened);
+	sum->closed += READ_ONCE(dc->closed);
+	return 0;
+}
+
+/* A slot's requests in flight, summed over the CPUs, and (`opened`, if
+ * not NULL) those opened so far. A global function: the verifier checks it
+ * once, alone, instead of multiplying its callers' states (the window
+ * close is near the verifier's limit). */
+__attribute__((noinline)) __u64 demand_inflight(__u32 slot, __u64 *opened)
+{
+	struct demand_sum sum = { .opened = 0, .closed = 0, .slot = slot };
+	bpf_loop(nr_cpus < MAX_CPUS ? nr_cpus : MAX_CPUS, add_demand_cpu, &sum, 0);
+	if (opened)
+		*opened = sum.opened;
+	return sum.opened > sum.closed ? sum.opened - sum.closed : 0;
 }
 
 /* Connection state changes (from on_inet_sock_set_state): listeners come
@@ -227,41 +288,44 @@ static __always_inline void demand_on_state(struct sock *sk, int oldstate, int n
 		return;
 	c->open = 0;
 	__u32 slot = c->slot;
-	struct demand_state *d = bpf_map_lookup_elem(&demand, &slot);
+	struct demand_cpu *dc = bpf_map_lookup_elem(&demand_cpu, &slot);
 	struct tracked_cfg *cfg = slot_cfg(slot, c->cgroup_id);
-	if (!d || !cfg)
+	if (!dc || !cfg)
 		return;
-	__sync_fetch_and_sub(&d->inflight, 1);
-	__sync_fetch_and_add(&d->abandoned, 1);
-	check_inflight(d, slot, cfg, bpf_ktime_get_ns());
+	__sync_fetch_and_add(&dc->closed, 1);
 }
+
+/* TCP flags in struct tcp_skb_cb's tcp_flags. */
+#define DEMAND_TCP_FIN 0x01
+#define DEMAND_TCP_SYN 0x02
 
 /* A segment received on an established socket (softirq, or the socket's
  * backlog at release_sock): with payload and no request open, a request
- * arrives. `skb->data` points at the TCP header here. */
+ * arrives. The payload's length is in the segment's control block:
+ * end_seq - seq, less one for a SYN or a FIN. */
 SEC("tp_btf/tcp_probe")
 int BPF_PROG(on_tcp_probe, struct sock *sk, struct sk_buff *skb)
 {
+	/* Untracked containers' sockets (all but a few): no storage at all. */
+	if (!sk->sk_bpf_storage)
+		return 0;
 	struct conn_demand *c = bpf_sk_storage_get(&conn_demand, sk, 0, 0);
 	if (!c || c->open)
 		return 0;
-	__u8 doff = 0;
-	unsigned char *th = skb->data;
-	if (bpf_probe_read_kernel(&doff, 1, th + 12))
-		return 0;
-	if (skb->len <= (__u32)(doff >> 4) * 4)
+	__u32 seq = *(__u32 *)&skb->cb[0], end_seq = *(__u32 *)&skb->cb[4];
+	__u8 flags = skb->cb[12];
+	__u32 len = end_seq - seq - !!(flags & DEMAND_TCP_FIN) - !!(flags & DEMAND_TCP_SYN);
+	if (!len || len > (1u << 31))
 		return 0; /* a bare ACK (or FIN) */
 	__u32 slot = c->slot;
-	struct demand_state *d = bpf_map_lookup_elem(&demand, &slot);
+	struct demand_cpu *dc = bpf_map_lookup_elem(&demand_cpu, &slot);
 	struct tracked_cfg *cfg = slot_cfg(slot, c->cgroup_id);
-	if (!d || !cfg)
+	if (!dc || !cfg)
 		return 0;
 	__u64 now = bpf_ktime_get_ns();
 	c->start_ns = now;
 	c->open = 1;
-	__sync_fetch_and_add(&d->inflight, 1);
-	__sync_fetch_and_add(&d->arrivals, 1);
-	check_inflight(d, slot, cfg, now);
+	__sync_fetch_and_add(&dc->opened, 1);
 	return 0;
 }
 
@@ -270,6 +334,8 @@ int BPF_PROG(on_tcp_probe, struct sock *sk, struct sk_buff *skb)
 SEC("tp_btf/tcp_sendmsg_locked")
 int BPF_PROG(on_tcp_sendmsg, struct sock *sk)
 {
+	if (!sk->sk_bpf_storage)
+		return 0;
 	struct conn_demand *c = bpf_sk_storage_get(&conn_demand, sk, 0, 0);
 	if (!c || !c->open)
 		return 0;
@@ -278,16 +344,14 @@ int BPF_PROG(on_tcp_sendmsg, struct sock *sk)
 	c->open = 0;
 	__u32 slot = c->slot;
 	struct demand_state *d = bpf_map_lookup_elem(&demand, &slot);
+	struct demand_cpu *dc = bpf_map_lookup_elem(&demand_cpu, &slot);
 	struct tracked_cfg *cfg = slot_cfg(slot, c->cgroup_id);
-	if (!d || !cfg)
+	if (!d || !dc || !cfg)
 		return 0;
 	__u32 b = bucket_of(took);
 	if (b < DEMAND_BUCKETS)
 		__sync_fetch_and_add(&d->hist[b], 1);
-	__sync_fetch_and_add(&d->in_window, 1);
-	__sync_fetch_and_sub(&d->inflight, 1);
-	__sync_fetch_and_add(&d->answered, 1);
-	check_inflight(d, slot, cfg, now);
+	__sync_fetch_and_add(&dc->closed, 1);
 	return 0;
 }
 
@@ -407,40 +471,61 @@ static __always_inline __u64 demand_percentiles(struct demand_state *d, int take
 }
 
 /* One container's window close (from close_window): crossings of the
- * queue (read just before by demand_poll_listeners), those held back, and
- * every `sample_ns` the samples. */
+ * queue (read just before by demand_poll_listeners), of in-flight (those
+ * held back), of the request rate over the last sample interval (sliding:
+ * this interval's arrivals so far plus the previous interval's, weighted by
+ * the part of it still inside), of the response-time percentiles of the
+ * requests answered since the last sample; every `sample_ns` the samples. */
 static __always_inline void demand_close(__u32 slot, __u64 cgid, const struct tracked_cfg *cfg, __u64 now)
 {
 	struct demand_state *d = bpf_map_lookup_elem(&demand, &slot);
 	if (!d)
 		return;
-	__s64 queue = READ_ONCE(d->queue), inflight = READ_ONCE(d->inflight);
-	__u64 q = queue > 0 ? queue : 0, in = inflight > 0 ? inflight : 0;
-	demand_band(slot, cfg, PROBE_METRIC_QUEUE, q, now);
-	check_inflight(d, slot, cfg, now);
+	__s64 queue = READ_ONCE(d->queue);
+	__u64 q = queue > 0 ? queue : 0;
+	__u64 opened = 0;
+	__u64 in = demand_inflight(slot, &opened);
+	demand_band(slot, PROBE_METRIC_QUEUE, q, now);
+	/* Judged on the smaller of this close's and the previous one's, so
+	 * that an upward crossing shows a step after at least a window of it
+	 * (its requests arrive over a few ms: the first one over the
+	 * threshold would show a fraction), a downward one at once. */
+	demand_band_as(slot, PROBE_METRIC_INFLIGHT, in < d->prev_inflight ? in : d->prev_inflight, in, now);
+	d->prev_inflight = in;
 	if (!d->last_sample_ns) {
 		d->last_sample_ns = now;
-		d->arrivals_sampled = READ_ONCE(d->arrivals);
+		d->arrivals_sampled = opened;
 		return;
 	}
-	int sample = now - d->last_sample_ns >= sample_ns;
+	__u64 elapsed = now - d->last_sample_ns;
+	if (has_band(cfg, PROBE_METRIC_REQUEST_RATE) && elapsed) {
+		__u64 span = d->prev_interval_ns, cur = opened - d->arrivals_sampled, rate;
+		if (span > elapsed)
+			rate = (cur + d->prev_arrivals * (span - elapsed) / span) * 1000000000000ULL / span;
+		else
+			rate = cur * 1000000000000ULL / elapsed;
+		demand_band(slot, PROBE_METRIC_REQUEST_RATE, rate, now);
+	}
+	int sample = elapsed >= sample_ns;
 	__u64 p[3] = {};
 	__u64 n = 0;
 	if (sample)
 		n = demand_percentiles(d, 1, p);
-	else if ((cfg->flags & (PROBE_HAS_UPPER(PROBE_METRIC_RESPONSE_P95) | PROBE_HAS_LOWER(PROBE_METRIC_RESPONSE_P95))) &&
-		 READ_ONCE(d->in_window))
+	else if (has_band(cfg, PROBE_METRIC_RESPONSE_P50) || has_band(cfg, PROBE_METRIC_RESPONSE_P95) ||
+		 has_band(cfg, PROBE_METRIC_RESPONSE_P99))
 		n = demand_percentiles(d, 0, p);
-	if (n)
-		demand_band(slot, cfg, PROBE_METRIC_RESPONSE_P95, p[1], now);
+	if (n) {
+		demand_band(slot, PROBE_METRIC_RESPONSE_P50, p[0], now);
+		demand_band(slot, PROBE_METRIC_RESPONSE_P95, p[1], now);
+		demand_band(slot, PROBE_METRIC_RESPONSE_P99, p[2], now);
+	}
 	if (!sample)
 		return;
-	__u64 elapsed = now - d->last_sample_ns;
-	__u64 arrivals = READ_ONCE(d->arrivals);
-	__u64 rate = (arrivals - d->arrivals_sampled) * 1000000000000ULL / elapsed;
-	d->arrivals_sampled = arrivals;
+	__u64 rate = (opened - d->arrivals_sampled) * 1000000000000ULL / elapsed;
+	d->prev_arrivals = opened - d->arrivals_sampled;
+	d->prev_interval_ns = elapsed;
+	d->arrivals_sampled = opened;
 	d->last_sample_ns = now;
-	__sync_fetch_and_sub(&d->in_window, n);
 	emit(cgid, PROBE_METRIC_QUEUE, PROBE_KIND_SAMPLE, q, 0, 0, now);
 	emit(cgid, PROBE_METRIC_INFLIGHT, PROBE_KIND_SAMPLE, in, 0, 0, now);
 	emit(cgid, PROBE_METRIC_REQUEST_RATE, PROBE_KIND_SAMPLE, rate, 0, 0, now);

@@ -88,6 +88,7 @@ struct sock {
 	struct sock_cgroup_data sk_cgrp_data;
 	__u16 sk_protocol;
 	__u32 sk_ack_backlog; /* connections in a listener's accept queue */
+	void *sk_bpf_storage; /* NULL: no socket storage of any map */
 };
 
 /* A listener's queue of connection requests still in the handshake
@@ -104,11 +105,11 @@ struct inet_connection_sock {
 	struct request_sock_queue icsk_accept_queue;
 };
 
-/* A received segment in tcp_rcv_established (tp_btf/tcp_probe): `data`
- * points at the TCP header there, `len` counts header and payload. */
+/* A received segment in tcp_rcv_established (tp_btf/tcp_probe): `cb`
+ * holds its struct tcp_skb_cb (seq at 0, end_seq = seq + SYN + FIN +
+ * payload at 4, the TCP flags at 12), filled by tcp_v4/v6_fill_cb. */
 struct sk_buff {
-	unsigned int len;
-	unsigned char *data;
+	char cb[48];
 };
 
 /* The context of an `iter/tcp` program. */

@@ -149,8 +149,18 @@ static __always_inline int take_budget(struct cg_state *st, const struct tracked
  * budget, or for a connection threshold within `conn_gap_ns` of its own
  * last crossing; the
  * next evaluation, at the latest the next window close, makes it. */
+static __always_inline void check_band_as(__u64 cgid, struct cg_state *st, const struct tracked_cfg *cfg,
+					  __u32 metric, __u64 value, __u64 shown, __u64 hyst, __u32 flags, __u64 now);
+
 static __always_inline void check_band(__u64 cgid, struct cg_state *st, const struct tracked_cfg *cfg, __u32 metric,
 				       __u64 value, __u64 hyst, __u32 flags, __u64 now)
+{
+	check_band_as(cgid, st, cfg, metric, value, value, hyst, flags, now);
+}
+
+/* check_band() judging `value` and reporting `shown` in the events. */
+static __always_inline void check_band_as(__u64 cgid, struct cg_state *st, const struct tracked_cfg *cfg,
+					  __u32 metric, __u64 value, __u64 shown, __u64 hyst, __u32 flags, __u64 now)
 {
 	if (metric >= PROBE_MAX_METRICS)
 		return;
@@ -191,9 +201,9 @@ static __always_inline void check_band(__u64 cgid, struct cg_state *st, const st
 		if (metric == PROBE_METRIC_CONNECTIONS && ((old ^ new) & lb))
 			WRITE_ONCE(st->conn_low_event_ns, now);
 		if ((old ^ new) & ub)
-			emit(cgid, metric, (new & ub) ? PROBE_KIND_UP : PROBE_KIND_DOWN, value, upper, flags, now);
+			emit(cgid, metric, (new & ub) ? PROBE_KIND_UP : PROBE_KIND_DOWN, shown, upper, flags, now);
 		if ((old ^ new) & lb)
-			emit(cgid, metric, (new & lb) ? PROBE_KIND_DOWN : PROBE_KIND_UP, value, lower, flags, now);
+			emit(cgid, metric, (new & lb) ? PROBE_KIND_DOWN : PROBE_KIND_UP, shown, lower, flags, now);
 		return;
 	}
 }

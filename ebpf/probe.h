@@ -171,7 +171,7 @@ struct probe_control {
 
 /* Value of the `demand` array (index = slot): kernel-owned, zeroed by
  * userspace before the container's `slots` entry appears (ebpf/demand.h). */
-#define PROBE_DEMAND_STATE_SIZE 1424
+#define PROBE_DEMAND_STATE_SIZE 1392
 /* Log-linear response time histogram: 16 buckets per power of two of
  * (ns >> 10), 336 buckets up to about 17 s. */
 #define PROBE_DEMAND_BUCKETS 336

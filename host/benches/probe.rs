@@ -60,6 +60,11 @@ mod openloop;
 #[path = "../../tests/probe/workload.rs"]
 mod workload;
 
+#[path = "probe/demand.rs"]
+mod demand;
+
+use demand::{demand_cost, demand_truth};
+
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -91,7 +96,9 @@ async fn run() -> anyhow::Result<()> {
         let settings = ProbeSettings { kind: ProbeKind::Ebpf, pin_dir: None, ..ProbeSettings::default() };
         let handle = probe::start(settings, tx).await?;
         anyhow::ensure!(handle.kind() == ProbeKind::Ebpf, "the eBPF probe did not load");
-        return demand(&handle, &mut rx).await;
+        demand_truth(&handle, &mut rx).await?;
+        drop(handle);
+        return demand_cost().await;
     }
     eprintln!("starting {CONTAINERS} idle containers ...");
     let idle: Vec<Container> = (0..CONTAINERS).map(|_| Container::start(&[], &["idle"])).collect();
@@ -211,13 +218,15 @@ async fn run() -> anyhow::Result<()> {
         );
     }
 
-    // 7. Demand: truth against an open-loop client, and cost.
-    demand(&handle, &mut rx).await?;
+    // 7. Demand: truth against an open-loop client (its cost at the end,
+    //    with probes of its own).
+    demand_truth(&handle, &mut rx).await?;
 
     let stats = handle.stats();
     println!("probe_stats_events={} probe_stats_dropped={}", stats.events, stats.dropped);
     drop(handle);
     drain_for(&mut rx, Duration::from_millis(500)).await;
+    demand_cost().await?;
 
     // 7. Pull baseline: the cgroupfs probe on the same 50 containers.
     for (interval, window) in
@@ -244,129 +253,6 @@ async fn run() -> anyhow::Result<()> {
     eprintln!("removing containers ...");
     drop(idle);
     Ok(())
-}
-
-/// The probe's programs: those before the demand metrics, and the demand ones.
-const TODAY: [&str; 2] = ["on_sched_switch", "on_inet_sock_set_state"];
-const DEMAND: [&str; 2] = ["on_tcp_probe", "on_tcp_sendmsg"];
-
-/// Demand truth and cost (see the module's doc).
-async fn demand(handle: &probe::ProbeHandle, rx: &mut mpsc::Receiver<ProbeEvent>) -> anyhow::Result<()> {
-    openloop::raise_nofile();
-    let port = free_port();
-    let server = Container::start_on("host", &[], &["http", &port.to_string(), "1000"]);
-    wait_listening(port).await?;
-    handle.track(Tracked { container_id: server.id.clone(), thresholds: Thresholds::default() });
-    drain_for(rx, Duration::from_millis(2500)).await;
-    for (keep_alive, rate, secs) in [
-        (false, 10.0, 4.0),
-        (false, 300.0, 4.0),
-        (false, 2000.0, 2.5),
-        (true, 10.0, 4.0),
-        (true, 300.0, 4.0),
-        (true, 2000.0, 2.5),
-    ] {
-        let label = format!("demand_truth {}@{rate}/s", if keep_alive { "keep-alive" } else { "close" });
-        let (outcomes, mut seen) = load_and_collect(rx, port, rate, secs, keep_alive).await;
-        drain_into(rx, &mut seen, Duration::from_millis(1200)).await;
-        let rows = openloop::compare(&outcomes, &openloop::kernel_samples(&seen, &server.id));
-        println!("{}", openloop::describe(&label, &rows));
-    }
-    handle.untrack(&server.id);
-    drop(server);
-
-    // Cost at 10k requests per second, on a server that does no work.
-    let old = std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").unwrap_or_else(|_| "0".into());
-    std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1")?;
-    for tracked in [true, false] {
-        for (keep_alive, rate) in [(true, 10_000.0), (false, 5_000.0)] {
-            let port = free_port();
-            let server = Container::start_on("host", &[], &["http", &port.to_string(), "0"]);
-            wait_listening(port).await?;
-            if tracked {
-                handle.track(Tracked { container_id: server.id.clone(), thresholds: Thresholds::default() });
-                drain_for(rx, Duration::from_millis(1500)).await;
-            }
-            let names: Vec<&str> = TODAY.iter().chain(DEMAND.iter()).copied().collect();
-            let before: Vec<(u64, u64)> = names.iter().map(|n| program_stats(n)).collect();
-            let t0 = Instant::now();
-            let (outcomes, _) = load_and_collect(rx, port, rate, 5.0, keep_alive).await;
-            let wall = t0.elapsed().as_secs_f64();
-            let after: Vec<(u64, u64)> = names.iter().map(|n| program_stats(n)).collect();
-            let answered = outcomes.iter().filter(|o| o.first_byte_ns > 0).count().max(1) as f64;
-            let mode = format!(
-                "{}_{}",
-                if tracked { "tracked" } else { "untracked" },
-                if keep_alive { "keepalive" } else { "close" }
-            );
-            let (mut today_ns, mut demand_ns) = (0u64, 0u64);
-            for ((name, b), a) in names.iter().zip(&before).zip(&after) {
-                let (ns, runs) = (a.0 - b.0, a.1 - b.1);
-                if DEMAND.contains(name) {
-                    demand_ns += ns;
-                    println!(
-                        "demand_ns_{name}_{mode}={:.0} demand_runs_per_request_{name}_{mode}={:.2}",
-                        ns as f64 / runs.max(1) as f64,
-                        runs as f64 / answered
-                    );
-                } else {
-                    today_ns += ns;
-                }
-            }
-            let pct = |ns: u64| ns as f64 / wall / 1e9 * 100.0;
-            println!(
-                "demand_cpu_pct_of_a_core_{mode}={:.3} today_programs_cpu_pct_of_a_core_{mode}={:.3} ({:.0} requests/s answered over {wall:.1} s, {rate:.0}/s asked; bpf_stats run time of the programs per wall second)",
-                pct(demand_ns),
-                pct(today_ns),
-                answered / wall
-            );
-            if tracked {
-                handle.untrack(&server.id);
-            }
-            drop(server);
-        }
-    }
-    let _ = std::fs::write("/proc/sys/kernel/bpf_stats_enabled", old.trim());
-    for program in DEMAND {
-        println!("prog_insns_{program}={}", program_insns(program));
-    }
-    Ok(())
-}
-
-/// Run the open-loop client while collecting the probe's events.
-async fn load_and_collect(
-    rx: &mut mpsc::Receiver<ProbeEvent>,
-    port: u16,
-    rate: f64,
-    secs: f64,
-    keep_alive: bool,
-) -> (Vec<openloop::Outcome>, Vec<ProbeEvent>) {
-    let mut seen = Vec::new();
-    let client = openloop::run(port, rate, Duration::from_secs_f64(secs), keep_alive);
-    let (outcomes, ()) = tokio::join!(client, drain_into(rx, &mut seen, Duration::from_secs_f64(secs + 0.5)));
-    (outcomes, seen)
-}
-
-/// Receive for `dur` into `seen`.
-async fn drain_into(rx: &mut mpsc::Receiver<ProbeEvent>, seen: &mut Vec<ProbeEvent>, dur: Duration) {
-    let end = tokio::time::Instant::now() + dur;
-    while let Ok(Some(ev)) = tokio::time::timeout_at(end, rx.recv()).await {
-        seen.push(ev);
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(18080)
-}
-
-async fn wait_listening(port: u16) -> anyhow::Result<()> {
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!("the http workload never listened on port {port}")
 }
 
 /// Receive for `dur`; returns how many events came.

@@ -61,6 +61,13 @@ pub fn raise_nofile() {
 /// Send `rate` requests per second for `duration` to 127.0.0.1:`port` and
 /// wait for every answer (at most `duration + 30 s`).
 pub async fn run(port: u16, rate: f64, duration: Duration, keep_alive: bool) -> Vec<Outcome> {
+    run_path(port, "/", rate, duration, keep_alive).await
+}
+
+/// [`run`], each request a `GET` of `path`.
+pub async fn run_path(port: u16, path: &str, rate: f64, duration: Duration, keep_alive: bool) -> Vec<Outcome> {
+    let connection = if keep_alive { "" } else { "Connection: close\r\n" };
+    let request: Arc<[u8]> = format!("GET {path} HTTP/1.1\r\nHost: demand\r\n{connection}\r\n").into_bytes().into();
     let n = (rate * duration.as_secs_f64()).round() as usize;
     let pool: Arc<Mutex<Vec<TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -80,7 +87,7 @@ pub async fn run(port: u16, rate: f64, duration: Duration, keep_alive: bool) -> 
                     std::hint::spin_loop();
                 }
             }
-            let _ = tx.send(rt.spawn(one(at, port, keep_alive, pool.clone())));
+            let _ = tx.send(rt.spawn(one(at, port, keep_alive, pool.clone(), request.clone())));
         }
     });
     let mut out = Vec::with_capacity(n);
@@ -95,7 +102,7 @@ pub async fn run(port: u16, rate: f64, duration: Duration, keep_alive: bool) -> 
     out
 }
 
-async fn one(at: u64, port: u16, keep_alive: bool, pool: Arc<Mutex<Vec<TcpStream>>>) -> Outcome {
+async fn one(at: u64, port: u16, keep_alive: bool, pool: Arc<Mutex<Vec<TcpStream>>>, request: Arc<[u8]>) -> Outcome {
     let mut outcome = Outcome { scheduled_ns: at, sent_ns: 0, first_byte_ns: 0 };
     let idle = if keep_alive { pool.lock().ok().and_then(|mut p| p.pop()) } else { None };
     let mut stream = match idle {
@@ -117,12 +124,7 @@ async fn one(at: u64, port: u16, keep_alive: bool, pool: Arc<Mutex<Vec<TcpStream
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         );
     }
-    let request: &[u8] = if keep_alive {
-        b"GET / HTTP/1.1\r\nHost: demand\r\n\r\n"
-    } else {
-        b"GET / HTTP/1.1\r\nHost: demand\r\nConnection: close\r\n\r\n"
-    };
-    if stream.write_all(request).await.is_err() {
+    if stream.write_all(&request).await.is_err() {
         return outcome;
     }
     outcome.sent_ns = monotonic_ns();
@@ -140,7 +142,7 @@ async fn one(at: u64, port: u16, keep_alive: bool, pool: Arc<Mutex<Vec<TcpStream
                     outcome.first_byte_ns = stamp.unwrap_or_else(monotonic_ns);
                 }
                 buf.extend_from_slice(&chunk[..k]);
-                if buf.ends_with(b"ok\n") {
+                if answer_complete(&buf) {
                     break;
                 }
             }
@@ -152,6 +154,20 @@ async fn one(at: u64, port: u16, keep_alive: bool, pool: Arc<Mutex<Vec<TcpStream
         p.push(stream);
     }
     outcome
+}
+
+/// Whether `buf` holds a whole answer: its head and `Content-Length` bytes
+/// of body.
+fn answer_complete(buf: &[u8]) -> bool {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else { return false };
+    let head = String::from_utf8_lossy(&buf[..end]);
+    let length = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    buf.len() >= end + 4 + length
 }
 
 /// `recvmsg` with the kernel's receive timestamp of what it read, turned

@@ -88,6 +88,19 @@ impl Container {
         Container { id }
     }
 
+    /// A container of another local `image` (`docker run -d`), removed on
+    /// drop; `None` when the image is not there.
+    pub fn of_image(image: &str, docker_args: &[&str], args: &[&str]) -> Option<Container> {
+        run(Command::new("docker").args(["image", "inspect", image])).ok()?;
+        let id = run(Command::new("docker")
+            .args(["run", "-d", "--label", "swarm-autoscaler-test=probe"])
+            .args(docker_args)
+            .arg(image)
+            .args(args))
+        .unwrap_or_else(|e| panic!("starting a {image} container: {e}"));
+        Some(Container { id })
+    }
+
     /// Everything the workload printed on stdout so far.
     pub fn logs(&self) -> String {
         run(Command::new("docker").args(["logs", &self.id]))

@@ -27,7 +27,7 @@
 //! to find the listeners it had before. fentry/fexit programs do not load
 //! on this project's kernels (EPERM), so only tracepoints are used.
 
-use aya::maps::{Array, MapData};
+use aya::maps::{Array, MapData, PerCpuArray, PerCpuValues};
 use aya::programs::{BtfTracePoint, Iter};
 use aya::{Btf, Ebpf, Pod};
 
@@ -42,13 +42,27 @@ struct DemandBlob([u8; PROBE_DEMAND_STATE_SIZE as usize]);
 // SAFETY: a byte array.
 unsafe impl Pod for DemandBlob {}
 
-// 10 counters, then the histogram's 32-bit buckets (`struct demand_state`).
-const _: () = assert!(PROBE_DEMAND_STATE_SIZE == 10 * 8 + PROBE_DEMAND_BUCKETS * 4);
+// 6 counters, then the histogram's 32-bit buckets (`struct demand_state`).
+const _: () = assert!(PROBE_DEMAND_STATE_SIZE == 6 * 8 + PROBE_DEMAND_BUCKETS * 4);
+
+/// One container's requests opened and closed on one CPU (`struct
+/// demand_cpu`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+struct DemandCpu {
+    opened: u64,
+    closed: u64,
+}
+
+// SAFETY: two u64, no padding.
+unsafe impl Pod for DemandCpu {}
 
 /// The demand programs and their state map, in a loaded probe.
 pub(super) struct Demand {
     /// Slot -> kernel accounting (written zeroed when a slot is taken).
     state: Array<MapData, DemandBlob>,
+    /// Slot -> per-CPU request counts (zeroed with the slot).
+    per_cpu: PerCpuArray<MapData, DemandCpu>,
 }
 
 impl std::fmt::Debug for Demand {
@@ -61,10 +75,13 @@ impl std::fmt::Debug for Demand {
 const ITERATOR: &str = "demand_find_listeners";
 
 impl Demand {
-    /// Load and attach the tracepoint programs, load the iterator, take the
-    /// state map.
-    pub(super) fn load(ebpf: &mut Ebpf, btf: &Btf) -> Result<Demand, LoadError> {
-        for (program, tracepoint) in [("on_tcp_probe", "tcp_probe"), ("on_tcp_sendmsg", "tcp_sendmsg_locked")] {
+    /// Load and attach the tracepoint programs (unless `attach` is false:
+    /// the probe without them, for benchmarks), load the iterator, take the
+    /// state maps.
+    pub(super) fn load(ebpf: &mut Ebpf, btf: &Btf, attach: bool) -> Result<Demand, LoadError> {
+        let programs: &[_] =
+            if attach { &[("on_tcp_probe", "tcp_probe"), ("on_tcp_sendmsg", "tcp_sendmsg_locked")] } else { &[] };
+        for &(program, tracepoint) in programs {
             let prog: &mut BtfTracePoint = ebpf
                 .program_mut(program)
                 .ok_or(LoadError::Program { program, source: aya::programs::ProgramError::NotLoaded })?
@@ -83,7 +100,10 @@ impl Demand {
         let name = "demand";
         let map = ebpf.take_map(name).ok_or(LoadError::MissingMap(name))?;
         let state = Array::try_from(map).map_err(|source| LoadError::Map { name, source })?;
-        Ok(Demand { state })
+        let name = "demand_cpu";
+        let map = ebpf.take_map(name).ok_or(LoadError::MissingMap(name))?;
+        let per_cpu = PerCpuArray::try_from(map).map_err(|source| LoadError::Map { name, source })?;
+        Ok(Demand { state, per_cpu })
     }
 
     /// A slot is taken: zeroed accounting, before the slot appears in
@@ -92,7 +112,10 @@ impl Demand {
         use anyhow::Context;
         self.state
             .set(slot, DemandBlob([0; PROBE_DEMAND_STATE_SIZE as usize]), 0)
-            .context("writing the eBPF demand map")
+            .context("writing the eBPF demand map")?;
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| e).context("counting the possible CPUs")?;
+        let zeros = PerCpuValues::try_from(vec![DemandCpu::default(); cpus]).context("zeroed per-CPU demand counts")?;
+        self.per_cpu.set(slot, zeros, 0).context("writing the eBPF demand_cpu map")
     }
 
     /// Run the listener iterator once: every TCP socket of the host is

@@ -177,7 +177,7 @@ impl EbpfProbe {
             prog.load(tracepoint, &btf).map_err(|source| LoadError::Program { program, source })?;
             prog.attach().map_err(|source| LoadError::Program { program, source })?;
         }
-        let demand = Demand::load(&mut ebpf, &btf)?;
+        let demand = Demand::load(&mut ebpf, &btf, settings.demand)?;
         let slots = take_map(&mut ebpf, "slots")?;
         let configs = take_map(&mut ebpf, "configs")?;
         let state = take_map(&mut ebpf, "state")?;

@@ -83,6 +83,10 @@ pub struct ProbeSettings {
     /// no daemon runs (see `park.rs`); `None`, or a parent that is not a
     /// bpffs mount, not to pin.
     pub pin_dir: Option<std::path::PathBuf>,
+    /// Attach the demand programs (`ebpf/demand.h`: queue, in-flight,
+    /// request rate, response time; default true). False only to measure
+    /// the probe without them (the probe benchmark).
+    pub demand: bool,
 }
 
 /// Default [`ProbeSettings::pin_dir`].
@@ -100,6 +104,7 @@ impl Default for ProbeSettings {
             check_interval: Duration::from_millis(1),
             ring_buffer_bytes: DEFAULT_RING_BUFFER_BYTES,
             pin_dir: Some(DEFAULT_PIN_DIR.into()),
+            demand: true,
         }
     }
 }

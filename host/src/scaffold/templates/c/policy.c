@@ -106,6 +106,11 @@ __attribute__((format(printf, 3, 4))) static void say(autoscaler_policy_host_lev
 static bool rule(const policy_event_t *event, const policy_state_t *state, policy_decision_t *ret) {
     (void)event;
     const aggregate_t *cpu = metric(state, "cpu");
+    // Demand past saturation (docs/demand.md): requests in flight and waiting
+    // to be accepted, summed over the replicas; with it a rule can ask for
+    // the count the load needs in one step:
+    //   const aggregate_t *inflight = metric(state, "inflight");  // also "queue", "request-rate"
+    //   uint32_t needed = inflight ? (uint32_t)ceil(inflight->value.sum / 10) : 0;  // 10 per replica
     if (cpu == NULL || cpu->reporting == 0) {
         return false;  // not measured, or every replica still warming up
     }

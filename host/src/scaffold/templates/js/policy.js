@@ -51,6 +51,11 @@ function metric(state, name) {
 
 export function decide(event, state) {
     const cpu = metric(state, 'cpu');
+    // Demand past saturation (docs/demand.md): requests in flight and waiting
+    // to be accepted, summed over the replicas; with it a rule can ask for
+    // the count the load needs in one step:
+    //   const inflight = metric(state, 'inflight'); // also 'queue', 'request-rate', 'response-time-p95'
+    //   const needed = inflight && Math.ceil(inflight.value.sum / 10); // 10 per replica
     if (cpu === undefined || cpu.reporting === 0) {
         return undefined; // not measured, or every replica still warming up
     }

@@ -52,6 +52,11 @@ def metric(state: types.State, name: str) -> Optional[types.Aggregate]:
 
 def decide(event: types.Event, state: types.State) -> Optional[types.Decision]:
     cpu = metric(state, "cpu")
+    # Demand past saturation (docs/demand.md): requests in flight and waiting
+    # to be accepted, summed over the replicas; with it a rule can ask for the
+    # count the load needs in one step:
+    #   inflight = metric(state, "inflight")  # also "queue", "request-rate", "response-time-p95"
+    #   needed = math.ceil(inflight.value.sum / 10) if inflight else None  # 10 per replica
     if cpu is None or cpu.reporting == 0:
         return None  # not measured, or every replica still warming up
     upper, lower = setting(state, "cpu.upper"), setting(state, "cpu.lower")

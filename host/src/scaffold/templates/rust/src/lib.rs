@@ -28,6 +28,11 @@ impl Policy for Rule {
     fn decide(_event: Event, state: State) -> Option<Decision> {
         // The service view: the mean over the replicas that report.
         let cpu = state.cpu().filter(|cpu| cpu.reporting > 0)?;
+        // Demand past saturation (docs/demand.md): requests in flight and
+        // waiting to be accepted, summed over the replicas; with it a rule
+        // can ask for the count the load needs in one step:
+        // let inflight = state.inflight().map_or(0.0, |a| a.value.sum);
+        // let needed = (inflight / 10.0).ceil() as i64; // 10 in flight per replica
         let (upper, lower) = (state.number("cpu.upper")?, state.number("cpu.lower")?);
         let current = state.current_replicas;
         let mean = cpu.value.mean;

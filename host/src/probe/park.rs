@@ -2,7 +2,7 @@
 //!
 //! A service scaled to zero replicas has nothing listening on its port.
 //! While the daemon has the port *parked*, the tc classifier
-//! `on_tc_ingress` of `ebpf/probe.bpf.c` drops every connection attempt
+//! `on_tc_ingress` of `ebpf/park.h` drops every connection attempt
 //! (a bare SYN) to it without an answer, so the client's TCP retransmits
 //! the SYN about a second later instead of being refused, and the first
 //! attempt pushes a [`super::Signal::PortSyn`] that makes the daemon
@@ -54,7 +54,7 @@ use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::tc::{self, SchedClassifier, SchedClassifierLinkId, TcAttachOptions, TcAttachType};
 use aya::util::KernelVersion;
 
-/// The classifier's name in `ebpf/probe.bpf.c`.
+/// The classifier's name in `ebpf/park.h` (part of `ebpf/probe.bpf.c`).
 pub(super) const PROGRAM: &str = "on_tc_ingress";
 
 /// Least time between two [`super::Signal::PortSyn`]s of one port:

@@ -6,6 +6,26 @@
 #ifndef PROBE_PARK_H
 #define PROBE_PARK_H
 
+/* The addresses of this host's network namespace (IPv4 as ::ffff:a.b.c.d),
+ * kept by userspace (probe/park.rs) while a port is parked. A SYN is held
+ * only if it is addressed to one of them (or arrives on `lo`): a parked
+ * port is the service's published port on this host, and traffic the
+ * host only forwards or bridges (container to container through a bridge
+ * and its veths) is none of its business. */
+#define PARK_MAX_LOCAL 1024
+struct park_addr {
+	__u8 addr[16];
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, PARK_MAX_LOCAL);
+	__type(key, struct park_addr);
+	__type(value, __u8);
+} park_local SEC(".maps");
+
+/* The loopback's ifindex in every network namespace. */
+#define LOOPBACK_IFINDEX 1
+
 /* A connection attempt to a parked port: count it, and push one event per
  * port per PROBE_PARK_EVENT_GAP_NS (the attempts of a burst, and their
  * retransmits, need one wake, not one each). */
@@ -35,7 +55,8 @@ static __always_inline void held_syn(__u16 port, __u32 mode, __u32 family)
 }
 
 /* tc ingress, attached to every Ethernet-like interface and to `lo` while
- * any port is parked. A bare SYN (SYN without ACK) to a parked port is
+ * any port is parked. A bare SYN (SYN without ACK) to a parked port on an
+ * address of this host (park_local; anything arriving on `lo` is) is
  * held (dropped: no RST, no ICMP, the client's retransmit comes about a
  * second later) unless the port is in LOOKUP mode and a socket would take
  * it; everything else is handed on with TC_ACT_UNSPEC (the next program of
@@ -48,6 +69,7 @@ int on_tc_ingress(struct __sk_buff *skb)
 	void *end = (void *)(long)skb->data_end;
 	struct eth_hdr *eth = data;
 	struct bpf_sock_tuple tuple = {};
+	struct park_addr dst = {};
 	struct tcp_hdr *th;
 	__u32 tuple_len, family;
 
@@ -71,6 +93,9 @@ int on_tc_ingress(struct __sk_buff *skb)
 		tuple.ipv4.sport = th->source;
 		tuple.ipv4.dport = th->dest;
 		tuple_len = sizeof(tuple.ipv4);
+		dst.addr[10] = 0xff;
+		dst.addr[11] = 0xff;
+		__builtin_memcpy(&dst.addr[12], &ip->daddr, 4);
 		family = 2; /* AF_INET */
 	} else if (eth->proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6_hdr *ip6 = (void *)(eth + 1);
@@ -84,6 +109,7 @@ int on_tc_ingress(struct __sk_buff *skb)
 		tuple.ipv6.sport = th->source;
 		tuple.ipv6.dport = th->dest;
 		tuple_len = sizeof(tuple.ipv6);
+		__builtin_memcpy(dst.addr, ip6->daddr, 16);
 		family = 10; /* AF_INET6 */
 	} else {
 		return TC_ACT_UNSPEC;
@@ -93,6 +119,9 @@ int on_tc_ingress(struct __sk_buff *skb)
 	__u16 port = bpf_ntohs(th->dest);
 	__u32 *mode = bpf_map_lookup_elem(&parked, &port);
 	if (!mode)
+		return TC_ACT_UNSPEC;
+	/* Forwarded or bridged: not addressed to this host, not ours. */
+	if (skb->ifindex != LOOPBACK_IFINDEX && !bpf_map_lookup_elem(&park_local, &dst))
 		return TC_ACT_UNSPEC;
 	__u32 how = READ_ONCE(*mode);
 	if (how == PROBE_PARK_LOOKUP) {

@@ -37,9 +37,13 @@ impl Bridged {
         let b = Bridged { tag: format!("pk{}", pid % 100_000), subnet: (pid % 200) as u8 + 20 };
         let (t, s) = (&b.tag, b.subnet);
         let br = format!("{t}br");
-        // Bridged frames skip the host's iptables (br_netfilter and
-        // Docker's FORWARD drop policy) on this bridge only.
-        ip(&["link", "add", &br, "type", "bridge", "nf_call_iptables", "0", "nf_call_ip6tables", "0"])?;
+        ip(&["link", "add", &br, "type", "bridge"])?;
+        // With br_netfilter, bridged frames meet Docker's FORWARD drop
+        // policy: let this bridge's own traffic through (DOCKER-USER is the
+        // chain Docker leaves to users; the rule goes with the bridge).
+        if let Err(why) = firewall("-I", &br) {
+            eprintln!("(no firewall rule for {br}: {why})");
+        }
         ip(&["addr", "add", &format!("10.77.{s}.254/24"), "dev", &br])?;
         ip(&["link", "set", &br, "up"])?;
         for (side, last) in [("a", 1), ("b", 2)] {
@@ -76,9 +80,32 @@ impl Bridged {
     }
 }
 
+/// Insert (`-I`) or delete (`-D`) the rule that accepts `bridge`'s own
+/// forwarded traffic.
+fn firewall(op: &str, bridge: &str) -> Result<(), String> {
+    let chain = if Command::new("iptables")
+        .args(["-w", "-n", "-L", "DOCKER-USER"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        "DOCKER-USER"
+    } else {
+        "FORWARD"
+    };
+    let out = Command::new("iptables")
+        .args(["-w", op, chain, "-i", bridge, "-o", bridge, "-j", "ACCEPT"])
+        .output()
+        .map_err(|e| format!("iptables: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+    }
+    Ok(())
+}
+
 impl Drop for Bridged {
     fn drop(&mut self) {
         let t = &self.tag;
+        let _ = firewall("-D", &format!("{t}br"));
         for side in ["a", "b"] {
             let _ = ip(&["netns", "del", &format!("{t}{side}")]);
             let _ = ip(&["link", "del", &format!("{t}{side}0")]);

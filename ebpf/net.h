@@ -1,4 +1,4 @@
-/* Wire formats the tc classifier reads (ebpf/probe.bpf.c: on_tc_ingress):
+/* Wire formats the tc classifier reads (ebpf/park.h: on_tc_ingress):
  * Ethernet, IPv4, IPv6 and the first bytes of TCP. Declared by hand, as on
  * the wire (network byte order), without CO-RE: these are packet layouts,
  * not kernel structures, and do not change between kernels.

@@ -30,7 +30,7 @@
  *   connection also pushes a wake event at once. A socket that starts
  *   listening on a parked port pushes a listen event (the replica of a
  *   removed service is back).
- * - classifier on_tc_ingress (tc ingress of every interface, attached only
+ * - classifier on_tc_ingress (park.h; tc ingress of every interface, attached only
  *   while a port is parked): the kernel half of `autoscale.zero=remove`.
  *   A connection attempt (bare SYN) to a parked port that no socket would
  *   take is dropped without an answer, so the client retransmits it about
@@ -612,102 +612,4 @@ static int tick_fired(void *map, int *key, struct tick_timer *t)
 	return 0;
 }
 
-/* A connection attempt to a parked port: count it, and push one event per
- * port per PROBE_PARK_EVENT_GAP_NS (the attempts of a burst, and their
- * retransmits, need one wake, not one each). */
-static __always_inline void held_syn(__u16 port, __u32 mode, __u32 family)
-{
-	count_drop(PROBE_DROP_PARKED_SYN);
-	__u64 now = bpf_ktime_get_ns();
-	__u64 *last = bpf_map_lookup_elem(&park_pushed, &port);
-	if (last && now - READ_ONCE(*last) < PROBE_PARK_EVENT_GAP_NS)
-		return;
-	struct probe_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		/* Not noted as pushed: the retransmit tries again. */
-		count_drop(PROBE_DROP_RING);
-		return;
-	}
-	bpf_map_update_elem(&park_pushed, &port, &now, BPF_ANY);
-	e->timestamp_ns = now;
-	e->cgroup_id = 0;
-	e->value = port;
-	e->threshold = mode;
-	e->metric = PROBE_SIGNAL_PORT_SYN;
-	e->kind = PROBE_KIND_UP;
-	e->flags = family;
-	e->_pad = 0;
-	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
-}
-
-/* tc ingress, attached to every Ethernet-like interface and to `lo` while
- * any port is parked. A bare SYN (SYN without ACK) to a parked port is
- * held (dropped: no RST, no ICMP, the client's retransmit comes about a
- * second later) unless the port is in LOOKUP mode and a socket would take
- * it; everything else is handed on with TC_ACT_UNSPEC (the next program of
- * a TCX chain, or the stack). IPv4 with options and IPv6 without extension
- * headers are read; anything else passes. */
-SEC("classifier")
-int on_tc_ingress(struct __sk_buff *skb)
-{
-	void *data = (void *)(long)skb->data;
-	void *end = (void *)(long)skb->data_end;
-	struct eth_hdr *eth = data;
-	struct bpf_sock_tuple tuple = {};
-	struct tcp_hdr *th;
-	__u32 tuple_len, family;
-
-	if ((void *)(eth + 1) > end)
-		return TC_ACT_UNSPEC;
-	if (eth->proto == bpf_htons(ETH_P_IPV4)) {
-		struct ipv4_hdr *ip = (void *)(eth + 1);
-		if ((void *)(ip + 1) > end || ip->protocol != IPPROTO_TCP)
-			return TC_ACT_UNSPEC;
-		/* Only the first fragment has the TCP header. */
-		if (ip->frag & bpf_htons(0x1fff))
-			return TC_ACT_UNSPEC;
-		__u32 ihl = (ip->version_ihl & 0x0f) * 4;
-		if (ihl < sizeof(*ip))
-			return TC_ACT_UNSPEC;
-		th = (void *)ip + ihl;
-		if ((void *)(th + 1) > end)
-			return TC_ACT_UNSPEC;
-		tuple.ipv4.saddr = ip->saddr;
-		tuple.ipv4.daddr = ip->daddr;
-		tuple.ipv4.sport = th->source;
-		tuple.ipv4.dport = th->dest;
-		tuple_len = sizeof(tuple.ipv4);
-		family = 2; /* AF_INET */
-	} else if (eth->proto == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6_hdr *ip6 = (void *)(eth + 1);
-		if ((void *)(ip6 + 1) > end || ip6->nexthdr != IPPROTO_TCP)
-			return TC_ACT_UNSPEC;
-		th = (void *)(ip6 + 1);
-		if ((void *)(th + 1) > end)
-			return TC_ACT_UNSPEC;
-		__builtin_memcpy(tuple.ipv6.saddr, ip6->saddr, 16);
-		__builtin_memcpy(tuple.ipv6.daddr, ip6->daddr, 16);
-		tuple.ipv6.sport = th->source;
-		tuple.ipv6.dport = th->dest;
-		tuple_len = sizeof(tuple.ipv6);
-		family = 10; /* AF_INET6 */
-	} else {
-		return TC_ACT_UNSPEC;
-	}
-	if ((th->flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != TCP_FLAG_SYN)
-		return TC_ACT_UNSPEC;
-	__u16 port = bpf_ntohs(th->dest);
-	__u32 *mode = bpf_map_lookup_elem(&parked, &port);
-	if (!mode)
-		return TC_ACT_UNSPEC;
-	__u32 how = READ_ONCE(*mode);
-	if (how == PROBE_PARK_LOOKUP) {
-		struct bpf_sock *sk = bpf_sk_lookup_tcp(skb, &tuple, tuple_len, BPF_F_CURRENT_NETNS, 0);
-		if (sk) {
-			bpf_sk_release(sk);
-			return TC_ACT_UNSPEC;
-		}
-	}
-	held_syn(port, how, family);
-	return TC_ACT_SHOT;
-}
+#include "park.h"

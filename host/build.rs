@@ -15,7 +15,7 @@ fn main() {
     let manifest = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let src = manifest.join("../ebpf");
-    for file in ["probe.bpf.c", "baseline.bpf.c", "probe.h", "state.h", "kernel.h", "net.h", "demand.h"] {
+    for file in ["probe.bpf.c", "baseline.bpf.c", "probe.h", "state.h", "kernel.h", "net.h", "demand.h", "park.h"] {
         println!("cargo:rerun-if-changed={}", src.join(file).display());
     }
     println!("cargo:rerun-if-env-changed=CLANG");

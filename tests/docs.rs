@@ -100,6 +100,7 @@ const VOUCHED: &[(&str, By)] = &[
             "as root, minutes to hours of open-loop load; its results are checked in under docs/evaluation/outcomes/",
         ),
     ),
+    ("useradd", By::Hand("creates the unit's system user (operations.md's systemd set-up)")),
     ("install", By::Hand("installs into /usr/local and /etc (operations.md's systemd set-up)")),
     ("systemctl", By::Hand("starts the installed unit (operations.md)")),
     ("journalctl", By::Hand("follows the installed unit's log (operations.md)")),

@@ -11,6 +11,9 @@
 #[path = "probe/workload.rs"]
 mod workload;
 
+#[path = "probe/park_scope.rs"]
+mod park_scope;
+
 use std::time::{Duration, Instant};
 
 use host::model::{Band, Direction, EventBounds, EventKind, Metric, Thresholds, Tracked, Unit};

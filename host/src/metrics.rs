@@ -376,8 +376,15 @@ fn respond(head: &str, metrics: &Metrics, board: &Board, history: &History) -> (
     }
 }
 
+/// Most 503 answers to connections over [`MAX_CONNECTIONS`] in flight at
+/// once (each a task for at most a second, which reads what the client
+/// sent so that closing does not reset the connection before it read the
+/// answer).
+const MAX_BUSY: usize = 2 * MAX_CONNECTIONS;
+
 async fn accept_loop(listener: TcpListener, metrics: Arc<Metrics>, board: Arc<Board>, history: Arc<History>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let busy = Arc::new(tokio::sync::Semaphore::new(MAX_BUSY));
     let mut backoff = Duration::from_millis(10);
     loop {
         let mut conn = match listener.accept().await {
@@ -397,12 +404,20 @@ async fn accept_loop(listener: TcpListener, metrics: Arc<Metrics>, board: Arc<Bo
             }
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
+            const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+            // A flood over the cap costs a bounded number of tasks, not one each: past
+            // MAX_BUSY answers in flight, the 503 is written only if the
+            // socket takes it at once, and the connection is closed.
+            let Ok(busy_permit) = busy.clone().try_acquire_owned() else {
+                let _ = conn.try_write(BUSY);
+                continue;
+            };
             tokio::spawn(async move {
-                let busy = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+                let _busy = busy_permit;
                 // Answer, then read what the client sent so that closing
                 // does not reset the connection before it read the 503.
                 let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                    conn.write_all(busy).await?;
+                    conn.write_all(BUSY).await?;
                     conn.shutdown().await?;
                     let mut sink = [0u8; 4096];
                     while conn.read(&mut sink).await? > 0 {}

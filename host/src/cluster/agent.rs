@@ -30,6 +30,8 @@ use std::time::Instant;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 
+mod admit;
+
 use super::ChannelSettings;
 use super::auth::{Side, Token};
 use super::backoff::Backoff;
@@ -369,6 +371,11 @@ impl Agent {
                         return Attempt::Ended { why: "the decider is no longer the leader".into(), hint: leader_addr };
                     }
                     DeciderMsg::Zero { command } => {
+                        // Only full ids of this node's own containers reach Docker.
+                        if let Err(why) = admit::admit(&command, tracking.borrow().as_deref().map(Vec::as_slice)) {
+                            tracing::warn!("cluster: refused a command from the decider: {why}");
+                            continue;
+                        }
                         let _ = zero_commands.send(command);
                     }
                     DeciderMsg::Welcome | DeciderMsg::Heartbeat => {}

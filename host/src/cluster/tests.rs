@@ -122,7 +122,8 @@ async fn scale_to_zero_commands_reach_the_node_and_its_reports_come_back() {
     let ep = endpoint(settings(), true, 64).await;
     let mut reports = ep.decider.take_zero_reports().expect("the reports, once");
     assert!(ep.decider.take_zero_reports().is_none());
-    let freeze = ZeroCommand::Freeze { container_id: "c1".into() };
+    let id = "c1".repeat(32);
+    let freeze = ZeroCommand::Freeze { container_id: id.clone() };
     assert!(!ep.decider.send_zero("node-a", freeze.clone()), "no session: the command is not taken");
     let addr = ep.decider.local_addr().to_string();
     let agent = AgentHandle::spawn(settings(), token(), "node-a".into(), "host-a".into(), vec![addr]);
@@ -130,6 +131,17 @@ async fn scale_to_zero_commands_reach_the_node_and_its_reports_come_back() {
     // A report made before any session waits for one.
     agent.report(ZeroReport::Busy { container_id: "c0".into() });
     eventually(Duration::from_secs(3), "agent connected", || agent.is_connected()).await;
+    ep.decider.set_tracking("node-a", &[tracked(&id)]);
+    eventually(Duration::from_secs(3), "tracking set received", || agent.tracking().borrow().is_some()).await;
+    // Forged or foreign ids never reach the node's Docker: only the
+    // tracked container's freeze comes out, in order after them.
+    for forged in [
+        ZeroCommand::Thaw { container_id: "../../containers/json".into() },
+        ZeroCommand::Thaw { container_id: id[..12].to_string() },
+        ZeroCommand::Recover { container_id: "d".repeat(64) },
+    ] {
+        assert!(ep.decider.send_zero("node-a", forged));
+    }
     assert!(ep.decider.send_zero("node-a", freeze.clone()));
     let got = tokio::time::timeout(Duration::from_secs(3), commands.recv()).await.expect("in time");
     assert_eq!(got, Some(freeze));

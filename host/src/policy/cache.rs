@@ -66,7 +66,14 @@ pub struct CompileCache {
     memory: Mutex<(HashMap<ContentHash, Component>, VecDeque<ContentHash>)>,
     /// How many times Cranelift actually ran (tests and benchmarks read it).
     compiles: AtomicU64,
+    /// Content whose compilation was refused (invalid, or over a bound: a
+    /// compile bomb), with why: not compiled again on every file event.
+    /// At most [`MAX_FAILED`]; also kept on disk, so not after a restart.
+    failed: Mutex<HashMap<ContentHash, (bool, String)>>,
 }
+
+/// Most failed contents remembered in memory.
+const MAX_FAILED: usize = 256;
 
 /// The on-disk tier: its folder, MAC key and size bound.
 struct DiskTier {
@@ -115,7 +122,12 @@ impl CompileCache {
                 }
             }
         });
-        CompileCache { disk, memory: Mutex::new((HashMap::new(), VecDeque::new())), compiles: AtomicU64::new(0) }
+        CompileCache {
+            disk,
+            memory: Mutex::new((HashMap::new(), VecDeque::new())),
+            compiles: AtomicU64::new(0),
+            failed: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Number of real compilations so far.
@@ -139,7 +151,13 @@ impl CompileCache {
             self.remember(hash, component.clone());
             return Ok((component, hash, Origin::Disk));
         }
-        let serialized = precompile(bytes).map_err(CompileError::Failed)?;
+        if let Some(failure) = self.failed_before(&hash) {
+            return Err(CompileError::Failed(failure));
+        }
+        let serialized = precompile(bytes).map_err(|failure| {
+            self.remember_failure(&hash, &failure);
+            CompileError::Failed(failure)
+        })?;
         self.compiles.fetch_add(1, Ordering::Relaxed);
         // SAFETY: `serialized` was produced a moment ago by
         // `precompile_component` of an engine with this engine's settings,
@@ -151,6 +169,43 @@ impl CompileCache {
         }
         self.remember(hash, component.clone());
         Ok((component, hash, Origin::Compiled))
+    }
+
+    /// How this content failed to compile before, in this process or (the
+    /// disk tier's `<hash>.failed`) an earlier one.
+    fn failed_before(&self, hash: &ContentHash) -> Option<super::compile::CompileFailure> {
+        use super::compile::CompileFailure::{Invalid, Limit};
+        let known = self.failed.lock().unwrap_or_else(|p| p.into_inner()).get(hash).cloned();
+        let known = known.or_else(|| {
+            let disk = self.disk.as_ref()?;
+            let text = read_private_file(&disk.failed_path(hash), 1024).ok()??;
+            let text = String::from_utf8_lossy(&text).into_owned();
+            let (kind, why) = text.split_once('\n').unwrap_or(("invalid", text.as_str()));
+            Some((kind == "limit", why.to_string()))
+        })?;
+        let (limit, why) = known;
+        let why = format!("{why} (remembered: this content failed before and is not compiled again)");
+        Some(if limit { Limit(why) } else { Invalid(why) })
+    }
+
+    /// Note a refused compilation (not one cut short by a shutdown or a
+    /// child that could not start: those may work next time).
+    fn remember_failure(&self, hash: &ContentHash, failure: &super::compile::CompileFailure) {
+        use super::compile::CompileFailure::{Invalid, Limit};
+        let (limit, why) = match failure {
+            Invalid(why) => (false, why),
+            Limit(why) => (true, why),
+            _ => return,
+        };
+        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        if failed.len() >= MAX_FAILED {
+            failed.clear();
+        }
+        failed.insert(*hash, (limit, why.clone()));
+        if let Some(disk) = &self.disk {
+            let text = format!("{}\n{why}", if limit { "limit" } else { "invalid" });
+            let _ = write_private_file(&disk.failed_path(hash), text.as_bytes());
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, (HashMap<ContentHash, Component>, VecDeque<ContentHash>)> {
@@ -173,6 +228,11 @@ impl CompileCache {
 }
 
 impl DiskTier {
+    /// Where a refused compilation of `hash` is noted.
+    fn failed_path(&self, hash: &ContentHash) -> PathBuf {
+        self.dir.join(format!("{}.failed", hex::encode(hash)))
+    }
+
     fn entry_path(&self, hash: &ContentHash) -> PathBuf {
         self.dir.join(format!("{}.cwasm", hex::encode(hash)))
     }
@@ -299,6 +359,18 @@ fn read_private_file(path: &Path, max: u64) -> Result<Option<Vec<u8>>, String> {
 }
 
 /// The MAC key at `path`, created (32 random bytes, 0600) if missing.
+/// Write a small file 0600, never through a symbolic link.
+fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    file.write_all(&bytes[..bytes.len().min(1024)])
+}
+
 fn load_or_create_key(path: &Path) -> std::io::Result<[u8; 32]> {
     let mut key = [0u8; 32];
     match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
@@ -361,6 +433,41 @@ fn engine_hash(engine: &Engine) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_content_that_failed_is_not_compiled_again_nor_after_a_restart() {
+        use super::super::compile::CompileFailure;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = Engine::default();
+        let calls = std::cell::Cell::new(0);
+        let bomb = |_: &[u8]| {
+            calls.set(calls.get() + 1);
+            Err(CompileFailure::Limit("the compiler used more than 2 GiB".into()))
+        };
+        let cache = CompileCache::new(&engine, Some(dir.path()), 1 << 20);
+        for _ in 0..3 {
+            match cache.get_or_compile(&engine, b"bomb", bomb) {
+                Err(CompileError::Failed(CompileFailure::Limit(why))) => assert!(why.contains("2 GiB"), "{why}"),
+                Err(other) => panic!("{other:?}"),
+                Ok(_) => panic!("a failing compile produced a component"),
+            }
+        }
+        assert_eq!(calls.get(), 1, "compiled once, then remembered");
+        let restarted = CompileCache::new(&engine, Some(dir.path()), 1 << 20);
+        assert!(matches!(
+            restarted.get_or_compile(&engine, b"bomb", bomb),
+            Err(CompileError::Failed(CompileFailure::Limit(_)))
+        ));
+        assert_eq!(calls.get(), 1, "not after a restart either");
+        // A shutdown cut is not a verdict on the content.
+        let cancelled = |_: &[u8]| Err(CompileFailure::Cancelled);
+        let _ = cache.get_or_compile(&engine, b"other", cancelled);
+        let _ = cache.get_or_compile(&engine, b"other", |_: &[u8]| {
+            calls.set(calls.get() + 1);
+            Err(CompileFailure::Cancelled)
+        });
+        assert_eq!(calls.get(), 2, "tried again");
+    }
 
     #[test]
     fn hmac_matches_rfc_4231_style_vector() {

@@ -7,7 +7,8 @@
 //! child reads the component on stdin, compiles it with the same engine
 //! settings and writes wasmtime's precompiled artifact on stdout. Before it
 //! runs, the child gets `RLIMIT_AS` (memory), `RLIMIT_CPU` (a backstop for
-//! the wall-clock limit), no core dumps, and `PR_SET_PDEATHSIG` so that it
+//! the wall-clock limit), no core dumps, nice 19 (a compile bomb takes only
+//! CPU nothing else wants), and `PR_SET_PDEATHSIG` so that it
 //! dies with the daemon. The parent waits at most the time limit, and less
 //! if the runtime is shut down, then kills it.
 //!
@@ -60,6 +61,9 @@ pub enum CompileFailure {
     Spawn(String),
 }
 
+/// The compiler child's nice value (the lowest priority).
+pub const COMPILER_NICE: i32 = 19;
+
 /// Largest artifact accepted from the child.
 const MAX_ARTIFACT: u64 = 1 << 30;
 /// Largest error text kept from the child.
@@ -89,6 +93,11 @@ pub fn compile_in_child(
             limit(libc::RLIMIT_AS, memory_limit)?;
             limit(libc::RLIMIT_CPU, cpu_seconds)?;
             limit(libc::RLIMIT_CORE, 0)?;
+            // Lowest priority: a compile bomb takes what the machine's
+            // other work leaves, not the daemon's or the services' CPU.
+            if libc::setpriority(libc::PRIO_PROCESS, 0, COMPILER_NICE) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
@@ -222,6 +231,27 @@ pub fn child_main() -> ExitCode {
         Err(err) => {
             eprintln!("writing the artifact: {err}");
             ExitCode::from(1)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_compiler_child_runs_at_the_lowest_priority() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let exe = dir.path().join("fake-compiler");
+        // Reports its own nice value (field 19 of /proc/self/stat) as an
+        // invalid component (exit code 2, the first line of stderr).
+        std::fs::write(&exe, "#!/bin/sh\nread -r _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ nice _ < /proc/$$/stat\necho \"nice=$nice\" >&2\nexit 2\n")
+            .expect("write");
+        std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+        let settings = CompilerSettings { exe, ..CompilerSettings::this_binary() };
+        match compile_in_child(&settings, b"", &AtomicBool::new(false)) {
+            Err(CompileFailure::Invalid(text)) => assert_eq!(text, format!("nice={COMPILER_NICE}")),
+            other => panic!("{other:?}"),
         }
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! A service scaled to zero replicas has nothing listening on its port.
 //! While the daemon has the port *parked*, the tc classifier
-//! `on_tc_ingress` of `ebpf/probe.bpf.c` drops every connection attempt
+//! `on_tc_ingress` of `ebpf/park.h` drops every connection attempt
 //! (a bare SYN) to it without an answer, so the client's TCP retransmits
 //! the SYN about a second later instead of being refused, and the first
 //! attempt pushes a [`super::Signal::PortSyn`] that makes the daemon
@@ -36,12 +36,20 @@
 //! `clsact` qdisc (added if missing), which outlives the process by itself;
 //! one left by an earlier daemon is replaced before attaching again.
 //!
+//! Only what is the service's: a SYN is held only if it is addressed to
+//! one of this host's own addresses (the published port, through any
+//! address of the host) or arrives on `lo`. The addresses are kept in the
+//! classifier's `park_local` map ([`Parking::maintain`] refreshes it every
+//! few seconds); traffic the host forwards or bridges (containers talking
+//! to each other through a bridge and its veths, to whatever listens on
+//! the same port number) passes untouched.
+//!
 //! What it reads: Ethernet frames carrying IPv4 (options included) or
 //! IPv6 (no extension headers before TCP). Interfaces without an Ethernet
 //! header (`tun`, WireGuard, IP-in-IP) are not attached: their clients'
 //! first connection to a removed service is refused.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -54,7 +62,7 @@ use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::tc::{self, SchedClassifier, SchedClassifierLinkId, TcAttachOptions, TcAttachType};
 use aya::util::KernelVersion;
 
-/// The classifier's name in `ebpf/probe.bpf.c`.
+/// The classifier's name in `ebpf/park.h` (part of `ebpf/probe.bpf.c`).
 pub(super) const PROGRAM: &str = "on_tc_ingress";
 
 /// Least time between two [`super::Signal::PortSyn`]s of one port:
@@ -106,6 +114,10 @@ pub(super) struct Parking {
     loaded: bool,
     /// Interface name -> its attachment, while any port is parked.
     links: HashMap<String, Link>,
+    /// The classifier's `park_local` map (taken at the first attach) and
+    /// what it holds: this host's addresses, IPv4 as `::ffff:a.b.c.d`.
+    local: Option<BpfHashMap<MapData, [u8; 16], u8>>,
+    local_now: HashSet<[u8; 16]>,
     /// Where links are pinned; `None` without a usable bpffs directory.
     pins: Option<Pins>,
     /// Pins an earlier daemon left, still holding its ports, and when they
@@ -151,6 +163,8 @@ impl Parking {
             map,
             ports: HashMap::new(),
             loaded: false,
+            local: None,
+            local_now: HashSet::new(),
             links: HashMap::new(),
             pins,
             inherited,
@@ -227,6 +241,9 @@ impl Parking {
         if self.ports.is_empty() {
             return;
         }
+        if let Err(err) = self.sync_local(ebpf) {
+            tracing::warn!(error = %format!("{err:#}"), "cannot refresh the host's addresses for the tc classifier");
+        }
         let now = match interfaces() {
             Ok(now) => now,
             Err(err) => {
@@ -264,6 +281,12 @@ impl Parking {
             prog.load().with_context(|| format!("loading the {PROGRAM} tc classifier"))?;
             self.loaded = true;
         }
+        // The addresses first: attached without them, it would hold nothing
+        // but what arrives on lo.
+        self.sync_local(ebpf)?;
+        let Some(prog) = ebpf.program_mut(PROGRAM).and_then(|p| <&mut SchedClassifier>::try_from(p).ok()) else {
+            bail!("the {PROGRAM} program is missing from the eBPF object; rebuild the host");
+        };
         let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
         let mut failed = Vec::new();
         let mut pin_failed = false;
@@ -319,6 +342,30 @@ impl Parking {
             );
         }
         tracing::debug!(interfaces = self.links.len(), "tc classifier attached");
+        Ok(())
+    }
+
+    /// Bring the classifier's `park_local` map in line with this host's
+    /// addresses now.
+    fn sync_local(&mut self, ebpf: &mut Ebpf) -> anyhow::Result<()> {
+        if self.local.is_none() {
+            let map = ebpf.take_map("park_local").context("the park_local map is missing; rebuild the host")?;
+            self.local = Some(BpfHashMap::try_from(map).context("park_local is not a hash map")?);
+        }
+        let Some(map) = self.local.as_mut() else { return Ok(()) };
+        let now = local_addresses()?;
+        for gone in self.local_now.difference(&now) {
+            let _ = map.remove(gone);
+        }
+        let most = PARK_MAX_LOCAL;
+        let mut kept = HashSet::new();
+        for addr in now.into_iter().take(most) {
+            if !self.local_now.contains(&addr) {
+                map.insert(addr, 1u8, 0).context("writing the eBPF park_local map")?;
+            }
+            kept.insert(addr);
+        }
+        self.local_now = kept;
         Ok(())
     }
 
@@ -459,6 +506,44 @@ fn has_net_admin(caps: u64) -> bool {
     caps & (1 << CAP_NET_ADMIN) != 0 || caps & (1 << CAP_SYS_ADMIN) != 0
 }
 
+/// `PARK_MAX_LOCAL` of `ebpf/park.h`: the most addresses the classifier
+/// knows (a host with more holds connection attempts to the first only).
+const PARK_MAX_LOCAL: usize = 1024;
+
+/// The addresses of this network namespace's interfaces, as the
+/// classifier's keys: IPv6 as is, IPv4 as `::ffff:a.b.c.d`.
+fn local_addresses() -> anyhow::Result<HashSet<[u8; 16]>> {
+    let mut found = HashSet::new();
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs writes a list head we free below.
+    if unsafe { libc::getifaddrs(&mut head) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("listing the network addresses (getifaddrs)");
+    }
+    let mut cursor = head;
+    while !cursor.is_null() {
+        // SAFETY: a node of the list getifaddrs returned, valid until freed.
+        let entry = unsafe { &*cursor };
+        cursor = entry.ifa_next;
+        if entry.ifa_addr.is_null() {
+            continue;
+        }
+        // SAFETY: ifa_addr points at a sockaddr of the family it names.
+        let family = i32::from(unsafe { (*entry.ifa_addr).sa_family });
+        if family == libc::AF_INET {
+            // SAFETY: an AF_INET address is a sockaddr_in.
+            let v4 = unsafe { (*entry.ifa_addr.cast::<libc::sockaddr_in>()).sin_addr.s_addr };
+            found.insert(std::net::Ipv4Addr::from(u32::from_be(v4)).to_ipv6_mapped().octets());
+        } else if family == libc::AF_INET6 {
+            // SAFETY: an AF_INET6 address is a sockaddr_in6.
+            let v6 = unsafe { (*entry.ifa_addr.cast::<libc::sockaddr_in6>()).sin6_addr.s6_addr };
+            found.insert(v6);
+        }
+    }
+    // SAFETY: the list getifaddrs allocated, freed once.
+    unsafe { libc::freeifaddrs(head) };
+    Ok(found)
+}
+
 /// The interfaces of this network namespace with an Ethernet header
 /// (Ethernet, veth, bridges) and the loopback, by name. Read with
 /// getifaddrs (netlink), not from /sys/class/net, which shows the
@@ -561,6 +646,14 @@ mod tests {
     fn only_a_bpffs_mount_takes_pins() {
         assert!(!is_bpffs(Path::new("/proc")));
         assert!(Pins::open(Path::new("/proc/swarm-autoscaler")).is_err());
+    }
+
+    #[test]
+    fn the_hosts_addresses_are_keys_the_classifier_reads() {
+        let found = local_addresses().expect("getifaddrs");
+        let lo4 = std::net::Ipv4Addr::LOCALHOST.to_ipv6_mapped().octets();
+        assert!(found.contains(&lo4), "127.0.0.1 as ::ffff:127.0.0.1: {found:?}");
+        assert!(!found.contains(&std::net::Ipv4Addr::new(192, 0, 2, 1).to_ipv6_mapped().octets()));
     }
 
     #[test]

@@ -349,12 +349,38 @@ impl Context {
     }
 }
 
+/// Longest line of a trace read (a record is a few hundred bytes; a header
+/// with every service's labels a few KiB).
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// The lines of `reader`, each at most [`MAX_LINE_BYTES`]: a longer one is
+/// an error, not an allocation of whatever the file holds.
+fn bounded_lines(mut reader: impl BufRead) -> impl Iterator<Item = std::io::Result<String>> {
+    use std::io::Read as _;
+    std::iter::from_fn(move || {
+        let mut buf = Vec::new();
+        match (&mut reader).take(MAX_LINE_BYTES as u64 + 1).read_until(b'\n', &mut buf) {
+            Ok(0) => None,
+            Ok(_) if buf.len() > MAX_LINE_BYTES && buf.last() != Some(&b'\n') => Some(Err(std::io::Error::other(
+                format!("a line longer than {MAX_LINE_BYTES} bytes: not a trace this daemon wrote"),
+            ))),
+            Ok(_) => {
+                while matches!(buf.last(), Some(b'\n' | b'\r')) {
+                    buf.pop();
+                }
+                Some(String::from_utf8(buf).map_err(std::io::Error::other))
+            }
+            Err(err) => Some(Err(err)),
+        }
+    })
+}
+
 /// Read a trace file. Errors name the file, the line and the cause; a torn
 /// last line (a daemon killed mid-write) is skipped and counted.
 pub fn read(path: &Path) -> anyhow::Result<Trace> {
     use anyhow::Context as _;
     let file = File::open(path).with_context(|| format!("opening trace {}", path.display()))?;
-    let mut lines = BufReader::with_capacity(1 << 20, file).lines().enumerate().peekable();
+    let mut lines = bounded_lines(BufReader::with_capacity(1 << 20, file)).enumerate().peekable();
     let mut header: Option<Header> = None;
     let mut records = Vec::new();
     let mut torn_lines = 0;
@@ -449,9 +475,14 @@ impl Recorder {
     /// [`Recorder::create`] with the clock at `monotonic_ns` (synthetic traces).
     pub fn create_at(path: &Path, options: &ActuatorOptions, monotonic_ns: u64) -> anyhow::Result<Recorder> {
         use anyhow::Context as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        // 0600 and never through a symbolic link: a trace holds every
+        // service's load and decisions.
         let file = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(path)
             .with_context(|| format!("opening the trace file {} for --record", path.display()))?;
         Self::start(path, Box::new(file), options, monotonic_ns)
@@ -670,6 +701,22 @@ impl Drop for Recorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_overlong_line_is_refused_and_the_file_is_private_and_never_a_link() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let long = dir.path().join("long.jsonl");
+        std::fs::write(&long, vec![b'x'; MAX_LINE_BYTES + 10]).expect("write");
+        let err = read(&long).expect_err("a 1 MiB+ line");
+        assert!(format!("{err:#}").contains("longer than"), "{err:#}");
+        let path = dir.path().join("trace.jsonl");
+        drop(Recorder::create(&path, &ActuatorOptions::default()).expect("create"));
+        assert_eq!(std::fs::metadata(&path).expect("made").permissions().mode() & 0o777, 0o600);
+        let link = dir.path().join("link.jsonl");
+        std::os::unix::fs::symlink(&path, &link).expect("symlink");
+        assert!(Recorder::create(&link, &ActuatorOptions::default()).is_err(), "a symbolic link is refused");
+    }
 
     fn state(now_ns: u64) -> State {
         let mut s = State::replicas(2, 1, 5).of("s1", "web").with_cpu(&[0.9, 0.7]);

@@ -19,14 +19,16 @@
 //! the previous one) and a new FILE is started.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use serde::Serialize;
+
+mod sink;
+
+use sink::{Sink, open_audit};
 
 use super::guardrails::{Adjustment, Request, Skip};
 use crate::metrics::Metrics;
@@ -282,30 +284,6 @@ impl AuditRecord {
     }
 }
 
-/// The audit file, rotated past a size.
-#[derive(Debug)]
-struct Sink {
-    file: File,
-    path: PathBuf,
-    written: u64,
-    max_bytes: u64,
-}
-
-impl Sink {
-    fn write(&mut self, line: &[u8]) -> std::io::Result<()> {
-        if self.written > 0 && self.written + line.len() as u64 > self.max_bytes {
-            let mut old = self.path.clone().into_os_string();
-            old.push(".1");
-            std::fs::rename(&self.path, &old)?;
-            self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
-            self.written = 0;
-        }
-        self.file.write_all(line)?;
-        self.written += line.len() as u64;
-        Ok(())
-    }
-}
-
 /// What happened to a replica of a service at zero (`autoscale.min=0`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -402,11 +380,11 @@ impl Audit {
 
     /// [`Audit::to_file`], rotated past `max_bytes`.
     pub fn to_file_capped(path: &Path, max_bytes: u64) -> anyhow::Result<Audit> {
-        let file = OpenOptions::new().create(true).append(true).open(path).with_context(|| {
+        let file = open_audit(path).with_context(|| {
             format!("cannot open the audit log {} for appending; check the path and its permissions", path.display())
         })?;
         let written = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let sink = Sink { file, path: path.to_path_buf(), written, max_bytes: max_bytes.max(4096) };
+        let sink = Sink { file, path: path.to_path_buf(), written, max_bytes: max_bytes.max(4096), rotate_failures: 0 };
         Ok(Audit { file: Some(Mutex::new(sink)), ..Audit::default() })
     }
 
@@ -547,6 +525,19 @@ impl Audit {
     /// Record a freeze, thaw or wake: a log line, and a JSON line if a file
     /// is set.
     pub fn record_zero(&self, rec: &ZeroRecord) {
+        // A node's report carries its own text (a reason, a container id):
+        // bounded before it reaches the log, the board and the file.
+        let bounded;
+        let rec = if rec.reason.len() > MAX_REASON_BYTES || rec.container.len() > 64 {
+            bounded = ZeroRecord {
+                reason: clip(&rec.reason, MAX_REASON_BYTES),
+                container: clip(&rec.container, 64),
+                ..rec.clone()
+            };
+            &bounded
+        } else {
+            rec
+        };
         let (service, container) = (&rec.service, &rec.container[..rec.container.len().min(12)]);
         let docker_ms = rec.docker_us as f64 / 1000.0;
         match rec.zero {
@@ -606,6 +597,22 @@ impl Audit {
             Err(err) => tracing::error!("cannot encode an audit record: {err}"),
         }
     }
+}
+
+/// The most of a zero record's reason kept (a node's report can carry up to
+/// a frame of text).
+pub const MAX_REASON_BYTES: usize = 1024;
+
+/// `text` cut to at most `max` bytes on a character boundary, marked `…`.
+fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max.saturating_sub(3);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 /// Milliseconds since the Unix epoch, for the audit record.

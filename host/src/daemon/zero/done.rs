@@ -25,7 +25,9 @@ impl Zero {
                 }
             }
             Done::NotFrozen { container, outcome, reason } => {
-                if outcome == ZeroOutcome::Refused {
+                // Only a replica this daemon asked to freeze: a report naming
+                // any other container (a peer's, forged) must not grow the set.
+                if outcome == ZeroOutcome::Refused && self.replicas.contains_key(&container) {
                     self.refused.insert(container.clone());
                 }
                 self.record(&container, outcome, Some(reason), Duration::ZERO, None);

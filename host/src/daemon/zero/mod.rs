@@ -247,6 +247,9 @@ pub struct Zero {
     dry_run: bool,
     /// Multi-node mode: removal is refused (see [`Zero::refuse_cluster`]).
     cluster: bool,
+    /// Whether a socket of this host listens on a port
+    /// ([`crate::probe::listening`]; tests put their own).
+    port_taken: fn(u16) -> bool,
 }
 
 impl std::fmt::Debug for Zero {
@@ -273,6 +276,7 @@ impl Zero {
             work: Vec::new(),
             dry_run,
             cluster: false,
+            port_taken: crate::probe::listening,
         }
     }
 

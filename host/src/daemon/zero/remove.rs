@@ -322,6 +322,18 @@ impl Zero {
             self.refused_removal.insert(service_id.to_string(), said);
             return;
         }
+        // With no replica, a listener on the port is not this service's
+        // (a read of /proc/net/tcp{,6}, only for a service found at zero).
+        if replica.is_none()
+            && let Some(port) = ports.iter().find(|p| (self.port_taken)(**p))
+        {
+            let why = format!(
+                "port {port} is not this service's: something else on this host listens on it while the service has no replica (give the service its own autoscale.port, or stop the other listener)"
+            );
+            // Not lasting: looked at again at the next reconcile.
+            self.refuse_removal((service_id, service), ports, why, false);
+            return;
+        }
         let mode = if replica.is_some() { ParkMode::Hold } else { ParkMode::Lookup };
         let mut removal = Removal::new(service, ports, Step::Reparking, replica.as_ref(), "found at 0 replicas".into());
         removal.mode = mode;

@@ -14,7 +14,10 @@ const MS: Duration = Duration::from_millis(1);
 fn bench(dry_run: bool) -> (Zero, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let audit = Arc::new(Audit::to_file(&dir.path().join("audit.jsonl")).expect("audit"));
-    (Zero::new(audit, Arc::new(Metrics::default()), dry_run), dir)
+    let mut zero = Zero::new(audit, Arc::new(Metrics::default()), dry_run);
+    // Whatever the test machine listens on, the port is free.
+    zero.port_taken = |_| false;
+    (zero, dir)
 }
 
 /// The scale-to-zero records so far.
@@ -394,6 +397,26 @@ async fn a_daemon_that_finds_a_service_at_zero_holds_its_ports_again() {
     let (mut other, _dir) = bench(false);
     other.reconcile(&inventory(&[("s1", 0, FREEZE)], &[]));
     assert!(other.take_work().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_port_something_else_listens_on_is_not_parked_for_a_service_at_zero() {
+    let (mut zero, dir) = bench(false);
+    zero.port_taken = crate::probe::listening;
+    let other = std::net::TcpListener::bind("127.0.0.1:0").expect("a host listener");
+    let port = other.local_addr().expect("addr").port().to_string();
+    let labels: &[(&str, &str)] = &[("autoscale.zero", "remove"), ("autoscale.port", port.as_str())];
+    zero.reconcile(&inventory(&[("s1", 0, labels)], &[]));
+    assert!(zero.take_work().is_empty(), "nothing parked: the port is another listener's");
+    let recs = records(&dir);
+    assert_eq!(recs.len(), 1, "{recs:?}");
+    assert_eq!(recs[0]["zero"], "refused");
+    let reason = recs[0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains(&format!("port {port} is not this service's")), "{reason}");
+    // The listener leaves: held at the next look.
+    drop(other);
+    zero.reconcile(&inventory(&[("s1", 0, labels)], &[]));
+    assert_eq!(zero.take_work().len(), 1, "parked once the port is free");
 }
 
 #[tokio::test(start_paused = true)]

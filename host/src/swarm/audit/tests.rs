@@ -139,3 +139,63 @@ fn a_policy_that_holds_on_every_event_is_written_once_per_change() {
     assert_eq!(lines[1]["outcome"], "applied");
     assert_eq!(lines[1]["skipped-since-last"]["hold"], 50, "{text}");
 }
+
+#[test]
+fn a_failed_rotation_loses_no_record_and_is_tried_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    let audit = Audit::to_file_capped(&path, 4096).expect("open");
+    // A directory where the rotated file goes: the rename fails.
+    let blocker = dir.path().join("audit.jsonl.1");
+    std::fs::create_dir(&blocker).expect("mkdir");
+    std::fs::write(blocker.join("x"), b"x").expect("non-empty");
+    let applied = |to| Verdict::Applied { from: 1, to, adjustments: vec![] };
+    for to in 0..40 {
+        audit.record(&request(), applied(to), 1);
+    }
+    let lines = std::fs::read_to_string(&path).expect("read").lines().count();
+    assert_eq!(lines, 40, "every record kept in the file at hand while rotation fails");
+    std::fs::remove_dir_all(&blocker).expect("rmdir");
+    audit.record(&request(), applied(99), 1);
+    let rotated = std::fs::read_to_string(&blocker).expect("rotated once the way is clear");
+    assert_eq!(rotated.lines().count(), 40);
+    assert_eq!(std::fs::read_to_string(&path).expect("read").lines().count(), 1);
+}
+
+#[test]
+fn the_audit_file_is_private_and_never_a_link() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    let _audit = Audit::to_file(&path).expect("open");
+    let mode = std::fs::metadata(&path).expect("created").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+    let target = dir.path().join("elsewhere");
+    std::fs::write(&target, b"").expect("target");
+    let link = dir.path().join("link.jsonl");
+    std::os::unix::fs::symlink(&target, &link).expect("symlink");
+    let err = Audit::to_file(&link).expect_err("a symbolic link is refused");
+    assert!(format!("{err:#}").contains("link.jsonl"), "{err:#}");
+}
+
+#[test]
+fn a_nodes_long_reason_is_clipped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    let audit = Audit::to_file(&path).expect("open");
+    let rec = ZeroRecord {
+        time_unix_ms: 1,
+        service: "web".into(),
+        service_id: "s1".into(),
+        container: "c".repeat(100_000),
+        zero: ZeroOutcome::Failed,
+        reason: "é".repeat(500_000),
+        docker_us: 0,
+        wake_us: None,
+        ports: vec![],
+    };
+    audit.record_zero(&rec);
+    let line = std::fs::read_to_string(&path).expect("read");
+    assert!(line.len() < 2 * MAX_REASON_BYTES, "{} bytes written", line.len());
+    assert!(line.contains('…'), "marked as clipped");
+}

@@ -76,7 +76,7 @@ impl Browser {
                 "--no-default-browser-check",
                 "--disable-dev-shm-usage",
                 "--hide-scrollbars",
-                "--window-size=1100,560",
+                "--window-size=720,540",
                 "--remote-debugging-pipe",
             ])
             .arg(format!("--user-data-dir={}", profile.path().display()))

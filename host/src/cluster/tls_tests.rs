@@ -76,7 +76,7 @@ impl Ca {
         openssl(dir, &["req", "-new", "-key", "plain.key", "-subj", &subject, "-out", "node.csr"]);
         let ca_crt = self.dir.join("ca.crt");
         let ca_key = self.dir.join("ca.key");
-        let serial = format!("0x{}", hex::encode(crate::cluster::auth::nonce().expect("random")[..8].to_vec()));
+        let serial = format!("0x{}", hex::encode(&crate::cluster::auth::nonce().expect("random")[..8]));
         openssl(
             dir,
             &[

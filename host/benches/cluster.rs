@@ -7,13 +7,22 @@
 //! - throughput: events pushed as fast as `forward` takes them, for 2 s
 //!   (prints `events_per_sec` delivered and the share dropped).
 //!
+//! Both ways nodes authenticate are measured: the shared token over plain
+//! TCP (`transport=token`), and mutual TLS with this machine's own swarm
+//! node certificate (`transport=swarm-mtls`, as root on a swarm node: the
+//! decider and the agent both present /var/lib/docker/swarm/certificates,
+//! the agent under the certificate's node id); without readable swarm
+//! certificates that half is skipped with the reason.
+//!
 //! Loopback only: across machines add the network's round trip.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use host::cluster::{AgentHandle, ChannelSettings, Decider, Leadership, Token};
+use host::cluster::{
+    AgentHandle, ChannelSettings, Credentials, DEFAULT_CERT_DIR, Decider, Leadership, SwarmCerts, Token,
+};
 use host::model::{EventKind, Metric, Unit, monotonic_ns};
 use host::probe::{ProbeEvent, Reading};
 use tokio::sync::{mpsc, watch};
@@ -34,23 +43,30 @@ fn event(value: f64) -> ProbeEvent {
 fn main() -> anyhow::Result<()> {
     println!("machine: {}", common::machine());
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    runtime.block_on(run())
+    let token = Token::new(b"benchmark token, 32 bytes long..").map_err(|_| anyhow::anyhow!("token"))?;
+    println!("transport=token");
+    runtime.block_on(run(Credentials::Token(token), "bench-node".into()))?;
+    let certs = SwarmCerts::new(DEFAULT_CERT_DIR);
+    match certs.identity() {
+        Ok(me) => {
+            println!("transport=swarm-mtls node={} role={}", me.node_id, me.role);
+            runtime.block_on(run(Credentials::Swarm { certs, token: None }, me.node_id))
+        }
+        Err(err) => {
+            println!("transport=swarm-mtls SKIPPED: {err}");
+            Ok(())
+        }
+    }
 }
 
-async fn run() -> anyhow::Result<()> {
+async fn run(credentials: Credentials, node_id: String) -> anyhow::Result<()> {
     let settings = ChannelSettings { listen: "127.0.0.1:0".parse()?, ..ChannelSettings::default() };
-    let token = Token::new(b"benchmark token, 32 bytes long..").map_err(|_| anyhow::anyhow!("token"))?;
     let (_leader, leadership) = watch::channel(Leadership { is_leader: true, leader_addr: None });
     let (events_tx, mut events) = mpsc::channel(1 << 16);
     let (membership_tx, _membership) = mpsc::unbounded_channel();
-    let decider = Decider::bind(settings.clone(), token.clone(), leadership, events_tx, membership_tx).await?;
-    let agent = AgentHandle::spawn(
-        settings,
-        token,
-        "bench-node".into(),
-        "bench".into(),
-        vec![decider.local_addr().to_string()],
-    );
+    let decider = Decider::bind(settings.clone(), credentials.clone(), leadership, events_tx, membership_tx).await?;
+    let agent =
+        AgentHandle::spawn(settings, credentials, node_id, "bench".into(), vec![decider.local_addr().to_string()]);
     let start = Instant::now();
     while !agent.is_connected() {
         anyhow::ensure!(start.elapsed() < Duration::from_secs(5), "the agent did not connect");

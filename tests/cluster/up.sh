@@ -119,6 +119,11 @@ start_node() {
             done
             mount --bind "$1" /run
             mount --bind "$2" /etc/docker
+            # The engine data root also at the default path, as on a real
+            # node: a task bind-mounting /var/lib/docker/swarm/certificates
+            # (deploy/stack.yml) gets this node'"'"'s own swarm certificates.
+            mkdir -p /var/lib/docker
+            mount --bind "$4" /var/lib/docker
             hostname "$3"
             exec dockerd --data-root "$4" --exec-root /run/docker \
                 -H unix:///run/docker.sock --pidfile /run/docker.pid \

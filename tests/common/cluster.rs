@@ -113,7 +113,20 @@ impl Cluster {
     /// A daemon on node `k` with `extra` flags and the cluster `token`; not
     /// waited on.
     pub fn spawn_daemon(&self, k: u32, token: &Path, extra: &[&str]) -> Daemon {
-        Daemon::builder().on_node(self, k).args(&["--cluster-token-file"]).args(&[token]).args(extra).spawn()
+        Daemon::builder()
+            .on_node(self, k)
+            .args(&["--cluster-token-file"])
+            .args(&[token])
+            .args(&["--cluster-cert-dir"])
+            .args(&[self.cert_dir(k)])
+            .args(extra)
+            .spawn()
+    }
+
+    /// Node `k`'s swarm certificates (its engine's data root is
+    /// `$SACL_STATE/nK/data`): the daemons authenticate with them.
+    pub fn cert_dir(&self, k: u32) -> PathBuf {
+        Path::new(ENV_FILE).with_file_name(format!("n{k}")).join("data/swarm/certificates")
     }
 
     /// [`Cluster::spawn_daemon`], waited on until ready and its agent is

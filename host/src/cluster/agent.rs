@@ -33,10 +33,11 @@ use tokio::sync::{mpsc, watch};
 mod admit;
 
 use super::ChannelSettings;
-use super::auth::{Side, Token};
+use super::auth::Side;
 use super::backoff::Backoff;
 use super::frame::{FrameReader, FrameWriter};
 use super::handshake;
+use super::tls::{Credentials, ReadHalf, WriteHalf};
 use super::wire::{AgentMsg, DeciderMsg, WireEvent, ZeroCommand, ZeroReport};
 use crate::model::{Tracked, monotonic_ns};
 use crate::probe::ProbeEvent;
@@ -104,7 +105,7 @@ impl AgentHandle {
     /// Start the agent of node `node_id` (its Swarm node id) on this node.
     pub fn spawn<M: ManagerSource>(
         settings: ChannelSettings,
-        token: Token,
+        credentials: impl Into<Credentials>,
         node_id: String,
         hostname: String,
         managers: M,
@@ -116,7 +117,7 @@ impl AgentHandle {
         let shared = Arc::new(Shared::default());
         let agent = Agent {
             settings,
-            token,
+            credentials: credentials.into(),
             node_id,
             hostname,
             shared: shared.clone(),
@@ -191,7 +192,7 @@ enum Attempt {
 
 struct Agent {
     settings: ChannelSettings,
-    token: Token,
+    credentials: Credentials,
     node_id: String,
     hostname: String,
     shared: Arc<Shared>,
@@ -288,24 +289,39 @@ impl Agent {
             Err(_) => return Err(format!("no answer within {:?}", s.handshake_timeout)),
         };
         let _ = stream.set_nodelay(true);
-        let (read_half, write_half) = stream.into_split();
-        let mut reader = FrameReader::new(read_half, Side::Decider);
-        let mut writer = FrameWriter::new(write_half, Side::Agent);
         let welcome = tokio::time::timeout(s.handshake_timeout, async {
-            handshake::agent(&mut reader, &mut writer, &self.token, &self.node_id, &self.hostname, s.max_frame).await?;
-            Ok::<DeciderMsg, handshake::HandshakeError>(reader.read::<DeciderMsg>().await?)
+            // With TLS: only a manager of this swarm gets this far.
+            let secured = self.credentials.connect(stream).await.map_err(|err| err.to_string())?;
+            let (read_half, write_half) = tokio::io::split(secured.stream);
+            let mut reader = FrameReader::new(read_half, Side::Decider);
+            let mut writer = FrameWriter::new(write_half, Side::Agent);
+            let shook =
+                handshake::agent(&mut reader, &mut writer, &secured.token, &self.node_id, &self.hostname, s.max_frame)
+                    .await;
+            match shook {
+                Ok(()) => {}
+                Err(handshake::HandshakeError::BadProof) if self.credentials.is_swarm() => {
+                    return Err(
+                        "it does not hold this cluster's token (the second factor: check the autoscaler_token secret)"
+                            .to_string(),
+                    );
+                }
+                Err(handshake::HandshakeError::BadProof) => {
+                    return Err("it does not hold this cluster's token (check the autoscaler_token secret)".to_string());
+                }
+                Err(err) => return Err(err.to_string()),
+            }
+            let first = reader.read::<DeciderMsg>().await.map_err(|err| err.to_string())?;
+            Ok((first, reader, writer))
         })
         .await;
-        match welcome {
-            Ok(Ok(DeciderMsg::Welcome)) => {}
-            Ok(Ok(DeciderMsg::NotLeader { leader_addr })) => return Ok(Attempt::NotLeader { leader_addr }),
-            Ok(Ok(other)) => return Err(format!("unexpected first message {other:?}")),
-            Ok(Err(handshake::HandshakeError::BadProof)) => {
-                return Err("it does not hold this cluster's token (check the autoscaler_token secret)".into());
-            }
-            Ok(Err(err)) => return Err(err.to_string()),
+        let (reader, writer) = match welcome {
+            Ok(Ok((DeciderMsg::Welcome, reader, writer))) => (reader, writer),
+            Ok(Ok((DeciderMsg::NotLeader { leader_addr }, _, _))) => return Ok(Attempt::NotLeader { leader_addr }),
+            Ok(Ok((other, _, _))) => return Err(format!("unexpected first message {other:?}")),
+            Ok(Err(err)) => return Err(err),
             Err(_) => return Err(format!("handshake not done within {:?}", s.handshake_timeout)),
-        }
+        };
         match outage.since.take() {
             Some((since, dropped_before)) => tracing::info!(
                 decider = %addr,
@@ -332,8 +348,8 @@ impl Agent {
     /// Forward events and receive tracking sets until the connection ends.
     async fn session(
         &self,
-        mut reader: FrameReader<tokio::net::tcp::OwnedReadHalf>,
-        mut writer: FrameWriter<tokio::net::tcp::OwnedWriteHalf>,
+        mut reader: FrameReader<ReadHalf>,
+        mut writer: FrameWriter<WriteHalf>,
         rx: &mut mpsc::Receiver<ProbeEvent>,
         reports: &mut mpsc::Receiver<ZeroReport>,
     ) -> Attempt {

@@ -24,9 +24,10 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 
-use super::auth::{Side, Token};
+use super::auth::Side;
 use super::frame::{FrameReader, FrameWriter};
 use super::handshake::{self, HandshakeError, Peer};
+use super::tls::{Credentials, ReadHalf, WriteHalf};
 use super::wire::{AgentMsg, DeciderMsg, WireTracked, ZeroCommand};
 use super::{ChannelSettings, Leadership, Membership, RemoteEvent, RemoteZero};
 use crate::model::{Tracked, monotonic_ns};
@@ -77,7 +78,7 @@ struct Node {
 /// State shared by the accept loop, the sessions and the handle.
 #[derive(Debug)]
 struct Shared {
-    token: Token,
+    credentials: Credentials,
     settings: ChannelSettings,
     nodes: Mutex<HashMap<String, Node>>,
     events: mpsc::Sender<RemoteEvent>,
@@ -128,17 +129,18 @@ impl Decider {
     /// whether this manager decides; it is re-read on every change.
     pub async fn bind(
         settings: ChannelSettings,
-        token: Token,
+        credentials: impl Into<Credentials>,
         leadership: watch::Receiver<Leadership>,
         events: mpsc::Sender<RemoteEvent>,
         membership: mpsc::UnboundedSender<Membership>,
     ) -> std::io::Result<Decider> {
+        let credentials = credentials.into();
         let listener = TcpListener::bind(settings.listen).await?;
         let local_addr = listener.local_addr()?;
         let (stop_tx, stop) = watch::channel(());
         let (zero_tx, zero_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
-            token,
+            credentials,
             settings,
             nodes: Mutex::new(HashMap::new()),
             events,
@@ -276,23 +278,12 @@ fn log_refusal(shared: &Shared, peer: SocketAddr, reason: &str) {
 /// One connection, from the handshake to its end.
 async fn serve(stream: TcpStream, addr: SocketAddr, shared: &Arc<Shared>) {
     let _ = stream.set_nodelay(true);
-    let (read_half, write_half) = stream.into_split();
-    let mut reader = FrameReader::new(read_half, Side::Agent);
-    let mut writer = FrameWriter::new(write_half, Side::Decider);
     let settings = &shared.settings;
-    let shook = tokio::time::timeout(
-        settings.handshake_timeout,
-        handshake::decider(&mut reader, &mut writer, &shared.token, settings.max_frame),
-    )
-    .await;
-    let peer = match shook {
-        Ok(Ok(peer)) => peer,
-        Ok(Err(err)) => {
+    let shook = tokio::time::timeout(settings.handshake_timeout, authenticate(stream, shared)).await;
+    let (peer, reader, mut writer) = match shook {
+        Ok(Ok(authenticated)) => authenticated,
+        Ok(Err(reason)) => {
             shared.refused.fetch_add(1, Ordering::Relaxed);
-            let reason = match &err {
-                HandshakeError::BadProof => "wrong cluster token".to_string(),
-                other => other.to_string(),
-            };
             log_refusal(shared, addr, &reason);
             return;
         }
@@ -317,6 +308,35 @@ async fn serve(stream: TcpStream, addr: SocketAddr, shared: &Arc<Shared>) {
     shared.connected.fetch_sub(1, Ordering::Relaxed);
     tracing::info!(node = %peer.node_id, hostname = %peer.hostname, %addr, "cluster channel: agent disconnected: {why}");
     writer.shutdown().await;
+}
+
+/// The transport's handshake (TLS with the swarm's certificates, or none),
+/// then the channel's. With TLS the node id the agent announces must be the
+/// CN of its certificate: a node can speak only for itself. Returns why not
+/// as the line to log.
+async fn authenticate(
+    stream: TcpStream,
+    shared: &Shared,
+) -> Result<(Peer, FrameReader<ReadHalf>, FrameWriter<WriteHalf>), String> {
+    let secured = shared.credentials.accept(stream).await.map_err(|err| err.to_string())?;
+    let (read_half, write_half) = tokio::io::split(secured.stream);
+    let mut reader = FrameReader::new(read_half, Side::Agent);
+    let mut writer = FrameWriter::new(write_half, Side::Decider);
+    let peer = handshake::decider(&mut reader, &mut writer, &secured.token, shared.settings.max_frame).await.map_err(
+        |err| match err {
+            HandshakeError::BadProof => "wrong cluster token".to_string(),
+            other => other.to_string(),
+        },
+    )?;
+    if let Some(cert) = &secured.peer
+        && cert.node_id != peer.node_id
+    {
+        return Err(format!(
+            "claims node {} but its certificate is node {}'s ({}): a node speaks only for itself",
+            peer.node_id, cert.node_id, cert.role
+        ));
+    }
+    Ok((peer, reader, writer))
 }
 
 /// What a session watches: its id, the node's owner id, its tracking set
@@ -347,8 +367,8 @@ fn register(shared: &Shared, peer: &Peer) -> Registered {
 
 /// The authenticated part of a connection. Returns why it ended.
 async fn session(
-    mut reader: FrameReader<tokio::net::tcp::OwnedReadHalf>,
-    writer: &mut FrameWriter<tokio::net::tcp::OwnedWriteHalf>,
+    mut reader: FrameReader<ReadHalf>,
+    writer: &mut FrameWriter<WriteHalf>,
     addr: SocketAddr,
     peer: &Peer,
     shared: &Arc<Shared>,

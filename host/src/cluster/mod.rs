@@ -74,6 +74,7 @@ pub mod docker;
 pub mod frame;
 pub mod handshake;
 pub mod lease;
+pub mod tls;
 pub mod wire;
 
 #[cfg(test)]
@@ -87,6 +88,7 @@ use std::time::Duration;
 pub use agent::{AgentHandle, AgentStats, ManagerSource, TrackingSet};
 pub use auth::{DEFAULT_TOKEN_FILE, Token, TokenError};
 pub use decider::{Decider, DeciderStats};
+pub use tls::{CertIdentity, Credentials, DEFAULT_CERT_DIR, SwarmCerts};
 pub use wire::{ZeroCommand, ZeroReport};
 
 use crate::model::Tracked;
@@ -206,9 +208,21 @@ pub struct ClusterArgs {
     #[arg(long, env = "AUTOSCALER_CLUSTER_LISTEN", default_value = "0.0.0.0:9465", value_name = "ADDR")]
     pub cluster_listen: SocketAddr,
 
-    /// The shared token (a Docker secret); at least 16 bytes.
-    #[arg(long, env = "AUTOSCALER_CLUSTER_TOKEN_FILE", default_value = DEFAULT_TOKEN_FILE, value_name = "FILE")]
-    pub cluster_token_file: PathBuf,
+    /// How nodes prove who they are: `swarm` (mutual TLS with the swarm's
+    /// own node certificates; a node speaks only for itself, only a manager
+    /// decides) or `token` (the shared token alone: any holder is any node).
+    #[arg(long, env = "AUTOSCALER_CLUSTER_AUTH", value_enum, default_value_t = AuthMode::Swarm)]
+    pub cluster_auth: AuthMode,
+
+    /// The node's swarm certificates (`<data-root>/swarm/certificates`).
+    #[arg(long, env = "AUTOSCALER_CLUSTER_CERT_DIR", default_value = DEFAULT_CERT_DIR, value_name = "DIR")]
+    pub cluster_cert_dir: PathBuf,
+
+    /// The shared token (a Docker secret), at least 16 bytes: required with
+    /// `--cluster-auth token` (default /run/secrets/autoscaler_token), an
+    /// opt-in second factor with `swarm`.
+    #[arg(long, env = "AUTOSCALER_CLUSTER_TOKEN_FILE", value_name = "FILE")]
+    pub cluster_token_file: Option<PathBuf>,
 
     /// Deciders to try, `host:port` separated by commas, instead of the
     /// managers the local engine lists.
@@ -231,6 +245,15 @@ pub struct ClusterArgs {
     pub cluster_service: Option<String>,
 }
 
+/// How the nodes of a deployment authenticate each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthMode {
+    /// Mutual TLS with the swarm's node certificates ([`tls`]).
+    Swarm,
+    /// The shared token alone, over plain TCP.
+    Token,
+}
+
 /// How the deciding manager is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LeadershipMode {
@@ -241,6 +264,35 @@ pub enum LeadershipMode {
 }
 
 impl ClusterArgs {
+    /// The credentials these flags give: reads the token file (and, with
+    /// `swarm`, checks the certificates), so a mistake fails at start.
+    pub fn credentials(&self) -> anyhow::Result<Credentials> {
+        use anyhow::Context as _;
+        let read = |path: &std::path::Path| {
+            Token::from_file(path).with_context(|| format!("reading the cluster token from {}", path.display()))
+        };
+        match self.cluster_auth {
+            AuthMode::Token => {
+                let path = self.cluster_token_file.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_TOKEN_FILE));
+                tracing::warn!(
+                    "cluster: --cluster-auth token: nodes prove only that they hold the shared token; any holder can speak for any node and act as the decider (docs/security.md)"
+                );
+                Ok(Credentials::Token(read(&path)?))
+            }
+            AuthMode::Swarm => {
+                let certs = SwarmCerts::new(&self.cluster_cert_dir);
+                let me = certs.identity().context("reading this node's swarm certificates")?;
+                let token = self.cluster_token_file.as_deref().map(read).transpose()?;
+                tracing::info!(
+                    node = %me.node_id, role = %me.role, dir = %self.cluster_cert_dir.display(),
+                    second_factor = token.is_some(),
+                    "cluster: the channel uses mutual TLS with this node's swarm certificate"
+                );
+                Ok(Credentials::Swarm { certs, token })
+            }
+        }
+    }
+
     /// The channel settings these flags give.
     pub fn settings(&self) -> ChannelSettings {
         ChannelSettings {

@@ -44,8 +44,8 @@ use tokio::sync::{mpsc, watch};
 use crate::cluster::docker::{EngineManagers, NodeIdentity, identity, role_change, watch_leadership};
 use crate::cluster::lease::{LeaseTiming, watch_lease};
 use crate::cluster::{
-    AgentHandle, ClusterArgs, Decider, Leadership, LeadershipMode, ManagerSource, Membership, RemoteEvent, RemoteZero,
-    Token, TrackingSet, ZeroCommand, ZeroReport,
+    AgentHandle, ClusterArgs, Credentials, Decider, Leadership, LeadershipMode, ManagerSource, Membership, RemoteEvent,
+    RemoteZero, TrackingSet, ZeroCommand, ZeroReport,
 };
 use crate::cluster::{AgentStats, DeciderStats};
 use crate::metrics::Metrics;
@@ -104,8 +104,8 @@ pub struct Node {
     pub swarm: SwarmClient,
     /// Who this node is.
     pub me: NodeIdentity,
-    /// The channel's token.
-    pub token: Token,
+    /// How this node proves who it is on the channel.
+    pub credentials: Credentials,
     /// The flags.
     pub args: ClusterArgs,
 }
@@ -113,10 +113,20 @@ pub struct Node {
 /// Connect to this node's engine and read the token: the checks that make
 /// `--cluster` fail at start with one clear line.
 pub async fn join(args: &ClusterArgs) -> anyhow::Result<Node> {
-    let token = Token::from_file(&args.cluster_token_file)
-        .with_context(|| format!("reading the cluster token from {}", args.cluster_token_file.display()))?;
+    let credentials = args.credentials()?;
     let swarm = crate::swarm::connect_node().await?;
     let me = identity(&swarm.docker).await?;
+    if let Credentials::Swarm { certs, .. } = &credentials {
+        let cert = certs.identity()?;
+        if cert.node_id != me.node_id {
+            bail!(
+                "the certificate in {} is node {}'s, but this engine is node {}: point --cluster-cert-dir at this engine's <data-root>/swarm/certificates",
+                certs.dir().display(),
+                cert.node_id,
+                me.node_id
+            );
+        }
+    }
     if args.cluster_leadership == LeadershipMode::Lease && me.is_manager && args.cluster_service.is_none() {
         bail!(
             "--cluster-leadership lease needs the autoscaler's own service name: --cluster-service NAME (in a stack: AUTOSCALER_SERVICE: \"{{{{.Service.Name}}}}\")"
@@ -127,7 +137,7 @@ pub async fn join(args: &ClusterArgs) -> anyhow::Result<Node> {
         role = if me.is_manager { "manager" } else { "worker" },
         "cluster mode: connected to this node's engine ({})", swarm.version
     );
-    Ok(Node { swarm, me, token, args: args.clone() })
+    Ok(Node { swarm, me, credentials, args: args.clone() })
 }
 
 /// The manager's side: the decider endpoint and what the event loop sent
@@ -169,7 +179,7 @@ impl ClusterTracking {
         let (events_tx, events) = mpsc::channel(REMOTE_CHANNEL);
         let (membership_tx, membership) = mpsc::unbounded_channel();
         let listen = settings.listen;
-        let decider = Decider::bind(settings, node.token.clone(), leadership.clone(), events_tx, membership_tx)
+        let decider = Decider::bind(settings, node.credentials.clone(), leadership.clone(), events_tx, membership_tx)
             .await
             .with_context(|| format!("listening for agents on {listen} (--cluster-listen)"))?;
         let zero = decider.take_zero_reports().context("the decider's scale-to-zero reports")?;
@@ -255,12 +265,12 @@ impl ClusterTracking {
     /// leadership the test sets through `leadership`.
     pub(crate) async fn bind_for_test(
         settings: crate::cluster::ChannelSettings,
-        token: Token,
+        credentials: impl Into<crate::cluster::Credentials>,
         leadership: watch::Receiver<Leadership>,
     ) -> (ClusterTracking, DeciderInputs) {
         let (events_tx, events) = mpsc::channel(REMOTE_CHANNEL);
         let (membership_tx, membership) = mpsc::unbounded_channel();
-        let decider = Decider::bind(settings, token, leadership.clone(), events_tx, membership_tx)
+        let decider = Decider::bind(settings, credentials, leadership.clone(), events_tx, membership_tx)
             .await
             .expect("bind the decider");
         let zero = decider.take_zero_reports().expect("the decider's reports");

@@ -60,7 +60,7 @@ impl NodeIo {
         };
         let agent = AgentHandle::spawn(
             settings,
-            node.token.clone(),
+            node.credentials.clone(),
             node.me.node_id.clone(),
             node.me.hostname.clone(),
             managers,

@@ -27,7 +27,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use super::auth::{Side, Token};
 use super::frame::{FrameReader, FrameWriter};
 use super::handshake::{self, HandshakeError, Peer};
-use super::wire::{AgentMsg, DeciderMsg, WireTracked, ZeroCommand};
+use super::wire::{AgentMsg, DeciderMsg, WireTracked, ZeroCommand, track_messages};
 use super::{ChannelSettings, Leadership, Membership, RemoteEvent, RemoteZero};
 use crate::model::{Tracked, monotonic_ns};
 
@@ -385,8 +385,12 @@ async fn session(
                 if changed.is_err() { break "node forgotten".into(); }
                 let set = tracking.borrow_and_update().clone();
                 if let Some(set) = set {
-                    let msg = DeciderMsg::Track { containers: set.as_ref().clone() };
-                    if let Err(err) = writer.write(&msg).await { break err.to_string(); }
+                    // One frame, or pieces when the set is larger than a frame.
+                    let mut failed = None;
+                    for msg in track_messages(&set, shared.settings.max_frame) {
+                        if let Err(err) = writer.write(&msg).await { failed = Some(err.to_string()); break; }
+                    }
+                    if let Some(err) = failed { break err; }
                 }
             }
             _ = tick.tick() => {

@@ -15,6 +15,7 @@
 //! `SCALE_SECONDS` the load phase (default 20); `SCALE_HOST` another `host`
 //! binary (to compare a build before a change).
 
+#[allow(dead_code)] // `percentile`: the harness computes its own.
 mod common;
 
 #[path = "../../tests/scale/engine.rs"]
@@ -34,6 +35,7 @@ fn main() -> anyhow::Result<()> {
         "| nodes | services | replicas | readings/s | decision p50/p99 ms | written p50/p99 ms | crossings | CPU cores | RSS MiB (peak) | channel KiB/s | task lists/s | tasks/s | task KiB/s | setup s | drops |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut rows: Vec<(String, [f64; 5])> = Vec::new();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     for size in sizes.split(',') {
         let n: Vec<usize> = size.split(':').filter_map(|v| v.parse().ok()).collect();
@@ -71,9 +73,71 @@ fn main() -> anyhow::Result<()> {
             r.task_reads.2,
             r.setup_ms / 1000.0,
         );
+        rows.push((
+            format!("{}/{}/{}", n[0], n[1], n[1] * n[2]),
+            [r.events_per_sec, r.cpu_cores, r.rss_mib.1, r.write_ms.1, r.task_reads.2],
+        ));
         if !r.unknown_requests.is_empty() {
             println!("  (requests the fake engine did not serve: {:?})", r.unknown_requests);
         }
     }
+    if let Ok(path) = std::env::var("SCALE_SVG") {
+        std::fs::write(&path, svg(&rows))?;
+        println!("plot: {path}");
+    }
     Ok(())
+}
+
+/// One small chart per figure, the swarm sizes along the bottom (in the
+/// order run), each figure on its own linear axis from zero. Plain SVG by
+/// hand, like `host replay --svg`.
+fn svg(rows: &[(String, [f64; 5])]) -> String {
+    use std::fmt::Write as _;
+    const TITLES: [&str; 5] = [
+        "readings/s the decider took",
+        "daemon CPU, cores",
+        "daemon peak RSS, MiB",
+        "crossing -> spec written p99, ms",
+        "task re-reads, KiB/s from the engine",
+    ];
+    let (w, h, left, top, bottom) = (460.0, 170.0, 60.0, 30.0, 40.0);
+    let panel = h + top + bottom;
+    let height = panel * 3.0;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{height}" font-family="sans-serif" font-size="11">"#,
+        2.0 * (w + left + 20.0)
+    );
+    let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    for (i, title) in TITLES.iter().enumerate() {
+        let x0 = (i % 2) as f64 * (w + left + 20.0) + left;
+        let y0 = (i / 2) as f64 * panel + top;
+        let max = rows.iter().map(|r| r.1[i]).filter(|v| v.is_finite()).fold(0.0_f64, f64::max).max(1e-9) * 1.1;
+        let _ = writeln!(out, r#"<text x="{x0}" y="{}" font-weight="bold">{title}</text>"#, y0 - 10.0);
+        let _ = writeln!(out, r##"<path d="M{x0},{y0} V{} H{}" fill="none" stroke="#444"/>"##, y0 + h, x0 + w);
+        let _ = writeln!(out, r#"<text x="{}" y="{}" text-anchor="end">{:.3}</text>"#, x0 - 4.0, y0 + 4.0, max);
+        let _ = writeln!(out, r#"<text x="{}" y="{}" text-anchor="end">0</text>"#, x0 - 4.0, y0 + h);
+        let step = w / rows.len().max(1) as f64;
+        let mut points = Vec::new();
+        for (k, (label, values)) in rows.iter().enumerate() {
+            let x = x0 + step * (k as f64 + 0.5);
+            let v = if values[i].is_finite() { values[i] } else { 0.0 };
+            let y = y0 + h - h * v / max;
+            points.push(format!("{x:.1},{y:.1}"));
+            let _ = writeln!(out, r##"<circle cx="{x:.1}" cy="{y:.1}" r="3" fill="#0072b2"/>"##);
+            let text = if v < 10.0 { format!("{v:.2}") } else { format!("{v:.0}") };
+            let _ = writeln!(out, r#"<text x="{x:.1}" y="{:.1}" text-anchor="middle">{text}</text>"#, y - 6.0);
+            let _ = writeln!(out, r#"<text x="{x:.1}" y="{}" text-anchor="middle">{label}</text>"#, y0 + h + 14.0);
+        }
+        let _ = writeln!(out, r##"<polyline points="{}" fill="none" stroke="#0072b2"/>"##, points.join(" "));
+        let _ = writeln!(
+            out,
+            r##"<text x="{}" y="{}" text-anchor="middle" fill="#666">nodes/services/replicas</text>"##,
+            x0 + w / 2.0,
+            y0 + h + 30.0
+        );
+    }
+    out.push_str("</svg>\n");
+    out
 }

@@ -78,7 +78,7 @@ impl TaskSweep {
     }
 
     /// What to list at this tick.
-    pub fn next(&mut self) -> Read {
+    pub fn due(&mut self) -> Read {
         let hot: Vec<String> = self.hot.keys().cloned().collect();
         self.hot.retain(|_, ticks| {
             *ticks -= 1;
@@ -96,13 +96,11 @@ impl TaskSweep {
         }
         .chain(self.known.range::<String, _>(..))
         .take(self.known.len());
-        let mut swept = 0;
-        for (id, n) in ring {
+        for (swept, (id, n)) in ring.enumerate() {
             if swept > 0 && cost + n.max(&1) > self.budget {
                 break;
             }
             self.cursor = Some(id.clone());
-            swept += 1;
             if !read.contains(id) {
                 cost += (*n).max(1);
                 read.push(id.clone());
@@ -165,7 +163,7 @@ mod tests {
         let mut sweep = TaskSweep::new(1_000);
         sweep.reset(ids, &all);
         for _ in 0..3 {
-            assert_eq!(sweep.next(), Read::All);
+            assert_eq!(sweep.due(), Read::All);
         }
     }
 
@@ -177,7 +175,7 @@ mod tests {
         sweep.reset(ids.clone(), &all);
         let mut seen = std::collections::BTreeSet::new();
         for tick in 0..10 {
-            let Read::Services(read) = sweep.next() else { panic!("tick {tick}: not whole") };
+            let Read::Services(read) = sweep.due() else { panic!("tick {tick}: not whole") };
             assert_eq!(read.len(), 100, "tick {tick}: 100 services of 10 tasks");
             let found: Vec<ContainerInfo> = all.iter().filter(|c| read.contains(&c.service_id)).cloned().collect();
             sweep.listed(&Read::Services(read.clone()), &found);
@@ -185,7 +183,7 @@ mod tests {
         }
         assert_eq!(seen.len(), 1_000, "every service read within 10 ticks");
         // And the sweep wraps around.
-        let Read::Services(read) = sweep.next() else { panic!() };
+        let Read::Services(read) = sweep.due() else { panic!() };
         assert_eq!(read[0], ids[0]);
     }
 
@@ -197,11 +195,11 @@ mod tests {
         sweep.touched("s0999");
         sweep.touched("new");
         for tick in 0..HOT_TICKS {
-            let Read::Services(read) = sweep.next() else { panic!() };
+            let Read::Services(read) = sweep.due() else { panic!() };
             assert!(read.contains(&"s0999".to_string()) && read.contains(&"new".to_string()), "tick {tick}");
             assert!(read.len() <= 101, "the hot ones count in the budget: {}", read.len());
         }
-        let Read::Services(read) = sweep.next() else { panic!() };
+        let Read::Services(read) = sweep.due() else { panic!() };
         assert!(!read.contains(&"new".to_string()), "cooled down");
         sweep.forget("s0999");
         assert_eq!(sweep.total(), 999 * 10 + 1);
@@ -212,8 +210,8 @@ mod tests {
         let mut sweep = TaskSweep::new(100);
         let all = [containers("big", 5_000), containers("small", 1)].concat();
         sweep.reset(["big".to_string(), "small".to_string()], &all);
-        assert_eq!(sweep.next(), Read::Services(vec!["big".into()]));
-        assert_eq!(sweep.next(), Read::Services(vec!["small".into()]));
-        assert_eq!(sweep.next(), Read::Services(vec!["big".into()]));
+        assert_eq!(sweep.due(), Read::Services(vec!["big".into()]));
+        assert_eq!(sweep.due(), Read::Services(vec!["small".into()]));
+        assert_eq!(sweep.due(), Read::Services(vec!["big".into()]));
     }
 }

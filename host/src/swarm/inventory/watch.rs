@@ -156,7 +156,7 @@ async fn session(
                 sweep.touched(&id);
                 Read::Services(vec![id])
             }
-            _ = tick.tick() => sweep.next(),
+            _ = tick.tick() => sweep.due(),
         };
         let change = match &read {
             Read::All => Change::Containers(swarm_containers(docker, None).await?),

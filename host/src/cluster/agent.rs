@@ -38,7 +38,7 @@ use super::backoff::Backoff;
 use super::frame::{FrameReader, FrameWriter};
 use super::handshake;
 use super::tls::{Credentials, ReadHalf, WriteHalf};
-use super::wire::{AgentMsg, DeciderMsg, WireEvent, ZeroCommand, ZeroReport};
+use super::wire::{AgentMsg, DeciderMsg, TrackAssembler, WireEvent, WireTracked, ZeroCommand, ZeroReport};
 use crate::model::{Tracked, monotonic_ns};
 use crate::probe::ProbeEvent;
 
@@ -172,6 +172,24 @@ impl AgentHandle {
             connected_to: s.connected_to.lock().map(|c| c.clone()).unwrap_or(None),
         }
     }
+}
+
+/// A complete tracking set from the decider becomes the node's set.
+fn publish(tracking: &watch::Sender<TrackingSet>, containers: Vec<WireTracked>) {
+    let (mut set, mut unknown) = (Vec::with_capacity(containers.len()), 0);
+    for wire in containers {
+        let (tracked, refused) = wire.into_tracked();
+        set.push(tracked);
+        unknown += refused;
+    }
+    if unknown > 0 {
+        tracing::warn!(
+            bands = unknown,
+            "cluster: the decider set thresholds of metrics this daemon does not know (a newer decider?); left out"
+        );
+    }
+    tracing::debug!(containers = set.len(), "cluster: new tracking set from the decider");
+    tracking.send_replace(Some(Arc::new(set)));
 }
 
 /// Scale-to-zero reports queued for the decider; beyond this they are
@@ -360,6 +378,7 @@ impl Agent {
         let tracking = self.tracking.clone();
         let zero_commands = self.zero_commands.clone();
         let mut read_task = tokio::spawn(async move {
+            let mut pieces = TrackAssembler::default();
             loop {
                 let msg = match tokio::time::timeout(silence, reader.read::<DeciderMsg>()).await {
                     Ok(Ok(msg)) => msg,
@@ -368,21 +387,14 @@ impl Agent {
                 };
                 match msg {
                     DeciderMsg::Track { containers } => {
-                        let (mut set, mut unknown) = (Vec::with_capacity(containers.len()), 0);
-                        for wire in containers {
-                            let (tracked, refused) = wire.into_tracked();
-                            set.push(tracked);
-                            unknown += refused;
-                        }
-                        if unknown > 0 {
-                            tracing::warn!(
-                                bands = unknown,
-                                "cluster: the decider set thresholds of metrics this daemon does not know (a newer decider?); left out"
-                            );
-                        }
-                        tracing::debug!(containers = set.len(), "cluster: new tracking set from the decider");
-                        tracking.send_replace(Some(Arc::new(set)));
+                        pieces.whole();
+                        publish(&tracking, containers);
                     }
+                    DeciderMsg::TrackPart { containers, part, parts } => match pieces.piece(containers, part, parts) {
+                        Ok(Some(set)) => publish(&tracking, set),
+                        Ok(None) => {}
+                        Err(err) => return Attempt::Ended { why: err.to_string(), hint: None },
+                    },
                     DeciderMsg::NotLeader { leader_addr } => {
                         return Attempt::Ended { why: "the decider is no longer the leader".into(), hint: leader_addr };
                     }

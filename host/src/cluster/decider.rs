@@ -28,7 +28,7 @@ use super::auth::Side;
 use super::frame::{FrameReader, FrameWriter};
 use super::handshake::{self, HandshakeError, Peer};
 use super::tls::{Credentials, ReadHalf, WriteHalf};
-use super::wire::{AgentMsg, DeciderMsg, WireTracked, ZeroCommand};
+use super::wire::{AgentMsg, DeciderMsg, WireTracked, ZeroCommand, track_messages};
 use super::{ChannelSettings, Leadership, Membership, RemoteEvent, RemoteZero};
 use crate::model::{Tracked, monotonic_ns};
 
@@ -399,14 +399,22 @@ async fn session(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let why = loop {
         tokio::select! {
+            // In this order: a freeze or thaw must follow the tracking set
+            // that names its container (an agent refuses a command for a
+            // container it does not track).
+            biased;
             ended = &mut read_task => break ended.unwrap_or_else(|e| format!("reader failed: {e}")),
             _ = stop.changed() => break "the decider stopped".into(),
             changed = tracking.changed() => {
                 if changed.is_err() { break "node forgotten".into(); }
                 let set = tracking.borrow_and_update().clone();
                 if let Some(set) = set {
-                    let msg = DeciderMsg::Track { containers: set.as_ref().clone() };
-                    if let Err(err) = writer.write(&msg).await { break err.to_string(); }
+                    // One frame, or pieces when the set is larger than a frame.
+                    let mut failed = None;
+                    for msg in track_messages(&set, shared.settings.max_frame) {
+                        if let Err(err) = writer.write(&msg).await { failed = Some(err.to_string()); break; }
+                    }
+                    if let Some(err) = failed { break err; }
                 }
             }
             _ = tick.tick() => {

@@ -117,6 +117,48 @@ async fn events_flow_to_the_decider_and_tracking_sets_flow_back() {
     assert_eq!(agent.stats().forwarded, 1);
 }
 
+/// Issue 25: a node's set over one frame (10,000 containers at the default
+/// 1 MiB cap) used to fail every session at its first frame; it travels in
+/// pieces, the session holds, events flow, and a later set replaces it.
+#[tokio::test]
+async fn an_agent_tracking_ten_thousand_containers_connects_and_works() {
+    let ids: Vec<String> = (0..10_000).map(|i| format!("{i:064x}")).collect();
+    let big: Vec<Tracked> = ids.iter().map(|id| tracked(id)).collect();
+    let json =
+        serde_json::to_vec(&wire::DeciderMsg::Track { containers: big.iter().map(wire::WireTracked::from).collect() })
+            .expect("json");
+    assert!(json.len() > frame::DEFAULT_MAX_FRAME, "the set must be over one frame: {} bytes", json.len());
+
+    let mut ep = endpoint(settings(), true, 64).await;
+    // Set before the node connects: the first thing its session sends.
+    ep.decider.set_tracking("node-a", &big);
+    let addr = ep.decider.local_addr().to_string();
+    let agent = AgentHandle::spawn(settings(), token(), "node-a".into(), "host-a".into(), vec![addr]);
+    let mut tracking = agent.tracking();
+    tokio::time::timeout(Duration::from_secs(5), tracking.wait_for(|t| t.as_ref().is_some_and(|s| s.len() == 10_000)))
+        .await
+        .expect("the whole set in time")
+        .expect("open");
+    assert_eq!(*tracking.borrow().clone().expect("a set"), big);
+
+    agent.forward(event(&ids[9_999], 0.5));
+    let got = next_event(&mut ep.events).await;
+    assert_eq!(reading(&got.event).container_id, ids[9_999]);
+
+    // A second large set replaces the first, on the same session.
+    let next: Vec<Tracked> = ids.iter().skip(1).map(|id| tracked(id)).collect();
+    ep.decider.set_tracking("node-a", &next);
+    tokio::time::timeout(Duration::from_secs(5), tracking.wait_for(|t| t.as_ref().is_some_and(|s| s.len() == 9_999)))
+        .await
+        .expect("the new set in time")
+        .expect("open");
+    // Past several heartbeats, still the one session.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(agent.is_connected());
+    assert_eq!(agent.stats().sessions, 1, "the session never broke");
+    assert_eq!(ep.decider.stats().sessions, 1);
+}
+
 #[tokio::test]
 async fn scale_to_zero_commands_reach_the_node_and_its_reports_come_back() {
     let ep = endpoint(settings(), true, 64).await;

@@ -28,6 +28,13 @@
 //! refused and counted, never passed on: [`WireEvent::into_probe`],
 //! [`WireTracked::into_tracked`]. A probe's control signals have variants
 //! of their own: they are not measurements.
+//!
+//! A tracking set larger than one frame travels in pieces
+//! ([`DeciderMsg::TrackPart`], [`track_messages`]); a set that fits is one
+//! [`DeciderMsg::Track`] as before, so this needs no new protocol version:
+//! two daemons of protocol 3 that never exchange a set over one frame
+//! behave exactly as they did, and a set over one frame could never be
+//! sent before.
 
 use std::collections::BTreeMap;
 
@@ -118,6 +125,18 @@ pub enum DeciderMsg {
     Track {
         /// Containers and thresholds.
         containers: Vec<WireTracked>,
+    },
+    /// One piece of a tracking set too large for one frame. Pieces come
+    /// in order, `part` 0 to `parts - 1`, with no other tracking message
+    /// between them; the last one completes the set, which then replaces
+    /// any earlier set, as a `Track` does.
+    TrackPart {
+        /// Containers and thresholds of this piece.
+        containers: Vec<WireTracked>,
+        /// This piece's index, from 0.
+        part: u32,
+        /// How many pieces the set has (at most [`MAX_TRACK_PARTS`]).
+        parts: u32,
     },
     /// The decider is alive.
     Heartbeat,
@@ -386,6 +405,100 @@ impl WireTracked {
     }
 }
 
+/// Most pieces of one tracking set: with the default 1 MiB frame, about
+/// 500,000 containers on one node, far beyond what an engine runs. Bounds
+/// what an agent buffers before the set is complete.
+pub const MAX_TRACK_PARTS: u32 = 64;
+
+/// Room left in a frame for the message's envelope and the MAC.
+const FRAME_SLACK: usize = 256;
+
+/// The messages that send `set` to an agent in frames of at most
+/// `max_frame` bytes: one [`DeciderMsg::Track`] when it fits, else
+/// [`DeciderMsg::TrackPart`]s, each filled up to the frame.
+pub fn track_messages(set: &[WireTracked], max_frame: usize) -> Vec<DeciderMsg> {
+    let budget = max_frame.saturating_sub(FRAME_SLACK).max(1);
+    let mut pieces: Vec<Vec<WireTracked>> = vec![Vec::new()];
+    let mut used = 0;
+    for tracked in set {
+        // A comma and the entry; a failed size estimate counts as a full frame.
+        let size = serde_json::to_vec(tracked).map_or(budget, |bytes| bytes.len() + 1);
+        if used + size > budget && !pieces.last().is_none_or(Vec::is_empty) {
+            pieces.push(Vec::new());
+            used = 0;
+        }
+        used += size;
+        pieces.last_mut().expect("never empty").push(tracked.clone());
+    }
+    if pieces.len() == 1 {
+        return vec![DeciderMsg::Track { containers: pieces.pop().unwrap_or_default() }];
+    }
+    let parts = pieces.len() as u32;
+    pieces
+        .into_iter()
+        .enumerate()
+        .map(|(part, containers)| DeciderMsg::TrackPart { containers, part: part as u32, parts })
+        .collect()
+}
+
+/// Puts a tracking set sent in pieces back together, on the agent.
+#[derive(Debug, Default)]
+pub struct TrackAssembler {
+    /// The pieces received so far of the set in transit.
+    pending: Vec<WireTracked>,
+    /// The piece expected next (0: none in transit).
+    next: u32,
+}
+
+/// A piece out of order or beyond [`MAX_TRACK_PARTS`]: the decider does
+/// not follow the protocol, and the session ends.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "tracking set piece {part} of {parts} out of order (expected piece {expected}, at most {MAX_TRACK_PARTS} pieces)"
+)]
+pub struct BadPiece {
+    /// The piece received.
+    pub part: u32,
+    /// The pieces announced.
+    pub parts: u32,
+    /// The piece expected.
+    pub expected: u32,
+}
+
+impl TrackAssembler {
+    /// Take one piece; the complete set once its last piece arrived.
+    pub fn piece(
+        &mut self,
+        containers: Vec<WireTracked>,
+        part: u32,
+        parts: u32,
+    ) -> Result<Option<Vec<WireTracked>>, BadPiece> {
+        if part == 0 {
+            self.pending.clear();
+            self.next = 0;
+        }
+        if part != self.next || part >= parts || parts > MAX_TRACK_PARTS {
+            let expected = self.next;
+            self.pending.clear();
+            self.next = 0;
+            return Err(BadPiece { part, parts, expected });
+        }
+        self.pending.extend(containers);
+        self.next += 1;
+        if self.next < parts {
+            return Ok(None);
+        }
+        self.next = 0;
+        Ok(Some(std::mem::take(&mut self.pending)))
+    }
+
+    /// A whole set arrived in one `Track`: any set in transit is abandoned.
+    pub fn whole(&mut self) {
+        self.pending.clear();
+        self.next = 0;
+    }
+}
+
 /// A node id or hostname we are willing to log and key maps on: short,
 /// printable, no spaces (Swarm's ids are 25 lowercase alphanumerics).
 pub fn valid_name(name: &str) -> bool {
@@ -486,6 +599,53 @@ mod tests {
         let (tracked, unknown) = containers[0].clone().into_tracked();
         assert_eq!(unknown, 1);
         assert_eq!(tracked.thresholds.band(&Metric::CPU).upper, Some(0.5));
+    }
+
+    fn big_set(n: usize) -> Vec<WireTracked> {
+        (0..n)
+            .map(|i| WireTracked {
+                container_id: format!("{i:064x}"),
+                bands: BTreeMap::from([("cpu".to_string(), WireBand { upper: Some(0.7), lower: Some(0.2) })]),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_set_that_fits_is_one_track_and_a_larger_one_travels_in_pieces_under_the_cap() {
+        let small = big_set(100);
+        assert_eq!(track_messages(&small, 1 << 20), vec![DeciderMsg::Track { containers: small.clone() }]);
+        assert_eq!(track_messages(&[], 1 << 20), vec![DeciderMsg::Track { containers: Vec::new() }]);
+        let set = big_set(10_000);
+        let max_frame = 1 << 20;
+        let messages = track_messages(&set, max_frame);
+        assert!(messages.len() > 1, "10,000 containers do not fit one MiB");
+        let mut assembler = TrackAssembler::default();
+        let mut done = None;
+        for (i, msg) in messages.iter().enumerate() {
+            let json = serde_json::to_vec(msg).expect("json");
+            assert!(json.len() + 32 <= max_frame, "piece {i} is {} bytes", json.len());
+            let DeciderMsg::TrackPart { containers, part, parts } = msg.clone() else { panic!("a piece") };
+            assert_eq!((part as usize, parts as usize), (i, messages.len()));
+            let back: DeciderMsg = serde_json::from_slice(&json).expect("parse");
+            assert_eq!(&back, msg);
+            let complete = assembler.piece(containers, part, parts).expect("in order");
+            assert_eq!(complete.is_some(), i + 1 == messages.len());
+            done = complete.or(done);
+        }
+        assert_eq!(done.expect("complete"), set);
+    }
+
+    #[test]
+    fn pieces_out_of_order_or_too_many_are_refused_and_a_new_set_starts_over() {
+        let mut a = TrackAssembler::default();
+        assert_eq!(a.piece(big_set(1), 0, 3), Ok(None));
+        assert_eq!(a.piece(big_set(1), 2, 3), Err(BadPiece { part: 2, parts: 3, expected: 1 }));
+        assert!(a.piece(big_set(1), 1, 3).is_err(), "after a bad piece only a piece 0 starts a set");
+        assert!(a.piece(big_set(1), 0, MAX_TRACK_PARTS + 1).is_err());
+        // A set abandoned half way: the next piece 0 starts a fresh one.
+        assert_eq!(a.piece(big_set(2), 0, 2), Ok(None));
+        assert_eq!(a.piece(big_set(3), 0, 2), Ok(None));
+        assert_eq!(a.piece(big_set(1), 1, 2).expect("in order").map(|s| s.len()), Some(4));
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! [`crate::model::Tracked`] values it hands out; the daemon does the tracking.
 
 pub mod state;
+pub mod sweep;
 pub mod watch;
 
 pub use state::{Change, ContainerInfo, Effects, Inventory, Notice, ServiceEntry, ServiceInfo, Status, spec_replicas};

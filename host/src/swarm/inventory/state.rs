@@ -103,6 +103,16 @@ pub enum Change {
     /// leader re-reads them (multi-node mode): replaces the containers
     /// known, keeps the services.
     Containers(Vec<ContainerInfo>),
+    /// The running task containers of some services, as the leader re-reads
+    /// them in turn (multi-node mode, a swarm too large to list whole every
+    /// tick: [`super::sweep`]): replaces the containers known of those
+    /// services only.
+    ServiceContainers {
+        /// The services read.
+        services: Vec<String>,
+        /// Their running task containers.
+        containers: Vec<ContainerInfo>,
+    },
     /// A container stopped (died) on this node.
     ContainerDied {
         /// Its id.
@@ -304,6 +314,11 @@ impl Inventory {
             }
             Change::Containers(containers) => {
                 self.containers = containers.into_iter().map(|c| (c.id.clone(), c)).collect();
+            }
+            Change::ServiceContainers { services, containers } => {
+                let read: std::collections::HashSet<&str> = services.iter().map(String::as_str).collect();
+                self.containers.retain(|_, c| !read.contains(c.service_id.as_str()));
+                self.containers.extend(containers.into_iter().map(|c| (c.id.clone(), c)));
             }
             Change::ContainerDied { id } => {
                 self.containers.remove(&id);
@@ -593,5 +608,21 @@ mod tests {
         assert!(effects.retired.is_empty() && inv.service("s1").is_some());
         // Unchanged re-reads change nothing.
         assert_eq!(inv.apply(Change::Containers(vec![on("a", "n1"), on("c", "n3")])), Effects::default());
+    }
+
+    #[test]
+    fn a_partial_re_read_replaces_only_the_services_it_read() {
+        let mut inv = Inventory::default();
+        let services = vec![service("s1", "web", Some(2), WEB), service("s2", "api", Some(2), WEB)];
+        inv.apply(Change::Resync { services, containers: vec![container("a", "s1"), container("x", "s2")] });
+        // s1 re-read: a is gone, b is new; s2's x, not read, stays.
+        let effects = inv
+            .apply(Change::ServiceContainers { services: vec!["s1".into()], containers: vec![container("b", "s1")] });
+        assert_eq!(tracked_ids(&effects), ["b"]);
+        assert_eq!(effects.untrack, ["a"]);
+        assert!(inv.container("x").is_some());
+        // A service read with nothing running loses all its containers.
+        let effects = inv.apply(Change::ServiceContainers { services: vec!["s2".into()], containers: Vec::new() });
+        assert_eq!(effects.untrack, ["x"]);
     }
 }

@@ -7,9 +7,11 @@
 //! Multi-node mode ([`Scope::Swarm`]) is the exception, on managers only:
 //! Docker's event stream carries container events of the local engine
 //! alone and no task events, so the containers on other nodes are learned
-//! by re-reading the swarm's running tasks ([`Change::Containers`]) every
-//! `refresh` and right after each service event (a scale starts tasks
-//! elsewhere). This re-read is the inventory's, not the measurements':
+//! by re-reading the swarm's running tasks every `refresh` and right after
+//! each service event (a scale starts tasks elsewhere): the whole swarm's
+//! ([`Change::Containers`]) while it is small, in turn a bounded number of
+//! services' ([`Change::ServiceContainers`]) once it is large, see
+//! [`super::sweep`]. This re-read is the inventory's, not the measurements':
 //! those are still pushed by each node's probe.
 
 use std::collections::HashMap;
@@ -21,6 +23,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use super::state::{Change, ContainerInfo, ServiceInfo};
+use super::sweep::{Read, TASKS_PER_TICK, TaskSweep};
 use crate::model::{monotonic_ns, monotonic_of_unix};
 use crate::swarm::client::{Backoff, is_not_found, rfc3339_unix_ns};
 
@@ -99,6 +102,10 @@ async fn session(
     let mut events = std::pin::pin!(docker.events(Some(EventsOptions { since, until: None, filters: Some(filters) })));
 
     let resync = read_everything(docker, scope).await?;
+    let mut sweep = TaskSweep::new(TASKS_PER_TICK);
+    if let Change::Resync { services, containers } = &resync {
+        sweep.reset(services.iter().map(|s| s.id.clone()), containers);
+    }
     let (services, containers) = match &resync {
         Change::Resync { services, containers } => (services.len(), containers.len()),
         _ => (0, 0),
@@ -128,26 +135,39 @@ async fn session(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.reset();
     loop {
-        let change = tokio::select! {
+        let read = tokio::select! {
             event = events.next() => {
                 let Some(event) = event else { return Ok(()) };
                 let event = event?;
-                let service_event = matches!(event.typ, Some(EventMessageTypeEnum::SERVICE));
+                let service = matches!(event.typ, Some(EventMessageTypeEnum::SERVICE))
+                    .then(|| (event.actor.as_ref().and_then(|a| a.id.clone()), event.action.clone()));
                 for change in interpret(docker, event).await? {
                     if changes.send(change).await.is_err() {
                         return Ok(());
                     }
                 }
-                if !service_event {
+                let Some((Some(id), action)) = service else { continue };
+                if action.as_deref() == Some("remove") {
+                    sweep.forget(&id);
                     continue;
                 }
                 // A scale or an update starts and stops tasks on other
-                // nodes: look at once, and again at the next tick.
-                tick.reset();
-                Change::Containers(swarm_containers(docker, None).await?)
+                // nodes: look at once, and at the next few ticks.
+                sweep.touched(&id);
+                Read::Services(vec![id])
             }
-            _ = tick.tick() => Change::Containers(swarm_containers(docker, None).await?),
+            _ = tick.tick() => sweep.due(),
         };
+        let change = match &read {
+            Read::All => Change::Containers(swarm_containers(docker, None).await?),
+            Read::Services(ids) => {
+                let containers = services_containers(docker, ids, &mut sweep).await?;
+                Change::ServiceContainers { services: ids.clone(), containers }
+            }
+        };
+        if let Change::Containers(c) | Change::ServiceContainers { containers: c, .. } = &change {
+            sweep.listed(&read, c);
+        }
         if changes.send(change).await.is_err() {
             return Ok(());
         }
@@ -186,6 +206,35 @@ async fn swarm_containers(docker: &Docker, node: Option<String>) -> Result<Vec<C
     }
     let tasks = docker.list_tasks(Some(ListTasksOptions { filters: Some(filters) })).await?;
     Ok(tasks.iter().filter_map(running_container).collect())
+}
+
+/// The running task containers of `services`. A service removed meanwhile
+/// makes the engine refuse the whole list (404): then each is read alone,
+/// and the ones gone are forgotten (their removal event follows).
+async fn services_containers(
+    docker: &Docker,
+    services: &[String],
+    sweep: &mut TaskSweep,
+) -> Result<Vec<ContainerInfo>, bollard::errors::Error> {
+    let list = |ids: Vec<String>| async move {
+        let filters =
+            HashMap::from([("desired-state".to_string(), vec!["running".to_string()]), ("service".to_string(), ids)]);
+        let tasks = docker.list_tasks(Some(ListTasksOptions { filters: Some(filters) })).await?;
+        Ok::<_, bollard::errors::Error>(tasks.iter().filter_map(running_container).collect::<Vec<_>>())
+    };
+    match list(services.to_vec()).await {
+        Err(err) if is_not_found(&err) => {}
+        other => return other,
+    }
+    let mut all = Vec::new();
+    for id in services {
+        match list(vec![id.clone()]).await {
+            Ok(found) => all.extend(found),
+            Err(err) if is_not_found(&err) => sweep.forget(id),
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(all)
 }
 
 /// The running container of a task, if it has one.

@@ -1,7 +1,7 @@
 //! The whole loop driven with fakes, in the spirit of the HPA controller's
 //! `horizontal_test.go`: Docker's changes, probe readings and the policies
 //! folder's changes go in; policy calls (a real compiled policy on the real
-//! decider threads), Swarm writes, the probe's tracking and the status
+//! policy workers), Swarm writes, the probe's tracking and the status
 //! board come out, and are asserted.
 
 use std::collections::HashMap;
@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::{Loop, Outside, Parts, Tracker, ZeroRunner};
-use crate::daemon::deciders::{Decided, Deciders};
+use crate::daemon::policy_workers::{Decided, PolicyWorkers};
 use crate::daemon::testing::{self, THRESHOLD};
 use crate::daemon::zero::{Work, Zero};
 use crate::metrics::Metrics;
@@ -141,7 +141,7 @@ fn world() -> World {
         probe: probe.clone(),
         policies: policies.clone(),
         actuator: Actuator::new(swarm.clone(), ActuatorOptions::default(), audit.clone()),
-        deciders: Deciders::new(tx),
+        policy_workers: PolicyWorkers::new(tx),
         zero: Zero::new(audit, metrics.clone(), false),
         zero_io: zero.clone(),
         metrics,
@@ -306,12 +306,12 @@ async fn docker_coming_back_rebuilds_tracking_and_forgets_old_readings() {
 
 /// Multi-node mode: the loop of a manager with a real decider endpoint on
 /// loopback, and real agents for two nodes.
-mod cluster {
+mod multi_node {
     use tokio::sync::watch;
 
     use super::*;
     use crate::cluster::{AgentHandle, ChannelSettings, Leadership, RemoteEvent, Token};
-    use crate::daemon::cluster::ClusterTracking;
+    use crate::daemon::multi_node::ClusterTracking;
 
     fn settings() -> ChannelSettings {
         ChannelSettings {

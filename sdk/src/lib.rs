@@ -7,12 +7,12 @@
 //! two things:
 //!
 //! - [`Policy::settings`] declares the settings it reads, each an
-//!   `autoscale.<name>` label on the services bound to it, with a type, an
+//!   `autoscale.<name>` label on the services that use it, with a type, an
 //!   optional default and one line of documentation. The daemon asks once,
 //!   when it loads the policy, refuses services whose labels do not parse
 //!   as declared, and passes the parsed values to every call.
 //! - [`Policy::decide`] is called when the kernel pushes an event about a
-//!   replica of a bound service. The [`Event`] says what was measured on
+//!   replica of a service that uses it. The [`Event`] says what was measured on
 //!   which replica; the [`State`] names the service and carries its
 //!   settings and the service view: one [`Aggregate`] per metric over all
 //!   the service's running replicas (mean, min, max, sum of the replicas
@@ -108,7 +108,7 @@
 //! `rustup target add wasm32-wasip2`), check it with
 //! `host policy check target/wasm32-wasip2/release/my_policy.wasm` (it lists
 //! the declared settings), and drop the `.wasm` into the daemon's policies
-//! folder: it is loaded within milliseconds. Bind a service with the labels
+//! folder: it is loaded within milliseconds. Point a service at it with the labels
 //! `autoscale.enable=true`, `autoscale.policy=my_policy` and the settings.
 //!
 //! The decision logic is plain Rust, so it is unit-tested natively with

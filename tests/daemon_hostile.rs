@@ -25,7 +25,7 @@ fn setup() -> Option<MutexGuard<'static, ()>> {
     common::local_swarm("hostile-")
 }
 
-/// A service running the demo image, bound to `policy` (a copy of the
+/// A service running the demo image, using `policy` (a copy of the
 /// misbehave fixture) with `autoscale.fault=FAULT` and `more` labels.
 fn service(name: &str, policy: &str, fault: &str, max: u32, more: &[(&str, &str)]) -> Service {
     let (policy, fault, max) = (policy.to_string(), fault.to_string(), max.to_string());

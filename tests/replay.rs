@@ -176,7 +176,7 @@ fn shipped_traces() -> Vec<PathBuf> {
 }
 
 /// Each shipped trace comes with the audit log of the live daemon that
-/// recorded it: replayed with the policy the service was bound to, every
+/// recorded it: replayed with the policy the service used, every
 /// applied live decision and nine in ten of all live decisions are made
 /// again on the same event, with the same target and reason, and the
 /// applied scale actions are the same ones in the same order.

@@ -251,7 +251,7 @@ fn services_with_malformed_labels_or_no_policy_are_left_alone_while_another_scal
     let good = service("good", 18085, &threshold_labels("3", "30s"));
     let bad = service("bad", 18086, &threshold_labels("lots", "30s"));
     let bad_version = bad.version();
-    // Well labelled, but bound to a policy that is not in the folder.
+    // Well labelled, but using a policy that is not in the folder.
     let mut orphan_labels = threshold_labels("3", "30s");
     orphan_labels.retain(|(k, _)| *k != "autoscale.policy");
     orphan_labels.push(("autoscale.policy", "no-such-policy"));

@@ -10,6 +10,13 @@
 //! natively (the same crate, linked into this benchmark), so that the
 //! overhead reads as a ratio on any machine.
 //!
+//! The state above (cpu, memory, connections) is the one the bar is
+//! set on. The daemon passes more: every tracked container also reports
+//! `queue`, `inflight` and `request-rate` (zeros for a service that serves
+//! no requests), and a service answering requests adds three response-time
+//! percentiles. So the threshold policy is also measured on those two
+//! shapes (`state=daemon-6`, `state=daemon-9`), in the same run.
+//!
 //! Prints `decide_ns_median=<n> policy=<name>`, `events_per_sec=<n>`, the
 //! ratios, and the machine. Needs `policies/build.sh` and
 //! `tests/fixtures/build.sh` to have run.
@@ -21,7 +28,8 @@
 //! Wall-clock figures move with whatever else the machine runs. With
 //! `DECIDE_CALLS=N DECIDE_POLICY=<name>` the benchmark makes exactly N calls
 //! of that one policy (`threshold-native` for the native rule) and prints
-//! nothing: `host/benches/decide-instructions.sh` runs it so under
+//! nothing (`DECIDE_STATE=daemon-6` or `daemon-9` for those shapes):
+//! `host/benches/decide-instructions.sh` runs it so under
 //! valgrind and prints instructions per call, which another process on the
 //! machine does not change.
 
@@ -50,6 +58,23 @@ fn service_state() -> State {
         .with_cpu(&[0.7, 0.75, 0.4])
         .with_metric(Metric::MEMORY, Unit::Bytes, &[2.0e8, 2.1e8, 1.9e8], 0)
         .with_metric(Metric::CONNECTIONS, Unit::Count, &[12.0, 9.0, 3.0], 1)
+}
+
+/// The state the daemon passes for the same service: the three metrics
+/// above, the demand metrics every tracked container reports, and with
+/// `serving` the response-time percentiles of a service answering requests.
+fn daemon_state(serving: bool) -> State {
+    let state = service_state()
+        .with_metric(Metric::named("queue"), Unit::Count, &[0.0, 1.0, 0.0], 0)
+        .with_metric(Metric::named("inflight"), Unit::Count, &[4.0, 3.0, 1.0], 0)
+        .with_metric(Metric::named("request-rate"), Unit::PerSecond, &[120.0, 95.0, 40.0], 0);
+    if !serving {
+        return state;
+    }
+    state
+        .with_metric(Metric::named("response-time-p50"), Unit::Seconds, &[0.012, 0.011, 0.008], 0)
+        .with_metric(Metric::named("response-time-p95"), Unit::Seconds, &[0.041, 0.038, 0.02], 0)
+        .with_metric(Metric::named("response-time-p99"), Unit::Seconds, &[0.09, 0.07, 0.03], 0)
 }
 
 /// Median ns per call over `BATCHES` batches, and calls per second
@@ -108,7 +133,13 @@ fn main() -> anyhow::Result<()> {
         time_limit: Duration::from_secs(1),
         ..RuntimeConfig::default()
     })?;
-    let base = service_state();
+    // `DECIDE_STATE=daemon-6|daemon-9`: every measurement (and the count)
+    // on that shape instead.
+    let base = match std::env::var("DECIDE_STATE").as_deref() {
+        Ok("daemon-6") => daemon_state(false),
+        Ok("daemon-9") => daemon_state(true),
+        _ => service_state(),
+    };
     let mut medians = Vec::new();
     let mut components: Vec<(String, std::path::PathBuf)> = [
         ("threshold", "policies/threshold.wasm"),
@@ -179,6 +210,21 @@ fn main() -> anyhow::Result<()> {
         println!("decide_ns_median={median:.0} policy={name}");
         println!("events_per_sec={per_sec:.0} policy={name}");
         medians.push((name, median, per_sec));
+        if name == "threshold" {
+            for (shape, serving) in [("daemon-6", false), ("daemon-9", true)] {
+                let mut state = daemon_state(serving).with_settings(policy.resolve(&LABELS)?);
+                let (median, _) = measure(|i| {
+                    state.metrics[0].value.mean = (i % 100) as f64 / 100.0;
+                    if let Err(err) = policy.decide(&event(i), &state) {
+                        failed = Some(err);
+                    }
+                });
+                if let Some(err) = failed.take() {
+                    anyhow::bail!("{err}");
+                }
+                println!("decide_ns_median={median:.0} policy={name} state={shape} metrics={}", state.metrics.len());
+            }
+        }
     }
 
     // The threshold rule compiled natively: the same crate, called directly

@@ -5,7 +5,7 @@
 //! - [`policy`]: the WebAssembly policy runtime (the only user of wasmtime).
 //! - [`swarm`]: Docker Swarm: service labels, the inventory of services and
 //!   their containers, the guarded actuator and the audit log (bollard's main
-//!   user; `cluster::docker`, `cluster::lease` and `daemon::cluster` use the
+//!   user; `cluster::docker`, `cluster::lease` and `daemon::multi_node` use the
 //!   client it connects).
 //! - [`cluster`]: multi-node Swarm: the agent on every node and the decider
 //!   endpoint on the leader, over an authenticated channel.

@@ -27,7 +27,7 @@
 //!
 //! Invariant: this module knows files and policies, not services; it
 //! reports what changed on a channel and the event loop decides what that
-//! means for the services bound to a policy.
+//! means for the services that use a policy.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;

@@ -16,7 +16,7 @@
 //! fills it for the test's thread. A component instance has one thread, so the
 //! thread-local is a plain global there.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use crate::SettingSpec;
 
@@ -37,6 +37,22 @@ struct Declared {
     slots: Box<[u16]>,
     /// `32 - log2(slots.len())`: the shift that turns a key into a slot.
     shift: u32,
+    /// Names found before, by where their bytes lie: a policy reads its
+    /// settings through the same string literals on every call, so the
+    /// address finds the position without hashing; the name is compared
+    /// all the same (a name built at run time may reuse an address).
+    seen: [Cell<Seen>; SEEN],
+}
+
+/// Entries of [`Declared::seen`] (a power of two).
+const SEEN: usize = 16;
+
+/// A name found before: its address, its length and its position.
+#[derive(Debug, Clone, Copy, Default)]
+struct Seen {
+    address: usize,
+    len: usize,
+    position: usize,
 }
 
 impl Declared {
@@ -44,7 +60,7 @@ impl Declared {
         let names: Vec<Box<[u8]>> = specs.iter().map(|spec| spec.name.as_bytes().into()).collect();
         let len = (names.len() * 2).next_power_of_two().max(8);
         let shift = 32 - len.trailing_zeros();
-        let mut declared = Declared { names, slots: vec![0; len].into_boxed_slice(), shift };
+        let mut declared = Declared { names, slots: vec![0; len].into_boxed_slice(), shift, seen: Default::default() };
         for position in 0..declared.names.len() {
             // The first of duplicate names wins, as a scan would find it.
             if declared.find(&declared.names[position]).is_some() {
@@ -64,6 +80,24 @@ impl Declared {
     #[inline]
     fn start(&self, name: &[u8]) -> usize {
         (key(name).wrapping_mul(0x9e37_79b1) >> self.shift) as usize
+    }
+
+    /// The position of `name`, if declared: from [`Declared::seen`] when
+    /// the same bytes were looked up before, else from the index.
+    #[inline]
+    fn lookup(&self, name: &[u8]) -> Option<usize> {
+        let address = name.as_ptr() as usize;
+        let entry = &self.seen[(address.wrapping_mul(0x9e37_79b1) >> 7) & (SEEN - 1)];
+        let seen = entry.get();
+        if seen.address == address
+            && seen.len == name.len()
+            && self.names.get(seen.position).is_some_and(|declared| same(declared, name))
+        {
+            return Some(seen.position);
+        }
+        let position = self.find(name)?;
+        entry.set(Seen { address, len: name.len(), position });
+        Some(position)
     }
 
     /// The position of `name`, if declared.
@@ -150,7 +184,7 @@ fn word(bytes: &[u8], at: usize) -> u64 {
 /// component it is `None`, like an absent setting.
 #[inline]
 pub fn position(name: &str) -> Option<usize> {
-    let found = DECLARED.with_borrow(|declared| declared.as_ref().map(|declared| declared.find(name.as_bytes())));
+    let found = DECLARED.with_borrow(|declared| declared.as_ref().map(|declared| declared.lookup(name.as_bytes())));
     #[cfg(all(debug_assertions, not(target_family = "wasm")))]
     match found {
         None => panic!(
@@ -187,6 +221,20 @@ mod tests {
         {
             assert_eq!(declared.find(unknown.as_bytes()), None, "{unknown:?}");
         }
+        // Through the cache of addresses: twice each, and a name built at
+        // run time in the same buffer with other bytes is not taken for the
+        // name that buffer held before.
+        for _ in 0..2 {
+            for (position, name) in names.iter().enumerate() {
+                assert_eq!(declared.lookup(name.as_bytes()), Some(position), "{name:?}");
+            }
+        }
+        let mut reused = String::from("cpu.upper");
+        assert_eq!(declared.lookup(reused.as_bytes()), Some(0));
+        reused.replace_range(.., "cpu.lower");
+        assert_eq!(declared.lookup(reused.as_bytes()), Some(1));
+        reused.replace_range(.., "cpu.uppe_");
+        assert_eq!(declared.lookup(reused.as_bytes()), None);
         let twice = Declared::new(&[SettingSpec::number("x"), SettingSpec::number("x")]);
         assert_eq!(twice.find(b"x"), Some(0), "the first of two equal names");
         assert_eq!(Declared::new(&[]).find(b"x"), None);

@@ -7,12 +7,12 @@
 //! two things:
 //!
 //! - [`Policy::settings`] declares the settings it reads, each an
-//!   `autoscale.<name>` label on the services bound to it, with a type, an
+//!   `autoscale.<name>` label on the services that use it, with a type, an
 //!   optional default and one line of documentation. The daemon asks once,
 //!   when it loads the policy, refuses services whose labels do not parse
 //!   as declared, and passes the parsed values to every call.
 //! - [`Policy::decide`] is called when the kernel pushes an event about a
-//!   replica of a bound service. The [`Event`] says what was measured on
+//!   replica of a service that uses it. The [`Event`] says what was measured on
 //!   which replica; the [`State`] names the service and carries its
 //!   settings and the service view: one [`Aggregate`] per metric over all
 //!   the service's running replicas (mean, min, max, sum of the replicas
@@ -108,7 +108,7 @@
 //! `rustup target add wasm32-wasip2`), check it with
 //! `host policy check target/wasm32-wasip2/release/my_policy.wasm` (it lists
 //! the declared settings), and drop the `.wasm` into the daemon's policies
-//! folder: it is loaded within milliseconds. Bind a service with the labels
+//! folder: it is loaded within milliseconds. Point a service at it with the labels
 //! `autoscale.enable=true`, `autoscale.policy=my_policy` and the settings.
 //!
 //! The decision logic is plain Rust, so it is unit-tested natively with
@@ -150,33 +150,7 @@ mod tests;
 
 pub use figure::Figure;
 pub use settings::{BOOL_FORMS, DURATION_FORMS, parse_bool, parse_duration, parse_number, parse_quantity};
-
-/// The names of the metrics the daemon measures today, as `event.metric`
-/// and `aggregate.metric` carry them. Metrics are data: a daemon may send
-/// names this list does not have yet (a policy ignores those it does not
-/// know), and a new metric adds a name here, never a contract version.
-pub mod metric {
-    /// CPU utilisation over the probe window: a fraction of the limit, or
-    /// cores without a limit.
-    pub const CPU: &str = "cpu";
-    /// Memory in use (memory cgroup usage), bytes.
-    pub const MEMORY: &str = "memory";
-    /// Open TCP connections accepted by the replica, a count.
-    pub const CONNECTIONS: &str = "connections";
-    /// Connections waiting in the replica's listening sockets' accept
-    /// queues: demand it has not started on, a count.
-    pub const QUEUE: &str = "queue";
-    /// Requests received and not yet answered (concurrency), a count.
-    pub const INFLIGHT: &str = "inflight";
-    /// Requests that arrived per second over the probe's sample window.
-    pub const REQUEST_RATE: &str = "request-rate";
-    /// Response time, median over the sample window, seconds.
-    pub const RESPONSE_TIME_P50: &str = "response-time-p50";
-    /// Response time, 95th percentile over the sample window, seconds.
-    pub const RESPONSE_TIME_P95: &str = "response-time-p95";
-    /// Response time, 99th percentile over the sample window, seconds.
-    pub const RESPONSE_TIME_P99: &str = "response-time-p99";
-}
+pub use state::metric;
 
 /// A scaling policy. Implement it on a type and export it with
 /// [`export_policy!`].

@@ -65,7 +65,7 @@ impl SettingSpec {
         self
     }
 
-    /// The daemon refuses a service bound to this policy without this label,
+    /// The daemon refuses a service that uses this policy without this label,
     /// with a message naming the label.
     pub fn required(mut self) -> Self {
         self.required = true;

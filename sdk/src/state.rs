@@ -5,7 +5,35 @@
 use std::time::Duration;
 
 use crate::declared::position;
-use crate::{Action, Aggregate, Crossing, Decision, Event, EventKind, SettingValue, State, metric};
+use crate::{Action, Aggregate, Crossing, Decision, Event, EventKind, SettingValue, State};
+
+/// The names of the metrics the daemon measures today, as `event.metric`
+/// and `aggregate.metric` carry them. Metrics are data: a daemon may send
+/// names this list does not have yet (a policy ignores those it does not
+/// know), and a new metric adds a name here and its accessor on [`State`](crate::State)
+/// below, never a contract version.
+pub mod metric {
+    /// CPU utilisation over the probe window: a fraction of the limit, or
+    /// cores without a limit.
+    pub const CPU: &str = "cpu";
+    /// Memory in use (memory cgroup usage), bytes.
+    pub const MEMORY: &str = "memory";
+    /// Open TCP connections accepted by the replica, a count.
+    pub const CONNECTIONS: &str = "connections";
+    /// Connections waiting in the replica's listening sockets' accept
+    /// queues: demand it has not started on, a count.
+    pub const QUEUE: &str = "queue";
+    /// Requests received and not yet answered (concurrency), a count.
+    pub const INFLIGHT: &str = "inflight";
+    /// Requests that arrived per second over the probe's sample window.
+    pub const REQUEST_RATE: &str = "request-rate";
+    /// Response time, median over the sample window, seconds.
+    pub const RESPONSE_TIME_P50: &str = "response-time-p50";
+    /// Response time, 95th percentile over the sample window, seconds.
+    pub const RESPONSE_TIME_P95: &str = "response-time-p95";
+    /// Response time, 99th percentile over the sample window, seconds.
+    pub const RESPONSE_TIME_P99: &str = "response-time-p99";
+}
 
 impl State {
     /// The value of declared setting `name`: the label's value parsed to the

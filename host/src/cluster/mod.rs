@@ -10,7 +10,7 @@
 //! the managers' addresses are Swarm's ([`docker::EngineManagers`]), and
 //! this module adds no consensus of its own.
 //!
-//! # How the daemon wires it (`daemon/cluster.rs`)
+//! # How the daemon wires it (`daemon/multi_node.rs`)
 //!
 //! ```text
 //! let docker = <the node's own engine>;

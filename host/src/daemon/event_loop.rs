@@ -3,8 +3,8 @@
 //! A probe event is attributed to its service through the inventory,
 //! recorded in the service view, and turned into a job for the service's
 //! policy with the service's state (aggregate included); the answer comes
-//! back from the deciders and goes to the actuator. Inventory changes tell
-//! the probe what to track; policy changes re-check the services bound to
+//! back from the policy workers and goes to the actuator. Inventory changes tell
+//! the probe what to track; policy changes re-check the services that use
 //! the policy.
 //!
 //! In multi-node mode ([`Loop::set_cluster`]) events come from every node
@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::cluster::ClusterTracking;
-use super::deciders::{Decided, Deciders, Job};
+use super::multi_node::ClusterTracking;
+use super::policy_workers::{Decided, Job, PolicyWorkers};
 use super::service_view::ServiceView;
 use super::zero::{self, Zero};
 use crate::cluster::ZeroCommand;
@@ -49,7 +49,7 @@ pub use outside::{Outside, Real, Tracker, ZeroRunner};
 /// How a service's labels fit its policy's declaration, for one version of
 /// that policy.
 #[derive(Debug, Clone)]
-struct Binding {
+struct TypedSettings {
     /// The policy version (SHA-256) this was checked against.
     sha256: String,
     /// The typed settings, or `None` when they do not fit (already logged).
@@ -72,13 +72,13 @@ pub struct Loop<O: Outside = Real> {
     /// Applies decisions under the guardrails.
     actuator: Actuator<O::Writer>,
     /// One thread per policy.
-    deciders: Deciders,
+    policy_workers: PolicyWorkers,
     /// Services at zero: frozen replicas, removed services.
     zero: Zero,
     /// Carries out what `zero` asks for.
     zero_io: O::Zero,
     /// Each service's settings checked against its policy, by service id.
-    bindings: HashMap<String, Binding>,
+    typed_settings: HashMap<String, TypedSettings>,
     /// (service id, policy) pairs already warned about (quarantine), so
     /// each is logged once.
     warned: HashSet<(String, String)>,
@@ -101,7 +101,7 @@ pub struct Loop<O: Outside = Real> {
     /// `--record`: every call a policy answered, with its event and state.
     recorder: Option<Recorder>,
     /// Why each policy that is not loaded is not: the last rejection of its
-    /// file, or its deletion. Named wherever a service bound to it is.
+    /// file, or its deletion. Named wherever a service that uses it is.
     not_loaded: HashMap<String, String>,
     /// Multi-node mode: the decider endpoint, leadership, each node's set.
     cluster: Option<ClusterTracking>,
@@ -116,7 +116,7 @@ impl<O: Outside> std::fmt::Debug for Loop<O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Loop")
             .field("services", &self.inventory.active().count())
-            .field("bindings", &self.bindings.len())
+            .field("typed_settings", &self.typed_settings.len())
             .field("unknown_containers", &self.unknown_containers)
             .finish_non_exhaustive()
     }
@@ -132,7 +132,7 @@ pub struct Parts<O: Outside = Real> {
     /// Applies decisions under the guardrails.
     pub actuator: Actuator<O::Writer>,
     /// One thread per policy.
-    pub deciders: Deciders,
+    pub policy_workers: PolicyWorkers,
     /// Scale to zero.
     pub zero: Zero,
     /// Its I/O.
@@ -148,7 +148,7 @@ pub struct Parts<O: Outside = Real> {
 impl<O: Outside> Loop<O> {
     /// The loop's state, empty until the first inventory resync.
     pub fn new(parts: Parts<O>) -> Loop<O> {
-        let Parts { probe, policies, actuator, deciders, zero, zero_io, metrics, board, view_window } = parts;
+        let Parts { probe, policies, actuator, policy_workers, zero, zero_io, metrics, board, view_window } = parts;
         Loop {
             inventory: Inventory::default(),
             view: ServiceView::default(),
@@ -156,10 +156,10 @@ impl<O: Outside> Loop<O> {
             probe,
             policies,
             actuator,
-            deciders,
+            policy_workers,
             zero,
             zero_io,
-            bindings: HashMap::new(),
+            typed_settings: HashMap::new(),
             warned: HashSet::new(),
             metrics,
             board,
@@ -273,7 +273,7 @@ impl<O: Outside> Loop<O> {
         // A policy that is not loaded was reported when the service was
         // examined (and is again when the folder changes).
         let Some(slot) = self.policies.get(&config.policy) else { return };
-        let Some(typed) = self.binding(&service_id) else { return };
+        let Some(typed) = self.settings_for(&service_id) else { return };
         let now_ns = model::monotonic_ns();
         if self.awaiting_first_readings(&service_id, config.warmup, now_ns) {
             return;
@@ -310,7 +310,7 @@ impl<O: Outside> Loop<O> {
             timestamp_ns: event.timestamp_ns,
         };
         let job = Job { slot, policy: config.policy.clone(), config, event, state };
-        if let Err(err) = self.deciders.submit(job) {
+        if let Err(err) = self.policy_workers.submit(job) {
             tracing::error!("{err:#}");
         }
     }
@@ -390,7 +390,7 @@ impl<O: Outside> Loop<O> {
             self.actuator.retire(service_id);
             self.view.forget_service(service_id);
             self.board.remove(service_id);
-            self.bindings.remove(service_id);
+            self.typed_settings.remove(service_id);
             self.warned.retain(|(id, _)| id != service_id);
             if self.inventory.service(service_id).is_none() {
                 self.said.remove(service_id);
@@ -440,7 +440,7 @@ impl<O: Outside> Loop<O> {
         self.inventory = Inventory::default();
         self.view = ServiceView::default();
         self.zero.reset();
-        self.bindings.clear();
+        self.typed_settings.clear();
         self.warned.clear();
         self.board.clear();
     }
@@ -537,13 +537,13 @@ impl<O: Outside> Loop<O> {
         }
     }
 
-    /// Drain: stop the deciders (answers still in the channel are applied,
+    /// Drain: stop the policy workers (answers still in the channel are applied,
     /// the rest dropped), then let the actuator finish its updates.
     pub async fn shut_down(
         mut self,
         mut answers: mpsc::Receiver<Decided>,
         mut zero_done: mpsc::UnboundedReceiver<zero::Done>,
-        decider_grace: Duration,
+        worker_grace: Duration,
         actuator_grace: Duration,
     ) {
         let stats = self.probe.stats();
@@ -554,8 +554,8 @@ impl<O: Outside> Loop<O> {
             ignored_remote = self.ignored_remote,
             "shutting down"
         );
-        let deciders = std::mem::replace(&mut self.deciders, Deciders::new(mpsc::channel(1).0));
-        tokio::task::spawn_blocking(move || deciders.shutdown(decider_grace)).await.ok();
+        let policy_workers = std::mem::replace(&mut self.policy_workers, PolicyWorkers::new(mpsc::channel(1).0));
+        tokio::task::spawn_blocking(move || policy_workers.shutdown(worker_grace)).await.ok();
         answers.close();
         while let Ok(done) = answers.try_recv() {
             self.on_decided(done);

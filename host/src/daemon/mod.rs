@@ -8,23 +8,23 @@
 //!   decide on;
 //! - [`checks`]: everything wrong with a service's labels, at once, in one
 //!   line;
-//! - [`deciders`]: one thread per policy, coalescing per service, never on
+//! - [`policy_workers`]: one thread per policy, coalescing per service, never on
 //!   tokio's workers (wasmtime's sync calls block for up to the time limit);
 //! - [`zero`]: scale to zero, a frozen replica woken by the kernel on its
 //!   first connection;
-//! - [`cluster`]: multi-node mode (`--cluster`): every node's agent, and on
+//! - [`multi_node`]: multi-node mode (`--cluster`): every node's agent, and on
 //!   managers the decider endpoint, the swarm-wide inventory and the
 //!   leadership gate.
 //!
-//! Shutdown, like mini-redis: the loop stops taking events, the deciders
+//! Shutdown, like mini-redis: the loop stops taking events, the policy workers
 //! are closed (a call in progress ends within its time limit), then the
 //! actuator closes its mailboxes and waits for the updates in flight within
 //! a grace period, and names what was left.
 
 pub mod checks;
-pub mod cluster;
-pub mod deciders;
 pub mod event_loop;
+pub mod multi_node;
+pub mod policy_workers;
 pub mod service_view;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -45,16 +45,16 @@ use crate::reload;
 use crate::replay::Recorder;
 use crate::status::Board;
 use crate::swarm::{Actuator, Audit, DockerWriter, Freezer, inventory};
-use deciders::Deciders;
 use event_loop::Loop;
+use policy_workers::PolicyWorkers;
 
 /// Probe events buffered between the probe and the loop; beyond this the
 /// probe drops (and counts) events rather than wait.
 const PROBE_CHANNEL: usize = 4096;
-/// Answers buffered between the deciders and the loop.
+/// Answers buffered between the policy workers and the loop.
 const ANSWER_CHANNEL: usize = 1024;
-/// How long shutdown waits for the deciders to finish their calls.
-const DECIDER_GRACE: Duration = Duration::from_secs(2);
+/// How long shutdown waits for the policy workers to finish their calls.
+const WORKER_GRACE: Duration = Duration::from_secs(2);
 /// How long shutdown waits for Swarm updates in flight.
 const ACTUATOR_GRACE: Duration = Duration::from_secs(5);
 /// The same after a demotion, when no write can land (idle workers end at
@@ -94,9 +94,9 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
     // Multi-node mode: every node's engine, workers included; a worker only
     // measures and forwards.
     let node = if args.cluster.cluster {
-        let node = cluster::join(&args.cluster).await?;
+        let node = multi_node::join(&args.cluster).await?;
         if !node.me.is_manager {
-            return cluster::run_worker(node, args.probe.settings(), args.metrics_addr()?, shutdown).await;
+            return multi_node::run_worker(node, args.probe.settings(), args.metrics_addr()?, shutdown).await;
         }
         Some(node)
     } else {
@@ -168,15 +168,15 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
 
     let (mut io, tracking, inputs) = match &node {
         Some(node) => {
-            let (tracking, inputs) = cluster::ClusterTracking::start(node).await?;
-            (Some(cluster::NodeIo::start(node, probe.clone())), Some(tracking), Some(inputs))
+            let (tracking, inputs) = multi_node::ClusterTracking::start(node).await?;
+            (Some(multi_node::NodeIo::start(node, probe.clone())), Some(tracking), Some(inputs))
         }
         None => (None, None, None),
     };
 
     let (decided_tx, mut decided) = mpsc::channel(ANSWER_CHANNEL);
-    let deciders = Deciders::new(decided_tx);
-    export_owned_counters(&metrics, &probe, &policies, &deciders);
+    let policy_workers = PolicyWorkers::new(decided_tx);
+    export_owned_counters(&metrics, &probe, &policies, &policy_workers);
 
     let freezer = Freezer { docker: swarm.docker.clone() };
     let zero = zero::Zero::new(audit, metrics.clone(), dry_run);
@@ -190,7 +190,7 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
         probe,
         policies,
         actuator,
-        deciders,
+        policy_workers,
         zero,
         zero_io,
         metrics,
@@ -203,10 +203,10 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
         }
         state.record_to(recorder);
     }
-    let mut leadership = tracking.as_ref().map(cluster::ClusterTracking::leadership);
+    let mut leadership = tracking.as_ref().map(multi_node::ClusterTracking::leadership);
     let (mut remote_events, rest) = inputs.map(|i| (i.events, (i.membership, i.zero))).unzip();
     let (mut membership, mut zero_reports) = rest.unzip();
-    let mut zero_commands = io.as_mut().and_then(cluster::NodeIo::take_zero_commands);
+    let mut zero_commands = io.as_mut().and_then(multi_node::NodeIo::take_zero_commands);
     if let Some(tracking) = tracking {
         tracking.export_counters(&state_metrics);
         state.set_cluster(tracking);
@@ -218,7 +218,7 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
     let mut shutdown = std::pin::pin!(shutdown);
     // Multi-node mode: a demotion ends this manager's daemon (after the
     // usual drain), to be started again as a worker's agent.
-    let mut role = std::pin::pin!(maybe(node.as_ref().map(cluster::role_changed)));
+    let mut role = std::pin::pin!(maybe(node.as_ref().map(multi_node::role_changed)));
     let ended = loop {
         tokio::select! {
             () = &mut shutdown => break Ok(()),
@@ -232,7 +232,7 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
             Some(change) = policy_changes.recv() => state.on_policy_change(change),
             Some(done) = zero_done.recv() => state.on_zero_done(done),
             () = maybe(state.zero_deadline().map(tokio::time::sleep_until)) => state.on_zero_tick(),
-            () = maybe(io.as_mut().map(cluster::NodeIo::tracking_changed)) => {
+            () = maybe(io.as_mut().map(multi_node::NodeIo::tracking_changed)) => {
                 if let Some(io) = io.as_mut() { io.apply_tracking() }
             }
             Some(remote) = maybe(remote_events.as_mut().map(mpsc::Receiver::recv)) => state.on_remote_event(remote),
@@ -248,7 +248,7 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
     // A demoted engine refuses every write: an update in flight cannot
     // land, so it gets a short grace, not the full one.
     let actuator_grace = if ended.is_err() { DEMOTED_ACTUATOR_GRACE } else { ACTUATOR_GRACE };
-    state.shut_down(decided, zero_done, DECIDER_GRACE, actuator_grace).await;
+    state.shut_down(decided, zero_done, WORKER_GRACE, actuator_grace).await;
     // This node's agent thaws what it froze; other nodes' agents keep their
     // frozen replicas' wakes.
     if let Some(io) = &io {
@@ -259,9 +259,9 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
 
 /// Export counters that the probe and the policy set keep themselves; they
 /// are read at scrape time.
-fn export_owned_counters(metrics: &Metrics, probe: &ProbeHandle, policies: &PolicySet, deciders: &Deciders) {
+fn export_owned_counters(metrics: &Metrics, probe: &ProbeHandle, policies: &PolicySet, policy_workers: &PolicyWorkers) {
     export_probe_counters(metrics, probe);
-    export_policy_counters(metrics, policies, deciders);
+    export_policy_counters(metrics, policies, policy_workers);
 }
 
 /// The probe's own counters (every node, workers included).
@@ -286,8 +286,8 @@ fn export_probe_counters(metrics: &Metrics, probe: &ProbeHandle) {
     );
 }
 
-/// The policy set's and the deciders' own counters.
-fn export_policy_counters(metrics: &Metrics, policies: &PolicySet, deciders: &Deciders) {
+/// The policy set's and the policy workers' own counters.
+fn export_policy_counters(metrics: &Metrics, policies: &PolicySet, policy_workers: &PolicyWorkers) {
     type Counter = fn(&ReloadStats) -> &std::sync::atomic::AtomicU64;
     // Rejections are rendered by policy and cause from the failure source.
     let counters: [(&str, &str, Counter); 3] = [
@@ -304,7 +304,7 @@ fn export_policy_counters(metrics: &Metrics, policies: &PolicySet, deciders: &De
     // Files refused at load, by policy and cause, beside the call failures.
     let set = policies.clone();
     metrics.set_failure_source(move || set.stats().rejections_by_cause());
-    let coalesced = deciders.coalesced();
+    let coalesced = policy_workers.coalesced();
     metrics.set_source(
         "autoscaler_events_coalesced_total",
         "Decisions not asked for because a newer event of the same service replaced the waiting one.",

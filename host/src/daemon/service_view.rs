@@ -133,7 +133,11 @@ impl ServiceView {
         }
     }
 
-    /// The aggregate of every metric measured for `service`, at `now_ns`.
+    /// The aggregate of every metric measured for `service` at `now_ns`:
+    /// a metric no counted replica reported within `window` carries no
+    /// figure and is left out (the contract's `metrics` holds what is
+    /// measured now; each entry left out saves lowering its name and record
+    /// into the policy on every call).
     pub fn aggregates(&self, service: &str, now_ns: u64, warmup: Duration, window: Duration) -> Vec<Aggregate> {
         let Some(replicas) = self.services.get(service) else { return Vec::new() };
         let warmup_ns = u64::try_from(warmup.as_nanos()).unwrap_or(u64::MAX);
@@ -158,7 +162,7 @@ impl ServiceView {
         metrics.sort_by_key(|m| METRICS.iter().position(|def| def.name == m.name()).unwrap_or(METRICS.len()));
         metrics
             .into_iter()
-            .map(|metric| {
+            .filter_map(|metric| {
                 let counted: Vec<(&Latest, Option<f64>)> = replicas
                     .values()
                     .filter(|r| !is_warming(r))
@@ -167,20 +171,13 @@ impl ServiceView {
                         (now_ns.saturating_sub(reading.at_ns) <= window_ns).then_some((reading, r.memory_limit))
                     })
                     .collect();
-                let unit = counted
-                    .first()
-                    .map(|(r, _)| r.unit.clone())
-                    .or_else(|| {
-                        replicas
-                            .values()
-                            .flat_map(|r| &r.latest)
-                            .find(|(m, _)| m == metric)
-                            .map(|(_, r)| r.unit.clone())
-                    })
-                    .unwrap_or(Unit::Count);
-                let of_limit = (unit == Unit::Bytes && !counted.is_empty() && counted.iter().all(|(_, l)| l.is_some()))
+                if counted.is_empty() {
+                    return None;
+                }
+                let unit = counted[0].0.unit.clone();
+                let of_limit = (unit == Unit::Bytes && counted.iter().all(|(_, l)| l.is_some()))
                     .then(|| Stats::of(counted.iter().map(|(r, limit)| r.value / limit.unwrap_or(1.0))));
-                Aggregate {
+                Some(Aggregate {
                     metric: metric.clone(),
                     unit,
                     reporting: u32::try_from(counted.len()).unwrap_or(u32::MAX),
@@ -188,7 +185,7 @@ impl ServiceView {
                     value: Stats::of(counted.iter().map(|(r, _)| r.value)),
                     of_limit,
                     window_ns,
-                }
+                })
             })
             .collect()
     }
@@ -247,8 +244,11 @@ mod tests {
         let agg = cpu_of(&view, 100 * SEC);
         assert_eq!((agg.reporting, agg.warming), (1, 1));
         assert_eq!(agg.value.mean, 0.9, "the idle newcomer does not pull the mean down");
+        // Past its warm-up (and both still reporting), it counts.
+        cpu(&mut view, "a", 0, 0.9, 105 * SEC);
+        cpu(&mut view, "new", 95 * SEC, 0.0, 105 * SEC);
         let agg = cpu_of(&view, 105 * SEC + 1);
-        assert_eq!(agg.warming, 0);
+        assert_eq!((agg.reporting, agg.warming), (2, 0));
     }
 
     #[test]
@@ -279,7 +279,11 @@ mod tests {
         cpu(&mut view, "b", 0, 0.1, 96 * SEC);
         assert_eq!(cpu_of(&view, 100 * SEC).reporting, 1, "b's value is older than the window");
         view.forget_container("a");
-        assert_eq!(cpu_of(&view, 100 * SEC).reporting, 0);
+        // b still runs but said nothing within the window: no figure, so
+        // no aggregate (absent means not measured now).
+        assert!(view.aggregates("s1", 100 * SEC, WARMUP, WINDOW).is_empty());
+        cpu(&mut view, "b", 0, 0.2, 101 * SEC);
+        assert_eq!(cpu_of(&view, 101 * SEC).reporting, 1, "back as soon as it reports");
         view.forget_container("b");
         assert!(view.aggregates("s1", 100 * SEC, WARMUP, WINDOW).is_empty());
     }

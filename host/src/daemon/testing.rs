@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::deciders::Decided;
+use super::policy_workers::Decided;
 use crate::policy::{PolicySet, Runtime, RuntimeConfig};
 use crate::swarm::ServiceConfig;
 
@@ -58,12 +58,12 @@ pub fn config(name: &str, pairs: &[(&str, &str)]) -> Arc<ServiceConfig> {
     Arc::new(crate::swarm::labels::parse(name, &labels(pairs)).expect("valid labels").expect("autoscaled"))
 }
 
-/// The next answer of the deciders, within 10 s.
+/// The next answer of the policy workers, within 10 s.
 pub async fn answer(answers: &mut mpsc::Receiver<Decided>) -> Decided {
     tokio::time::timeout(Duration::from_secs(10), answers.recv())
         .await
         .expect("an answer within 10 s")
-        .expect("the deciders are running")
+        .expect("the policy workers are running")
 }
 
 /// Whether an answer comes within `wait` (it should not).

@@ -5,7 +5,7 @@
 //! the WIT names, so the JSON a user writes for `host policy run --event ...
 //! --state ...` (and a replay's output) reads like the WIT. Two differences,
 //! both for the daemon's own use: an [`Event`] names its container by the
-//! full Docker id and also carries its service's id and name (the deciders'
+//! full Docker id and also carries its service's id and name (the policy workers'
 //! queues, the actuator and the audit key on them); the WIT event has the
 //! container as a number and the service only in `state`. The probes produce
 //! [`Event`]s, the Swarm side produces [`State`]s, and only
@@ -180,7 +180,7 @@ pub struct SettingSpec {
     pub name: String,
     /// How its value is parsed.
     pub kind: SettingType,
-    /// A bound service without it is refused.
+    /// A service that uses the policy without it is refused.
     pub required: bool,
     /// The value used when the label is absent, as a label would say it.
     pub default: Option<String>,

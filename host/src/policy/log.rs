@@ -8,7 +8,7 @@
 //! Lines within the budget are handed to one `policy-log` thread over a
 //! bounded channel with `try_send`; the thread writes them with `tracing`.
 //! If the daemon's log output is slow (a full pipe, a stalled terminal) the
-//! channel fills and further lines are dropped and counted: a decider thread
+//! channel fills and further lines are dropped and counted: a policy worker
 //! never waits on logging.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use tracing::Level;
 
-/// Lines buffered between the deciders and the log thread.
+/// Lines buffered between the policy workers and the log thread.
 const SINK_CAPACITY: usize = 1024;
 
 /// Rate limits of a policy's log lines.

@@ -1,5 +1,5 @@
 //! Docker Swarm for the daemon (bollard): the client every other user of
-//! Docker (`cluster::docker`, `cluster::lease`, `daemon::cluster`) is handed.
+//! Docker (`cluster::docker`, `cluster::lease`, `daemon::multi_node`) is handed.
 //!
 //! - [`client`]: connect through `DOCKER_HOST` or the local socket, negotiate
 //!   the API version, refuse an engine that is not a Swarm manager; classify

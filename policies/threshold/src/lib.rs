@@ -23,8 +23,6 @@
 //! stays hot keeps stepping out, at the pace the daemon's cooldowns allow,
 //! until `autoscale.max`.
 
-use std::fmt::Write as _;
-
 use autoscaler_sdk::{Aggregate, Decision, Event, Figure, Policy, SettingSpec, State, export_policy, warn};
 
 /// The exported policy.
@@ -149,19 +147,38 @@ fn decide(state: &State) -> Option<Decision> {
     if target == current {
         return None; // at a bound: no reason to build
     }
+    // Built with `push_str` and `Figure::push_to`, not `write!`: a reason is
+    // made on every decision, and core::fmt costs a component about two
+    // thousand instructions a call.
     let mut reason = String::with_capacity(96);
     if let Some((watched, value, upper)) = over {
-        let _ = write!(reason, "{} {figure} {} >= {} {}", watched.name, Figure(value), watched.upper, Figure(upper));
+        for part in [watched.name, " ", figure, " "] {
+            reason.push_str(part);
+        }
+        Figure(value).push_to(&mut reason);
+        for part in [" >= ", watched.upper, " "] {
+            reason.push_str(part);
+        }
+        Figure(upper).push_to(&mut reason);
     } else {
         reason.push_str("every lower reached:");
         for watched in &WATCHED {
             let Some(lower) = state.number(watched.lower) else { continue };
             let value = (watched.aggregate)(state).map_or(0.0, |a| if use_max { a.value.max } else { a.value.mean });
-            let _ = write!(reason, " {} {figure} {} <= {},", watched.name, Figure(value), Figure(lower));
+            for part in [" ", watched.name, " ", figure, " "] {
+                reason.push_str(part);
+            }
+            Figure(value).push_to(&mut reason);
+            reason.push_str(" <= ");
+            Figure(lower).push_to(&mut reason);
+            reason.push(',');
         }
         reason.pop();
     }
-    let _ = write!(reason, ": {current} -> {target}");
+    reason.push_str(": ");
+    Figure(f64::from(current)).push_to(&mut reason);
+    reason.push_str(" -> ");
+    Figure(f64::from(target)).push_to(&mut reason);
     Some(Decision::scale(target, reason))
 }
 

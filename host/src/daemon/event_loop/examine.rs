@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::{Binding, Loop, Outside};
+use super::{Loop, Outside, TypedSettings};
 use crate::daemon::checks::{self, Folder, PolicyInfo};
 use crate::model::{SettingValue, State};
 use crate::probe::Reading;
@@ -17,16 +17,16 @@ impl<O: Outside> Loop<O> {
     /// The service's settings typed for its policy's current version,
     /// checked once per (service labels, policy version); `None` when they
     /// do not fit (said once, by [`Loop::examine`]).
-    pub(super) fn binding(&mut self, id: &str) -> Option<Arc<[Option<SettingValue>]>> {
+    pub(super) fn settings_for(&mut self, id: &str) -> Option<Arc<[Option<SettingValue>]>> {
         let config = self.inventory.service(id)?.config()?.clone();
         let slot = self.policies.get(&config.policy)?;
-        if let Some(binding) = self.bindings.get(id)
-            && binding.sha256 == slot.sha256()
+        if let Some(known) = self.typed_settings.get(id)
+            && known.sha256 == slot.sha256()
         {
-            return binding.typed.clone();
+            return known.typed.clone();
         }
         self.examine(id);
-        self.bindings.get(id).and_then(|b| b.typed.clone())
+        self.typed_settings.get(id).and_then(|b| b.typed.clone())
     }
 
     /// Check everything about service `id` at once (its labels, its
@@ -80,9 +80,10 @@ impl<O: Outside> Loop<O> {
         let findings = checks::check(&errors, &settings, info, &folder);
         let version = declaration.as_ref().map(|(sha, _, _)| sha.chars().take(12).collect::<String>());
         if let Some((sha256, _, _)) = &declaration {
-            self.bindings.insert(id.to_string(), Binding { sha256: sha256.clone(), typed: findings.typed.clone() });
+            self.typed_settings
+                .insert(id.to_string(), TypedSettings { sha256: sha256.clone(), typed: findings.typed.clone() });
         } else {
-            self.bindings.remove(id);
+            self.typed_settings.remove(id);
         }
         let autoscaled = findings.autoscaled();
         let options = self.actuator.options();
@@ -132,7 +133,7 @@ impl<O: Outside> Loop<O> {
     pub(super) fn forget(&mut self, id: &str) {
         self.board.remove(id);
         self.said.remove(id);
-        self.bindings.remove(id);
+        self.typed_settings.remove(id);
     }
 
     /// Publish a reading and the state a policy is about to see.
@@ -200,7 +201,7 @@ impl<O: Outside> Loop<O> {
                 self.examine_all();
             }
             reload::Change::Unloaded(name) => {
-                self.deciders.retire(&name);
+                self.policy_workers.retire(&name);
                 self.not_loaded.insert(name.clone(), format!("{name}.wasm was deleted"));
                 self.examine_all();
             }
@@ -208,7 +209,7 @@ impl<O: Outside> Loop<O> {
                 if self.policies.get(&name).is_some() {
                     return; // the previous version runs on
                 }
-                // Services bound to it say why, at once.
+                // Services that use it say why, at once.
                 self.warned.retain(|(_, policy)| *policy != name);
                 let first = error.lines().next().unwrap_or_default();
                 self.not_loaded.insert(name.clone(), format!("{name}.wasm was refused: {first}"));

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{Loop, Outside};
 use crate::cluster::{Membership, RemoteEvent, RemoteZero, ZeroReport};
-use crate::daemon::cluster::ClusterTracking;
+use crate::daemon::multi_node::ClusterTracking;
 use crate::daemon::service_view::ServiceView;
 use crate::daemon::zero;
 use crate::model;

@@ -1,7 +1,7 @@
 //! The whole loop driven with fakes, in the spirit of the HPA controller's
 //! `horizontal_test.go`: Docker's changes, probe readings and the policies
 //! folder's changes go in; policy calls (a real compiled policy on the real
-//! decider threads), Swarm writes, the probe's tracking and the status
+//! policy workers), Swarm writes, the probe's tracking and the status
 //! board come out, and are asserted.
 
 use std::collections::HashMap;
@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::{Loop, Outside, Parts, Tracker, ZeroRunner};
-use crate::daemon::deciders::{Decided, Deciders};
+use crate::daemon::policy_workers::{Decided, PolicyWorkers};
 use crate::daemon::testing::{self, THRESHOLD};
 use crate::daemon::zero::{Work, Zero};
 use crate::metrics::Metrics;
@@ -141,7 +141,7 @@ fn world() -> World {
         probe: probe.clone(),
         policies: policies.clone(),
         actuator: Actuator::new(swarm.clone(), ActuatorOptions::default(), audit.clone()),
-        deciders: Deciders::new(tx),
+        policy_workers: PolicyWorkers::new(tx),
         zero: Zero::new(audit, metrics.clone(), false),
         zero_io: zero.clone(),
         metrics,
@@ -244,6 +244,45 @@ async fn a_reading_reaches_the_policy_with_the_service_state_and_its_decision_is
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_control_signal_reaches_a_policy_through_the_loop() {
+    use crate::probe::Signal;
+    let mut w = world();
+    read_docker(&mut w);
+    // Both replicas reported: the service is ready, and every reading from
+    // now on asks the policy.
+    w.lp.on_probe_event(cpu("c1", 0.3));
+    w.lp.on_probe_event(cpu("c2", 0.3));
+    testing::answer(&mut w.answers).await;
+    let at = model::monotonic_ns();
+    for container in ["c1", "c2"] {
+        let container_id = container.to_string();
+        w.lp.on_probe_event(ProbeEvent::Signal(Signal::Accepted {
+            container_id: container_id.clone(),
+            count: 7,
+            timestamp_ns: at,
+        }));
+        w.lp.on_probe_event(ProbeEvent::Signal(Signal::MemoryLimit {
+            container_id: container_id.clone(),
+            bytes: 1 << 30,
+            timestamp_ns: at,
+        }));
+        w.lp.on_probe_event(ProbeEvent::Signal(Signal::Wake { container_id, timestamp_ns: at }));
+    }
+    w.lp.on_probe_event(ProbeEvent::Signal(Signal::PortSyn { port: 8080, timestamp_ns: at }));
+    w.lp.on_probe_event(ProbeEvent::Signal(Signal::PortListen { port: 8080, timestamp_ns: at }));
+    assert!(
+        testing::no_answer(&mut w.answers, Duration::from_millis(300)).await.is_none(),
+        "a control signal asked the policy"
+    );
+    // The next reading does, and its state holds readings only.
+    w.lp.on_probe_event(cpu("c1", 0.35));
+    let done = testing::answer(&mut w.answers).await;
+    assert_eq!(done.job.event.metric, Metric::CPU);
+    let names: Vec<&str> = done.job.state.metrics.iter().map(|a| a.metric.name()).collect();
+    assert_eq!(names, ["cpu"], "only readings are aggregated");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_decision_for_a_service_removed_meanwhile_is_dropped() {
     let mut w = world();
     read_docker(&mut w);
@@ -306,12 +345,12 @@ async fn docker_coming_back_rebuilds_tracking_and_forgets_old_readings() {
 
 /// Multi-node mode: the loop of a manager with a real decider endpoint on
 /// loopback, and real agents for two nodes.
-mod cluster {
+mod multi_node {
     use tokio::sync::watch;
 
     use super::*;
     use crate::cluster::{AgentHandle, ChannelSettings, Leadership, RemoteEvent, Token};
-    use crate::daemon::cluster::ClusterTracking;
+    use crate::daemon::multi_node::ClusterTracking;
 
     fn settings() -> ChannelSettings {
         ChannelSettings {

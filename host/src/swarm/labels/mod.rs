@@ -62,7 +62,7 @@ const OWN_LABELS: &[&str] = &[
 ];
 
 /// Every label the daemon itself reads, without the prefix: its own and
-/// each metric's of the table. A bound policy may declare more; any other
+/// each metric's of the table. The service's policy may declare more; any other
 /// `autoscale.*` label is probably a typo.
 pub fn daemon_labels() -> Vec<String> {
     let mut labels: Vec<String> = OWN_LABELS.iter().map(|l| l.to_string()).collect();

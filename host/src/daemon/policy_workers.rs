@@ -1,11 +1,12 @@
-//! The threads that run policies: one per loaded policy, so that a slow or
-//! stuck policy delays only the services bound to it, never the event loop
-//! or another policy's services.
+//! The policy workers: one thread per loaded policy that runs its calls, so
+//! that a slow or stuck policy delays only the services that use it, never
+//! the event loop or another policy's services. (Multi-node mode's decider,
+//! `cluster/decider.rs`, is a network endpoint and unrelated.)
 //!
 //! Each policy's queue holds at most one job per service: a newer job for a
 //! service replaces the one still waiting (coalescing), because only the
 //! newest event and service view matter. A policy's backlog is therefore
-//! bounded by the number of services bound to it, and a policy is never
+//! bounded by the number of services that use it, and a policy is never
 //! called on stale states. Services are served in the order they became
 //! ready. A panic while deciding is caught: the thread stays and the job
 //! fails with a cause.
@@ -76,9 +77,9 @@ struct Worker {
     thread: JoinHandle<()>,
 }
 
-/// Every policy's decider thread.
+/// Every policy's worker.
 #[derive(Debug)]
-pub struct Deciders {
+pub struct PolicyWorkers {
     /// Policy name -> its worker.
     workers: HashMap<String, Worker>,
     /// Where answers go (the event loop).
@@ -87,10 +88,10 @@ pub struct Deciders {
     coalesced: Arc<AtomicU64>,
 }
 
-impl Deciders {
+impl PolicyWorkers {
     /// No threads yet: one starts with the first job of each policy.
-    pub fn new(answers: mpsc::Sender<Decided>) -> Deciders {
-        Deciders { workers: HashMap::new(), answers, coalesced: Arc::default() }
+    pub fn new(answers: mpsc::Sender<Decided>) -> PolicyWorkers {
+        PolicyWorkers { workers: HashMap::new(), answers, coalesced: Arc::default() }
     }
 
     /// Jobs replaced by a newer one before they ran, so far.
@@ -174,7 +175,7 @@ fn spawn(policy: &str, answers: mpsc::Sender<Decided>) -> anyhow::Result<Worker>
     let thread = std::thread::Builder::new()
         .name(format!("decide-{}", policy.chars().take(8).collect::<String>()))
         .spawn(move || run(&shared, &answers))
-        .map_err(|e| anyhow::anyhow!("starting the decider thread of policy {policy}: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("starting the worker thread of policy {policy}: {e}"))?;
     Ok(Worker { queue, thread })
 }
 
@@ -209,7 +210,7 @@ fn run(queue: &Queue, answers: &mpsc::Sender<Decided>) {
                         .map(|s| s.to_string())
                         .or_else(|| panic.downcast_ref::<String>().cloned())
                         .unwrap_or_else(|| "unknown panic".into());
-                    tracing::error!(policy = %job.policy, "the decider panicked while running the policy: {what}; it goes on");
+                    tracing::error!(policy = %job.policy, "the policy worker panicked while running the policy: {what}; it goes on");
                     Err(PolicyError::Trap { policy: job.policy.clone(), reason: format!("the host panicked: {what}") })
                 },
             )
@@ -256,9 +257,9 @@ mod tests {
     }
 
     /// Wait until `policy`'s thread has taken every job off its queue.
-    async fn taken(deciders: &Deciders, policy: &str) {
+    async fn taken(policy_workers: &PolicyWorkers, policy: &str) {
         let start = Instant::now();
-        while !deciders.workers[policy].queue.waiting.lock().expect("queue").jobs.is_empty() {
+        while !policy_workers.workers[policy].queue.waiting.lock().expect("queue").jobs.is_empty() {
             assert!(start.elapsed() < Duration::from_secs(10), "the thread never took its jobs");
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
@@ -270,17 +271,17 @@ mod tests {
         // Room for one answer: while the loop does not read, the thread
         // holds its second answer and the queue fills behind it.
         let (tx, mut answers) = mpsc::channel(1);
-        let mut deciders = Deciders::new(tx);
+        let mut policy_workers = PolicyWorkers::new(tx);
         for cpu in [0.91, 0.92] {
-            deciders.submit(job(&set, "threshold", "s1", cpu, "none")).expect("submit");
-            taken(&deciders, "threshold").await;
+            policy_workers.submit(job(&set, "threshold", "s1", cpu, "none")).expect("submit");
+            taken(&policy_workers, "threshold").await;
         }
         // The thread answered 0.91 and waits to hand over 0.92; three newer
         // events of the same service wait: only the newest is decided.
         for cpu in [0.93, 0.94, 0.95] {
-            deciders.submit(job(&set, "threshold", "s1", cpu, "none")).expect("submit");
+            policy_workers.submit(job(&set, "threshold", "s1", cpu, "none")).expect("submit");
         }
-        assert_eq!(deciders.coalesced().load(Ordering::Relaxed), 2);
+        assert_eq!(policy_workers.coalesced().load(Ordering::Relaxed), 2);
         let mut seen = Vec::new();
         for _ in 0..3 {
             let done = testing::answer(&mut answers).await;
@@ -295,13 +296,13 @@ mod tests {
     async fn a_slow_policy_delays_only_its_own_services() {
         let set = testing::policy_set(&[("threshold", THRESHOLD), ("sleepy", MISBEHAVE)]);
         let (tx, mut answers) = mpsc::channel(64);
-        let mut deciders = Deciders::new(tx);
+        let mut policy_workers = PolicyWorkers::new(tx);
         // The sleepy policy sleeps through its whole time limit (2 s).
         let slow_started = Instant::now();
-        deciders.submit(job(&set, "sleepy", "slow", 0.9, "sleep")).expect("submit");
+        policy_workers.submit(job(&set, "sleepy", "slow", 0.9, "sleep")).expect("submit");
         for i in 0..5 {
             let service = format!("fast-{i}");
-            deciders.submit(job(&set, "threshold", &service, 0.9, "none")).expect("submit");
+            policy_workers.submit(job(&set, "threshold", &service, 0.9, "none")).expect("submit");
             let done = testing::answer(&mut answers).await;
             assert_eq!(done.job.policy, "threshold", "answered while the sleepy policy runs");
             assert_eq!(done.job.event.service_id, service);
@@ -311,20 +312,20 @@ mod tests {
         assert_eq!(slow.job.policy, "sleepy");
         assert!(matches!(slow.result, Err(PolicyError::Timeout { .. })), "{:?}", slow.result);
         assert!(fast_done < testing::TIME_LIMIT, "five fast answers took {fast_done:?}");
-        deciders.shutdown(Duration::from_secs(1));
+        policy_workers.shutdown(Duration::from_secs(1));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_retired_policy_drops_its_waiting_jobs_and_comes_back_with_a_new_thread() {
         let set = testing::policy_set(&[("threshold", THRESHOLD)]);
         let (tx, mut answers) = mpsc::channel(1);
-        let mut deciders = Deciders::new(tx);
-        deciders.submit(job(&set, "threshold", "s1", 0.91, "none")).expect("submit");
-        deciders.submit(job(&set, "threshold", "s2", 0.92, "none")).expect("submit");
-        taken(&deciders, "threshold").await;
-        deciders.submit(job(&set, "threshold", "s3", 0.93, "none")).expect("submit");
+        let mut policy_workers = PolicyWorkers::new(tx);
+        policy_workers.submit(job(&set, "threshold", "s1", 0.91, "none")).expect("submit");
+        policy_workers.submit(job(&set, "threshold", "s2", 0.92, "none")).expect("submit");
+        taken(&policy_workers, "threshold").await;
+        policy_workers.submit(job(&set, "threshold", "s3", 0.93, "none")).expect("submit");
         // Unloaded: s3's job, still waiting, is never decided.
-        deciders.retire("threshold");
+        policy_workers.retire("threshold");
         let first: Vec<f64> = [testing::answer(&mut answers).await, testing::answer(&mut answers).await]
             .iter()
             .map(|d| d.job.event.value)
@@ -332,7 +333,7 @@ mod tests {
         assert_eq!(first, [0.91, 0.92]);
         assert!(testing::no_answer(&mut answers, Duration::from_millis(200)).await.is_none());
         // Loaded again: a new thread.
-        deciders.submit(job(&set, "threshold", "s4", 0.94, "none")).expect("submit");
+        policy_workers.submit(job(&set, "threshold", "s4", 0.94, "none")).expect("submit");
         assert_eq!(testing::answer(&mut answers).await.job.event.service_id, "s4");
     }
 }

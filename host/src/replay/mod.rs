@@ -34,6 +34,7 @@
 //! same policy gives the same output.
 
 pub mod report;
+pub mod settings;
 pub mod svg;
 pub mod synthetic;
 pub mod trace;
@@ -118,8 +119,16 @@ pub struct ServiceRun {
     pub recorded: Vec<(u64, u32)>,
     /// The first metric with an upper threshold: its name and threshold.
     pub watched: Option<(String, f64)>,
+    /// The metric drawn: the watched one, else the first the policy has a
+    /// numeric setting on.
+    pub drawn: Option<String>,
     /// That metric's service mean over time, as replayed (ns, value).
     pub metric: Vec<(u64, f64)>,
+    /// That metric's unit, as the trace recorded it.
+    pub unit: Option<Unit>,
+    /// The policy's own settings on that metric (`cpu.target`), as it got
+    /// them (labels or defaults): the thresholds it decides on.
+    pub declared: Vec<(String, f64)>,
     /// Scale-ups applied.
     pub scale_ups: u32,
     /// Scale-downs applied.
@@ -157,6 +166,11 @@ pub struct PolicyRun {
     pub first_difference: Option<String>,
     /// Wall-clock time spent in the replay, s.
     pub elapsed_s: f64,
+    /// What the policy got from each service's labels, one line per
+    /// service and label set ([`settings::effective`]), in trace order.
+    pub settings: Vec<String>,
+    /// The policy's log lines dropped over its log budget.
+    pub log_dropped: u64,
 }
 
 /// Per-service bookkeeping while replaying.
@@ -237,6 +251,10 @@ pub fn replay(trace: &Trace, policy: &mut LoadedPolicy, options: &ReplayOptions)
         if sim.bound.is_none() || sim.raw != record.labels {
             sim.raw = record.labels.clone();
             sim.bound = Some(bind(&event.service_name, &record.labels, options, &actuator, policy));
+            let line = format!("service {}: {}", event.service_name, effective(&record.labels, options, policy));
+            if !run.settings.contains(&line) {
+                run.settings.push(line);
+            }
         }
         let bound = match &sim.bound {
             Some(Ok(bound)) => bound,
@@ -280,9 +298,19 @@ pub fn replay(trace: &Trace, policy: &mut LoadedPolicy, options: &ReplayOptions)
         if service.watched.is_none() {
             service.watched = watched.as_ref().map(|(m, upper)| (m.name().to_string(), *upper));
         }
-        if let Some((metric, _)) = &watched {
-            let mean = metrics.iter().find(|a| &a.metric == metric).map_or(0.0, |a| a.value.mean);
-            service.metric.push((t, mean));
+        // The metric drawn: the watched one, else the first the policy has
+        // a numeric setting on (`cpu.target`).
+        let drawn = watched.map(|(m, _)| m).or_else(|| declared_metric(policy, &bound.typed));
+        if let Some(metric) = &drawn {
+            if service.drawn.is_none() {
+                service.drawn = Some(metric.name().to_string());
+                service.declared = declared_on(metric, policy, &bound.typed);
+            }
+            let aggregate = metrics.iter().find(|a| &a.metric == metric);
+            service.metric.push((t, aggregate.map_or(0.0, |a| a.value.mean)));
+            if service.unit.is_none() {
+                service.unit = aggregate.map(|a| a.unit.clone());
+            }
         }
         sim.above = above_upper(&bound.config, &metrics);
         let state = State {
@@ -372,6 +400,7 @@ pub fn replay(trace: &Trace, policy: &mut LoadedPolicy, options: &ReplayOptions)
         run.decisions.push(line);
     }
     run.elapsed_s = started.elapsed().as_secs_f64();
+    run.log_dropped = policy.status().log_dropped();
     run
 }
 
@@ -405,9 +434,44 @@ fn bind(
     Ok(Bound { config, limits, typed: Arc::from(typed) })
 }
 
+/// What `policy` gets from a service's recorded labels and `--label`.
+fn effective(recorded: &[(String, String)], options: &ReplayOptions, policy: &LoadedPolicy) -> String {
+    let recorded = recorded.iter().map(|(k, v)| (k.clone(), v.clone(), settings::Source::Recorded));
+    let given = settings::without_prefix(&options.labels).into_iter().map(|(k, v)| (k, v, settings::Source::Given));
+    let labels: Vec<_> = recorded.chain(given).collect();
+    settings::effective(&labels, settings::info(policy))
+}
+
 /// The first metric of the table with an upper threshold.
 fn watched_metric(config: &ServiceConfig) -> Option<(Metric, f64)> {
     config.thresholds.bands().find_map(|(def, band)| band.upper.map(|u| (def.metric(), u)))
+}
+
+/// The policy's numeric settings named after a metric (`cpu.target`), with
+/// the values it got: (metric, setting name, value), in declared order.
+fn declared_numbers(policy: &LoadedPolicy, typed: &[Option<SettingValue>]) -> Vec<(Metric, String, f64)> {
+    policy
+        .settings()
+        .iter()
+        .zip(typed)
+        .filter_map(|(spec, value)| {
+            let Some(SettingValue::Number(v)) = value else { return None };
+            let (metric, _) = spec.name.split_once('.')?;
+            let metric = Metric::named(metric);
+            metric.def().is_some().then(|| (metric, spec.name.clone(), *v))
+        })
+        .collect()
+}
+
+/// Without a daemon threshold: the first metric the policy has a numeric
+/// setting on.
+fn declared_metric(policy: &LoadedPolicy, typed: &[Option<SettingValue>]) -> Option<Metric> {
+    declared_numbers(policy, typed).into_iter().next().map(|(metric, _, _)| metric)
+}
+
+/// The policy's settings on `metric`, with their values.
+fn declared_on(metric: &Metric, policy: &LoadedPolicy, typed: &[Option<SettingValue>]) -> Vec<(String, f64)> {
+    declared_numbers(policy, typed).into_iter().filter(|(m, _, _)| m == metric).map(|(_, n, v)| (n, v)).collect()
 }
 
 /// Whether any metric's service aggregate (the table's statistic for it)

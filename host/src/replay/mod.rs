@@ -33,6 +33,7 @@
 //! trace's timestamps are the only time. Replaying the same trace with the
 //! same policy gives the same output.
 
+mod log;
 pub mod report;
 pub mod settings;
 pub mod svg;
@@ -47,7 +48,7 @@ use serde::Serialize;
 
 use crate::model::settings::resolve;
 use crate::model::{Action, Decision, EventKind, Metric, SettingValue, State, Unit};
-use crate::policy::LoadedPolicy;
+use crate::policy::{LoadedPolicy, LogRate};
 use crate::swarm::ActuatorOptions;
 use crate::swarm::guardrails::{History, Limits, Request, judge};
 use crate::swarm::labels::{self, PREFIX, ServiceConfig};
@@ -169,7 +170,11 @@ pub struct PolicyRun {
     /// What the policy got from each service's labels, one line per
     /// service and label set ([`settings::effective`]), in trace order.
     pub settings: Vec<String>,
-    /// The policy's log lines dropped over its log budget.
+    /// The policy's log lines kept, (ns since the trace start, line), when
+    /// the replay was given them ([`replay_logging`]).
+    pub log: Vec<(u64, String)>,
+    /// The policy's log lines dropped over its log budget, counted on the
+    /// trace's time ([`log::TraceLog`]) and on the runtime's.
     pub log_dropped: u64,
 }
 
@@ -202,6 +207,20 @@ struct Bound {
 /// the result, not returned: a replay reports what the policy would have
 /// done, errors included.
 pub fn replay(trace: &Trace, policy: &mut LoadedPolicy, options: &ReplayOptions) -> PolicyRun {
+    replay_logging(trace, policy, options, None)
+}
+
+/// [`replay`], with the policy's log lines: after each call `logged` gives
+/// what the policy logged during it (a runtime that captures its policies'
+/// log, without a budget of its own), and they are kept or dropped by
+/// `rate` counted on the trace's time.
+pub fn replay_logging(
+    trace: &Trace,
+    policy: &mut LoadedPolicy,
+    options: &ReplayOptions,
+    logged: Option<(&dyn Fn() -> Vec<String>, LogRate)>,
+) -> PolicyRun {
+    let mut log = logged.map(|(_, rate)| log::TraceLog::new(rate));
     let started = Instant::now();
     let actuator = options.actuator.clone().unwrap_or_else(|| trace.header.actuator_options());
     let origin = trace.records.first().map_or(0, |r| r.state.now_ns);
@@ -328,6 +347,11 @@ pub fn replay(trace: &Trace, policy: &mut LoadedPolicy, options: &ReplayOptions)
         };
         run.calls += 1;
         let answer = policy.decide(&event, &state);
+        if let (Some((take, _)), Some(log)) = (logged, log.as_mut()) {
+            for line in take() {
+                log.push(t, line);
+            }
+        }
         // The recorded policy, at the recorded count: it must answer as live.
         if record.policy == run.policy && seen == recorded.current_replicas && options.labels.is_empty() {
             run.in_step += 1;
@@ -401,6 +425,10 @@ pub fn replay(trace: &Trace, policy: &mut LoadedPolicy, options: &ReplayOptions)
     }
     run.elapsed_s = started.elapsed().as_secs_f64();
     run.log_dropped = policy.status().log_dropped();
+    if let Some(log) = log {
+        run.log_dropped += log.dropped;
+        run.log = log.kept;
+    }
     run
 }
 

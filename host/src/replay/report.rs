@@ -15,8 +15,8 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
-use super::{LoadModel, PolicyRun, ReplayOptions, replay, settings, svg, trace};
-use crate::policy::Runtime;
+use super::{LoadModel, PolicyRun, ReplayOptions, replay_logging, settings, svg, trace};
+use crate::policy::{LogRate, Runtime, RuntimeConfig};
 
 /// What `host replay` was asked to do.
 #[derive(Debug, Clone)]
@@ -51,6 +51,13 @@ pub fn run(
     // Full label names, whether given with the prefix or not.
     let labels = settings::without_prefix(request.labels).into_iter().map(|(k, v)| (format!("autoscale.{k}"), v));
     let options = ReplayOptions { labels: labels.collect(), load: request.load, actuator: None };
+    // The policies run in a runtime of their own that keeps their log
+    // lines, unbudgeted: the replay counts them on the trace's time.
+    let rate = runtime.config().log_rate;
+    let unbudgeted = LogRate { lines_per_sec: u32::MAX, bytes_per_sec: u32::MAX };
+    let runtime = &Runtime::new(RuntimeConfig { log_rate: unbudgeted, ..runtime.config().clone() })?;
+    runtime.capture_policy_log();
+    let take = || runtime.captured_policy_log();
     let mut policies = Vec::new();
     for path in request.policies {
         let name = path
@@ -64,9 +71,12 @@ pub fn run(
     check_labels(request.labels, policies.iter().map(|(_, p)| p))?;
     let mut runs = Vec::new();
     for (path, mut policy) in policies {
-        let run = replay(&trace, &mut policy, &options);
+        let run = replay_logging(&trace, &mut policy, &options, Some((&take, rate)));
         summarise(out, &run, path, trace.records.len())?;
         if !request.quiet {
+            for (t, line) in &run.log {
+                writeln!(out, "#   log at {:.3} s: {line}", *t as f64 / 1e9)?;
+            }
             for line in &run.decisions {
                 serde_json::to_writer(&mut *out, line)?;
                 out.write_all(b"\n")?;
@@ -137,7 +147,11 @@ fn summarise(out: &mut dyn std::io::Write, run: &PolicyRun, path: &Path, records
         writeln!(out, "#   {line}")?;
     }
     if run.log_dropped > 0 {
-        writeln!(out, "#   {} log lines dropped over the policy's log budget", run.log_dropped)?;
+        writeln!(
+            out,
+            "#   {} log lines dropped (over the policy's log budget, counted on the trace's time)",
+            run.log_dropped
+        )?;
     }
     if run.in_step > 0 {
         writeln!(

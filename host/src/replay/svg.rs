@@ -114,13 +114,20 @@ fn draw_service(out: &mut String, runs: &[PolicyRun], name: &str, top: f64) {
             r##"<text x="{ax:.1}" y="{middle:.1}" transform="rotate(90 {ax:.1} {middle:.1})" text-anchor="middle" fill="#666">{}, shaded</text>"##,
             escape(&axis)
         );
+        // Labels of equal thresholds are stacked, not drawn over each other.
+        let mut taken: Vec<f64> = Vec::new();
         let mut threshold = |v: f64, colour: &str, label: String, dash: &str| {
             let y = y_m(v);
+            let mut text_y = y - 4.0;
+            while taken.iter().any(|t| (t - text_y).abs() < 12.0) {
+                text_y -= 12.0;
+            }
+            taken.push(text_y);
             let _ = writeln!(
                 out,
                 r##"<line x1="{MARGIN_LEFT}" x2="{plot_right:.1}" y1="{y:.1}" y2="{y:.1}" stroke="{colour}" stroke-opacity="0.7" stroke-dasharray="{dash}"/><text x="{:.1}" y="{:.1}" text-anchor="end" fill="{colour}">{}</text>"##,
                 plot_right - 4.0,
-                y - 4.0,
+                text_y,
                 escape(&label)
             );
         };

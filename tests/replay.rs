@@ -153,6 +153,7 @@ fn the_command_is_as_strict_as_the_daemon_and_says_what_each_policy_got() {
     let path = dir.path().join("mixed.trace");
     let mut labels = synthetic::threshold_labels();
     labels.push(("cpu.target".into(), "0.5".into()));
+    labels.push(("tolerance".into(), "0.2".into()));
     let spec = Synthetic { seconds: 120, replicas: 2, load: |_| 1.0, labels };
     synthetic::write(&path, &spec).expect("trace");
     let policies = [shipped("proportional"), shipped("threshold")];
@@ -189,10 +190,11 @@ fn the_command_is_as_strict_as_the_daemon_and_says_what_each_policy_got() {
     let (result, out) = replay_with(&label("cpu.upper", "0.85"));
     result.expect("the prefix is optional, as in the daemon's settings");
     assert!(out.contains("settings of policy proportional: cpu.target=0.5 (recorded)"), "{out}");
+    assert!(out.contains("tolerance=0.2 (recorded)"), "{out}");
     assert!(out.contains("daemon labels: ") && out.contains("cpu.upper=0.85"), "{out}");
     assert!(out.contains("settings of policy threshold: cpu.upper=0.85 (given), cpu.lower=0.3 (recorded)"), "{out}");
     // Recorded for proportional, read by no one else: said, not ignored.
-    assert!(out.contains("not applied (not declared by the policy): recorded autoscale.cpu.target=0.5"), "{out}");
+    assert!(out.contains("not applied (not declared by the policy): recorded autoscale.tolerance=0.2"), "{out}");
 }
 
 /// A one-hour trace reads and replays whole with a Rust policy. How fast is

@@ -154,6 +154,8 @@ fn the_command_is_as_strict_as_the_daemon_and_says_what_each_policy_got() {
     let mut labels = synthetic::threshold_labels();
     labels.push(("cpu.target".into(), "0.5".into()));
     labels.push(("tolerance".into(), "0.2".into()));
+    // Recorded although no one reads it (the daemon only warns).
+    labels.push(("flavour".into(), "2".into()));
     let spec = Synthetic { seconds: 120, replicas: 2, load: |_| 1.0, labels };
     synthetic::write(&path, &spec).expect("trace");
     let policies = [shipped("proportional"), shipped("threshold")];
@@ -193,8 +195,8 @@ fn the_command_is_as_strict_as_the_daemon_and_says_what_each_policy_got() {
     assert!(out.contains("tolerance=0.2 (recorded)"), "{out}");
     assert!(out.contains("daemon labels: ") && out.contains("cpu.upper=0.85"), "{out}");
     assert!(out.contains("settings of policy threshold: cpu.upper=0.85 (given), cpu.lower=0.3 (recorded)"), "{out}");
-    // Recorded for proportional, read by no one else: said, not ignored.
-    assert!(out.contains("not applied (not declared by the policy): recorded autoscale.tolerance=0.2"), "{out}");
+    // A recorded label no policy declares: said, not ignored.
+    assert!(out.contains("not applied (not declared by the policy): recorded autoscale.flavour=2"), "{out}");
 }
 
 /// A one-hour trace reads and replays whole with a Rust policy. How fast is

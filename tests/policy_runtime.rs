@@ -445,3 +445,39 @@ fn cli_run_prints_the_decision_as_json_with_wit_names() {
     assert!(!looping.status.success());
     assert!(String::from_utf8_lossy(&looping.stderr).contains("time limit"));
 }
+
+/// `labels` in `--state` are judged as the daemon judges a service's
+/// labels: an undeclared name is refused with the one meant, the prefix is
+/// optional, a bad value is refused, and the settings the policy got are
+/// printed.
+#[test]
+fn cli_run_is_as_strict_as_the_daemon_about_labels() {
+    let event = r#"{"metric":"cpu","value":0.93,"unit":"fraction-of-limit","kind":"sample",
+        "container-id":"c1","service-id":"s1","service-name":"web","timestamp-ns":42}"#;
+    let state = |labels: &str| {
+        format!(
+            r#"{{"current-replicas":2,"min-replicas":1,"max-replicas":5,
+            "metrics":[{{"metric":"cpu","unit":"fraction-of-limit","reporting":2,"warming":0,
+            "value":{{"mean":0.9,"min":0.87,"max":0.93,"sum":1.8}},"window-ns":3000000000}}],
+            "labels":{labels}}}"#
+        )
+    };
+    let run = |file: &str, labels: &str| {
+        let out = host_cli(&["policy", "run", file, "--event", event, "--state", &state(labels)]);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, _, err) = run("policies/proportional.wasm", r#"{"cpu.targte":"0.6"}"#);
+    assert!(!ok, "{err}");
+    assert!(err.contains("autoscale.cpu.targte") && err.contains("did you mean autoscale.cpu.target"), "{err}");
+    let (ok, _, err) = run("policies/proportional.wasm", r#"{"cpu.target":"most"}"#);
+    assert!(!ok && err.contains("is not a quantity"), "{err}");
+    let (ok, out, err) = run("policies/proportional.wasm", r#"{"autoscale.cpu.target":"0.6","cpu.upper":"0.8"}"#);
+    assert!(ok, "{err}");
+    assert!(out.contains("\"scale\":3"), "ceil(2 * 0.9 / 0.6) = 3: {out}");
+    assert!(err.contains("settings of policy proportional: cpu.target=0.6 (given)"), "{err}");
+    assert!(err.contains("tolerance=0.1 (default)") && err.contains("daemon labels: cpu.upper=0.8"), "{err}");
+}

@@ -144,6 +144,61 @@ fn the_command_prints_summaries_and_json_lines_and_draws_every_policy() {
     assert!(drawing.contains("threshold") && drawing.contains("proportional") && drawing.contains("cpu upper 0.8"));
 }
 
+/// `--label` is judged as the daemon judges labels, failed calls fail the
+/// command, and each policy's summary says which labels it got: a label
+/// recorded for another policy is said to be not applied, never silently.
+#[test]
+fn the_command_is_as_strict_as_the_daemon_and_says_what_each_policy_got() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("mixed.trace");
+    let mut labels = synthetic::threshold_labels();
+    labels.push(("cpu.target".into(), "0.5".into()));
+    labels.push(("tolerance".into(), "0.2".into()));
+    // Recorded although no one reads it (the daemon only warns).
+    labels.push(("flavour".into(), "2".into()));
+    let spec = Synthetic { seconds: 120, replicas: 2, load: |_| 1.0, labels };
+    synthetic::write(&path, &spec).expect("trace");
+    let policies = [shipped("proportional"), shipped("threshold")];
+    let runtime = runtime();
+    let replay_with = |labels: &[(String, String)]| {
+        let request = ReplayRequest {
+            trace: &path,
+            policies: &policies,
+            labels,
+            svg: None,
+            load: LoadModel::Spread,
+            quiet: true,
+        };
+        let mut out = Vec::new();
+        let result = run(&runtime, &request, &mut out);
+        (result.map_err(|e| format!("{e:#}")), String::from_utf8(out).expect("utf-8"))
+    };
+    let label = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+
+    let (result, _) = replay_with(&label("autoscale.cpu.targte", "0.5"));
+    let err = result.expect_err("a misspelt label");
+    assert!(err.contains("autoscale.cpu.targte") && err.contains("did you mean autoscale.cpu.target"), "{err}");
+    let (result, _) = replay_with(&label("autoscale.quiet", "5"));
+    assert!(result.expect_err("a label no one reads").contains("autoscale.quiet"));
+    let (result, _) = replay_with(&label("autoscale.cpu.target", "lots"));
+    assert!(result.expect_err("a bad value").contains("is not a quantity"));
+
+    // A call that fails fails the command, after the output.
+    let (result, out) = replay_with(&label("autoscale.max", "many"));
+    let err = result.expect_err("every record fails");
+    assert!(err.contains("records failed") && err.contains("autoscale.max"), "{err}");
+    assert!(out.contains("# policy proportional"), "{out}");
+
+    let (result, out) = replay_with(&label("cpu.upper", "0.85"));
+    result.expect("the prefix is optional, as in the daemon's settings");
+    assert!(out.contains("settings of policy proportional: cpu.target=0.5 (recorded)"), "{out}");
+    assert!(out.contains("tolerance=0.2 (recorded)"), "{out}");
+    assert!(out.contains("daemon labels: ") && out.contains("cpu.upper=0.85"), "{out}");
+    assert!(out.contains("settings of policy threshold: cpu.upper=0.85 (given), cpu.lower=0.3 (recorded)"), "{out}");
+    // A recorded label no policy declares: said, not ignored.
+    assert!(out.contains("not applied (not declared by the policy): recorded autoscale.flavour=2"), "{out}");
+}
+
 /// A one-hour trace reads and replays whole with a Rust policy. How fast is
 /// measured by `cargo bench -p host --bench languages` (`replay_hour`), not
 /// here: a timed test on a shared machine only measures the neighbours.

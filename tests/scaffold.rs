@@ -141,3 +141,55 @@ fn an_existing_folder_is_never_overwritten() {
     assert!(err.contains("already exists"), "{err}");
     assert_eq!(std::fs::read_dir(parent.path().join("taken")).expect("dir").count(), 0);
 }
+
+/// A Rust project made by `host policy new` builds with nothing but the
+/// `host` binary and cargo: the binary is copied alone to a folder outside
+/// the checkout and run from there with a HOME outside it, so the
+/// checkout's sdk/ is out of its reach; the project carries the SDK (no
+/// path into the checkout), builds offline with its build.sh (the SDK's
+/// dependencies are in the cargo registry already), and passes `host
+/// policy check`.
+#[test]
+fn a_rust_project_builds_with_only_the_host_binary() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").canonicalize().expect("repo");
+    let alone = tempfile::tempdir().expect("tempdir");
+    let bin = alone.path().join("bin");
+    std::fs::create_dir(&bin).expect("mkdir");
+    let copied = bin.join("host");
+    std::fs::copy(host(), &copied).expect("copy host");
+    let home = alone.path().join("home");
+    let work = alone.path().join("work");
+    std::fs::create_dir_all(&home).expect("home");
+    std::fs::create_dir_all(&work).expect("work");
+    // cargo and rustup keep finding the installed toolchain and registry.
+    let real_home = PathBuf::from(std::env::var_os("HOME").expect("HOME"));
+    let cargo_home = std::env::var_os("CARGO_HOME").map_or_else(|| real_home.join(".cargo"), PathBuf::from);
+    let rustup_home = std::env::var_os("RUSTUP_HOME").map_or_else(|| real_home.join(".rustup"), PathBuf::from);
+    let sh = |dir: &Path, program: &Path, args: &[&str]| {
+        let out = Command::new(program)
+            .args(args)
+            .current_dir(dir)
+            .env("HOME", &home)
+            .env("CARGO_HOME", &cargo_home)
+            .env("RUSTUP_HOME", &rustup_home)
+            .env("CARGO_NET_OFFLINE", "true")
+            .env("CARGO_TARGET_DIR", rust_target().join("alone"))
+            .env_remove("AUTOSCALER_SDK")
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", program.display()));
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{} {args:?} in {} failed:\n{text}", program.display(), dir.display());
+        text
+    };
+    sh(&work, &copied, &["policy", "new", "alone", "--lang", "rust"]);
+    let dir = work.join("alone");
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).expect("Cargo.toml");
+    assert!(!manifest.contains(repo.to_str().expect("utf-8 path")), "a path into the checkout: {manifest}");
+    assert!(manifest.contains(r#"autoscaler-sdk = { path = "sdk" }"#), "{manifest}");
+    sh(&dir, &dir.join("build.sh"), &[]);
+    let wasm = dir.join("alone.wasm");
+    assert!(wasm.is_file(), "build.sh left no {}", wasm.display());
+    let checked = sh(&dir, &copied, &["policy", "check", "alone.wasm"]);
+    assert!(checked.contains("OK, a component of world autoscaler:policy/policy"), "{checked}");
+    assert!(checked.contains("cpu.upper"), "{checked}");
+}

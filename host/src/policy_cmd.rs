@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use crate::model::settings::closest;
 use crate::model::{Event, State};
 use crate::policy::{CONTRACT_VERSION, Runtime, WORLD};
+use crate::replay::settings;
 
 /// The policy name for a file: its stem.
 pub fn policy_name(file: &Path) -> String {
@@ -142,7 +143,9 @@ fn field_problems(what: &str, value: &serde_json::Value, fields: &[(&str, bool)]
 /// Besides the WIT's fields, the state may give the service's `labels`
 /// (`{"cpu.upper": "0.8"}`, without the `autoscale.` prefix) instead of
 /// `settings`: they are parsed against the policy's declaration as the
-/// daemon parses a service's labels. A state without `service-id` and
+/// daemon parses a service's labels, and a name neither the daemon nor the
+/// policy reads is refused with the closest one ([`settings::problems`]);
+/// the settings the policy got are printed to stderr. A state without `service-id` and
 /// `service-name` gets the event's.
 pub fn run(runtime: &Runtime, file: &Path, event: &str, state: &str) -> anyhow::Result<String> {
     let event: serde_json::Value = serde_json::from_str(&read_arg(event)?)
@@ -168,7 +171,15 @@ pub fn run(runtime: &Runtime, file: &Path, event: &str, state: &str) -> anyhow::
     runtime.capture_policy_log();
     let mut policy = runtime.load(&policy_name(file), &bytes)?;
     if let Some(labels) = labels {
+        // Judged as the daemon judges a service's labels, and refused where
+        // the daemon would only warn: a label typed here is meant to count.
+        let problems = settings::problems(&labels, settings::info(&policy));
+        if !problems.is_empty() {
+            bail!("--state labels: {}", problems.join("; "));
+        }
         state.settings = policy.resolve(&labels)?;
+        let given: Vec<_> = labels.into_iter().map(|(k, v)| (k, v, settings::Source::Given)).collect();
+        eprintln!("{}", settings::effective(&given, settings::info(&policy)));
     } else if state.settings.is_empty() && !policy.settings().is_empty() {
         // No labels at all: the declared defaults (and a clear message for
         // a required setting).
@@ -238,7 +249,7 @@ fn read_labels(labels: serde_json::Value) -> anyhow::Result<Vec<(String, String)
             "--state \"labels\" is neither an object ({\"cpu.upper\": \"0.8\"}) nor a list of [name, value]",
         )?,
     };
-    Ok(pairs.into_iter().map(|(k, v)| (k.strip_prefix("autoscale.").map(str::to_string).unwrap_or(k), v)).collect())
+    Ok(settings::without_prefix(&pairs))
 }
 
 /// An argument that is either inline JSON or `@path`.

@@ -140,6 +140,7 @@ pub use bindings::autoscaler::policy::types::{
 
 mod declared;
 mod figure;
+pub mod hpa;
 pub mod series;
 mod settings;
 mod spec;

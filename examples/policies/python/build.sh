@@ -2,7 +2,7 @@
 # Build burst.py into burst.wasm with componentize-py (PyPI), installing it
 # with pip first if it is missing.
 # The component is about 18 MB (it carries a Python interpreter); the daemon
-# compiles it once (20-30 s with Cranelift on 2 cores) and then serves it
+# compiles it once (about 12 s of CPU with Cranelift: 8-16 s on 2 cores) and then serves it
 # from its compile cache (tens of milliseconds).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -12,21 +12,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::model::SettingValue;
 use crate::model::settings::{closest, resolve};
-use crate::model::{SettingSpec, SettingValue};
 use crate::swarm::ServiceConfig;
-use crate::swarm::labels::{LabelError, ZeroMode, daemon_labels};
-
-/// The loaded policy a service names, as far as the checks need it.
-#[derive(Debug, Clone, Copy)]
-pub struct PolicyInfo<'a> {
-    /// Its name (file stem).
-    pub name: &'a str,
-    /// The contract version it was built for.
-    pub contract: &'a str,
-    /// The settings it declares (empty for 0.1).
-    pub specs: &'a [SettingSpec],
-}
+pub use crate::swarm::labels::known::{PolicyInfo, unknown_labels};
+use crate::swarm::labels::{LabelError, ZeroMode};
 
 /// What the policies folder holds, as far as the checks need it.
 #[derive(Debug, Clone, Copy)]
@@ -102,40 +92,6 @@ pub fn not_loaded(name: &str, folder: &Folder<'_>) -> String {
     }
 }
 
-/// One warning per `autoscale.*` label name that neither the daemon nor the
-/// policy reads, naming the closest known name. A 0.1 policy may read any
-/// label, and an unloaded policy's names are unknown: then only names close
-/// to one of the daemon's own are reported (those are typos either way).
-pub fn unknown_labels(settings: &[(String, String)], policy: Option<PolicyInfo<'_>>) -> Vec<String> {
-    let declares = policy.filter(|p| p.contract != "0.1.0");
-    let daemon = daemon_labels();
-    let mut known: Vec<&str> = daemon.iter().map(String::as_str).collect();
-    if let Some(p) = declares {
-        known.extend(p.specs.iter().map(|s| s.name.as_str()));
-    }
-    let mut warnings = Vec::new();
-    for (label, _) in settings {
-        if known.contains(&label.as_str()) {
-            continue;
-        }
-        let near = closest(label, known.iter().copied());
-        match (declares, near) {
-            (Some(p), Some(near)) => warnings.push(format!(
-                "label autoscale.{label} is not known to the daemon or policy {} (did you mean autoscale.{near}?)",
-                p.name
-            )),
-            (Some(p), None) => warnings.push(format!(
-                "label autoscale.{label} is not known to the daemon or policy {}, which reads none such",
-                p.name
-            )),
-            (None, Some(near)) => warnings
-                .push(format!("label autoscale.{label} is not known to the daemon (did you mean autoscale.{near}?)")),
-            (None, None) => {}
-        }
-    }
-    warnings
-}
-
 /// The one line logged for a service: whether it is autoscaled, and every
 /// finding. `Ok`: autoscaled (warnings may follow); `Err`: it is not.
 pub fn line(
@@ -177,7 +133,7 @@ pub fn line(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::SettingType;
+    use crate::model::{SettingSpec, SettingType};
 
     fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
         p.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()

@@ -33,7 +33,9 @@
 //! trace's timestamps are the only time. Replaying the same trace with the
 //! same policy gives the same output.
 
+mod log;
 pub mod report;
+pub mod settings;
 pub mod svg;
 pub mod synthetic;
 pub mod trace;
@@ -46,7 +48,7 @@ use serde::Serialize;
 
 use crate::model::settings::resolve;
 use crate::model::{Action, Decision, EventKind, Metric, SettingValue, State, Unit};
-use crate::policy::LoadedPolicy;
+use crate::policy::{LoadedPolicy, LogRate};
 use crate::swarm::ActuatorOptions;
 use crate::swarm::guardrails::{History, Limits, Request, judge};
 use crate::swarm::labels::{self, PREFIX, ServiceConfig};
@@ -118,8 +120,16 @@ pub struct ServiceRun {
     pub recorded: Vec<(u64, u32)>,
     /// The first metric with an upper threshold: its name and threshold.
     pub watched: Option<(String, f64)>,
+    /// The metric drawn: the watched one, else the first the policy has a
+    /// numeric setting on.
+    pub drawn: Option<String>,
     /// That metric's service mean over time, as replayed (ns, value).
     pub metric: Vec<(u64, f64)>,
+    /// That metric's unit, as the trace recorded it.
+    pub unit: Option<Unit>,
+    /// The policy's own settings on that metric (`cpu.target`), as it got
+    /// them (labels or defaults): the thresholds it decides on.
+    pub declared: Vec<(String, f64)>,
     /// Scale-ups applied.
     pub scale_ups: u32,
     /// Scale-downs applied.
@@ -157,6 +167,15 @@ pub struct PolicyRun {
     pub first_difference: Option<String>,
     /// Wall-clock time spent in the replay, s.
     pub elapsed_s: f64,
+    /// What the policy got from each service's labels, one line per
+    /// service and label set ([`settings::effective`]), in trace order.
+    pub settings: Vec<String>,
+    /// The policy's log lines kept, (ns since the trace start, line), when
+    /// the replay was given them ([`replay_logging`]).
+    pub log: Vec<(u64, String)>,
+    /// The policy's log lines dropped over its log budget, counted on the
+    /// trace's time ([`log::TraceLog`]) and on the runtime's.
+    pub log_dropped: u64,
 }
 
 /// Per-service bookkeeping while replaying.
@@ -188,6 +207,20 @@ struct Bound {
 /// the result, not returned: a replay reports what the policy would have
 /// done, errors included.
 pub fn replay(trace: &Trace, policy: &mut LoadedPolicy, options: &ReplayOptions) -> PolicyRun {
+    replay_logging(trace, policy, options, None)
+}
+
+/// [`replay`], with the policy's log lines: after each call `logged` gives
+/// what the policy logged during it (a runtime that captures its policies'
+/// log, without a budget of its own), and they are kept or dropped by
+/// `rate` counted on the trace's time.
+pub fn replay_logging(
+    trace: &Trace,
+    policy: &mut LoadedPolicy,
+    options: &ReplayOptions,
+    logged: Option<(&dyn Fn() -> Vec<String>, LogRate)>,
+) -> PolicyRun {
+    let mut log = logged.map(|(_, rate)| log::TraceLog::new(rate));
     let started = Instant::now();
     let actuator = options.actuator.clone().unwrap_or_else(|| trace.header.actuator_options());
     let origin = trace.records.first().map_or(0, |r| r.state.now_ns);
@@ -237,6 +270,10 @@ pub fn replay(trace: &Trace, policy: &mut LoadedPolicy, options: &ReplayOptions)
         if sim.bound.is_none() || sim.raw != record.labels {
             sim.raw = record.labels.clone();
             sim.bound = Some(bind(&event.service_name, &record.labels, options, &actuator, policy));
+            let line = format!("service {}: {}", event.service_name, effective(&record.labels, options, policy));
+            if !run.settings.contains(&line) {
+                run.settings.push(line);
+            }
         }
         let bound = match &sim.bound {
             Some(Ok(bound)) => bound,
@@ -280,9 +317,19 @@ pub fn replay(trace: &Trace, policy: &mut LoadedPolicy, options: &ReplayOptions)
         if service.watched.is_none() {
             service.watched = watched.as_ref().map(|(m, upper)| (m.name().to_string(), *upper));
         }
-        if let Some((metric, _)) = &watched {
-            let mean = metrics.iter().find(|a| &a.metric == metric).map_or(0.0, |a| a.value.mean);
-            service.metric.push((t, mean));
+        // The metric drawn: the watched one, else the first the policy has
+        // a numeric setting on (`cpu.target`).
+        let drawn = watched.map(|(m, _)| m).or_else(|| declared_metric(policy, &bound.typed));
+        if let Some(metric) = &drawn {
+            if service.drawn.is_none() {
+                service.drawn = Some(metric.name().to_string());
+                service.declared = declared_on(metric, policy, &bound.typed);
+            }
+            let aggregate = metrics.iter().find(|a| &a.metric == metric);
+            service.metric.push((t, aggregate.map_or(0.0, |a| a.value.mean)));
+            if service.unit.is_none() {
+                service.unit = aggregate.map(|a| a.unit.clone());
+            }
         }
         sim.above = above_upper(&bound.config, &metrics);
         let state = State {
@@ -300,6 +347,11 @@ pub fn replay(trace: &Trace, policy: &mut LoadedPolicy, options: &ReplayOptions)
         };
         run.calls += 1;
         let answer = policy.decide(&event, &state);
+        if let (Some((take, _)), Some(log)) = (logged, log.as_mut()) {
+            for line in take() {
+                log.push(t, line);
+            }
+        }
         // The recorded policy, at the recorded count: it must answer as live.
         if record.policy == run.policy && seen == recorded.current_replicas && options.labels.is_empty() {
             run.in_step += 1;
@@ -372,6 +424,11 @@ pub fn replay(trace: &Trace, policy: &mut LoadedPolicy, options: &ReplayOptions)
         run.decisions.push(line);
     }
     run.elapsed_s = started.elapsed().as_secs_f64();
+    run.log_dropped = policy.status().log_dropped();
+    if let Some(log) = log {
+        run.log_dropped += log.dropped;
+        run.log = log.kept;
+    }
     run
 }
 
@@ -405,9 +462,44 @@ fn bind(
     Ok(Bound { config, limits, typed: Arc::from(typed) })
 }
 
+/// What `policy` gets from a service's recorded labels and `--label`.
+fn effective(recorded: &[(String, String)], options: &ReplayOptions, policy: &LoadedPolicy) -> String {
+    let recorded = recorded.iter().map(|(k, v)| (k.clone(), v.clone(), settings::Source::Recorded));
+    let given = settings::without_prefix(&options.labels).into_iter().map(|(k, v)| (k, v, settings::Source::Given));
+    let labels: Vec<_> = recorded.chain(given).collect();
+    settings::effective(&labels, settings::info(policy))
+}
+
 /// The first metric of the table with an upper threshold.
 fn watched_metric(config: &ServiceConfig) -> Option<(Metric, f64)> {
     config.thresholds.bands().find_map(|(def, band)| band.upper.map(|u| (def.metric(), u)))
+}
+
+/// The policy's numeric settings named after a metric (`cpu.target`), with
+/// the values it got: (metric, setting name, value), in declared order.
+fn declared_numbers(policy: &LoadedPolicy, typed: &[Option<SettingValue>]) -> Vec<(Metric, String, f64)> {
+    policy
+        .settings()
+        .iter()
+        .zip(typed)
+        .filter_map(|(spec, value)| {
+            let Some(SettingValue::Number(v)) = value else { return None };
+            let (metric, _) = spec.name.split_once('.')?;
+            let metric = Metric::named(metric);
+            metric.def().is_some().then(|| (metric, spec.name.clone(), *v))
+        })
+        .collect()
+}
+
+/// Without a daemon threshold: the first metric the policy has a numeric
+/// setting on.
+fn declared_metric(policy: &LoadedPolicy, typed: &[Option<SettingValue>]) -> Option<Metric> {
+    declared_numbers(policy, typed).into_iter().next().map(|(metric, _, _)| metric)
+}
+
+/// The policy's settings on `metric`, with their values.
+fn declared_on(metric: &Metric, policy: &LoadedPolicy, typed: &[Option<SettingValue>]) -> Vec<(String, f64)> {
+    declared_numbers(policy, typed).into_iter().filter(|(m, _, _)| m == metric).map(|(_, n, v)| (n, v)).collect()
 }
 
 /// Whether any metric's service aggregate (the table's statistic for it)

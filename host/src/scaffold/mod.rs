@@ -7,7 +7,11 @@
 //! is missing and leaves `NAME.wasm` in the folder, and an executable
 //! `test.sh` that runs the component through this daemon's runtime (`host
 //! policy check` and `host policy run` on three states in `test/`). The
-//! Rust project also has native unit tests with the SDK's builders.
+//! Rust project also has native unit tests with the SDK's builders, and
+//! carries the SDK itself: its sources are embedded in this binary
+//! ([`SDK`]) and written to the project's `sdk/`, so that the project builds
+//! with nothing but `host` and cargo (`AUTOSCALER_SDK`, read when the
+//! project is created, points it at another copy instead).
 //!
 //! Templates are files under `scaffold/templates/`, embedded in the binary
 //! with `include_str!`; `__NAME__`, `__MODULE__` (NAME as an identifier),
@@ -50,6 +54,22 @@ const RUST: &[File] = &[
     ("Cargo.toml", include_str!("templates/rust/Cargo.toml"), false),
     ("src/lib.rs", include_str!("templates/rust/src/lib.rs"), false),
     ("build.sh", include_str!("templates/rust/build.sh"), true),
+];
+/// The Rust SDK this `host` was built with, written into a Rust project's
+/// `sdk/` (its bindings come from the project's `wit/`, its `../wit`).
+/// Every file of `sdk/src` must be here (a test checks).
+const SDK: &[File] = &[
+    ("sdk/Cargo.toml", include_str!("templates/rust/sdk.Cargo.toml"), false),
+    ("sdk/src/declared.rs", include_str!("../../../sdk/src/declared.rs"), false),
+    ("sdk/src/figure.rs", include_str!("../../../sdk/src/figure.rs"), false),
+    ("sdk/src/hpa.rs", include_str!("../../../sdk/src/hpa.rs"), false),
+    ("sdk/src/lib.rs", include_str!("../../../sdk/src/lib.rs"), false),
+    ("sdk/src/series.rs", include_str!("../../../sdk/src/series.rs"), false),
+    ("sdk/src/settings.rs", include_str!("../../../sdk/src/settings.rs"), false),
+    ("sdk/src/spec.rs", include_str!("../../../sdk/src/spec.rs"), false),
+    ("sdk/src/state.rs", include_str!("../../../sdk/src/state.rs"), false),
+    ("sdk/src/testing.rs", include_str!("../../../sdk/src/testing.rs"), false),
+    ("sdk/src/tests.rs", include_str!("../../../sdk/src/tests.rs"), false),
     (".gitignore", "/target\n/*.wasm\n", false),
 ];
 const PYTHON: &[File] = &[
@@ -82,10 +102,11 @@ pub fn create(parent: &Path, name: &str, lang: Lang) -> anyhow::Result<PathBuf> 
         bail!("{} already exists; choose another name or remove it", dir.display());
     }
     let module = name.replace(['-', '.'], "_");
-    let sdk = match lang {
-        Lang::Rust => sdk_path()?.display().to_string(),
-        _ => String::new(),
+    let external = match lang {
+        Lang::Rust => sdk_path()?,
+        _ => None,
     };
+    let sdk = external.as_ref().map_or_else(|| "sdk".to_string(), |p| p.display().to_string());
     let fill = |text: &str| {
         text.replace("__NAME__", name)
             .replace("__MODULE__", &module)
@@ -95,6 +116,10 @@ pub fn create(parent: &Path, name: &str, lang: Lang) -> anyhow::Result<PathBuf> 
     let pre_test = match lang {
         Lang::Rust => "cargo test --quiet\n",
         _ => "",
+    };
+    let sdk_files = match lang {
+        Lang::Rust if external.is_none() => SDK,
+        _ => &[],
     };
     let files = match lang {
         Lang::Rust => RUST,
@@ -107,6 +132,8 @@ pub fn create(parent: &Path, name: &str, lang: Lang) -> anyhow::Result<PathBuf> 
     std::fs::create_dir(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let test_sh = fill(&TEST_SH.replace("__PRE_TEST__", pre_test));
     let all = COMMON.iter().chain(files).map(|(path, text, exec)| (fill(path), fill(text), *exec));
+    // The SDK's sources as they are, placeholders or not.
+    let all = all.chain(sdk_files.iter().map(|(path, text, exec)| (path.to_string(), text.to_string(), *exec)));
     for (path, text, exec) in all.chain(std::iter::once(("test.sh".to_string(), test_sh, true))) {
         let file = dir.join(&path);
         if let Some(folder) = file.parent() {
@@ -157,25 +184,56 @@ fn check_name(name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The SDK a Rust project depends on: `AUTOSCALER_SDK` if set, else the
-/// `sdk/` of the checkout this `host` was built from.
-fn sdk_path() -> anyhow::Result<PathBuf> {
-    let path = match std::env::var_os("AUTOSCALER_SDK") {
-        Some(path) => PathBuf::from(path),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk"),
+/// The SDK a Rust project depends on, as the `path` of its dependency:
+/// `AUTOSCALER_SDK` if set when `host policy new` runs (read then, and only
+/// then: the project keeps the absolute path), else `sdk`, the copy of the
+/// SDK this `host` carries, written into the project by [`create`] so that
+/// it builds with nothing but `host` and cargo.
+fn sdk_path() -> anyhow::Result<Option<PathBuf>> {
+    let Some(path) = std::env::var_os("AUTOSCALER_SDK").map(PathBuf::from) else {
+        return Ok(None);
     };
     if !path.join("Cargo.toml").is_file() {
         bail!(
-            "the Rust SDK is not at {}: set AUTOSCALER_SDK to the sdk/ folder of an autoscaler checkout",
+            "AUTOSCALER_SDK is {}, which has no Cargo.toml: point it at the sdk/ folder of an autoscaler checkout, or unset it to use the SDK this host carries",
             path.display()
         );
     }
-    path.canonicalize().with_context(|| format!("resolving {}", path.display()))
+    path.canonicalize().map(Some).with_context(|| format!("resolving {}", path.display()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_carried_sdk_is_the_whole_sdk() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk/src");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&src)
+            .expect("sdk/src")
+            .map(|e| format!("sdk/src/{}", e.expect("entry").file_name().to_string_lossy()))
+            .collect();
+        on_disk.sort();
+        let carried: Vec<String> =
+            SDK.iter().map(|(path, _, _)| path.to_string()).filter(|p| p.starts_with("sdk/src/")).collect();
+        assert_eq!(carried, on_disk, "add the new file of sdk/src to scaffold::SDK");
+        let manifest = std::fs::read_to_string(src.join("../Cargo.toml")).expect("sdk/Cargo.toml");
+        let wit_bindgen = |text: &str| text.lines().find(|l| l.starts_with("wit-bindgen")).map(str::to_string);
+        assert!(wit_bindgen(&manifest).is_some(), "{manifest}");
+        assert!(wit_bindgen(SDK[0].1).is_some_and(|l| !l.contains("workspace")), "a standalone manifest");
+    }
+
+    #[test]
+    fn a_rust_project_carries_its_sdk() {
+        let parent = tempfile::tempdir().expect("tempdir");
+        let dir = create(parent.path(), "carried", Lang::Rust).expect("created");
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).expect("Cargo.toml");
+        assert!(manifest.contains(r#"autoscaler-sdk = { path = "sdk" }"#), "{manifest}");
+        assert!(!manifest.contains(env!("CARGO_MANIFEST_DIR")), "no path into the checkout: {manifest}");
+        let lib = std::fs::read_to_string(dir.join("sdk/src/lib.rs")).expect("sdk lib.rs");
+        assert_eq!(lib, include_str!("../../../sdk/src/lib.rs"));
+        assert!(dir.join("wit/policy.wit").is_file(), "the SDK's ../wit");
+    }
 
     #[test]
     fn names_must_fit_every_language() {

@@ -185,10 +185,10 @@ fn hpa(metric: &'static str, aggregate: &Aggregate, target: f64, current: u32, t
     Some(Proposal { desired, ..stay(adjusted_ratio, counted, adjusted) })
 }
 
-/// `x` rounded up, saturating at `i64::MAX`.
+/// `x` rounded up without the float error of the ratio
+/// (`ceil(3 * 0.8 / 0.6)` is 4, not 5): the SDK's HPA helper.
 fn ceil(x: f64) -> i64 {
-    let up = x.ceil();
-    if up >= i64::MAX as f64 { i64::MAX } else { up as i64 }
+    autoscaler_sdk::hpa::ceil(x)
 }
 
 #[cfg(test)]

@@ -140,3 +140,11 @@ fn declared_defaults_parse() {
     let state = StateBuilder::new().try_build_for::<Proportional>().expect("defaults parse as declared");
     assert_eq!(state.number("tolerance"), Some(0.1));
 }
+
+#[test]
+fn float_error_does_not_add_a_replica() {
+    // 0.14 / 0.1 * 5 is 7.000000000000001 in f64: the SDK's HPA ceil makes
+    // it 7, where a plain ceil made it 8.
+    let state = StateBuilder::new().replicas(5, 1, 10).label("cpu.target", "0.1").cpu_mean(0.14, 5);
+    assert_eq!(target(state.build_for::<Proportional>()), Some(7));
+}

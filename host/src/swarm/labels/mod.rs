@@ -35,6 +35,7 @@ use std::time::Duration;
 use crate::model::Thresholds;
 use crate::units::{parse_bool, parse_duration};
 
+pub mod known;
 mod thresholds;
 
 /// The prefix of every autoscaling label.

@@ -157,7 +157,7 @@ impl LoadedPolicy {
             let _running = self.ticker.enter();
             live.bindings.call_settings(&mut live.store).map(|s| s.into_iter().map(Into::into).collect())
         };
-        live.store.data_mut().finish_call();
+        live.store.data_mut().finish_call(result.is_err());
         let specs = match result {
             Ok(specs) => specs,
             Err(e) => return Err(self.classify(&e, live.store.data())),
@@ -216,7 +216,7 @@ impl LoadedPolicy {
         match self.pre.instantiate(&mut store) {
             Ok(bindings) => Ok(Live { store, bindings }),
             Err(e) => {
-                store.data_mut().finish_call();
+                store.data_mut().finish_call(true);
                 Err(match self.classify(&e, store.data()) {
                     PolicyError::Trap { policy, reason } => PolicyError::Instantiate { policy, reason },
                     other => other,
@@ -300,7 +300,7 @@ impl LoadedPolicy {
             let (event, state) = self.args.fill(event, state);
             live.bindings.call_decide(&mut live.store, event, state).map(|d| d.map(Decision::from))
         };
-        live.store.data_mut().finish_call();
+        live.store.data_mut().finish_call(result.is_err());
         match result {
             Ok(decision) => {
                 self.live = Some(live);
@@ -330,10 +330,17 @@ impl LoadedPolicy {
             }
             None => {}
         }
-        let reason = match err.downcast_ref::<Trap>() {
+        let mut reason = match err.downcast_ref::<Trap>() {
             Some(trap) => trap.to_string(),
             None => cause_chain(err),
         };
+        if !sandbox.last_words.is_empty() {
+            // What the guest said before it stopped: the cause, in its words.
+            reason = format!(
+                "{reason}; before it stopped the policy wrote:\n    {}",
+                sandbox.last_words.replace('\n', "\n    ")
+            );
+        }
         PolicyError::Trap { policy, reason }
     }
 }

@@ -88,7 +88,7 @@ export function decide(event, state) {
     try {
         return checked(rule(event, state));
     } catch (err) {
-        log('error', err instanceof Error ? err.stack ? `${err}\n${err.stack}` : `${err}` : `uncaught ${typeof err}: ${err}`);
+        log('error', err instanceof Error ? `${err}\n${err.stack ?? ''}`.trimEnd() : `uncaught ${typeof err}: ${err}`);
         throw err;
     }
 }

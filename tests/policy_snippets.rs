@@ -88,7 +88,7 @@ impl Project {
             "rust" => dir.join("src/lib.rs"),
             "python" => dir.join(format!("{}.py", name.replace('-', "_"))),
             "js" => dir.join(format!("{name}.js")),
-            _ => dir.join(format!("{name}.c")),
+            _ => dir.join(format!("{}.c", name.replace('-', "_"))),
         };
         assert!(source.is_file(), "no {}", source.display());
         Project { _parent: parent, dir, name, source }

@@ -105,7 +105,8 @@ impl Project {
         let text = self.text();
         let start = text.find(header).unwrap_or_else(|| panic!("no {header:?} in the template"));
         let stop = start + text[start..].find(end).unwrap_or_else(|| panic!("{header:?} does not end")) + end.len();
-        let body: String = with.lines().map(|l| if l.is_empty() { "\n".into() } else { format!("{indent}{l}\n") }).collect();
+        let body: String =
+            with.lines().map(|l| if l.is_empty() { "\n".into() } else { format!("{indent}{l}\n") }).collect();
         std::fs::write(&self.source, format!("{}{body}{keep}{}", &text[..start], &text[stop..])).expect("write");
     }
 
@@ -132,7 +133,8 @@ impl Project {
     fn policy_run(&self, state: &str) -> (bool, String, String) {
         let wasm = format!("{}.wasm", self.name);
         let state = format!("@test/state-{state}.json");
-        let out = command(&self.dir, host(), &["policy", "run", &wasm, "--event", "@test/event.json", "--state", &state]);
+        let out =
+            command(&self.dir, host(), &["policy", "run", &wasm, "--event", "@test/event.json", "--state", &state]);
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -142,8 +144,9 @@ impl Project {
 
     /// The error of one call through the runtime, as the daemon logs it.
     fn daemon_error(&self, wasm: &Path) -> String {
-        let runtime = Runtime::new(RuntimeConfig { time_limit: std::time::Duration::from_secs(5), ..Default::default() })
-            .expect("runtime");
+        let runtime =
+            Runtime::new(RuntimeConfig { time_limit: std::time::Duration::from_secs(5), ..Default::default() })
+                .expect("runtime");
         let mut policy = runtime.load(&self.name, &std::fs::read(wasm).expect("wasm")).expect("loads");
         let settings = policy.resolve::<&str, &str>(&[]).expect("defaults");
         let state = State::replicas(2, 1, 5).with_cpu(&[0.9, 0.9]).with_settings(settings);

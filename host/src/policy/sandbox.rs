@@ -31,6 +31,11 @@ use super::log::{LogBudget, LogSink};
 const MAX_LOG_MESSAGE: usize = 4096;
 /// `log` calls kept per `decide` call; further ones are counted and dropped.
 const MAX_LOG_LINES_PER_CALL: u32 = 64;
+/// Most bytes of a failed call's last words (its log lines and output)
+/// put into its error; the end is kept, where a traceback names the error.
+pub const MAX_LAST_WORDS: usize = 4096;
+/// Log lines of a call kept for its last words.
+const LAST_LOG_LINES: usize = 16;
 /// Largest `wasi:random` request served (wasmtime's default is 64 MiB of
 /// host memory per call, outside the instance's memory cap).
 const MAX_RANDOM_BYTES: u64 = 64 << 10;
@@ -66,6 +71,10 @@ pub struct Sandbox {
     log_lines: u32,
     /// `log` calls dropped during the current call because of the bound.
     log_dropped: u32,
+    /// The last `log` lines of the current call, for its error if it fails.
+    call_log: std::collections::VecDeque<String>,
+    /// What a failed call logged and printed, bounded; empty otherwise.
+    pub last_words: String,
     /// When the current call must end; host waits never pass it.
     deadline: Instant,
     /// Set when a host wait was cut at the deadline during this call.
@@ -101,6 +110,8 @@ impl Sandbox {
             output,
             log_lines: 0,
             log_dropped: 0,
+            call_log: std::collections::VecDeque::new(),
+            last_words: String::new(),
             deadline: Instant::now(),
             waited_out: false,
         }
@@ -111,14 +122,24 @@ impl Sandbox {
         self.limits.hit = None;
         self.log_lines = 0;
         self.log_dropped = 0;
+        self.call_log.clear();
+        self.last_words.clear();
         self.deadline = deadline;
         self.waited_out = false;
     }
 
     /// Pass what the guest wrote to stdout/stderr during the call to the
     /// policy log, one line per line of output, and report dropped lines.
-    pub fn finish_call(&mut self) {
+    /// When the call `failed`, its log lines and output become
+    /// [`Sandbox::last_words`] instead (a Python traceback, a JS stack, a
+    /// Rust panic message), for the call's error.
+    pub fn finish_call(&mut self, failed: bool) {
         let (text, truncated) = self.output.take();
+        if failed {
+            self.last_words = self.last_words(&text, truncated);
+            self.log_dropped = 0;
+            return;
+        }
         let SandboxSettings { policy, budget, sink, .. } = &self.settings;
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
             sink.send(budget, policy, tracing::Level::INFO, "output", truncate(line, MAX_LOG_MESSAGE).into_owned());
@@ -139,6 +160,48 @@ impl Sandbox {
     }
 }
 
+impl Sandbox {
+    /// The call's log lines and `output`, one per line, at most
+    /// [`MAX_LAST_WORDS`] bytes (the end kept), charged to the policy's
+    /// log budget like any line; says what was cut.
+    fn last_words(&mut self, output: &str, output_dropped: usize) -> String {
+        let mut lines: Vec<String> = self.call_log.drain(..).collect();
+        lines.extend(output.lines().filter(|l| !l.trim().is_empty()).map(|l| format!("output: {l}")));
+        if lines.is_empty() {
+            return String::new();
+        }
+        let mut kept = Vec::new();
+        let mut used = 0;
+        for line in lines.iter().rev() {
+            if used + line.len() + 1 > MAX_LAST_WORDS {
+                break;
+            }
+            used += line.len() + 1;
+            kept.push(line.as_str());
+        }
+        kept.reverse();
+        let mut notes = Vec::new();
+        let cut = lines.len() - kept.len();
+        if cut > 0 {
+            notes.push(format!("{cut} earlier lines not shown"));
+        }
+        if output_dropped > 0 {
+            notes.push(format!("{output_dropped} bytes of output over the per-call limit dropped"));
+        }
+        if self.log_dropped > 0 {
+            notes.push(format!("{} log lines over the per-call limit dropped", self.log_dropped));
+        }
+        if !self.settings.budget.admit(used) {
+            return format!("({} lines over the policy's log rate not shown)", lines.len());
+        }
+        let mut text = kept.join("\n");
+        if !notes.is_empty() {
+            text = format!("({})\n{text}", notes.join("; "));
+        }
+        text
+    }
+}
+
 impl WasiView for Sandbox {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
@@ -155,6 +218,11 @@ impl Sandbox {
             return;
         }
         let message = truncate(message, MAX_LOG_MESSAGE).into_owned();
+        if self.call_log.len() == LAST_LOG_LINES {
+            self.call_log.pop_front();
+        }
+        let level_name = level.as_str().to_ascii_lowercase();
+        self.call_log.push_back(format!("log {level_name}: {}", truncate(&message, MAX_LAST_WORDS / 4)));
         let SandboxSettings { policy, budget, sink, .. } = &self.settings;
         sink.send(budget, policy, level, "log", message);
     }
@@ -388,6 +456,46 @@ mod tests {
         assert_eq!(text, "hello wo");
         assert_eq!(dropped, 4);
         assert_eq!(out.take(), (String::new(), 0));
+    }
+
+    fn sandbox(rate: super::super::log::LogRate) -> Sandbox {
+        Sandbox::new(SandboxSettings {
+            policy: Arc::from("p"),
+            memory_limit: 1 << 20,
+            output_limit: 1 << 20,
+            budget: Arc::new(LogBudget::new(rate)),
+            sink: LogSink::start(),
+        })
+    }
+
+    #[test]
+    fn a_failed_calls_last_words_keep_the_end_and_say_what_was_cut() {
+        let mut sandbox = sandbox(super::super::log::LogRate { lines_per_sec: 100, bytes_per_sec: 1 << 20 });
+        sandbox.begin_call(Instant::now());
+        sandbox.log_line(tracing::Level::INFO, "about to fail");
+        let frames: String = (0..2000).map(|i| format!("frame {i}\n")).collect();
+        sandbox.output.append(frames.as_bytes());
+        sandbox.output.append(b"ValueError: boom\n");
+        sandbox.finish_call(true);
+        let words = sandbox.last_words.clone();
+        assert!(words.len() <= MAX_LAST_WORDS + 100, "{} bytes", words.len());
+        assert!(words.ends_with("output: ValueError: boom"), "{words}");
+        assert!(words.starts_with('(') && words.contains("earlier lines not shown"), "{words}");
+        assert!(!words.contains("about to fail"), "the earliest line is the one cut: {words}");
+        sandbox.begin_call(Instant::now());
+        assert!(sandbox.last_words.is_empty(), "a new call starts without last words");
+        sandbox.log_line(tracing::Level::WARN, "fine");
+        sandbox.finish_call(false);
+        assert!(sandbox.last_words.is_empty(), "a call that succeeds has none");
+    }
+
+    #[test]
+    fn last_words_over_the_log_rate_are_counted_not_shown() {
+        let mut sandbox = sandbox(super::super::log::LogRate { lines_per_sec: 100, bytes_per_sec: 10 });
+        sandbox.begin_call(Instant::now());
+        sandbox.output.append(b"a long traceback line\n");
+        sandbox.finish_call(true);
+        assert_eq!(sandbox.last_words, "(1 lines over the policy's log rate not shown)");
     }
 
     #[test]

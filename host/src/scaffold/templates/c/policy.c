@@ -86,7 +86,10 @@ static double number(const policy_state_t *state, const char *name) {
     return value && value->tag == AUTOSCALER_POLICY_TYPES_SETTING_VALUE_NUMBER ? value->val.number : NAN;
 }
 
-// A line in the daemon's log, printf-style, naming the service.
+// A line in the daemon's log at `level`, printf-style, naming the service:
+// the host `log` import (autoscaler_policy_host_log in gen/policy.h).
+// Plain printf/fprintf(stderr) output reaches the same log at info, and is
+// shown with the error when a call fails.
 __attribute__((format(printf, 3, 4))) static void say(autoscaler_policy_host_level_t level,
                                                       const policy_state_t *state, const char *format, ...) {
     char line[256];

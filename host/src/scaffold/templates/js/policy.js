@@ -2,12 +2,12 @@
 //
 // The rule to start from: add a replica while the service's mean CPU is at
 // or above `cpu.upper`, remove one while it is at or below `cpu.lower`,
-// nothing in between. Change `SETTINGS` and `decide` to your rule.
+// nothing in between. Change `SETTINGS` and `rule` to your rule.
 //
 // - build: ./build.sh (componentize-js; leaves __NAME__.wasm here);
 // - test: ./test.sh runs the component through the daemon's runtime.
 //
-// `decide(event, state)` gets everything in each call: the event
+// `rule(event, state)` gets everything in each call: the event
 // (`event.metric` names the metric, 'cpu', 'memory', 'connections'...), the
 // service's name and replica counts, its settings (`setting(state,
 // 'cpu.upper')`) and the service view over its replicas (`metric(state,
@@ -49,7 +49,8 @@ function metric(state, name) {
     return state.metrics.find((aggregate) => aggregate.metric === name);
 }
 
-export function decide(event, state) {
+// The rule: a decision for this event and state, or `undefined`.
+function rule(event, state) {
     const cpu = metric(state, 'cpu');
     // Demand past saturation (docs/demand.md): requests in flight and waiting
     // to be accepted, summed over the replicas; with it a rule can ask for
@@ -81,4 +82,38 @@ export function decide(event, state) {
         return undefined;
     }
     return { action: { tag: 'scale', val: target }, reason: `mean cpu ${mean.toFixed(2)}: ${current} -> ${target}` };
+}
+
+// What the daemon calls. An exception in `rule` is logged with its stack
+// before the call fails (componentize-js itself reports nothing but a
+// trap), so `host policy run` and the daemon's log show where it happened.
+// A decision the contract cannot carry is refused here rather than
+// silently converted.
+export function decide(event, state) {
+    try {
+        return checked(rule(event, state));
+    } catch (err) {
+        log('error', err instanceof Error ? `${err}\n${err.stack ?? ''}`.trimEnd() : `uncaught ${typeof err}: ${err}`);
+        throw err;
+    }
+}
+
+// `decision` unchanged, or a TypeError naming what does not fit:
+// `scale` is a whole count of replicas (a Number, 0 to 2^32-1; 2.5 is not
+// rounded for you), `hold` is nanoseconds as a BigInt (`60_000_000_000n`).
+function checked(decision) {
+    if (decision === undefined) {
+        return decision;
+    }
+    const { tag, val } = decision.action ?? {};
+    if (tag === 'scale' && !(Number.isInteger(val) && val >= 0 && val <= 0xffffffff)) {
+        throw new TypeError(`scale: ${val} is not a whole replica count (0 to 4294967295); round it first (Math.ceil)`);
+    }
+    if (tag === 'hold' && !(typeof val === 'bigint' && val >= 0n && val < 1n << 64n)) {
+        throw new TypeError(`hold: ${val} (${typeof val}) is not nanoseconds as a BigInt; write 60_000_000_000n, or BigInt(seconds) * 1_000_000_000n`);
+    }
+    if (tag !== 'scale' && tag !== 'hold') {
+        throw new TypeError(`action ${tag}: a decision's action is { tag: 'scale', val } or { tag: 'hold', val }`);
+    }
+    return decision;
 }

@@ -213,6 +213,7 @@ pub fn replay(trace: &Trace, policy: &mut LoadedPolicy, options: &ReplayOptions)
                     last_up_ns: recorded.last_scale_up_ns,
                     last_down_ns: recorded.last_scale_down_ns,
                     hold_until_ns: recorded.hold_until_ns,
+                    ..History::default()
                 },
                 raw: Vec::new(),
                 bound: None,
@@ -317,7 +318,11 @@ pub fn replay(trace: &Trace, policy: &mut LoadedPolicy, options: &ReplayOptions)
         }
         let decision = match answer {
             Ok(Some(decision)) => decision,
-            Ok(None) => continue,
+            Ok(None) => {
+                // Kept the count: the stabilisation window counts it, as live.
+                sim.history.asked(record.decided_ns, seen);
+                continue;
+            }
             Err(err) => {
                 run.errors += 1;
                 run.first_error.get_or_insert_with(|| err.to_string());
@@ -346,6 +351,7 @@ pub fn replay(trace: &Trace, policy: &mut LoadedPolicy, options: &ReplayOptions)
                 let request = Request { policy: run.policy.clone(), event, decision, seen: from, decided_ns: now };
                 let verdict =
                     judge(&request, asked, &bound.limits, sim.replicas, &sim.history, now, actuator.max_decision_age);
+                sim.history.asked(now, asked.clamp(bound.limits.min, bound.limits.max));
                 line.guardrails = verdict.adjustments.iter().map(ToString::to_string).collect();
                 match verdict.skip {
                     Some(skip) => {

@@ -10,6 +10,7 @@ use crate::policy::{CompilerSettings, LogRate, RuntimeConfig};
 use crate::probe::{ProbeKind, ProbeSettings};
 use crate::reload::ReloadSettings;
 use crate::swarm::ActuatorOptions;
+use crate::swarm::labels::UpRate;
 use crate::units::{parse_duration, parse_positive_duration};
 
 /// Push-based horizontal autoscaler for Docker Swarm.
@@ -166,6 +167,23 @@ pub struct DaemonArgs {
     #[arg(long, env = "AUTOSCALER_COOLDOWN_DOWN", default_value = "60s", value_parser = parse_duration)]
     pub cooldown_down: Duration,
 
+    /// Scale-up rate limit for services without `autoscale.rate.up`: at
+    /// most `100%` more, `4` more, or `100%,4` (the larger) than at the
+    /// start of the last `--rate-period`; `none`: no limit.
+    #[arg(long, env = "AUTOSCALER_RATE_UP", default_value = "none", value_name = "RATE", value_parser = check_rate)]
+    pub rate_up: String,
+
+    /// The period of the scale-up rate limit, for services without
+    /// `autoscale.rate.period`.
+    #[arg(long, env = "AUTOSCALER_RATE_PERIOD", default_value = "15s", value_parser = parse_positive_duration)]
+    pub rate_period: Duration,
+
+    /// Scale-down stabilisation window for services without
+    /// `autoscale.stabilization.down`: scale down no lower than the highest
+    /// count the policy asked for (or kept) within it; 0: none.
+    #[arg(long, env = "AUTOSCALER_STABILIZATION_DOWN", default_value = "0s", value_parser = parse_duration)]
+    pub stabilization_down: Duration,
+
     /// Decisions whose triggering event is older than this when they could
     /// be written (Docker was away, say) are dropped, not applied.
     #[arg(long, env = "AUTOSCALER_MAX_DECISION_AGE", default_value = "10s", value_parser = parse_positive_duration)]
@@ -213,8 +231,15 @@ impl DaemonArgs {
             max_decision_age: self.max_decision_age,
             cooldown_up: self.cooldown_up,
             cooldown_down: self.cooldown_down,
+            rate_up: UpRate::parse(&self.rate_up, self.rate_period).ok().filter(|rate| !rate.is_unlimited()),
+            stabilization_down: self.stabilization_down,
         }
     }
+}
+
+/// `--rate-up`, checked when parsed (with its period added later).
+fn check_rate(value: &str) -> Result<String, String> {
+    UpRate::parse(value, crate::swarm::labels::DEFAULT_RATE_PERIOD).map(|_| value.to_string())
 }
 
 /// Limits of the policy sandbox and the compile cache.
@@ -471,6 +496,13 @@ mod tests {
         assert_eq!(cli.daemon.audit_log, Some(PathBuf::from("a.jsonl")));
         assert_eq!(cli.daemon.probe.settings().kind, ProbeKind::Cgroupfs { interval: Duration::from_millis(250) });
         assert!(Cli::try_parse_from(["host", "--cooldown-up", "30"]).is_err(), "a cooldown needs a unit");
+        let cli =
+            Cli::try_parse_from(["host", "--rate-up", "100%,4", "--rate-period", "30s", "--stabilization-down", "2m"])
+                .expect("parse");
+        let opts = cli.daemon.actuator_options();
+        let rate = UpRate { percent: Some(100), replicas: Some(4), period: Duration::from_secs(30) };
+        assert_eq!((opts.rate_up, opts.stabilization_down), (Some(rate), Duration::from_secs(120)));
+        assert!(Cli::try_parse_from(["host", "--rate-up", "fast"]).is_err(), "a rate is a share or a count");
     }
 
     #[test]

@@ -7,6 +7,7 @@ multi-service application under open-loop traces.
     tests/evaluation/outcome.py smoke          # CI: 60 s of the step trace, push-proportional
     tests/evaluation/outcome.py oracle --trace step [--time-scale 1]
     tests/evaluation/outcome.py list
+    tests/evaluation/outcome.py summary [--doc]    # medians of every run's figures in OUT, no run
 
 The application (examples/app, docs/evaluation.md "Outcomes"): `oc-front`
 calls `oc-catalog` (CPU-heavy), `oc-cart` (memory grows with the request
@@ -490,6 +491,7 @@ def write_run(r: Run, out: Path) -> None:
             w.writeheader()
             w.writerows(r.actions)
     Path(f"{stem}.svg").write_text(timeline_svg(r))
+    Path(f"{stem}.json").write_text(json.dumps(r.figures, indent=1) + "\n")
 
 
 def esc(s: str) -> str:
@@ -675,8 +677,43 @@ def print_oracle(trace: str, scale: float) -> None:
     print(f"  fixed-peak: {fixed_counts(points, scale, 'peak')}  fixed-mean: {fixed_counts(points, scale, 'mean')}")
 
 
+def write_summary(out: Path, rows: list[dict]) -> list[dict]:
+    """Medians over every run's figures file in `out` (TRACE.AUTOSCALER.N.json),
+    so that runs made one command at a time (--first-run 2, 3) add up to
+    medians of 3; `rows` (this invocation's) and rows of summary.csv with no
+    figures files fill in the rest. Writes summary.csv and summary.svg."""
+    stored = summarise([Run(f["trace"], f["autoscaler"], int(f["run"]), figures=f)
+                        for f in (json.loads(p.read_text()) for p in sorted(out.glob("*.json")))])
+    done = {(r["trace"], r["autoscaler"]) for r in stored}
+    rows = stored + [r for r in rows if (r["trace"], r["autoscaler"]) not in done]
+    if (out / "summary.csv").exists():
+        new = {(r["trace"], r["autoscaler"]) for r in rows}
+        with open(out / "summary.csv", newline="") as f:
+            kept = [{k: (float(v) if k not in ("trace", "autoscaler", "load_avg") and v != "" else v)
+                     for k, v in r.items()} for r in csv.DictReader(f) if (r["trace"], r["autoscaler"]) not in new]
+        rows = kept + rows
+    rows.sort(key=lambda r: (r["trace"] != "step", r["trace"]))
+    with open(out / "summary.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=SUMMARY_FIELDS)
+        w.writeheader()
+        w.writerows(rows)
+    (out / "summary.svg").write_text(summary_svg(rows))
+    return rows
+
+
+def document(out: Path, command: str, rows: list[dict]) -> None:
+    """The summary table into docs/evaluation.md."""
+    table = markdown(rows)
+    print(table)
+    rel = out.relative_to(ROOT / "docs") if out.is_relative_to(ROOT / "docs") else out
+    update_doc(f"Measured {time.strftime('%Y-%m-%d')} on {machine()}; medians over the runs counted in `runs` "
+               f"({command}; `tests/evaluation/outcome.py summary --doc` rebuilds this table from every run's "
+               f"figures file). SLO: {SLO_MS:g} ms per request at the front.\n\n{table}\n\n"
+               f"![summary]({rel}/summary.svg)")
+
+
 def run_matrix(traces: list[str], names: list[str], runs: int, scale: float, out: Path, work: Path,
-               doc: bool) -> list[dict]:
+               doc: bool, first: int = 1) -> list[dict]:
     configs = load_configs()
     unknown = [n for n in names if n not in configs]
     if unknown:
@@ -686,7 +723,7 @@ def run_matrix(traces: list[str], names: list[str], runs: int, scale: float, out
     try:
         for trace in traces:
             print_oracle(trace, scale)
-            for i in range(1, runs + 1):
+            for i in range(first, first + runs):
                 for name in names:
                     r = one_run(trace, name, configs[name], i, scale, work)
                     write_run(r, out)
@@ -694,39 +731,22 @@ def run_matrix(traces: list[str], names: list[str], runs: int, scale: float, out
                     all_runs.append(r)
     finally:
         remove_app()
-    rows = summarise(all_runs)
-    # Rows of earlier invocations for other trace x autoscaler pairs stay,
-    # so traces can be run one command at a time into one summary.
-    if (out / "summary.csv").exists():
-        new = {(r["trace"], r["autoscaler"]) for r in rows}
-        with open(out / "summary.csv", newline="") as f:
-            kept = [{k: (float(v) if k not in ("trace", "autoscaler", "load_avg") and v != "" else v)
-                     for k, v in r.items()} for r in csv.DictReader(f) if (r["trace"], r["autoscaler"]) not in new]
-        rows = sorted(kept + rows, key=lambda r: (r["trace"] != "step", r["trace"]))
-    with open(out / "summary.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=SUMMARY_FIELDS)
-        w.writeheader()
-        w.writerows(rows)
-    (out / "summary.svg").write_text(summary_svg(rows))
-    table = markdown(rows)
-    print(table)
+    rows = write_summary(out, summarise(all_runs))
     if doc:
-        rel = out.relative_to(ROOT / "docs") if out.is_relative_to(ROOT / "docs") else out
-        update_doc(f"Measured {time.strftime('%Y-%m-%d')} on {machine()}, time scale {scale:g}, {runs} run(s) "
-                   f"each (`tests/evaluation/outcome.py run --traces {','.join(traces)} --autoscalers "
-                   f"{','.join(names)} --runs {runs} --time-scale {scale:g} --doc`, one command per trace into one "
-                   f"summary). SLO: {SLO_MS:g} ms per "
-                   f"request at the front.\n\n{table}\n\n![summary]({rel}/summary.svg)")
+        document(out, f"`tests/evaluation/outcome.py run --traces {','.join(traces)} --autoscalers {','.join(names)} "
+                      f"--runs {runs} --time-scale {scale:g} --doc`", rows)
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["run", "smoke", "oracle", "list"])
+    parser.add_argument("what", choices=["run", "smoke", "oracle", "list", "summary"])
     parser.add_argument("--traces", default="step,spike,ramp,diurnal,bursts")
     parser.add_argument("--trace", default="step", help="for oracle")
     parser.add_argument("--autoscalers", default="push-threshold,push-proportional,hpa,pull-5s,fixed-peak,fixed-mean")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--first-run", type=int, default=1,
+                        help="number the runs from here (run 2 and 3 later, one command each, into one median)")
     parser.add_argument("--time-scale", type=float, default=1.0, help="0.5 plays every trace in half the time")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--work", type=Path, default=Path("/var/tmp/swarm-autoscaler-outcomes"),
@@ -742,6 +762,13 @@ def main() -> None:
         return
     if args.what == "oracle":
         print_oracle(args.trace, args.time_scale)
+        return
+    if args.what == "summary":
+        rows = write_summary(args.out, [])
+        if args.doc:
+            document(args.out, "runs made one command each", rows)
+        else:
+            print(markdown(rows))
         return
     if os.geteuid() != 0:
         sys.exit("outcome.py needs root: it loads eBPF programs and drives dockerd")
@@ -763,7 +790,7 @@ def main() -> None:
         print("smoke: the run completed and reported every figure")
     else:
         run_matrix(args.traces.split(","), args.autoscalers.split(","), args.runs, args.time_scale, args.out,
-                   args.work, args.doc)
+                   args.work, args.doc, args.first_run)
     del lock
 
 

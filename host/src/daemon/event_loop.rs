@@ -467,7 +467,9 @@ impl<O: Outside> Loop<O> {
         };
         self.metrics.decision(&job.policy, outcome);
         match result {
-            Ok(None) => {}
+            // No decision: the policy kept the count it saw, which the
+            // scale-down stabilisation window counts (swarm::guardrails).
+            Ok(None) => self.actuator.kept(service_id, decided_ns, job.state.current_replicas),
             Ok(Some(_)) if !self.deciding() => {
                 // Leadership moved while the policy ran: the new leader
                 // decides on what its agents send; applying this one too

@@ -246,6 +246,7 @@ pub fn replay_logging(
                     last_up_ns: recorded.last_scale_up_ns,
                     last_down_ns: recorded.last_scale_down_ns,
                     hold_until_ns: recorded.hold_until_ns,
+                    ..History::default()
                 },
                 raw: Vec::new(),
                 bound: None,
@@ -369,7 +370,11 @@ pub fn replay_logging(
         }
         let decision = match answer {
             Ok(Some(decision)) => decision,
-            Ok(None) => continue,
+            Ok(None) => {
+                // Kept the count: the stabilisation window counts it, as live.
+                sim.history.asked(record.decided_ns, seen);
+                continue;
+            }
             Err(err) => {
                 run.errors += 1;
                 run.first_error.get_or_insert_with(|| err.to_string());
@@ -398,6 +403,7 @@ pub fn replay_logging(
                 let request = Request { policy: run.policy.clone(), event, decision, seen: from, decided_ns: now };
                 let verdict =
                     judge(&request, asked, &bound.limits, sim.replicas, &sim.history, now, actuator.max_decision_age);
+                sim.history.asked(now, asked.clamp(bound.limits.min, bound.limits.max));
                 line.guardrails = verdict.adjustments.iter().map(ToString::to_string).collect();
                 match verdict.skip {
                     Some(skip) => {

@@ -231,7 +231,14 @@ impl<W: Writer> Actuator<W> {
 
     /// This service's scale history, for the policy's state.
     pub fn history(&self, service_id: &str) -> History {
-        self.shared.history.lock().unwrap_or_else(|p| p.into_inner()).get(service_id).copied().unwrap_or_default()
+        self.shared.history.lock().unwrap_or_else(|p| p.into_inner()).get(service_id).cloned().unwrap_or_default()
+    }
+
+    /// The service's policy answered no decision at `decided_ns` while it
+    /// had `replicas`: for the scale-down stabilisation window, it asked to
+    /// keep them (see [`super::guardrails`]).
+    pub fn kept(&self, service_id: &str, decided_ns: u64, replicas: u32) {
+        self.shared.asked(service_id, decided_ns, replicas);
     }
 
     /// Stop taking decisions and let every worker finish the update it has
@@ -302,7 +309,17 @@ impl<W: Writer> Shared<W> {
     }
 
     fn history_of(&self, service_id: &str) -> Option<History> {
-        self.history.lock().unwrap_or_else(|p| p.into_inner()).get(service_id).copied()
+        self.history.lock().unwrap_or_else(|p| p.into_inner()).get(service_id).cloned()
+    }
+
+    /// Record what the service's policy asked for (or kept) at `at_ns`.
+    fn asked(&self, service_id: &str, at_ns: u64, replicas: u32) {
+        self.history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(service_id.to_string())
+            .or_default()
+            .asked(at_ns, replicas);
     }
 
     /// Record a scale carried out for `request`, at the time its policy
@@ -482,6 +499,7 @@ impl<W: Writer> Shared<W> {
             let now = self.now();
             let Judgement { target, adjustments, skip } =
                 judge(request, asked, &limits, replicas, &history, now, self.options.max_decision_age);
+            self.asked(request.service_id(), request.decided_ns, asked.clamp(limits.min, limits.max));
             if let Some(skip) = skip {
                 return (
                     pending.request,

@@ -10,6 +10,16 @@
 //!   longer current (an operator scaled by hand);
 //! - cooldowns: a scale-up waits `cooldown.up` and a scale-down waits
 //!   `cooldown.down` after the last scale action of either kind;
+//! - a scale-up rate in the Kubernetes HPA's style (`autoscale.rate.up`,
+//!   [`UpRate`]): at most so many replicas more than the service had at the
+//!   start of the last `rate.period`, counting the scale-ups within it;
+//! - scale-down stabilisation, the HPA's too (`autoscale.stabilization.down`):
+//!   a scale-down goes no lower than the highest count the policy asked for
+//!   within the window. What the policy "asked for" is every scale decision's
+//!   target (clamped to the bounds) and, for every call it answered with no
+//!   decision, the count it then saw ([`History::asked`]): the HPA's
+//!   recommendation at each sync. Push policies answer on every reading, so
+//!   the window sees a steady high load as a steady high recommendation;
 //! - a `hold` decision refuses scale-in until it runs out.
 //!
 //! Cooldowns and holds are measured between decisions: from the time the
@@ -22,9 +32,10 @@
 //! write takes no longer decide whether a cooldown ran out. Only the
 //! staleness bound uses the actuator's own clock.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
-use super::labels::ServiceConfig;
+use super::labels::{ServiceConfig, UpRate};
 use crate::model::{Decision, Event};
 use crate::units::human_duration;
 
@@ -41,6 +52,12 @@ pub struct ActuatorOptions {
     /// Cooldown after a scale action before a scale-down, unless the
     /// service sets `autoscale.cooldown.down`.
     pub cooldown_down: Duration,
+    /// Scale-up rate limit, unless the service sets `autoscale.rate.up`;
+    /// `None`: no limit.
+    pub rate_up: Option<UpRate>,
+    /// Scale-down stabilisation window, unless the service sets
+    /// `autoscale.stabilization.down`; zero: none.
+    pub stabilization_down: Duration,
 }
 
 impl Default for ActuatorOptions {
@@ -50,6 +67,8 @@ impl Default for ActuatorOptions {
             max_decision_age: Duration::from_secs(10),
             cooldown_up: Duration::from_secs(10),
             cooldown_down: Duration::from_secs(60),
+            rate_up: None,
+            stabilization_down: Duration::ZERO,
         }
     }
 }
@@ -67,6 +86,10 @@ pub struct Limits {
     pub cooldown_down: Duration,
     /// Most replicas added or removed at once.
     pub step_max: Option<u32>,
+    /// The scale-up rate limit; `None`: no limit.
+    pub rate_up: Option<UpRate>,
+    /// The scale-down stabilisation window; zero: none.
+    pub stabilization_down: Duration,
 }
 
 impl Limits {
@@ -81,12 +104,21 @@ impl Limits {
             cooldown_up: config.cooldown_up.unwrap_or(options.cooldown_up),
             cooldown_down: config.cooldown_down.unwrap_or(options.cooldown_down),
             step_max: config.step_max,
+            rate_up: config
+                .rate_up
+                .or(options.rate_up.map(|rate| UpRate { period: config.rate_period.unwrap_or(rate.period), ..rate }))
+                .filter(|rate| !rate.is_unlimited()),
+            stabilization_down: config.stabilization_down.unwrap_or(options.stabilization_down),
         }
     }
 }
 
+/// How far back a [`History`] keeps scale-ups and what was asked for: the
+/// longest rate period or stabilisation window it can serve.
+pub const HISTORY_HORIZON: Duration = Duration::from_secs(3600);
+
 /// A service's scale history, CLOCK_MONOTONIC ns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct History {
     /// The last scale-up.
     pub last_up_ns: Option<u64>,
@@ -94,6 +126,15 @@ pub struct History {
     pub last_down_ns: Option<u64>,
     /// Scale-in is refused until then (a policy's `hold`).
     pub hold_until_ns: Option<u64>,
+    /// Scale-ups within [`HISTORY_HORIZON`], (ns, replicas added), oldest
+    /// first: the rate limit counts them.
+    pub ups: VecDeque<(u64, u32)>,
+    /// What the policy asked for within [`HISTORY_HORIZON`], (ns, replicas),
+    /// oldest first, each entry higher than every later one (an entry
+    /// followed by a higher or equal one can never be the highest of a
+    /// window again): the highest since a time is the first entry at or
+    /// after it. At most one entry per distinct count.
+    pub asked: VecDeque<(u64, u32)>,
 }
 
 impl History {
@@ -106,9 +147,41 @@ impl History {
     pub fn record(&mut self, from: u32, to: u32, now_ns: u64) {
         if to > from {
             self.last_up_ns = Some(now_ns);
+            self.ups.push_back((now_ns, to - from));
+            let horizon = now_ns.saturating_sub(nanos(HISTORY_HORIZON));
+            while self.ups.front().is_some_and(|(at, _)| *at < horizon) || self.ups.len() > 64 {
+                self.ups.pop_front();
+            }
         } else if to < from {
             self.last_down_ns = Some(now_ns);
         }
+    }
+
+    /// Record that the policy asked for `replicas` at `at_ns` (a scale
+    /// decision's target within the bounds, or the count it kept by
+    /// answering nothing).
+    pub fn asked(&mut self, at_ns: u64, replicas: u32) {
+        while self.asked.back().is_some_and(|(_, n)| *n <= replicas) {
+            self.asked.pop_back();
+        }
+        self.asked.push_back((at_ns, replicas));
+        let horizon = at_ns.saturating_sub(nanos(HISTORY_HORIZON));
+        while self.asked.len() > 1 && self.asked.front().is_some_and(|(at, _)| *at < horizon) {
+            self.asked.pop_front();
+        }
+    }
+
+    /// The highest count asked for at or after `since_ns`.
+    pub fn highest_asked_since(&self, since_ns: u64) -> Option<u32> {
+        self.asked.iter().find(|(at, _)| *at >= since_ns).map(|(_, n)| *n)
+    }
+
+    /// Replicas added by scale-ups after `since_ns`, and when the first of
+    /// those was.
+    pub fn added_since(&self, since_ns: u64) -> (u32, Option<u64>) {
+        let within = self.ups.iter().filter(|(at, _)| *at > since_ns);
+        let first = within.clone().next().map(|(at, _)| *at);
+        (within.map(|(_, n)| *n).fold(0, u32::saturating_add), first)
     }
 }
 
@@ -165,6 +238,24 @@ pub enum Adjustment {
         /// The limit.
         step_max: u32,
     },
+    /// More than `autoscale.rate.up` allows within its period.
+    RateLimited {
+        /// The target before the limit.
+        asked: u32,
+        /// The target after it.
+        allowed: u32,
+        /// The limit.
+        rate: UpRate,
+    },
+    /// Below the highest count asked for within `autoscale.stabilization.down`.
+    Stabilized {
+        /// The target before the window.
+        asked: u32,
+        /// The target after it.
+        allowed: u32,
+        /// The window.
+        window: Duration,
+    },
 }
 
 impl std::fmt::Display for Adjustment {
@@ -174,6 +265,10 @@ impl std::fmt::Display for Adjustment {
             Adjustment::ClampedToMin { asked, min } => write!(f, "clamped to min {min} (asked {asked})"),
             Adjustment::StepLimited { asked, allowed, step_max } => {
                 write!(f, "step limit {step_max}: {asked} -> {allowed}")
+            }
+            Adjustment::RateLimited { asked, allowed, rate } => write!(f, "rate.up {rate}: {asked} -> {allowed}"),
+            Adjustment::Stabilized { asked, allowed, window } => {
+                write!(f, "stabilization.down {}: {asked} -> {allowed}", human_duration(*window))
             }
         }
     }
@@ -227,6 +322,19 @@ pub enum Skip {
         /// Time still to wait.
         remaining: Duration,
     },
+    /// The scale-up rate limit allows no more replicas yet.
+    RateLimited {
+        /// Time until the first scale-up of the period leaves it.
+        remaining: Duration,
+    },
+    /// A count at least the current one was asked for within the
+    /// stabilisation window.
+    Stabilizing {
+        /// The highest count asked for within it.
+        highest: u32,
+        /// The window.
+        window: Duration,
+    },
     /// Scale-in is held by an earlier `hold` decision.
     Held {
         /// Time the hold still runs.
@@ -251,6 +359,12 @@ impl std::fmt::Display for Skip {
             }
             Skip::Unchanged { current } => write!(f, "already at {current} replicas"),
             Skip::Cooldown { way, remaining } => write!(f, "cooldown.{way}: {} to go", human_duration(*remaining)),
+            Skip::RateLimited { remaining } => {
+                write!(f, "rate.up: no more replicas for {}", human_duration(*remaining))
+            }
+            Skip::Stabilizing { highest, window } => {
+                write!(f, "stabilization.down: {highest} replicas asked for within {}", human_duration(*window))
+            }
             Skip::Held { remaining } => {
                 write!(f, "scale-in held by the policy for {} more", human_duration(*remaining))
             }
@@ -271,6 +385,8 @@ impl Skip {
             Skip::Unchanged { .. } => "unchanged",
             Skip::Cooldown { way: Way::Up, .. } => "cooldown-up",
             Skip::Cooldown { .. } => "cooldown-down",
+            Skip::RateLimited { .. } => "rate-up",
+            Skip::Stabilizing { .. } => "stabilizing",
             Skip::Held { .. } => "held",
             Skip::Superseded => "superseded",
             Skip::ServiceGone => "service-gone",
@@ -285,6 +401,8 @@ impl Skip {
         matches!(
             self,
             Skip::Cooldown { .. }
+                | Skip::RateLimited { .. }
+                | Skip::Stabilizing { .. }
                 | Skip::Unchanged { .. }
                 | Skip::Superseded
                 | Skip::ReplicasChanged { .. }
@@ -305,8 +423,10 @@ pub struct Judgement {
 }
 
 /// Judge a decision to scale to `asked` against the current replicas, the
-/// service's history and the clock `now_ns` (staleness only: cooldowns and
-/// holds count to `request.decided_ns`). Pure: no I/O, no clock.
+/// service's history and the clock `now_ns` (staleness only: cooldowns,
+/// rates, windows and holds count to `request.decided_ns`). Pure: no I/O,
+/// no clock. The caller records `asked` in the history
+/// ([`History::asked`]) after judging.
 pub fn judge(
     request: &Request,
     asked: u32,
@@ -337,15 +457,37 @@ pub fn judge(
             target = allowed;
         }
     }
-    let age = Duration::from_nanos(now_ns.saturating_sub(request.event.timestamp_ns));
     let at = request.decided_ns;
+    // Why a rate or a window brought the target back to the current count.
+    let mut limited = None;
+    if let Some(rate) = limits.rate_up.filter(|_| target > current) {
+        let (added, first) = history.added_since(at.saturating_sub(nanos(rate.period)));
+        let allowed = rate.allowed(current.saturating_sub(added)).max(current);
+        if allowed < target {
+            adjustments.push(Adjustment::RateLimited { asked: target, allowed, rate });
+            target = allowed;
+            let leaves = first.map_or(0, |t| t.saturating_add(nanos(rate.period)));
+            limited = Some(Skip::RateLimited { remaining: Duration::from_nanos(leaves.saturating_sub(at)) });
+        }
+    }
+    let window = limits.stabilization_down;
+    if target < current && !window.is_zero() {
+        let highest = history.highest_asked_since(at.saturating_sub(nanos(window)));
+        if let Some(highest) = highest.filter(|h| *h > target) {
+            let allowed = highest.min(current);
+            adjustments.push(Adjustment::Stabilized { asked: target, allowed, window });
+            target = allowed;
+            limited = Some(Skip::Stabilizing { highest, window });
+        }
+    }
+    let age = Duration::from_nanos(now_ns.saturating_sub(request.event.timestamp_ns));
     let since = |t: u64| Duration::from_nanos(at.saturating_sub(t));
     let skip = if age > max_age {
         Some(Skip::Stale { age, bound: max_age })
     } else if current != request.seen {
         Some(Skip::ReplicasChanged { seen: request.seen, now: current })
     } else if target == current {
-        Some(Skip::Unchanged { current })
+        Some(limited.unwrap_or(Skip::Unchanged { current }))
     } else {
         let (way, cooldown) =
             if target > current { (Way::Up, limits.cooldown_up) } else { (Way::Down, limits.cooldown_down) };
@@ -360,124 +502,9 @@ pub fn judge(
     Judgement { target, adjustments, skip }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SEC: u64 = 1_000_000_000;
-    const AGE: Duration = Duration::from_secs(10);
-
-    fn limits() -> Limits {
-        Limits {
-            min: 1,
-            max: 5,
-            cooldown_up: Duration::from_secs(10),
-            cooldown_down: Duration::from_secs(60),
-            step_max: None,
-        }
-    }
-
-    fn request(seen: u32, event_ns: u64) -> Request {
-        Request {
-            policy: "threshold".into(),
-            event: Event::cpu(0.9).at(event_ns),
-            decision: Decision::scale(0, "test"),
-            seen,
-            decided_ns: event_ns,
-        }
-    }
-
-    fn last(ns: u64) -> History {
-        History { last_up_ns: Some(ns), ..History::default() }
-    }
-
-    #[test]
-    fn applies_a_plain_decision() {
-        let j = judge(&request(2, 100 * SEC), 3, &limits(), 2, &History::default(), 100 * SEC, AGE);
-        assert_eq!(j, Judgement { target: 3, adjustments: vec![], skip: None });
-    }
-
-    #[test]
-    fn clamps_to_bounds_whatever_the_policy_says() {
-        let none = History::default();
-        let j = judge(&request(2, 0), 50, &limits(), 2, &none, 0, AGE);
-        assert_eq!(j.target, 5);
-        assert_eq!(j.adjustments, [Adjustment::ClampedToMax { asked: 50, max: 5 }]);
-        assert_eq!(j.skip, None);
-        let j = judge(&request(2, 0), 0, &limits(), 2, &none, 0, AGE);
-        assert_eq!(j.target, 1);
-        assert_eq!(j.adjustments, [Adjustment::ClampedToMin { asked: 0, min: 1 }]);
-        // Clamped onto the current value: nothing to do.
-        let j = judge(&request(5, 0), 9, &limits(), 5, &none, 0, AGE);
-        assert_eq!(j.skip, Some(Skip::Unchanged { current: 5 }));
-    }
-
-    #[test]
-    fn step_limit_bounds_each_change() {
-        let none = History::default();
-        let l = Limits { step_max: Some(2), ..limits() };
-        let j = judge(&request(1, 0), 5, &l, 1, &none, 0, AGE);
-        assert_eq!(j.target, 3);
-        assert_eq!(j.adjustments, [Adjustment::StepLimited { asked: 5, allowed: 3, step_max: 2 }]);
-        let l = Limits { step_max: Some(1), ..limits() };
-        assert_eq!(judge(&request(5, 0), 1, &l, 5, &none, 0, AGE).target, 4);
-    }
-
-    #[test]
-    fn cooldowns_are_separate_for_up_and_down() {
-        let h = last(100 * SEC);
-        // 5 s after a scale: up waits 10 s, down waits 60 s.
-        let j = judge(&request(2, 105 * SEC), 3, &limits(), 2, &h, 105 * SEC, AGE);
-        assert_eq!(j.skip, Some(Skip::Cooldown { way: Way::Up, remaining: Duration::from_secs(5) }));
-        let j = judge(&request(2, 110 * SEC), 3, &limits(), 2, &h, 110 * SEC, AGE);
-        assert_eq!(j.skip, None, "up cooldown over after 10 s");
-        let j = judge(&request(2, 110 * SEC), 1, &limits(), 2, &h, 110 * SEC, AGE);
-        assert_eq!(j.skip, Some(Skip::Cooldown { way: Way::Down, remaining: Duration::from_secs(50) }));
-        let j = judge(&request(2, 160 * SEC), 1, &limits(), 2, &h, 160 * SEC, AGE);
-        assert_eq!(j.skip, None, "down cooldown over after 60 s");
-    }
-
-    #[test]
-    fn a_hold_refuses_scale_in_but_not_scale_out() {
-        let h = History { hold_until_ns: Some(130 * SEC), ..History::default() };
-        let j = judge(&request(3, 100 * SEC), 2, &limits(), 3, &h, 100 * SEC, AGE);
-        assert_eq!(j.skip, Some(Skip::Held { remaining: Duration::from_secs(30) }));
-        assert_eq!(judge(&request(3, 100 * SEC), 4, &limits(), 3, &h, 100 * SEC, AGE).skip, None);
-        assert_eq!(judge(&request(3, 131 * SEC), 2, &limits(), 3, &h, 131 * SEC, AGE).skip, None, "hold ran out");
-    }
-
-    #[test]
-    fn stale_decisions_and_changed_replicas_are_not_applied() {
-        let none = History::default();
-        let j = judge(&request(2, 100 * SEC), 3, &limits(), 2, &none, 111 * SEC, AGE);
-        assert!(matches!(j.skip, Some(Skip::Stale { .. })), "{j:?}");
-        // An operator scaled to 4 after the policy saw 2: 3 would undo it.
-        let j = judge(&request(2, 100 * SEC), 3, &limits(), 4, &none, 100 * SEC, AGE);
-        assert_eq!(j.skip, Some(Skip::ReplicasChanged { seen: 2, now: 4 }));
-    }
-
-    #[test]
-    fn cooldowns_count_between_decisions_not_to_the_actuators_clock() {
-        // Scaled on a decision at 100 s; the next decision at 109.99 s is
-        // judged by the actuator a little later, at 110.02 s: still cooling.
-        let h = last(100 * SEC);
-        let mut r = request(2, 109 * SEC);
-        r.decided_ns = 109_990_000_000;
-        let j = judge(&r, 3, &limits(), 2, &h, 110_020_000_000, AGE);
-        assert_eq!(j.skip, Some(Skip::Cooldown { way: Way::Up, remaining: Duration::from_millis(10) }));
-        r.decided_ns = 110 * SEC;
-        assert_eq!(judge(&r, 3, &limits(), 2, &h, 110_500_000_000, AGE).skip, None);
-        // Staleness is the actuator's clock: a decision that waited is stale.
-        let j = judge(&r, 3, &limits(), 2, &h, 120 * SEC, AGE);
-        assert!(matches!(j.skip, Some(Skip::Stale { .. })), "{j:?}");
-    }
-
-    #[test]
-    fn history_records_the_direction() {
-        let mut h = History::default();
-        h.record(1, 3, 5);
-        h.record(3, 2, 9);
-        h.record(2, 2, 11);
-        assert_eq!((h.last_up_ns, h.last_down_ns, h.last_scale_ns()), (Some(5), Some(9), Some(9)));
-    }
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
+
+#[cfg(test)]
+mod tests;

@@ -55,6 +55,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Decision, Event, State};
 use crate::swarm::ActuatorOptions;
+use crate::swarm::labels::UpRate;
 pub use read::read;
 pub use recorder::Recorder;
 
@@ -89,6 +90,13 @@ pub struct Header {
     pub cooldown_down_ns: u64,
     /// The daemon's `--max-decision-age`, ns.
     pub max_decision_age_ns: u64,
+    /// The daemon's `--rate-up` and `--rate-period` (`100%,4 per 15s`);
+    /// absent: none (and in traces of daemons before the rate limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_up: Option<(String, u64)>,
+    /// The daemon's `--stabilization-down`, ns (0: none).
+    #[serde(default)]
+    pub stabilization_down_ns: u64,
 }
 
 impl Header {
@@ -104,6 +112,8 @@ impl Header {
             cooldown_up_ns: ns(options.cooldown_up),
             cooldown_down_ns: ns(options.cooldown_down),
             max_decision_age_ns: ns(options.max_decision_age),
+            rate_up: options.rate_up.map(|rate| (rate.value(), ns(rate.period))),
+            stabilization_down_ns: ns(options.stabilization_down),
         }
     }
 
@@ -115,6 +125,8 @@ impl Header {
             max_decision_age: d(self.max_decision_age_ns),
             cooldown_up: d(self.cooldown_up_ns),
             cooldown_down: d(self.cooldown_down_ns),
+            rate_up: self.rate_up.as_ref().and_then(|(value, period)| UpRate::parse(value, d(*period)).ok()),
+            stabilization_down: d(self.stabilization_down_ns),
         }
     }
 }

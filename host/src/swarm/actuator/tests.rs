@@ -361,7 +361,10 @@ async fn scale_to_zero_writes_skip_the_guardrails_and_leave_the_cooldowns_alone(
         (s.writes.clone(), s.unmarked)
     };
     assert_eq!((writes, unmarked), (vec![1, 0, 1], 2), "two unmarked writes");
-    assert_eq!(act.history("s1"), History { last_down_ns: Some(100 * SEC), ..History::default() });
+    // The zero writes left the history as the decision made it: its
+    // scale-down, and what it asked for (the stabilisation window's record).
+    let asked = [(100 * SEC, 1)].into();
+    assert_eq!(act.history("s1"), History { last_down_ns: Some(100 * SEC), asked, ..History::default() });
     assert_eq!(audit_lines(&dir).len(), 1, "the daemon audits zero writes itself");
     // From a count it does not start from: nothing written, the count said.
     fake.0.lock().expect("lock").replicas = 3;

@@ -13,6 +13,12 @@
 //!   thresholds the probes push crossings of, parsed in [`thresholds`];
 //! - `autoscale.cooldown.up` / `.down` (`30s`, `500ms`, `2m`, or `0`);
 //! - `autoscale.step.max`: most replicas added or removed by one update;
+//! - `autoscale.rate.up` (`100%`, `4`, `100%,4` or `none`) per
+//!   `autoscale.rate.period` (default 15s): a scale-up rate limit in the
+//!   HPA's style ([`UpRate`]);
+//! - `autoscale.stabilization.down` (a duration): scale down no lower than
+//!   the highest count the policy asked for (or kept) within it, the HPA's
+//!   scale-down stabilisation window;
 //! - scale to zero: `autoscale.min=0` lets an idle service go to zero, kept
 //!   as one frozen replica (`autoscale.zero=freeze`, the default) that the
 //!   first connection wakes, or removed (`autoscale.zero=remove`: the spec
@@ -36,7 +42,10 @@ use crate::model::Thresholds;
 use crate::units::{parse_bool, parse_duration};
 
 pub mod known;
+mod rate;
 mod thresholds;
+
+pub use rate::{DEFAULT_RATE_PERIOD, UpRate};
 
 /// The prefix of every autoscaling label.
 pub const PREFIX: &str = "autoscale.";
@@ -56,6 +65,9 @@ const OWN_LABELS: &[&str] = &[
     "cooldown.up",
     "cooldown.down",
     "step.max",
+    "rate.up",
+    "rate.period",
+    "stabilization.down",
     "warmup",
     "idle",
     "zero",
@@ -131,6 +143,13 @@ pub struct ServiceConfig {
     pub cooldown_down: Option<Duration>,
     /// `autoscale.step.max`; `None`: no step limit.
     pub step_max: Option<u32>,
+    /// `autoscale.rate.up` over `autoscale.rate.period`; `None`: the
+    /// daemon's default.
+    pub rate_up: Option<UpRate>,
+    /// `autoscale.rate.period` alone, for the daemon's default rate.
+    pub rate_period: Option<Duration>,
+    /// `autoscale.stabilization.down`; `None`: the daemon's default.
+    pub stabilization_down: Option<Duration>,
     /// `autoscale.warmup` (default 10s): a replica younger than this is
     /// counted apart and left out of the service view.
     pub warmup: Duration,
@@ -308,6 +327,11 @@ pub fn parse(service: &str, labels: &HashMap<String, String>) -> Result<Option<S
     let warmup = cooldown("warmup").unwrap_or(DEFAULT_WARMUP);
 
     let idle = cooldown("idle");
+    let stabilization_down = cooldown("stabilization.down");
+    let rate_period = cooldown("rate.period");
+    if rate_period == Some(Duration::ZERO) {
+        fail("autoscale.rate.period", get("rate.period"), "must be longer than 0 (15s is the HPA's)");
+    }
     let zero_mode = match get("zero").map(|v| v.trim().to_ascii_lowercase()) {
         None => Some(ZeroMode::Freeze),
         Some(v) if v == "freeze" => Some(ZeroMode::Freeze),
@@ -350,6 +374,12 @@ pub fn parse(service: &str, labels: &HashMap<String, String>) -> Result<Option<S
         },
     };
 
+    let rate_up = get("rate.up").and_then(|value| {
+        UpRate::parse(value, rate_period.unwrap_or(DEFAULT_RATE_PERIOD))
+            .map_err(|problem| fail("autoscale.rate.up", Some(value), &problem))
+            .ok()
+    });
+
     if !errors.is_empty() {
         return Err(LabelErrors(errors));
     }
@@ -364,6 +394,9 @@ pub fn parse(service: &str, labels: &HashMap<String, String>) -> Result<Option<S
         cooldown_up,
         cooldown_down,
         step_max,
+        rate_up,
+        rate_period,
+        stabilization_down,
         warmup,
         zero,
         ports: port.into_iter().collect(),

@@ -288,3 +288,36 @@ fn every_table_metric_has_threshold_labels() {
         assert!(band.upper.is_some_and(|u| (u - 11.0).abs() < 1e-9), "{}: {band:?}", def.name);
     }
 }
+
+#[test]
+fn rate_and_stabilization_labels_parse_or_name_their_problem() {
+    let config = parse(
+        "web",
+        &with(&[
+            ("autoscale.rate.up", "100%,4"),
+            ("autoscale.rate.period", "30s"),
+            ("autoscale.stabilization.down", "5m"),
+        ]),
+    )
+    .expect("valid labels")
+    .expect("opted in");
+    let rate = UpRate { percent: Some(100), replicas: Some(4), period: Duration::from_secs(30) };
+    assert_eq!((config.rate_up, config.rate_period), (Some(rate), Some(Duration::from_secs(30))));
+    assert_eq!(config.stabilization_down, Some(Duration::from_secs(300)));
+    // Unset: the daemon's defaults apply (None here).
+    let plain = parse("web", &with(&[])).expect("valid labels").expect("opted in");
+    assert_eq!((plain.rate_up, plain.rate_period, plain.stabilization_down), (None, None, None));
+    let bad = errors(parse(
+        "web",
+        &with(&[
+            ("autoscale.rate.up", "fast"),
+            ("autoscale.rate.period", "0"),
+            ("autoscale.stabilization.down", "soon"),
+        ]),
+    ));
+    let named: Vec<&str> = bad.iter().map(|e| e.label.as_str()).collect();
+    assert_eq!(named.len(), 3, "{bad:?}");
+    for label in ["autoscale.rate.up", "autoscale.rate.period", "autoscale.stabilization.down"] {
+        assert!(named.contains(&label), "{label} in {named:?}");
+    }
+}

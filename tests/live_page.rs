@@ -107,10 +107,10 @@ impl Browser {
             let mut message = Vec::new();
             while reader.read_until(0, &mut message).unwrap_or(0) > 0 {
                 message.pop_if(|b| *b == 0);
-                if let Ok(value) = serde_json::from_slice::<Value>(&message) {
-                    if send.send(value).is_err() {
-                        return;
-                    }
+                if let Ok(value) = serde_json::from_slice::<Value>(&message)
+                    && send.send(value).is_err()
+                {
+                    return;
                 }
                 message.clear();
             }

@@ -246,6 +246,8 @@ pub async fn run(run: &Run) -> Result<Report, String> {
         .env("DOCKER_HOST", format!("unix://{}", socket.display()))
         .env("RUST_LOG", "warn")
         .args(["--cluster", "--probe", "cgroupfs", "--policies", "./policies"])
+        // The simulated nodes have no swarm certificates: the shared token.
+        .args(["--cluster-auth", "token"])
         .arg("--cluster-token-file")
         .arg(&token_file)
         .args(["--cluster-listen", &manager_addr, "--metrics-addr", &format!("127.0.0.1:{metrics_port}")])

@@ -374,6 +374,24 @@ fn bound_token(exported: [u8; 32], token: Option<&Token>) -> Result<Token, TlsEr
     Token::new(hex::encode(bytes).as_bytes()).map_err(|_| TlsError::Config("exported key too short".into()))
 }
 
+/// What a finished TLS session says, on either side: the peer's node and
+/// role from its leaf certificate, and the session's channel token (keying
+/// material exported from the session, bound to `token` when one is set).
+fn session_identity<D>(
+    conn: &rustls::ConnectionCommon<D>,
+    token: Option<&Token>,
+) -> Result<(CertIdentity, Token), TlsError> {
+    let peer = conn
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|leaf| CertIdentity::from_der(leaf))
+        .ok_or_else(|| TlsError::Peer("names no node (no CN/OU)".into()))?;
+    let exported = conn
+        .export_keying_material([0u8; 32], EXPORTER_LABEL, None)
+        .map_err(|err| TlsError::Config(err.to_string()))?;
+    Ok((peer, bound_token(exported, token)?))
+}
+
 impl Credentials {
     /// Whether connections use TLS with the swarm's certificates.
     pub fn is_swarm(&self) -> bool {
@@ -390,16 +408,8 @@ impl Credentials {
         };
         let (server, _, _) = certs.current()?;
         let tls = tokio_rustls::TlsAcceptor::from(server).accept(tcp).await.map_err(TlsError::Handshake)?;
-        let conn = tls.get_ref().1;
-        let peer = conn
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .and_then(|leaf| CertIdentity::from_der(leaf))
-            .ok_or_else(|| TlsError::Peer("names no node (no CN/OU)".into()))?;
-        let exported = conn
-            .export_keying_material([0u8; 32], EXPORTER_LABEL, None)
-            .map_err(|err| TlsError::Config(err.to_string()))?;
-        Ok(Secured { stream: Box::new(tls), token: bound_token(exported, token.as_ref())?, peer: Some(peer) })
+        let (peer, token) = session_identity(&**tls.get_ref().1, token.as_ref())?;
+        Ok(Secured { stream: Box::new(tls), token, peer: Some(peer) })
     }
 
     /// The agent's side of a new connection to a decider: with TLS, only a
@@ -414,19 +424,11 @@ impl Credentials {
         let (_, client, _) = certs.current()?;
         let name = ServerName::try_from(MANAGER_ROLE).map_err(|err| TlsError::Config(err.to_string()))?;
         let tls = tokio_rustls::TlsConnector::from(client).connect(name, tcp).await.map_err(TlsError::Handshake)?;
-        let conn = tls.get_ref().1;
-        let peer = conn
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .and_then(|leaf| CertIdentity::from_der(leaf))
-            .ok_or_else(|| TlsError::Peer("names no node (no CN/OU)".into()))?;
+        let (peer, token) = session_identity(&**tls.get_ref().1, token.as_ref())?;
         if !peer.is_manager() {
             return Err(TlsError::Peer(format!("is {}'s, a {}: only a manager may decide", peer.node_id, peer.role)));
         }
-        let exported = conn
-            .export_keying_material([0u8; 32], EXPORTER_LABEL, None)
-            .map_err(|err| TlsError::Config(err.to_string()))?;
-        Ok(Secured { stream: Box::new(tls), token: bound_token(exported, token.as_ref())?, peer: Some(peer) })
+        Ok(Secured { stream: Box::new(tls), token, peer: Some(peer) })
     }
 }
 

@@ -252,13 +252,23 @@ fn shipped_traces_replay_to_the_decisions_the_live_daemon_made() {
         // Every call made at the live replica count is answered as live.
         assert!(run.in_step > 0, "{}: no call at the live count", path.display());
         assert_eq!(run.same_as_live, run.in_step, "{}: {:?}", path.display(), run.first_difference);
-        let by_event: std::collections::HashMap<(u64, &str), &host::replay::DecisionLine> =
-            run.decisions.iter().map(|d| ((d.event_timestamp_ns, d.container_id.as_str()), d)).collect();
+        // One kernel sample carries several metrics under one timestamp:
+        // an event is its timestamp, container, metric and kind.
+        let by_event: std::collections::HashMap<(u64, &str, &str, bool), &host::replay::DecisionLine> = run
+            .decisions
+            .iter()
+            .map(|d| {
+                let metric = d.trigger.split(' ').next().unwrap_or_default();
+                ((d.event_timestamp_ns, d.container_id.as_str(), metric, d.trigger.contains(" crossed ")), d)
+            })
+            .collect();
         let mut compared = 0;
         for record in &live {
             let key = (
                 record["event"]["timestamp_ns"].as_u64().expect("timestamp"),
                 record["event"]["container"].as_str().expect("container"),
+                record["event"]["metric"].as_str().expect("metric"),
+                !record["event"]["threshold"].is_null(),
             );
             // A live decision the replay did not make again, or made at
             // another replica count: the replay was a step ahead or behind

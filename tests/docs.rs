@@ -28,6 +28,9 @@
 //! Needs the shipped policies (`policies/build.sh`; tests/run.sh builds
 //! them first). Takes a few seconds.
 
+mod common;
+
+use common::{host_exe, repo};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -122,14 +125,6 @@ const SAFE_HOST: &[&[&str]] = &[&["policy", "new"], &["policy", "check"], &["pol
 /// they are checked like any other.
 const PENDING: &[&str] =
     &["docs/contract.md", "docs/languages.md", "docs/metrics.md", "docs/demand.md", "CHANGELOG.md"];
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repository root").to_path_buf()
-}
-
-fn host() -> &'static str {
-    env!("CARGO_BIN_EXE_host")
-}
 
 /// The markdown files this test reads, repository-relative.
 fn doc_files() -> Vec<PathBuf> {
@@ -420,7 +415,7 @@ struct Help {
 impl Help {
     fn of(&mut self, path: &[String]) -> &str {
         self.cache.entry(path.to_vec()).or_insert_with(|| {
-            let out = Command::new(host()).args(path).arg("--help").output().expect("run host --help");
+            let out = Command::new(host_exe()).args(path).arg("--help").output().expect("run host --help");
             assert!(
                 out.status.success(),
                 "host {} --help failed: {}",
@@ -546,7 +541,7 @@ fn scratch() -> tempfile::TempDir {
     }
     let bin = dir.path().join(".bin");
     std::fs::create_dir(&bin).expect("bin folder");
-    std::os::unix::fs::symlink(host(), bin.join("host")).expect("link host");
+    std::os::unix::fs::symlink(host_exe(), bin.join("host")).expect("link host");
     dir
 }
 
@@ -797,7 +792,7 @@ fn normalize(path: &Path) -> PathBuf {
 
 /// `host --help` parsed: flag -> (environment variable, default).
 fn daemon_flags() -> HashMap<String, (Option<String>, Option<String>)> {
-    let out = Command::new(host()).arg("--help").output().expect("host --help");
+    let out = Command::new(host_exe()).arg("--help").output().expect("host --help");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let mut flags = HashMap::new();
     let mut current: Option<(String, String)> = None;

@@ -5,13 +5,12 @@
 //! they name is one the daemon defines. cluster_swarm checks the same names
 //! against a running manager's /metrics (cluster mode exports every family).
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use common::repo;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Command;
 
 fn alerts() -> PathBuf {
     repo().join("deploy/prometheus/alerts.yml")

@@ -10,6 +10,9 @@
 //! instances, a compile bomb). Compiling in a child process uses the real
 //! `host` binary.
 
+mod common;
+
+use common::policy::component;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -19,24 +22,13 @@ use host::model::{Event, EventKind, Metric, SettingValue, State, Unit};
 use host::policy::{CompilerSettings, LoadedPolicy, LogRate, PolicyError, PolicySet, Runtime, RuntimeConfig};
 use host::reload::{self, Change, ReloadSettings};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
-}
-
-fn read(path: &str) -> Vec<u8> {
-    let file = repo().join(path);
-    std::fs::read(&file).unwrap_or_else(|e| {
-        panic!("{}: {e}; build the components first: policies/build.sh && tests/fixtures/build.sh", file.display())
-    })
-}
-
 fn misbehave_bytes() -> Vec<u8> {
-    read("tests/fixtures/out/misbehave.wasm")
+    component("tests/fixtures/out/misbehave.wasm")
 }
 
 /// The hand-written policy with `extra` spliced in at its EXTRA marker.
 fn wat_policy(extra: &str) -> Vec<u8> {
-    let text = String::from_utf8(read("tests/fixtures/wat/policy.wat")).expect("utf-8");
+    let text = String::from_utf8(component("tests/fixtures/wat/policy.wat")).expect("utf-8");
     assert!(text.contains(";; EXTRA"), "policy.wat lost its EXTRA marker");
     wat::parse_str(text.replace(";; EXTRA", extra)).expect("the spliced WAT parses")
 }
@@ -319,7 +311,7 @@ fn an_invalid_enum_from_the_guest_names_the_cause() {
 #[test]
 fn a_component_of_another_world_names_the_missing_export() {
     let rt = runtime(RuntimeConfig::default());
-    let err = rt.load("other", &read("tests/fixtures/out/other_world.wasm")).expect_err("refused");
+    let err = rt.load("other", &component("tests/fixtures/out/other_world.wasm")).expect_err("refused");
     assert_eq!(err.kind(), "refused-import");
     assert_names_cause(&err, &["other", "no export `decide`"]);
 }
@@ -338,7 +330,7 @@ fn compile_in_a_child_loads_a_good_policy() {
 fn python_policy_compiles_in_a_bounded_child_and_fits_the_caps() {
     // The largest real policy (an 18 MB interpreter) with the default
     // bounds: compile time and memory, instance, memory and table caps.
-    let bytes = read("examples/policies/python/burst.wasm");
+    let bytes = component("examples/policies/python/burst.wasm");
     let rt = runtime(RuntimeConfig {
         compiler: Some(CompilerSettings {
             exe: PathBuf::from(env!("CARGO_BIN_EXE_host")),

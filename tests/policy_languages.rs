@@ -5,7 +5,9 @@
 //! by their build.sh (tests/run.sh runs them), all on contract 1.0.0 (one
 //! self-contained `decide(event, state)`, no table of services).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::repo;
 use std::sync::OnceLock;
 
 use host::model::{Action, Decision, Direction, Event, Metric, State, Unit};
@@ -13,16 +15,12 @@ use host::policy::{LoadedPolicy, Runtime, RuntimeConfig};
 
 const SEC: u64 = 1_000_000_000;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
-}
-
 /// One runtime for the whole binary: each component compiles once, and
 /// every `load` after the first is a fresh instance of the cached code.
 fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
-        let cache = std::env::var_os("AUTOSCALER_TEST_CACHE_DIR").map(PathBuf::from);
+        let cache = common::policy::test_cache_dir();
         Runtime::new(RuntimeConfig { cache_dir: cache, ..RuntimeConfig::default() }).expect("runtime")
     })
 }

@@ -6,8 +6,11 @@
 //! the version expected at that moment, and no half-written file may ever
 //! be compiled into service.
 
+mod common;
+
+use common::policy::component;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,16 +20,6 @@ use host::model::{Event, State};
 use host::policy::{PolicyError, PolicySet};
 use host::policy::{Runtime, RuntimeConfig};
 use host::reload::{self, Change, ReloadSettings};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
-}
-
-fn component(path: &str) -> Vec<u8> {
-    let file = repo().join(path);
-    std::fs::read(&file)
-        .unwrap_or_else(|e| panic!("{}: {e}; run tests/run.sh (it builds the components)", file.display()))
-}
 
 /// Which version answered a call, read from the decision's reason.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,26 +2,14 @@
 //! policies and the misbehaving fixtures in `tests/fixtures/` (built by
 //! `tests/fixtures/build.sh`, which `tests/run.sh` runs first).
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{policy::component, repo};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use host::model::{Decision, Event, EventKind, Metric, SettingValue, State, Unit};
 use host::policy::{LoadedPolicy, Origin, PolicyError, Runtime, RuntimeConfig};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
-}
-
-fn component(path: &str) -> Vec<u8> {
-    let file = repo().join(path);
-    std::fs::read(&file).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; build the components first: policies/build.sh && tests/fixtures/build.sh (tests/run.sh does both)",
-            file.display()
-        )
-    })
-}
 
 fn runtime(config: RuntimeConfig) -> Runtime {
     Runtime::new(config).expect("runtime")

@@ -13,34 +13,20 @@
 //! The toolchains are those of tests/scaffold.rs (examples/setup.sh
 //! installs them in CI; build.sh installs what is missing).
 
+mod common;
+
+use common::{host_exe, repo, rust_target};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use host::model::{Event, State};
 use host::policy::{Runtime, RuntimeConfig};
 
-fn host() -> &'static str {
-    env!("CARGO_BIN_EXE_host")
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
-}
-
-/// A Cargo target folder for Rust projects that survives runs (shared with
-/// tests/scaffold.rs: the SDK and wit-bindgen compile once).
-fn rust_target() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => PathBuf::from(dir).join("scaffold"),
-        None => repo().join("target/scaffold"),
-    }
-}
-
 fn command(dir: &Path, program: &str, args: &[&str]) -> Output {
     Command::new(program)
         .args(args)
         .current_dir(dir)
-        .env("HOST", host())
+        .env("HOST", host_exe())
         .env("CARGO_TARGET_DIR", rust_target())
         .env("AUTOSCALER_SDK", repo().join("sdk"))
         .output()
@@ -82,7 +68,7 @@ impl Project {
     fn new(lang: &str, variant: &str) -> Self {
         let parent = tempfile::tempdir().expect("tempdir");
         let name = format!("{variant}-{lang}");
-        run(parent.path(), host(), &["policy", "new", &name, "--lang", lang]);
+        run(parent.path(), host_exe(), &["policy", "new", &name, "--lang", lang]);
         let dir = parent.path().join(&name);
         let source = match lang {
             "rust" => dir.join("src/lib.rs"),
@@ -134,7 +120,7 @@ impl Project {
         let wasm = format!("{}.wasm", self.name);
         let state = format!("@test/state-{state}.json");
         let out =
-            command(&self.dir, host(), &["policy", "run", &wasm, "--event", "@test/event.json", "--state", &state]);
+            command(&self.dir, host_exe(), &["policy", "run", &wasm, "--event", "@test/event.json", "--state", &state]);
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -6,16 +6,15 @@
 //!
 //! Needs `policies/build.sh` (tests/run.sh runs it).
 
+mod common;
+
+use common::repo;
 use std::path::{Path, PathBuf};
 
 use host::policy::{LoadedPolicy, Runtime, RuntimeConfig};
 use host::replay::report::{ReplayRequest, run};
 use host::replay::synthetic::{self, Synthetic};
 use host::replay::{LoadModel, ReplayOptions, replay, trace};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root").to_path_buf()
-}
 
 fn shipped(name: &str) -> PathBuf {
     let file = repo().join("policies").join(format!("{name}.wasm"));
@@ -33,7 +32,7 @@ fn load(runtime: &Runtime, name: &str) -> LoadedPolicy {
 /// 2-core machine would count as the policy's failure (seen here while
 /// other builds ran). The time limit itself is tested in policy_hostile.
 fn runtime() -> Runtime {
-    let cache = std::env::var_os("AUTOSCALER_TEST_CACHE_DIR").map(PathBuf::from);
+    let cache = common::policy::test_cache_dir();
     let time_limit = std::time::Duration::from_secs(1);
     Runtime::new(RuntimeConfig { cache_dir: cache, time_limit, ..RuntimeConfig::default() }).expect("runtime")
 }

@@ -12,30 +12,20 @@
 //! `threshold` policy's rule on CPU alone: on the same states they decide
 //! the same targets (policies/threshold.wasm, built by policies/build.sh).
 
+mod common;
+
+use common::{host_exe, rust_target};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use host::model::{Event, State};
 use host::policy::{LoadedPolicy, Runtime, RuntimeConfig};
 
-fn host() -> &'static str {
-    env!("CARGO_BIN_EXE_host")
-}
-
-/// A Cargo target folder for the Rust project that survives runs (the SDK
-/// and wit-bindgen compile once), apart from the one `cargo test` locks.
-fn rust_target() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => PathBuf::from(dir).join("scaffold"),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/scaffold"),
-    }
-}
-
 fn run(dir: &Path, program: &str, args: &[&str]) -> String {
     let out = Command::new(program)
         .args(args)
         .current_dir(dir)
-        .env("HOST", host())
+        .env("HOST", host_exe())
         .env("CARGO_TARGET_DIR", rust_target())
         .output()
         .unwrap_or_else(|e| panic!("running {program} in {}: {e}", dir.display()));
@@ -54,7 +44,7 @@ fn run(dir: &Path, program: &str, args: &[&str]) -> String {
 fn scaffold_build_and_test(lang: &str) -> (PathBuf, tempfile::TempDir) {
     let parent = tempfile::tempdir().expect("tempdir");
     let name = format!("my-{lang}-policy");
-    let created = run(parent.path(), host(), &["policy", "new", &name, "--lang", lang]);
+    let created = run(parent.path(), host_exe(), &["policy", "new", &name, "--lang", lang]);
     assert!(created.contains("./build.sh") && created.contains(&format!("autoscale.policy={name}")), "{created}");
     let dir = parent.path().join(&name);
     let built = run(&dir, "./build.sh", &[]);
@@ -131,7 +121,7 @@ fn c_project_builds_and_passes_its_tests() {
 fn an_existing_folder_is_never_overwritten() {
     let parent = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir(parent.path().join("taken")).expect("mkdir");
-    let out = Command::new(host())
+    let out = Command::new(host_exe())
         .args(["policy", "new", "taken", "--lang", "c"])
         .current_dir(parent.path())
         .output()
@@ -156,7 +146,7 @@ fn a_rust_project_builds_with_only_the_host_binary() {
     let bin = alone.path().join("bin");
     std::fs::create_dir(&bin).expect("mkdir");
     let copied = bin.join("host");
-    std::fs::copy(host(), &copied).expect("copy host");
+    std::fs::copy(host_exe(), &copied).expect("copy host");
     let home = alone.path().join("home");
     let work = alone.path().join("work");
     std::fs::create_dir_all(&home).expect("home");

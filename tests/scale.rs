@@ -8,6 +8,7 @@
 //! spec updated within a generous bound. The figures at scale are the
 //! benchmark's (`cargo bench -p host --bench scale`, docs/scale.md).
 
+mod common;
 #[path = "scale/engine.rs"]
 mod engine;
 #[path = "scale/sim.rs"]
@@ -17,6 +18,8 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_simulated_swarm_of_20_nodes_and_200_services_drops_nothing_and_scales_every_crossing() {
+    // The daemon runs the shipped threshold policy from ./policies.
+    common::shipped_policies();
     let run = sim::Run {
         nodes: 20,
         services: 200,
@@ -24,7 +27,7 @@ async fn a_simulated_swarm_of_20_nodes_and_200_services_drops_nothing_and_scales
         duration: Duration::from_secs(8),
         crossings: 5,
         task_delay: Duration::from_millis(50),
-        host: env!("CARGO_BIN_EXE_host").into(),
+        host: common::host_exe().into(),
         cache_dir: std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("scale-cache"),
     };
     let report = sim::run(&run).await.unwrap_or_else(|e| panic!("{e}"));

@@ -1,5 +1,5 @@
-//! The test kit: what every integration test binary that starts the
-//! daemon, a Swarm service or a load shares, written once.
+//! The test kit: what every integration test binary shares, written once
+//! (each one declares `mod common;`).
 //!
 //! - [`daemon`]: the built `host` binary as a child process (in a test
 //!   cluster node's network namespace, if asked), waited on through its own
@@ -9,6 +9,8 @@
 //!   waited on until its replicas run, removed on drop.
 //! - [`load`]: closed-loop HTTP load on the demo workload.
 //! - [`cluster`]: the 3-node test swarm of `tests/cluster/up.sh`.
+//! - [`policy`]: built components and the test compile cache, for tests
+//!   that call the policy runtime directly.
 //!
 //! A test that cannot run here (no root, no dockerd, no Swarm, no test
 //! cluster) says so through [`skip`], the same loud line in every binary;
@@ -20,6 +22,7 @@
 pub mod cluster;
 pub mod daemon;
 pub mod load;
+pub mod policy;
 pub mod service;
 
 use std::io::{Read, Write};
@@ -44,6 +47,21 @@ static SERIAL: Mutex<()> = Mutex::new(());
 /// The repository's root.
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repository root").to_path_buf()
+}
+
+/// The `host` binary Cargo built for these tests.
+pub fn host_exe() -> &'static str {
+    env!("CARGO_BIN_EXE_host")
+}
+
+/// A Cargo target folder for Rust policy projects that survives runs
+/// (tests/scaffold.rs and tests/policy_snippets.rs: the SDK and wit-bindgen
+/// compile once), apart from the one `cargo test` itself locks.
+pub fn rust_target() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir).join("scaffold"),
+        None => repo().join("target/scaffold"),
+    }
 }
 
 /// This test's name as libtest gives it (the thread's name), else the

@@ -21,14 +21,17 @@
 //!   (default 2) times the current count, the service scales to it at once
 //!   and does not scale in until the panic window has asked for less for a
 //!   whole stable window; the panic count is the larger of the panic
-//!   window's mean and the peak demand since the panic began to ask for
-//!   more (the newest demand when `panic.settle` is 0);
+//!   window's mean and the newest demand;
 //! - settling: a step's first events see part of it (its clients connect
 //!   over a few ms; an event 13 ms into a step of 10 requests saw 3), and
 //!   the up-cooldown then holds the next step back. So a panic that would
 //!   raise the replicas first waits `panic.settle` (default 500ms) from
-//!   the first call that wanted it, deciding nothing, then asks once, on
-//!   the peak demand seen since: one decision for the whole step;
+//!   the first call that wanted it, deciding nothing, then asks on what a
+//!   call after it sees: one decision for the whole step. Not on the peak
+//!   seen meanwhile: a service view sums each replica's latest figure, and
+//!   on a short spike (a replica's stale figure beside the new ones) the
+//!   peak over-asks; a demand that fell back under the panic threshold
+//!   starts over;
 //! - otherwise the stable window's count, and a scale-in only to the
 //!   largest count asked within `scale-down.delay` (default 0s, as Knative).
 //!
@@ -96,7 +99,7 @@ impl Policy for Concurrency {
                 .doc("panic when the panic count reaches this many times the current count"),
             SettingSpec::duration("panic.settle")
                 .default("500ms")
-                .doc("before a panic scale-up, wait this long for a rising demand, then ask on its peak"),
+                .doc("before a panic scale-up, wait this long for a rising demand to settle"),
             SettingSpec::duration("scale-down.delay")
                 .default("0s")
                 .doc("scale in only to the largest count asked within this time"),
@@ -185,29 +188,25 @@ fn decide(state: &State, memory: &mut PerService<Memory>) -> Option<Decision> {
     }
 
     // The count each window asks for: demand over the concurrency target,
-    // and arrivals over the rate target when there is one. `peak_since`:
-    // also at least the most seen from then on, and the newest.
-    let wanted = |window_ns: u64, peak_since: Option<u64>| -> (i64, f64) {
+    // and arrivals over the rate target when there is one.
+    let wanted = |window_ns: u64, latest: bool| -> (i64, f64) {
         let since = now.saturating_sub(window_ns);
-        let peak = |series: &Series, newest: f64, from: u64| series.max_since(from).unwrap_or(newest).max(newest);
         let mut mean = m.demand.mean_since(since).unwrap_or(demand);
-        if let Some(from) = peak_since {
-            mean = mean.max(peak(&m.demand, demand, from));
+        if latest {
+            mean = mean.max(demand);
         }
         let mut n = count(mean / s.target);
         if let (Some(target), Some(rate_now)) = (s.rate_target, rate) {
             let mut r = m.rate.mean_since(since).unwrap_or(rate_now);
-            if let Some(from) = peak_since {
-                r = r.max(peak(&m.rate, rate_now, from));
+            if latest {
+                r = r.max(rate_now);
             }
             n = n.max(count(r / target));
         }
         (n, mean)
     };
-    let (stable, stable_demand) = wanted(s.stable_ns, None);
-    // The peak since the settling began, within the panic window.
-    let peak_since = m.settle_since_ns.unwrap_or(now).max(now.saturating_sub(s.panic_ns));
-    let (panic, panic_demand) = wanted(s.panic_ns, Some(peak_since));
+    let (stable, stable_demand) = wanted(s.stable_ns, false);
+    let (panic, panic_demand) = wanted(s.panic_ns, true);
 
     if panic as f64 >= s.panic_threshold * f64::from(current) {
         m.panic_since_ns = Some(now);

@@ -78,8 +78,21 @@ fn a_step_seen_early_by_its_first_event_is_asked_for_whole() {
     assert_eq!(target2(10_013, 3.0), None, "3 of 10 arrived: wait for the step to settle");
     assert_eq!(target2(10_200, 10.0), None, "all arrived, still settling");
     assert_eq!(target2(10_400, 9.0), None);
-    // The first call after panic.settle asks on the peak: 10 / 2 = 5.
+    // The first call after panic.settle asks on what it sees: 9 / 2 -> 5.
     assert_eq!(target2(10_600, 9.0), Some(5));
+}
+
+#[test]
+fn after_settling_it_asks_on_what_it_sees_not_on_the_peak() {
+    let target2 = |ms: u64, inflight: f64| target(at_ms("peak", 1, &[inflight], 0.0, ms).label("inflight.target", "2"));
+    for ms in (0..6000).step_by(1000) {
+        assert_eq!(target2(ms, 0.0), None, "quiet at {ms} ms");
+    }
+    assert_eq!(target2(6000, 3.0), None, "settling");
+    // A spike of 20 (a replica's stale figure summed with new ones)...
+    assert_eq!(target2(6200, 20.0), None, "settling");
+    // ...is not what is asked for: 10 / 2 = 5, not 20 / 2.
+    assert_eq!(target2(6600, 10.0), Some(5));
 }
 
 #[test]

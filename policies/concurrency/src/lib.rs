@@ -30,8 +30,8 @@
 //!   call after it sees: one decision for the whole step. Not on the peak
 //!   seen meanwhile: a service view sums each replica's latest figure, and
 //!   on a short spike (a replica's stale figure beside the new ones) the
-//!   peak over-asks; a demand that fell back under the panic threshold
-//!   starts over;
+//!   peak over-asks. A call whose panic count asks for no more than the
+//!   current count ends the settling; the next rise starts it over;
 //! - otherwise the stable window's count, and a scale-in only to the
 //!   largest count asked within `scale-down.delay` (default 0s, as Knative).
 //!

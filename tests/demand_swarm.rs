@@ -117,9 +117,6 @@ fn base_labels(policy: &'static str) -> Vec<(&'static str, &'static str)> {
 }
 
 #[test]
-#[ignore = "not yet deterministic: the policy decides on whichever event comes first, and a sample in the step's \
-            first milliseconds can see part of the demand (seen once in CI: demand 3 -> 1 -> 2); run it with \
-            --ignored under the tests lock (issue 22)"]
 fn a_step_to_five_times_a_replica_is_answered_in_one_decision_where_cpu_rules_climb() {
     let Some(_serial) = setup() else { return };
 

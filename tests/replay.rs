@@ -216,16 +216,21 @@ fn an_hour_of_trace_replays_whole_with_a_rust_policy() {
     eprintln!("read and replayed {records} records (one hour; replay {:.3} s)", run.elapsed_s);
 }
 
-/// The shipped traces (examples/traces/*.trace, recorded from the demo by
+/// The shipped traces (examples/traces/*.trace and the demand metrics'
+/// examples/traces/demand/*.trace, recorded from the demo by
 /// examples/traces/record.sh).
 fn shipped_traces() -> Vec<PathBuf> {
-    let folder = repo().join("examples/traces");
-    let mut traces: Vec<PathBuf> = std::fs::read_dir(&folder)
-        .unwrap_or_else(|e| panic!("{}: {e}", folder.display()))
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "trace"))
-        .collect();
+    let mut traces = Vec::new();
+    for folder in [repo().join("examples/traces"), repo().join("examples/traces/demand")] {
+        traces.extend(
+            std::fs::read_dir(&folder)
+                .unwrap_or_else(|e| panic!("{}: {e}", folder.display()))
+                .map(|e| e.expect("entry").path())
+                .filter(|p| p.extension().is_some_and(|e| e == "trace")),
+        );
+    }
     traces.sort();
+    assert!(traces.iter().any(|p| p.ends_with("demand/demand-step.trace")), "{traces:?}");
     traces
 }
 

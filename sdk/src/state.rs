@@ -122,6 +122,23 @@ impl State {
         self.metric(metric::REQUEST_RATE)
     }
 
+    /// The requests the service holds: the larger of the requests in flight
+    /// and the connections queued, summed over the reporting replicas;
+    /// `None` when neither is reported.
+    ///
+    /// Not their sum: `inflight` counts a request from the arrival of its
+    /// data, accept-queue time included, so a queued connection whose
+    /// request has arrived is in both (docs/demand.md). `queue` is larger
+    /// only when connections wait with no request yet (a SYN backlog, a
+    /// client that has not sent), which `inflight` cannot see.
+    pub fn demand(&self) -> Option<f64> {
+        let sum = |a: Option<&Aggregate>| a.filter(|a| a.reporting > 0).map(|a| a.value.sum);
+        match (sum(self.inflight()), sum(self.queue())) {
+            (None, None) => None,
+            (inflight, queue) => Some(inflight.unwrap_or(0.0).max(queue.unwrap_or(0.0))),
+        }
+    }
+
     /// The response time percentile `p` (50, 95 or 99) over the replicas, seconds.
     #[inline]
     pub fn response_time(&self, p: u8) -> Option<&Aggregate> {

@@ -233,6 +233,27 @@ fn metrics_are_found_by_name_and_new_ones_are_data() {
     assert_eq!((state.metrics.len(), state.cpu().map(|a| a.value.mean)), (1, Some(1.5)));
 }
 
+#[test]
+fn demand_is_the_larger_of_inflight_and_queue_not_their_sum() {
+    let demand = |inflight: &[f64], queue: &[f64]| {
+        let mut b = StateBuilder::new();
+        if !inflight.is_empty() {
+            b = b.values(metric::INFLIGHT, Unit::Count, inflight);
+        }
+        if !queue.is_empty() {
+            b = b.values(metric::QUEUE, Unit::Count, queue);
+        }
+        b.build_for::<Declares>().demand()
+    };
+    // 10 requests arrived, 4 of them still in accept queues: 10, not 14.
+    assert_eq!(demand(&[6.0, 4.0], &[3.0, 1.0]), Some(10.0));
+    // Connections waiting with no request yet: the queue is the larger.
+    assert_eq!(demand(&[1.0], &[5.0]), Some(5.0));
+    assert_eq!(demand(&[7.0], &[]), Some(7.0));
+    assert_eq!(demand(&[], &[2.0]), Some(2.0));
+    assert_eq!(demand(&[], &[]), None);
+}
+
 /// Reads its setting and names the service, to show what a call sees.
 struct Echo;
 

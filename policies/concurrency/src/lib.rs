@@ -1,8 +1,10 @@
 //! `concurrency`: Knative's rule, on demand the kernel measures.
 //!
-//! Demand is the requests a service holds: in flight (received, not yet
-//! answered) plus waiting in its replicas' accept queues, summed over the
-//! replicas that report (`inflight` + `queue`). A CPU rule sees a replica at
+//! Demand is the requests a service holds: the larger of those in flight
+//! (received, not yet answered) and the connections waiting in its
+//! replicas' accept queues, each summed over the replicas that report
+//! ([`State::demand`]). Not their sum: a queued connection whose request
+//! has arrived is in both counts (docs/demand.md). A CPU rule sees a replica at
 //! its limit the same whether it is asked for 1.1x or 10x what it serves;
 //! demand keeps growing past saturation, so the rule can ask for the count
 //! the load needs in one decision.
@@ -19,8 +21,17 @@
 //!   (default 2) times the current count, the service scales to it at once
 //!   and does not scale in until the panic window has asked for less for a
 //!   whole stable window; the panic count is the larger of the panic
-//!   window's mean and the newest demand, so a step seen by its first event
-//!   is answered in one decision;
+//!   window's mean and the newest demand;
+//! - settling: a step's first events see part of it (its clients connect
+//!   over a few ms; an event 13 ms into a step of 10 requests saw 3), and
+//!   the up-cooldown then holds the next step back. So a panic that would
+//!   raise the replicas first waits `panic.settle` (default 500ms) from
+//!   the first call that wanted it, deciding nothing, then asks on what a
+//!   call after it sees: one decision for the whole step. Not on the peak
+//!   seen meanwhile: a service view sums each replica's latest figure, and
+//!   on a short spike (a replica's stale figure beside the new ones) the
+//!   peak over-asks. A call whose panic count asks for no more than the
+//!   current count ends the settling; the next rise starts it over;
 //! - otherwise the stable window's count, and a scale-in only to the
 //!   largest count asked within `scale-down.delay` (default 0s, as Knative).
 //!
@@ -28,7 +39,8 @@
 //! - `inflight.target` (default 10): requests each replica should hold on
 //!   average (Knative's container-concurrency target);
 //! - `request-rate.target` (optional): requests per second per replica;
-//! - `stable.window`, `panic.window`, `panic.threshold`, `scale-down.delay`.
+//! - `stable.window`, `panic.window`, `panic.threshold`, `panic.settle`,
+//!   `scale-down.delay`.
 //!
 //! No demand metric reported (the probe does not measure it for this
 //! service): no decision.
@@ -55,7 +67,7 @@ const RESOLUTION_NS: u64 = 100_000_000;
 /// What the rule remembers of one service.
 #[derive(Debug)]
 struct Memory {
-    /// Demand (in flight + queued) over time.
+    /// Demand (the larger of in flight and queued) over time.
     demand: Series,
     /// Request rate over time (when a rate target is set).
     rate: Series,
@@ -63,6 +75,9 @@ struct Memory {
     asked: Series,
     /// When the panic window last asked for `panic.threshold` x current.
     panic_since_ns: Option<u64>,
+    /// When the panic rule first wanted more replicas than the current
+    /// count, while it waits for the demand to settle.
+    settle_since_ns: Option<u64>,
 }
 
 thread_local! {
@@ -82,6 +97,9 @@ impl Policy for Concurrency {
             SettingSpec::number("panic.threshold")
                 .default("2")
                 .doc("panic when the panic count reaches this many times the current count"),
+            SettingSpec::duration("panic.settle")
+                .default("500ms")
+                .doc("before a panic scale-up, wait this long for a rising demand to settle"),
             SettingSpec::duration("scale-down.delay")
                 .default("0s")
                 .doc("scale in only to the largest count asked within this time"),
@@ -102,6 +120,7 @@ struct Settings {
     stable_ns: u64,
     panic_ns: u64,
     panic_threshold: f64,
+    settle_ns: u64,
     delay_ns: u64,
 }
 
@@ -116,6 +135,7 @@ fn settings(state: &State) -> Option<Settings> {
         stable_ns: nanos(state.duration("stable.window").unwrap_or(Duration::from_secs(60))),
         panic_ns: nanos(state.duration("panic.window").unwrap_or(Duration::from_secs(6))),
         panic_threshold: state.number("panic.threshold").unwrap_or(2.0),
+        settle_ns: nanos(state.duration("panic.settle").unwrap_or(Duration::from_millis(500))),
         delay_ns: nanos(state.duration("scale-down.delay").unwrap_or_default()),
     };
     let bad = if !(s.target > 0.0) {
@@ -126,6 +146,8 @@ fn settings(state: &State) -> Option<Settings> {
         Some("panic.window must be above 0 and at most stable.window")
     } else if !(s.panic_threshold >= 1.0) {
         Some("panic.threshold must be at least 1")
+    } else if s.settle_ns > s.panic_ns {
+        Some("panic.settle must be at most panic.window")
     } else {
         None
     };
@@ -148,9 +170,8 @@ fn decide(state: &State, memory: &mut PerService<Memory>) -> Option<Decision> {
     if current == 0 {
         return None; // waking a service is the daemon's job
     }
-    let inflight = state.inflight().filter(|a| a.reporting > 0)?;
-    let queued = state.queue().filter(|a| a.reporting > 0).map_or(0.0, |a| a.value.sum);
-    let demand = inflight.value.sum + queued;
+    state.inflight().filter(|a| a.reporting > 0)?;
+    let demand = state.demand()?;
     let rate = s.rate_target.and(state.request_rate()).filter(|a| a.reporting > 0).map(|a| a.value.sum);
     let now = state.now_ns;
 
@@ -159,6 +180,7 @@ fn decide(state: &State, memory: &mut PerService<Memory>) -> Option<Decision> {
         rate: Series::new(RESOLUTION_NS),
         asked: Series::new(RESOLUTION_NS),
         panic_since_ns: None,
+        settle_since_ns: None,
     });
     m.demand.push(now, demand, s.stable_ns);
     if let Some(rate) = rate {
@@ -192,6 +214,16 @@ fn decide(state: &State, memory: &mut PerService<Memory>) -> Option<Decision> {
     let panicking = m.panic_since_ns.is_some_and(|since| now.saturating_sub(since) < s.stable_ns);
     if !panicking {
         m.panic_since_ns = None;
+    }
+
+    // A panic scale-up waits for the step to settle, then asks once.
+    if panicking && panic > i64::from(current) {
+        let since = *m.settle_since_ns.get_or_insert(now);
+        if now.saturating_sub(since) < s.settle_ns {
+            return None;
+        }
+    } else {
+        m.settle_since_ns = None;
     }
 
     let mut reason = String::with_capacity(160);

@@ -32,19 +32,86 @@ fn a_step_to_five_times_the_target_is_answered_in_one_decision() {
     for t in 0..30 {
         assert_eq!(target(state("step", 1, &[4.0], 0.0, t)), None, "t={t}");
     }
-    // The first event of the step: 35 in flight and 15 queued.
+    // The first event of the step: 50 in flight, 15 of them still queued.
+    // It waits for the step to settle (panic.settle, 500ms)...
+    assert_eq!(target(state("step", 1, &[50.0], 15.0, 30)), None);
+    // ...and the first call after it asks for the whole step.
     let d = Concurrency::decide(
-        EventBuilder::new("inflight", 35.0, Unit::Count).crossing_up(10.0).build(),
-        state("step", 1, &[35.0], 15.0, 30).build_for::<Concurrency>(),
+        EventBuilder::new("inflight", 50.0, Unit::Count).crossing_up(10.0).build(),
+        state("step", 1, &[50.0], 15.0, 31).build_for::<Concurrency>(),
     )
     .expect("a decision");
     assert_eq!(d.target(), Some(5), "{}", d.reason);
     assert!(d.reason.starts_with("panic: demand 50"), "{}", d.reason);
 }
 
+const MS: u64 = 1_000_000;
+
+/// `state` at `ms` milliseconds.
+fn at_ms(id: &str, current: u32, inflight: &[f64], queued: f64, ms: u64) -> StateBuilder {
+    state(id, current, inflight, queued, 0).now_ns(ms * MS)
+}
+
+#[test]
+fn a_queued_request_whose_data_arrived_is_counted_once() {
+    // 10 connections on 4 replicas: 10 requests in flight, 4 of them
+    // still in accept queues (in `inflight` from their arrival). Demand
+    // is 10: 5 replicas at inflight.target 2, not 7 (10 + 4 = 14).
+    let b = at_ms("once", 4, &[4.0, 3.0, 2.0, 1.0], 1.0, 0).label("inflight.target", "2");
+    let d =
+        Concurrency::decide(EventBuilder::new("cpu", 0.4, Unit::FractionOfLimit).build(), b.build_for::<Concurrency>())
+            .expect("a decision");
+    assert_eq!(d.target(), Some(5), "{}", d.reason);
+    assert!(d.reason.starts_with("demand 10 over 60 s"), "{}", d.reason);
+}
+
+#[test]
+fn a_step_seen_early_by_its_first_event_is_asked_for_whole() {
+    // Seen once in CI: the first event came 13 ms into a step of 10
+    // requests, with 3 of them arrived; asking then for 2 replicas left
+    // the rest of the step to wait out the up-cooldown.
+    let target2 =
+        |ms: u64, inflight: f64| target(at_ms("early", 1, &[inflight], 0.0, ms).label("inflight.target", "2"));
+    for ms in (0..10_000).step_by(1000) {
+        assert_eq!(target2(ms, 0.0), None, "quiet at {ms} ms");
+    }
+    assert_eq!(target2(10_013, 3.0), None, "3 of 10 arrived: wait for the step to settle");
+    assert_eq!(target2(10_200, 10.0), None, "all arrived, still settling");
+    assert_eq!(target2(10_400, 9.0), None);
+    // The first call after panic.settle asks on what it sees: 9 / 2 -> 5.
+    assert_eq!(target2(10_600, 9.0), Some(5));
+}
+
+#[test]
+fn after_settling_it_asks_on_what_it_sees_not_on_the_peak() {
+    let target2 = |ms: u64, inflight: f64| target(at_ms("peak", 1, &[inflight], 0.0, ms).label("inflight.target", "2"));
+    for ms in (0..6000).step_by(1000) {
+        assert_eq!(target2(ms, 0.0), None, "quiet at {ms} ms");
+    }
+    assert_eq!(target2(6000, 3.0), None, "settling");
+    // A spike of 20 (a replica's stale figure summed with new ones)...
+    assert_eq!(target2(6200, 20.0), None, "settling");
+    // ...is not what is asked for: 10 / 2 = 5, not 20 / 2.
+    assert_eq!(target2(6600, 10.0), Some(5));
+}
+
+#[test]
+fn settling_is_only_for_a_panic_scale_up() {
+    // Stable mode asks at once (12 each over 3 replicas: 4, not 2x).
+    assert_eq!(target(at_ms("settle-stable", 3, &[12.0; 3], 0.0, 0)), Some(4));
+    // A panic that asks for no more than now does not settle: after a
+    // panic at 5, a call that still asks 5 decides nothing, and a later
+    // rise waits its own settle time.
+    assert_eq!(target(at_ms("settle-again", 1, &[50.0], 0.0, 0)), None);
+    assert_eq!(target(at_ms("settle-again", 1, &[50.0], 0.0, 500)), Some(5));
+    assert_eq!(target(at_ms("settle-again", 5, &[10.0; 5], 0.0, 1000)), None, "5 asks 5: no change");
+    assert_eq!(target(at_ms("settle-again", 5, &[20.0; 5], 0.0, 1200)), None, "100 asks 10: settling");
+    assert_eq!(target(at_ms("settle-again", 5, &[20.0; 5], 0.0, 1700)), Some(10));
+}
+
 #[test]
 fn panic_never_scales_in_until_a_stable_window_passes() {
-    assert_eq!(target(state("panic", 1, &[50.0], 0.0, 0)), Some(5));
+    assert_eq!(target(state("panic", 1, &[50.0], 0.0, 0).label("panic.settle", "0s")), Some(5));
     // Demand gone at once: still 5 while the panic lasts.
     for t in 1..60 {
         assert_eq!(target(state("panic", 5, &[0.5; 5], 0.0, t)), None, "t={t}");
@@ -66,11 +133,10 @@ fn stable_mode_follows_the_window_mean() {
 
 #[test]
 fn the_rate_target_asks_for_arrivals_not_for_how_long_they_waited() {
-    let b = state("rate", 2, &[3.0, 3.0], 0.0, 0).label("request-rate.target", "50").values(
-        "request-rate",
-        Unit::PerSecond,
-        &[120.0, 130.0],
-    );
+    let b = state("rate", 2, &[3.0, 3.0], 0.0, 0)
+        .label("request-rate.target", "50")
+        .label("panic.settle", "0s")
+        .values("request-rate", Unit::PerSecond, &[120.0, 130.0]);
     // 6 in flight asks 1; 250 req/s over 50 per replica asks 5 (>= 2 x 2: panic).
     assert_eq!(target(b), Some(5));
 }
@@ -95,9 +161,10 @@ fn no_demand_metric_no_decision_and_bad_settings_refused() {
     assert_eq!(target(no_inflight), None);
     assert_eq!(target(state("bad", 1, &[90.0], 0.0, 0).label("inflight.target", "0")), None);
     assert_eq!(target(state("bad2", 1, &[90.0], 0.0, 0).label("panic.window", "2m")), None);
+    assert_eq!(target(state("bad3", 1, &[90.0], 0.0, 0).label("panic.settle", "7s")), None);
 }
 
 #[test]
 fn bounded_to_max() {
-    assert_eq!(target(state("max", 1, &[900.0], 0.0, 0)), Some(20));
+    assert_eq!(target(state("max", 1, &[900.0], 0.0, 0).label("panic.settle", "0s")), Some(20));
 }

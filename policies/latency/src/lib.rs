@@ -9,8 +9,9 @@
 //! - over the target: the count the demand needs, never one replica at a
 //!   time when the demand is many times what the service holds. The need is
 //!   the largest of: one more replica; `ceil(rate / request-rate.target)`
-//!   when that target is set; `ceil(demand / capacity)`, where demand is in
-//!   flight plus queued and capacity is the most demand per replica the
+//!   when that target is set; `ceil(demand / capacity)`, where demand is the
+//!   larger of in flight and queued ([`State::demand`]: a queued request
+//!   whose data arrived is in both) and capacity is the most demand per replica the
 //!   service held within the objective in the last `memory` (default 10m),
 //!   learned as it runs; without either, twice the current count at most
 //!   (`current * p / target`, as a ratio rule would, capped at 2x);
@@ -110,7 +111,7 @@ fn decide(state: &State, capacity: &mut PerService<Series>) -> Option<Decision> 
     let p = state.response_time(percentile as u8).filter(|a| a.reporting > 0)?.value.max;
     let inflight = state.inflight().filter(|a| a.reporting > 0);
     let reporting = inflight.map_or(current, |a| a.reporting).max(1);
-    let demand = inflight.map_or(0.0, |a| a.value.sum) + state.queue().map_or(0.0, |a| a.value.sum);
+    let demand = state.demand().unwrap_or(0.0);
     let rate = state.request_rate().filter(|a| a.reporting > 0).map(|a| a.value.sum);
     let now = state.now_ns;
 

@@ -92,3 +92,15 @@ fn no_response_time_no_decision_and_bad_settings_refused() {
     assert_eq!(decide(state("bad", 2, 5.0, 9.0, 0).label("latency.percentile", "90")), None);
     assert_eq!(decide(state("bad", 2, 5.0, 9.0, 0).label("scale-in.below", "1.5")), None);
 }
+
+#[test]
+fn queued_requests_whose_data_arrived_are_not_counted_twice() {
+    // Within the objective at 4 per replica (queue empty): learned 4.
+    assert_eq!(decide(state("twice", 2, 0.12, 4.0, 0)), None);
+    // 2 replicas with 10 in flight each, 6 of them still in the accept
+    // queues (counted by both): 20 requests, 20 / 4 = 5 (not 32 / 4 = 8).
+    let (n, reason) =
+        decide(state("twice", 2, 0.9, 10.0, 5).values("queue", Unit::Count, &[6.0, 6.0])).expect("a decision");
+    assert_eq!(n, 5, "{reason}");
+    assert!(reason.contains("demand 20 / 4 held per replica asks 5"), "{reason}");
+}

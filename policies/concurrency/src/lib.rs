@@ -138,13 +138,13 @@ fn settings(state: &State) -> Option<Settings> {
         settle_ns: nanos(state.duration("panic.settle").unwrap_or(Duration::from_millis(500))),
         delay_ns: nanos(state.duration("scale-down.delay").unwrap_or_default()),
     };
-    let bad = if !(s.target > 0.0) {
+    let bad = if s.target.is_nan() || s.target <= 0.0 {
         Some("inflight.target must be above 0")
-    } else if s.rate_target.is_some_and(|r| !(r > 0.0)) {
+    } else if s.rate_target.is_some_and(|r| r.is_nan() || r <= 0.0) {
         Some("request-rate.target must be above 0")
     } else if s.panic_ns == 0 || s.panic_ns > s.stable_ns {
         Some("panic.window must be above 0 and at most stable.window")
-    } else if !(s.panic_threshold >= 1.0) {
+    } else if s.panic_threshold.is_nan() || s.panic_threshold < 1.0 {
         Some("panic.threshold must be at least 1")
     } else if s.settle_ns > s.panic_ns {
         Some("panic.settle must be at most panic.window")

@@ -89,11 +89,11 @@ fn decide(state: &State, capacity: &mut PerService<Series>) -> Option<Decision> 
     let rate_target = state.number("request-rate.target");
     let below = state.number("scale-in.below").unwrap_or(0.5);
     let memory_ns = nanos(state.duration("memory").unwrap_or(Duration::from_secs(600)));
-    let problem = if !(target > 0.0) {
+    let problem = if target.is_nan() || target <= 0.0 {
         Some("latency.target must be above 0")
     } else if ![50.0, 95.0, 99.0].contains(&percentile) {
         Some("latency.percentile must be 50, 95 or 99")
-    } else if rate_target.is_some_and(|r| !(r > 0.0)) {
+    } else if rate_target.is_some_and(|r| r.is_nan() || r <= 0.0) {
         Some("request-rate.target must be above 0")
     } else if !(0.0..1.0).contains(&below) {
         Some("scale-in.below must be from 0 to below 1")

@@ -26,6 +26,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Serialize;
 
+mod health;
 mod sink;
 
 use sink::{Sink, open_audit};
@@ -364,6 +365,8 @@ pub struct Audit {
     board: Option<Arc<Board>>,
     /// Each service's skips since its last change, by service id.
     periods: Mutex<HashMap<String, Period>>,
+    /// Records the file lost, for `/metrics` and `host status`.
+    health: Option<Arc<health::Health>>,
 }
 
 impl Audit {
@@ -384,20 +387,40 @@ impl Audit {
             format!("cannot open the audit log {} for appending; check the path and its permissions", path.display())
         })?;
         let written = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let sink = Sink { file, path: path.to_path_buf(), written, max_bytes: max_bytes.max(4096), rotate_failures: 0 };
-        Ok(Audit { file: Some(Mutex::new(sink)), ..Audit::default() })
+        let sink = Sink {
+            file,
+            path: path.to_path_buf(),
+            written,
+            max_bytes: max_bytes.max(4096),
+            rotate_failures: 0,
+            losing: None,
+        };
+        let health = Arc::new(health::Health::new(path));
+        Ok(Audit { file: Some(Mutex::new(sink)), health: Some(health), ..Audit::default() })
     }
 
-    /// Also count applied scale actions in `metrics`.
+    /// Also count applied scale actions (and audit records lost) in `metrics`.
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Audit {
+        if let Some(health) = &self.health {
+            health.export(&metrics);
+        }
         self.metrics = Some(metrics);
         self
     }
 
-    /// Also show each service's last decision on `board`.
+    /// Also show each service's last decision (and the audit file's health)
+    /// on `board`.
     pub fn with_board(mut self, board: Arc<Board>) -> Audit {
+        if let Some(health) = self.health.clone() {
+            board.set_audit(move || health.status());
+        }
         self.board = Some(board);
         self
+    }
+
+    /// Records that could not be written to the audit file so far.
+    pub fn lost(&self) -> u64 {
+        self.health.as_ref().map_or(0, |h| h.lost())
     }
 
     /// Record the verdict on one decision: a log line, and a JSON line if a
@@ -590,7 +613,9 @@ impl Audit {
             Ok(mut line) => {
                 line.push('\n');
                 let mut sink = file.lock().unwrap_or_else(|p| p.into_inner());
-                if let Err(err) = sink.write(line.as_bytes()) {
+                if let Some(health) = &self.health {
+                    health::write(&mut sink, health, line.as_bytes());
+                } else if let Err(err) = sink.write(line.as_bytes()) {
                     tracing::error!("cannot write to the audit log {}: {err}", sink.path.display());
                 }
             }

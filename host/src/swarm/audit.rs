@@ -303,6 +303,9 @@ pub enum ZeroOutcome {
     /// `autoscale.zero=remove`: its ports parked, the spec went to 0
     /// replicas (`docker_us`: the service update).
     Removed,
+    /// Its container ended while it was frozen (its engine restarted, Swarm
+    /// replaced it): nothing is left to thaw.
+    Gone,
     /// Back to one replica after its removal, listening again and its
     /// ports unparked (`docker_us`: the service update; `wake_us`: from the
     /// kernel's first held connection attempt to the replica listening).
@@ -578,6 +581,8 @@ impl Audit {
             ZeroOutcome::Refused => tracing::warn!(target: "audit", service = %service,
                 "not removing {service}: {}", rec.reason),
             ZeroOutcome::Failed => tracing::warn!(target: "audit", service = %service, "{}", rec.reason),
+            ZeroOutcome::Gone => tracing::warn!(target: "audit", service = %service,
+                "frozen replica {container} of {service} is gone: {}", rec.reason),
             ZeroOutcome::Removed => tracing::info!(target: "audit", service = %service, docker_us = rec.docker_us,
                 "removed {service} (0 replicas, port {} held) in {docker_ms:.1} ms: {}", ports(&rec.ports), rec.reason),
             ZeroOutcome::Restored => match rec.wake_us {

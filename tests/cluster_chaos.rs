@@ -51,11 +51,14 @@ fn threshold<'a>(min: &'a str, max: &'a str, cooldown_down: &'a str) -> Vec<(&'a
 }
 
 /// The spec's replica count, watched every 200 ms on a thread of its own:
-/// the lowest and highest seen.
+/// the lowest and highest seen, and how many times its version changed
+/// (every write to the spec changes it; writes come at least a cooldown,
+/// 1 s, apart, so none is missed).
 struct Bounds {
     stop: Arc<AtomicBool>,
     low: Arc<AtomicU32>,
     high: Arc<AtomicU32>,
+    writes: Arc<AtomicU32>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -63,33 +66,46 @@ impl Bounds {
     fn watch(cluster: &Cluster, service: &str) -> Bounds {
         let (stop, low, high) =
             (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU32::new(u32::MAX)), Arc::new(AtomicU32::new(0)));
-        let (s, l, h) = (stop.clone(), low.clone(), high.clone());
+        let writes = Arc::new(AtomicU32::new(0));
+        let (s, l, h, w) = (stop.clone(), low.clone(), high.clone(), writes.clone());
         let host = cluster.docker_host(1).to_string();
         let service = service.to_string();
         let thread = std::thread::spawn(move || {
+            let mut version: Option<String> = None;
             while !s.load(Ordering::Relaxed) {
+                let format = "{{.Spec.Mode.Replicated.Replicas}} {{.Version.Index}}";
                 let out = Command::new("docker")
-                    .args(["service", "inspect", &service, "--format", "{{.Spec.Mode.Replicated.Replicas}}"])
+                    .args(["service", "inspect", &service, "--format", format])
                     .env("DOCKER_HOST", &host)
-                    .output();
-                if let Some(n) = out.ok().and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse::<u32>().ok()) {
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                    .unwrap_or_default();
+                if let Some((n, v)) = out.split_once(' ')
+                    && let Ok(n) = n.parse::<u32>()
+                {
                     l.fetch_min(n, Ordering::Relaxed);
                     h.fetch_max(n, Ordering::Relaxed);
+                    if version.as_deref().is_some_and(|old| old != v) {
+                        w.fetch_add(1, Ordering::Relaxed);
+                    }
+                    version = Some(v.to_string());
                 }
                 std::thread::sleep(Duration::from_millis(200));
             }
         });
-        Bounds { stop, low, high, thread: Some(thread) }
+        Bounds { stop, low, high, writes, thread: Some(thread) }
     }
 
-    /// Stop watching; panics if a count outside `min..=max` was seen.
-    fn check(mut self, min: u32, max: u32) {
+    /// Stop watching; panics if a count outside `min..=max` was seen. The
+    /// spec writes seen.
+    fn check(mut self, min: u32, max: u32) -> u32 {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
         let (low, high) = (self.low.load(Ordering::Relaxed), self.high.load(Ordering::Relaxed));
         assert!(low >= min && high <= max, "replicas went to {low}..={high}, outside {min}..={max}");
+        self.writes.load(Ordering::Relaxed)
     }
 }
 
@@ -186,10 +202,12 @@ fn a_worker_cut_off_from_the_managers_comes_back_and_nothing_is_applied_twice() 
     let load = Load::on(cluster.addr(3), web.port, 4, 50, 0);
     wait_until("a scale-out after the heal", Duration::from_secs(60), || web.replicas() >= 2);
     assert!(load.stop() > 0, "the load got no answers");
-    bounds.check(1, 3);
+    let writes = bounds.check(1, 3);
 
     let refs: Vec<&Daemon> = nodes.iter().collect();
-    chained(&applied_in(&refs, &web.name), web.replicas());
+    let all = applied_in(&refs, &web.name);
+    chained(&all, web.replicas());
+    assert!(writes as usize <= all.len(), "{writes} spec writes for {} applied decisions", all.len());
     // One line each: the worker's outage and its end, the decider's loss.
     for (d, line) in [
         (&nodes[2], "no autoscaler decider reachable"),
@@ -236,15 +254,19 @@ fn the_deciding_daemon_killed_in_a_scale_out_restarts_and_nothing_is_applied_twi
     eprintln!("chaos: node{leader_k}'s daemon killed at {at_kill} replicas; restarted, deciding {took:?} after ready");
     wait_until("a scale-out by the restarted daemon", Duration::from_secs(60), || web.replicas() > at_kill);
     assert!(load.stop() > 0, "the load got no answers");
-    bounds.check(1, 4);
+    let writes = bounds.check(1, 4);
 
-    // Both lives wrote to the same file: one chain across the kill.
+    // Both lives wrote to the same file: one chain across the kill, and
+    // no more writes to the spec than applied records.
     let other = &nodes[1 - leader];
-    chained(&applied_in(&[&restarted, other], &web.name), web.replicas());
+    let all = applied_in(&[&restarted, other], &web.name);
+    chained(&all, web.replicas());
+    assert!(writes as usize <= all.len(), "{writes} spec writes for {} applied decisions: {all:?}", all.len());
+    eprintln!("chaos: {} decisions applied across the kill, {writes} spec writes seen", all.len());
     // The worker saw its session end and found the restarted decider.
     nodes[2].wait_status("node3's agent back with a decider", Duration::from_secs(20), connected);
     let ended = nodes[2].count("session with the decider ended");
-    assert!(ended >= 1, "node3 says its session ended:\n{}", nodes[2].log());
+    assert_eq!(ended, 1, "node3 says once its session ended:\n{}", nodes[2].log());
     assert!(nodes[2].count("no autoscaler decider reachable") <= 1, "{}", nodes[2].log());
 }
 
@@ -300,12 +322,13 @@ fn a_frozen_replica_whose_engine_restarts_answers_under_load() {
         std::thread::sleep(Duration::from_millis(300));
     }
     assert!(load.stop() > 0, "the load got no answers");
-    bounds.check(0, 2);
+    let writes = bounds.check(0, 2);
     let refs: Vec<&Daemon> = nodes.iter().collect();
     let all = applied_in(&refs, &web.name);
     if !all.is_empty() {
         chained(&all, web.replicas());
     }
+    assert!(writes as usize <= all.len(), "{writes} spec writes for {} applied decisions", all.len());
     // The decider says once that the frozen replica went with its engine,
     // and audits it: no thaw will ever be recorded for it.
     let leader = nodes.iter().position(Daemon::deciding).expect("a deciding manager");
@@ -366,7 +389,7 @@ fn the_audit_log_on_a_full_disk_loses_nothing_silently() {
     wait_until("the gap marked in the file", Duration::from_secs(10), || {
         nodes[leader].audit().iter().any(|r| r["audit"] == "lost")
     });
-    bounds.check(1, 3);
+    let _ = bounds.check(1, 3);
     let records = nodes[leader].audit();
     let gap = records.iter().find(|r| r["audit"] == "lost").expect("a lost record");
     let lost = nodes[leader].metric("autoscaler_audit_records_lost_total").unwrap_or(0.0);

@@ -67,12 +67,15 @@ fi
 # cluster whatever happens (and any daemon a killed test left in it).
 echo "== multi-node tests on a 3-node test swarm"
 if [[ $EUID -ne 0 ]] || ! command -v dockerd >/dev/null; then
-    echo "*** SKIPPED cluster_swarm (8 tests): the test swarm needs root and dockerd (examples/setup.sh) ***"
+    echo "*** SKIPPED cluster_swarm (8 tests) and cluster_chaos (4 tests): the test swarm needs root and dockerd (examples/setup.sh) ***"
 else
     trap 'tests/cluster/down.sh >/dev/null 2>&1 || true' EXIT
     tests/cluster/down.sh >/dev/null 2>&1 || true
     timeout --kill-after=10 300 tests/cluster/up.sh 3
     timeout --kill-after=10 1200 cargo test --release -p host --test cluster_swarm -- --ignored --test-threads=1
+    # Chaos on the same swarm: a worker cut off, a decider killed mid
+    # scale-out, an engine restarted under a frozen replica, a full audit disk.
+    timeout --kill-after=10 600 cargo test --release -p host --test cluster_chaos -- --ignored --test-threads=1
     tests/cluster/down.sh
     trap - EXIT
 fi

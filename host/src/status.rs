@@ -177,6 +177,21 @@ pub struct StatusReport {
     /// Multi-node mode (`--cluster`): this node's role and connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterStatus>,
+    /// The audit file (`--audit-log`): records it lost, and why it fails now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditStatus>,
+}
+
+/// The audit file as `host status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct AuditStatus {
+    /// Its path.
+    pub path: String,
+    /// Records that could not be written since the start (a full disk).
+    pub lost_records: u64,
+    /// The error of the failing writes, while they fail.
+    pub failing: Option<String>,
 }
 
 /// Multi-node mode as one node sees it.
@@ -217,6 +232,15 @@ impl std::fmt::Debug for ClusterSource {
     }
 }
 
+/// Reads the audit file's health when `/status` is asked.
+struct AuditSource(Box<dyn Fn() -> AuditStatus + Send + Sync>);
+
+impl std::fmt::Debug for AuditSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditSource")
+    }
+}
+
 /// The shared record every part writes into and the endpoint reads.
 #[derive(Debug, Default)]
 pub struct Board {
@@ -227,6 +251,8 @@ pub struct Board {
     inventory_reads: AtomicU64,
     /// Multi-node mode's state, read at report time.
     cluster: Mutex<Option<ClusterSource>>,
+    /// The audit file's health, read at report time.
+    audit: Mutex<Option<AuditSource>>,
     /// The last [`DECISION_LOG`] decisions with a sequence number and the
     /// service id, for the live view's timeline (`live.rs`).
     decision_log: Mutex<DecisionLog>,
@@ -352,6 +378,12 @@ impl Board {
         *self.cluster.lock().unwrap_or_else(|p| p.into_inner()) = Some(ClusterSource(Box::new(source)));
     }
 
+    /// `--audit-log`: `source` says what the audit file lost when `/status`
+    /// is asked.
+    pub fn set_audit(&self, source: impl Fn() -> AuditStatus + Send + Sync + 'static) {
+        *self.audit.lock().unwrap_or_else(|p| p.into_inner()) = Some(AuditSource(Box::new(source)));
+    }
+
     /// Whether the daemon is ready: `/readyz`.
     pub fn ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
@@ -378,6 +410,7 @@ impl Board {
             services,
             inventory_reads: self.inventory_reads.load(Ordering::Relaxed),
             cluster: self.cluster.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|source| (source.0)()),
+            audit: self.audit.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|source| (source.0)()),
         }
     }
 

@@ -113,7 +113,12 @@ impl Cluster {
     /// A daemon on node `k` with `extra` flags and the cluster `token`; not
     /// waited on.
     pub fn spawn_daemon(&self, k: u32, token: &Path, extra: &[&str]) -> Daemon {
-        Daemon::builder()
+        self.spawn_daemon_with(k, token, extra, Daemon::builder())
+    }
+
+    /// [`Cluster::spawn_daemon`] from `builder` (an audit log of its own...).
+    pub fn spawn_daemon_with(&self, k: u32, token: &Path, extra: &[&str], builder: super::daemon::Builder) -> Daemon {
+        builder
             .on_node(self, k)
             .args(&["--cluster-token-file"])
             .args(&[token])

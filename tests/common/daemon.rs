@@ -28,6 +28,8 @@ pub struct Builder {
     node: Option<(u32, String, String)>,
     /// A compile cache of its own (`--cache-dir` in its temporary folder).
     own_cache: bool,
+    /// The audit log, if not `audit.jsonl` in its temporary folder.
+    audit: Option<PathBuf>,
 }
 
 /// A running daemon; SIGTERM on drop (SIGKILL 10 s later), its log tail
@@ -42,6 +44,8 @@ pub struct Daemon {
     pub metrics_port: u16,
     /// For messages: `host`, or `node3 host`.
     pub name: String,
+    /// Its audit log.
+    pub audit_path: PathBuf,
 }
 
 impl Daemon {
@@ -54,6 +58,7 @@ impl Daemon {
             env: Vec::new(),
             node: None,
             own_cache: false,
+            audit: None,
         }
     }
 
@@ -191,7 +196,7 @@ impl Daemon {
 
     /// Every audit record so far.
     pub fn audit(&self) -> Vec<Value> {
-        let Ok(file) = std::fs::File::open(self.dir.path().join("audit.jsonl")) else { return Vec::new() };
+        let Ok(file) = std::fs::File::open(&self.audit_path) else { return Vec::new() };
         BufReader::new(file).lines().map_while(Result::ok).filter_map(|l| serde_json::from_str(&l).ok()).collect()
     }
 
@@ -207,7 +212,7 @@ impl Daemon {
 
     /// The audit log's size in bytes.
     pub fn audit_bytes(&self) -> u64 {
-        std::fs::metadata(self.dir.path().join("audit.jsonl")).map_or(0, |m| m.len())
+        std::fs::metadata(&self.audit_path).map_or(0, |m| m.len())
     }
 
     /// Send `signal` and wait up to 10 s for the end (then SIGKILL).
@@ -289,6 +294,12 @@ impl Builder {
         self
     }
 
+    /// The audit log at `path` (a restarted daemon appends to the same file).
+    pub fn audit_log(mut self, path: &Path) -> Builder {
+        self.audit = Some(path.to_path_buf());
+        self
+    }
+
     /// An environment variable for the daemon.
     pub fn env(mut self, key: &str, value: &str) -> Builder {
         self.env.push((key.to_string(), value.to_string()));
@@ -321,12 +332,13 @@ impl Builder {
                 (command, "127.0.0.1".to_string(), port, "host".to_string())
             }
         };
+        let audit_path = self.audit.clone().unwrap_or_else(|| dir.path().join("audit.jsonl"));
         command
             .current_dir(repo())
             .arg("--policies")
             .arg(&self.policies)
             .arg("--audit-log")
-            .arg(dir.path().join("audit.jsonl"))
+            .arg(&audit_path)
             .args(&self.args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -342,7 +354,7 @@ impl Builder {
             command.env(key, value);
         }
         let child = command.spawn().expect("start host");
-        Daemon { child: Some(child), dir, addr, metrics_port, name }
+        Daemon { child: Some(child), dir, addr, metrics_port, name, audit_path }
     }
 
     /// Start the daemon and wait until it is ready (`/readyz`): it read

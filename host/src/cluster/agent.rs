@@ -223,8 +223,12 @@ struct Agent {
 /// at its start, for the line that says forwarding resumed.
 #[derive(Debug, Default)]
 struct Outage {
-    /// Set once the "no decider reachable" line was logged.
+    /// Set once the "no decider reachable" line was logged: since the
+    /// session was lost (or the agent started), not since the line.
     since: Option<(Instant, u64)>,
+    /// When the last session ended (or the agent started) and the drop
+    /// counter then, while no session runs.
+    lost: Option<(Instant, u64)>,
 }
 
 impl Agent {
@@ -237,7 +241,7 @@ impl Agent {
         let s = &self.settings;
         let mut backoff = Backoff::new(s.reconnect_base, s.reconnect_max);
         let mut hint: Option<String> = None;
-        let mut outage = Outage::default();
+        let mut outage = Outage { since: None, lost: Some((Instant::now(), 0)) };
         loop {
             let mut candidates: VecDeque<String> = managers.managers().await.into();
             if let Some(h) = hint.take() {
@@ -255,6 +259,7 @@ impl Agent {
                 match self.attempt(&addr, (&mut rx, &mut reports), &mut outage).await {
                     Ok(Attempt::Ended { why, hint: next }) => {
                         tracing::info!(decider = %addr, "cluster: session with the decider ended ({why}); reconnecting");
+                        outage.lost = Some((Instant::now(), self.shared.dropped.load(Ordering::Relaxed)));
                         hint = next;
                         had_session = true;
                         break;
@@ -284,7 +289,8 @@ impl Agent {
                     "cluster: no autoscaler decider reachable ({tried_text}); still measuring, forwarding resumes when a manager answers (retrying with back-off up to {:?})",
                     backoff.max()
                 );
-                outage.since = Some((Instant::now(), self.shared.dropped.load(Ordering::Relaxed)));
+                let now = (Instant::now(), self.shared.dropped.load(Ordering::Relaxed));
+                outage.since = Some(outage.lost.unwrap_or(now));
             } else {
                 tracing::debug!(node = %self.node_id, "cluster: still no decider reachable: {}", failures.join("; "));
             }
@@ -340,6 +346,7 @@ impl Agent {
             Ok(Err(err)) => return Err(err),
             Err(_) => return Err(format!("handshake not done within {:?}", s.handshake_timeout)),
         };
+        outage.lost = None;
         match outage.since.take() {
             Some((since, dropped_before)) => tracing::info!(
                 decider = %addr,

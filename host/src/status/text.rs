@@ -40,6 +40,10 @@ pub fn render_text(report: &StatusReport) -> String {
             let _ = writeln!(out, "nodes reporting: {}", nodes.join(", "));
         }
     }
+    if let Some(a) = report.audit.as_ref().filter(|a| a.lost_records > 0 || a.failing.is_some()) {
+        let now = a.failing.as_ref().map_or("writable again".to_string(), |e| format!("failing now: {e}"));
+        let _ = writeln!(out, "audit log {}: {} record(s) lost ({now})", a.path, a.lost_records);
+    }
     if report.services.is_empty() {
         let _ = writeln!(out, "no service has autoscale labels");
     }

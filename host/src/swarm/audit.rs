@@ -26,6 +26,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Serialize;
 
+mod health;
 mod sink;
 
 use sink::{Sink, open_audit};
@@ -302,6 +303,9 @@ pub enum ZeroOutcome {
     /// `autoscale.zero=remove`: its ports parked, the spec went to 0
     /// replicas (`docker_us`: the service update).
     Removed,
+    /// Its container ended while it was frozen (its engine restarted, Swarm
+    /// replaced it): nothing is left to thaw.
+    Gone,
     /// Back to one replica after its removal, listening again and its
     /// ports unparked (`docker_us`: the service update; `wake_us`: from the
     /// kernel's first held connection attempt to the replica listening).
@@ -364,6 +368,8 @@ pub struct Audit {
     board: Option<Arc<Board>>,
     /// Each service's skips since its last change, by service id.
     periods: Mutex<HashMap<String, Period>>,
+    /// Records the file lost, for `/metrics` and `host status`.
+    health: Option<Arc<health::Health>>,
 }
 
 impl Audit {
@@ -384,20 +390,40 @@ impl Audit {
             format!("cannot open the audit log {} for appending; check the path and its permissions", path.display())
         })?;
         let written = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let sink = Sink { file, path: path.to_path_buf(), written, max_bytes: max_bytes.max(4096), rotate_failures: 0 };
-        Ok(Audit { file: Some(Mutex::new(sink)), ..Audit::default() })
+        let sink = Sink {
+            file,
+            path: path.to_path_buf(),
+            written,
+            max_bytes: max_bytes.max(4096),
+            rotate_failures: 0,
+            losing: None,
+        };
+        let health = Arc::new(health::Health::new(path));
+        Ok(Audit { file: Some(Mutex::new(sink)), health: Some(health), ..Audit::default() })
     }
 
-    /// Also count applied scale actions in `metrics`.
+    /// Also count applied scale actions (and audit records lost) in `metrics`.
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Audit {
+        if let Some(health) = &self.health {
+            health.export(&metrics);
+        }
         self.metrics = Some(metrics);
         self
     }
 
-    /// Also show each service's last decision on `board`.
+    /// Also show each service's last decision (and the audit file's health)
+    /// on `board`.
     pub fn with_board(mut self, board: Arc<Board>) -> Audit {
+        if let Some(health) = self.health.clone() {
+            board.set_audit(move || health.status());
+        }
         self.board = Some(board);
         self
+    }
+
+    /// Records that could not be written to the audit file so far.
+    pub fn lost(&self) -> u64 {
+        self.health.as_ref().map_or(0, |h| h.lost())
     }
 
     /// Record the verdict on one decision: a log line, and a JSON line if a
@@ -555,6 +581,8 @@ impl Audit {
             ZeroOutcome::Refused => tracing::warn!(target: "audit", service = %service,
                 "not removing {service}: {}", rec.reason),
             ZeroOutcome::Failed => tracing::warn!(target: "audit", service = %service, "{}", rec.reason),
+            ZeroOutcome::Gone => tracing::warn!(target: "audit", service = %service,
+                "frozen replica {container} of {service} is gone: {}", rec.reason),
             ZeroOutcome::Removed => tracing::info!(target: "audit", service = %service, docker_us = rec.docker_us,
                 "removed {service} (0 replicas, port {} held) in {docker_ms:.1} ms: {}", ports(&rec.ports), rec.reason),
             ZeroOutcome::Restored => match rec.wake_us {
@@ -590,7 +618,9 @@ impl Audit {
             Ok(mut line) => {
                 line.push('\n');
                 let mut sink = file.lock().unwrap_or_else(|p| p.into_inner());
-                if let Err(err) = sink.write(line.as_bytes()) {
+                if let Some(health) = &self.health {
+                    health::write(&mut sink, health, line.as_bytes());
+                } else if let Err(err) = sink.write(line.as_bytes()) {
                     tracing::error!("cannot write to the audit log {}: {err}", sink.path.display());
                 }
             }

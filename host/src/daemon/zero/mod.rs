@@ -453,6 +453,12 @@ impl Zero {
 
     /// The container is gone: nothing to thaw; a removed replica is gone.
     pub fn forget(&mut self, container: &str) {
+        // A frozen replica whose container ended (its engine restarted,
+        // Swarm replaced it): said once, and audited, since no thaw will be.
+        if self.replicas.get(container).is_some_and(|r| r.phase != Phase::Thawing) {
+            let reason = "its container ended while frozen (its engine restarted, or Swarm replaced or removed it): nothing to thaw; its next replica starts running";
+            self.record(container, ZeroOutcome::Gone, Some(reason.to_string()), Duration::ZERO, None);
+        }
         self.replicas.remove(container);
         self.refused.remove(container);
         let removed: Vec<String> = self

@@ -15,6 +15,10 @@ pub(super) struct Sink {
     /// Rotations that failed (the rename or the reopen): the records go on
     /// into the file at hand, and the next write tries again.
     pub(super) rotate_failures: u64,
+    /// Records lost since the last write that succeeded (a full disk), and
+    /// the error of the first of them: the next write that succeeds first
+    /// writes a `lost` record that marks the gap.
+    pub(super) losing: Option<(u64, String)>,
 }
 
 /// Open the audit file for appending: created 0600, and never through a
@@ -40,7 +44,14 @@ impl Sink {
                 }
             }
         }
-        self.file.write_all(line)?;
+        if let Err(err) = self.file.write_all(line) {
+            // A full disk takes part of a line: cut it off again, so the
+            // next record starts on a line of its own instead of after a
+            // torn one (if the truncation fails too, the reader skips one
+            // unparsable line).
+            let _ = self.file.set_len(self.written);
+            return Err(err);
+        }
         self.written += line.len() as u64;
         Ok(())
     }

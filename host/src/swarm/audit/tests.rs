@@ -199,3 +199,53 @@ fn a_nodes_long_reason_is_clipped() {
     assert!(line.len() < 2 * MAX_REASON_BYTES, "{} bytes written", line.len());
     assert!(line.contains('…'), "marked as clipped");
 }
+
+/// A full disk: every record is counted lost, said once, shown in `/metrics`
+/// and `host status`; nothing is lost without a trace.
+#[test]
+fn a_full_disk_counts_every_lost_record_and_says_so_once() {
+    if !std::path::Path::new("/dev/full").exists() {
+        eprintln!("SKIPPED: no /dev/full");
+        return;
+    }
+    let metrics = Arc::new(Metrics::default());
+    let board = Arc::new(Board::default());
+    // /dev/full answers every write with ENOSPC, as a full file system does.
+    let audit =
+        Audit::to_file(Path::new("/dev/full")).expect("open").with_metrics(metrics.clone()).with_board(board.clone());
+    for _ in 0..5 {
+        audit.record(&request(), Verdict::Applied { from: 1, to: 2, adjustments: vec![] }, 1);
+    }
+    assert_eq!(audit.lost(), 5);
+    assert!(metrics.render().contains("autoscaler_audit_records_lost_total 5"), "{}", metrics.render());
+    let status = board.report(0).audit.expect("audit status");
+    assert_eq!(status.lost_records, 5);
+    assert!(status.failing.as_deref().is_some_and(|e| e.contains("No space left")), "{status:?}");
+    let text = crate::status::render_text(&board.report(0));
+    assert!(text.contains("audit log /dev/full: 5 record(s) lost (failing now: No space left"), "{text}");
+}
+
+/// After a run of failures the first write that succeeds is preceded by a
+/// `lost` record that says how many are missing, and a torn line is cut off.
+#[test]
+fn the_first_write_after_a_loss_marks_the_gap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("audit.jsonl");
+    let audit = Audit::to_file(&path).expect("open");
+    audit.record(&request(), Verdict::Applied { from: 1, to: 2, adjustments: vec![] }, 1);
+    {
+        let sink = audit.file.as_ref().expect("file");
+        let mut sink = sink.lock().expect("lock");
+        // As if three records had failed on a full disk.
+        sink.losing = Some((3, "No space left on device (os error 28)".into()));
+    }
+    audit.record(&request(), Verdict::Applied { from: 2, to: 3, adjustments: vec![] }, 1);
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+        .expect("read")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every line is whole JSON"))
+        .collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!((lines[1]["audit"].as_str(), lines[1]["records"].as_u64()), (Some("lost"), Some(3)));
+    assert_eq!(lines[2]["to"], 3);
+}

@@ -63,7 +63,9 @@ async fn a_peer_sending_100k_distinct_metric_names_grows_neither_rss_nor_metrics
     eprintln!("{flood:#?}");
     assert_eq!(flood.unknown_metric, 100_000.0, "every unknown name counted");
     let (rss0, rss1) = flood.rss_mib;
-    assert!(rss1 - rss0 < 16.0, "RSS grew from {rss0:.1} to {rss1:.1} MiB");
+    // Unrefused (the names kept), RSS grew by 3.9 MiB here and /metrics
+    // gained a series; refused, by 0.4 MiB.
+    assert!(rss1 - rss0 < 2.0, "RSS grew from {rss0:.1} to {rss1:.1} MiB");
     assert_eq!(flood.series.0, flood.series.1, "no new series in /metrics");
     let (m0, m1) = flood.metrics_bytes;
     // Counters gain digits (one per factor of ten), nothing else.

@@ -474,23 +474,16 @@ pub async fn flood(run: &Run, names: usize, reports: usize) -> Result<Flood, Str
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
+    // Every reading written to the channel (whatever the daemon makes of
+    // them), then time for the daemon to take them all.
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut after = metrics(metrics_port);
-    while metric(&after, "autoscaler_cluster_decider_unknown_metric_total") < names as f64 {
+    while agent.stats().forwarded < names as u64 {
         if Instant::now() > deadline {
-            return Err(fail(
-                format!(
-                    "the decider counted {} of {names} unknown names in 60 s",
-                    metric(&after, "autoscaler_cluster_decider_unknown_metric_total")
-                ),
-                &daemon,
-            ));
+            return Err(fail(format!("the agent forwarded {} of {names} in 60 s", agent.stats().forwarded), &daemon));
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        after = metrics(metrics_port);
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Reports go through the event loop; let it take them.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let after = metrics(metrics_port);
     let (_, rss_after, _) = usage(daemon.child.id());
     if agent.stats().dropped > 0 {

@@ -872,8 +872,18 @@ async fn ebpf_a_dead_daemons_pins_are_released_though_its_pid_runs_again() {
     let mut other = std::process::Command::new("sleep").arg("120").spawn().expect("sleep");
     let pins = bpffs.pins("autoscaler");
     assert!(!pins.is_empty(), "nothing pinned");
+    let interfaces: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .expect("/sys/class/net")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     for pin in &pins {
-        let interface = pin.splitn(5, '-').nth(4).expect("park-<pid>-s<start>-<n>-<interface>");
+        // The pin's interface, whatever the owner part looks like.
+        let interface = interfaces
+            .iter()
+            .filter(|i| pin.ends_with(&format!("-{i}")))
+            .max_by_key(|i| i.len())
+            .unwrap_or_else(|| panic!("no interface named by {pin}"));
         std::fs::rename(dir.join(pin), dir.join(format!("park-{}-s0-0-{interface}", other.id()))).expect("rename");
     }
     drop(first);

@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use host::model::{Decision, Event, EventKind, Metric, SettingValue, State, Unit};
+use host::policy::health::{self, Quarantine};
 use host::policy::{LoadedPolicy, Origin, PolicyError, Runtime, RuntimeConfig};
 
 fn runtime(config: RuntimeConfig) -> Runtime {
@@ -274,7 +275,8 @@ fn five_failures_in_a_row_quarantine_until_reloaded() {
     let _ = policy.decide(&event(Metric::CPU, 0.5), &fault("trap")).expect_err("trap");
     assert!(policy.is_quarantined());
     let err = policy.decide(&event(Metric::CPU, 0.5), &fault("none")).expect_err("quarantined");
-    assert!(matches!(err, PolicyError::Quarantined { failures: 5, .. }), "{err}");
+    assert!(matches!(err, PolicyError::Quarantined { why: Quarantine::InARow(5), .. }), "{err}");
+    assert!(err.to_string().contains("quarantined after 5 failed calls in a row; change its file"), "{err}");
     // Loading the file again (what a reload does) lifts it.
     let mut reloaded = rt.load("misbehave", &bytes).expect("loads");
     assert_recovers(&mut reloaded);
@@ -291,6 +293,32 @@ fn a_success_resets_the_failure_count() {
         assert_recovers(&mut policy);
     }
     assert!(!policy.is_quarantined());
+}
+
+#[test]
+fn a_policy_failing_four_calls_in_five_is_quarantined_and_no_longer_instantiated() {
+    let rt = runtime(RuntimeConfig::default());
+    let mut policy = misbehave(&rt);
+    let mut calls = 0;
+    while !policy.is_quarantined() {
+        assert!(calls < 100, "still not quarantined after {calls} calls");
+        if calls % 5 == 4 {
+            assert_recovers(&mut policy);
+        } else {
+            let _ = policy.decide(&event(Metric::CPU, 0.5), &fault("trap")).expect_err("trap");
+        }
+        calls += 1;
+    }
+    // The 20th call succeeded; the 21st, a failure, is judged on the 20
+    // calls before it.
+    assert_eq!(calls, health::WINDOW + 1, "quarantined at its first failure once its window is full");
+    assert_eq!(policy.status().failures(), 1, "one failure in a row, after the 20th call's success");
+    let err = policy.decide(&event(Metric::CPU, 0.5), &fault("none")).expect_err("quarantined");
+    assert!(matches!(err, PolicyError::Quarantined { why: Quarantine::Rate { failed: 16, of: 20 }, .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "policy misbehave: quarantined after 16 of its last 20 calls failed; change its file to load it again"
+    );
 }
 
 #[test]

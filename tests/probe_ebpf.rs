@@ -821,3 +821,105 @@ async fn ebpf_a_parked_port_stays_held_across_a_probe_restart() {
     assert!(matches!(refused, Ok(Err(ref e)) if e.kind() == std::io::ErrorKind::ConnectionRefused), "{refused:?}");
     drop((waiting, still, next));
 }
+
+/// Wait until the pins in `sub` are gone, then check nothing holds `addr`
+/// any more: a new attempt is refused at once.
+async fn released(bpffs: &PrivateBpffs, sub: &str, addr: std::net::SocketAddr, within: Duration) -> Duration {
+    let start = Instant::now();
+    while !bpffs.pins(sub).is_empty() {
+        assert!(
+            start.elapsed() < within,
+            "pins a stopped daemon left still hold after {within:?}: {:?}",
+            bpffs.pins(sub)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = start.elapsed();
+    let refused = tokio::time::timeout(Duration::from_millis(500), tokio::net::TcpStream::connect(addr)).await;
+    assert!(matches!(refused, Ok(Err(ref e)) if e.kind() == std::io::ErrorKind::ConnectionRefused), "{refused:?}");
+    took
+}
+
+/// Park `port` with a probe pinning in `dir`, then stop it; its links stay.
+async fn leave_parked(pinned: &ProbeSettings, port: u16) {
+    let (first, first_rx) = start_ebpf_with(pinned.clone()).await;
+    first.park(port, probe::ParkMode::Lookup).await.expect("parking works as root");
+    drop(first);
+    drop(first_rx);
+    // The probe's task ends and renames its pins.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+/// Issue 24, item 5: a daemon killed while its pid is given to another
+/// process must not hold the port forever. The pin names the daemon by
+/// pid and start time; a live process with that pid but another start
+/// time is not the daemon, and the next probe releases its links.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ebpf_a_dead_daemons_pins_are_released_though_its_pid_runs_again() {
+    if !root_or_explain("ebpf_park_pid_reuse") {
+        return;
+    }
+    let bpffs = PrivateBpffs::mount();
+    let dir = bpffs.dir.path().join("autoscaler");
+    let pinned = ProbeSettings { pin_dir: Some(dir.clone()), ..settings(ProbeKind::Ebpf) };
+    let port = free_port();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let (first, first_rx) = start_ebpf_with(pinned.clone()).await;
+    first.park(port, probe::ParkMode::Lookup).await.expect("parking works as root");
+    // As if the daemon were SIGKILLed (no orphan rename) and its pid given
+    // to another process: its pins now name a running process, `sleep`,
+    // with a start time that is not that process's.
+    let mut other = std::process::Command::new("sleep").arg("120").spawn().expect("sleep");
+    let pins = bpffs.pins("autoscaler");
+    assert!(!pins.is_empty(), "nothing pinned");
+    let interfaces: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .expect("/sys/class/net")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    for pin in &pins {
+        // The pin's interface, whatever the owner part looks like.
+        let interface = interfaces
+            .iter()
+            .filter(|i| pin.ends_with(&format!("-{i}")))
+            .max_by_key(|i| i.len())
+            .unwrap_or_else(|| panic!("no interface named by {pin}"));
+        std::fs::rename(dir.join(pin), dir.join(format!("park-{}-s0-0-{interface}", other.id()))).expect("rename");
+    }
+    drop(first);
+    drop(first_rx);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let waiting = held(addr, Duration::from_millis(400)).await;
+
+    let (next, _rx) = start_ebpf_with(pinned).await;
+    let took = released(&bpffs, "autoscaler", addr, probe::INHERITED_GRACE + Duration::from_secs(5)).await;
+    eprintln!("left-behind links of a reused pid released {took:?} after the next probe started");
+    let _ = other.kill();
+    let _ = other.wait();
+    drop((waiting, next));
+}
+
+/// Issue 24, item 5: a daemon restarted with the cgroupfs probe (it cannot
+/// park) releases at once what the last one left, instead of leaving
+/// clients waiting for a wake that cannot come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cgroupfs_probe_releases_the_links_a_stopped_daemon_left() {
+    if !root_or_explain("cgroupfs_park_release") {
+        return;
+    }
+    let bpffs = PrivateBpffs::mount();
+    let pinned = ProbeSettings { pin_dir: Some(bpffs.dir.path().join("autoscaler")), ..settings(ProbeKind::Ebpf) };
+    let port = free_port();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    leave_parked(&pinned, port).await;
+    assert!(bpffs.pins("autoscaler").iter().all(|p| p.starts_with("orphan-")), "{:?}", bpffs.pins("autoscaler"));
+    let waiting = held(addr, Duration::from_millis(400)).await;
+
+    let interval = Duration::from_secs(1);
+    let cgroupfs = ProbeSettings { kind: ProbeKind::Cgroupfs { interval }, ..pinned };
+    let (tx, _rx) = mpsc::channel(1024);
+    let next = probe::start(cgroupfs, tx).await.expect("the cgroupfs probe starts");
+    let took = released(&bpffs, "autoscaler", addr, Duration::from_secs(2)).await;
+    eprintln!("the cgroupfs probe released the left-behind links {took:?} after it started");
+    drop((waiting, next));
+}

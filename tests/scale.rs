@@ -46,3 +46,31 @@ async fn a_simulated_swarm_of_20_nodes_and_200_services_drops_nothing_and_scales
     assert_eq!(report.crossings.1, report.crossings.0, "every crossing scaled its service");
     assert!(report.write_ms.1 < 5_000.0, "crossing -> spec written p99 {} ms", report.write_ms.1);
 }
+
+/// Issue 24, item 4: a peer that sends 100,000 distinct metric names, and
+/// 100,000 scale-to-zero reports, grows neither the daemon's memory nor
+/// its `/metrics`: unknown names are refused and counted, never kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_sending_100k_distinct_metric_names_grows_neither_rss_nor_metrics() {
+    let run = sim::Run {
+        nodes: 2,
+        services: 4,
+        replicas: 2,
+        duration: Duration::ZERO,
+        crossings: 0,
+        task_delay: Duration::from_millis(50),
+        host: env!("CARGO_BIN_EXE_host").into(),
+        cache_dir: std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("scale-cache"),
+    };
+    let flood = sim::flood(&run, 100_000, 100_000).await.unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("{flood:#?}");
+    assert_eq!(flood.unknown_metric, 100_000.0, "every unknown name counted");
+    let (rss0, rss1) = flood.rss_mib;
+    // Unrefused (the names kept), RSS grew by 3.9 MiB here and /metrics
+    // gained a series; refused, by 0.4 MiB.
+    assert!(rss1 - rss0 < 2.0, "RSS grew from {rss0:.1} to {rss1:.1} MiB");
+    assert_eq!(flood.series.0, flood.series.1, "no new series in /metrics");
+    let (m0, m1) = flood.metrics_bytes;
+    // Counters gain digits (one per factor of ten), nothing else.
+    assert!(m1 < m0 + 256, "/metrics grew from {m0} to {m1} bytes");
+}

@@ -218,8 +218,25 @@ fn reading(container: &str, value: f64, crossing: bool) -> ProbeEvent {
     })
 }
 
-/// Make the run; `Err` says what went wrong, with the daemon's log.
-pub async fn run(run: &Run) -> Result<Report, String> {
+/// The simulated swarm, started: the daemon deciding, every agent holding
+/// its tracking set.
+struct Started {
+    /// Holds the daemon's socket, token and log until the end.
+    _dir: tempfile::TempDir,
+    engine: FakeEngine,
+    daemon: Daemon,
+    agents: Vec<Arc<AgentHandle>>,
+    metrics_port: u16,
+    setup_ms: f64,
+}
+
+fn fail(what: String, daemon: &Daemon) -> String {
+    format!("{what}\n--- daemon log ---\n{}", daemon.log_tail())
+}
+
+/// Start the fake engine, the daemon and the agents; wait until every
+/// agent holds its set.
+async fn start(run: &Run) -> Result<Started, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let socket = dir.path().join("docker.sock");
     let token_file = dir.path().join("token");
@@ -261,7 +278,6 @@ pub async fn run(run: &Run) -> Result<Report, String> {
         .spawn()
         .map_err(|e| format!("starting {}: {e}", run.host.display()))?;
     let daemon = Daemon { child, log };
-    let fail = |what: String, daemon: &Daemon| format!("{what}\n--- daemon log ---\n{}", daemon.log_tail());
 
     let settings = ChannelSettings { listen: "127.0.0.1:0".parse().expect("addr"), ..ChannelSettings::default() };
     let token = Token::new(secret).map_err(|_| "token".to_string())?;
@@ -291,6 +307,12 @@ pub async fn run(run: &Run) -> Result<Report, String> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let setup_ms = started.elapsed().as_secs_f64() * 1000.0;
+    Ok(Started { _dir: dir, engine, daemon, agents, metrics_port, setup_ms })
+}
+
+/// Make the run; `Err` says what went wrong, with the daemon's log.
+pub async fn run(run: &Run) -> Result<Report, String> {
+    let Started { _dir, engine, daemon, agents, metrics_port, setup_ms } = start(run).await?;
 
     // Load: every node sends one reading a second per container it tracks,
     // spread over the second; crossings for one service at a time.
@@ -401,5 +423,78 @@ pub async fn run(run: &Run) -> Result<Report, String> {
         ),
         setup_ms,
         unknown_requests: served.unknown,
+    })
+}
+
+/// What a flood from one peer did to the daemon.
+#[derive(Debug, Clone, Default)]
+pub struct Flood {
+    /// Readings sent, each with a metric name of its own.
+    pub names: usize,
+    /// Scale-to-zero reports sent.
+    pub reports: usize,
+    /// The daemon's RSS before and after, MiB.
+    pub rss_mib: (f64, f64),
+    /// `/metrics` size before and after, bytes.
+    pub metrics_bytes: (usize, usize),
+    /// `autoscaler_cluster_decider_unknown_metric_total` after.
+    pub unknown_metric: f64,
+    /// Series (lines that are not comments) in `/metrics` before and after.
+    pub series: (usize, usize),
+}
+
+/// Start the swarm of `run` (no load), then have one node's agent send
+/// `names` readings, each with a distinct metric name the daemon's table
+/// does not know, for a container it tracks, and `reports` scale-to-zero
+/// reports; measure the daemon's RSS and `/metrics` before and after.
+pub async fn flood(run: &Run, names: usize, reports: usize) -> Result<Flood, String> {
+    let Started { _dir, engine: _engine, daemon, agents, metrics_port, .. } = start(run).await?;
+    let agent = agents.first().ok_or("no agent")?.clone();
+    let container = agent.tracking().borrow().as_ref().and_then(|s| s.first().map(|t| t.container_id.clone()));
+    let container = container.ok_or("the first node tracks nothing")?;
+    let series = |text: &str| text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).count();
+    // Settle first: the daemon's first look at every service is done.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = metrics(metrics_port);
+    let (_, rss_before, _) = usage(daemon.child.id());
+    for i in 0..names {
+        let mut event = reading(&container, 0.3, false);
+        if let ProbeEvent::Reading(r) = &mut event {
+            r.metric = Metric::named(&format!("flood-{i:06}"));
+        }
+        agent.forward(event);
+        // The agent's queue is bounded: let its session keep up.
+        if i % 1024 == 1023 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    for i in 0..reports {
+        agent.report(host::cluster::ZeroReport::Busy { container_id: format!("{i:064x}") });
+        if i % 512 == 511 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    // Every reading written to the channel (whatever the daemon makes of
+    // them), then time for the daemon to take them all.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while agent.stats().forwarded < names as u64 {
+        if Instant::now() > deadline {
+            return Err(fail(format!("the agent forwarded {} of {names} in 60 s", agent.stats().forwarded), &daemon));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = metrics(metrics_port);
+    let (_, rss_after, _) = usage(daemon.child.id());
+    if agent.stats().dropped > 0 {
+        return Err(format!("the agent dropped {} readings: not all were sent", agent.stats().dropped));
+    }
+    Ok(Flood {
+        names,
+        reports,
+        rss_mib: (rss_before, rss_after),
+        metrics_bytes: (before.len(), after.len()),
+        unknown_metric: metric(&after, "autoscaler_cluster_decider_unknown_metric_total"),
+        series: (series(&before), series(&after)),
     })
 }

@@ -28,7 +28,7 @@ use super::auth::Side;
 use super::frame::{FrameReader, FrameWriter};
 use super::handshake::{self, HandshakeError, Peer};
 use super::tls::{Credentials, ReadHalf, WriteHalf};
-use super::wire::{AgentMsg, DeciderMsg, WireTracked, ZeroCommand, track_messages};
+use super::wire::{AgentMsg, DeciderMsg, WireTracked, ZeroCommand, ZeroReport, track_messages};
 use super::{ChannelSettings, Leadership, Membership, RemoteEvent, RemoteZero};
 use crate::model::{Tracked, monotonic_ns};
 
@@ -53,7 +53,19 @@ pub struct DeciderStats {
     pub unknown_metric: u64,
     /// Nodes connected right now.
     pub connected: u64,
+    /// Scale-to-zero reports dropped because the queue to the event loop
+    /// held [`ZERO_REPORTS_PER_NODE`] of their node's, or
+    /// [`ZERO_REPORTS_QUEUED`] in all.
+    pub zero_dropped: u64,
 }
+
+/// Scale-to-zero reports waiting for the event loop, every node's together.
+pub const ZERO_REPORTS_QUEUED: usize = 4096;
+
+/// Of those, one node's: a node flooding reports cannot crowd out the
+/// others'. An honest node sends one report per command (and per wake),
+/// and the loop reads them as they come: a few at a time.
+pub const ZERO_REPORTS_PER_NODE: usize = 256;
 
 /// One node as the decider knows it.
 #[derive(Debug)]
@@ -73,6 +85,8 @@ struct Node {
     agent_dropped: u64,
     /// Scale-to-zero commands to its current session, if it has one.
     zero: Option<mpsc::UnboundedSender<ZeroCommand>>,
+    /// Its scale-to-zero reports queued for the event loop, not yet read.
+    zero_queued: usize,
 }
 
 /// State shared by the accept loop, the sessions and the handle.
@@ -83,8 +97,9 @@ struct Shared {
     nodes: Mutex<HashMap<String, Node>>,
     events: mpsc::Sender<RemoteEvent>,
     membership: mpsc::UnboundedSender<Membership>,
-    /// Scale-to-zero reports of every node (few, and none may be lost).
-    zero_reports: mpsc::UnboundedSender<RemoteZero>,
+    /// Scale-to-zero reports of every node: bounded per node and in all,
+    /// the excess dropped and counted (`zero_dropped`).
+    zero_reports: mpsc::Sender<RemoteZero>,
     leadership: watch::Receiver<Leadership>,
     next_session: AtomicU64,
     sessions: AtomicU64,
@@ -93,6 +108,7 @@ struct Shared {
     dropped: AtomicU64,
     unknown_metric: AtomicU64,
     connected: AtomicU64,
+    zero_dropped: AtomicU64,
     /// Second of the last refusal logged at warn level (the rest go to debug,
     /// so a port scan cannot flood the log).
     last_refusal_log: AtomicU64,
@@ -111,7 +127,7 @@ pub struct Decider {
     /// Dropped with the decider: sessions watch it and end.
     _stop: watch::Sender<()>,
     /// The reports' receiving end, until [`Decider::take_zero_reports`].
-    zero_reports: Mutex<Option<mpsc::UnboundedReceiver<RemoteZero>>>,
+    zero_reports: Mutex<Option<ZeroReports>>,
 }
 
 impl Drop for Decider {
@@ -138,7 +154,7 @@ impl Decider {
         let listener = TcpListener::bind(settings.listen).await?;
         let local_addr = listener.local_addr()?;
         let (stop_tx, stop) = watch::channel(());
-        let (zero_tx, zero_rx) = mpsc::unbounded_channel();
+        let (zero_tx, zero_rx) = mpsc::channel(ZERO_REPORTS_QUEUED);
         let shared = Arc::new(Shared {
             credentials,
             settings,
@@ -154,23 +170,25 @@ impl Decider {
             dropped: AtomicU64::new(0),
             unknown_metric: AtomicU64::new(0),
             connected: AtomicU64::new(0),
+            zero_dropped: AtomicU64::new(0),
             last_refusal_log: AtomicU64::new(0),
             stop,
         });
         tracing::info!(addr = %local_addr, "cluster channel listening for agents");
         let accept = tokio::spawn(accept_loop(listener, shared.clone()));
         let reaper = tokio::spawn(reap_silent_nodes(shared.clone()));
+        let zero_reports = ZeroReports { rx: zero_rx, shared: shared.clone() };
         Ok(Decider {
             shared,
             local_addr,
             tasks: vec![accept.abort_handle(), reaper.abort_handle()],
             _stop: stop_tx,
-            zero_reports: Mutex::new(Some(zero_rx)),
+            zero_reports: Mutex::new(Some(zero_reports)),
         })
     }
 
     /// Every node's scale-to-zero reports; `None` after the first call.
-    pub fn take_zero_reports(&self) -> Option<mpsc::UnboundedReceiver<RemoteZero>> {
+    pub fn take_zero_reports(&self) -> Option<ZeroReports> {
         lock(&self.zero_reports).take()
     }
 
@@ -216,6 +234,7 @@ impl Decider {
             agent_dropped: lock(&s.nodes).values().map(|n| n.agent_dropped).sum(),
             unknown_metric: s.unknown_metric.load(Ordering::Relaxed),
             connected: s.connected.load(Ordering::Relaxed),
+            zero_dropped: s.zero_dropped.load(Ordering::Relaxed),
         }
     }
 }
@@ -230,6 +249,7 @@ impl Node {
             live: false,
             agent_dropped: 0,
             zero: None,
+            zero_queued: 0,
         }
     }
 }
@@ -466,7 +486,7 @@ fn receive(shared: &Shared, node_id: &str, msg: AgentMsg) {
     let events = match msg {
         AgentMsg::Events { events, .. } => events,
         AgentMsg::Zero { report } => {
-            let _ = shared.zero_reports.send(RemoteZero { node_id: node_id.to_string(), report });
+            queue_zero_report(shared, node_id, report);
             return;
         }
         AgentMsg::Heartbeat { .. } => return,
@@ -487,6 +507,56 @@ fn receive(shared: &Shared, node_id: &str, msg: AgentMsg) {
             Ok(()) => shared.delivered.fetch_add(1, Ordering::Relaxed),
             Err(_) => shared.dropped.fetch_add(1, Ordering::Relaxed),
         };
+    }
+}
+
+/// Queue a node's scale-to-zero report for the event loop, unless the
+/// queue already holds its node's share or is full: then it is dropped,
+/// counted, and said once.
+fn queue_zero_report(shared: &Shared, node_id: &str, report: ZeroReport) {
+    {
+        let mut nodes = lock(&shared.nodes);
+        if let Some(node) = nodes.get_mut(node_id)
+            && node.zero_queued < ZERO_REPORTS_PER_NODE
+            && shared.zero_reports.try_send(RemoteZero { node_id: node_id.to_string(), report }).is_ok()
+        {
+            node.zero_queued += 1;
+            return;
+        }
+    }
+    if shared.zero_dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+        tracing::warn!(
+            node = %node_id,
+            "cluster: scale-to-zero report dropped: {ZERO_REPORTS_PER_NODE} of this node's (or {ZERO_REPORTS_QUEUED} in all) wait for the event loop; further drops are only counted (autoscaler_cluster_decider_zero_reports_dropped_total)"
+        );
+    }
+}
+
+/// Every node's scale-to-zero reports, as the event loop reads them.
+#[derive(Debug)]
+pub struct ZeroReports {
+    rx: mpsc::Receiver<RemoteZero>,
+    /// To give the report's node its share of the queue back.
+    shared: Arc<Shared>,
+}
+
+impl ZeroReports {
+    /// The next report; `None` once the decider is gone.
+    pub async fn recv(&mut self) -> Option<RemoteZero> {
+        let report = self.rx.recv().await?;
+        if let Some(node) = lock(&self.shared.nodes).get_mut(&report.node_id) {
+            node.zero_queued = node.zero_queued.saturating_sub(1);
+        }
+        Some(report)
+    }
+
+    /// A report already queued, without waiting.
+    pub fn try_recv(&mut self) -> Option<RemoteZero> {
+        let report = self.rx.try_recv().ok()?;
+        if let Some(node) = lock(&self.shared.nodes).get_mut(&report.node_id) {
+            node.zero_queued = node.zero_queued.saturating_sub(1);
+        }
+        Some(report)
     }
 }
 

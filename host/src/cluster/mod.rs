@@ -87,7 +87,7 @@ use std::time::Duration;
 
 pub use agent::{AgentHandle, AgentStats, ManagerSource, TrackingSet};
 pub use auth::{DEFAULT_TOKEN_FILE, Token, TokenError};
-pub use decider::{Decider, DeciderStats};
+pub use decider::{Decider, DeciderStats, ZERO_REPORTS_PER_NODE, ZERO_REPORTS_QUEUED, ZeroReports};
 pub use tls::{CertIdentity, Credentials, DEFAULT_CERT_DIR, SwarmCerts};
 pub use wire::{ZeroCommand, ZeroReport};
 

@@ -357,3 +357,39 @@ fn diff_tracks_new_and_changed_and_untracks_gone() {
     assert!(track.is_empty());
     assert_eq!(untrack, vec!["c2".to_string()]);
 }
+
+#[tokio::test]
+async fn a_flood_of_scale_to_zero_reports_is_bounded_and_counted() {
+    let ep = endpoint(settings(), true, 64).await;
+    // The event loop is busy: nothing reads the reports meanwhile.
+    let mut reports = ep.decider.take_zero_reports().expect("the reports");
+    let addr = ep.decider.local_addr().to_string();
+    let agent = AgentHandle::spawn(settings(), token(), "node-a".into(), "host-a".into(), vec![addr]);
+    eventually(Duration::from_secs(3), "agent connected", || agent.is_connected()).await;
+    const SENT: usize = 100_000;
+    for i in 0..SENT {
+        agent.report(ZeroReport::Busy { container_id: format!("{i:064x}") });
+        // The agent's own queue is bounded too (it drops past 1024): wait
+        // for the decider to take each batch.
+        if i % 256 == 255 || i == SENT - 1 {
+            let past_share = (i + 1).saturating_sub(ZERO_REPORTS_PER_NODE) as u64;
+            eventually(Duration::from_secs(5), "the batch reached the decider", || {
+                ep.decider.stats().zero_dropped >= past_share
+            })
+            .await;
+        }
+    }
+    let expected = (SENT - ZERO_REPORTS_PER_NODE) as u64;
+    let mut queued = Vec::new();
+    while let Some(report) = reports.try_recv() {
+        queued.push(report);
+    }
+    eprintln!("sent {SENT}, queued {}, dropped {}", queued.len(), ep.decider.stats().zero_dropped);
+    assert_eq!(queued.len(), ZERO_REPORTS_PER_NODE, "the node's share of the queue, no more");
+    assert_eq!(ep.decider.stats().zero_dropped, expected);
+    // The first ones are kept, in order; the node's share is free again.
+    assert_eq!(queued[0].report, ZeroReport::Busy { container_id: format!("{:064x}", 0) });
+    agent.report(ZeroReport::Busy { container_id: "after".into() });
+    let got = tokio::time::timeout(Duration::from_secs(3), reports.recv()).await.expect("in time").expect("open");
+    assert_eq!(got.report, ZeroReport::Busy { container_id: "after".into() });
+}

@@ -238,7 +238,7 @@ pub async fn run(args: DaemonArgs, runtime: Runtime, shutdown: impl Future<Outpu
             Some(remote) = maybe(remote_events.as_mut().map(mpsc::Receiver::recv)) => state.on_remote_event(remote),
             Some(change) = maybe(membership.as_mut().map(mpsc::UnboundedReceiver::recv)) => state.on_membership(change),
             Ok(()) = maybe(leadership.as_mut().map(watch::Receiver::changed)) => state.on_leadership_change(),
-            Some(report) = maybe(zero_reports.as_mut().map(mpsc::UnboundedReceiver::recv)) => state.on_remote_zero(report),
+            Some(report) = maybe(zero_reports.as_mut().map(crate::cluster::ZeroReports::recv)) => state.on_remote_zero(report),
             Some(command) = maybe(zero_commands.as_mut().map(mpsc::UnboundedReceiver::recv)) => {
                 if let Some(io) = &io { io.on_zero_command(command) }
             }

@@ -45,7 +45,7 @@ use crate::cluster::docker::{EngineManagers, NodeIdentity, identity, role_change
 use crate::cluster::lease::{LeaseTiming, watch_lease};
 use crate::cluster::{
     AgentHandle, ClusterArgs, Credentials, Decider, Leadership, LeadershipMode, ManagerSource, Membership, RemoteEvent,
-    RemoteZero, TrackingSet, ZeroCommand, ZeroReport,
+    TrackingSet, ZeroCommand, ZeroReport, ZeroReports,
 };
 use crate::cluster::{AgentStats, DeciderStats};
 use crate::metrics::Metrics;
@@ -157,8 +157,8 @@ pub struct DeciderInputs {
     pub events: mpsc::Receiver<RemoteEvent>,
     /// Nodes joining and going silent.
     pub membership: mpsc::UnboundedReceiver<Membership>,
-    /// Every node's scale-to-zero reports.
-    pub zero: mpsc::UnboundedReceiver<RemoteZero>,
+    /// Every node's scale-to-zero reports (bounded per node and in all).
+    pub zero: ZeroReports,
 }
 
 /// Events buffered between the decider's sessions and the event loop.
@@ -224,7 +224,7 @@ impl ClusterTracking {
     /// Export the decider's counters and whether this manager leads.
     pub fn export_counters(&self, metrics: &Metrics) {
         type Read = fn(&DeciderStats) -> u64;
-        let counters: [(&str, &str, &'static str, Read); 5] = [
+        let counters: [(&str, &str, &'static str, Read); 6] = [
             ("autoscaler_cluster_decider_events_total", "Events agents forwarded to this decider.", "counter", |s| {
                 s.events
             }),
@@ -245,6 +245,12 @@ impl ClusterTracking {
                 "Readings refused because their metric is not in this daemon's metrics table (a newer node).",
                 "counter",
                 |s| s.unknown_metric,
+            ),
+            (
+                "autoscaler_cluster_decider_zero_reports_dropped_total",
+                "Scale-to-zero reports dropped at this decider: their node's share of the queue to the event loop, or the queue, was full.",
+                "counter",
+                |s| s.zero_dropped,
             ),
             ("autoscaler_cluster_nodes_connected", "Agents connected to this decider now.", "gauge", |s| s.connected),
         ];

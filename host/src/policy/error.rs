@@ -2,6 +2,7 @@
 //! policy check` reports: the runtime's outward-facing words. Every message
 //! names the policy and puts the cause first.
 
+use super::health::Quarantine;
 use super::{CONTRACT_VERSION, WORLD};
 use crate::model::SettingSpec;
 use crate::model::settings::SettingProblem;
@@ -65,9 +66,10 @@ pub enum PolicyError {
     /// The guest trapped (panic, unreachable, out-of-bounds access...).
     #[error("policy {policy}: trapped: {reason}")]
     Trap { policy: String, reason: String },
-    /// Too many failures in a row; calls are refused until it is reloaded.
-    #[error("policy {policy}: quarantined after {failures} failed calls in a row; change its file to load it again")]
-    Quarantined { policy: String, failures: u32 },
+    /// Too many failures, in a row or among its recent calls; calls are
+    /// refused until it is reloaded.
+    #[error("policy {policy}: quarantined after {why}; change its file to load it again")]
+    Quarantined { policy: String, why: Quarantine },
 }
 
 impl PolicyError {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use wasmtime::{Engine, Store, Trap};
 
 use super::bindings::{self, v1};
+use super::health::{Quarantine, Recent};
 use super::limits::CapHit;
 use super::log::{LogBudget, LogSink};
 use super::sandbox::{self, Sandbox, SandboxSettings};
@@ -66,6 +67,10 @@ pub struct LoadedPolicy {
     pub(super) sink: LogSink,
     /// The last call's converted arguments, whose buffers the next reuses.
     pub(super) args: bindings::Args,
+    /// Its recent calls' outcomes: what quarantines it.
+    pub(super) recent: Recent,
+    /// Why it is quarantined, once it is.
+    pub(super) quarantine: Option<Quarantine>,
 }
 
 /// A policy's failure record, shared with the registry so that metrics and
@@ -233,31 +238,30 @@ impl LoadedPolicy {
     /// it) and the next call starts a fresh one.
     pub fn decide(&mut self, event: &Event, state: &State) -> Result<Option<Decision>, PolicyError> {
         let status = self.status.clone();
-        if status.is_quarantined() {
-            return Err(PolicyError::Quarantined { policy: self.name.to_string(), failures: status.failures() });
+        if let Some(why) = self.quarantine {
+            return Err(PolicyError::Quarantined { policy: self.name.to_string(), why });
         }
         // Not counted as the policy's failure: the caller's settings are stale.
         self.check_settings(&state.settings)?;
         let result = self.call(event, state);
         status.log_dropped.store(self.budget.dropped.load(Ordering::Relaxed), Ordering::Relaxed);
-        match &result {
-            Ok(_) => status.failures.store(0, Ordering::Relaxed),
-            Err(err) => {
-                let failures = status.failures.fetch_add(1, Ordering::Relaxed) + 1;
-                if failures >= self.config.max_consecutive_failures {
-                    status.quarantined.store(true, Ordering::Relaxed);
-                    // Through the sink: a decider never waits on the log.
-                    self.sink.send_unbudgeted(
-                        &self.name,
-                        tracing::Level::ERROR,
-                        "runtime",
-                        format!(
-                            "policy quarantined after {failures} failed calls in a row (last: {err}); \
-                         it makes no decisions until its file changes"
-                        ),
-                    );
-                }
-            }
+        self.recent.record(result.is_err());
+        status.failures.store(self.recent.in_a_row(), Ordering::Relaxed);
+        if let Err(err) = &result
+            && let Some(why) = self.recent.verdict(self.config.max_consecutive_failures)
+        {
+            self.quarantine = Some(why);
+            status.quarantined.store(true, Ordering::Relaxed);
+            // Through the sink: a policy worker never waits on the log.
+            self.sink.send_unbudgeted(
+                &self.name,
+                tracing::Level::ERROR,
+                "runtime",
+                format!(
+                    "policy quarantined after {why} (last: {err}); \
+                     it makes no decisions until its file changes"
+                ),
+            );
         }
         result
     }

@@ -31,6 +31,7 @@ mod bindings;
 mod cache;
 pub mod compile;
 mod error;
+pub mod health;
 pub mod limits;
 mod loaded;
 mod log;
@@ -248,6 +249,8 @@ impl Runtime {
             config: self.config.clone(),
             ticker: self.ticker.clone(),
             status: Arc::default(),
+            recent: health::Recent::default(),
+            quarantine: None,
             budget: Arc::new(LogBudget::new(self.config.log_rate)),
             sink: self.sink.clone(),
             args: bindings::Args::default(),

@@ -36,6 +36,7 @@ pub mod ebpf;
 pub mod error;
 pub mod event;
 pub mod park;
+pub mod pins;
 
 pub use event::{ProbeEvent, Reading, Signal};
 pub use park::{INHERITED_GRACE, ParkMode, listening};
@@ -298,6 +299,7 @@ pub async fn start(settings: ProbeSettings, events: mpsc::Sender<ProbeEvent>) ->
                     "cannot load the eBPF probes; falling back to the cgroupfs probe every {} (run as root, or grant CAP_BPF and CAP_PERFMON, to get push events)",
                     crate::units::human_duration(interval)
                 );
+                pins::release_left_behind(settings.pin_dir.as_deref());
                 let (probe, task) = cgroupfs::CgroupfsProbe::spawn(interval, &settings, shared.clone());
                 tasks.push(task.abort_handle());
                 tasks.push(spawn_manager(layout, command_rx, Box::new(probe)).abort_handle());
@@ -305,6 +307,7 @@ pub async fn start(settings: ProbeSettings, events: mpsc::Sender<ProbeEvent>) ->
             }
         },
         ProbeKind::Cgroupfs { interval } => {
+            pins::release_left_behind(settings.pin_dir.as_deref());
             let (probe, task) = cgroupfs::CgroupfsProbe::spawn(interval, &settings, shared.clone());
             tasks.push(task.abort_handle());
             tasks.push(spawn_manager(layout, command_rx, Box::new(probe)).abort_handle());

@@ -25,7 +25,8 @@
 //! outlive the process (a clean exit, a crash or `SIGKILL` alike) and the
 //! old classifier, with its own map of parked ports, keeps holding
 //! connection attempts while no daemon runs. The next daemon finds those
-//! pins ([`Pins::inherited`]) and leaves them for [`INHERITED_GRACE`], its
+//! pins (`pins.rs`; also in the default directory, and whether or
+//! not this probe pins its own) and leaves them for [`INHERITED_GRACE`], its
 //! first look at the services: a port it parks again is held by its own
 //! classifier, attached *first* in each interface's TCX chain (so it sees
 //! those attempts and pushes their events; attempts to ports it did not
@@ -51,7 +52,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -61,6 +61,8 @@ use aya::programs::LinkOrder;
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::tc::{self, SchedClassifier, SchedClassifierLinkId, TcAttachOptions, TcAttachType};
 use aya::util::KernelVersion;
+
+use super::pins::{self, Pins};
 
 /// The classifier's name in `ebpf/park.h` (part of `ebpf/probe.bpf.c`).
 pub(super) const PROGRAM: &str = "on_tc_ingress";
@@ -150,7 +152,9 @@ impl Parking {
                 None
             }
         });
-        let inherited = pins.as_ref().map(Pins::inherited).unwrap_or_default();
+        // Also without pinning, and in the default directory: whatever
+        // the last daemon was told, what it left is found.
+        let inherited = pins::left_behind_in(&pins::swept_dirs(pin_dir));
         if !inherited.is_empty() {
             tracing::info!(
                 links = inherited.len(),
@@ -178,22 +182,9 @@ impl Parking {
         !self.ports.is_empty() || !self.inherited.is_empty()
     }
 
-    /// Remove the pins an earlier daemon left: their links detach. Each is
-    /// opened first, so that the last reference is this process's
-    /// descriptor and the link detaches when it closes, at once (the kernel
-    /// defers freeing a link whose last reference was its pin).
+    /// Remove the pins an earlier daemon left: their links detach.
     fn release_inherited(&mut self) {
-        for pin in std::mem::take(&mut self.inherited) {
-            let released = match PinnedLink::from_pin(&pin) {
-                Ok(link) => link.unpin().map(drop),
-                Err(_) => std::fs::remove_file(&pin),
-            };
-            match released {
-                Ok(()) => tracing::debug!(pin = %pin.display(), "released a classifier link an earlier daemon left"),
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                Err(err) => tracing::warn!(pin = %pin.display(), error = %err, "cannot remove a classifier link's pin"),
-            }
-        }
+        pins::release(std::mem::take(&mut self.inherited));
     }
 
     /// Park `port` in `mode` (or change its mode), attaching the classifier
@@ -310,7 +301,12 @@ impl Parking {
             match attached {
                 Ok(link) => {
                     let link = match (&self.pins, tcx) {
-                        (Some(pins), true) => pins.pin(prog, &name, link),
+                        (Some(pins), true) => prog
+                            .take_link(link)
+                            .context("taking the tc link")
+                            .and_then(|link| FdLink::try_from(link).context("a TCX link"))
+                            .and_then(|link| pins.pin(link, &name))
+                            .map(Link::Pinned),
                         _ => Ok(Link::Owned(link)),
                     };
                     match link {
@@ -406,97 +402,6 @@ impl Drop for Parking {
             }
         }
     }
-}
-
-/// Pins of this process's classifier links in a bpffs directory:
-/// `park-<pid>-<n>-<interface>` while it runs (`n` tells apart the probes
-/// of one process), `orphan-<pid>-<n>-<interface>` once it stopped cleanly.
-struct Pins {
-    dir: PathBuf,
-    /// `<pid>-<n>`.
-    owner: String,
-}
-
-/// `statfs` magic of bpffs.
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
-
-impl Pins {
-    /// Use `dir`, creating it if its parent is a bpffs mount.
-    fn open(dir: &Path) -> Result<Pins, String> {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("/"));
-        if !is_bpffs(parent) {
-            return Err(format!("{} is not a bpffs mount (mount -t bpf bpf {})", parent.display(), parent.display()));
-        }
-        if let Err(err) = std::fs::create_dir(dir)
-            && err.kind() != std::io::ErrorKind::AlreadyExists
-        {
-            return Err(format!("cannot create {}: {err}", dir.display()));
-        }
-        let owner = format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
-        Ok(Pins { dir: dir.to_path_buf(), owner })
-    }
-
-    /// Where this probe pins its link on `interface`: `state` is `park`
-    /// while it runs, `orphan` once it stopped.
-    fn path(&self, state: &str, interface: &str) -> PathBuf {
-        self.dir.join(format!("{state}-{}-{interface}", self.owner))
-    }
-
-    /// Pin a just attached TCX link (taken from `prog`).
-    fn pin(&self, prog: &mut SchedClassifier, interface: &str, link: SchedClassifierLinkId) -> anyhow::Result<Link> {
-        let path = self.path("park", interface);
-        let link = prog.take_link(link).context("taking the tc link")?;
-        let link: FdLink = link.try_into().context("a TCX link")?;
-        // A pin left under this very name (a reused pid) is stale.
-        let _ = std::fs::remove_file(&path);
-        let pinned = link.pin(&path).with_context(|| format!("pinning it at {}", path.display()))?;
-        Ok(Link::Pinned(pinned))
-    }
-
-    /// Rename this probe's pin on `interface` to its orphan name.
-    fn orphan(&self, interface: &str) {
-        let from = self.path("park", interface);
-        if let Err(err) = std::fs::rename(&from, self.path("orphan", interface)) {
-            tracing::warn!(pin = %from.display(), error = %err, "cannot hand a classifier link over");
-        }
-    }
-
-    /// Pins an earlier daemon left: every `orphan-*`, and the `park-*` of a
-    /// process that no longer runs (a crash or `SIGKILL`).
-    fn inherited(&self) -> Vec<PathBuf> {
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return Vec::new() };
-        let mut found: Vec<PathBuf> = entries
-            .flatten()
-            .filter(|e| {
-                left_behind(&e.file_name().to_string_lossy(), |pid| Path::new(&format!("/proc/{pid}")).exists())
-            })
-            .map(|e| e.path())
-            .collect();
-        found.sort();
-        found
-    }
-}
-
-/// Whether the pin `name` was left by a daemon that stopped; `alive` says
-/// whether a process id runs.
-fn left_behind(name: &str, alive: impl Fn(u32) -> bool) -> bool {
-    if name.starts_with("orphan-") {
-        return true;
-    }
-    let Some(rest) = name.strip_prefix("park-") else { return false };
-    let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
-    pid.is_some_and(|pid| pid != std::process::id() && !alive(pid))
-}
-
-fn is_bpffs(path: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt as _;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return false };
-    // SAFETY: `c` is a valid C string; `buf` is written by statfs only.
-    let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: as above.
-    let rc = unsafe { libc::statfs(c.as_ptr(), &mut buf) };
-    rc == 0 && buf.f_type as i64 == BPF_FS_MAGIC
 }
 
 /// CAP_NET_ADMIN (a tc program's load and attach), or CAP_SYS_ADMIN.
@@ -628,24 +533,6 @@ mod tests {
         assert!(has_net_admin(1 << 12));
         assert!(has_net_admin(1 << 21));
         assert!(!has_net_admin((1 << 38) | (1 << 39)));
-    }
-
-    #[test]
-    fn pins_of_stopped_daemons_are_left_behind_and_live_ones_are_not() {
-        let me = std::process::id();
-        let alive = |pid: u32| pid == 4242;
-        assert!(left_behind("orphan-4242-0-lo", alive), "a clean exit hands over, whoever it was");
-        assert!(left_behind(&format!("orphan-{me}-1-eth0"), alive), "even a probe of this process");
-        assert!(left_behind("park-999999-0-lo", alive), "a crashed daemon's");
-        assert!(!left_behind("park-4242-0-lo", alive), "a running daemon's");
-        assert!(!left_behind(&format!("park-{me}-3-lo"), |_| false), "this process's own");
-        assert!(!left_behind("park-x-0-lo", alive) && !left_behind("something-else", alive));
-    }
-
-    #[test]
-    fn only_a_bpffs_mount_takes_pins() {
-        assert!(!is_bpffs(Path::new("/proc")));
-        assert!(Pins::open(Path::new("/proc/swarm-autoscaler")).is_err());
     }
 
     #[test]

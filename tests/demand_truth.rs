@@ -34,6 +34,7 @@
 //! connection and keep-alive; no queue figure there (it accepts every
 //! connection at once).
 
+mod common;
 #[path = "probe/openloop.rs"]
 mod openloop;
 #[path = "probe/workload.rs"]
@@ -41,25 +42,18 @@ mod workload;
 
 use std::time::Duration;
 
+use common::{IMAGE, free_port, root_or_skip};
 use host::model::{Band, Direction, EventKind, Metric, Thresholds, Tracked, monotonic_ns};
 use host::probe::{self, ProbeEvent, ProbeKind, ProbeSettings};
 use openloop::Row;
 use tokio::sync::mpsc;
-use workload::{Container, root_or_explain};
+use workload::Container;
 
 /// CPU per request in the workload, us.
 const WORK_US: &str = "1000";
 
 /// One probe at a time: the tests of this file load their own.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// The demo workload's image (tests/common).
-const DEMO_IMAGE: &str = "swarm-autoscaler-demo:local";
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    l.local_addr().expect("bound").port()
-}
 
 async fn drain(rx: &mut mpsc::Receiver<ProbeEvent>, seen: &mut Vec<ProbeEvent>, dur: Duration) {
     let end = tokio::time::Instant::now() + dur;
@@ -167,7 +161,7 @@ async fn compare_loads(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demand_metrics_match_an_open_loop_client_below_and_above_saturation() {
-    if !root_or_explain("demand_truth") {
+    if !root_or_skip() {
         return;
     }
     let _serial = SERIAL.lock().await;
@@ -193,16 +187,15 @@ async fn demand_metrics_match_an_open_loop_client_below_and_above_saturation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demand_metrics_match_an_open_loop_client_on_the_demo_workload() {
-    if !root_or_explain("demand_truth on the demo workload") {
+    if !root_or_skip() {
         return;
     }
     let _serial = SERIAL.lock().await;
     openloop::raise_nofile();
     let port = free_port();
     let env = format!("PORT={port}");
-    let Some(server) = Container::of_image(DEMO_IMAGE, &["--network", "host", "--cpus", "0.5", "--env", &env], &[])
-    else {
-        eprintln!("SKIPPED demand_truth on the demo workload: no {DEMO_IMAGE} image (examples/demo/build-image.sh)");
+    let Some(server) = Container::of_image(IMAGE, &["--network", "host", "--cpus", "0.5", "--env", &env], &[]) else {
+        common::skip(&format!("no {IMAGE} image (examples/demo/build-image.sh)"));
         return;
     };
     let (handle, mut rx) = start_probe().await;
@@ -244,7 +237,7 @@ fn first_crossing(seen: &[ProbeEvent], container: &str, metric: &str, direction:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thresholds_on_every_demand_metric_cross_at_once_both_ways() {
-    if !root_or_explain("demand_truth crossings") {
+    if !root_or_skip() {
         return;
     }
     let _serial = SERIAL.lock().await;

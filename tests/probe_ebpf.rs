@@ -8,6 +8,7 @@
 //! cgroupfs probe seeing the same container within its interval. Bounds are
 //! generous: this runs on a shared 2-core machine.
 
+mod common;
 #[path = "probe/workload.rs"]
 mod workload;
 
@@ -16,10 +17,11 @@ mod park_scope;
 
 use std::time::{Duration, Instant};
 
+use common::{docker, free_port, root_or_skip};
 use host::model::{Band, Direction, EventBounds, EventKind, Metric, Thresholds, Tracked, Unit};
 use host::probe::{self, ProbeEvent, ProbeHandle, ProbeKind, ProbeSettings, Signal};
 use tokio::sync::mpsc;
-use workload::{Container, root_or_explain};
+use workload::Container;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -147,7 +149,7 @@ async fn track_and_wait(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ebpf_cpu_crossings_go_up_and_down_for_the_tracked_container_only() {
-    if !root_or_explain("ebpf_cpu_crossings") {
+    if !root_or_skip() {
         return;
     }
     let (handle, mut rx) = start_ebpf().await;
@@ -203,7 +205,7 @@ fn is_up(ev: &Ev, id: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ebpf_saturating_load_crosses_before_the_window_closes() {
-    if !root_or_explain("ebpf_early_crossing") {
+    if !root_or_skip() {
         return;
     }
     // A sample at every window close: a crossing at a close shares its
@@ -245,7 +247,7 @@ async fn ebpf_saturating_load_crosses_before_the_window_closes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ebpf_cpu_of_a_container_held_at_its_limit_stays_at_most_the_limit() {
-    if !root_or_explain("ebpf_cpu_at_limit") {
+    if !root_or_skip() {
         return;
     }
     let (handle, mut rx) = start_ebpf().await;
@@ -278,7 +280,7 @@ fn connection_crossings<'a>(seen: &'a [Ev], id: &'a str) -> impl Iterator<Item =
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ebpf_connection_crossings_of_a_hovering_count_are_bounded() {
-    if !root_or_explain("ebpf_connection_bounds") {
+    if !root_or_skip() {
         return;
     }
     let (handle, mut rx) = start_ebpf().await;
@@ -345,7 +347,7 @@ async fn ebpf_connection_crossings_of_a_hovering_count_are_bounded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ebpf_memory_crossings_follow_allocation_and_release() {
-    if !root_or_explain("ebpf_memory_crossings") {
+    if !root_or_skip() {
         return;
     }
     let (handle, mut rx) = start_ebpf().await;
@@ -373,7 +375,7 @@ async fn ebpf_memory_crossings_follow_allocation_and_release() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ebpf_connections_are_attributed_by_socket_cgroup() {
-    if !root_or_explain("ebpf_connections") {
+    if !root_or_skip() {
         return;
     }
     let (handle, mut rx) = start_ebpf().await;
@@ -414,18 +416,13 @@ fn is_wake(ev: &Ev, id: &str) -> bool {
     ev.container_id == id && ev.signal == Some("wake")
 }
 
-fn docker(args: &[&str]) {
-    let out = std::process::Command::new("docker").args(args).output().expect("run docker");
-    assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
 /// Scale to zero's kernel half: a frozen (paused) server still completes
 /// the handshake, the armed probe pushes exactly one wake event for it at
 /// once, and the connection is answered after the thaw: nothing is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ebpf_first_connection_to_a_frozen_container_pushes_one_wake() {
     use std::io::Read;
-    if !root_or_explain("ebpf_wake") {
+    if !root_or_skip() {
         return;
     }
     let (handle, mut rx) = start_ebpf().await;
@@ -487,10 +484,6 @@ fn is_port(ev: &Ev, signal: &str, port: u16) -> bool {
     ev.signal == Some(signal) && ev.value == f64::from(port) && ev.container_id.is_empty()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port()
-}
-
 /// A connection attempt that has neither connected nor failed after `wait`:
 /// the kernel held it (no answer: the client retransmits).
 async fn held(
@@ -511,7 +504,7 @@ async fn held(
 /// refuses again. IPv4 and IPv6.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ebpf_a_parked_port_holds_connection_attempts_until_a_listener_takes_them() {
-    if !root_or_explain("ebpf_park") {
+    if !root_or_skip() {
         return;
     }
     let (handle, mut rx) = start_ebpf().await;
@@ -584,7 +577,7 @@ async fn ebpf_a_parked_port_holds_connection_attempts_until_a_listener_takes_the
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn untracked_container_stops_producing_events() {
-    if !root_or_explain("untrack") {
+    if !root_or_skip() {
         return;
     }
     let (handle, mut rx) = start_ebpf().await;
@@ -601,7 +594,7 @@ async fn untracked_container_stops_producing_events() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cgroupfs_probe_reports_the_same_container_within_its_interval() {
-    if !root_or_explain("cgroupfs_probe") {
+    if !root_or_skip() {
         return;
     }
     let interval = Duration::from_secs(1);
@@ -655,7 +648,7 @@ async fn fallback_child_without_capabilities() {
 
 #[test]
 fn without_bpf_rights_the_daemon_falls_back_to_cgroupfs() {
-    if !root_or_explain("fallback without rights") {
+    if !root_or_skip() {
         return;
     }
     // Root with an empty bounding set gets no capabilities at exec.
@@ -720,7 +713,7 @@ fn run_child(child: &str, caps: &str) {
 
 #[test]
 fn parking_needs_net_admin_besides_bpf_and_perfmon_or_sys_admin() {
-    if !root_or_explain("park and capabilities") {
+    if !root_or_skip() {
         return;
     }
     run_child("park_child_without_net_admin", "+bpf,+perfmon");
@@ -769,7 +762,7 @@ impl Drop for PrivateBpffs {
 /// then a port nobody parked or listens on refuses again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ebpf_a_parked_port_stays_held_across_a_probe_restart() {
-    if !root_or_explain("ebpf_park_pinned") {
+    if !root_or_skip() {
         return;
     }
     let bpffs = PrivateBpffs::mount();
@@ -856,7 +849,7 @@ async fn leave_parked(pinned: &ProbeSettings, port: u16) {
 /// time is not the daemon, and the next probe releases its links.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ebpf_a_dead_daemons_pins_are_released_though_its_pid_runs_again() {
-    if !root_or_explain("ebpf_park_pid_reuse") {
+    if !root_or_skip() {
         return;
     }
     let bpffs = PrivateBpffs::mount();
@@ -904,7 +897,7 @@ async fn ebpf_a_dead_daemons_pins_are_released_though_its_pid_runs_again() {
 /// clients waiting for a wake that cannot come.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cgroupfs_probe_releases_the_links_a_stopped_daemon_left() {
-    if !root_or_explain("cgroupfs_park_release") {
+    if !root_or_skip() {
         return;
     }
     let bpffs = PrivateBpffs::mount();

@@ -81,6 +81,17 @@ pub fn skip(reason: &str) {
     let _ = writeln!(std::io::stderr(), "\n*** SKIPPED {}: {reason} ***\n", test_name());
 }
 
+/// Whether this process runs as root; if not, says loudly that this test
+/// skips because it loads eBPF programs and runs containers (CI runs it as
+/// root).
+pub fn root_or_skip() -> bool {
+    let root = is_root();
+    if !root {
+        skip("it loads eBPF programs and runs containers, which needs root (CI runs it as root)");
+    }
+    root
+}
+
 /// Whether this process runs as root.
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use host::probe;
 
-use super::{free_port, held, is_port, start_ebpf, until, workload::root_or_explain};
+use super::{free_port, held, is_port, root_or_skip, start_ebpf, until};
 
 /// Two network namespaces, `a` (10.77.x.1) and `b` (10.77.x.2), each with a
 /// veth whose host end is a port of one bridge that has the host's address
@@ -121,7 +121,7 @@ fn connect_from_a(net: &Bridged, to: SocketAddr, timeout: Duration) -> std::io::
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ebpf_a_parked_port_holds_only_what_is_addressed_to_this_host() {
-    if !root_or_explain("ebpf_park_scope") {
+    if !root_or_skip() {
         return;
     }
     let net = match Bridged::new() {

@@ -13,7 +13,8 @@ use std::sync::OnceLock;
 /// The image every workload container runs.
 pub const IMAGE: &str = "swarm-autoscaler-probe-load:local";
 
-/// True when running as root; otherwise says loudly why the caller skips.
+/// True when running as root; otherwise says loudly why the caller skips
+/// (the benchmark's: the tests take `common::root_or_skip`).
 pub fn root_or_explain(what: &str) -> bool {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {

@@ -8,15 +8,18 @@
 //! leadership does the same to every agent it holds, at once. Agents then
 //! find the new leader.
 //!
-//! Bounds: at most `max_connections` connections (handshakes included), a
-//! handshake must finish within `handshake_timeout` in frames of a few KiB,
+//! Bounds: at most `max_handshakes` connections in their handshake (of
+//! which `max_handshakes_per_source` from one address), apart from the
+//! `max_connections` authenticated sessions, so idle or slow peers cannot
+//! crowd out real agents; a handshake must finish within
+//! `handshake_timeout` in frames of a few KiB,
 //! authenticated frames are capped at `max_frame`, events go to the event
 //! loop with `try_send` (a full queue drops and counts, it never blocks a
 //! connection), and a node sends a frame at least every heartbeat or is
 //! disconnected after three.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -40,7 +43,8 @@ type TrackingRx = watch::Receiver<Option<Arc<Vec<WireTracked>>>>;
 pub struct DeciderStats {
     /// Sessions authenticated since start.
     pub sessions: u64,
-    /// Connections refused: failed handshakes, over the connection cap.
+    /// Connections refused: failed handshakes, over a handshake budget or
+    /// the session cap.
     pub refused: u64,
     /// Events handed to the event loop.
     pub events: u64,
@@ -262,7 +266,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    let permits = Arc::new(Semaphore::new(shared.settings.max_connections));
+    let sessions = Arc::new(Semaphore::new(shared.settings.max_connections));
+    let handshakes = Arc::new(Semaphore::new(shared.settings.max_handshakes));
+    let per_source: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -273,16 +279,60 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                 continue;
             }
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            shared.refused.fetch_add(1, Ordering::Relaxed);
-            log_refusal(&shared, peer, "too many connections");
-            continue;
-        };
-        let shared = shared.clone();
+        let pre_auth =
+            match PreAuth::take(&handshakes, &per_source, peer.ip(), shared.settings.max_handshakes_per_source) {
+                Ok(pre_auth) => pre_auth,
+                Err(reason) => {
+                    shared.refused.fetch_add(1, Ordering::Relaxed);
+                    log_refusal(&shared, peer, reason);
+                    continue;
+                }
+            };
+        let (shared, sessions) = (shared.clone(), sessions.clone());
         tokio::spawn(async move {
-            serve(stream, peer, &shared).await;
-            drop(permit);
+            serve(stream, peer, &shared, pre_auth, &sessions).await;
         });
+    }
+}
+
+/// A connection's place in the handshake budget: one of `max_handshakes`,
+/// and one of its source address's; given back when dropped (the
+/// handshake ended, however).
+struct PreAuth {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    per_source: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    source: IpAddr,
+}
+
+impl PreAuth {
+    fn take(
+        handshakes: &Arc<Semaphore>,
+        per_source: &Arc<Mutex<HashMap<IpAddr, usize>>>,
+        source: IpAddr,
+        most_per_source: usize,
+    ) -> Result<PreAuth, &'static str> {
+        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+            return Err("too many handshakes at once");
+        };
+        let mut counts = lock(per_source);
+        let count = counts.entry(source).or_insert(0);
+        if *count >= most_per_source {
+            return Err("too many handshakes from this address");
+        }
+        *count += 1;
+        Ok(PreAuth { _permit: permit, per_source: per_source.clone(), source })
+    }
+}
+
+impl Drop for PreAuth {
+    fn drop(&mut self) {
+        let mut counts = lock(&self.per_source);
+        if let Some(count) = counts.get_mut(&self.source) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.source);
+            }
+        }
     }
 }
 
@@ -295,11 +345,19 @@ fn log_refusal(shared: &Shared, peer: SocketAddr, reason: &str) {
     }
 }
 
-/// One connection, from the handshake to its end.
-async fn serve(stream: TcpStream, addr: SocketAddr, shared: &Arc<Shared>) {
+/// One connection, from the handshake to its end: the handshake in the
+/// pre-auth budget, the session in the sessions'.
+async fn serve(
+    stream: TcpStream,
+    addr: SocketAddr,
+    shared: &Arc<Shared>,
+    pre_auth: PreAuth,
+    sessions: &Arc<Semaphore>,
+) {
     let _ = stream.set_nodelay(true);
     let settings = &shared.settings;
     let shook = tokio::time::timeout(settings.handshake_timeout, authenticate(stream, shared)).await;
+    drop(pre_auth);
     let (peer, reader, mut writer) = match shook {
         Ok(Ok(authenticated)) => authenticated,
         Ok(Err(reason)) => {
@@ -312,6 +370,11 @@ async fn serve(stream: TcpStream, addr: SocketAddr, shared: &Arc<Shared>) {
             log_refusal(shared, addr, "handshake timed out");
             return;
         }
+    };
+    let Ok(_session) = sessions.clone().try_acquire_owned() else {
+        shared.refused.fetch_add(1, Ordering::Relaxed);
+        log_refusal(shared, addr, "too many sessions");
+        return;
     };
     let leadership = shared.leadership.borrow().clone();
     if !leadership.is_leader {

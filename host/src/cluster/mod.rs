@@ -159,8 +159,14 @@ pub struct ChannelSettings {
     pub heartbeat: Duration,
     /// Connect plus handshake must finish within this (default 3 s).
     pub handshake_timeout: Duration,
-    /// Most connections a decider holds, handshakes included (default 1024).
+    /// Most authenticated sessions a decider holds (default 1024).
     pub max_connections: usize,
+    /// Most connections still in their handshake, from everyone (default
+    /// 128): unauthenticated peers wait in this budget, never in the
+    /// sessions', so they cannot keep real agents out.
+    pub max_handshakes: usize,
+    /// Of those, from one source address (default 16).
+    pub max_handshakes_per_source: usize,
     /// A node silent for longer leaves the aggregates (default 5 s).
     pub node_timeout: Duration,
     /// Events an agent queues while its connection is busy or down (default 4096).
@@ -185,6 +191,8 @@ impl Default for ChannelSettings {
             heartbeat: Duration::from_secs(1),
             handshake_timeout: Duration::from_secs(3),
             max_connections: 1024,
+            max_handshakes: 128,
+            max_handshakes_per_source: 16,
             node_timeout: Duration::from_secs(5),
             agent_queue: 4096,
             batch: 256,

@@ -226,6 +226,39 @@ async fn a_raw_peer_cannot_make_the_decider_buffer_a_large_frame() {
     eventually(Duration::from_secs(1), "refusal counted", || ep.decider.stats().refused == 1).await;
 }
 
+/// Issue 24 item 3: idle unauthenticated connections from one address
+/// wait in a small handshake budget of their own; a real agent from
+/// another address still connects, with every session slot free for it.
+#[tokio::test]
+async fn idle_peers_from_one_address_cannot_keep_an_agent_out() {
+    let patient = ChannelSettings {
+        // Long enough that no idle connection is timed out during the test.
+        handshake_timeout: Duration::from_secs(20),
+        max_connections: 64,
+        max_handshakes: 32,
+        max_handshakes_per_source: 8,
+        ..settings()
+    };
+    let ep = endpoint(patient.clone(), true, 64).await;
+    let addr = ep.decider.local_addr();
+    // 200 connections from 127.0.0.2 that never say a word: more than the
+    // sessions the decider holds.
+    let mut idle = Vec::new();
+    for _ in 0..200 {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.bind("127.0.0.2:0".parse().expect("addr")).expect("bind 127.0.0.2");
+        idle.push(socket.connect(addr).await.expect("connect"));
+    }
+    eventually(Duration::from_secs(3), "the flood refused past its address's budget", || {
+        ep.decider.stats().refused >= 200 - 8
+    })
+    .await;
+    let agent = AgentHandle::spawn(settings(), token(), "node-a".into(), "host-a".into(), vec![addr.to_string()]);
+    eventually(Duration::from_secs(3), "the agent connected despite the flood", || agent.is_connected()).await;
+    assert_eq!(ep.decider.stats().sessions, 1);
+    drop(idle);
+}
+
 #[tokio::test]
 async fn a_full_event_queue_drops_and_counts_instead_of_blocking() {
     let ep = endpoint(settings(), true, 4).await;

@@ -236,7 +236,7 @@ impl ClusterTracking {
             ),
             (
                 "autoscaler_cluster_refused_total",
-                "Connections refused: failed handshakes, over the cap.",
+                "Connections refused: failed handshakes, over the handshake budget (all, or one address's) or the session cap.",
                 "counter",
                 |s| s.refused,
             ),

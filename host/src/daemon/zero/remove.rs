@@ -249,10 +249,12 @@ impl Zero {
     ///   gone from Swarm unparked;
     /// - frozen replicas of services that no longer ask to be frozen thaw.
     pub fn reconcile(&mut self, inventory: &Inventory) {
+        // Every service's ports: an autoscaled one's as resolved, any
+        // other's as its spec publishes them.
         self.claims.clear();
-        for entry in inventory.active() {
-            let Some(config) = entry.config() else { continue };
-            for port in &config.ports {
+        for entry in inventory.services() {
+            let ports = entry.config().map_or(&entry.published, |config| &config.ports);
+            for port in ports {
                 self.claims.entry(*port).or_default().push((entry.id.clone(), entry.name.clone()));
             }
         }

@@ -479,6 +479,28 @@ async fn two_services_on_one_port_are_refused_until_one_leaves() {
     assert_eq!(observe(&mut zero, &config, &idle("c1")), [park(ParkMode::Hold, Some("c1"))]);
 }
 
+/// Issue 24 item 2: a service that is not autoscaled but publishes the
+/// port is another service's port too: the removal is refused, naming it.
+#[tokio::test(start_paused = true)]
+async fn a_port_a_service_that_is_not_autoscaled_publishes_is_refused() {
+    let (mut zero, dir) = bench(false);
+    let config = config(REMOVE);
+    let mut inventory = inventory(&[("s1", 1, REMOVE)], &[("c1", "s1")]);
+    inventory.apply(Change::Service(ServiceInfo {
+        id: "s9".into(),
+        name: "plain".into(),
+        version: 1,
+        replicas: Some(1),
+        labels: HashMap::new(),
+        published: vec![crate::swarm::labels::Published { port: 8080, host_mode: false }],
+    }));
+    zero.reconcile(&inventory);
+    assert!(idle_spell(&mut zero, &config).await.is_empty(), "nothing parked");
+    let recs = records(&dir);
+    assert_eq!(recs.len(), 1, "refused once: {recs:?}");
+    assert!(recs[0]["reason"].as_str().is_some_and(|r| r.contains("port 8080 is also the port of service plain")));
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_probe_that_cannot_park_refuses_the_removal_for_good() {
     let (mut zero, dir) = bench(false);

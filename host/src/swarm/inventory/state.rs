@@ -155,6 +155,9 @@ pub struct ServiceEntry {
     pub replicas: u32,
     /// Whether and how it is autoscaled.
     pub status: Status,
+    /// The TCP ports its spec publishes, autoscaled or not: scale to zero
+    /// never holds a port another service publishes.
+    pub published: Vec<u16>,
 }
 
 impl ServiceEntry {
@@ -374,6 +377,7 @@ impl Inventory {
             version: info.version,
             replicas: info.replicas.unwrap_or(0),
             status,
+            published: info.published.iter().map(|p| p.port).collect(),
         };
         self.services.insert(info.id, entry);
     }

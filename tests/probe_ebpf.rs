@@ -724,6 +724,15 @@ fn parking_needs_net_admin_besides_bpf_and_perfmon_or_sys_admin() {
     run_child("park_child_with_net_admin", "+sys_admin");
 }
 
+/// What the pin tests start from: a private bpffs, eBPF probe settings
+/// pinning in its `autoscaler` folder, and a free loopback port to park.
+fn pinned_probe() -> (PrivateBpffs, ProbeSettings, u16, std::net::SocketAddr) {
+    let bpffs = PrivateBpffs::mount();
+    let pinned = ProbeSettings { pin_dir: Some(bpffs.dir.path().join("autoscaler")), ..settings(ProbeKind::Ebpf) };
+    let port = free_port();
+    (bpffs, pinned, port, ([127, 0, 0, 1], port).into())
+}
+
 /// A bpffs mounted on a temporary directory for one test, unmounted (by
 /// the test that mounted it) when dropped.
 struct PrivateBpffs {
@@ -765,10 +774,7 @@ async fn ebpf_a_parked_port_stays_held_across_a_probe_restart() {
     if !root_or_skip() {
         return;
     }
-    let bpffs = PrivateBpffs::mount();
-    let pinned = ProbeSettings { pin_dir: Some(bpffs.dir.path().join("autoscaler")), ..settings(ProbeKind::Ebpf) };
-    let port = free_port();
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let (bpffs, pinned, port, addr) = pinned_probe();
 
     let (first, first_rx) = start_ebpf_with(pinned.clone()).await;
     first.park(port, probe::ParkMode::Lookup).await.expect("parking works as root");
@@ -852,11 +858,8 @@ async fn ebpf_a_dead_daemons_pins_are_released_though_its_pid_runs_again() {
     if !root_or_skip() {
         return;
     }
-    let bpffs = PrivateBpffs::mount();
+    let (bpffs, pinned, port, addr) = pinned_probe();
     let dir = bpffs.dir.path().join("autoscaler");
-    let pinned = ProbeSettings { pin_dir: Some(dir.clone()), ..settings(ProbeKind::Ebpf) };
-    let port = free_port();
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     let (first, first_rx) = start_ebpf_with(pinned.clone()).await;
     first.park(port, probe::ParkMode::Lookup).await.expect("parking works as root");
     // As if the daemon were SIGKILLed (no orphan rename) and its pid given
@@ -900,10 +903,7 @@ async fn cgroupfs_probe_releases_the_links_a_stopped_daemon_left() {
     if !root_or_skip() {
         return;
     }
-    let bpffs = PrivateBpffs::mount();
-    let pinned = ProbeSettings { pin_dir: Some(bpffs.dir.path().join("autoscaler")), ..settings(ProbeKind::Ebpf) };
-    let port = free_port();
-    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let (bpffs, pinned, port, addr) = pinned_probe();
     leave_parked(&pinned, port).await;
     assert!(bpffs.pins("autoscaler").iter().all(|p| p.starts_with("orphan-")), "{:?}", bpffs.pins("autoscaler"));
     let waiting = held(addr, Duration::from_millis(400)).await;

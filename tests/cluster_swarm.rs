@@ -273,6 +273,13 @@ fn labels<'a>(max: &'a str, upper: &'a str, cooldown_up: &'a str, cooldown_down:
     ]
 }
 
+/// How many replicas the service's last decision counted in its cpu
+/// aggregate, from its `/status/NAME` entry.
+fn cpu_reporting(service: &serde_json::Value) -> Option<u64> {
+    let metrics = service["metrics"].as_array()?;
+    metrics.iter().find(|m| m["metric"] == "cpu").and_then(|m| m["reporting"].as_u64())
+}
+
 /// Whether a `/status` says its daemon decides.
 fn deciding(status: &serde_json::Value) -> bool {
     status["cluster"]["deciding"] == true
@@ -361,7 +368,12 @@ fn a_service_on_two_nodes_loaded_on_one_is_judged_by_its_aggregate() {
     // The light load first: node2's replica reports, both are past the
     // warm-up, before node3's crossing asks for a decision.
     let light = Load::on(&node2, web.port, 1, 10, 90);
-    std::thread::sleep(Duration::from_secs(4));
+    // Both replicas in the aggregate the policy last decided on (not a fixed
+    // sleep: on a loaded machine a replica's first readings can come late,
+    // and a replica that has not reported yet is out of the mean).
+    wait_until("both replicas counted in the service's cpu aggregate", Duration::from_secs(30), || {
+        nodes.iter().filter_map(|d| d.service(&web.name)).any(|s| cpu_reporting(&s) == Some(2))
+    });
     let heavy = Load::on(&node3, web.port, 2, 50, 0);
     let watched = Instant::now();
     while watched.elapsed() < Duration::from_secs(25) {

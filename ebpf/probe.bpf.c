@@ -597,18 +597,33 @@ static long observe_cpu(__u64 cpu, __u64 *now)
 	return 0;
 }
 
+/* Add one tick's run time to `tick_cost` (one more clock read a tick). */
+static __always_inline void count_tick(__u32 runs_key, __u64 start)
+{
+	__u32 ns_key = runs_key + 1;
+	__u64 *runs = bpf_map_lookup_elem(&tick_cost, &runs_key);
+	__u64 *ns = bpf_map_lookup_elem(&tick_cost, &ns_key);
+	if (runs && ns) {
+		*runs += 1;
+		*ns += bpf_ktime_get_ns() - start;
+	}
+}
+
 static int tick_fired(void *map, int *key, struct tick_timer *t)
 {
 	__u64 now = bpf_ktime_get_ns();
+	__u32 kind = PROBE_TICK_CHECK_RUNS;
 	bpf_loop(nr_cpus < MAX_CPUS ? nr_cpus : MAX_CPUS, observe_cpu, &now, 0);
 	if (now - t->last_close_ns >= window_ns) {
 		t->last_close_ns = now;
 		demand_poll_listeners(now);
 		bpf_for_each_map_elem(&slots, close_window, &now, 0);
+		kind = PROBE_TICK_CLOSE_RUNS;
 	} else {
 		bpf_loop(nr_cpus < MAX_CPUS ? nr_cpus : MAX_CPUS, check_early, &now, 0);
 	}
 	bpf_timer_start(&t->timer, check_ns, 0);
+	count_tick(kind, now);
 	return 0;
 }
 

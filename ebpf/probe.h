@@ -136,6 +136,14 @@ struct probe_control {
 #define PROBE_DROP_PARKED_SYN 2 /* connection attempts to a parked port
 				 * dropped silently (the client retransmits) */
 
+/* Indexes of the `tick_cost` array: the tick's own run time, which bpf_stats
+ * does not see (a bpf_timer callback is not a program run). Written only by
+ * the tick (one timer: never two at once), read by the probe benchmarks. */
+#define PROBE_TICK_CHECK_RUNS 0 /* ticks that checked the CPUs only */
+#define PROBE_TICK_CHECK_NS 1   /* their total run time */
+#define PROBE_TICK_CLOSE_RUNS 2 /* ticks that also closed every window */
+#define PROBE_TICK_CLOSE_NS 3   /* their total run time */
+
 /* Value of the `state` array: kernel-owned accounting, index = slot.
  * Userspace zeroes it before the container's `slots` entry appears; its
  * contents are opaque to userspace, only the size is shared. */

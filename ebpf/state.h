@@ -160,6 +160,14 @@ struct {
 	__type(value, __u64);
 } drops SEC(".maps");
 
+/* PROBE_TICK_*: the tick's runs and run time. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 4);
+	__type(key, __u32);
+	__type(value, __u64);
+} tick_cost SEC(".maps");
+
 /* Parked TCP ports (host order) -> PROBE_PARK_HOLD or PROBE_PARK_LOOKUP:
  * see probe.h. Written by userspace only. */
 struct {

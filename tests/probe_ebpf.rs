@@ -575,6 +575,65 @@ async fn ebpf_a_parked_port_holds_connection_attempts_until_a_listener_takes_the
     );
 }
 
+/// The kernel's tracked map holds `PROBE_MAX_TRACKED` containers. Filled
+/// through the probe's own tracking (one real container, the rest fake
+/// cgroup ids), one more real container is refused: counted, and nothing
+/// of it reaches the kernel, while every entry already there keeps its
+/// samples; a freed slot then takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ebpf_one_container_past_the_tracked_map_is_refused_and_counted() {
+    if !root_or_skip() {
+        return;
+    }
+    // Every entry samples once a second in the same few ticks: a ring
+    // buffer large enough that none is lost to the burst (drops are
+    // asserted at the end).
+    let settings = ProbeSettings {
+        sample_interval: Duration::from_secs(1),
+        ring_buffer_bytes: 8 << 20,
+        ..settings(ProbeKind::Ebpf)
+    };
+    let (handle, mut rx) = start_ebpf_with(settings).await;
+    let mut seen = Vec::new();
+    let real = Container::start(&[], &["idle"]);
+    track_and_wait(&handle, &mut rx, &mut seen, &real, Thresholds::default()).await;
+    let max = host::probe::abi::PROBE_MAX_TRACKED;
+    // Ids no kernfs node has: the top of the u64 range.
+    for i in 0..max - 1 {
+        handle.track_cgroup(&format!("fake-{i}"), u64::MAX - i, Thresholds::default());
+    }
+    let last = format!("fake-{}", max - 2);
+    let sampled = until(&mut rx, &mut seen, Duration::from_secs(60), |e| e.container_id == last).await;
+    assert!(sampled.is_some(), "no sample for the {max}th tracked entry within 60 s");
+    assert_eq!(handle.stats().refused, 0, "{max} entries fit: {:?}", handle.stats());
+
+    let extra = Container::start(&[], &["idle"]);
+    handle.track(Tracked { container_id: extra.id.clone(), thresholds: Thresholds::default() });
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while handle.stats().refused == 0 && Instant::now() < deadline {
+        collect(&mut rx, &mut seen, Duration::from_millis(200)).await;
+    }
+    assert_eq!(handle.stats().refused, 1, "the container past the limit is refused and counted: {:?}", handle.stats());
+
+    // Three seconds later: the first and the last entry still sample, the
+    // refused container has nothing.
+    seen.clear();
+    collect(&mut rx, &mut seen, Duration::from_secs(3)).await;
+    for id in [real.id.as_str(), "fake-0", last.as_str()] {
+        let samples = seen.iter().filter(|e| e.container_id == id && e.kind == EventKind::Sample).count();
+        assert!(samples >= 2, "{id}: {samples} samples in 3 s once the map was full");
+    }
+    assert!(!seen.iter().any(|e| e.container_id == extra.id), "events for the refused container");
+
+    // A slot freed: the refused container is tracked when asked again.
+    handle.untrack("fake-0");
+    track_and_wait(&handle, &mut rx, &mut seen, &extra, Thresholds::default()).await;
+    let stats = handle.stats();
+    assert_eq!(stats.refused, 1, "{stats:?}");
+    assert_eq!(stats.dropped, 0, "{stats:?}");
+    assert_eq!(stats.unattributed, 0, "{stats:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn untracked_container_stops_producing_events() {
     if !root_or_skip() {

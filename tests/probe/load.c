@@ -22,6 +22,7 @@
  *   load switch SECS      two threads ping-pong through a pipe for SECS:
  *                         a context-switch-heavy load
  *   load idle             idle
+ *   load tick MS          wake every MS milliseconds, forever
  *   load serve PORT       listen on 127.0.0.1:PORT (run it with --network
  *                         host) and answer every connection with "ok\n",
  *                         one at a time: a server the test can freeze
@@ -34,7 +35,7 @@
  *                         time, and keeps the connection unless the request
  *                         says "Connection: close". Its capacity is about
  *                         1e6 / WORK_US requests per second of free CPU.
- * Every mode but idle, serve and http waits for SIGUSR1 before it starts, so that
+ * Every mode but idle, tick, serve and http waits for SIGUSR1 before it starts, so that
  * the test can start tracking the container first. SIGTERM ends it.
  */
 #define _GNU_SOURCE
@@ -222,6 +223,13 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "http") && argc > 3)
 		return http(atoi(argv[2]), atol(argv[3]));
+	if (!strcmp(argv[1], "tick") && argc > 2) {
+		/* Wake every MS milliseconds (below 1000) from the start: idle but
+		 * not silent, like a service's timers and health checks. */
+		struct timespec ts = { .tv_sec = 0, .tv_nsec = atol(argv[2]) % 1000 * 1000000L };
+		for (;;)
+			nanosleep(&ts, 0);
+	}
 	while (!go)
 		pause();
 	if (!strcmp(argv[1], "burn") && argc > 2) {
@@ -337,7 +345,7 @@ int main(int argc, char **argv)
 					return 1;
 		stop_switch = 1;
 	} else {
-		fprintf(stderr, "usage: load burn SECS | spin THREADS SECS | pulse N ON_MS OFF_MS THREADS | mem MIB SECS | conns N SECS | churn SECS | "
+		fprintf(stderr, "usage: load tick MS | burn SECS | spin THREADS SECS | pulse N ON_MS OFF_MS THREADS | mem MIB SECS | conns N SECS | churn SECS | "
 				"hover N SECS | "
 				"switch SECS | serve PORT | http PORT WORK_US | idle\n");
 		return 2;

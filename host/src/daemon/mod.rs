@@ -284,6 +284,13 @@ fn export_probe_counters(metrics: &Metrics, probe: &ProbeHandle) {
         "counter",
         move || p.stats().parked_syns as f64,
     );
+    let p = probe.clone();
+    metrics.set_source(
+        "autoscaler_probe_refused_containers_total",
+        "Containers the probe refused to track because it already tracked as many as it holds (4,096 on one host); each refusal is logged.",
+        "counter",
+        move || p.stats().refused as f64,
+    );
 }
 
 /// The policy set's and the policy workers' own counters.

@@ -123,6 +123,8 @@ pub(super) struct EbpfProbe {
     free_slots: std::collections::VecDeque<u32>,
     /// Kernel counters: ring full, crossings held back by the budget.
     drops: Arc<Mutex<Array<MapData, u64>>>,
+    /// The tick's own runs and run time (`PROBE_TICK_*`).
+    tick_cost: Arc<Mutex<Array<MapData, u64>>>,
     /// The CPU window, for the early crossing's on-CPU time.
     window: std::time::Duration,
     /// The ring buffer, until the reader task takes it.
@@ -183,6 +185,7 @@ impl EbpfProbe {
         let state = take_map(&mut ebpf, "state")?;
         let control = take_map(&mut ebpf, "control")?;
         let drops = take_map(&mut ebpf, "drops")?;
+        let tick_cost = take_map(&mut ebpf, "tick_cost")?;
         let wake = take_map(&mut ebpf, "wake")?;
         let parking = Parking::new(take_map(&mut ebpf, "parked")?, settings.pin_dir.as_deref());
         let ring = take_map(&mut ebpf, "events")?;
@@ -198,6 +201,7 @@ impl EbpfProbe {
             generation: 0,
             free_slots: (0..abi::PROBE_MAX_TRACKED as u32).collect(),
             drops: Arc::new(Mutex::new(drops)),
+            tick_cost: Arc::new(Mutex::new(tick_cost)),
             window: std::time::Duration::from_nanos(window_ns),
             ring: Some(ring),
             registry: Arc::new(RwLock::new(HashMap::new())),
@@ -216,6 +220,21 @@ impl EbpfProbe {
                 ring_full: read(abi::PROBE_DROP_RING),
                 held_back: read(abi::PROBE_DROP_HELD),
                 parked_syns: read(abi::PROBE_DROP_PARKED_SYN),
+            }
+        })
+    }
+
+    /// Reads the tick's own run-time counters.
+    pub(super) fn tick_reader(&self) -> Box<dyn Fn() -> TickCost + Send + Sync> {
+        let cost = self.tick_cost.clone();
+        Box::new(move || {
+            let Ok(map) = cost.lock() else { return TickCost::default() };
+            let read = |index: u64| map.get(&(index as u32), 0).unwrap_or(0);
+            TickCost {
+                check_runs: read(abi::PROBE_TICK_CHECK_RUNS),
+                check_ns: read(abi::PROBE_TICK_CHECK_NS),
+                close_runs: read(abi::PROBE_TICK_CLOSE_RUNS),
+                close_ns: read(abi::PROBE_TICK_CLOSE_NS),
             }
         })
     }
@@ -283,10 +302,15 @@ impl Backend for EbpfProbe {
             // A threshold update: same slot, the accounting goes on.
             return self.configs.set(slot, cfg, 0).context("writing the eBPF configs map");
         }
-        let slot = self
-            .free_slots
-            .pop_front()
-            .with_context(|| format!("cannot track more than {} containers on one host", abi::PROBE_MAX_TRACKED))?;
+        let Some(slot) = self.free_slots.pop_front() else {
+            // Refused before anything is written: the tracked containers
+            // keep their slots, and nothing of this one reaches the kernel.
+            self.shared.refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            anyhow::bail!(
+                "the probe already tracks {} containers, the most one host's probe holds: this container gets no readings (the others are unaffected; refusals are counted in autoscaler_probe_refused_containers_total)",
+                abi::PROBE_MAX_TRACKED
+            );
+        };
         // Registry first, so the first event finds its container; zeroed
         // state and the config before the slot appears in `slots`, so the
         // kernel never sees a tracked id without them; the generation last,
@@ -408,6 +432,22 @@ pub struct KernelDrops {
     pub held_back: u64,
     /// Connection attempts to parked ports dropped without an answer.
     pub parked_syns: u64,
+}
+
+/// The tick's own cost, which bpf_stats does not count (a `bpf_timer`
+/// callback is not a program run): runs and total run time of the ticks
+/// that only checked the CPUs, and of those that also closed every tracked
+/// container's window (every `--window`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TickCost {
+    /// Ticks that checked the CPUs for early crossings only.
+    pub check_runs: u64,
+    /// Their total run time, ns.
+    pub check_ns: u64,
+    /// Ticks that closed every tracked container's window.
+    pub close_runs: u64,
+    /// Their total run time, ns.
+    pub close_ns: u64,
 }
 
 /// Check a ring-buffer size: a power of two, at least a page, at most 1 GiB.

@@ -150,6 +150,10 @@ pub struct ProbeStats {
     /// Connection attempts to parked ports the kernel dropped without an
     /// answer (each is retransmitted by its client).
     pub parked_syns: u64,
+    /// Containers the probe refused to track because it already tracked
+    /// as many as it holds (`PROBE_MAX_TRACKED`, eBPF probe); each refusal
+    /// is logged with the container's id.
+    pub refused: u64,
 }
 
 /// A running probe. Cheap to clone; the probe stops (programs detached,
@@ -168,6 +172,8 @@ struct HandleInner {
     shared: Arc<Shared>,
     /// Reads the kernel's ring-buffer reserve failure counter (eBPF only).
     kernel_drops: Option<Box<dyn Fn() -> ebpf::KernelDrops + Send + Sync>>,
+    /// Reads the tick's own run-time counters (eBPF only).
+    tick_cost: Option<Box<dyn Fn() -> ebpf::TickCost + Send + Sync>>,
     /// Tasks to end when the last handle goes away.
     tasks: Vec<tokio::task::AbortHandle>,
 }
@@ -193,6 +199,23 @@ impl ProbeHandle {
     pub fn track(&self, tracked: Tracked) {
         // A send fails only when the manager has stopped, i.e. at shutdown.
         let _ = self.inner.commands.send(Command::Track(Box::new(tracked)));
+    }
+
+    /// Track `container_id` under a cgroup id the caller gives, without
+    /// looking the container's cgroup up: for the tests and benchmarks that
+    /// need more tracked entries than they can run containers (the entry
+    /// has no CPU limit and no memory counter).
+    #[doc(hidden)]
+    pub fn track_cgroup(&self, container_id: &str, cgroup_id: u64, thresholds: Thresholds) {
+        let dir = std::path::PathBuf::from(format!("/nonexistent/{container_id}"));
+        let cgroup = ContainerCgroup {
+            container_id: container_id.to_string(),
+            id: cgroup_id,
+            v2_dir: dir.clone(),
+            cpu: cgroup::Files::V2(dir.clone()),
+            memory: cgroup::Files::V2(dir),
+        };
+        let _ = self.inner.commands.send(Command::TrackCgroup(Box::new((cgroup, thresholds))));
     }
 
     /// Stop accounting a container; unknown ids are ignored.
@@ -260,7 +283,13 @@ impl ProbeHandle {
             unattributed: self.inner.shared.unattributed.load(Ordering::Relaxed),
             held_back: kernel.held_back,
             parked_syns: kernel.parked_syns,
+            refused: self.inner.shared.refused.load(Ordering::Relaxed),
         }
+    }
+
+    /// The kernel tick's own runs and run time so far (eBPF probe only).
+    pub fn tick_cost(&self) -> Option<ebpf::TickCost> {
+        self.inner.tick_cost.as_ref().map(|read| read())
     }
 }
 
@@ -283,10 +312,12 @@ pub async fn start(settings: ProbeSettings, events: mpsc::Sender<ProbeEvent>) ->
     let (commands, command_rx) = mpsc::unbounded_channel();
     let mut tasks = Vec::new();
     let mut kernel_drops = None;
+    let mut tick_cost = None;
     let kind = match settings.kind {
         ProbeKind::Ebpf => match ebpf::EbpfProbe::load(&settings, shared.clone()) {
             Ok(mut probe) => {
                 kernel_drops = Some(probe.drop_reader());
+                tick_cost = Some(probe.tick_reader());
                 let reader = probe.spawn_reader().context("starting the ring buffer reader")?;
                 tasks.push(reader.abort_handle());
                 tasks.push(spawn_manager(layout, command_rx, Box::new(probe)).abort_handle());
@@ -326,7 +357,7 @@ pub async fn start(settings: ProbeSettings, events: mpsc::Sender<ProbeEvent>) ->
         }
     };
     tracing::info!(ring_buffer_bytes = settings.ring_buffer_bytes, "probe started: {how}");
-    Ok(ProbeHandle { inner: Arc::new(HandleInner { kind, commands, shared, kernel_drops, tasks }) })
+    Ok(ProbeHandle { inner: Arc::new(HandleInner { kind, commands, shared, kernel_drops, tick_cost, tasks }) })
 }
 
 /// A request from the daemon.
@@ -334,6 +365,8 @@ pub async fn start(settings: ProbeSettings, events: mpsc::Sender<ProbeEvent>) ->
 enum Command {
     /// Boxed: thresholds hold a band per metric of the table.
     Track(Box<Tracked>),
+    /// A cgroup resolved by the caller ([`ProbeHandle::track_cgroup`]).
+    TrackCgroup(Box<(ContainerCgroup, Thresholds)>),
     Untrack(String),
     Wake {
         container_id: String,
@@ -417,6 +450,11 @@ fn spawn_manager(
                             pending.insert(again.0.container_id.clone(), again);
                         }
                     }
+                    Some(Command::TrackCgroup(resolved)) => {
+                        let (cgroup, thresholds) = *resolved;
+                        pending.remove(&cgroup.container_id);
+                        add(backend.as_mut(), cgroup, thresholds);
+                    }
                     Some(Command::Untrack(id)) => {
                         pending.remove(&id);
                         backend.remove(&id);
@@ -448,13 +486,7 @@ fn spawn_manager(
 fn try_add(layout: &Layout, backend: &mut dyn Backend, tracked: Tracked, attempts: u32) -> Option<(Tracked, u32)> {
     match layout.container(&tracked.container_id) {
         Ok(cgroup) => {
-            let id = cgroup.id;
-            match backend.add(cgroup, tracked.thresholds) {
-                Ok(()) => tracing::debug!(container = %tracked.container_id, cgroup_id = id, "tracking container"),
-                Err(err) => {
-                    tracing::error!(container = %tracked.container_id, error = %format!("{err:#}"), "cannot track container")
-                }
-            }
+            add(backend, cgroup, tracked.thresholds);
             None
         }
         Err(CgroupError::NotFound { .. }) if attempts + 1 < RESOLVE_ATTEMPTS => Some((tracked, attempts + 1)),
@@ -465,6 +497,15 @@ fn try_add(layout: &Layout, backend: &mut dyn Backend, tracked: Tracked, attempt
     }
 }
 
+/// Add a resolved container to the backend; a refusal is logged.
+fn add(backend: &mut dyn Backend, cgroup: ContainerCgroup, thresholds: Thresholds) {
+    let (container, id) = (cgroup.container_id.clone(), cgroup.id);
+    match backend.add(cgroup, thresholds) {
+        Ok(()) => tracing::debug!(%container, cgroup_id = id, "tracking container"),
+        Err(err) => tracing::error!(%container, error = %format!("{err:#}"), "cannot track container"),
+    }
+}
+
 /// Counters and the daemon's channel, shared by everything that emits.
 #[derive(Debug)]
 struct Shared {
@@ -472,11 +513,18 @@ struct Shared {
     events: AtomicU64,
     channel_drops: AtomicU64,
     unattributed: AtomicU64,
+    refused: AtomicU64,
 }
 
 impl Shared {
     fn new(tx: mpsc::Sender<ProbeEvent>) -> Shared {
-        Shared { tx, events: AtomicU64::new(0), channel_drops: AtomicU64::new(0), unattributed: AtomicU64::new(0) }
+        Shared {
+            tx,
+            events: AtomicU64::new(0),
+            channel_drops: AtomicU64::new(0),
+            unattributed: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+        }
     }
 
     /// Hand an event to the daemon without waiting; count it either way.

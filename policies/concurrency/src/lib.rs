@@ -33,14 +33,24 @@
 //!   peak over-asks. A call whose panic count asks for no more than the
 //!   current count ends the settling; the next rise starts it over;
 //! - otherwise the stable window's count, and a scale-in only to the
-//!   largest count asked within `scale-down.delay` (default 0s, as Knative).
+//!   largest count asked within `scale-down.delay` (default 0s, as Knative);
+//! - with `cpu.gate` set, demand scales a service out only while its CPU
+//!   (the mean over its replicas, a fraction of the limit) is at or above
+//!   the gate. In a chain of services every caller holds its requests
+//!   while it waits for the one that is saturated, and on a saturated host
+//!   every service's requests wait for the CPU: their demand rises though
+//!   more of them would not help. Below the gate the count holds (or
+//!   follows `request-rate.target`, arrivals being no such echo); scale-in
+//!   is not gated. Not for services bound by something other than CPU
+//!   (I/O, a fixed worker pool): leave it unset there, as by default.
 //!
 //! Settings (service labels `autoscale.<name>`):
 //! - `inflight.target` (default 10): requests each replica should hold on
 //!   average (Knative's container-concurrency target);
 //! - `request-rate.target` (optional): requests per second per replica;
 //! - `stable.window`, `panic.window`, `panic.threshold`, `panic.settle`,
-//!   `scale-down.delay`.
+//!   `scale-down.delay`;
+//! - `cpu.gate` (optional, a fraction of the CPU limit, e.g. `0.8`).
 //!
 //! No demand metric reported (the probe does not measure it for this
 //! service): no decision.
@@ -103,6 +113,8 @@ impl Policy for Concurrency {
             SettingSpec::duration("scale-down.delay")
                 .default("0s")
                 .doc("scale in only to the largest count asked within this time"),
+            SettingSpec::number("cpu.gate")
+                .doc("scale out on demand only while the CPU mean is at least this fraction of the limit (optional)"),
         ]
     }
 
@@ -122,6 +134,7 @@ struct Settings {
     panic_threshold: f64,
     settle_ns: u64,
     delay_ns: u64,
+    cpu_gate: Option<f64>,
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -137,6 +150,7 @@ fn settings(state: &State) -> Option<Settings> {
         panic_threshold: state.number("panic.threshold").unwrap_or(2.0),
         settle_ns: nanos(state.duration("panic.settle").unwrap_or(Duration::from_millis(500))),
         delay_ns: nanos(state.duration("scale-down.delay").unwrap_or_default()),
+        cpu_gate: state.number("cpu.gate"),
     };
     let bad = if s.target.is_nan() || s.target <= 0.0 {
         Some("inflight.target must be above 0")
@@ -148,6 +162,8 @@ fn settings(state: &State) -> Option<Settings> {
         Some("panic.threshold must be at least 1")
     } else if s.settle_ns > s.panic_ns {
         Some("panic.settle must be at most panic.window")
+    } else if s.cpu_gate.is_some_and(|g| g.is_nan() || g <= 0.0) {
+        Some("cpu.gate must be above 0")
     } else {
         None
     };
@@ -262,10 +278,29 @@ fn decide(state: &State, memory: &mut PerService<Memory>) -> Option<Decision> {
     if let (Some(target), Some(rate)) = (s.rate_target, rate) {
         let _ = write!(reason, " (rate {} / request-rate.target {})", Figure(rate), Figure(target));
     }
+    let desired = gate(state, &s, desired, rate, &mut reason);
     let replicas = state.clamp(desired);
     if replicas == current {
         return None;
     }
     let _ = write!(reason, ": {current} -> {replicas}");
     Some(Decision::scale(replicas, reason))
+}
+
+/// `cpu.gate`: a scale-out asked by demand holds while the service's CPU
+/// mean is under the gate (its requests wait on something other than its
+/// own CPU), unless arrivals alone ask for more. No CPU reading: no gate.
+fn gate(state: &State, s: &Settings, desired: i64, rate: Option<f64>, reason: &mut String) -> i64 {
+    let current = i64::from(state.current_replicas);
+    let (Some(gate), Some(cpu)) = (s.cpu_gate, state.cpu().filter(|a| a.reporting > 0)) else { return desired };
+    if desired <= current || cpu.value.mean >= gate {
+        return desired;
+    }
+    let by_rate = match (s.rate_target, rate) {
+        (Some(target), Some(rate)) => count(rate / target),
+        _ => 0,
+    };
+    let held = desired.min(by_rate.max(current));
+    let _ = write!(reason, ", held at {held}: cpu mean {} under cpu.gate {}", Figure(cpu.value.mean), Figure(gate));
+    held
 }

@@ -168,3 +168,47 @@ fn no_demand_metric_no_decision_and_bad_settings_refused() {
 fn bounded_to_max() {
     assert_eq!(target(state("max", 1, &[900.0], 0.0, 0).label("panic.settle", "0s")), Some(20));
 }
+
+#[test]
+fn under_the_cpu_gate_demand_does_not_scale_out() {
+    // A caller whose requests wait on a saturated downstream: 12 in flight
+    // on one replica (target 2 asks 6) at 0.55 of its CPU limit.
+    let b = |id: &str, cpu: f64| at_ms(id, 1, &[12.0], 0.0, 0).label("inflight.target", "2").cpu(&[cpu]);
+    let gated = |id: &str, cpu: f64| b(id, cpu).label("cpu.gate", "0.8");
+    // Settle, then ask: without a gate the panic asks 6...
+    assert_eq!(target(b("free", 0.55)), None);
+    assert_eq!(target(b("free", 0.55).now_ns(600 * MS)), Some(6));
+    // ...with the gate and the CPU under it, nothing...
+    assert_eq!(target(gated("held", 0.55)), None);
+    let d = Concurrency::decide(
+        EventBuilder::new("inflight", 12.0, Unit::Count).build(),
+        gated("held", 0.55).now_ns(600 * MS).build_for::<Concurrency>(),
+    );
+    assert_eq!(d.and_then(|d| d.target()), None, "held at the current count");
+    // ...and with the CPU at the gate, the same 6 as without one.
+    assert_eq!(target(gated("busy", 0.8)), None);
+    assert_eq!(target(gated("busy", 0.8).now_ns(600 * MS)), Some(6));
+}
+
+#[test]
+fn under_the_cpu_gate_arrivals_still_scale_out_and_scale_in_is_not_gated() {
+    // Gated, but arrivals (90/s at request-rate.target 30) ask 3 of the 6
+    // that demand asks.
+    let b = at_ms("rate", 1, &[12.0], 0.0, 0)
+        .label("inflight.target", "2")
+        .label("request-rate.target", "30")
+        .label("cpu.gate", "0.8")
+        .values("request-rate", Unit::PerSecond, &[90.0])
+        .cpu(&[0.3]);
+    assert_eq!(target(b.clone()), None);
+    assert_eq!(target(b.now_ns(600 * MS)), Some(3));
+    // An idle service of 4 replicas under the gate still scales in.
+    let idle = state("in", 4, &[0.0, 0.0, 0.0, 0.0], 0.0, 100).label("cpu.gate", "0.8").cpu(&[0.1, 0.1, 0.1, 0.1]);
+    assert_eq!(target(idle), Some(1));
+}
+
+#[test]
+fn a_gate_of_zero_is_refused() {
+    let b = state("bad", 1, &[12.0], 0.0, 0).label("cpu.gate", "0").cpu(&[0.1]);
+    assert_eq!(target(b), None);
+}

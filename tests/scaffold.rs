@@ -103,7 +103,10 @@ fn reports_demand_like_the_sdk(lang: &str, wasm: &Path) {
     let mut template = runtime.load(lang, &std::fs::read(wasm).expect("wasm")).expect("template loads");
     let settings = template.resolve::<&str, &str>(&[]).expect("default settings");
     let (inflight, queue) = (Metric::named("inflight"), Metric::named("queue"));
-    let cases: [(&[f64], u32, &[f64], u32, Option<&str>); 6] = [
+    // In flight per replica and replicas warming, the same for the queue,
+    // and how the reason must end (None: it names no demand).
+    type Case = (&'static [f64], u32, &'static [f64], u32, Option<&'static str>);
+    let cases: [Case; 6] = [
         // 10 requests arrived, 4 of them still in accept queues: 10, not 14.
         (&[6.0, 4.0], 0, &[3.0, 1.0], 0, Some("(demand 10)")),
         // Connections waiting with no request yet: the queue is the larger.

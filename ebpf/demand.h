@@ -45,12 +45,17 @@ _Static_assert((PROBE_MAX_METRICS & (PROBE_MAX_METRICS - 1)) == 0, "demand_band 
 #define DEMAND_UNIT_SHIFT 10
 #define DEMAND_MAX_UNITS ((1ULL << 24) - 1)
 
-/* Per-socket state of an accepted connection of a tracked container. */
+/* Per-socket state of an accepted connection of a tracked container. The
+ * two ends of a request usually run on two CPUs (the arrival in the
+ * softirq of the client's, the answer in the replica's thread): each end
+ * takes `start_ns` with one atomic (compare-and-swap to open, exchange to
+ * close), which moves its cache line once per end, where a read then a
+ * write moved it twice, and never lets both ends see the same request. */
 struct conn_demand {
-	__u64 start_ns; /* arrival of the open request's first segment */
+	__u64 start_ns; /* arrival of the open request's first segment; 0: none open */
 	__u64 cgroup_id; /* the owner at accept: a reused slot is not charged */
 	__u32 slot;
-	__u32 open; /* 1: a request is open */
+	__u32 pad;
 };
 
 /* Kernel-side demand accounting of one container. */
@@ -243,30 +248,33 @@ __attribute__((noinline)) __u64 demand_inflight(__u32 slot, __u64 *opened)
 	return sum.opened > sum.closed ? sum.opened - sum.closed : 0;
 }
 
-/* Connection state changes (from on_inet_sock_set_state): listeners come
- * and go, accepted connections get their storage, and a connection ending
- * with a request open abandons it. */
+/* An accepted connection of the container in `slot` (SYN_RECV ->
+ * ESTABLISHED, attributed by its cgroup `cgid`): its per-socket state. */
+static __always_inline void demand_on_accept(struct sock *sk, __u64 cgid, __u32 slot)
+{
+	struct conn_demand *c = bpf_sk_storage_get(&conn_demand, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (c) {
+		c->cgroup_id = cgid;
+		c->slot = slot;
+		c->start_ns = 0;
+	}
+}
+
+/* Connection state changes (from on_inet_sock_set_state, which calls
+ * demand_on_accept itself with the slot it looks up anyway): listeners
+ * come and go, and a connection ending with a request open abandons it. */
 static __always_inline void demand_on_state(struct sock *sk, int oldstate, int newstate)
 {
-	if (newstate == TCP_LISTEN || (oldstate == TCP_SYN_RECV && newstate == TCP_ESTABLISHED)) {
+	if (newstate == TCP_LISTEN) {
 		if (sk->sk_protocol != IPPROTO_TCP)
 			return;
 		__u64 cgid = sk->sk_cgrp_data.cgroup->kn->id;
 		__u32 *slot = bpf_map_lookup_elem(&slots, &cgid);
 		if (!slot)
 			return;
-		if (newstate == TCP_LISTEN) {
-			__u64 key = (__u64)sk;
-			struct listener l = { .cgroup_id = cgid, .slot = *slot, .last = 0 };
-			bpf_map_update_elem(&listeners, &key, &l, BPF_NOEXIST);
-			return;
-		}
-		struct conn_demand *c = bpf_sk_storage_get(&conn_demand, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-		if (c) {
-			c->cgroup_id = cgid;
-			c->slot = *slot;
-			c->open = 0;
-		}
+		__u64 key = (__u64)sk;
+		struct listener l = { .cgroup_id = cgid, .slot = *slot, .last = 0 };
+		bpf_map_update_elem(&listeners, &key, &l, BPF_NOEXIST);
 		return;
 	}
 	if (oldstate == TCP_LISTEN) {
@@ -283,10 +291,12 @@ static __always_inline void demand_on_state(struct sock *sk, int oldstate, int n
 	}
 	if (newstate != TCP_FIN_WAIT1 && newstate != TCP_LAST_ACK && newstate != TCP_CLOSE)
 		return;
-	struct conn_demand *c = bpf_sk_storage_get(&conn_demand, sk, 0, 0);
-	if (!c || !c->open)
+	/* Untracked containers' sockets: no storage, no helper call. */
+	if (!sk->sk_bpf_storage)
 		return;
-	c->open = 0;
+	struct conn_demand *c = bpf_sk_storage_get(&conn_demand, sk, 0, 0);
+	if (!c || !__sync_lock_test_and_set(&c->start_ns, 0))
+		return;
 	__u32 slot = c->slot;
 	struct demand_cpu *dc = bpf_map_lookup_elem(&demand_cpu, &slot);
 	struct tracked_cfg *cfg = slot_cfg(slot, c->cgroup_id);
@@ -309,23 +319,30 @@ int BPF_PROG(on_tcp_probe, struct sock *sk, struct sk_buff *skb)
 	/* Untracked containers' sockets (all but a few): no storage at all. */
 	if (!sk->sk_bpf_storage)
 		return 0;
-	struct conn_demand *c = bpf_sk_storage_get(&conn_demand, sk, 0, 0);
-	if (!c || c->open)
-		return 0;
+	/* A bare ACK (or FIN), most segments of a tracked connection but its
+	 * requests: the skb's own control block says so, before any helper. */
 	__u32 seq = *(__u32 *)&skb->cb[0], end_seq = *(__u32 *)&skb->cb[4];
 	__u8 flags = skb->cb[12];
 	__u32 len = end_seq - seq - !!(flags & DEMAND_TCP_FIN) - !!(flags & DEMAND_TCP_SYN);
 	if (!len || len > (1u << 31))
-		return 0; /* a bare ACK (or FIN) */
+		return 0;
+	struct conn_demand *c = bpf_sk_storage_get(&conn_demand, sk, 0, 0);
+	if (!c)
+		return 0;
 	__u32 slot = c->slot;
 	struct demand_cpu *dc = bpf_map_lookup_elem(&demand_cpu, &slot);
 	struct tracked_cfg *cfg = slot_cfg(slot, c->cgroup_id);
 	if (!dc || !cfg)
 		return 0;
+	/* Opens a request if none is: one compare-and-swap takes the line
+	 * (a later segment of an open request only pays a clock read). */
 	__u64 now = bpf_ktime_get_ns();
-	c->start_ns = now;
-	c->open = 1;
-	__sync_fetch_and_add(&dc->opened, 1);
+	if (__sync_val_compare_and_swap(&c->start_ns, 0, now))
+		return 0;
+	/* Only this program writes `opened`, on its own CPU's copy, and a
+	 * program never runs nested in itself on one CPU (the kernel skips
+	 * such a run): a plain increment, no locked instruction. */
+	READ_ONCE(dc->opened) = dc->opened + 1;
 	return 0;
 }
 
@@ -337,11 +354,13 @@ int BPF_PROG(on_tcp_sendmsg, struct sock *sk)
 	if (!sk->sk_bpf_storage)
 		return 0;
 	struct conn_demand *c = bpf_sk_storage_get(&conn_demand, sk, 0, 0);
-	if (!c || !c->open)
+	if (!c)
 		return 0;
-	__u64 now = bpf_ktime_get_ns();
-	__u64 took = now - c->start_ns;
-	c->open = 0;
+	/* Closes the open request, if any, with one exchange. */
+	__u64 start = __sync_lock_test_and_set(&c->start_ns, 0);
+	if (!start)
+		return 0;
+	__u64 took = bpf_ktime_get_ns() - start;
 	__u32 slot = c->slot;
 	struct demand_state *d = bpf_map_lookup_elem(&demand, &slot);
 	struct demand_cpu *dc = bpf_map_lookup_elem(&demand_cpu, &slot);

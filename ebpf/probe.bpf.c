@@ -400,6 +400,8 @@ int BPF_PROG(on_inet_sock_set_state, const struct sock *sk, const int oldstate, 
 	if (!slot)
 		return 0;
 	__u32 s = *slot;
+	if (delta > 0)
+		demand_on_accept((struct sock *)sk, cgid, s);
 	struct cg_state *st = bpf_map_lookup_elem(&state, &s);
 	struct tracked_cfg *cfg = bpf_map_lookup_elem(&configs, &s);
 	if (!st || !cfg)

@@ -18,7 +18,7 @@ use common::{host_exe, rust_target};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use host::model::{Event, State};
+use host::model::{Event, Metric, State, Unit};
 use host::policy::{LoadedPolicy, Runtime, RuntimeConfig};
 
 fn run(dir: &Path, program: &str, args: &[&str]) -> String {
@@ -94,27 +94,70 @@ fn agrees_with_threshold(lang: &str, wasm: &Path) {
     }
 }
 
+/// The template's `demand` helper (the Rust SDK's `State::demand()` in
+/// Rust) gives what the SDK's does: the larger of the service's in-flight
+/// and queue sums over the reporting replicas, never their sum, nothing
+/// when neither is reported. The template's reason for a scale says it.
+fn reports_demand_like_the_sdk(lang: &str, wasm: &Path) {
+    let runtime = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    let mut template = runtime.load(lang, &std::fs::read(wasm).expect("wasm")).expect("template loads");
+    let settings = template.resolve::<&str, &str>(&[]).expect("default settings");
+    let (inflight, queue) = (Metric::named("inflight"), Metric::named("queue"));
+    // In flight per replica and replicas warming, the same for the queue,
+    // and how the reason must end (None: it names no demand).
+    type Case = (&'static [f64], u32, &'static [f64], u32, Option<&'static str>);
+    let cases: [Case; 6] = [
+        // 10 requests arrived, 4 of them still in accept queues: 10, not 14.
+        (&[6.0, 4.0], 0, &[3.0, 1.0], 0, Some("(demand 10)")),
+        // Connections waiting with no request yet: the queue is the larger.
+        (&[1.0], 0, &[5.0], 0, Some("(demand 5)")),
+        (&[7.0], 0, &[], 0, Some("(demand 7)")),
+        (&[], 0, &[2.0], 0, Some("(demand 2)")),
+        // Every replica warming up: not reported.
+        (&[], 2, &[], 2, None),
+        (&[], 0, &[], 0, None),
+    ];
+    for (flight, flight_warming, queued, queue_warming, expected) in cases {
+        let mut state = State::replicas(2, 1, 5).with_cpu(&[0.9, 0.9]).with_settings(settings.clone());
+        if !flight.is_empty() || flight_warming > 0 {
+            state = state.with_metric(inflight.clone(), Unit::Count, flight, flight_warming);
+        }
+        if !queued.is_empty() || queue_warming > 0 {
+            state = state.with_metric(queue.clone(), Unit::Count, queued, queue_warming);
+        }
+        let decision = template.decide(&Event::cpu(0.9), &state).expect("call").expect("a hot service scales");
+        match expected {
+            Some(said) => assert!(decision.reason.ends_with(said), "{lang}: {flight:?} / {queued:?}: {decision:?}"),
+            None => assert!(!decision.reason.contains("demand"), "{lang}: nothing reported: {decision:?}"),
+        }
+    }
+}
+
 #[test]
 fn rust_project_builds_and_passes_its_tests() {
-    scaffold_build_and_test("rust");
+    let (wasm, _project) = scaffold_build_and_test("rust");
+    reports_demand_like_the_sdk("rust", &wasm);
 }
 
 #[test]
 fn python_project_builds_and_passes_its_tests() {
     let (wasm, _project) = scaffold_build_and_test("python");
     agrees_with_threshold("python", &wasm);
+    reports_demand_like_the_sdk("python", &wasm);
 }
 
 #[test]
 fn js_project_builds_and_passes_its_tests() {
     let (wasm, _project) = scaffold_build_and_test("js");
     agrees_with_threshold("js", &wasm);
+    reports_demand_like_the_sdk("js", &wasm);
 }
 
 #[test]
 fn c_project_builds_and_passes_its_tests() {
     let (wasm, _project) = scaffold_build_and_test("c");
     agrees_with_threshold("c", &wasm);
+    reports_demand_like_the_sdk("c", &wasm);
 }
 
 #[test]

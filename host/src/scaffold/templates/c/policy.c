@@ -69,6 +69,26 @@ static const aggregate_t *metric(const policy_state_t *state, const char *name) 
     return NULL;
 }
 
+// The requests the service holds: the larger of the requests in flight and
+// the connections queued, summed over the reporting replicas; NAN when
+// neither is reported.
+//
+// Not their sum: `inflight` counts a request from the arrival of its data,
+// accept-queue time included, so a queued connection whose request has
+// arrived is in both (docs/demand.md). `queue` is larger only when
+// connections wait with no request yet (a SYN backlog, a client that has
+// not sent), which `inflight` cannot see.
+__attribute__((unused)) static double demand(const policy_state_t *state) {
+    const aggregate_t *inflight = metric(state, "inflight"), *queue = metric(state, "queue");
+    bool has_inflight = inflight != NULL && inflight->reporting > 0;
+    bool has_queue = queue != NULL && queue->reporting > 0;
+    if (!has_inflight && !has_queue) {
+        return NAN;
+    }
+    double a = has_inflight ? inflight->value.sum : 0.0, b = has_queue ? queue->value.sum : 0.0;
+    return fmax(a, b);
+}
+
 // The value of the setting `name` (`tag` says which case of `val`), or
 // NULL when it has none.
 static const setting_value_t *setting(const policy_state_t *state, const char *name) {
@@ -112,8 +132,8 @@ static bool rule(const policy_event_t *event, const policy_state_t *state, polic
     // Demand past saturation (docs/demand.md): requests in flight and waiting
     // to be accepted, summed over the replicas; with it a rule can ask for
     // the count the load needs in one step:
-    //   const aggregate_t *inflight = metric(state, "inflight");  // also "queue", "request-rate"
-    //   uint32_t needed = inflight ? (uint32_t)ceil(inflight->value.sum / 10) : 0;  // 10 per replica
+    //   double held = demand(state);  // also metric(state, "request-rate"), "response-time-p95"
+    //   uint32_t needed = isnan(held) ? 0 : (uint32_t)ceil(held / 10);  // 10 per replica
     if (cpu == NULL || cpu->reporting == 0) {
         return false;  // not measured, or every replica still warming up
     }
@@ -137,8 +157,12 @@ static bool rule(const policy_event_t *event, const policy_state_t *state, polic
     if (target == current) {
         return false;
     }
-    char reason[96];
-    snprintf(reason, sizeof reason, "mean cpu %.2f: %u -> %u", mean, current, target);
+    char reason[128];
+    double held = demand(state);
+    int at = snprintf(reason, sizeof reason, "mean cpu %.2f: %u -> %u", mean, current, target);
+    if (!isnan(held) && at > 0 && (size_t)at < sizeof reason) {
+        snprintf(reason + at, sizeof reason - at, " (demand %g)", held);
+    }
     ret->action.tag = AUTOSCALER_POLICY_TYPES_ACTION_SCALE;
     ret->action.val.scale = target;
     policy_string_dup(&ret->reason, reason);

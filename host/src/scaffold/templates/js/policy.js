@@ -49,14 +49,30 @@ function metric(state, name) {
     return state.metrics.find((aggregate) => aggregate.metric === name);
 }
 
+// The requests the service holds: the larger of the requests in flight and
+// the connections queued, summed over the reporting replicas; `undefined`
+// when neither is reported.
+//
+// Not their sum: `inflight` counts a request from the arrival of its data,
+// accept-queue time included, so a queued connection whose request has
+// arrived is in both (docs/demand.md). `queue` is larger only when
+// connections wait with no request yet (a SYN backlog, a client that has
+// not sent), which `inflight` cannot see.
+function demand(state) {
+    const sums = [metric(state, 'inflight'), metric(state, 'queue')]
+        .filter((aggregate) => aggregate !== undefined && aggregate.reporting > 0)
+        .map((aggregate) => aggregate.value.sum);
+    return sums.length === 0 ? undefined : Math.max(0, ...sums);
+}
+
 // The rule: a decision for this event and state, or `undefined`.
 function rule(event, state) {
     const cpu = metric(state, 'cpu');
     // Demand past saturation (docs/demand.md): requests in flight and waiting
     // to be accepted, summed over the replicas; with it a rule can ask for
     // the count the load needs in one step:
-    //   const inflight = metric(state, 'inflight'); // also 'queue', 'request-rate', 'response-time-p95'
-    //   const needed = inflight && Math.ceil(inflight.value.sum / 10); // 10 per replica
+    //   const held = demand(state); // also metric(state, 'request-rate'), 'response-time-p95'
+    //   const needed = held === undefined ? undefined : Math.ceil(held / 10); // 10 per replica
     if (cpu === undefined || cpu.reporting === 0) {
         return undefined; // not measured, or every replica still warming up
     }
@@ -81,7 +97,9 @@ function rule(event, state) {
     if (target === current) {
         return undefined;
     }
-    return { action: { tag: 'scale', val: target }, reason: `mean cpu ${mean.toFixed(2)}: ${current} -> ${target}` };
+    const held = demand(state);
+    const also = held === undefined ? '' : ` (demand ${held})`;
+    return { action: { tag: 'scale', val: target }, reason: `mean cpu ${mean.toFixed(2)}: ${current} -> ${target}${also}` };
 }
 
 // What the daemon calls. An exception in `rule` is logged with its stack

@@ -50,13 +50,28 @@ def metric(state: types.State, name: str) -> Optional[types.Aggregate]:
     return next((aggregate for aggregate in state.metrics if aggregate.metric == name), None)
 
 
+def demand(state: types.State) -> Optional[float]:
+    """The requests the service holds: the larger of the requests in flight
+    and the connections queued, summed over the reporting replicas; None
+    when neither is reported.
+
+    Not their sum: `inflight` counts a request from the arrival of its data,
+    accept-queue time included, so a queued connection whose request has
+    arrived is in both (docs/demand.md). `queue` is larger only when
+    connections wait with no request yet (a SYN backlog, a client that has
+    not sent), which `inflight` cannot see."""
+    reported = (metric(state, "inflight"), metric(state, "queue"))
+    sums = [a.value.sum for a in reported if a is not None and a.reporting > 0]
+    return max(0.0, *sums) if sums else None
+
+
 def decide(event: types.Event, state: types.State) -> Optional[types.Decision]:
     cpu = metric(state, "cpu")
     # Demand past saturation (docs/demand.md): requests in flight and waiting
     # to be accepted, summed over the replicas; with it a rule can ask for the
     # count the load needs in one step:
-    #   inflight = metric(state, "inflight")  # also "queue", "request-rate", "response-time-p95"
-    #   needed = math.ceil(inflight.value.sum / 10) if inflight else None  # 10 per replica
+    #   held = demand(state)  # also metric(state, "request-rate"), "response-time-p95"
+    #   needed = math.ceil(held / 10) if held is not None else None  # 10 per replica
     if cpu is None or cpu.reporting == 0:
         return None  # not measured, or every replica still warming up
     upper, lower = setting(state, "cpu.upper"), setting(state, "cpu.lower")
@@ -74,7 +89,9 @@ def decide(event: types.Event, state: types.State) -> Optional[types.Decision]:
         return None
     if target == current:
         return None
-    return types.Decision(action=types.Action_Scale(target), reason=f"mean cpu {mean:.2f}: {current} -> {target}")
+    held = demand(state)
+    also = "" if held is None else f" (demand {held:g})"
+    return types.Decision(action=types.Action_Scale(target), reason=f"mean cpu {mean:.2f}: {current} -> {target}{also}")
 
 
 class WitWorld(wit_world.WitWorld):

@@ -31,8 +31,8 @@ impl Policy for Rule {
         // Demand past saturation (docs/demand.md): requests in flight and
         // waiting to be accepted, summed over the replicas; with it a rule
         // can ask for the count the load needs in one step:
-        // let inflight = state.inflight().map_or(0.0, |a| a.value.sum);
-        // let needed = (inflight / 10.0).ceil() as i64; // 10 in flight per replica
+        // let held = state.demand().unwrap_or(0.0); // also state.request_rate(), state.response_time(95)
+        // let needed = (held / 10.0).ceil() as i64; // 10 per replica
         let (upper, lower) = (state.number("cpu.upper")?, state.number("cpu.lower")?);
         let current = state.current_replicas;
         let mean = cpu.value.mean;
@@ -43,7 +43,8 @@ impl Policy for Rule {
         } else {
             return None;
         };
-        (target != current).then(|| Decision::scale(target, format!("mean cpu {mean:.2}: {current} -> {target}")))
+        let also = state.demand().map(|held| format!(" (demand {held})")).unwrap_or_default();
+        (target != current).then(|| Decision::scale(target, format!("mean cpu {mean:.2}: {current} -> {target}{also}")))
     }
 }
 

@@ -9,7 +9,19 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use super::state::ContainerInfo;
+/// A running task container, as Swarm lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerInfo {
+    /// Full container id.
+    pub id: String,
+    /// The service its task belongs to.
+    pub service_id: String,
+    /// The Swarm node its task runs on (the probe that measures it is that
+    /// node's).
+    pub node_id: String,
+    /// When it started running, CLOCK_MONOTONIC ns (warm-up counts from here).
+    pub started_ns: u64,
+}
 
 /// Containers by id, with an index by service id kept in step.
 #[derive(Debug, Default)]

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use bollard::models::{EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum, Service, ServiceSpec};
 
 use super::super::labels::{self, LabelErrors, Published, ServiceConfig};
+pub use super::containers::ContainerInfo;
 use super::containers::Containers;
 use crate::model::{Thresholds, Tracked};
 
@@ -65,20 +66,6 @@ pub fn spec_replicas(spec: &ServiceSpec) -> Option<u32> {
     let replicated = spec.mode.as_ref()?.replicated.as_ref()?;
     // Docker's default for a replicated service without a count is 1.
     Some(u32::try_from(replicated.replicas.unwrap_or(1).max(0)).unwrap_or(u32::MAX))
-}
-
-/// A running task container, as Swarm lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerInfo {
-    /// Full container id.
-    pub id: String,
-    /// The service its task belongs to.
-    pub service_id: String,
-    /// The Swarm node its task runs on (the probe that measures it is that
-    /// node's).
-    pub node_id: String,
-    /// When it started running, CLOCK_MONOTONIC ns (warm-up counts from here).
-    pub started_ns: u64,
 }
 
 /// One thing that happened, as the watcher reports it.

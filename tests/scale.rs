@@ -29,6 +29,7 @@ async fn a_simulated_swarm_of_20_nodes_and_200_services_drops_nothing_and_scales
         task_delay: Duration::from_millis(50),
         host: common::host_exe().into(),
         cache_dir: std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("scale-cache"),
+        rss_every: Duration::ZERO,
     };
     let report = sim::run(&run).await.unwrap_or_else(|e| panic!("{e}"));
     eprintln!("{report:#?}");
@@ -61,6 +62,7 @@ async fn a_peer_sending_100k_distinct_metric_names_grows_neither_rss_nor_metrics
         task_delay: Duration::from_millis(50),
         host: env!("CARGO_BIN_EXE_host").into(),
         cache_dir: std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("scale-cache"),
+        rss_every: Duration::ZERO,
     };
     let flood = sim::flood(&run, 100_000, 100_000).await.unwrap_or_else(|e| panic!("{e}"));
     eprintln!("{flood:#?}");
@@ -73,4 +75,23 @@ async fn a_peer_sending_100k_distinct_metric_names_grows_neither_rss_nor_metrics
     let (m0, m1) = flood.metrics_bytes;
     // Counters gain digits (one per factor of ten), nothing else.
     assert!(m1 < m0 + 256, "/metrics grew from {m0} to {m1} bytes");
+}
+
+/// The memory slope of a long run (the benchmark's `SCALE_RSS_EVERY`): MiB
+/// per hour by least squares over the samples after the warm-up.
+#[test]
+fn the_rss_slope_is_the_least_squares_line_after_the_warm_up() {
+    // 2 MiB per 10 minutes after a warm-up that jumped from 10 to 40 MiB.
+    let mut samples = vec![(0.0, 10.0), (30.0, 40.0)];
+    samples.extend((0..=6).map(|k| (60.0 + 100.0 * k as f64, 40.0 + 2.0 * k as f64 / 6.0)));
+    let (slope, used) = sim::rss_slope(&samples, 60.0).expect("a slope");
+    assert_eq!(used, 7);
+    assert!((slope - 12.0).abs() < 1e-9, "slope {slope} MiB/h");
+    // Flat, with +-0.5 MiB of noise around it (whose own line falls 0.11
+    // MiB an hour: the last sample is a low one).
+    let flat: Vec<(f64, f64)> =
+        (0..100).map(|k| (k as f64 * 10.0, 50.0 + if k % 2 == 0 { 0.5 } else { -0.5 })).collect();
+    let (slope, _) = sim::rss_slope(&flat, 0.0).expect("a slope");
+    assert!((slope + 0.108).abs() < 0.001, "slope {slope} MiB/h");
+    assert_eq!(sim::rss_slope(&samples[..2], 0.0), None, "two samples are no slope");
 }

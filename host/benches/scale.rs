@@ -13,7 +13,11 @@
 //! `SCALE_SIZES=nodes:services:replicas,...` picks the sizes (default: the
 //! issue's grid up to 100 nodes, 1,000 services, 10,000 replicas);
 //! `SCALE_SECONDS` the load phase (default 20); `SCALE_HOST` another `host`
-//! binary (to compare a build before a change).
+//! binary (to compare a build before a change); `SCALE_CROSSINGS` the
+//! crossings per run (default one per two seconds of load);
+//! `SCALE_RSS_EVERY=SECONDS` samples the daemon's RSS during the load and
+//! prints its least-squares slope (MiB per hour) after a warm-up of a tenth
+//! of the load (at least 60 s): the one-hour leak check.
 
 #[allow(dead_code)] // `percentile`: the harness computes its own.
 mod common;
@@ -29,6 +33,8 @@ fn main() -> anyhow::Result<()> {
     println!("machine: {}", common::machine());
     let sizes = std::env::var("SCALE_SIZES").unwrap_or_else(|_| "1:10:10,10:100:10,10:100:100,100:1000:10".into());
     let seconds: u64 = std::env::var("SCALE_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
+    let crossings: Option<usize> = std::env::var("SCALE_CROSSINGS").ok().and_then(|s| s.parse().ok());
+    let rss_every: u64 = std::env::var("SCALE_RSS_EVERY").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
     let host = std::env::var("SCALE_HOST").unwrap_or_else(|_| env!("CARGO_BIN_EXE_host").into());
     println!("host: {host}; load phase {seconds} s");
     println!(
@@ -45,10 +51,11 @@ fn main() -> anyhow::Result<()> {
             services: n[1],
             replicas: n[2],
             duration: Duration::from_secs(seconds),
-            crossings: (seconds as usize / 2).max(1),
+            crossings: crossings.unwrap_or((seconds as usize / 2).max(1)),
             task_delay: Duration::from_millis(100),
             host: host.clone().into(),
             cache_dir: std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("scale-cache"),
+            rss_every: Duration::from_secs(rss_every),
         };
         let r = runtime.block_on(sim::run(&run)).map_err(|e| anyhow::anyhow!("{size}: {e}"))?;
         let drops = r.agent_dropped as f64 + r.decider_dropped + r.other_dropped;
@@ -77,6 +84,20 @@ fn main() -> anyhow::Result<()> {
             format!("{}/{}/{}", n[0], n[1], n[1] * n[2]),
             [r.events_per_sec, r.cpu_cores, r.rss_mib.1, r.write_ms.1, r.task_reads.2],
         ));
+        if !r.rss_samples.is_empty() {
+            let warmup = (seconds as f64 / 10.0).max(60.0);
+            let samples: Vec<String> = r.rss_samples.iter().map(|(t, m)| format!("{t:.0}:{m:.1}")).collect();
+            println!("  RSS samples (s:MiB): {}", samples.join(" "));
+            match sim::rss_slope(&r.rss_samples, warmup) {
+                Some((slope, used)) => println!(
+                    "  RSS slope after {warmup:.0} s warm-up: {slope:+.2} MiB/hour over {used} samples ({}); replicas {} -> {}",
+                    if slope.abs() < 1.0 { "flat" } else { "growing" },
+                    n[1] * n[2],
+                    r.replicas_end,
+                ),
+                None => println!("  RSS slope: too few samples after {warmup:.0} s"),
+            }
+        }
         if !r.unknown_requests.is_empty() {
             println!("  (requests the fake engine did not serve: {:?})", r.unknown_requests);
         }

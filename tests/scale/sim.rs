@@ -53,6 +53,9 @@ pub struct Run {
     /// The daemon's compile cache (kept between runs: compiling the
     /// policies is not what is measured).
     pub cache_dir: PathBuf,
+    /// Sample the daemon's RSS this often during the load (zero: only at
+    /// the end); the samples give the memory slope of a long run.
+    pub rss_every: Duration,
 }
 
 /// What a run measured.
@@ -91,6 +94,24 @@ pub struct Report {
     pub setup_ms: f64,
     /// Requests the fake engine could not serve.
     pub unknown_requests: BTreeMap<String, u64>,
+    /// (seconds into the load, RSS MiB) every `Run::rss_every`.
+    pub rss_samples: Vec<(f64, f64)>,
+    /// Replicas in the fake swarm at the end (crossings add some).
+    pub replicas_end: usize,
+}
+
+/// Least-squares slope of RSS over the samples after `warmup` seconds, in
+/// MiB per hour, with the number of samples used; `None` under 3 samples.
+pub fn rss_slope(samples: &[(f64, f64)], warmup: f64) -> Option<(f64, usize)> {
+    let kept: Vec<(f64, f64)> = samples.iter().copied().filter(|(t, _)| *t >= warmup).collect();
+    let n = kept.len() as f64;
+    if kept.len() < 3 {
+        return None;
+    }
+    let (mt, mr) = (kept.iter().map(|s| s.0).sum::<f64>() / n, kept.iter().map(|s| s.1).sum::<f64>() / n);
+    let cov: f64 = kept.iter().map(|(t, r)| (t - mt) * (r - mr)).sum();
+    let var: f64 = kept.iter().map(|(t, _)| (t - mt) * (t - mt)).sum();
+    (var > 0.0).then(|| (cov / var * 3600.0, kept.len()))
 }
 
 struct Daemon {
@@ -320,6 +341,18 @@ pub async fn run(run: &Run) -> Result<Report, String> {
     let served_before = engine.served();
     let (cpu0, _, _) = usage(daemon.child.id());
     let load_start = Instant::now();
+    let sampler = (!run.rss_every.is_zero()).then(|| {
+        let (pid, every, duration) = (daemon.child.id(), run.rss_every, run.duration);
+        tokio::spawn(async move {
+            let mut samples = Vec::new();
+            let mut tick = tokio::time::interval(every);
+            while load_start.elapsed() < duration {
+                tick.tick().await;
+                samples.push((load_start.elapsed().as_secs_f64(), usage(pid).1));
+            }
+            samples
+        })
+    });
     let hot: Arc<std::sync::Mutex<Option<Vec<String>>>> = Arc::default();
     let mut senders = Vec::new();
     let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -384,6 +417,10 @@ pub async fn run(run: &Run) -> Result<Report, String> {
         let _ = s.await;
     }
     let elapsed = load_start.elapsed().as_secs_f64();
+    let rss_samples = match sampler {
+        Some(s) => s.await.unwrap_or_default(),
+        None => Vec::new(),
+    };
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (cpu1, rss, hwm) = usage(daemon.child.id());
     let after = metrics(metrics_port);
@@ -423,6 +460,8 @@ pub async fn run(run: &Run) -> Result<Report, String> {
         ),
         setup_ms,
         unknown_requests: served.unknown,
+        rss_samples,
+        replicas_end: engine.services().values().map(|(_, c)| c.len()).sum(),
     })
 }
 

@@ -61,6 +61,10 @@ struct Waiting {
     order: VecDeque<String>,
     /// No more jobs: the thread ends once the queue is empty.
     closed: bool,
+    /// The thread waits for a job: only then does a new one wake it (a
+    /// wake is a system call, and at thousands of readings a second the
+    /// thread is mostly busy).
+    idle: bool,
 }
 
 /// One policy's queue, shared with its thread.
@@ -117,7 +121,9 @@ impl PolicyWorkers {
         } else {
             waiting.order.push_back(service);
         }
-        worker.queue.ready.notify_one();
+        if waiting.idle {
+            worker.queue.ready.notify_one();
+        }
         Ok(())
     }
 
@@ -194,7 +200,9 @@ fn run(queue: &Queue, answers: &mpsc::Sender<Decided>) {
                 if waiting.closed {
                     return;
                 }
+                waiting.idle = true;
                 waiting = queue.ready.wait(waiting).unwrap_or_else(|p| p.into_inner());
+                waiting.idle = false;
             }
         };
         let span = tracing::debug_span!(
@@ -290,6 +298,32 @@ mod tests {
         }
         assert_eq!(seen, [0.91, 0.92, 0.95], "the stale jobs were dropped, in order otherwise");
         assert!(testing::no_answer(&mut answers, Duration::from_millis(200)).await.is_none());
+    }
+
+    /// The thread is woken only while it waits: a job submitted while it
+    /// is busy, or just as it goes idle, is still decided.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_job_is_decided_whether_the_thread_was_busy_or_idle() {
+        let set = testing::policy_set(&[("threshold", THRESHOLD)]);
+        let (tx, mut answers) = mpsc::channel(1024);
+        let mut policy_workers = PolicyWorkers::new(tx);
+        for round in 0..50 {
+            // One job after the thread went idle, then a burst while busy.
+            let burst = if round % 2 == 0 { 1 } else { 20 };
+            for k in 0..burst {
+                policy_workers.submit(job(&set, "threshold", &format!("s{k}"), 0.9, "none")).expect("submit");
+            }
+            for _ in 0..burst {
+                let done = testing::answer(&mut answers).await;
+                assert!(done.result.is_ok(), "{:?}", done.result);
+            }
+            if round % 5 == 0 {
+                // Let the thread reach its wait.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        assert_eq!(policy_workers.coalesced().load(Ordering::Relaxed), 0);
+        assert!(testing::no_answer(&mut answers, Duration::from_millis(100)).await.is_none());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -96,6 +96,13 @@ impl ServiceView {
 
     /// The replica `container` of `service`, created when new.
     fn replica(&mut self, service: &str, container: &str, started_ns: u64) -> &mut Replica {
+        // A replica that reported before: no key to allocate (the hot path,
+        // one reading per replica per second).
+        if self.services.get(service).is_some_and(|replicas| replicas.contains_key(container)) {
+            let replica = self.services.get_mut(service).and_then(|r| r.get_mut(container)).expect("present");
+            replica.started_ns = started_ns;
+            return replica;
+        }
         self.owners.entry(container.to_string()).or_insert_with(|| service.to_string());
         let replica = self
             .services

@@ -314,12 +314,13 @@ impl<W: Writer> Shared<W> {
 
     /// Record what the service's policy asked for (or kept) at `at_ns`.
     fn asked(&self, service_id: &str, at_ns: u64, replicas: u32) {
-        self.history
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(service_id.to_string())
-            .or_default()
-            .asked(at_ns, replicas);
+        let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        // Every answer of every policy comes here: no key to allocate for
+        // a service seen before.
+        match history.get_mut(service_id) {
+            Some(h) => h.asked(at_ns, replicas),
+            None => history.entry(service_id.to_string()).or_default().asked(at_ns, replicas),
+        }
     }
 
     /// Record a scale carried out for `request`, at the time its policy

@@ -12,6 +12,7 @@
 //! Invariant: this module knows nothing of policies or probes beyond the
 //! [`crate::model::Tracked`] values it hands out; the daemon does the tracking.
 
+mod containers;
 pub mod state;
 pub mod sweep;
 pub mod watch;

@@ -10,6 +10,8 @@ use std::sync::Arc;
 use bollard::models::{EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum, Service, ServiceSpec};
 
 use super::super::labels::{self, LabelErrors, Published, ServiceConfig};
+pub use super::containers::ContainerInfo;
+use super::containers::Containers;
 use crate::model::{Thresholds, Tracked};
 
 /// A service as read from Docker.
@@ -64,20 +66,6 @@ pub fn spec_replicas(spec: &ServiceSpec) -> Option<u32> {
     let replicated = spec.mode.as_ref()?.replicated.as_ref()?;
     // Docker's default for a replicated service without a count is 1.
     Some(u32::try_from(replicated.replicas.unwrap_or(1).max(0)).unwrap_or(u32::MAX))
-}
-
-/// A running task container, as Swarm lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContainerInfo {
-    /// Full container id.
-    pub id: String,
-    /// The service its task belongs to.
-    pub service_id: String,
-    /// The Swarm node its task runs on (the probe that measures it is that
-    /// node's).
-    pub node_id: String,
-    /// When it started running, CLOCK_MONOTONIC ns (warm-up counts from here).
-    pub started_ns: u64,
 }
 
 /// One thing that happened, as the watcher reports it.
@@ -228,7 +216,7 @@ pub struct Inventory {
     /// Services by id.
     services: HashMap<String, ServiceEntry>,
     /// Running task containers by container id: this node's, or every node's in multi-node mode.
-    containers: HashMap<String, ContainerInfo>,
+    containers: Containers,
     /// What the probe was told to track: container id -> thresholds.
     /// Ordered so that effects come out in a stable order.
     tracked: BTreeMap<String, Thresholds>,
@@ -252,7 +240,7 @@ impl Inventory {
 
     /// The running task containers of a service on this node.
     pub fn containers_of<'a>(&'a self, service_id: &'a str) -> impl Iterator<Item = &'a ContainerInfo> + 'a {
-        self.containers.values().filter(move |c| c.service_id == service_id)
+        self.containers.of_service(service_id)
     }
 
     /// Every known service, autoscaled or not.
@@ -308,20 +296,16 @@ impl Inventory {
                 for service in services {
                     self.upsert_service(service, &mut effects);
                 }
-                self.containers = containers.into_iter().map(|c| (c.id.clone(), c)).collect();
+                self.containers.replace_all(containers);
             }
             Change::Service(service) => self.upsert_service(service, &mut effects),
             Change::ServiceRemoved { id } => self.remove_service(&id, &mut effects),
             Change::ContainerStarted(container) => {
-                self.containers.insert(container.id.clone(), container);
+                self.containers.insert(container);
             }
-            Change::Containers(containers) => {
-                self.containers = containers.into_iter().map(|c| (c.id.clone(), c)).collect();
-            }
+            Change::Containers(containers) => self.containers.replace_all(containers),
             Change::ServiceContainers { services, containers } => {
-                let read: std::collections::HashSet<&str> = services.iter().map(String::as_str).collect();
-                self.containers.retain(|_, c| !read.contains(c.service_id.as_str()));
-                self.containers.extend(containers.into_iter().map(|c| (c.id.clone(), c)));
+                self.containers.replace_services(&services, containers);
             }
             Change::ContainerDied { id } => {
                 self.containers.remove(&id);
@@ -395,7 +379,7 @@ impl Inventory {
     /// container of an autoscaled service, with that service's thresholds.
     fn sync_tracking(&mut self, effects: &mut Effects) {
         let mut wanted: BTreeMap<String, Thresholds> = BTreeMap::new();
-        for (container, info) in &self.containers {
+        for (container, info) in self.containers.iter() {
             if let Some(config) = self.services.get(&info.service_id).and_then(ServiceEntry::config) {
                 wanted.insert(container.clone(), config.thresholds);
             }

@@ -31,6 +31,7 @@
 
 #[allow(dead_code)] // `percentile`: nothing here is a distribution.
 mod common;
+use common::process_cpu;
 
 #[path = "../../tests/probe/workload.rs"]
 mod workload;
@@ -276,18 +277,6 @@ fn program_stats(ours: &[u32]) -> BTreeMap<String, (u64, u64)> {
         entry.1 += p.run_count();
     }
     out
-}
-
-/// User + system CPU time of this process, all threads.
-fn process_cpu() -> Duration {
-    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: `ru` is valid for writes; RUSAGE_SELF always exists.
-    let ru = unsafe {
-        libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr());
-        ru.assume_init()
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 fn rss_mib() -> f64 {

@@ -53,6 +53,7 @@
 //! `PROBE_BENCH_ONLY=demand` runs only the demand part.
 
 mod common;
+use common::process_cpu;
 
 #[path = "../../tests/probe/openloop.rs"]
 mod openloop;
@@ -467,16 +468,4 @@ fn cfs_throttling(container_id: &str) -> Option<(u64, u64)> {
     let text = candidates.iter().find_map(|p| std::fs::read_to_string(p).ok())?;
     let field = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| v.trim().parse::<u64>().ok());
     Some((field("nr_periods ")?, field("nr_throttled ")?))
-}
-
-/// User + system CPU time of this process, all threads.
-fn process_cpu() -> Duration {
-    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: `ru` is valid for writes; RUSAGE_SELF always exists.
-    let ru = unsafe {
-        libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr());
-        ru.assume_init()
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
 }

@@ -1,5 +1,5 @@
 //! Helpers shared by the benchmarks: the machine description every
-//! benchmark prints, and percentiles.
+//! benchmark prints, percentiles, and this process's CPU time.
 
 /// CPU model, cores, memory and kernel of this machine, on one line.
 pub fn machine() -> String {
@@ -26,4 +26,17 @@ pub fn percentile(values: &mut [f64], p: usize) -> f64 {
     values.sort_by(f64::total_cmp);
     let rank = (values.len() * p).div_ceil(100).saturating_sub(1);
     values[rank.min(values.len() - 1)]
+}
+
+/// User + system CPU time of this process, all threads.
+#[allow(dead_code)] // the probe and node_scale benches only
+pub fn process_cpu() -> std::time::Duration {
+    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `ru` is valid for writes; RUSAGE_SELF always exists.
+    let ru = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr());
+        ru.assume_init()
+    };
+    let tv = |t: libc::timeval| std::time::Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
